@@ -1,0 +1,355 @@
+"""Customers: finding, resolving, creating or updating, merging, and the 360 view.
+
+Every function takes the caller's `AsyncSession` (one unit of work) and only flushes: the caller
+commits, so a resolution and whatever caused it land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_core.identities import normalise
+from crm_core.models import (
+    AuditEntry,
+    Customer,
+    CustomerStatus,
+    Identity,
+    IdentityKind,
+    Interaction,
+    InteractionKind,
+)
+from crm_core.records import CustomerRecord, cents_to_units
+from crm_core.timeline import TIMELINE_LIMIT, interaction_view, timeline
+
+__all__ = [
+    "CustomerNotFound",
+    "IdentityConflict",
+    "MergeConflict",
+    "MergeRefused",
+    "customer_view",
+    "find_customer",
+    "get_customer",
+    "merge_conflicts",
+    "merge_customers",
+    "resolve",
+    "upsert_customer",
+]
+
+
+class CustomerNotFound(LookupError):
+    pass
+
+
+class IdentityConflict(ValueError):
+    """An identity in the input already belongs to another customer."""
+
+    def __init__(self, kind: str, value: str, owner_id: int) -> None:
+        super().__init__(f"{kind}: {value} already belongs to customer {owner_id}")
+        self.kind, self.value, self.owner_id = kind, value, owner_id
+
+
+@dataclass(frozen=True, slots=True)
+class MergeConflict:
+    kind: str
+    values: tuple[tuple[str, ...], tuple[str, ...]]
+
+
+class MergeRefused(ValueError):
+    def __init__(self, reason: str, conflicts: Sequence[MergeConflict] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.conflicts = list(conflicts)
+
+
+async def get_customer(session: AsyncSession, customer_id: int) -> Customer:
+    """The live customer with this id, following merges to the survivor."""
+    for _ in range(16):  # a merge chain is short; the bound only guards against a cycle
+        customer = await session.get(Customer, customer_id)
+        if customer is None:
+            raise CustomerNotFound(f"no customer {customer_id}")
+        if customer.merged_into_id is None:
+            return customer
+        customer_id = customer.merged_into_id
+    raise CustomerNotFound(f"customer {customer_id} has a broken merge chain")
+
+
+async def find_customer(session: AsyncSession, kind: str, value: str, region: str) -> Customer:
+    """The customer holding identity (kind, value); raises InvalidIdentity or CustomerNotFound."""
+    normalised = normalise(kind, value, region)
+    customer_id = await session.scalar(
+        select(Identity.customer_id).where(Identity.kind == kind, Identity.value == normalised)
+    )
+    if customer_id is None:
+        raise CustomerNotFound(f"no customer with {kind} {normalised}")
+    return await get_customer(session, customer_id)
+
+
+async def resolve(
+    session: AsyncSession, kind: str, value: str, region: str, *, verified: bool = False
+) -> tuple[Customer, bool]:
+    """The one customer behind a sender address, creating a lead if nobody has it yet.
+
+    Returns (customer, created). Safe under concurrency: two first messages from the same new
+    address race on the unique (kind, value) constraint and both end up with the same customer.
+    """
+    normalised = normalise(kind, value, region)
+    try:
+        return await find_customer(session, kind, normalised, region), False
+    except CustomerNotFound:
+        pass
+    try:
+        async with session.begin_nested():
+            customer = Customer(status=CustomerStatus.LEAD.value)
+            session.add(customer)
+            await session.flush()
+            session.add(
+                Identity(customer_id=customer.id, kind=kind, value=normalised, verified=verified)
+            )
+            await session.flush()
+    except IntegrityError:
+        return await find_customer(session, kind, normalised, region), False
+    return customer, True
+
+
+async def _identity_owners(
+    session: AsyncSession, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    wanted = list(pairs)
+    owners: dict[tuple[str, str], int] = {}
+    for kind, value in wanted:
+        owner = await session.scalar(
+            select(Identity.customer_id).where(Identity.kind == kind, Identity.value == value)
+        )
+        if owner is not None:
+            owners[(kind, value)] = owner
+    return owners
+
+
+def _apply_record(customer: Customer, record: CustomerRecord) -> None:
+    for name in ("name", "language", "timezone", "country"):
+        value = getattr(record, name)
+        if value is not None:
+            setattr(customer, name, value)
+    for name in ("revenue_cents", "cost_to_serve_cents", "potential_value_cents"):
+        value = getattr(record, name)
+        if value is not None:
+            setattr(customer, name, value)
+    if record.attributes:
+        customer.attributes = {**(customer.attributes or {}), **record.attributes}
+    customer.status = CustomerStatus.CUSTOMER.value
+
+
+async def upsert_customer(session: AsyncSession, record: CustomerRecord) -> tuple[Customer, bool]:
+    """Create the customer with this external id, or update it. Returns (customer, created).
+
+    Fields not given keep their stored value; attributes are merged key by key. An e-mail, phone
+    or Telegram id that belongs to another customer is refused (IdentityConflict): joining two
+    people is a merge, and a merge is a deliberate act.
+    """
+    owners = await _identity_owners(session, record.identities())
+    external_key = (IdentityKind.EXTERNAL.value, record.external_id)
+    customer_id = owners.get(external_key)
+    for (kind, value), owner in owners.items():
+        if owner != customer_id:
+            raise IdentityConflict(kind, value, owner)
+    created = customer_id is None
+    if customer_id is None:
+        customer = Customer()
+        session.add(customer)
+        await session.flush()
+    else:
+        customer = await get_customer(session, customer_id)
+    _apply_record(customer, record)
+    for kind, value in record.identities():
+        if (kind, value) not in owners:
+            session.add(Identity(customer_id=customer.id, kind=kind, value=value))
+    await session.flush()
+    return customer, created
+
+
+# --- merging ------------------------------------------------------------------------------------
+
+
+def merge_conflicts(survivor: Iterable[Identity], other: Iterable[Identity]) -> list[MergeConflict]:
+    """Kinds where both customers hold verified identities and they differ: a human must decide.
+
+    Two different verified e-mail addresses are strong evidence of two different people.
+    """
+
+    def verified_by_kind(identities: Iterable[Identity]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for identity in identities:
+            if identity.verified:
+                found.setdefault(identity.kind, set()).add(identity.value)
+        return found
+
+    mine, theirs = verified_by_kind(survivor), verified_by_kind(other)
+    return [
+        MergeConflict(kind, (tuple(sorted(mine[kind])), tuple(sorted(theirs[kind]))))
+        for kind in sorted(mine.keys() & theirs.keys())
+        if mine[kind] != theirs[kind]
+    ]
+
+
+def _snapshot(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "status": customer.status,
+        "name": customer.name,
+        "language": customer.language,
+        "timezone": customer.timezone,
+        "country": customer.country,
+        "revenue_cents": customer.revenue_cents,
+        "cost_to_serve_cents": customer.cost_to_serve_cents,
+        "potential_value_cents": customer.potential_value_cents,
+        "attributes": customer.attributes,
+    }
+
+
+def _combine(survivor: Customer, other: Customer) -> dict[str, Any]:
+    """Fold `other` into `survivor`; return the attributes where the survivor's value won."""
+    for name in ("name", "language", "timezone", "country"):
+        if getattr(survivor, name) is None:
+            setattr(survivor, name, getattr(other, name))
+    # Two records of one person: what they bought and cost adds up; potential is one estimate.
+    survivor.revenue_cents += other.revenue_cents
+    survivor.cost_to_serve_cents += other.cost_to_serve_cents
+    survivor.potential_value_cents = max(
+        survivor.potential_value_cents, other.potential_value_cents
+    )
+    mine, theirs = survivor.attributes or {}, other.attributes or {}
+    overridden = {k: v for k, v in theirs.items() if k in mine and mine[k] != v}
+    survivor.attributes = {**theirs, **mine}
+    if other.status == CustomerStatus.CUSTOMER.value:
+        survivor.status = CustomerStatus.CUSTOMER.value
+    return overridden
+
+
+async def merge_customers(
+    session: AsyncSession, survivor_id: int, other_id: int, actor: str, *, force: bool = False
+) -> Customer:
+    """Merge `other_id` into `survivor_id`: every identity, interaction and attribute is kept.
+
+    The other record stays as a tombstone pointing at the survivor (old ids keep resolving), and
+    the audit log holds its full snapshot. Refused (MergeRefused) when both hold differing
+    verified identities of one kind, unless `force` (a human's decision, recorded as such).
+    """
+    if survivor_id == other_id:
+        raise MergeRefused("a customer cannot be merged with itself")
+    first, second = sorted((survivor_id, other_id))
+    # Lock both rows in id order so two crossing merges cannot deadlock (PostgreSQL).
+    rows = {
+        c.id: c
+        for c in await session.scalars(
+            select(Customer)
+            .where(Customer.id.in_((first, second)))
+            .order_by(Customer.id)
+            .with_for_update()
+        )
+    }
+    for customer_id in (survivor_id, other_id):
+        if customer_id not in rows:
+            raise CustomerNotFound(f"no customer {customer_id}")
+        if rows[customer_id].merged_into_id is not None:
+            raise MergeRefused(
+                f"customer {customer_id} was already merged into {rows[customer_id].merged_into_id}"
+            )
+    survivor, other = rows[survivor_id], rows[other_id]
+    identities = list(
+        await session.scalars(select(Identity).where(Identity.customer_id.in_((first, second))))
+    )
+    conflicts = merge_conflicts(
+        [i for i in identities if i.customer_id == survivor_id],
+        [i for i in identities if i.customer_id == other_id],
+    )
+    if conflicts and not force:
+        raise MergeRefused(
+            "both customers hold different verified identities of the same kind", conflicts
+        )
+    snapshot = _snapshot(other)
+    overridden = _combine(survivor, other)
+    await session.execute(
+        update(Identity).where(Identity.customer_id == other_id).values(customer_id=survivor_id)
+    )
+    moved = await session.execute(
+        update(Interaction)
+        .where(Interaction.customer_id == other_id)
+        .values(customer_id=survivor_id)
+    )
+    other.status = CustomerStatus.MERGED.value
+    other.merged_into_id = survivor_id
+    session.add(
+        AuditEntry(
+            actor=actor,
+            action="customer.merge",
+            customer_id=survivor_id,
+            data={
+                "survivor_id": survivor_id,
+                "merged_id": other_id,
+                "forced": force,
+                "conflicts": [
+                    {"kind": c.kind, "survivor": list(c.values[0]), "merged": list(c.values[1])}
+                    for c in conflicts
+                ],
+                "merged_snapshot": snapshot,
+                "overridden_attributes": overridden,
+                "interactions_moved": int(moved.rowcount),  # type: ignore[attr-defined]
+            },
+        )
+    )
+    session.add(
+        Interaction(
+            customer_id=survivor_id,
+            kind=InteractionKind.NOTE.value,
+            summary=f"Customer {other_id} merged into this one" + (" (forced)" if force else ""),
+            actor=actor,
+            data={"merged_id": other_id},
+        )
+    )
+    await session.flush()
+    return survivor
+
+
+# --- the 360 view -------------------------------------------------------------------------------
+
+
+async def customer_view(
+    session: AsyncSession, customer_id: int, *, interactions: int = TIMELINE_LIMIT
+) -> dict[str, Any]:
+    """Everything an agent needs at the moment of contact, JSON-ready."""
+    customer = await get_customer(session, customer_id)
+    identities = await session.scalars(
+        select(Identity)
+        .where(Identity.customer_id == customer.id)
+        .order_by(Identity.kind, Identity.id)
+    )
+    recent = await timeline(session, customer.id, limit=interactions)
+    return {
+        "id": customer.id,
+        "status": customer.status,
+        "name": customer.name,
+        "language": customer.language,
+        "timezone": customer.timezone,
+        "country": customer.country,
+        "tier": customer.tier,
+        "tier_reason": customer.tier_reason,
+        "value": {
+            "revenue": cents_to_units(customer.revenue_cents),
+            "cost_to_serve": cents_to_units(customer.cost_to_serve_cents),
+            "profit": cents_to_units(customer.revenue_cents - customer.cost_to_serve_cents),
+            "potential_value": cents_to_units(customer.potential_value_cents),
+        },
+        "identities": [
+            {"kind": i.kind, "value": i.value, "verified": i.verified} for i in identities
+        ],
+        "attributes": customer.attributes or {},
+        "interactions": [interaction_view(i) for i in recent],
+        "created_at": customer.created_at.isoformat(),
+        "updated_at": customer.updated_at.isoformat(),
+    }

@@ -1,0 +1,186 @@
+"""The CRM core tables: customers, their identities, their timeline, and the audit trail.
+
+Money is kept in integer cents (exact, identical on SQLite and PostgreSQL); the API speaks units.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Computed,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_core.sqltypes import IdType, JsonType, UTCDateTime, utcnow
+
+__all__ = [
+    "AuditEntry",
+    "Base",
+    "Customer",
+    "CustomerStatus",
+    "Identity",
+    "IdentityKind",
+    "Interaction",
+    "InteractionKind",
+    "Tier",
+    "customers_table",
+    "identities_table",
+    "interactions_table",
+]
+
+# Stable constraint names, so Alembic migrations can refer to them on both databases.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JsonType,
+    }
+
+
+class Tier(StrEnum):
+    """Value tiers from PRODUCT.md, most valuable first."""
+
+    CMV = "CMV"
+    CMP = "CMP"
+    STANDARD = "STANDARD"
+    BZ = "BZ"
+
+
+class CustomerStatus(StrEnum):
+    LEAD = "lead"  # created by an inbound contact we could not match
+    CUSTOMER = "customer"  # known to a system of record (has an external id) or promoted by staff
+    MERGED = "merged"  # a tombstone: everything moved to `merged_into_id`
+
+
+class IdentityKind(StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    TELEGRAM = "telegram"
+    WEBCHAT = "webchat"
+    EXTERNAL = "external"
+
+
+class InteractionKind(StrEnum):
+    MESSAGE_IN = "message_in"
+    MESSAGE_OUT = "message_out"
+    CALLBACK = "callback"
+    NOTE = "note"
+    PURCHASE = "purchase"
+    COMPLAINT = "complaint"
+
+
+def _enum_check(column: str, enum: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(str(member)) for member in enum)})"
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint(_enum_check("tier", Tier), name="tier"),
+        CheckConstraint(_enum_check("status", CustomerStatus), name="status"),
+        CheckConstraint(
+            "(status = 'merged') = (merged_into_id IS NOT NULL)", name="merged_has_target"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16), default=CustomerStatus.LEAD)
+    merged_into_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("customers.id"), default=None
+    )
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
+    timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    country: Mapped[str | None] = mapped_column(String(2), default=None)
+    revenue_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_to_serve_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Derived by the database so it can never disagree with its inputs.
+    profit_cents: Mapped[int] = mapped_column(
+        BigInteger, Computed("revenue_cents - cost_to_serve_cents", persisted=True)
+    )
+    potential_value_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    tier: Mapped[str] = mapped_column(String(10), default=Tier.STANDARD)
+    tier_reason: Mapped[str] = mapped_column(Text, default="not computed yet")
+    tier_updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Identity(Base):
+    """One way to reach or recognise a customer. (kind, value) belongs to exactly one customer."""
+
+    __tablename__ = "identities"
+    __table_args__ = (
+        UniqueConstraint("kind", "value", name="uq_identities_kind_value"),
+        CheckConstraint(_enum_check("kind", IdentityKind), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(320))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Interaction(Base):
+    """One entry on the customer's timeline: a message in or out, a call-back, a note, ..."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        CheckConstraint(_enum_check("kind", InteractionKind), name="kind"),
+        Index("ix_interactions_timeline", "customer_id", "occurred_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(IdType, ForeignKey("customers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(16), default=None)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actor: Mapped[str | None] = mapped_column(String(200), default=None)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who changed what and when, for changes that must be explainable later (merges, ...)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int | None] = mapped_column(IdType, default=None, index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# Typed handles on the tables, for Core statements (set-based updates, bulk inserts).
+customers_table = cast(Table, Customer.__table__)
+identities_table = cast(Table, Identity.__table__)
+interactions_table = cast(Table, Interaction.__table__)

@@ -1,0 +1,66 @@
+"""The customer's timeline: every message in or out, call-back, note, purchase and complaint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_core.models import Interaction, InteractionKind
+
+__all__ = ["TIMELINE_LIMIT", "add_interaction", "interaction_view", "timeline"]
+
+TIMELINE_LIMIT = 50
+
+
+async def add_interaction(
+    session: AsyncSession,
+    customer_id: int,
+    kind: InteractionKind,
+    summary: str,
+    *,
+    channel: str | None = None,
+    actor: str | None = None,
+    data: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> Interaction:
+    interaction = Interaction(
+        customer_id=customer_id,
+        kind=kind.value,
+        channel=channel,
+        summary=summary,
+        actor=actor,
+        data=data or {},
+    )
+    if occurred_at is not None:
+        interaction.occurred_at = occurred_at
+    session.add(interaction)
+    await session.flush()
+    return interaction
+
+
+async def timeline(
+    session: AsyncSession, customer_id: int, *, limit: int = TIMELINE_LIMIT
+) -> list[Interaction]:
+    """Newest first, in one indexed query (customer_id, occurred_at, id)."""
+    rows = await session.scalars(
+        select(Interaction)
+        .where(Interaction.customer_id == customer_id)
+        .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def interaction_view(interaction: Interaction) -> dict[str, Any]:
+    return {
+        "id": interaction.id,
+        "kind": interaction.kind,
+        "channel": interaction.channel,
+        "summary": interaction.summary,
+        "actor": interaction.actor,
+        "data": interaction.data,
+        "occurred_at": interaction.occurred_at.isoformat(),
+    }

@@ -1,0 +1,90 @@
+"""The database: engine set-up for SQLite and PostgreSQL, sessions, and Alembic migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+__all__ = ["SessionMaker", "create_engine", "database", "migrate", "sessionmaker_for"]
+
+SessionMaker = async_sessionmaker[AsyncSession]
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _prepare_sqlite(engine: AsyncEngine, url: str) -> None:
+    path = make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, open transactions (needed for SAVEPOINT) ...
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # ... WAL so readers never wait for the writer, a busy timeout instead of instant errors,
+        # and foreign keys enforced as on PostgreSQL.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: two writers queue instead of one failing
+        # with "database is locked" when it upgrades a read lock half-way through.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, **kwargs)
+        _prepare_sqlite(engine, url)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
+
+
+def sessionmaker_for(engine: AsyncEngine) -> SessionMaker:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def database(url: str) -> AsyncIterator[tuple[AsyncEngine, SessionMaker]]:
+    engine = create_engine(url)
+    try:
+        yield engine, sessionmaker_for(engine)
+    finally:
+        await engine.dispose()
+
+
+def _alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["database_url"] = url
+    return config
+
+
+def _upgrade(url: str) -> None:
+    command.upgrade(_alembic_config(url), "head")
+
+
+async def migrate(url: str) -> None:
+    """Apply every Alembic migration. Alembic's env.py runs its own event loop, hence the thread."""
+    await asyncio.to_thread(_upgrade, url)

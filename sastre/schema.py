@@ -1,0 +1,10 @@
+"""Every table Sastre owns, gathered for Alembic and for tests."""
+
+from __future__ import annotations
+
+from crm_core.models import Base
+from sastre import auth as _auth  # noqa: F401  (registers staff_tokens on the metadata)
+
+__all__ = ["metadata"]
+
+metadata = Base.metadata
