@@ -214,7 +214,7 @@ def _classified(
     population = cast(r.population, BigInteger)
 
     def top(rank: ColumnElement[int]) -> ColumnElement[str]:
-        return cast((cast(rank, BigInteger) * 100 + population - 1) / population, String)
+        return cast((cast(rank, BigInteger) * 100 + population - 1) // population, String)
 
     profit, potential = _sql_units(r.profit_cents), _sql_units(r.potential_value_cents)
     words = _reason_prefixes(rules)

@@ -1,0 +1,336 @@
+"""The `sastre` command: serve, demo, migrate, tokens, tiers, imports, customer look-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from aiohttp import web
+
+from crm_core.customers import CustomerNotFound, customer_view, find_customer, get_customer
+from crm_core.identities import InvalidIdentity
+from crm_core.importer import ImportFileError, ImportReport, import_customers
+from crm_core.models import IdentityKind
+from crm_core.tiers import TierRules, recompute_tiers, tier_counts
+from sastre.app import create_app
+from sastre.auth import Role, create_token, list_tokens, revoke_token
+from sastre.config import ConfigError, Settings, load_settings
+from sastre.db import SessionMaker, database, migrate
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+log = logging.getLogger("sastre")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def _run(coroutine: Awaitable[T]) -> T:
+    async def runner() -> T:
+        return await coroutine
+
+    return asyncio.run(runner())
+
+
+async def _with_database(settings: Settings, work: Callable[[SessionMaker], Awaitable[T]]) -> T:
+    await migrate(settings.database_url)
+    async with database(settings.database_url) as (_engine, sessionmaker):
+        return await work(sessionmaker)
+
+
+def tier_rules(settings: Settings) -> TierRules:
+    return TierRules(
+        cmv_profit_share=settings.tier_cmv_profit_share,
+        cmp_potential_multiple=settings.tier_cmp_potential_multiple,
+        cmp_top_share=settings.tier_cmp_top_share,
+    )
+
+
+@click.group()
+@click.version_option(package_name="sastre")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Sastre: one customer across every channel, with permission marketing."""
+    try:
+        ctx.obj = load_settings()
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    logging.basicConfig(
+        level=ctx.obj.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Alembic reports every check at INFO; only a migration actually applied is worth a line.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def _serve(settings: Settings, banner: str = "") -> None:
+    log.info("settings: %s", settings.masked())
+
+    def announce(message: Any) -> None:
+        click.echo(
+            f"Sastre listening on {settings.external_url} (database: "
+            f"{settings.masked()['database_url']}, redis: {(settings.redis_url and 'on') or 'off'})"
+        )
+        if banner:
+            click.echo(banner)
+
+    # run_app turns SIGTERM and SIGINT into a graceful shutdown that runs every cleanup context.
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=announce,
+        access_log=None,
+    )
+    click.echo("Sastre stopped.")
+
+
+@cli.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Apply migrations and run the service."""
+    settings = _settings(ctx)
+    _run(migrate(settings.database_url))
+    _serve(settings)
+
+
+@cli.command("migrate")
+@click.pass_context
+def migrate_command(ctx: click.Context) -> None:
+    """Apply every database migration."""
+    settings = _settings(ctx)
+    _run(migrate(settings.database_url))
+    click.echo("database is up to date")
+
+
+@cli.command()
+@click.option("--customers", default=300, show_default=True, help="How many demo customers.")
+@click.pass_context
+def demo(ctx: click.Context, customers: int) -> None:
+    """Load the demo data set (idempotent) and run the service."""
+    from sastre.demo import load_demo_data
+
+    settings = _settings(ctx)
+
+    async def load(sessionmaker: SessionMaker) -> tuple[str, str]:
+        async with sessionmaker.begin() as session:
+            summary = await load_demo_data(
+                session, default_region=settings.default_region, customers=customers
+            )
+            token = await create_token(session, Role.ADMIN, "demo-admin")
+        return token, f"demo data: {summary.created} customers created, {summary.updated} updated"
+
+    token, loaded = _run(_with_database(settings, load))
+    url = settings.external_url
+    banner = "\n".join(
+        [
+            loaded,
+            "",
+            f"  Staff API:      {url}/api/",
+            f"  Health:         {url}/healthz",
+            "  Log in with this admin token (Authorization: Bearer …):",
+            f"    {token}",
+            f"  Try:  curl -H 'Authorization: Bearer {token}' '{url}/api/customers/1'",
+            "",
+            "Press Ctrl+C to stop.",
+        ]
+    )
+    _serve(settings, banner)
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """Staff API tokens."""
+
+
+@token.command("create")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--name", required=True, help="Who or what uses the token.")
+@click.pass_context
+def token_create(ctx: click.Context, role: str, name: str) -> None:
+    """Create a token; it is printed once, alone on the last line."""
+    if not name.strip():
+        raise click.BadParameter("must not be empty", param_hint="--name")
+
+    async def work(sessionmaker: SessionMaker) -> str:
+        async with sessionmaker.begin() as session:
+            return await create_token(session, Role(role), name.strip())
+
+    secret = _run(_with_database(_settings(ctx), work))
+    click.echo(f"created a {role} token for {name.strip()} (shown once, keep it safe):")
+    click.echo(secret)
+
+
+@token.command("list")
+@click.pass_context
+def token_list(ctx: click.Context) -> None:
+    """List tokens (never the secrets)."""
+
+    async def work(sessionmaker: SessionMaker) -> list[str]:
+        async with sessionmaker() as session:
+            return [
+                f"{t.id}\t{t.role}\t{t.name}\t{'revoked' if t.revoked_at else 'active'}"
+                for t in await list_tokens(session)
+            ]
+
+    for line in _run(_with_database(_settings(ctx), work)):
+        click.echo(line)
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_context
+def token_revoke(ctx: click.Context, token_id: int) -> None:
+    """Revoke a token by its id (see `sastre token list`)."""
+
+    async def work(sessionmaker: SessionMaker) -> bool:
+        async with sessionmaker.begin() as session:
+            return await revoke_token(session, token_id)
+
+    if not _run(_with_database(_settings(ctx), work)):
+        raise click.ClickException(f"no active token with id {token_id}")
+    click.echo(f"token {token_id} revoked")
+
+
+# --- tiers --------------------------------------------------------------------------------------
+
+
+@cli.group()
+def tiers() -> None:
+    """Value tiers (CMV, CMP, STANDARD, BZ)."""
+
+
+@tiers.command("recompute")
+@click.pass_context
+def tiers_recompute(ctx: click.Context) -> None:
+    """Recompute every customer's tier and print the count per tier."""
+    settings = _settings(ctx)
+
+    async def work(sessionmaker: SessionMaker) -> tuple[int, dict[str, int]]:
+        async with sessionmaker.begin() as session:
+            changed = await recompute_tiers(session, tier_rules(settings))
+        async with sessionmaker() as session:
+            return changed, {tier.value: n for tier, n in (await tier_counts(session)).items()}
+
+    changed, counts = _run(_with_database(settings, work))
+    for tier, count in counts.items():
+        click.echo(f"{tier:<9} {count}")
+    click.echo(f"{changed} customers changed tier or reason")
+
+
+# --- import -------------------------------------------------------------------------------------
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Bulk imports."""
+
+
+@import_group.command("customers")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Checking processes.")
+@click.pass_context
+def import_customers_command(ctx: click.Context, file: Path, workers: int | None) -> None:
+    """Import or update customers from a CSV file with an external_id column.
+
+    Bad rows are skipped and reported as `line N: field: reason`; the rest are imported.
+    """
+    settings = _settings(ctx)
+    show_progress = sys.stderr.isatty()
+    total = file.stat().st_size if file.exists() else 0
+
+    async def work(sessionmaker: SessionMaker) -> ImportReport:
+        with click.progressbar(
+            length=total, label="importing", file=sys.stderr, hidden=not show_progress
+        ) as bar:
+            done = 0
+
+            def progress(position: int) -> None:
+                nonlocal done
+                bar.update(position - done)
+                done = position
+
+            async with sessionmaker.begin() as session:
+                return await import_customers(
+                    session, file, settings.default_region, progress=progress, workers=workers
+                )
+
+    try:
+        report = _run(_with_database(settings, work))
+    except ImportFileError as e:
+        raise click.ClickException(f"{file}: {e} (nothing was imported)") from None
+    for rejection in report.rejected:
+        click.echo(str(rejection), err=True)
+    click.echo(report.summary)
+
+
+# --- customers ----------------------------------------------------------------------------------
+
+
+def _query_identity(query: str) -> tuple[str, str] | int:
+    """`42` is an id; `kind:value` names the kind; otherwise an e-mail or a phone is guessed."""
+    if query.isdecimal():
+        return int(query)
+    kind, sep, value = query.partition(":")
+    if sep and kind in {k.value for k in IdentityKind}:
+        return kind, value
+    if kind == "external_id" and sep:
+        return IdentityKind.EXTERNAL.value, value
+    if "@" in query:
+        return IdentityKind.EMAIL.value, query
+    if query.startswith("+"):
+        return IdentityKind.PHONE.value, query
+    return IdentityKind.EXTERNAL.value, query
+
+
+@cli.group()
+def customer() -> None:
+    """Customers."""
+
+
+@customer.command("show")
+@click.argument("query")
+@click.pass_context
+def customer_show(ctx: click.Context, query: str) -> None:
+    """Print the 360 view of a customer as JSON.
+
+    QUERY is an id (42), an e-mail, a +phone, or kind:value (telegram:12345, external:C-1).
+    """
+    settings = _settings(ctx)
+    wanted = _query_identity(query)
+
+    async def work(sessionmaker: SessionMaker) -> dict[str, Any]:
+        async with sessionmaker() as session:
+            if isinstance(wanted, int):
+                found = await get_customer(session, wanted)
+            else:
+                found = await find_customer(session, *wanted, settings.default_region)
+            return await customer_view(session, found.id)
+
+    try:
+        view = _run(_with_database(settings, work))
+    except (CustomerNotFound, InvalidIdentity) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps(view, indent=2, ensure_ascii=False))
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    cli(prog_name="sastre")

@@ -1,0 +1,151 @@
+"""The `sastre` command, run as a user runs it: a real process with its own environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import free_port
+
+SASTRE = str(Path(sys.executable).with_name("sastre"))
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SASTRE_")}
+    env["SASTRE_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    env["SASTRE_SECRET_KEY"] = "cli-test-secret-0123456789"
+    env.update(extra)
+    return env
+
+
+def sastre(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SASTRE, *args],
+        env=_env(tmp_path, **env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_token_create_prints_the_token_alone_on_the_last_line(tmp_path: Path) -> None:
+    result = sastre(tmp_path, "token", "create", "--role", "supervisor", "--name", "Marta")
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("sst_")
+    assert " " not in last
+
+
+def test_a_bad_setting_fails_fast_naming_the_variable(tmp_path: Path) -> None:
+    result = sastre(tmp_path, "migrate", SASTRE_PORT="eighty")
+    assert result.returncode != 0
+    assert "SASTRE_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_mode_requires_a_secret_key(tmp_path: Path) -> None:
+    env = _env(tmp_path, SASTRE_ENV="production")
+    del env["SASTRE_SECRET_KEY"]
+    result = subprocess.run(
+        [SASTRE, "migrate"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "SASTRE_SECRET_KEY is required" in result.stderr
+
+
+def test_import_reports_bad_lines_and_imports_the_rest(tmp_path: Path) -> None:
+    csv_file = tmp_path / "customers.csv"
+    csv_file.write_text(
+        "external_id,name,email,phone,country,revenue\n"
+        "C-1,Ana,ana@example.com,+34612345678,ES,100\n"
+        "C-2,Bob,not-an-email,,US,50\n"
+        "C-3,Cy,cy@example.com,,US,lots\n"
+        "C-4,Di,di@example.com,,US,20\n",
+        encoding="utf-8",
+    )
+    result = sastre(tmp_path, "import", "customers", str(csv_file))
+    assert result.returncode == 0, result.stderr
+    assert "line 3: email: " in result.stderr
+    assert "line 4: revenue: 'lots' is not a number" in result.stderr
+    assert result.stdout.strip().endswith("imported 2, updated 0, rejected 2")
+    shown = sastre(tmp_path, "customer", "show", "di@example.com")
+    assert json.loads(shown.stdout)["name"] == "Di"
+
+
+def test_import_without_external_id_column_writes_nothing(tmp_path: Path) -> None:
+    csv_file = tmp_path / "bad.csv"
+    csv_file.write_text("name,email\nAna,ana@example.com\n", encoding="utf-8")
+    result = sastre(tmp_path, "import", "customers", str(csv_file))
+    assert result.returncode != 0
+    assert "no external_id column" in result.stderr
+    shown = sastre(tmp_path, "customer", "show", "ana@example.com")
+    assert shown.returncode != 0
+    assert "no customer" in shown.stderr
+
+
+def test_tiers_recompute_prints_the_count_per_tier(tmp_path: Path) -> None:
+    csv_file = tmp_path / "customers.csv"
+    rows = ["external_id,revenue,cost_to_serve,potential_value"]
+    rows += [f"C-{i},{100 * i},10,{50 * i}" for i in range(1, 21)]
+    rows += ["LOSS-1,10,500,20"]
+    csv_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert sastre(tmp_path, "import", "customers", str(csv_file)).returncode == 0
+    result = sastre(tmp_path, "tiers", "recompute")
+    assert result.returncode == 0, result.stderr
+    counts = dict(line.split() for line in result.stdout.splitlines()[:4])
+    assert set(counts) == {"CMV", "CMP", "STANDARD", "BZ"}
+    assert sum(int(n) for n in counts.values()) == 21
+    assert counts["BZ"] == "1"
+
+
+def test_customer_show_unknown_is_a_clear_error(tmp_path: Path) -> None:
+    result = sastre(tmp_path, "customer", "show", "telegram:abc")
+    assert result.returncode != 0
+    assert "telegram" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _get(url: str) -> tuple[int, dict[str, str]]:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status, json.loads(response.read())
+
+
+@pytest.mark.timeout(60)
+def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [SASTRE, "serve"],
+        env=_env(tmp_path, SASTRE_PORT=str(port)),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, body = _get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except OSError:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "the service did not start"
+                time.sleep(0.1)
+        assert status == 200
+        assert body["database"] == "ok"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "Sastre stopped." in stdout
