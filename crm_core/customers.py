@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -120,15 +120,13 @@ async def resolve(
 async def _identity_owners(
     session: AsyncSession, pairs: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
-    wanted = list(pairs)
-    owners: dict[tuple[str, str], int] = {}
-    for kind, value in wanted:
-        owner = await session.scalar(
-            select(Identity.customer_id).where(Identity.kind == kind, Identity.value == value)
-        )
-        if owner is not None:
-            owners[(kind, value)] = owner
-    return owners
+    wanted = [and_(Identity.kind == kind, Identity.value == value) for kind, value in pairs]
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Identity.kind, Identity.value, Identity.customer_id).where(or_(*wanted))
+    )
+    return {(kind, value): owner for kind, value, owner in rows}
 
 
 def _apply_record(customer: Customer, record: CustomerRecord) -> None:

@@ -95,7 +95,7 @@ def _reason_prefixes(rules: TierRules) -> dict[Tier, tuple[str, ...]]:
         Tier.CMV: (
             "CMV: profit ",
             ", top ",
-            f"% of profit (the customers making {rules.share_label} of all profit)",
+            f"% of profit (the customers making {rules.share_label} of all positive profit)",
         ),
         Tier.BZ: ("BZ: profit ", " below zero, potential ", " not above cost to serve ", ""),
         Tier.CMP: (
@@ -284,6 +284,6 @@ async def tier_counts(session: AsyncSession) -> dict[Tier, int]:
         select(c.tier, func.count()).where(c.status != CustomerStatus.MERGED.value).group_by(c.tier)
     )
     counts = {tier: 0 for tier in Tier}
-    for name, count in rows.tuples():
+    for name, count in rows:
         counts[Tier(name)] = int(count)
     return counts
