@@ -117,7 +117,7 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """Every setting, safe to log: passwords in URLs and secrets are hidden."""
-        values = self.model_dump()
+        values = self.model_dump(mode="json")
         values["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
         if self.redis_url:
             values["redis_url"] = _mask_url_password(self.redis_url)
