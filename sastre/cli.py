@@ -140,9 +140,11 @@ def demo(ctx: click.Context, customers: int) -> None:
         [
             loaded,
             "",
+            f"  Staff console:  {url}/",
             f"  Staff API:      {url}/api/",
             f"  Health:         {url}/healthz",
-            "  Log in with this admin token (Authorization: Bearer …):",
+            "  Log in with this admin token (the console asks for it; the API takes it as",
+            "  Authorization: Bearer <token>):",
             f"    {token}",
             f"  Try:  curl -H 'Authorization: Bearer {token}' '{url}/api/customers/1'",
             "",

@@ -28,6 +28,7 @@ __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
+MAX_ID = 2**63  # ids are 64-bit on both databases
 
 LOOKUP_KEYS = {
     "email": IdentityKind.EMAIL,
@@ -60,7 +61,7 @@ class CustomerIn(BaseModel):
 class MergeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    other_id: int
+    other_id: int = Field(gt=0, lt=2**63)
     force: bool = False
 
 
@@ -86,8 +87,8 @@ def _validated(model: type[M], body: dict[str, Any]) -> M:
 
 def _customer_id(request: web.Request) -> int:
     raw = request.match_info["customer_id"]
-    if not raw.isdecimal():
-        raise ApiError(400, "the customer id must be a number", {"id": raw})
+    if not raw.isdecimal() or int(raw) >= MAX_ID:
+        raise ApiError(400, "the customer id must be a number below 2**63", {"id": raw})
     return int(raw)
 
 
