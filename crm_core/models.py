@@ -56,6 +56,8 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime(),
         dict[str, Any]: JsonType,
+        list[str]: JsonType,
+        list[int]: JsonType,
     }
 
 
