@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,9 +55,24 @@ class NothingToConfirm(ValueError):
     pass
 
 
+class EventLike(Protocol):
+    """What `transition` needs of an event; ConsentEvent rows and EventFacts both provide it."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def purpose(self) -> str: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class EventFacts:
-    """What `transition` needs of an event; ConsentEvent rows and test data both provide it."""
+    """An event not (yet) stored: the one `record_consent` is about to write."""
 
     id: int
     channel: str
@@ -67,7 +82,7 @@ class EventFacts:
 
 
 def transition(
-    states: Mapping[StateKey, ConsentStatus], event: EventFacts
+    states: Mapping[StateKey, ConsentStatus], event: EventLike
 ) -> dict[StateKey, ConsentStatus]:
     """The rows an event changes, with their new status. Pure; raises NothingToConfirm."""
     key = (event.channel, event.purpose, event.topic)
@@ -97,7 +112,7 @@ def transition(
     raise AssertionError(f"unknown action {event.action}")  # pragma: no cover
 
 
-def replay(events: Iterable[EventFacts]) -> dict[StateKey, tuple[ConsentStatus, int]]:
+def replay(events: Iterable[EventLike]) -> dict[StateKey, tuple[ConsentStatus, int]]:
     """The state of one customer rebuilt from their events, in recorded order."""
     statuses: dict[StateKey, ConsentStatus] = {}
     behind: dict[StateKey, int] = {}
@@ -110,10 +125,6 @@ def replay(events: Iterable[EventFacts]) -> dict[StateKey, tuple[ConsentStatus, 
             statuses[key] = status
             behind[key] = event.id
     return {key: (statuses[key], behind[key]) for key in statuses}
-
-
-def _facts(event: ConsentEvent) -> EventFacts:
-    return EventFacts(event.id, event.channel, event.purpose, event.topic, event.action)
 
 
 async def _states(session: AsyncSession, customer_id: int) -> dict[StateKey, ConsentState]:
