@@ -12,7 +12,7 @@ from sastre.appkeys import ENGINE, METRICS, REDIS, SESSIONMAKER, SETTINGS
 from sastre.config import Settings
 from sastre.db import create_engine, sessionmaker_for
 from sastre.metrics import Metrics, metrics_middleware
-from sastre.web import console, customers, health
+from sastre.web import consent, console, customers, health, public
 from sastre.web.auth import auth_middleware
 from sastre.web.errors import error_middleware
 
@@ -53,5 +53,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([_database, _redis])
     app.add_routes(health.routes)
     app.add_routes(customers.routes)
+    app.add_routes(consent.routes)
+    app.add_routes(public.routes)
     app.add_routes(console.routes)
     return app

@@ -47,6 +47,8 @@ class Permission(StrEnum):
     CUSTOMERS_MERGE = "customers:merge"
     CUSTOMERS_FORCE_MERGE = "customers:force-merge"
     TIMELINE_WRITE = "timeline:write"
+    CONSENT_WRITE = "consent:write"
+    CUSTOMERS_EXPORT = "customers:export"
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
@@ -57,10 +59,17 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.CUSTOMERS_WRITE,
             Permission.CUSTOMERS_MERGE,
             Permission.TIMELINE_WRITE,
+            Permission.CONSENT_WRITE,
+            Permission.CUSTOMERS_EXPORT,
         }
     ),
     Role.AGENT: frozenset(
-        {Permission.CUSTOMERS_READ, Permission.CUSTOMERS_WRITE, Permission.TIMELINE_WRITE}
+        {
+            Permission.CUSTOMERS_READ,
+            Permission.CUSTOMERS_WRITE,
+            Permission.TIMELINE_WRITE,
+            Permission.CONSENT_WRITE,
+        }
     ),
     Role.MARKETER: frozenset({Permission.CUSTOMERS_READ}),
 }

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     default_language: str = "en"
     default_timezone: str = "UTC"
     log_level: str = "INFO"
+    # Marketing topics customers can choose in the preference centre (comma-separated).
+    topics: str = "new-products,offers,newsletter"
 
     # Value tiers (PRODUCT.md, seed 001). Shares are fractions in (0, 1].
     tier_cmv_profit_share: float = Field(default=0.8, gt=0, le=1)
@@ -110,6 +112,10 @@ class Settings(BaseSettings):
     def external_url(self) -> str:
         """The URL the outside world uses to reach us (webhooks, unsubscribe links)."""
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def topic_list(self) -> list[str]:
+        return [t.strip().lower() for t in self.topics.split(",") if t.strip()]
 
     @property
     def is_sqlite(self) -> bool:

@@ -74,7 +74,7 @@ class InteractionIn(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-def _validated(model: type[M], body: dict[str, Any]) -> M:
+def validated(model: type[M], body: dict[str, Any]) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as e:
@@ -85,7 +85,7 @@ def _validated(model: type[M], body: dict[str, Any]) -> M:
         raise ApiError(400, "invalid request body", detail) from None
 
 
-def _customer_id(request: web.Request) -> int:
+def customer_id_of(request: web.Request) -> int:
     raw = request.match_info["customer_id"]
     if not raw.isdecimal() or int(raw) >= MAX_ID:
         raise ApiError(400, "the customer id must be a number below 2**63", {"id": raw})
@@ -96,7 +96,7 @@ def _customer_id(request: web.Request) -> int:
 async def show_customer(request: web.Request) -> web.Response:
     require(request, Permission.CUSTOMERS_READ)
     async with request.app[SESSIONMAKER]() as session:
-        return web.json_response(await customer_view(session, _customer_id(request)))
+        return web.json_response(await customer_view(session, customer_id_of(request)))
 
 
 @routes.get("/api/customers")
@@ -117,7 +117,7 @@ async def lookup_customer(request: web.Request) -> web.Response:
 @routes.post("/api/customers")
 async def put_customer(request: web.Request) -> web.Response:
     require(request, Permission.CUSTOMERS_WRITE)
-    body = _validated(CustomerIn, await read_json_object(request))
+    body = validated(CustomerIn, await read_json_object(request))
     fields = body.model_dump(exclude={"attributes"}, exclude_none=True)
     record = parse_customer(
         {name: str(value) for name, value in fields.items()}, request.app[SETTINGS].default_region
@@ -132,10 +132,10 @@ async def put_customer(request: web.Request) -> web.Response:
 @routes.post("/api/customers/{customer_id}/merge")
 async def merge(request: web.Request) -> web.Response:
     staff = require(request, Permission.CUSTOMERS_MERGE)
-    body = _validated(MergeIn, await read_json_object(request))
+    body = validated(MergeIn, await read_json_object(request))
     if body.force:
         require(request, Permission.CUSTOMERS_FORCE_MERGE)
-    survivor_id = _customer_id(request)
+    survivor_id = customer_id_of(request)
     async with request.app[SESSIONMAKER].begin() as session:
         await merge_customers(session, survivor_id, body.other_id, staff.actor, force=body.force)
         view = await customer_view(session, survivor_id)
@@ -145,8 +145,8 @@ async def merge(request: web.Request) -> web.Response:
 @routes.post("/api/customers/{customer_id}/interactions")
 async def add_note(request: web.Request) -> web.Response:
     staff = require(request, Permission.TIMELINE_WRITE)
-    body = _validated(InteractionIn, await read_json_object(request))
-    customer_id = _customer_id(request)
+    body = validated(InteractionIn, await read_json_object(request))
+    customer_id = customer_id_of(request)
     async with request.app[SESSIONMAKER].begin() as session:
         customer = await get_customer(session, customer_id)
         interaction = await add_interaction(

@@ -1,0 +1,124 @@
+"""Loading what the contact policy needs about one customer: the impure edge around `decide`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from functools import cache
+
+import phonenumbers
+import pycountry
+from phonenumbers import geocoder
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consent.models import ConsentState, ContactMade, Undeliverable
+from consent.policy import ContactState, ContactWindow, QuietHours, quiet_hours_for
+from consent.preferences import load_preferences, resolve_timezone
+from consent.types import Channel, ConsentStatus, Purpose
+from crm_core.customers import get_customer
+from crm_core.models import Identity, IdentityKind, Interaction, InteractionKind, Tier
+
+__all__ = ["CHANNEL_IDENTITIES", "load_contact_state", "region_of_phone"]
+
+# Which identity makes a channel reachable.
+CHANNEL_IDENTITIES: Mapping[Channel, IdentityKind] = {
+    Channel.EMAIL: IdentityKind.EMAIL,
+    Channel.SMS: IdentityKind.PHONE,
+    Channel.VOICE: IdentityKind.PHONE,
+    Channel.TELEGRAM: IdentityKind.TELEGRAM,
+    Channel.WEBCHAT: IdentityKind.WEBCHAT,
+}
+CAP_HORIZON = timedelta(days=8)  # the longest frequency-cap window, with a day to spare
+
+
+@cache
+def _subdivisions(country: str) -> dict[str, str]:
+    """Subdivision names (lower-case) to codes: 'florida' -> 'FL'."""
+    found = pycountry.subdivisions.get(country_code=country) or []  # type: ignore[no-untyped-call]
+    return {s.name.lower(): s.code.split("-", 1)[1] for s in found}
+
+
+def region_of_phone(e164: str) -> tuple[str | None, str | None]:
+    """(country, region) a number belongs to, e.g. ('US', 'FL'), for location-based quiet hours.
+
+    phonenumbers' geocoder names the place ("Florida", "Miami, FL", "Washington State").
+    """
+    number = phonenumbers.parse(e164)
+    country = phonenumbers.region_code_for_number(number)
+    if not country:
+        return None, None
+    place = geocoder.description_for_number(number, "en")
+    names = _subdivisions(country)
+    codes = set(names.values())
+    tail = place.rsplit(",", 1)[-1].strip()
+    if tail in codes:
+        return country, tail
+    place = place.lower().removesuffix(" state")
+    return country, names.get(place)
+
+
+async def load_contact_state(
+    session: AsyncSession,
+    customer_id: int,
+    *,
+    at: datetime,
+    default_timezone: str,
+    quiet_overrides: Mapping[str, QuietHours] | None = None,
+) -> ContactState:
+    customer = await get_customer(session, customer_id)
+    preferences = await load_preferences(session, customer.id)
+    identities = list(
+        await session.execute(
+            select(Identity.kind, Identity.value).where(Identity.customer_id == customer.id)
+        )
+    )
+    kinds = {kind for kind, _ in identities}
+    reachable = frozenset(ch for ch, kind in CHANNEL_IDENTITIES.items() if kind.value in kinds)
+    phones = [value for kind, value in identities if kind == IdentityKind.PHONE.value]
+    country, region = region_of_phone(phones[0]) if phones else (None, None)
+    undeliverable = frozenset(
+        Channel(ch)
+        for ch in await session.scalars(
+            select(Undeliverable.channel).where(Undeliverable.customer_id == customer.id)
+        )
+    )
+    consents = {
+        (Channel(s.channel), Purpose(s.purpose), s.topic): ConsentStatus(s.status)
+        for s in await session.scalars(
+            select(ConsentState).where(ConsentState.customer_id == customer.id)
+        )
+    }
+    last_complaint = await session.scalar(
+        select(func.max(Interaction.occurred_at)).where(
+            Interaction.customer_id == customer.id,
+            Interaction.kind == InteractionKind.COMPLAINT.value,
+        )
+    )
+    recent = await session.execute(
+        select(ContactMade.channel, ContactMade.at).where(
+            ContactMade.customer_id == customer.id,
+            ContactMade.purpose == Purpose.MARKETING.value,
+            ContactMade.at >= at - CAP_HORIZON,
+        )
+    )
+    window = None
+    if preferences.window_start is not None and preferences.window_end is not None:
+        window = ContactWindow(
+            days=preferences.window_days or frozenset(range(7)),
+            start=preferences.window_start,
+            end=preferences.window_end,
+        )
+    return ContactState(
+        customer_id=customer.id,
+        tier=Tier(customer.tier),
+        timezone=await resolve_timezone(session, customer, preferences, default_timezone),
+        quiet_hours=quiet_hours_for(customer.country or country, region, quiet_overrides),
+        window=window,
+        preferred_channels=preferences.channels,
+        reachable=reachable,
+        undeliverable=undeliverable,
+        consents=consents,
+        last_complaint_at=last_complaint,
+        recent_marketing=tuple((Channel(ch), when) for ch, when in recent),
+    )

@@ -1,0 +1,368 @@
+"""Pages for customers, reached through signed links: unsubscribe and the preference centre.
+
+No login and no cookie: the signed link alone identifies the customer (RFC 8058 requires the
+one-click POST to work that way). Every change lands in the consent ledger or the audit log
+with its evidence (IP address, user agent, the wording version shown). Spanish and English.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aiohttp import web
+from jinja2 import Environment, PackageLoader, select_autoescape
+from multidict import MultiDictProxy
+
+from consent.ledger import current_consents, record_consent
+from consent.preferences import (
+    DAYS,
+    InvalidPreferences,
+    load_preferences,
+    update_preferences,
+    withdraw_everything,
+)
+from consent.tokens import BadToken, LinkSigner, PreferenceLink, UnsubscribeLink
+from consent.types import Action, Channel, ConsentStatus, Purpose, Source
+from crm_core.customers import CustomerNotFound, get_customer
+from sastre.appkeys import SESSIONMAKER, SETTINGS
+
+__all__ = ["WORDING_VERSION", "routes", "signer"]
+
+routes = web.RouteTableDef()
+WORDING_VERSION: Final = "2026-11-preferences-v1"
+CHANNEL_SLOTS: Final = 3
+HEADERS: Final = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+_templates = Environment(
+    loader=PackageLoader("sastre", "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+TEXTS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "en": {
+        "unsubscribe_title": "Unsubscribe",
+        "unsubscribe_question": "Stop receiving {what} by {channel}?",
+        "unsubscribe_button": "Unsubscribe",
+        "unsubscribed": "Done: you will not receive {what} by {channel} any more.",
+        "all_marketing": "marketing messages",
+        "topic_messages": "messages about “{topic}”",
+        "manage_preferences": "Manage all your contact preferences",
+        "preferences_title": "Your contact preferences",
+        "channels": "How would you like us to contact you?",
+        "choice": ["First choice", "Second choice", "Third choice"],
+        "topics": "What would you like to hear about?",
+        "window": "When may we contact you?",
+        "window_hint": "Your local time. Leave the times empty for any reasonable hour.",
+        "from": "From",
+        "to": "To",
+        "language": "Language",
+        "save": "Save my preferences",
+        "saved": "Your preferences are saved.",
+        "current_consent": "What you have agreed to",
+        "no_consent": "You have not agreed to any marketing messages.",
+        "withdraw_hint": "You can withdraw every marketing consent at once. We will still answer "
+        "your own questions.",
+        "withdraw_button": "Withdraw all my consents",
+        "withdrawn": "All your marketing consents are withdrawn.",
+        "invalid": "Please check “{field}”: {reason}",
+        "status": {
+            "granted": "{purpose} by {channel}: yes",
+            "pending": "{purpose} by {channel}: waiting for your confirmation",
+            "revoked": "{purpose} by {channel}: no",
+        },
+        "purpose_names": {"marketing": "Marketing", "service": "Service messages"},
+        "channel_names": {
+            "email": "E-mail",
+            "sms": "SMS",
+            "telegram": "Telegram",
+            "webchat": "Web chat",
+            "voice": "Phone call",
+        },
+        "topic_names": {
+            "new-products": "New products",
+            "offers": "Offers",
+            "newsletter": "Newsletter",
+        },
+        "day_names": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+    },
+    "es": {
+        "unsubscribe_title": "Darse de baja",
+        "unsubscribe_question": "¿Dejar de recibir {what} por {channel}?",
+        "unsubscribe_button": "Darme de baja",
+        "unsubscribed": "Hecho: ya no recibirá {what} por {channel}.",
+        "all_marketing": "mensajes comerciales",
+        "topic_messages": "mensajes sobre «{topic}»",
+        "manage_preferences": "Gestionar todas sus preferencias de contacto",
+        "preferences_title": "Sus preferencias de contacto",
+        "channels": "¿Cómo prefiere que le contactemos?",
+        "choice": ["Primera opción", "Segunda opción", "Tercera opción"],
+        "topics": "¿Sobre qué le gustaría recibir información?",
+        "window": "¿Cuándo podemos contactarle?",
+        "window_hint": "En su hora local. Deje las horas vacías para cualquier hora razonable.",
+        "from": "Desde",
+        "to": "Hasta",
+        "language": "Idioma",
+        "save": "Guardar mis preferencias",
+        "saved": "Sus preferencias se han guardado.",
+        "current_consent": "Lo que ha autorizado",
+        "no_consent": "No ha autorizado ningún mensaje comercial.",
+        "withdraw_hint": "Puede retirar todos sus consentimientos comerciales a la vez. Seguiremos "
+        "respondiendo a sus consultas.",
+        "withdraw_button": "Retirar todos mis consentimientos",
+        "withdrawn": "Se han retirado todos sus consentimientos comerciales.",
+        "invalid": "Revise «{field}»: {reason}",
+        "status": {
+            "granted": "{purpose} por {channel}: sí",
+            "pending": "{purpose} por {channel}: pendiente de su confirmación",
+            "revoked": "{purpose} por {channel}: no",
+        },
+        "purpose_names": {
+            "marketing": "Comunicaciones comerciales",
+            "service": "Avisos de servicio",
+        },
+        "channel_names": {
+            "email": "correo electrónico",
+            "sms": "SMS",
+            "telegram": "Telegram",
+            "webchat": "chat web",
+            "voice": "llamada",
+        },
+        "topic_names": {
+            "new-products": "Novedades",
+            "offers": "Ofertas",
+            "newsletter": "Boletín",
+        },
+        "day_names": ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
+    },
+}
+
+
+def signer(request: web.Request) -> LinkSigner:
+    return LinkSigner(request.app[SETTINGS].secret())
+
+
+def _bad_link(reason: str) -> web.Response:
+    return web.Response(status=400, text=f"{reason}\n", content_type="text/plain")
+
+
+def _page(template: str, status: int = 200, **context: Any) -> web.Response:
+    body = _templates.get_template(template).render(**context)
+    return web.Response(text=body, content_type="text/html", status=status, headers=HEADERS)
+
+
+def _evidence(request: web.Request, **extra: Any) -> dict[str, Any]:
+    return {
+        "ip": request.remote,
+        "user_agent": request.headers.get("User-Agent", ""),
+        "wording_version": WORDING_VERSION,
+        **extra,
+    }
+
+
+async def _language(request: web.Request, customer_id: int) -> str:
+    async with request.app[SESSIONMAKER]() as session:
+        customer = await get_customer(session, customer_id)
+        preferences = await load_preferences(session, customer.id)
+    language = preferences.language or customer.language or request.app[SETTINGS].default_language
+    return language if language in TEXTS else "en"
+
+
+# --- unsubscribe (RFC 2369 / RFC 8058) ----------------------------------------------------------
+
+
+def _read_unsubscribe(request: web.Request) -> UnsubscribeLink:
+    return signer(request).read_unsubscribe(request.match_info["token"])
+
+
+async def _unsubscribe_page(
+    request: web.Request, link: UnsubscribeLink, done: bool
+) -> web.Response:
+    lang = await _language(request, link.customer_id)
+    t = TEXTS[lang]
+    what = (
+        t["topic_messages"].format(topic=t["topic_names"].get(link.topic, link.topic))
+        if link.topic
+        else t["all_marketing"]
+    )
+    channel = t["channel_names"][link.channel.value]
+    texts = {
+        **t,
+        "unsubscribe_question": t["unsubscribe_question"].format(what=what, channel=channel),
+        "unsubscribed": t["unsubscribed"].format(what=what, channel=channel),
+    }
+    preferences = signer(request).preferences_token(PreferenceLink(link.customer_id, link.channel))
+    return _page(
+        "unsubscribe.html",
+        lang=lang,
+        title=t["unsubscribe_title"],
+        t=texts,
+        done=done,
+        preferences_url=f"/preferences/{preferences}",
+    )
+
+
+@routes.get("/u/{token}")
+async def unsubscribe_form(request: web.Request) -> web.Response:
+    try:
+        link = _read_unsubscribe(request)
+        return await _unsubscribe_page(request, link, done=False)
+    except (BadToken, CustomerNotFound):
+        return _bad_link("This unsubscribe link is not valid. / Este enlace no es válido.")
+
+
+@routes.post("/u/{token}")
+async def unsubscribe(request: web.Request) -> web.Response:
+    """One click, no cookie, no login; idempotent: a second click changes nothing more."""
+    try:
+        link = _read_unsubscribe(request)
+    except BadToken:
+        return _bad_link("This unsubscribe link is not valid. / Este enlace no es válido.")
+    form = await request.post()
+    one_click = form.get("List-Unsubscribe") == "One-Click"
+    async with request.app[SESSIONMAKER].begin() as session:
+        try:
+            customer = await get_customer(session, link.customer_id)
+        except CustomerNotFound:
+            return _bad_link("This unsubscribe link is not valid. / Este enlace no es válido.")
+        states = {
+            (s.channel, s.purpose, s.topic): s.status
+            for s, _ in await current_consents(session, customer.id)
+        }
+        key = (link.channel.value, Purpose.MARKETING.value, link.topic)
+        if states.get(key) != ConsentStatus.REVOKED.value:
+            await record_consent(
+                session,
+                customer.id,
+                link.channel,
+                Purpose.MARKETING,
+                Action.REVOKE,
+                Source.UNSUBSCRIBE_LINK,
+                actor="customer",
+                topic=link.topic,
+                evidence=_evidence(request, method="one-click" if one_click else "page"),
+            )
+    return await _unsubscribe_page(request, link, done=True)
+
+
+# --- the preference centre ----------------------------------------------------------------------
+
+
+def _read_preferences(request: web.Request) -> PreferenceLink:
+    return signer(request).read_preferences(request.match_info["token"])
+
+
+async def _preferences_page(
+    request: web.Request, link: PreferenceLink, notice: str = "", status: int = 200
+) -> web.Response:
+    lang = await _language(request, link.customer_id)
+    t = TEXTS[lang]
+    async with request.app[SESSIONMAKER]() as session:
+        customer = await get_customer(session, link.customer_id)
+        preferences = await load_preferences(session, customer.id)
+        rows = await current_consents(session, customer.id)
+    preferred = [c.value for c in preferences.channels][:CHANNEL_SLOTS]
+    preferred += [""] * (CHANNEL_SLOTS - len(preferred))
+    consent_lines = [
+        t["status"][s.status].format(
+            purpose=t["purpose_names"][s.purpose]
+            + (f" ({t['topic_names'].get(s.topic, s.topic)})" if s.topic else ""),
+            channel=t["channel_names"][s.channel],
+        )
+        for s, _ in rows
+    ]
+    token = request.match_info["token"]
+    return _page(
+        "preferences.html",
+        status=status,
+        lang=lang,
+        title=t["preferences_title"],
+        t=t,
+        notice=notice,
+        channels=[c.value for c in Channel],
+        channel_slots=CHANNEL_SLOTS,
+        preferred=preferred,
+        topics=request.app[SETTINGS].topic_list,
+        chosen_topics=set(preferences.topics),
+        days=DAYS,
+        chosen_days={DAYS[d] for d in (preferences.window_days or range(7))},
+        window_start=preferences.window_start.strftime("%H:%M") if preferences.window_start else "",
+        window_end=preferences.window_end.strftime("%H:%M") if preferences.window_end else "",
+        language=preferences.language or customer.language or lang,
+        consent_lines=consent_lines,
+        withdraw_url=f"/preferences/{token}/withdraw",
+    )
+
+
+def _changes_from_form(form: MultiDictProxy[Any], topics: list[str]) -> dict[str, Any]:
+    channels = [str(form.get(f"channel_{i}", "")) for i in range(CHANNEL_SLOTS)]
+    start, end = str(form.get("start", "")).strip(), str(form.get("end", "")).strip()
+    window = None
+    if start or end:
+        window = {"days": [str(d) for d in form.getall("day", [])], "start": start, "end": end}
+    return {
+        "channels": [c for c in channels if c],
+        "topics": [str(t) for t in form.getall("topic", []) if str(t) in topics],
+        "window": window,
+        "language": str(form.get("language", "")) or None,
+    }
+
+
+@routes.get("/preferences/{token}")
+async def preference_centre(request: web.Request) -> web.Response:
+    try:
+        return await _preferences_page(request, _read_preferences(request))
+    except (BadToken, CustomerNotFound):
+        return _bad_link("This link is not valid. / Este enlace no es válido.")
+
+
+@routes.post("/preferences/{token}")
+async def save_preferences(request: web.Request) -> web.Response:
+    try:
+        link = _read_preferences(request)
+        form = await request.post()
+        changes = _changes_from_form(form, request.app[SETTINGS].topic_list)
+        async with request.app[SESSIONMAKER].begin() as session:
+            await update_preferences(
+                session,
+                link.customer_id,
+                changes,
+                actor="customer",
+                source=Source.PREFERENCE_CENTRE,
+                evidence=_evidence(request, link_channel=link.channel.value),
+                proven_channel=link.channel,
+            )
+    except (BadToken, CustomerNotFound):
+        return _bad_link("This link is not valid. / Este enlace no es válido.")
+    except InvalidPreferences as e:
+        lang = await _language(request, link.customer_id)
+        notice = TEXTS[lang]["invalid"].format(field=e.field, reason=e.reason)
+        return await _preferences_page(request, link, notice, status=400)
+    lang = await _language(request, link.customer_id)
+    return await _preferences_page(request, link, TEXTS[lang]["saved"])
+
+
+@routes.post("/preferences/{token}/withdraw")
+async def withdraw(request: web.Request) -> web.Response:
+    try:
+        link = _read_preferences(request)
+        async with request.app[SESSIONMAKER].begin() as session:
+            await withdraw_everything(
+                session,
+                link.customer_id,
+                actor="customer",
+                source=Source.PREFERENCE_CENTRE,
+                evidence=_evidence(request, link_channel=link.channel.value),
+            )
+    except (BadToken, CustomerNotFound):
+        return _bad_link("This link is not valid. / Este enlace no es válido.")
+    lang = await _language(request, link.customer_id)
+    return await _preferences_page(request, link, TEXTS[lang]["withdrawn"])

@@ -1,0 +1,188 @@
+"""Customer pages behind signed links: RFC 8058 one-click unsubscribe and the preference centre."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from consent.ledger import consent_history, record_consent
+from consent.tokens import LinkSigner, PreferenceLink, UnsubscribeLink
+from consent.types import Action, Channel, Purpose, Source
+from crm_core.models import AuditEntry, Customer, CustomerStatus
+from sastre.config import Settings
+from sastre.db import SessionMaker
+from tests.sastre.conftest import Client
+
+Auth = Callable[..., dict[str, str]]
+
+
+async def _customer_with_email_marketing(sessionmaker: SessionMaker, language: str = "en") -> int:
+    async with sessionmaker.begin() as session:
+        customer = Customer(status=CustomerStatus.CUSTOMER.value, language=language)
+        session.add(customer)
+        await session.flush()
+        for action in (Action.GRANT, Action.CONFIRM):
+            await record_consent(
+                session,
+                customer.id,
+                Channel.EMAIL,
+                Purpose.MARKETING,
+                action,
+                Source.WEB_FORM,
+                actor="test",
+                evidence={"wording": "offers by e-mail"},
+            )
+        return customer.id
+
+
+def _unsubscribe_url(settings: Settings, customer: int, topic: str = "") -> str:
+    token = LinkSigner(settings.secret()).unsubscribe_token(
+        UnsubscribeLink(customer, Channel.EMAIL, topic)
+    )
+    return f"/u/{token}"
+
+
+def _preferences_url(settings: Settings, customer: int) -> str:
+    token = LinkSigner(settings.secret()).preferences_token(PreferenceLink(customer, Channel.EMAIL))
+    return f"/preferences/{token}"
+
+
+async def _actions(sessionmaker: SessionMaker, customer: int) -> list[tuple[str, str]]:
+    async with sessionmaker() as session:
+        return [(e.action, e.source) for e in await consent_history(session, customer)]
+
+
+async def test_the_unsubscribe_page_has_one_button(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker)
+    response = await client.get(_unsubscribe_url(settings, customer))
+    page = await response.text()
+    assert response.status == 200
+    assert page.count("<button") == 1
+    assert "Stop receiving marketing messages by E-mail?" in page
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_one_click_post_unsubscribes_without_cookie_or_login(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker)
+    response = await client.post(
+        _unsubscribe_url(settings, customer), data={"List-Unsubscribe": "One-Click"}
+    )
+    assert response.status == 200
+    assert await _actions(sessionmaker, customer) == [
+        ("grant", "web_form"),
+        ("confirm", "web_form"),
+        ("revoke", "unsubscribe_link"),
+    ]
+
+
+async def test_unsubscribe_is_idempotent(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker)
+    url = _unsubscribe_url(settings, customer)
+    for _ in range(3):
+        assert (await client.post(url, data={"List-Unsubscribe": "One-Click"})).status == 200
+    assert [a for a, _ in await _actions(sessionmaker, customer)].count("revoke") == 1
+
+
+async def test_the_revocation_records_its_evidence(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker)
+    await client.post(
+        _unsubscribe_url(settings, customer, "offers"),
+        headers={"User-Agent": "MailClient/1.0"},
+    )
+    async with sessionmaker() as session:
+        revoke = (await consent_history(session, customer))[-1]
+    assert revoke.topic == "offers"
+    assert revoke.evidence["user_agent"] == "MailClient/1.0"
+    assert revoke.evidence["method"] == "page"
+    assert revoke.evidence["ip"]
+
+
+async def test_a_forged_or_damaged_link_gets_400(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker)
+    url = _unsubscribe_url(settings, customer)
+    forged = LinkSigner(b"another key").unsubscribe_token(UnsubscribeLink(customer, Channel.EMAIL))
+    for bad in (url[:-3] + "xyz", f"/u/{forged}", "/u/nonsense"):
+        response = await client.post(bad)
+        assert response.status == 400, bad
+        assert response.content_type == "text/plain"
+        assert "not valid" in await response.text()
+    assert [a for a, _ in await _actions(sessionmaker, customer)].count("revoke") == 0
+
+
+async def test_pages_speak_the_customers_language(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker, language="es")
+    page = await (await client.get(_unsubscribe_url(settings, customer))).text()
+    assert "¿Dejar de recibir mensajes comerciales por correo electrónico?" in page
+    page = await (await client.get(_preferences_url(settings, customer))).text()
+    assert "Sus preferencias de contacto" in page
+
+
+async def test_the_preference_centre_saves_choices_with_evidence(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker)
+    url = _preferences_url(settings, customer)
+    form = {
+        "channel_0": "email",
+        "channel_1": "sms",
+        "topic": "offers",
+        "day": ["mon", "fri"],
+        "start": "18:00",
+        "end": "21:00",
+        "language": "en",
+    }
+    response = await client.post(url, data=form)
+    assert response.status == 200
+    assert "Your preferences are saved." in await response.text()
+    async with sessionmaker() as session:
+        audit = await session.scalar(
+            select(AuditEntry).where(AuditEntry.action == "preferences.update")
+        )
+        history = await consent_history(session, customer)
+    assert audit is not None
+    assert audit.data["after"]["window"] == {
+        "days": ["mon", "fri"],
+        "start": "18:00",
+        "end": "21:00",
+    }
+    offers = [(e.channel, e.action) for e in history if e.topic == "offers"]
+    # The link came by e-mail, so opening it proves the address: the grant is confirmed at once.
+    assert ("email", "grant") in offers
+    assert ("email", "confirm") in offers
+    assert ("sms", "grant") in offers
+    assert ("sms", "confirm") not in offers
+
+
+async def test_a_bad_window_is_explained(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker)
+    response = await client.post(
+        _preferences_url(settings, customer), data={"start": "18:00", "end": "18:00"}
+    )
+    assert response.status == 400
+    assert "start and end are the same time" in await response.text()
+
+
+async def test_withdraw_everything_in_one_click(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker)
+    response = await client.post(_preferences_url(settings, customer) + "/withdraw")
+    assert response.status == 200
+    page = await response.text()
+    assert "All your marketing consents are withdrawn." in page
+    assert "Marketing by E-mail: no" in page
