@@ -6,16 +6,30 @@ Pure functions: they raise `InvalidIdentity` with a reason a person can act on.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from crm_core.models import IdentityKind
 
-__all__ = ["InvalidIdentity", "normalise", "normalise_email", "normalise_phone"]
+__all__ = [
+    "InvalidIdentity",
+    "has_control_characters",
+    "normalise",
+    "normalise_email",
+    "normalise_phone",
+]
 
 _WEBCHAT_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
 _MAX_EXTERNAL_ID = 255
+_MAX_TELEGRAM_DIGITS = 20  # Telegram ids fit in 52 bits; anything longer is not one
+
+
+def has_control_characters(text: str, allowed: str = "") -> bool:
+    """True for C0/C1 controls and DEL (Unicode category Cc), which no name or id should hold:
+    PostgreSQL refuses NUL outright, and the rest are invisible traps in a console."""
+    return any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in text)
 
 
 class InvalidIdentity(ValueError):
@@ -49,7 +63,7 @@ def normalise_phone(value: str, region: str) -> str:
 def _normalise_telegram(value: str) -> str:
     # The numeric Telegram user id: usernames can be changed or given away, ids cannot.
     text = value.strip()
-    if not text.isdecimal() or int(text) <= 0:
+    if not text.isdecimal() or len(text) > _MAX_TELEGRAM_DIGITS or int(text) <= 0:
         raise InvalidIdentity(IdentityKind.TELEGRAM, "must be the numeric Telegram user id")
     return str(int(text))
 
@@ -67,7 +81,7 @@ def _normalise_external(value: str) -> str:
         raise InvalidIdentity(IdentityKind.EXTERNAL, "is empty")
     if len(text) > _MAX_EXTERNAL_ID:
         raise InvalidIdentity(IdentityKind.EXTERNAL, f"longer than {_MAX_EXTERNAL_ID} characters")
-    if any(ch < " " for ch in text):
+    if has_control_characters(text):
         raise InvalidIdentity(IdentityKind.EXTERNAL, "contains control characters")
     return text
 

@@ -204,39 +204,6 @@ def _batches(reader: Any, key_index: int, progress: Callable[[], None]) -> Itera
         progress()
 
 
-def _drop_duplicate_identities(rows: list[StagedRow]) -> tuple[list[StagedRow], list[Rejection]]:
-    """Two rows of one batch giving the same e-mail (phone, Telegram id) for different customers:
-    the first keeps it, the second is refused, as it would be if they came in separate batches."""
-    first_line: dict[tuple[int, str | int], int] = {}
-    kept: list[StagedRow] = []
-    bad: list[Rejection] = []
-    for row in rows:
-        clash = None
-        for position, kind in (
-            (6, IdentityKind.EMAIL),
-            (7, IdentityKind.PHONE),
-            (8, IdentityKind.TELEGRAM),
-        ):
-            value = row[position]
-            if value is not None and (position, value) in first_line:
-                clash = Rejection(
-                    row[0],
-                    kind.value,
-                    f"{value} is also given on line {first_line[(position, value)]} "
-                    "for another customer",
-                )
-                break
-        if clash:
-            bad.append(clash)
-            continue
-        for position in (6, 7, 8):
-            value = row[position]
-            if value is not None:
-                first_line[(position, value)] = row[0]
-        kept.append(row)
-    return kept, bad
-
-
 # --- the staging table and the set-based steps --------------------------------------------------
 
 _staging_metadata = MetaData()
@@ -260,6 +227,7 @@ staging = Table(
     Column("is_new", Boolean, nullable=False, server_default=false()),
     Column("reject_field", String),
     Column("reject_owner", BigInteger),
+    Column("reject_line", BigInteger),
     prefixes=["TEMPORARY"],
 )
 _STAGED_COLUMNS = [c.name for c in staging.columns][:13]
@@ -304,6 +272,27 @@ async def _refuse_taken_identities(conn: AsyncConnection) -> None:
                 s.reject_field.is_(None),
             )
             .values(reject_field=kind.value, reject_owner=i.customer_id)
+        )
+
+
+async def _refuse_repeated_identities(conn: AsyncConnection) -> None:
+    """Two accepted rows of one batch giving the same e-mail (phone, Telegram id) belong to
+    different customers (a batch never repeats an external id): the first line keeps it, the
+    later ones are refused, exactly as if each row had come in a batch of its own."""
+    s = staging.c
+    for kind in _IDENTITY_FIELDS:
+        column = s[kind.value]
+        first = (
+            select(column.label("value"), func.min(s.line).label("line"))
+            .where(s.reject_field.is_(None), column.isnot(None))
+            .group_by(column)
+            .having(func.count() > 1)
+            .subquery(f"first_{kind.value}")
+        )
+        await conn.execute(
+            update(staging)
+            .where(column == first.c.value, s.line > first.c.line, s.reject_field.is_(None))
+            .values(reject_field=kind.value, reject_line=first.c.line)
         )
 
 
@@ -426,14 +415,19 @@ async def _insert_identities(conn: AsyncConnection, now: datetime) -> None:
 async def _rejections(conn: AsyncConnection) -> list[Rejection]:
     s = staging.c
     rows = await conn.execute(
-        select(s.line, s.reject_field, s.email, s.phone, s.telegram, s.reject_owner).where(
-            s.reject_field.isnot(None)
-        )
+        select(
+            s.line, s.reject_field, s.email, s.phone, s.telegram, s.reject_owner, s.reject_line
+        ).where(s.reject_field.isnot(None))
     )
     found = []
-    for line, kind, email, phone, telegram, owner in rows:
+    for line, kind, email, phone, telegram, owner, first_line in rows:
         value = {"email": email, "phone": phone, "telegram": telegram}[kind]
-        found.append(Rejection(line, kind, f"{value} already belongs to customer {owner}"))
+        reason = (
+            f"{value} already belongs to customer {owner}"
+            if owner is not None
+            else f"{value} is also given on line {first_line} for another customer"
+        )
+        found.append(Rejection(line, kind, reason))
     return found
 
 
@@ -442,6 +436,7 @@ async def _write_batch(conn: AsyncConnection, rows: list[StagedRow], report: Imp
     await _load_batch(conn, rows)
     await _match_existing(conn)
     await _refuse_taken_identities(conn)
+    await _refuse_repeated_identities(conn)
     await _allocate_ids(conn)
     report.imported += await _insert_new_customers(conn, now)
     report.updated += await _update_existing_customers(conn, now)
@@ -458,7 +453,19 @@ def _open_csv(path: Path) -> tuple[BinaryIO, Any]:
     except OSError as e:
         raise ImportFileError(f"cannot read {path}: {e.strerror}") from None
     text_stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-    return raw, csv.reader(text_stream)
+    # strict: a quote left open must stop the import, not swallow the rest of the file.
+    return raw, csv.reader(text_stream, strict=True)
+
+
+def _first_undecodable_line(path: Path) -> int:
+    """The decoder reads ahead in chunks, so its error does not know the line: find it."""
+    with path.open("rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 async def import_customers(
@@ -487,24 +494,23 @@ async def import_customers(
             lambda: progress(raw.tell()) if progress else None,
         )
         await conn.run_sync(lambda sync_conn: staging.create(sync_conn))
-        try:
-            first = next(batches, None)
-            second = next(batches, None) if first is not None else None
-            big = first is not None and second is not None and len(first) + len(second) > BATCH_ROWS
-            if big and workers > 1:
-                # Spawned, not forked: forking a process that runs an event loop and driver
-                # threads can copy a held lock into the child.
-                pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-            pending = [b for b in (first, second) if b is not None]
-            await _check_and_write(
-                conn, header, pending, batches, default_region, pool, workers, report
-            )
-        finally:
-            await conn.run_sync(lambda sync_conn: staging.drop(sync_conn))
+        first = next(batches, None)
+        second = next(batches, None) if first is not None else None
+        big = first is not None and second is not None and len(first) + len(second) > BATCH_ROWS
+        if big and workers > 1:
+            # Spawned, not forked: forking a process that runs an event loop and driver
+            # threads can copy a held lock into the child.
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        pending = [b for b in (first, second) if b is not None]
+        await _check_and_write(
+            conn, header, pending, batches, default_region, pool, workers, report
+        )
+        # Not in a `finally`: on failure the caller rolls back, which drops the table too, and a
+        # DROP in an aborted transaction would hide the real error.
+        await conn.run_sync(lambda sync_conn: staging.drop(sync_conn))
     except UnicodeDecodeError as e:
-        raise ImportFileError(
-            f"line {reader.line_num + 1}: the file is not UTF-8 text ({e.reason})"
-        ) from None
+        line = _first_undecodable_line(path)
+        raise ImportFileError(f"line {line}: the file is not UTF-8 text ({e.reason})") from None
     except csv.Error as e:
         raise ImportFileError(f"line {reader.line_num}: not valid CSV ({e})") from None
     finally:
@@ -552,6 +558,4 @@ async def _write_checked(
 ) -> None:
     good, bad = checked
     report.rejected.extend(bad)
-    kept, duplicates = _drop_duplicate_identities(good)
-    report.rejected.extend(duplicates)
-    await _write_batch(conn, kept, report)
+    await _write_batch(conn, good, report)

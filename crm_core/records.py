@@ -7,17 +7,18 @@ stored value.
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
 from typing import Any
 
 import pycountry
 from typing_extensions import override
 
-from crm_core.identities import InvalidIdentity, normalise
+from crm_core.identities import InvalidIdentity, has_control_characters, normalise
 from crm_core.models import IdentityKind
 
 __all__ = [
@@ -45,6 +46,10 @@ STANDARD_FIELDS = (
 )
 MAX_MONEY_CENTS = 10**15  # ten trillion units: beyond that it is a typo, not a customer
 _MAX_NAME = 200
+# Digits with an optional '.' for decimals; ',' only as a thousands separator in groups of three.
+# "1.234,56" is refused rather than guessed: misreading money is worse than asking.
+_MONEY = re.compile(r"\+?(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?|\+?\.\d+")
+_NOT_FINITE = frozenset({"nan", "snan", "inf", "infinity"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,17 +125,16 @@ def _parse_money(name: str, value: Any, errors: list[FieldError]) -> int | None:
     if isinstance(value, bool):
         errors.append(FieldError(name, "must be a number"))
         return None
-    try:
-        amount = Decimal(text.replace(",", "") if text.count(",") and "." in text else text)
-    except InvalidOperation:
-        errors.append(FieldError(name, f"{text!r} is not a number"))
-        return None
-    if not amount.is_finite():
-        errors.append(FieldError(name, "must be a finite number"))
-        return None
-    if amount < 0:
+    if text.startswith("-"):
         errors.append(FieldError(name, "must not be negative"))
         return None
+    if text.lstrip("+").lower() in _NOT_FINITE:
+        errors.append(FieldError(name, "must be a finite number"))
+        return None
+    if not _MONEY.fullmatch(text):
+        errors.append(FieldError(name, f"{text!r} is not an amount like 1234.56 (or 1,234.56)"))
+        return None
+    amount = Decimal(text.replace(",", ""))
     cents = int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
     if cents >= MAX_MONEY_CENTS:
         errors.append(FieldError(name, "is implausibly large"))
@@ -187,6 +191,16 @@ def _attribute_value(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+def _attribute_errors(attributes: Mapping[str, Any]) -> list[FieldError]:
+    """Attributes end up in JSON on PostgreSQL, which refuses NUL anywhere in a string."""
+    found = []
+    for key, value in attributes.items():
+        texts = [key] + ([value] if isinstance(value, str) else [])
+        if any(has_control_characters(text, allowed="\t\n\r") for text in texts):
+            found.append(FieldError(key, "contains control characters"))
+    return found
+
+
 def parse_customer(fields: Mapping[str, Any], default_region: str) -> CustomerRecord:
     """Check every field; raise `RecordErrors` listing all that are wrong, in column order."""
     errors: list[FieldError] = []
@@ -198,6 +212,8 @@ def parse_customer(fields: Mapping[str, Any], default_region: str) -> CustomerRe
     name = _text(fields.get("name"))
     if name is not None and len(name) > _MAX_NAME:
         errors.append(FieldError("name", f"longer than {_MAX_NAME} characters"))
+    if name is not None and has_control_characters(name):
+        errors.append(FieldError("name", "contains control characters"))
     country = _parse_country(fields.get("country"), errors)
     region = country or default_region
     email = _parse_identity(IdentityKind.EMAIL, fields.get("email"), region, errors)
@@ -213,6 +229,7 @@ def parse_customer(fields: Mapping[str, Any], default_region: str) -> CustomerRe
         for key, value in fields.items()
         if key not in STANDARD_FIELDS and key.strip() and _text(value) is not None
     }
+    errors.extend(_attribute_errors(attributes))
     if errors:
         raise RecordErrors(errors)
     assert external_id is not None

@@ -26,11 +26,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import (
     BigInteger,
     Float,
+    Numeric,
     String,
     case,
     cast,
     func,
     literal,
+    literal_column,
     select,
     text,
     update,
@@ -175,7 +177,10 @@ def classify(customers: Sequence[ValueFigures], rules: TierRules) -> dict[int, T
 
 
 def _sql_units(cents: ColumnElement[int]) -> ColumnElement[str]:
-    return cast(cast(func.round(cents / 100.0), BigInteger), String)
+    # NUMERIC / an inline 100.0: PostgreSQL then rounds numeric half away from zero, as SQLite
+    # and `_units` do (a float parameter would make it round double precision half to even).
+    exact = cast(cents, Numeric) / literal_column("100.0", Numeric)
+    return cast(cast(func.round(exact), BigInteger), String)
 
 
 def _sql_reason(

@@ -1,0 +1,560 @@
+"""Customers: create or update from a record, refuse identities that belong to someone else, merge
+two records of one person (keeping everything, leaving a tombstone), and the 360 view."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_core import (
+    Customer,
+    CustomerNotFound,
+    Identity,
+    IdentityConflict,
+    IdentityKind,
+    Interaction,
+    InvalidIdentity,
+    MergeRefused,
+    add_interaction,
+    customer_view,
+    find_customer,
+    get_customer,
+    merge_customers,
+    resolve,
+    upsert_customer,
+)
+from crm_core.customers import MergeConflict
+from crm_core.models import AuditEntry, InteractionKind
+from crm_core.records import parse_customer
+from sastre.db import SessionMaker
+
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+
+async def upsert(session: AsyncSession, external_id: str, **fields: Any) -> tuple[Customer, bool]:
+    return await upsert_customer(
+        session, parse_customer({"external_id": external_id, **fields}, "US")
+    )
+
+
+async def new_customer(session: AsyncSession, external_id: str, **fields: Any) -> Customer:
+    customer, created = await upsert(session, external_id, **fields)
+    assert created
+    return customer
+
+
+async def identities_of(session: AsyncSession, customer_id: int) -> list[tuple[str, str, bool]]:
+    rows = await session.execute(
+        select(Identity.kind, Identity.value, Identity.verified)
+        .where(Identity.customer_id == customer_id)
+        .order_by(Identity.kind, Identity.value)
+    )
+    return [(kind, value, verified) for kind, value, verified in rows]
+
+
+async def count(session: AsyncSession, model: type[Customer] | type[AuditEntry]) -> int:
+    return await session.scalar(select(func.count()).select_from(model)) or 0
+
+
+async def merge_audit(session: AsyncSession) -> dict[str, Any]:
+    entry = await session.scalar(select(AuditEntry).where(AuditEntry.action == "customer.merge"))
+    assert entry is not None
+    return entry.data
+
+
+# --- create or update ---------------------------------------------------------------------------
+
+
+async def test_upsert_creates_a_customer_with_its_identities(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        customer, created = await upsert(
+            session,
+            "CRM-1",
+            name="Ana",
+            email="Ana@Example.com",
+            phone="(415) 555-2671",
+            revenue="12.5",
+            loyalty="gold",
+        )
+    assert created
+    async with sessionmaker() as session:
+        stored = await session.get_one(Customer, customer.id)
+        assert await identities_of(session, customer.id) == [
+            ("email", "ana@example.com", False),
+            ("external", "CRM-1", False),
+            ("phone", "+14155552671", False),
+        ]
+    assert (stored.status, stored.name, stored.revenue_cents, stored.attributes) == (
+        "customer",
+        "Ana",
+        1250,
+        {"loyalty": "gold"},
+    )
+
+
+async def test_upsert_updates_the_customer_with_that_external_id(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        first = await new_customer(
+            session, "CRM-1", name="Ana", language="es", revenue="10", loyalty="gold", segment="a"
+        )
+    async with sessionmaker.begin() as session:
+        again, created = await upsert(
+            session, "CRM-1", name="Ana García", revenue="", segment="b", store="Madrid"
+        )
+    assert not created
+    assert again.id == first.id
+    async with sessionmaker() as session:
+        stored = await session.get_one(Customer, first.id)
+        assert await count(session, Customer) == 1
+    assert (stored.name, stored.language, stored.revenue_cents) == ("Ana García", "es", 1000)
+    assert stored.attributes == {"loyalty": "gold", "segment": "b", "store": "Madrid"}
+
+
+async def test_upsert_adds_new_identities_and_keeps_the_old(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        customer = await new_customer(session, "CRM-1", email="ana@example.com")
+    async with sessionmaker.begin() as session:
+        await upsert(session, "CRM-1", email="ana.garcia@example.com", telegram="4242")
+    async with sessionmaker() as session:
+        assert await identities_of(session, customer.id) == [
+            ("email", "ana.garcia@example.com", False),
+            ("email", "ana@example.com", False),
+            ("external", "CRM-1", False),
+            ("telegram", "4242", False),
+        ]
+
+
+async def test_upsert_refuses_an_email_that_belongs_to_another_customer(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        lead, _ = await resolve(session, IdentityKind.EMAIL, "ana@example.com", "US")
+    with pytest.raises(IdentityConflict) as caught:
+        async with sessionmaker.begin() as session:
+            await upsert(session, "CRM-1", email="ANA@example.com")
+    assert (caught.value.kind, caught.value.value, caught.value.owner_id) == (
+        "email",
+        "ana@example.com",
+        lead.id,
+    )
+    assert str(caught.value) == f"email: ana@example.com already belongs to customer {lead.id}"
+    async with sessionmaker() as session:
+        assert await count(session, Customer) == 1
+        assert (await session.get_one(Customer, lead.id)).status == "lead"
+
+
+async def test_upsert_refuses_an_update_claiming_another_customers_phone(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        ana = await new_customer(session, "CRM-1", phone="(415) 555-2671")
+        await new_customer(session, "CRM-2", name="Bob")
+    with pytest.raises(IdentityConflict) as caught:
+        async with sessionmaker.begin() as session:
+            await upsert(session, "CRM-2", name="Robert", phone="+1 415 555 2671")
+    assert caught.value.owner_id == ana.id
+    async with sessionmaker() as session:
+        assert (await find_customer(session, "external", "CRM-2", "US")).name == "Bob"
+
+
+# --- finding ------------------------------------------------------------------------------------
+
+
+async def test_find_customer_normalises_the_value(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        customer = await new_customer(session, "CRM-1", email="ana@bücher.de")
+    async with sessionmaker() as session:
+        found = await find_customer(session, IdentityKind.EMAIL, " Ana@BÜCHER.de", "US")
+    assert found.id == customer.id
+
+
+async def test_find_customer_without_a_match_is_not_found(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker() as session:
+        with pytest.raises(CustomerNotFound, match=r"no customer with email nobody@example\.com"):
+            await find_customer(session, IdentityKind.EMAIL, "nobody@example.com", "US")
+
+
+async def test_find_customer_with_an_invalid_value_is_refused(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker() as session:
+        with pytest.raises(InvalidIdentity):
+            await find_customer(session, IdentityKind.PHONE, "call me", "US")
+
+
+async def test_get_customer_of_an_unknown_id_is_not_found(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker() as session:
+        with pytest.raises(CustomerNotFound, match="no customer 999"):
+            await get_customer(session, 999)
+
+
+# --- merging ------------------------------------------------------------------------------------
+
+
+async def two_records_of_ana(session: AsyncSession) -> tuple[Customer, Customer]:
+    """The survivor from the shop, the other from the call centre, with a timeline each."""
+    survivor = await new_customer(
+        session,
+        "SHOP-1",
+        name="Ana",
+        email="ana@example.com",
+        revenue="100",
+        cost_to_serve="10",
+        potential_value="500",
+        loyalty="gold",
+        store="Madrid",
+    )
+    other = await new_customer(
+        session,
+        "CALL-7",
+        name="Ana García",
+        language="es",
+        phone="(415) 555-2671",
+        revenue="50",
+        cost_to_serve="5",
+        potential_value="800",
+        loyalty="silver",
+        channel="phone",
+    )
+    await add_interaction(session, survivor.id, InteractionKind.PURCHASE, "shoes", occurred_at=T0)
+    for hour in (1, 2):
+        await add_interaction(
+            session,
+            other.id,
+            InteractionKind.CALLBACK,
+            f"call {hour}",
+            occurred_at=T0 + timedelta(hours=hour),
+        )
+    return survivor, other
+
+
+async def test_merge_keeps_every_identity(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        survivor, other = await two_records_of_ana(session)
+        await merge_customers(session, survivor.id, other.id, "agent:maria")
+    async with sessionmaker() as session:
+        assert await identities_of(session, survivor.id) == [
+            ("email", "ana@example.com", False),
+            ("external", "CALL-7", False),
+            ("external", "SHOP-1", False),
+            ("phone", "+14155552671", False),
+        ]
+        assert await identities_of(session, other.id) == []
+
+
+async def test_merge_keeps_every_interaction_and_notes_the_merge(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        survivor, other = await two_records_of_ana(session)
+        await merge_customers(session, survivor.id, other.id, "agent:maria")
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(Interaction).where(Interaction.customer_id == survivor.id)
+        )
+        summaries = sorted(i.summary for i in rows)
+    assert summaries == [
+        f"Customer {other.id} merged into this one",
+        "call 1",
+        "call 2",
+        "shoes",
+    ]
+
+
+async def test_merge_keeps_every_attribute_and_the_survivors_value_wins(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        survivor, other = await two_records_of_ana(session)
+        merged = await merge_customers(session, survivor.id, other.id, "agent:maria")
+    assert merged.attributes == {"loyalty": "gold", "store": "Madrid", "channel": "phone"}
+
+
+async def test_merge_audit_entry_records_the_overridden_attribute_and_the_snapshot(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        survivor, other = await two_records_of_ana(session)
+        await merge_customers(session, survivor.id, other.id, "agent:maria")
+    async with sessionmaker() as session:
+        entry = await session.scalar(select(AuditEntry))
+    assert entry is not None
+    assert (entry.action, entry.actor, entry.customer_id) == (
+        "customer.merge",
+        "agent:maria",
+        survivor.id,
+    )
+    data = entry.data
+    assert data["overridden_attributes"] == {"loyalty": "silver"}
+    assert (data["survivor_id"], data["merged_id"], data["forced"], data["conflicts"]) == (
+        survivor.id,
+        other.id,
+        False,
+        [],
+    )
+    assert data["interactions_moved"] == 2
+    assert data["merged_snapshot"] == {
+        "id": other.id,
+        "status": "customer",
+        "name": "Ana García",
+        "language": "es",
+        "timezone": None,
+        "country": None,
+        "revenue_cents": 5000,
+        "cost_to_serve_cents": 500,
+        "potential_value_cents": 80000,
+        "attributes": {"loyalty": "silver", "channel": "phone"},
+    }
+
+
+async def test_merge_adds_up_value_and_keeps_the_higher_potential(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        survivor, other = await two_records_of_ana(session)
+        await merge_customers(session, survivor.id, other.id, "agent:maria")
+    async with sessionmaker() as session:
+        stored = await session.get_one(Customer, survivor.id)
+    assert (
+        stored.revenue_cents,
+        stored.cost_to_serve_cents,
+        stored.profit_cents,
+        stored.potential_value_cents,
+    ) == (15000, 1500, 13500, 80000)
+
+
+async def test_merge_fills_only_the_survivors_missing_fields(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        survivor, other = await two_records_of_ana(session)
+        await merge_customers(session, survivor.id, other.id, "agent:maria")
+    async with sessionmaker() as session:
+        stored = await session.get_one(Customer, survivor.id)
+    assert (stored.name, stored.language) == ("Ana", "es")
+
+
+async def test_merge_leaves_a_tombstone_that_get_customer_follows(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        survivor, other = await two_records_of_ana(session)
+        await merge_customers(session, survivor.id, other.id, "agent:maria")
+    async with sessionmaker() as session:
+        tombstone = await session.get_one(Customer, other.id)
+        assert (tombstone.status, tombstone.merged_into_id) == ("merged", survivor.id)
+        assert (await get_customer(session, other.id)).id == survivor.id
+        found = await find_customer(session, IdentityKind.EXTERNAL, "CALL-7", "US")
+        assert found.id == survivor.id
+
+
+async def test_merge_chain_is_followed_to_the_last_survivor(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        first = await new_customer(session, "CRM-1")
+        second = await new_customer(session, "CRM-2")
+        third = await new_customer(session, "CRM-3")
+        await merge_customers(session, second.id, first.id, "agent:maria")
+        await merge_customers(session, third.id, second.id, "agent:maria")
+    async with sessionmaker() as session:
+        assert (await get_customer(session, first.id)).id == third.id
+
+
+async def test_upsert_by_a_merged_external_id_updates_the_survivor(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        survivor, other = await two_records_of_ana(session)
+        await merge_customers(session, survivor.id, other.id, "agent:maria")
+    async with sessionmaker.begin() as session:
+        updated, created = await upsert(session, "CALL-7", timezone="Europe/Madrid")
+    assert not created
+    assert updated.id == survivor.id
+    assert updated.timezone == "Europe/Madrid"
+
+
+async def test_merging_a_customer_into_a_lead_makes_it_a_customer(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        lead, _ = await resolve(session, IdentityKind.TELEGRAM, "4242", "US")
+        known = await new_customer(session, "CRM-1")
+        merged = await merge_customers(session, lead.id, known.id, "agent:maria")
+    assert merged.status == "customer"
+
+
+async def verified_leads(session: AsyncSession, *emails: str) -> list[Customer]:
+    return [
+        (await resolve(session, IdentityKind.EMAIL, email, "US", verified=True))[0]
+        for email in emails
+    ]
+
+
+async def test_merge_is_refused_when_both_hold_different_verified_identities_of_a_kind(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        ana, other_ana = await verified_leads(session, "ana@example.com", "ana@work.example")
+    with pytest.raises(MergeRefused) as caught:
+        async with sessionmaker.begin() as session:
+            await merge_customers(session, ana.id, other_ana.id, "agent:maria")
+    assert caught.value.conflicts == [
+        MergeConflict("email", (("ana@example.com",), ("ana@work.example",)))
+    ]
+    async with sessionmaker() as session:
+        assert (await get_customer(session, other_ana.id)).id == other_ana.id
+        assert await count(session, AuditEntry) == 0
+
+
+async def test_merge_of_verified_and_unverified_identities_is_not_a_conflict(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        (ana,) = await verified_leads(session, "ana@example.com")
+        other, _ = await resolve(session, IdentityKind.EMAIL, "ana@work.example", "US")
+        await merge_customers(session, ana.id, other.id, "agent:maria")
+    async with sessionmaker() as session:
+        assert await identities_of(session, ana.id) == [
+            ("email", "ana@example.com", True),
+            ("email", "ana@work.example", False),
+        ]
+
+
+async def test_forced_merge_goes_through_and_is_recorded_as_forced(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        ana, other_ana = await verified_leads(session, "ana@example.com", "ana@work.example")
+    async with sessionmaker.begin() as session:
+        await merge_customers(session, ana.id, other_ana.id, "supervisor:luis", force=True)
+    async with sessionmaker() as session:
+        data = await merge_audit(session)
+        note = await session.scalar(select(Interaction).where(Interaction.customer_id == ana.id))
+        assert (await get_customer(session, other_ana.id)).id == ana.id
+    assert data["forced"] is True
+    assert data["conflicts"] == [
+        {"kind": "email", "survivor": ["ana@example.com"], "merged": ["ana@work.example"]}
+    ]
+    assert note is not None
+    assert note.summary == f"Customer {other_ana.id} merged into this one (forced)"
+    assert note.actor == "supervisor:luis"
+
+
+async def test_merging_a_customer_with_itself_is_refused(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        customer = await new_customer(session, "CRM-1")
+        with pytest.raises(MergeRefused, match="cannot be merged with itself"):
+            await merge_customers(session, customer.id, customer.id, "agent:maria")
+
+
+@pytest.mark.parametrize("tombstone_is", ["survivor", "other"])
+async def test_merging_an_already_merged_customer_is_refused(
+    sessionmaker: SessionMaker, tombstone_is: str
+) -> None:
+    async with sessionmaker.begin() as session:
+        first = await new_customer(session, "CRM-1")
+        second = await new_customer(session, "CRM-2")
+        third = await new_customer(session, "CRM-3")
+        await merge_customers(session, second.id, first.id, "agent:maria")
+    pair = (first.id, third.id) if tombstone_is == "survivor" else (third.id, first.id)
+    async with sessionmaker.begin() as session:
+        with pytest.raises(MergeRefused, match=f"customer {first.id} was already merged"):
+            await merge_customers(session, *pair, "agent:maria")
+
+
+async def test_merging_an_unknown_customer_is_not_found(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        customer = await new_customer(session, "CRM-1")
+        with pytest.raises(CustomerNotFound, match="no customer 999"):
+            await merge_customers(session, customer.id, 999, "agent:maria")
+
+
+# --- the 360 view -------------------------------------------------------------------------------
+
+
+async def test_customer_view_has_the_documented_shape(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        customer = await new_customer(
+            session,
+            "CRM-1",
+            name="Ana",
+            language="es",
+            timezone="Europe/Madrid",
+            country="ES",
+            email="ana@example.com",
+            revenue="1234.5",
+            cost_to_serve="34.5",
+            potential_value="5000",
+            loyalty="gold",
+        )
+        await add_interaction(
+            session, customer.id, InteractionKind.NOTE, "likes mornings", occurred_at=T0
+        )
+    async with sessionmaker() as session:
+        view = await customer_view(session, customer.id)
+    assert {
+        "id",
+        "name",
+        "language",
+        "timezone",
+        "tier",
+        "tier_reason",
+        "value",
+        "identities",
+        "attributes",
+        "interactions",
+    } <= view.keys()
+    assert (view["id"], view["name"], view["language"], view["timezone"]) == (
+        customer.id,
+        "Ana",
+        "es",
+        "Europe/Madrid",
+    )
+    assert (view["tier"], view["tier_reason"]) == ("STANDARD", "not computed yet")
+    assert view["value"] == {
+        "revenue": 1234.5,
+        "cost_to_serve": 34.5,
+        "profit": 1200,
+        "potential_value": 5000,
+    }
+    assert view["identities"] == [
+        {"kind": "email", "value": "ana@example.com", "verified": False},
+        {"kind": "external", "value": "CRM-1", "verified": False},
+    ]
+    assert view["attributes"] == {"loyalty": "gold"}
+    assert [i["summary"] for i in view["interactions"]] == ["likes mornings"]
+    assert view["interactions"][0]["occurred_at"] == T0.isoformat()
+
+
+async def test_customer_view_shows_the_50_newest_interactions_newest_first(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        customer = await new_customer(session, "CRM-1")
+        for minute in range(55):
+            await add_interaction(
+                session,
+                customer.id,
+                InteractionKind.MESSAGE_IN,
+                f"message {minute}",
+                occurred_at=T0 + timedelta(minutes=minute),
+            )
+    async with sessionmaker() as session:
+        view = await customer_view(session, customer.id)
+    assert [i["summary"] for i in view["interactions"]] == [
+        f"message {minute}" for minute in range(54, 4, -1)
+    ]
+
+
+async def test_customer_view_of_a_merged_id_shows_the_survivor(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        survivor, other = await two_records_of_ana(session)
+        await merge_customers(session, survivor.id, other.id, "agent:maria")
+    async with sessionmaker() as session:
+        view = await customer_view(session, other.id)
+    assert view["id"] == survivor.id
+    assert view["interactions"][0]["summary"] == f"Customer {other.id} merged into this one"
+    assert len(view["interactions"]) == 4

@@ -1,0 +1,145 @@
+"""Normalising identity values: one person written two ways is one identity, and a value that
+cannot be an identity is refused with a reason a person can act on."""
+
+from __future__ import annotations
+
+import pytest
+
+from crm_core import IdentityKind, InvalidIdentity, normalise
+from crm_core.identities import normalise_email, normalise_phone
+
+
+def test_email_is_lower_cased_and_trimmed() -> None:
+    assert normalise(IdentityKind.EMAIL, "  Ana.Garcia@Example.COM ", "US") == (
+        "ana.garcia@example.com"
+    )
+
+
+def test_email_domain_is_idna_encoded() -> None:
+    assert normalise_email("x@Bücher.DE") == "x@xn--bcher-kva.de"
+
+
+def test_email_written_two_ways_is_one_identity() -> None:
+    assert normalise_email("X@bücher.de") == normalise_email("x@XN--BCHER-KVA.DE")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason_mentions"),
+    [
+        ("ana.example.com", "@-sign"),
+        ("ana@localhost", "period"),
+        ("ana@@example.com", "@"),
+        ("ana garcia@example.com", "invalid characters"),
+    ],
+)
+def test_invalid_email_is_refused_with_a_reason(value: str, reason_mentions: str) -> None:
+    with pytest.raises(InvalidIdentity) as caught:
+        normalise(IdentityKind.EMAIL, value, "US")
+    assert caught.value.kind == IdentityKind.EMAIL
+    assert reason_mentions in caught.value.reason
+
+
+def test_national_phone_number_uses_the_region() -> None:
+    assert normalise(IdentityKind.PHONE, "(415) 555-2671", "US") == "+14155552671"
+
+
+@pytest.mark.parametrize("region", ["US", "ES", "GB"])
+def test_phone_with_country_code_ignores_the_region(region: str) -> None:
+    assert normalise_phone("+34 612 34 56 78", region) == "+34612345678"
+
+
+def test_same_national_number_differs_by_region() -> None:
+    assert normalise_phone("612 34 56 78", "ES") == "+34612345678"
+    with pytest.raises(InvalidIdentity, match="not a valid number in US"):
+        normalise_phone("612 34 56 78", "US")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason_mentions"),
+    [
+        ("call me", "not a phone number"),
+        ("123", "not a valid number"),
+        ("+1 415 555 267", "not a valid number in US"),
+    ],
+)
+def test_invalid_phone_is_refused_with_a_reason(value: str, reason_mentions: str) -> None:
+    with pytest.raises(InvalidIdentity) as caught:
+        normalise(IdentityKind.PHONE, value, "US")
+    assert caught.value.kind == IdentityKind.PHONE
+    assert reason_mentions in caught.value.reason
+
+
+def test_telegram_id_is_the_canonical_number() -> None:
+    assert normalise(IdentityKind.TELEGRAM, " 00123456789 ", "US") == "123456789"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "@ana_garcia", "12.5", "", "1e9"])
+def test_telegram_must_be_a_positive_numeric_id(value: str) -> None:
+    with pytest.raises(InvalidIdentity, match="numeric Telegram user id"):
+        normalise(IdentityKind.TELEGRAM, value, "US")
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_absurdly_long_telegram_id_is_refused(digits: int) -> None:
+    with pytest.raises(InvalidIdentity):
+        normalise(IdentityKind.TELEGRAM, "9" * digits, "US")
+
+
+@pytest.mark.parametrize("value", ["abcdefgh", "A1_b2-C3" * 16, " visitor-0001 "])
+def test_webchat_id_of_8_to_128_safe_characters_is_kept(value: str) -> None:
+    assert normalise(IdentityKind.WEBCHAT, value, "US") == value.strip()
+
+
+@pytest.mark.parametrize(
+    "value", ["abc1234", "a" * 129, "visitor 0001", "visitor/0001", "ñandú-123"]
+)
+def test_webchat_id_of_another_shape_is_refused(value: str) -> None:
+    with pytest.raises(InvalidIdentity, match="8-128 letters"):
+        normalise(IdentityKind.WEBCHAT, value, "US")
+
+
+def test_external_id_is_trimmed() -> None:
+    assert normalise(IdentityKind.EXTERNAL, "  CRM-0042\n", "US") == "CRM-0042"
+
+
+def test_external_id_keeps_its_case() -> None:
+    assert normalise(IdentityKind.EXTERNAL, "AbC", "US") == "AbC"
+
+
+def test_external_id_of_255_characters_is_accepted() -> None:
+    assert normalise(IdentityKind.EXTERNAL, "x" * 255, "US") == "x" * 255
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("   ", "is empty"),
+        ("x" * 256, "longer than 255 characters"),
+        ("a\tb", "contains control characters"),
+        ("a\x00b", "contains control characters"),
+    ],
+)
+def test_bad_external_id_is_refused(value: str, reason: str) -> None:
+    with pytest.raises(InvalidIdentity) as caught:
+        normalise(IdentityKind.EXTERNAL, value, "US")
+    assert caught.value.reason == reason
+
+
+def test_unknown_kind_is_refused_listing_the_known_ones() -> None:
+    with pytest.raises(InvalidIdentity) as caught:
+        normalise("fax", "+14155552671", "US")
+    assert caught.value.kind == "fax"
+    assert "unknown identity kind" in caught.value.reason
+    assert "email, phone, telegram, webchat, external" in caught.value.reason
+
+
+def test_invalid_identity_is_a_value_error_naming_the_kind() -> None:
+    error = InvalidIdentity("phone", "too short")
+    assert isinstance(error, ValueError)
+    assert str(error) == "phone: too short"
+
+
+@pytest.mark.parametrize("control", ["\x7f", "\x85"])
+def test_external_id_with_del_or_c1_control_is_refused(control: str) -> None:
+    with pytest.raises(InvalidIdentity, match="control characters"):
+        normalise(IdentityKind.EXTERNAL, f"a{control}b", "US")
