@@ -7,6 +7,7 @@ A bad value fails fast with a message naming the variable; secrets never appear 
 from __future__ import annotations
 
 import secrets
+from datetime import time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -17,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from typing_extensions import override
+
+from consent.policy import PolicyRules, QuietHours
 
 __all__ = ["ConfigError", "Environment", "Settings", "load_settings"]
 
@@ -59,6 +62,13 @@ class Settings(BaseSettings):
     # Marketing topics customers can choose in the preference centre (comma-separated).
     topics: str = "new-products,offers,newsletter"
 
+    # The contact policy (COMPLIANCE.md). Quiet-hour overrides: "GB=09:00-20:00,US-TX=09:00-21:00"
+    # (country or country-region); the TCPA defaults and the stricter US states apply otherwise.
+    quiet_hours: str = ""
+    complaint_cooldown_days: int = Field(default=30, ge=0)
+    marketing_max_per_day: int = Field(default=1, ge=0)
+    marketing_max_per_week: int = Field(default=2, ge=0)
+
     # Value tiers (PRODUCT.md, seed 001). Shares are fractions in (0, 1].
     tier_cmv_profit_share: float = Field(default=0.8, gt=0, le=1)
     tier_cmp_potential_multiple: float = Field(default=2.0, gt=0)
@@ -95,6 +105,12 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. US, ES, MX)")
         return region
 
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, value: str) -> str:
+        parse_quiet_hours(value)
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _check_public_url(cls, value: str) -> str:
@@ -112,6 +128,20 @@ class Settings(BaseSettings):
     def external_url(self) -> str:
         """The URL the outside world uses to reach us (webhooks, unsubscribe links)."""
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def quiet_hour_overrides(self) -> dict[str, QuietHours]:
+        return parse_quiet_hours(self.quiet_hours)
+
+    @property
+    def policy_rules(self) -> PolicyRules:
+        return PolicyRules(
+            complaint_cooldown=timedelta(days=self.complaint_cooldown_days),
+            max_per_day_per_channel=self.marketing_max_per_day,
+            max_per_week_per_channel=self.marketing_max_per_week,
+            max_per_day=self.marketing_max_per_day,
+            max_per_week=self.marketing_max_per_week,
+        )
 
     @property
     def topic_list(self) -> list[str]:
@@ -139,6 +169,21 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             raise ConfigError("SASTRE_SECRET_KEY is not set")
         return self.secret_key.get_secret_value().encode()
+
+
+def parse_quiet_hours(text: str) -> dict[str, QuietHours]:
+    """ "GB=09:00-20:00,US-TX=09:00-21:00" -> {"GB": QuietHours(...), "US-TX": ...}."""
+    overrides: dict[str, QuietHours] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        place, _, span = item.partition("=")
+        start, _, end = span.partition("-")
+        try:
+            overrides[place.strip().upper()] = QuietHours(
+                time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+            )
+        except ValueError:
+            raise ValueError(f"{item!r}: write PLACE=HH:MM-HH:MM, e.g. GB=09:00-20:00") from None
+    return overrides
 
 
 def _mask_url_password(url: str) -> str:

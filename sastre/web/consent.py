@@ -251,7 +251,13 @@ async def contact_decision(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     async with request.app[SESSIONMAKER]() as session:
         state = await load_contact_state(
-            session, body.customer_id, at=at, default_timezone=settings.default_timezone
+            session,
+            body.customer_id,
+            at=at,
+            default_timezone=settings.default_timezone,
+            quiet_overrides=settings.quiet_hour_overrides,
         )
-    decision = decide(state, body.purpose, body.channel, at, topic=body.topic or None)
+    decision = decide(
+        state, body.purpose, body.channel, at, topic=body.topic or None, rules=settings.policy_rules
+    )
     return web.json_response({"customer_id": state.customer_id, **decision.to_json()})

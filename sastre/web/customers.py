@@ -9,6 +9,7 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from consent.ledger import merge_consents
 from crm_core.customers import (
     customer_view,
     find_customer,
@@ -138,6 +139,8 @@ async def merge(request: web.Request) -> web.Response:
     survivor_id = customer_id_of(request)
     async with request.app[SESSIONMAKER].begin() as session:
         await merge_customers(session, survivor_id, body.other_id, staff.actor, force=body.force)
+        # One change: the identities move and the most restrictive consent wins, together.
+        await merge_consents(session, survivor_id, body.other_id, staff.actor)
         view = await customer_view(session, survivor_id)
     return web.json_response(view)
 

@@ -211,3 +211,23 @@ async def test_contact_decision_needs_an_aware_time(client: Client, auth: Auth) 
     )
     assert response.status == 400
     assert (await response.json())["detail"][0]["field"] == "at"
+
+
+async def test_merging_customers_keeps_the_most_restrictive_consent(
+    client: Client, auth: Auth
+) -> None:
+    ana = await _customer(client, auth)
+    response = await client.post(
+        "/api/customers", json={"external_id": "WEB-1", "telegram": "4242"}, headers=auth()
+    )
+    lead = (await response.json())["id"]
+    await _record(client, auth, ana, channel="telegram")
+    await _record(client, auth, lead, channel="telegram", action="revoke", evidence={})
+    response = await client.post(
+        f"/api/customers/{ana}/merge", json={"other_id": lead}, headers=auth()
+    )
+    assert response.status == 200
+    consent = await (await client.get(f"/api/customers/{ana}/consent", headers=auth())).json()
+    [telegram] = [c for c in consent["consents"] if c["channel"] == "telegram"]
+    assert telegram["status"] == "revoked"
+    assert telegram["event"]["source"] == "merge"

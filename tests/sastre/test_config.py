@@ -96,3 +96,16 @@ def test_secrets_are_masked_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     for secret in ("top-secret-value", "pw-123", "redis-pw"):
         assert secret not in shown
     assert "app:***@db" in shown
+
+
+def test_quiet_hour_overrides_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SASTRE_QUIET_HOURS", "GB=09:00-20:00, us-tx=09:00-21:00")
+    overrides = load_settings(_env_file=None).quiet_hour_overrides
+    assert set(overrides) == {"GB", "US-TX"}
+    assert overrides["GB"].end.hour == 20
+
+
+def test_bad_quiet_hours_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SASTRE_QUIET_HOURS", "GB=nine-to-five")
+    with pytest.raises(ConfigError, match="SASTRE_QUIET_HOURS"):
+        load_settings(_env_file=None)

@@ -1,0 +1,138 @@
+"""Loading a customer's contact state: reachability, time zone fallback, location quiet hours,
+complaints and contacts already made."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, time, timedelta
+
+from consent.ledger import record_consent
+from consent.models import ContactMade, Undeliverable
+from consent.policy import ContactState, QuietHours
+from consent.preferences import update_preferences
+from consent.snapshot import load_contact_state, region_of_phone
+from consent.types import Action, Channel, ConsentStatus, Purpose, Source
+from crm_core.customers import upsert_customer
+from crm_core.models import InteractionKind, Tier
+from crm_core.records import parse_customer
+from crm_core.timeline import add_interaction
+from sastre.db import SessionMaker
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+
+
+async def _customer(sessionmaker: SessionMaker, **fields: str) -> int:
+    async with sessionmaker.begin() as session:
+        customer, _ = await upsert_customer(
+            session, parse_customer({"external_id": "C-1", **fields}, "US")
+        )
+        return customer.id
+
+
+async def _state(
+    sessionmaker: SessionMaker,
+    customer: int,
+    quiet_overrides: Mapping[str, QuietHours] | None = None,
+) -> ContactState:
+    async with sessionmaker() as session:
+        return await load_contact_state(
+            session, customer, at=NOW, default_timezone="UTC", quiet_overrides=quiet_overrides
+        )
+
+
+def test_region_of_phone_reads_the_us_state() -> None:
+    assert region_of_phone("+13055550123") == ("US", "FL")
+    assert region_of_phone("+14155552671") == ("US", "CA")
+    assert region_of_phone("+12065550100") == ("US", "WA")
+    assert region_of_phone("+34612345678") == ("ES", None)
+
+
+async def test_channels_are_reachable_by_the_identities_held(sessionmaker: SessionMaker) -> None:
+    customer = await _customer(sessionmaker, email="ana@example.com", phone="+12125550199")
+    state = await _state(sessionmaker, customer)
+    assert state.reachable == {Channel.EMAIL, Channel.SMS, Channel.VOICE}
+
+
+async def test_time_zone_falls_back_to_the_phone_number(sessionmaker: SessionMaker) -> None:
+    customer = await _customer(sessionmaker, phone="+14155552671")
+    assert (await _state(sessionmaker, customer)).timezone == "America/Los_Angeles"
+
+
+async def test_the_customers_own_time_zone_comes_first(sessionmaker: SessionMaker) -> None:
+    customer = await _customer(sessionmaker, phone="+14155552671", timezone="Europe/Madrid")
+    assert (await _state(sessionmaker, customer)).timezone == "Europe/Madrid"
+    async with sessionmaker.begin() as session:
+        await update_preferences(
+            session,
+            customer,
+            {"timezone": "Asia/Tokyo"},
+            actor="test",
+            source=Source.AGENT,
+            evidence={},
+        )
+    assert (await _state(sessionmaker, customer)).timezone == "Asia/Tokyo"
+
+
+async def test_a_florida_number_gets_florida_quiet_hours(sessionmaker: SessionMaker) -> None:
+    customer = await _customer(sessionmaker, phone="+13055550123")
+    assert (await _state(sessionmaker, customer)).quiet_hours == QuietHours(time(8), time(20))
+
+
+async def test_quiet_hour_overrides_apply_by_country(sessionmaker: SessionMaker) -> None:
+    customer = await _customer(sessionmaker, phone="+34612345678", country="ES")
+    overrides = {"ES": QuietHours(time(9), time(21))}
+    state = await _state(sessionmaker, customer, quiet_overrides=overrides)
+    assert state.quiet_hours == QuietHours(time(9), time(21))
+
+
+async def test_consents_complaints_contacts_and_bounces_are_loaded(
+    sessionmaker: SessionMaker,
+) -> None:
+    customer = await _customer(sessionmaker, email="ana@example.com")
+    async with sessionmaker.begin() as session:
+        await record_consent(
+            session,
+            customer,
+            Channel.TELEGRAM,
+            Purpose.MARKETING,
+            Action.GRANT,
+            Source.API,
+            actor="test",
+        )
+        await add_interaction(
+            session,
+            customer,
+            InteractionKind.COMPLAINT,
+            "late delivery",
+            occurred_at=NOW - timedelta(days=3),
+        )
+        session.add(
+            ContactMade(
+                customer_id=customer,
+                channel="email",
+                purpose="marketing",
+                at=NOW - timedelta(hours=5),
+            )
+        )
+        session.add(
+            ContactMade(
+                customer_id=customer,
+                channel="email",
+                purpose="marketing",
+                at=NOW - timedelta(days=30),
+            )
+        )  # too old to count
+        session.add(
+            Undeliverable(
+                customer_id=customer,
+                channel="email",
+                address="ana@example.com",
+                reason="5.1.1 user unknown",
+            )
+        )
+    state = await _state(sessionmaker, customer)
+    assert state.consents == {(Channel.TELEGRAM, Purpose.MARKETING, ""): ConsentStatus.GRANTED}
+    assert state.last_complaint_at == NOW - timedelta(days=3)
+    assert [channel for channel, _ in state.recent_marketing] == [Channel.EMAIL]
+    assert state.undeliverable == {Channel.EMAIL}
+    assert state.tier is Tier.STANDARD
