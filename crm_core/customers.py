@@ -325,7 +325,7 @@ async def customer_view(
     identities = await session.scalars(
         select(Identity)
         .where(Identity.customer_id == customer.id)
-        .order_by(Identity.kind, Identity.id)
+        .order_by(Identity.kind, Identity.created_at, Identity.value)
     )
     recent = await timeline(session, customer.id, limit=interactions)
     return {

@@ -5,10 +5,12 @@ How a file goes in:
 1. The main process reads the CSV in batches; worker processes check each row with the same parser
    the API uses (`records.parse_customer`: phonenumbers and email-validator are CPU-bound, so
    they get every core).
-2. Each checked batch is bulk-loaded into a temporary staging table (COPY on PostgreSQL).
-3. A handful of set-based statements resolve external ids to customers, refuse rows whose e-mail,
-   phone or Telegram id belongs to someone else, allocate ids, insert and update customers and
-   add identities. No Python loop over stored rows.
+2. Each checked batch is matched against what is stored with one indexed query per identity
+   kind; rows whose e-mail, phone or Telegram id belongs to someone else are refused, and ids
+   are allocated for the new customers (`resolve_batch`, a pure function).
+3. The batch is bulk-loaded into temporary staging tables (COPY on PostgreSQL), and three
+   set-based statements insert the new customers, update the known ones and add identities.
+   No Python loop over stored rows, and no per-row round trip.
 
 A bad row is skipped and reported (`line N: field: reason`); the good rows go in. A file that
 cannot be read, or stops being readable half-way, writes nothing: the transaction rolls back.
@@ -36,18 +38,17 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    and_,
-    false,
+    any_,
     func,
     literal,
-    or_,
     select,
     text,
     true,
-    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from typing_extensions import override
@@ -204,7 +205,106 @@ def _batches(reader: Any, key_index: int, progress: Callable[[], None]) -> Itera
         progress()
 
 
-# --- the staging table and the set-based steps --------------------------------------------------
+# --- resolving a batch against what is stored -----------------------------------------------
+
+# Positions in a StagedRow of the identities a row claims.
+_CLAIMS = (
+    (1, IdentityKind.EXTERNAL),
+    (6, IdentityKind.EMAIL),
+    (7, IdentityKind.PHONE),
+    (8, IdentityKind.TELEGRAM),
+)
+_LOOKUP_CHUNK = 10_000  # values per IN (...): under SQLite's and asyncpg's parameter limits
+
+Owners = dict[tuple[str, str], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    row: StagedRow
+    customer_id: int | None  # None: a new customer
+
+
+async def _owners(conn: AsyncConnection, rows: list[StagedRow]) -> Owners:
+    """Who already holds each identity the batch claims: one indexed query per kind."""
+    i = identities_table.c
+    owners: Owners = {}
+    for position, kind in _CLAIMS:
+        values = sorted({str(row[position]) for row in rows if row[position] is not None})
+        # PostgreSQL takes the whole batch as one array parameter (= ANY); a long IN list of
+        # separate parameters costs it more to plan than to run. SQLite has no arrays.
+        chunks = (
+            [values]
+            if conn.dialect.name == "postgresql"
+            else [values[n : n + _LOOKUP_CHUNK] for n in range(0, len(values), _LOOKUP_CHUNK)]
+        )
+        for chunk in chunks:
+            if not chunk:
+                continue
+            matches = (
+                i.value == any_(literal(chunk, ARRAY(String)))
+                if conn.dialect.name == "postgresql"
+                else i.value.in_(chunk)
+            )
+            found = await conn.execute(
+                select(i.value, i.customer_id).where(i.kind == kind.value, matches)
+            )
+            owners.update(((kind.value, value), owner) for value, owner in found)
+    return owners
+
+
+def resolve_batch(rows: list[StagedRow], owners: Owners) -> tuple[list[Resolved], list[Rejection]]:
+    """Match rows to stored customers and refuse identity clashes. Pure; rows in line order.
+
+    A row is refused when an e-mail, phone or Telegram id it gives belongs to another stored
+    customer, or was given by an earlier accepted row of the batch for another customer (a
+    batch never repeats an external id). Refused rows claim nothing, so the outcome is the
+    same whatever the batch size.
+    """
+    accepted: list[Resolved] = []
+    refused: list[Rejection] = []
+    first_line: dict[tuple[str, str], int] = {}
+    for row in rows:
+        customer_id = owners.get((IdentityKind.EXTERNAL.value, row[1]))
+        claims = [(kind.value, row[pos]) for pos, kind in _CLAIMS[1:] if row[pos] is not None]
+        rejection = None
+        for kind, value in claims:
+            owner = owners.get((kind, value))  # type: ignore[arg-type]
+            if owner is not None and owner != customer_id:
+                rejection = Rejection(row[0], kind, f"{value} already belongs to customer {owner}")
+                break
+        for kind, value in claims if rejection is None else ():
+            if (kind, value) in first_line:
+                line = first_line[(kind, value)]  # type: ignore[index]
+                reason = f"{value} is also given on line {line} for another customer"
+                rejection = Rejection(row[0], kind, reason)
+                break
+        if rejection is not None:
+            refused.append(rejection)
+            continue
+        for kind, value in claims:
+            first_line[(kind, value)] = row[0]  # type: ignore[index]
+        accepted.append(Resolved(row, customer_id))
+    return accepted, refused
+
+
+async def _allocate_ids(conn: AsyncConnection, count: int) -> list[int]:
+    if count == 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        # Look the sequence up once; inside the SELECT it would be looked up for every row.
+        sequence = await conn.scalar(select(func.pg_get_serial_sequence("customers", "id")))
+        result = await conn.execute(
+            text("SELECT nextval(CAST(:sequence AS regclass)) FROM generate_series(1, :count)"),
+            {"sequence": sequence, "count": count},
+        )
+        return [int(value) for (value,) in result]
+    # SQLite: the write lock is ours (BEGIN IMMEDIATE), so max(id) + n cannot be taken by another.
+    base = int(await conn.scalar(select(func.coalesce(func.max(Customer.id), 0))) or 0)
+    return list(range(base + 1, base + count + 1))
+
+
+# --- the staging tables and the set-based writes ---------------------------------------------
 
 _staging_metadata = MetaData()
 staging = Table(
@@ -223,95 +323,40 @@ staging = Table(
     Column("cost_to_serve_cents", BigInteger),
     Column("potential_value_cents", BigInteger),
     Column("attributes", JsonType),
-    Column("customer_id", BigInteger),
-    Column("is_new", Boolean, nullable=False, server_default=false()),
-    Column("reject_field", String),
-    Column("reject_owner", BigInteger),
-    Column("reject_line", BigInteger),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("is_new", Boolean, nullable=False),
     prefixes=["TEMPORARY"],
 )
-_STAGED_COLUMNS = [c.name for c in staging.columns][:13]
+staged_identities = Table(
+    "import_identities",
+    _staging_metadata,
+    Column("customer_id", BigInteger, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("value", String, nullable=False),
+    prefixes=["TEMPORARY"],
+)
 
 
-async def _load_batch(conn: AsyncConnection, rows: list[StagedRow]) -> None:
-    await conn.execute(staging.delete())
-    if not rows:
-        return
+async def _copy(conn: AsyncConnection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Bulk-load rows into an (emptied) staging table: COPY on PostgreSQL."""
+    columns = [c.name for c in table.columns]
     if conn.dialect.name == "postgresql":
+        # TRUNCATE, not DELETE: temporary tables are never vacuumed, so deleted rows would pile
+        # up and every later statement would scan them again.
+        await conn.execute(text(f"TRUNCATE {table.name}"))
+        if not rows:
+            return
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        await driver.copy_records_to_table("import_rows", records=rows, columns=_STAGED_COLUMNS)
+        await driver.copy_records_to_table(table.name, records=rows, columns=columns)
         return
-    placeholders = ", ".join("?" for _ in _STAGED_COLUMNS)
+    await conn.execute(table.delete())
+    if not rows:
+        return
+    placeholders = ", ".join("?" for _ in columns)
     await conn.exec_driver_sql(
-        f"INSERT INTO import_rows ({', '.join(_STAGED_COLUMNS)}) VALUES ({placeholders})", rows
-    )
-
-
-async def _match_existing(conn: AsyncConnection) -> None:
-    s, i = staging.c, identities_table.c
-    owner = (
-        select(i.customer_id)
-        .where(i.kind == IdentityKind.EXTERNAL.value, i.value == s.external_id)
-        .scalar_subquery()
-    )
-    await conn.execute(update(staging).values(customer_id=owner))
-
-
-async def _refuse_taken_identities(conn: AsyncConnection) -> None:
-    s, i = staging.c, identities_table.c
-    for kind in _IDENTITY_FIELDS:
-        column = s[kind.value]
-        await conn.execute(
-            update(staging)
-            .where(
-                i.kind == kind.value,
-                i.value == column,
-                or_(s.customer_id.is_(None), i.customer_id != s.customer_id),
-                s.reject_field.is_(None),
-            )
-            .values(reject_field=kind.value, reject_owner=i.customer_id)
-        )
-
-
-async def _refuse_repeated_identities(conn: AsyncConnection) -> None:
-    """Two accepted rows of one batch giving the same e-mail (phone, Telegram id) belong to
-    different customers (a batch never repeats an external id): the first line keeps it, the
-    later ones are refused, exactly as if each row had come in a batch of its own."""
-    s = staging.c
-    for kind in _IDENTITY_FIELDS:
-        column = s[kind.value]
-        first = (
-            select(column.label("value"), func.min(s.line).label("line"))
-            .where(s.reject_field.is_(None), column.isnot(None))
-            .group_by(column)
-            .having(func.count() > 1)
-            .subquery(f"first_{kind.value}")
-        )
-        await conn.execute(
-            update(staging)
-            .where(column == first.c.value, s.line > first.c.line, s.reject_field.is_(None))
-            .values(reject_field=kind.value, reject_line=first.c.line)
-        )
-
-
-async def _allocate_ids(conn: AsyncConnection) -> None:
-    s = staging.c
-    wanted = and_(s.customer_id.is_(None), s.reject_field.is_(None))
-    if conn.dialect.name == "postgresql":
-        next_id = func.nextval(func.pg_get_serial_sequence("customers", "id"))
-        await conn.execute(update(staging).where(wanted).values(customer_id=next_id, is_new=True))
-        return
-    # SQLite: the write lock is ours (BEGIN IMMEDIATE), so max(id) + n cannot be taken by another.
-    base = await conn.scalar(select(func.coalesce(func.max(Customer.id), 0)))
-    numbered = (
-        select(s.line, func.row_number().over(order_by=s.line).label("n")).where(wanted).subquery()
-    )
-    await conn.execute(
-        update(staging)
-        .where(s.line == numbered.c.line)
-        .values(customer_id=literal(base) + numbered.c.n, is_new=True)
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", list(rows)
     )
 
 
@@ -332,7 +377,7 @@ async def _insert_new_customers(conn: AsyncConnection, now: datetime) -> int:
         func.coalesce(s.attributes, literal({}, JsonType)),
         literal(now, customers_table.c.created_at.type),
         literal(now, customers_table.c.updated_at.type),
-    ).where(s.is_new, s.reject_field.is_(None))
+    ).where(s.is_new)
     columns = [
         "id",
         "status",
@@ -363,7 +408,7 @@ async def _update_existing_customers(conn: AsyncConnection, now: datetime) -> in
     keep = func.coalesce
     result = await conn.execute(
         update(customers_table)
-        .where(c.id == s.customer_id, s.is_new.is_(False), s.reject_field.is_(None))
+        .where(c.id == s.customer_id, s.is_new.is_(False))
         .values(
             status=CustomerStatus.CUSTOMER.value,
             name=keep(s.name, c.name),
@@ -381,67 +426,78 @@ async def _update_existing_customers(conn: AsyncConnection, now: datetime) -> in
 
 
 async def _insert_identities(conn: AsyncConnection, now: datetime) -> None:
-    s = staging.c
-    accepted = s.reject_field.is_(None)
-    parts = [
-        select(s.customer_id, literal(IdentityKind.EXTERNAL.value), s.external_id).where(
-            accepted, s.is_new
-        )
-    ]
-    parts += [
-        select(s.customer_id, literal(kind.value), s[kind.value]).where(
-            accepted, s[kind.value].isnot(None)
-        )
-        for kind in _IDENTITY_FIELDS
-    ]
-    claimed = union_all(*parts).subquery("claimed")
+    s = staged_identities.c
     # WHERE true: SQLite needs it to tell the upsert's ON CONFLICT from a join's ON.
     rows = select(
-        claimed.c[0],
-        claimed.c[1],
-        claimed.c[2],
+        s.customer_id,
+        s.kind,
+        s.value,
         literal(False),
         literal(now, identities_table.c.created_at.type),
     ).where(true())
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
         identities_table
     )
+    # DO NOTHING: an identity a concurrent inbound message created meanwhile stays with its
+    # owner rather than failing the whole import.
     statement = insert.from_select(
         ["customer_id", "kind", "value", "verified", "created_at"], rows
     ).on_conflict_do_nothing(index_elements=["kind", "value"])
     await conn.execute(statement)
 
 
-async def _rejections(conn: AsyncConnection) -> list[Rejection]:
-    s = staging.c
-    rows = await conn.execute(
-        select(
-            s.line, s.reject_field, s.email, s.phone, s.telegram, s.reject_owner, s.reject_line
-        ).where(s.reject_field.isnot(None))
-    )
-    found = []
-    for line, kind, email, phone, telegram, owner, first_line in rows:
-        value = {"email": email, "phone": phone, "telegram": telegram}[kind]
-        reason = (
-            f"{value} already belongs to customer {owner}"
-            if owner is not None
-            else f"{value} is also given on line {first_line} for another customer"
-        )
-        found.append(Rejection(line, kind, reason))
-    return found
+async def _add_identities(
+    conn: AsyncConnection, rows: list[tuple[int, str, str]], now: datetime
+) -> None:
+    """Straight COPY into identities on PostgreSQL: the batch was checked against what is stored
+    moments ago, so a clash means a concurrent inbound message created one of them meanwhile;
+    then, and only then, the batch goes the slower way that leaves such an identity to its
+    owner."""
+    if conn.dialect.name == "postgresql" and rows:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        try:
+            async with conn.begin_nested():
+                await driver.copy_records_to_table(
+                    "identities",
+                    records=[(*row, False, now) for row in rows],
+                    columns=["customer_id", "kind", "value", "verified", "created_at"],
+                )
+            return
+        except IntegrityError:
+            pass
+    await _copy(conn, staged_identities, rows)
+    await _insert_identities(conn, now)
+
+
+def _new_identities(resolved: list[Resolved], owners: Owners) -> list[tuple[int, str, str]]:
+    claimed = []
+    for item in resolved:
+        assert item.customer_id is not None
+        for position, kind in _CLAIMS:
+            value = item.row[position]
+            if value is not None and (kind.value, value) not in owners:
+                claimed.append((item.customer_id, kind.value, str(value)))
+    return claimed
 
 
 async def _write_batch(conn: AsyncConnection, rows: list[StagedRow], report: ImportReport) -> None:
     now = utcnow()
-    await _load_batch(conn, rows)
-    await _match_existing(conn)
-    await _refuse_taken_identities(conn)
-    await _refuse_repeated_identities(conn)
-    await _allocate_ids(conn)
+    owners = await _owners(conn, rows)
+    accepted, refused = resolve_batch(rows, owners)
+    report.rejected.extend(refused)
+    new_ids = iter(await _allocate_ids(conn, sum(r.customer_id is None for r in accepted)))
+    resolved = [
+        Resolved(r.row, r.customer_id if r.customer_id is not None else next(new_ids))
+        for r in accepted
+    ]
+    is_new = {r.row[0] for r in accepted if r.customer_id is None}
+    await _copy(conn, staging, [(*r.row, r.customer_id, r.row[0] in is_new) for r in resolved])
     report.imported += await _insert_new_customers(conn, now)
-    report.updated += await _update_existing_customers(conn, now)
-    await _insert_identities(conn, now)
-    report.rejected.extend(await _rejections(conn))
+    if len(is_new) < len(resolved):
+        report.updated += await _update_existing_customers(conn, now)
+    await _add_identities(conn, _new_identities(resolved, owners), now)
 
 
 # --- the whole import ---------------------------------------------------------------------------
@@ -493,7 +549,7 @@ async def import_customers(
             header.index(REQUIRED_COLUMN),
             lambda: progress(raw.tell()) if progress else None,
         )
-        await conn.run_sync(lambda sync_conn: staging.create(sync_conn))
+        await conn.run_sync(lambda sync_conn: _staging_metadata.create_all(sync_conn))
         first = next(batches, None)
         second = next(batches, None) if first is not None else None
         big = first is not None and second is not None and len(first) + len(second) > BATCH_ROWS
@@ -507,7 +563,7 @@ async def import_customers(
         )
         # Not in a `finally`: on failure the caller rolls back, which drops the table too, and a
         # DROP in an aborted transaction would hide the real error.
-        await conn.run_sync(lambda sync_conn: staging.drop(sync_conn))
+        await conn.run_sync(lambda sync_conn: _staging_metadata.drop_all(sync_conn))
     except UnicodeDecodeError as e:
         line = _first_undecodable_line(path)
         raise ImportFileError(f"line {line}: the file is not UTF-8 text ({e.reason})") from None

@@ -197,7 +197,9 @@ def _classified(
 ) -> tuple[ColumnElement[int], ColumnElement[str], ColumnElement[str]]:
     """(customer id, tier, reason) columns of a subquery classifying every live customer."""
     c = customers_table.c
-    positive = case((c.profit_cents > 0, c.profit_cents), else_=0)
+    # Summed as double precision: PostgreSQL sums BIGINT as NUMERIC, which is several times
+    # slower, and doubles add integers exactly up to 2**53 cents (ninety trillion units).
+    positive = case((c.profit_cents > 0, cast(c.profit_cents, Float)), else_=literal(0.0, Float))
     ranked = (
         select(
             c.id,
@@ -224,7 +226,7 @@ def _classified(
     profit, potential = _sql_units(r.profit_cents), _sql_units(r.potential_value_cents)
     words = _reason_prefixes(rules)
     is_cmv = (r.profit_cents > 0) & (
-        cast(r.cumulative - r.profit_cents, Float)
+        r.cumulative - cast(r.profit_cents, Float)
         < literal(rules.cmv_profit_share, Float) * r.total_positive
     )
     is_bz = (r.profit_cents < 0) & (r.potential_value_cents <= r.cost_to_serve_cents)
@@ -276,7 +278,10 @@ async def recompute_tiers(
             | c.tier_reason.is_distinct_from(computed.c.reason)
         )
         .values(
-            tier=computed.c.tier, tier_reason=computed.c.reason, tier_updated_at=now or utcnow()
+            tier=computed.c.tier,
+            tier_reason=computed.c.reason,
+            tier_updated_at=now or utcnow(),
+            updated_at=c.updated_at,  # a reclassification is not an edit of the customer
         )
     )
     result = await session.execute(statement, execution_options={"synchronize_session": False})

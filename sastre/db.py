@@ -41,6 +41,10 @@ def _prepare_sqlite(engine: AsyncEngine, url: str) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # A bigger page cache (the default is 2 MB) and temporary tables in memory: bulk
+        # imports and tier recomputes touch far more than 2 MB of index pages.
+        cursor.execute("PRAGMA cache_size=-262144")
+        cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

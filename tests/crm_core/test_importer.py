@@ -568,10 +568,11 @@ async def test_absurd_telegram_id_is_a_rejected_row(
 async def test_database_error_during_import_surfaces_as_itself(
     sessionmaker: SessionMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken_step(conn: AsyncConnection) -> None:
+    async def broken_step(conn: AsyncConnection, *_: object) -> int:
         await conn.execute(text("SELECT * FROM no_such_table"))
+        return 0
 
-    monkeypatch.setattr(crm_core.importer, "_match_existing", broken_step)
+    monkeypatch.setattr(crm_core.importer, "_insert_new_customers", broken_step)
     with pytest.raises(DBAPIError, match="no_such_table"):
         await run_import(sessionmaker, write_csv(tmp_path, "external_id\nCRM-1\n"))
 
