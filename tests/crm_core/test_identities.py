@@ -4,6 +4,9 @@ cannot be an identity is refused with a reason a person can act on."""
 from __future__ import annotations
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm_core import IdentityKind, InvalidIdentity, normalise
 from crm_core.identities import normalise_email, normalise_phone
@@ -143,3 +146,42 @@ def test_invalid_identity_is_a_value_error_naming_the_kind() -> None:
 def test_external_id_with_del_or_c1_control_is_refused(control: str) -> None:
     with pytest.raises(InvalidIdentity, match="control characters"):
         normalise(IdentityKind.EXTERNAL, f"a{control}b", "US")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    address=st.one_of(
+        st.emails(),
+        st.builds(
+            "{}@{}".format,
+            st.from_regex(r"[A-Za-z0-9._%+'-]{1,70}", fullmatch=True),
+            st.sampled_from(
+                [
+                    "example.com",
+                    "EXAMPLE.org",
+                    "bücher.de",
+                    "localhost",
+                    "foo.test",
+                    "a..b.com",
+                    "-x.com",
+                    "x" * 64 + ".com",
+                    "mail.example.co.uk",
+                    "123.com",
+                    "com",
+                ]
+            ),
+        ),
+    )
+)
+def test_the_fast_path_agrees_with_email_validator(address: str) -> None:
+    """Plain addresses skip part of email-validator's work; the answer must not change."""
+    try:
+        checked = validate_email(address.strip(), check_deliverability=False)
+        expected: str | None = f"{checked.local_part.lower()}@{checked.ascii_domain.lower()}"
+    except EmailNotValidError:
+        expected = None
+    try:
+        actual: str | None = normalise_email(address)
+    except InvalidIdentity:
+        actual = None
+    assert actual == expected
