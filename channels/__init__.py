@@ -1,6 +1,5 @@
-"""How messages get in and out: one module per medium, a tiny Channel port, a fake for tests.
+"""How messages get in and out: one module per medium, a tiny Channel port, a fake for tests."""
 
-The channel adapters arrive with the SMS, e-mail, Telegram and web chat issues.
-"""
+from channels.base import ChannelName, DeliveryFailed, InboundMessage, OutboundMessage, Sender
 
-__all__: list[str] = []
+__all__ = ["ChannelName", "DeliveryFailed", "InboundMessage", "OutboundMessage", "Sender"]

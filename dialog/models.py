@@ -1,0 +1,114 @@
+"""Conversations and their messages: the transcript every channel feeds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, String, Table, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm_core.models import Base
+from crm_core.sqltypes import IdType, utcnow
+
+__all__ = [
+    "Conversation",
+    "ConversationState",
+    "Direction",
+    "Message",
+    "conversations_table",
+    "messages_table",
+]
+
+
+class ConversationState(StrEnum):
+    BOT = "bot"  # self-service answers
+    QUEUED = "queued"  # handed off, waiting for an agent (the routing issue orders the queue)
+    ASSIGNED = "assigned"  # a human holds it: the bot is silent
+    RESOLVED = "resolved"  # closed; the customer's next message opens a new one
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+OPEN_STATES = "state != 'resolved'"
+
+
+class Conversation(Base):
+    """One open conversation per customer, whichever channel they write on."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        CheckConstraint(
+            f"state IN ({', '.join(repr(s.value) for s in ConversationState)})", name="state"
+        ),
+        # The database enforces "one open conversation per customer", so two first messages
+        # arriving together cannot open two.
+        Index(
+            "uq_conversations_open_per_customer",
+            "customer_id",
+            unique=True,
+            sqlite_where=text(OPEN_STATES),
+            postgresql_where=text(OPEN_STATES),
+        ),
+        Index("ix_conversations_queue", "state", "waiting_since"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(IdType, ForeignKey("customers.id"))
+    state: Mapped[str] = mapped_column(String(16), default=ConversationState.BOT)
+    channel: Mapped[str] = mapped_column(
+        String(16)
+    )  # where the customer wrote last: replies go there
+    address: Mapped[str] = mapped_column(String(320))  # their address on that channel
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    failed_turns: Mapped[int] = mapped_column(default=0)
+    handoff_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    priority_tier: Mapped[str | None] = mapped_column(String(10), default=None)
+    waiting_since: Mapped[datetime | None] = mapped_column(default=None)
+    assigned_to: Mapped[str | None] = mapped_column(String(200), default=None)
+    flags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the hand-off snapshot
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Message(Base):
+    """A message in or out. An inbound message is stored once per (channel, provider id)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index(
+            "uq_messages_inbound_provider_id",
+            "channel",
+            "provider_id",
+            unique=True,
+            sqlite_where=text("direction = 'in'"),
+            postgresql_where=text("direction = 'in'"),
+        ),
+        Index("ix_messages_conversation", "conversation_id", "id"),
+        CheckConstraint("direction IN ('in', 'out')", name="direction"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[int] = mapped_column(IdType, ForeignKey("conversations.id"))
+    customer_id: Mapped[int] = mapped_column(IdType, ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[str] = mapped_column(String(3))
+    provider_id: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(320))
+    text: Mapped[str] = mapped_column(Text)
+    attachments: Mapped[list[str]] = mapped_column(default=list)
+    author: Mapped[str] = mapped_column(String(200))  # customer, bot, agent:<name>, system
+    intent: Mapped[str | None] = mapped_column(String(32), default=None)
+    confidence: Mapped[float | None] = mapped_column(Float, default=None)
+    in_reply_to: Mapped[int | None] = mapped_column(IdType, ForeignKey("messages.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+conversations_table = cast(Table, Conversation.__table__)
+messages_table = cast(Table, Message.__table__)
