@@ -14,7 +14,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from consent.types import GENERAL, Channel
 
-__all__ = ["BadToken", "LinkSigner", "PreferenceLink", "UnsubscribeLink"]
+__all__ = ["BadToken", "ConfirmLink", "LinkSigner", "PreferenceLink", "UnsubscribeLink"]
 
 
 class BadToken(ValueError):
@@ -23,6 +23,15 @@ class BadToken(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class UnsubscribeLink:
+    customer_id: int
+    channel: Channel
+    topic: str = GENERAL
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmLink:
+    """The second step of double opt-in, sent in a message that carries no advertising."""
+
     customer_id: int
     channel: Channel
     topic: str = GENERAL
@@ -38,6 +47,14 @@ class LinkSigner:
     def __init__(self, secret: bytes) -> None:
         self._unsubscribe = URLSafeSerializer(secret, salt="sastre.unsubscribe")
         self._preferences = URLSafeSerializer(secret, salt="sastre.preferences")
+        self._confirm = URLSafeSerializer(secret, salt="sastre.confirm")
+
+    def confirm_token(self, link: ConfirmLink) -> str:
+        return str(self._confirm.dumps([link.customer_id, link.channel.value, link.topic]))
+
+    def read_confirm(self, token: str) -> ConfirmLink:
+        customer_id, channel, topic = self._load(self._confirm, token, 3)
+        return ConfirmLink(int(customer_id), Channel(channel), topic)
 
     def unsubscribe_token(self, link: UnsubscribeLink) -> str:
         return str(self._unsubscribe.dumps([link.customer_id, link.channel.value, link.topic]))

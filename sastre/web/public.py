@@ -22,7 +22,7 @@ from consent.preferences import (
     update_preferences,
     withdraw_everything,
 )
-from consent.tokens import BadToken, LinkSigner, PreferenceLink, UnsubscribeLink
+from consent.tokens import BadToken, ConfirmLink, LinkSigner, PreferenceLink, UnsubscribeLink
 from consent.types import Action, Channel, ConsentStatus, Purpose, Source
 from crm_core.customers import CustomerNotFound, get_customer
 from sastre.appkeys import SESSIONMAKER, SETTINGS
@@ -50,6 +50,11 @@ _templates = Environment(
 TEXTS: Final[Mapping[str, Mapping[str, Any]]] = {
     "en": {
         "unsubscribe_title": "Unsubscribe",
+        "confirm_title": "Confirm your subscription",
+        "confirm_question": "Confirm that you want to receive {what} by {channel}.",
+        "confirm_button": "Yes, confirm",
+        "confirmed": "Thank you: your subscription is confirmed. You can unsubscribe at any time.",
+        "nothing_to_confirm": "There is nothing waiting for your confirmation.",
         "unsubscribe_question": "Stop receiving {what} by {channel}?",
         "unsubscribe_button": "Unsubscribe",
         "unsubscribed": "Done: you will not receive {what} by {channel} any more.",
@@ -96,6 +101,11 @@ TEXTS: Final[Mapping[str, Mapping[str, Any]]] = {
     },
     "es": {
         "unsubscribe_title": "Darse de baja",
+        "confirm_title": "Confirme su suscripción",
+        "confirm_question": "Confirme que desea recibir {what} por {channel}.",
+        "confirm_button": "Sí, confirmo",
+        "confirmed": "Gracias: su suscripción está confirmada. Puede darse de baja cuando quiera.",
+        "nothing_to_confirm": "No hay nada pendiente de su confirmación.",
         "unsubscribe_question": "¿Dejar de recibir {what} por {channel}?",
         "unsubscribe_button": "Darme de baja",
         "unsubscribed": "Hecho: ya no recibirá {what} por {channel}.",
@@ -251,6 +261,78 @@ async def unsubscribe(request: web.Request) -> web.Response:
                 evidence=_evidence(request, method="one-click" if one_click else "page"),
             )
     return await _unsubscribe_page(request, link, done=True)
+
+
+# --- double opt-in confirmation ------------------------------------------------------------------
+
+
+def _what(t: Mapping[str, Any], topic: str) -> str:
+    if topic:
+        return str(t["topic_messages"].format(topic=t["topic_names"].get(topic, topic)))
+    return str(t["all_marketing"])
+
+
+async def _pending(request: web.Request, link: ConfirmLink) -> bool:
+    async with request.app[SESSIONMAKER]() as session:
+        rows = await current_consents(session, link.customer_id)
+    key = (link.channel.value, Purpose.MARKETING.value, link.topic)
+    return any(
+        (s.channel, s.purpose, s.topic) == key and s.status == ConsentStatus.PENDING.value
+        for s, _ in rows
+    )
+
+
+async def _confirm_page(
+    request: web.Request, link: ConfirmLink, *, done: bool = False
+) -> web.Response:
+    lang = await _language(request, link.customer_id)
+    t = TEXTS[lang]
+    question = t["confirm_question"].format(
+        what=_what(t, link.topic), channel=t["channel_names"][link.channel.value]
+    )
+    nothing = not done and not await _pending(request, link)
+    return _page(
+        "confirm.html",
+        lang=lang,
+        title=t["confirm_title"],
+        t={**t, "confirm_question": question},
+        done=done,
+        nothing=nothing,
+    )
+
+
+@routes.get("/c/{token}")
+async def confirm_form(request: web.Request) -> web.Response:
+    try:
+        return await _confirm_page(
+            request, signer(request).read_confirm(request.match_info["token"])
+        )
+    except (BadToken, CustomerNotFound):
+        return _bad_link("This confirmation link is not valid. / Este enlace no es válido.")
+
+
+@routes.post("/c/{token}")
+async def confirm(request: web.Request) -> web.Response:
+    """The click in the confirmation message: the second step of double opt-in. Idempotent."""
+    try:
+        link = signer(request).read_confirm(request.match_info["token"])
+        if await _pending(request, link):
+            async with request.app[SESSIONMAKER].begin() as session:
+                await record_consent(
+                    session,
+                    link.customer_id,
+                    link.channel,
+                    Purpose.MARKETING,
+                    Action.CONFIRM,
+                    Source.WEB_FORM,
+                    actor="customer",
+                    topic=link.topic,
+                    evidence=_evidence(request, method="confirmation link"),
+                )
+            return await _confirm_page(request, link, done=True)
+        return await _confirm_page(request, link)
+    except (BadToken, CustomerNotFound):
+        return _bad_link("This confirmation link is not valid. / Este enlace no es válido.")
 
 
 # --- the preference centre ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from consent.ledger import consent_history, record_consent
-from consent.tokens import LinkSigner, PreferenceLink, UnsubscribeLink
+from consent.tokens import ConfirmLink, LinkSigner, PreferenceLink, UnsubscribeLink
 from consent.types import Action, Channel, Purpose, Source
 from crm_core.models import AuditEntry, Customer, CustomerStatus
 from sastre.config import Settings
@@ -186,3 +186,48 @@ async def test_withdraw_everything_in_one_click(
     page = await response.text()
     assert "All your marketing consents are withdrawn." in page
     assert "Marketing by E-mail: no" in page
+
+
+async def _customer_with_pending_email_marketing(sessionmaker: SessionMaker) -> int:
+    async with sessionmaker.begin() as session:
+        customer = Customer(status=CustomerStatus.CUSTOMER.value, language="en")
+        session.add(customer)
+        await session.flush()
+        await record_consent(
+            session,
+            customer.id,
+            Channel.EMAIL,
+            Purpose.MARKETING,
+            Action.GRANT,
+            Source.WEB_FORM,
+            actor="test",
+            evidence={"wording": "offers by e-mail"},
+        )
+        return customer.id
+
+
+def _confirm_url(settings: Settings, customer: int) -> str:
+    token = LinkSigner(settings.secret()).confirm_token(ConfirmLink(customer, Channel.EMAIL))
+    return f"/c/{token}"
+
+
+async def test_the_confirmation_link_completes_double_opt_in(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_pending_email_marketing(sessionmaker)
+    page = await (await client.get(_confirm_url(settings, customer))).text()
+    assert "Confirm that you want to receive marketing messages by E-mail." in page
+    response = await client.post(_confirm_url(settings, customer))
+    assert "your subscription is confirmed" in await response.text()
+    again = await client.post(_confirm_url(settings, customer))
+    assert "nothing waiting for your confirmation" in await again.text()
+    actions = await _actions(sessionmaker, customer)
+    assert actions == [("grant", "web_form"), ("confirm", "web_form")]
+    async with sessionmaker() as session:
+        confirm = (await consent_history(session, customer))[-1]
+    assert confirm.evidence["method"] == "confirmation link"
+
+
+async def test_a_forged_confirmation_link_gets_400(client: Client) -> None:
+    response = await client.post("/c/forged.token")
+    assert response.status == 400
