@@ -32,6 +32,7 @@ __all__ = [
     "IdentityConflict",
     "MergeConflict",
     "MergeRefused",
+    "attach_identity",
     "customer_view",
     "find_customer",
     "get_customer",
@@ -115,6 +116,34 @@ async def resolve(
     except IntegrityError:
         return await find_customer(session, kind, normalised, region), False
     return customer, True
+
+
+async def attach_identity(
+    session: AsyncSession,
+    customer_id: int,
+    kind: str,
+    value: str,
+    region: str,
+    *,
+    verified: bool = False,
+) -> bool:
+    """Give the customer this identity if nobody holds it yet (True), or confirm they already do.
+
+    Raises IdentityConflict when another customer holds it: joining two people is a merge.
+    Used when a channel proves who the sender is (a web chat tied to a signed-in site user).
+    """
+    normalised = normalise(kind, value, region)
+    customer = await get_customer(session, customer_id)
+    current = await session.get(Identity, (kind, normalised))
+    if current is not None:
+        if current.customer_id != customer.id:
+            raise IdentityConflict(kind, normalised, current.customer_id)
+        if verified and not current.verified:
+            current.verified = True
+        return False
+    session.add(Identity(customer_id=customer.id, kind=kind, value=normalised, verified=verified))
+    await session.flush()
+    return True
 
 
 async def _identity_owners(

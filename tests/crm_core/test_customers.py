@@ -27,7 +27,7 @@ from crm_core import (
     resolve,
     upsert_customer,
 )
-from crm_core.customers import MergeConflict
+from crm_core.customers import MergeConflict, attach_identity
 from crm_core.models import AuditEntry, InteractionKind
 from crm_core.records import parse_customer
 from sastre.db import SessionMaker
@@ -558,3 +558,21 @@ async def test_customer_view_of_a_merged_id_shows_the_survivor(
     assert view["id"] == survivor.id
     assert view["interactions"][0]["summary"] == f"Customer {other.id} merged into this one"
     assert len(view["interactions"]) == 4
+
+
+async def test_attach_identity_adds_a_free_identity_once(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        customer, _ = await upsert_customer(session, parse_customer({"external_id": "CRM-1"}, "US"))
+        assert await attach_identity(
+            session, customer.id, "webchat", "visitor-0001", "US", verified=True
+        )
+        assert not await attach_identity(session, customer.id, "webchat", "visitor-0001", "US")
+
+
+async def test_attach_identity_refuses_someone_elses(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        ana, _ = await upsert_customer(session, parse_customer({"external_id": "CRM-1"}, "US"))
+        bob, _ = await upsert_customer(session, parse_customer({"external_id": "CRM-2"}, "US"))
+        await attach_identity(session, ana.id, "webchat", "visitor-0001", "US")
+        with pytest.raises(IdentityConflict):
+            await attach_identity(session, bob.id, "webchat", "visitor-0001", "US")
