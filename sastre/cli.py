@@ -7,7 +7,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -152,6 +153,33 @@ def demo(ctx: click.Context, customers: int) -> None:
         ]
     )
     _serve(settings, banner)
+
+
+@cli.command("actions")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5055, show_default=True, type=int)
+@click.pass_context
+def actions_command(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the custom actions to a real Rasa server (rasa-sdk's action server)."""
+    from actions.deps import ActionDeps
+    from actions.runner import serve as serve_actions
+
+    settings = _settings(ctx)
+
+    @asynccontextmanager
+    async def resources() -> AsyncIterator[ActionDeps]:
+        async with database(settings.database_url) as (_, sessionmaker):
+            yield ActionDeps(
+                sessionmaker=sessionmaker,
+                default_region=settings.default_region,
+                default_timezone=settings.default_timezone,
+                public_url=settings.external_url,
+                secret=settings.secret(),
+                brand=settings.brand_name,
+            )
+
+    _run(migrate(settings.database_url))
+    serve_actions(host, port, resources=resources)
 
 
 # --- tokens -------------------------------------------------------------------------------------

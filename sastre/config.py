@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # The contact policy (COMPLIANCE.md). Quiet-hour overrides: "GB=09:00-20:00,US-TX=09:00-21:00"
     # (country or country-region); the TCPA defaults and the stricter US states apply otherwise.
     quiet_hours: str = ""
+    # Named in every compliance reply (HELP, STOP) and in customer-facing pages.
+    brand_name: str = "Sastre"
+    support_contact: str = "our web chat or support@example.com"
+    # A real Rasa server's base URL; unset = the embedded understanding.
+    rasa_url: str | None = None
     complaint_cooldown_days: int = Field(default=30, ge=0)
     marketing_max_per_day: int = Field(default=1, ge=0)
     marketing_max_per_week: int = Field(default=2, ge=0)

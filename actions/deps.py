@@ -1,0 +1,176 @@
+"""The one place actions get their dependencies from.
+
+rasa-sdk creates an action with no arguments, so an action cannot be handed a database or a
+secret. Instead the composition root (the app, or `sastre actions`) calls `configure` once at
+start-up, and actions call `deps()` and `unit_of_work()`; nothing else in `actions/` is global.
+
+`unit_of_work` is how an action touches the database. When the embedded dialog runs an action
+in-process it sets `current_session` to the inbound message's session, so the action's writes
+commit or roll back with that message; when the action server runs it, there is no such session
+and `unit_of_work` opens (and commits) its own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+__all__ = [
+    "LANGUAGES",
+    "ActionDeps",
+    "ActionsNotConfigured",
+    "TrackerFacts",
+    "configure",
+    "current_session",
+    "deps",
+    "spoken_appointment",
+    "spoken_date",
+    "unit_of_work",
+]
+
+LANGUAGES = ("es", "en")
+
+
+@dataclass(frozen=True)
+class ActionDeps:
+    sessionmaker: async_sessionmaker[AsyncSession]
+    default_region: str
+    default_timezone: str
+    public_url: str
+    secret: bytes = field(repr=False)
+    brand: str
+
+
+class ActionsNotConfigured(RuntimeError):
+    pass
+
+
+_deps: ActionDeps | None = None
+
+current_session: ContextVar[AsyncSession | None] = ContextVar(
+    "sastre_actions_session", default=None
+)
+
+
+def configure(value: ActionDeps | None) -> None:
+    """Set what the actions use; None forgets it (tests)."""
+    global _deps
+    _deps = value
+
+
+def deps() -> ActionDeps:
+    if _deps is None:
+        raise ActionsNotConfigured(
+            "actions.deps.configure(ActionDeps(...)) must be called before running an action"
+        )
+    return _deps
+
+
+@asynccontextmanager
+async def unit_of_work() -> AsyncIterator[AsyncSession]:
+    """The caller's session if the embedded dialog set one, else a transaction of our own."""
+    session = current_session.get()
+    if session is not None:
+        yield session
+        return
+    async with deps().sessionmaker.begin() as own:
+        yield own
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerFacts:
+    """What the actions read from a rasa-sdk tracker, in plain types.
+
+    The tracker's `sender_id` is the Sastre customer id. Entities win over slots: the latest
+    message says what the customer means now.
+    """
+
+    customer_id: int
+    text: str
+    intent: str | None
+    entities: tuple[Mapping[str, Any], ...]
+    slots: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, tracker: Any) -> TrackerFacts:
+        latest: Mapping[str, Any] = tracker.latest_message or {}
+        intent = latest.get("intent") or {}
+        return cls(
+            customer_id=int(tracker.sender_id),
+            text=str(latest.get("text") or ""),
+            intent=intent.get("name") if isinstance(intent, Mapping) else None,
+            entities=tuple(e for e in latest.get("entities") or () if isinstance(e, Mapping)),
+            slots=dict(tracker.slots or {}),
+        )
+
+    def entity(self, name: str) -> str | None:
+        for entity in self.entities:
+            if entity.get("entity") == name and entity.get("value") not in (None, ""):
+                return str(entity["value"])
+        return None
+
+    def slot(self, name: str) -> str | None:
+        value = self.slots.get(name)
+        return None if value in (None, "") else str(value)
+
+    def entity_or_slot(self, name: str) -> str | None:
+        return self.entity(name) or self.slot(name)
+
+    def language(self, fallback: str | None = None) -> str:
+        for candidate in (self.slot("language"), fallback):
+            if candidate and candidate[:2].lower() in LANGUAGES:
+                return candidate[:2].lower()
+        return "en"
+
+    def timezone(self, fallback: str | None, default: str) -> ZoneInfo:
+        for candidate in (self.slot("timezone"), fallback, default):
+            if candidate:
+                try:
+                    return ZoneInfo(candidate)
+                except (ZoneInfoNotFoundError, ValueError):
+                    continue
+        return ZoneInfo("UTC")
+
+
+# Dates in the customer's language, without depending on the process's locale.
+_WEEKDAYS = {
+    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+_MONTHS = {
+    "es": (
+        "enero", "febrero", "marzo", "abril", "mayo", "junio",
+        "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre",
+    ),
+    "en": (
+        "January", "February", "March", "April", "May", "June",
+        "July", "August", "September", "October", "November", "December",
+    ),
+}  # fmt: skip
+
+
+def spoken_date(moment: datetime, language: str) -> str:
+    """'24 de marzo de 2025' / '24 March 2025'."""
+    month = _MONTHS[language][moment.month - 1]
+    if language == "es":
+        return f"{moment.day} de {month} de {moment.year}"
+    return f"{moment.day} {month} {moment.year}"
+
+
+def spoken_appointment(moment: datetime, language: str, *, with_month: bool) -> str:
+    """'el martes 24 a las 10:00' / 'on Tuesday 24 at 10:00' (the month when it is not soon)."""
+    weekday = _WEEKDAYS[language][moment.weekday()]
+    month = _MONTHS[language][moment.month - 1]
+    clock = f"{moment.hour:02d}:{moment.minute:02d}"
+    if language == "es":
+        day = f"{moment.day} de {month}" if with_month else str(moment.day)
+        return f"el {weekday} {day} a las {clock}"
+    day = f"{moment.day} {month}" if with_month else str(moment.day)
+    return f"on {weekday} {day} at {clock}"

@@ -1,0 +1,62 @@
+"""`action_update_preferences`: the customer's own signed link to the preference centre."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from typing_extensions import override
+
+from actions.deps import ActionDeps, TrackerFacts, deps, unit_of_work
+from consent.tokens import LinkSigner, PreferenceLink
+from consent.types import Channel
+from crm_core.customers import get_customer
+
+__all__ = ["ActionUpdatePreferences", "conversation_channel", "preference_link"]
+
+_TEXTS = {
+    "es": {
+        "link": "Puedes elegir qué te enviamos, por dónde y cuándo aquí: {url}",
+        "no_channel": "Desde aquí no puedo darte tu enlace de preferencias. Si quieres, te paso "
+        "con una persona del equipo.",
+    },
+    "en": {
+        "link": "You can choose what we send you, where and when here: {url}",
+        "no_channel": "I can't give you your preferences link from here. I can pass you to a "
+        "member of our team if you like.",
+    },
+}
+
+
+def conversation_channel(facts: TrackerFacts) -> Channel | None:
+    """The channel the customer is writing on: the link proves that address, so never guess."""
+    value = facts.slot("channel")
+    return Channel(value) if value in set(Channel) else None
+
+
+def preference_link(settings: ActionDeps, customer_id: int, channel: Channel) -> str:
+    token = LinkSigner(settings.secret).preferences_token(PreferenceLink(customer_id, channel))
+    return f"{settings.public_url.rstrip('/')}/preferences/{token}"
+
+
+class ActionUpdatePreferences(Action):  # type: ignore[misc]
+    @override
+    def name(self) -> str:
+        return "action_update_preferences"
+
+    @override
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        facts = TrackerFacts.of(tracker)
+        async with unit_of_work() as session:
+            customer = await get_customer(session, facts.customer_id)
+        texts = _TEXTS[facts.language(customer.language)]
+        channel = conversation_channel(facts)
+        if channel is None:
+            dispatcher.utter_message(text=texts["no_channel"])
+        else:
+            url = preference_link(deps(), customer.id, channel)
+            dispatcher.utter_message(text=texts["link"].format(url=url))
+        return []
