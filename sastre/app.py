@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 from aiohttp import web
 from redis.asyncio import Redis
 
-from sastre.appkeys import ENGINE, METRICS, REDIS, SESSIONMAKER, SETTINGS
+from consent.replies import Brand
+from dialog.faq_store import FaqCatalogue
+from dialog.inbound import Brain, InboundProcessor
+from sastre.appkeys import BRAIN, ENGINE, INBOUND, METRICS, REDIS, SESSIONMAKER, SETTINGS
 from sastre.config import Settings
 from sastre.db import create_engine, sessionmaker_for
+from sastre.dialogs import build_brain
 from sastre.metrics import Metrics, metrics_middleware
-from sastre.web import consent, console, customers, health, public
+from sastre.web import chat, consent, console, customers, faq, health, public
 from sastre.web.auth import auth_middleware
 from sastre.web.errors import error_middleware
 
@@ -41,8 +46,28 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The whole service; nothing connects until the app starts (cleanup contexts)."""
+async def _dialog(app: web.Application) -> AsyncIterator[None]:
+    """The inbound path and its bot: the embedded one, or a real Rasa (SASTRE_RASA_URL)."""
+    settings = app[SETTINGS]
+    async with AsyncExitStack() as stack:
+        brain = app[BRAIN] or await build_brain(
+            settings, app[SESSIONMAKER], stack, app[faq.FAQ_CATALOGUE]
+        )
+        app[INBOUND] = InboundProcessor(
+            app[SESSIONMAKER],
+            brain,
+            default_region=settings.default_region,
+            default_language=settings.default_language,
+            default_timezone=settings.default_timezone,
+            brand=Brand(settings.brand_name, settings.support_contact),
+        )
+        yield
+
+
+def create_app(settings: Settings, *, brain: Brain | None = None) -> web.Application:
+    """The whole service; nothing connects until the app starts (cleanup contexts).
+
+    `brain` replaces the bot (tests); by default the embedded one is built at start-up."""
     metrics = Metrics()
     app = web.Application(
         middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware],
@@ -50,10 +75,15 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
-    app.cleanup_ctx.extend([_database, _redis])
+    app[BRAIN] = brain
+    # One catalogue: the FAQ API invalidates the very index the bot reads.
+    app[faq.FAQ_CATALOGUE] = FaqCatalogue()
+    app.cleanup_ctx.extend([_database, _redis, _dialog])
     app.add_routes(health.routes)
     app.add_routes(customers.routes)
     app.add_routes(consent.routes)
     app.add_routes(public.routes)
+    app.add_routes(chat.routes)
+    app.add_routes(faq.routes)
     app.add_routes(console.routes)
     return app

@@ -6,14 +6,18 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialog.inbound import Brain, InboundProcessor
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.metrics import Metrics
 
-__all__ = ["ENGINE", "METRICS", "REDIS", "SESSIONMAKER", "SETTINGS"]
+__all__ = ["BRAIN", "ENGINE", "INBOUND", "METRICS", "REDIS", "SESSIONMAKER", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONMAKER = web.AppKey("sessionmaker", SessionMaker)
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 METRICS = web.AppKey("metrics", Metrics)
+# The bot: set by create_app when given one (tests), otherwise built at start-up.
+BRAIN: web.AppKey[Brain | None] = web.AppKey("brain")
+INBOUND = web.AppKey("inbound", InboundProcessor)

@@ -49,6 +49,7 @@ class Permission(StrEnum):
     TIMELINE_WRITE = "timeline:write"
     CONSENT_WRITE = "consent:write"
     CUSTOMERS_EXPORT = "customers:export"
+    FAQ_WRITE = "faq:write"  # what the bot tells every customer: not for every agent
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
@@ -61,6 +62,7 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.TIMELINE_WRITE,
             Permission.CONSENT_WRITE,
             Permission.CUSTOMERS_EXPORT,
+            Permission.FAQ_WRITE,
         }
     ),
     Role.AGENT: frozenset(

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     support_contact: str = "our web chat or support@example.com"
     # A real Rasa server's base URL; unset = the embedded understanding.
     rasa_url: str | None = None
+    # Web chat identity verification: a site sends user_id and hex(HMAC-SHA256(this, user_id)).
+    webchat_identity_secret: SecretStr | None = None
     complaint_cooldown_days: int = Field(default=30, ge=0)
     marketing_max_per_day: int = Field(default=1, ge=0)
     marketing_max_per_week: int = Field(default=2, ge=0)
@@ -163,6 +165,7 @@ class Settings(BaseSettings):
         if self.redis_url:
             values["redis_url"] = _mask_url_password(self.redis_url)
         values["secret_key"] = "**********" if self.secret_key else None
+        values["webchat_identity_secret"] = "**********" if self.webchat_identity_secret else None
         return values
 
     @override

@@ -1,0 +1,197 @@
+"""The web chat widget's side of the wire: who the visitor is, and what the JSON frames say.
+
+A visitor is a random id kept in a cookie signed with the service's key (HMAC, itsdangerous), so a
+visitor cannot write somebody else's id into their cookie and read that chat. A site that knows who
+its signed-in user is may prove it as Chatwoot's widget does: it passes its own user id and
+`hmac_sha256(site_secret, user_id)` in hex, which only the site and we can compute.
+
+The protocol, one JSON object per WebSocket text frame:
+
+    client → server  {"type": "message", "id": "<client-made unique id>", "text": "..."}
+    server → client  {"type": "history", "messages": [<message>, ...]}   (on connect)
+                     {"type": "message", "id", "author": "customer"|"bot"|"agent", "text", "at"}
+                     {"type": "handoff", "text"}
+                     {"type": "error", "reason", "id"?}
+
+The client's id makes a re-sent message (after a reconnect) recognisable: it is part of the
+provider id the inbound path dedupes on. Pure: no database, no customers, no dialog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from itsdangerous import BadSignature, Signer
+
+__all__ = [
+    "COOKIE_MAX_AGE",
+    "MAX_TEXT",
+    "VISITOR_COOKIE",
+    "Author",
+    "ChatLine",
+    "ClientMessage",
+    "IdentityProof",
+    "ProtocolError",
+    "VisitorCookies",
+    "error_frame",
+    "handoff_frame",
+    "history_frame",
+    "identity_hash",
+    "message_frame",
+    "new_visitor_id",
+    "parse_client_frame",
+    "parse_language",
+]
+
+MAX_TEXT: Final = 4000
+VISITOR_COOKIE: Final = "sastre_chat"
+COOKIE_MAX_AGE: Final = 365 * 24 * 3600
+_VISITOR_ID: Final = re.compile(r"[A-Za-z0-9_-]{22,128}")
+_CLIENT_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_LANGUAGE: Final = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
+_USER_ID_MAX: Final = 255
+
+Author = Literal["customer", "bot", "agent"]
+
+
+class ProtocolError(ValueError):
+    """A frame we refuse; `reason` is shown to the visitor, `id` names their message if known."""
+
+    def __init__(self, reason: str, message_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message_id = message_id
+
+
+def new_visitor_id() -> str:
+    """A fresh visitor id: 24 random bytes, 32 url-safe characters (a valid webchat identity)."""
+    return secrets.token_urlsafe(24)
+
+
+class VisitorCookies:
+    """Signs and checks the visitor cookie. A forged or altered cookie reads as no cookie."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._signer = Signer(secret, salt="sastre.webchat.visitor", digest_method=hashlib.sha256)
+
+    def sign(self, visitor_id: str) -> str:
+        if not _VISITOR_ID.fullmatch(visitor_id):
+            raise ValueError("not a visitor id")
+        return self._signer.sign(visitor_id).decode()
+
+    def read(self, cookie: str | None) -> str | None:
+        if not cookie:
+            return None
+        try:
+            visitor_id = self._signer.unsign(cookie).decode()
+        except (BadSignature, UnicodeDecodeError):
+            return None
+        return visitor_id if _VISITOR_ID.fullmatch(visitor_id) else None
+
+
+def identity_hash(site_secret: bytes, user_id: str) -> str:
+    """What the embedding site computes for its user: HMAC-SHA256 in lowercase hex."""
+    return hmac.new(site_secret, user_id.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityProof:
+    """A site's claim "this visitor is my user `user_id`", with its HMAC."""
+
+    user_id: str
+    user_hash: str
+
+    def verify(self, site_secret: bytes) -> bool:
+        """Constant-time check of the HMAC (a timing difference must not leak the right one)."""
+        if not self.user_id or len(self.user_id) > _USER_ID_MAX:
+            return False
+        expected = identity_hash(site_secret, self.user_id)
+        return hmac.compare_digest(expected.encode(), self.user_hash.strip().lower().encode())
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMessage:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLine:
+    """One message as the widget shows it."""
+
+    id: str
+    author: Author
+    text: str
+    at: datetime
+
+
+def parse_client_frame(raw: str | bytes) -> ClientMessage:
+    """A client frame, validated; raises ProtocolError with a reason the visitor can read."""
+    try:
+        frame = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError("the frame is not JSON") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("the frame must be a JSON object")
+    kind = frame.get("type")
+    if kind != "message":
+        raise ProtocolError(f"unknown frame type: {str(kind)[:40]!r}")
+    message_id = frame.get("id")
+    if not isinstance(message_id, str) or not _CLIENT_ID.fullmatch(message_id):
+        raise ProtocolError("the message id must be 1-64 letters, digits, '-' or '_'")
+    text = frame.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ProtocolError("the message is empty: write something", message_id)
+    if len(text) > MAX_TEXT:
+        raise ProtocolError(
+            f"the message is too long ({len(text)} characters); "
+            f"the limit is {MAX_TEXT:,}: please shorten it or split it",
+            message_id,
+        )
+    return ClientMessage(message_id, text.strip())
+
+
+def parse_language(value: str | None) -> str | None:
+    """The primary language of a tag or an Accept-Language header ("es-ES,es;q=0.9" → "es")."""
+    if not value:
+        return None
+    first = value.split(",", 1)[0].split(";", 1)[0].strip()
+    match = _LANGUAGE.fullmatch(first)
+    return match.group(1).lower() if match else None
+
+
+def _line(line: ChatLine) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": line.id,
+        "author": line.author,
+        "text": line.text,
+        "at": line.at.isoformat(),
+    }
+
+
+def message_frame(line: ChatLine) -> dict[str, Any]:
+    return _line(line)
+
+
+def history_frame(lines: Iterable[ChatLine]) -> dict[str, Any]:
+    return {"type": "history", "messages": [_line(line) for line in lines]}
+
+
+def handoff_frame(text: str) -> dict[str, Any]:
+    return {"type": "handoff", "text": text}
+
+
+def error_frame(reason: str, message_id: str | None = None) -> Mapping[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "reason": reason}
+    if message_id is not None:
+        frame["id"] = message_id
+    return frame

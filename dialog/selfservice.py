@@ -1,0 +1,193 @@
+"""The embedded bot: understand the message, answer it at once when we can, hand off when not.
+
+`plan_turn` is the rule, a pure function of what was understood and who is asking:
+
+1. The customer asks for a person → hand off (`customer_asked`).
+2. A complaint → hand off (`complaint`), recorded on the timeline (it starts the marketing
+   cooldown). "I called to complain and now you sell me something?" must not happen.
+3. A confident FAQ match answers FAQ-like questions.
+4. Order status, call-back requests, preference changes and opt-outs run their rasa-sdk action.
+5. Greetings, thanks and goodbyes get a short answer.
+6. Anything else is not understood. A CMV customer goes to a person at once (their exclusive
+   channel: no bot maze); others get one "could you rephrase?" and a person after the second
+   turn the bot could not understand.
+
+A CMV customer is also handed off whenever the bot's confidence is below `cmv_confidence`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from actions.runner import EmbeddedActions
+from crm_core.models import Tier
+from dialog.faq import FaqIndex, FaqMatch
+from dialog.inbound import BotTurn, Turn
+from dialog.nlu import Understander, Understanding
+
+__all__ = ["BrainConfig", "Plan", "PlanKind", "SelfServiceBrain", "plan_turn"]
+
+ACTIONS = {
+    "order_status": "action_order_status",
+    "request_callback": "action_request_callback",
+    "change_preferences": "action_update_preferences",
+    "opt_out": "action_opt_out",
+}
+SMALL_TALK = ("greet", "thanks", "goodbye")
+
+TEXTS: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "greet": "Hello{name}! How can I help you?",
+        "thanks": "You're welcome! Anything else I can do for you?",
+        "goodbye": "Goodbye{name}, have a nice day!",
+        "rephrase": "Sorry, I didn't quite get that. Could you say it in other words?",
+        "handoff": "I'm passing you to a member of our team; they'll be with you shortly.",
+        "complaint": "I'm sorry about this. I'm passing you to a member of our team right away.",
+    },
+    "es": {
+        "greet": "¡Hola{name}! ¿En qué puedo ayudarte?",
+        "thanks": "¡De nada! ¿Puedo ayudarte en algo más?",
+        "goodbye": "¡Hasta pronto{name}, que tengas un buen día!",
+        "rephrase": "Perdona, no te he entendido bien. ¿Me lo puedes decir de otra forma?",
+        "handoff": "Te paso con una persona de nuestro equipo; en breve te atenderá.",
+        "complaint": "Lamento lo ocurrido. Te paso ahora mismo con una persona de nuestro equipo.",
+    },
+}
+
+
+class PlanKind(StrEnum):
+    FAQ = "faq"
+    ACTION = "action"
+    SMALL_TALK = "small_talk"
+    REPHRASE = "rephrase"
+    HANDOFF = "handoff"
+
+
+@dataclass(frozen=True, slots=True)
+class BrainConfig:
+    intent_threshold: float = 0.45
+    cmv_confidence: float = 0.75
+    max_failed_turns: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    kind: PlanKind
+    reason: str  # why: shown to agents and kept on the message
+    action: str | None = None
+    handoff: str | None = None
+
+
+def plan_turn(
+    understood: Understanding,
+    faq: FaqMatch | None,
+    *,
+    tier: Tier,
+    failed_turns: int,
+    config: BrainConfig,
+) -> Plan:
+    """What to do with one message. Pure; see the module docstring for the rule."""
+    intent, confidence = understood.intent, understood.confidence
+    confident = confidence >= config.intent_threshold
+    if intent == "human" and confident:
+        return Plan(PlanKind.HANDOFF, "the customer asked for a person", handoff="customer_asked")
+    if intent == "complaint" and confident:
+        return Plan(PlanKind.HANDOFF, "a complaint goes to a person", handoff="complaint")
+    cmv_unsure = tier is Tier.CMV and confidence < config.cmv_confidence
+    if faq is not None and faq.confident and (intent == "faq" or not confident or cmv_unsure):
+        return Plan(PlanKind.FAQ, f"FAQ {faq.entry.id} matched ({faq.score:.2f})")
+    if cmv_unsure:
+        return Plan(
+            PlanKind.HANDOFF,
+            "CMV customers get a person when the bot is unsure",
+            handoff="cmv_priority",
+        )
+    if confident and intent in ACTIONS:
+        return Plan(PlanKind.ACTION, f"{intent} ({confidence:.2f})", action=ACTIONS[intent])
+    if confident and intent in SMALL_TALK:
+        return Plan(PlanKind.SMALL_TALK, f"{intent} ({confidence:.2f})")
+    if failed_turns + 1 >= config.max_failed_turns:
+        return Plan(
+            PlanKind.HANDOFF, f"{failed_turns + 1} turns not understood", handoff="not_understood"
+        )
+    return Plan(PlanKind.REPHRASE, f"not understood ({intent} {confidence:.2f})")
+
+
+# The current FAQ index, read in the turn's own session (on SQLite a second connection would
+# wait for the write lock this very transaction holds).
+FaqSource = Callable[[AsyncSession], Awaitable[FaqIndex]]
+
+
+class SelfServiceBrain:
+    """The embedded understanding, the FAQ and the rasa-sdk actions, run in-process."""
+
+    def __init__(
+        self,
+        understander: Understander,
+        faq: FaqSource,
+        actions: EmbeddedActions,
+        config: BrainConfig | None = None,
+    ) -> None:
+        self._understander = understander
+        self._faq = faq
+        self._actions = actions
+        self._config = config or BrainConfig()
+
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+        understood = self._understander.understand(
+            turn.text, timezone=turn.timezone, now=turn.received_at, language_hint=turn.language
+        )
+        language = understood.language
+        faq = (await self._faq(session)).match(turn.text, language)
+        tier = Tier(turn.customer.tier)
+        plan = plan_turn(
+            understood,
+            faq,
+            tier=tier,
+            failed_turns=turn.conversation.failed_turns,
+            config=self._config,
+        )
+        texts = TEXTS.get(language, TEXTS["en"])
+        base = BotTurn(
+            intent=understood.intent, confidence=understood.confidence, language=language
+        )
+        match plan.kind:
+            case PlanKind.FAQ:
+                assert faq is not None
+                base.replies = [faq.answer]
+            case PlanKind.SMALL_TALK:
+                name = f" {turn.customer.name.split()[0]}" if turn.customer.name else ""
+                base.replies = [texts[understood.intent].format(name=name)]
+            case PlanKind.REPHRASE:
+                base.replies, base.understood = [texts["rephrase"]], False
+            case PlanKind.HANDOFF:
+                base.handoff = plan.handoff
+                base.complaint = plan.handoff == "complaint"
+                base.understood = plan.handoff != "not_understood"
+                base.replies = [texts["complaint" if base.complaint else "handoff"]]
+            case PlanKind.ACTION:
+                assert plan.action is not None
+                outcome = await self._actions.run(
+                    plan.action,
+                    customer_id=turn.customer.id,
+                    text=turn.text,
+                    intent=understood.intent,
+                    confidence=understood.confidence,
+                    entities=[
+                        {"entity": e.kind, "value": e.value, "text": e.text}
+                        for e in understood.entities
+                    ],
+                    slots={
+                        "language": language,
+                        "timezone": turn.timezone,
+                        "channel": turn.conversation.channel,
+                    },
+                    session=session,
+                )
+                base.replies = list(outcome.texts)
+                base.handoff = outcome.handoff
+        return base

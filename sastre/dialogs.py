@@ -1,0 +1,79 @@
+"""Building the bot from settings: the embedded one (understanding, FAQ, rasa-sdk actions run
+in-process) or a real Rasa server's REST channel."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from functools import cache
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import dialog
+from actions.deps import ActionDeps, configure
+from actions.runner import EmbeddedActions
+from dialog.faq import FaqIndex
+from dialog.faq_store import FaqCatalogue, seed_from_file
+from dialog.inbound import Brain
+from dialog.nlu import EmbeddedUnderstander
+from dialog.rasa import RasaRestBrain
+from dialog.selfservice import SelfServiceBrain
+from sastre.config import Settings
+from sastre.db import SessionMaker
+
+__all__ = ["SHIPPED_FAQ", "build_brain"]
+
+log = logging.getLogger(__name__)
+SHIPPED_FAQ = Path(dialog.__file__).parent / "data" / "faq.yaml"
+
+
+async def _seed_faq(sessionmaker: SessionMaker) -> None:
+    """Load the shipped knowledge base into an empty FAQ table. A database that is down must
+    not stop the service from starting (it answers /healthz with 503 and recovers by itself);
+    the bot then simply has no FAQ answers until the next start."""
+    try:
+        async with sessionmaker.begin() as session:
+            seeded = await seed_from_file(session, SHIPPED_FAQ, only_if_empty=True)
+            if seeded:
+                log.info("dialog: FAQ seeded with %d entries from %s", seeded, SHIPPED_FAQ)
+    except (DBAPIError, OSError) as e:
+        log.warning("dialog: FAQ not seeded, the database is unreachable: %s", e)
+
+
+async def build_brain(
+    settings: Settings,
+    sessionmaker: SessionMaker,
+    stack: AsyncExitStack,
+    catalogue: FaqCatalogue | None = None,
+) -> Brain:
+    configure(
+        ActionDeps(
+            sessionmaker=sessionmaker,
+            default_region=settings.default_region,
+            default_timezone=settings.default_timezone,
+            public_url=settings.external_url,
+            secret=settings.secret(),
+            brand=settings.brand_name,
+        )
+    )
+    stack.callback(configure, None)
+    if settings.rasa_url:
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        log.info("dialog: user text goes to Rasa at %s", settings.rasa_url)
+        return RasaRestBrain(settings.rasa_url, http)
+    await _seed_faq(sessionmaker)
+    catalogue = catalogue or FaqCatalogue()
+
+    async def faq(session: AsyncSession) -> FaqIndex:
+        return await catalogue.index(session)
+
+    return SelfServiceBrain(_understander(), faq, EmbeddedActions())
+
+
+@cache
+def _understander() -> EmbeddedUnderstander:
+    # Trained once per process from the shipped examples, then only read: every app shares it.
+    return EmbeddedUnderstander()

@@ -1,0 +1,330 @@
+/* Sastre's web chat widget: a launcher button and a chat panel for any page.
+
+   Embed it with   <script src="https://sastre.example/static/widget.js" defer></script>
+   Optional data attributes on that tag:
+     data-language="es"          the widget's language (else the page's lang, else the browser's)
+     data-user-id / data-user-hash   identity verification: your user id and
+                                      hex(HMAC-SHA256(SASTRE_WEBCHAT_IDENTITY_SECRET, user id))
+
+   Plain JavaScript, no build step, no dependencies. Every text is set with textContent, never as
+   HTML: a message is shown exactly as written. It talks JSON over one WebSocket to /ws/chat on the
+   server the script came from, reconnects with backoff and re-sends what was not acknowledged
+   (the server recognises a re-sent message by its id and answers it once). */
+(function () {
+  "use strict";
+
+  var MAX_CHARS = 4000;
+  var script = document.currentScript;
+  var base = new URL(script && script.src ? script.src : "/static/widget.js", document.baseURI);
+  var options = script ? script.dataset : {};
+
+  var TEXTS = {
+    es: {
+      launcher: "Chatea con nosotros",
+      title: "Atención al cliente",
+      close: "Cerrar el chat",
+      label: "Tu mensaje",
+      placeholder: "Escribe tu pregunta…",
+      send: "Enviar",
+      you: "Tú",
+      bot: "Asistente",
+      agent: "Agente",
+      connecting: "Conectando…",
+      connected: "Conectado",
+      offline: "Sin conexión. Reintentando en {s} s…",
+      empty: "Escribe un mensaje antes de enviarlo.",
+      tooLong: "El mensaje tiene {n} caracteres y el máximo es 4.000: acórtalo o divídelo.",
+      pending: "enviando…",
+      failed: "no enviado",
+      counter: "{n} / 4.000",
+      log: "Mensajes del chat",
+    },
+    en: {
+      launcher: "Chat with us",
+      title: "Customer service",
+      close: "Close the chat",
+      label: "Your message",
+      placeholder: "Type your question…",
+      send: "Send",
+      you: "You",
+      bot: "Assistant",
+      agent: "Agent",
+      connecting: "Connecting…",
+      connected: "Connected",
+      offline: "Offline. Retrying in {s} s…",
+      empty: "Write a message before sending it.",
+      tooLong: "The message has {n} characters and the limit is 4,000: please shorten or split it.",
+      pending: "sending…",
+      failed: "not sent",
+      counter: "{n} / 4,000",
+      log: "Chat messages",
+    },
+  };
+  var language = (
+    options.language || document.documentElement.lang || navigator.language || "en"
+  ).toLowerCase().slice(0, 2);
+  var T = TEXTS[language] || TEXTS.en;
+
+  function format(text, values) {
+    return text.replace(/\{(\w+)\}/g, function (_, key) { return String(values[key]); });
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function clientId() {
+    // crypto.randomUUID needs a secure context; getRandomValues works on any page.
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, function (b) { return b.toString(16).padStart(2, "0"); }).join("");
+  }
+
+  function characters(text) {
+    return Array.from(text).length; // code points, as the server counts them
+  }
+
+  /* ---- the stylesheet, unless the page links it already ---- */
+  var cssUrl = new URL("widget.css", base).href;
+  var linked = Array.prototype.some.call(
+    document.querySelectorAll('link[rel="stylesheet"]'),
+    function (link) { return link.href === cssUrl; }
+  );
+  if (!linked) {
+    var link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = cssUrl;
+    document.head.appendChild(link);
+  }
+
+  /* ---- the widget's elements ---- */
+  var root = el("div", "sastre-chat");
+  var launcher = el("button", "sastre-chat-launcher", T.launcher);
+  launcher.type = "button";
+  launcher.setAttribute("aria-expanded", "false");
+  launcher.setAttribute("aria-controls", "sastre-chat-panel");
+
+  var panel = el("section", "sastre-chat-panel");
+  panel.id = "sastre-chat-panel";
+  panel.hidden = true;
+  panel.setAttribute("role", "dialog");
+  panel.setAttribute("aria-modal", "false");
+  panel.setAttribute("aria-labelledby", "sastre-chat-title");
+
+  var header = el("header", "sastre-chat-header");
+  var title = el("h2", "sastre-chat-title", T.title);
+  title.id = "sastre-chat-title";
+  var close = el("button", "sastre-chat-close", "×");
+  close.type = "button";
+  close.setAttribute("aria-label", T.close);
+  header.append(title, close);
+
+  var status = el("p", "sastre-chat-status", "");
+  status.setAttribute("role", "status");
+
+  var log = el("ol", "sastre-chat-log");
+  log.setAttribute("role", "log");
+  log.setAttribute("aria-live", "polite");
+  log.setAttribute("aria-label", T.log);
+  log.tabIndex = 0; // scrollable by keyboard
+
+  var handoff = el("p", "sastre-chat-handoff", "");
+  handoff.setAttribute("role", "status");
+  handoff.hidden = true;
+
+  var form = el("form", "sastre-chat-form");
+  form.noValidate = true;
+  var label = el("label", "sastre-chat-label", T.label);
+  label.htmlFor = "sastre-chat-input";
+  var input = el("textarea", "sastre-chat-input");
+  input.id = "sastre-chat-input";
+  input.rows = 2;
+  input.placeholder = T.placeholder;
+  input.setAttribute("aria-describedby", "sastre-chat-error sastre-chat-counter");
+  var counter = el("span", "sastre-chat-counter", format(T.counter, { n: 0 }));
+  counter.id = "sastre-chat-counter";
+  var error = el("p", "sastre-chat-error", "");
+  error.id = "sastre-chat-error";
+  error.setAttribute("role", "alert");
+  var send = el("button", "sastre-chat-send", T.send);
+  send.type = "submit";
+  var row = el("div", "sastre-chat-row");
+  row.append(input, send);
+  form.append(label, row, counter, error);
+
+  panel.append(header, status, log, handoff, form);
+  root.append(launcher, panel);
+  document.body.appendChild(root);
+
+  /* ---- messages ---- */
+  var shown = new Map(); // message id -> its <li>
+  var pending = new Map(); // client id -> text, until the server echoes it
+
+  function render(message, state) {
+    var existing = shown.get(message.id);
+    if (existing) {
+      existing.classList.remove("is-pending", "is-failed");
+      var note = existing.querySelector(".sastre-chat-state");
+      if (note) note.remove();
+      return existing;
+    }
+    var item = el("li", "sastre-chat-message from-" + message.author);
+    var who = el("span", "sastre-chat-author", (T[message.author === "customer" ? "you" : message.author] || T.bot) + ": ");
+    var text = el("span", "sastre-chat-text", message.text);
+    item.append(who, text);
+    if (message.at) {
+      var time = el("time", "sastre-chat-time", new Date(message.at).toLocaleTimeString(language, { hour: "2-digit", minute: "2-digit" }));
+      time.dateTime = message.at;
+      item.append(time);
+    }
+    if (state) setState(item, state);
+    shown.set(message.id, item);
+    log.appendChild(item);
+    log.scrollTop = log.scrollHeight;
+    return item;
+  }
+
+  function setState(item, state) {
+    item.classList.remove("is-pending", "is-failed");
+    item.classList.add("is-" + state);
+    var note = item.querySelector(".sastre-chat-state") || item.appendChild(el("span", "sastre-chat-state"));
+    note.textContent = state === "pending" ? T.pending : T.failed;
+  }
+
+  function showError(text) {
+    error.textContent = text;
+  }
+
+  function showHandoff(text) {
+    handoff.textContent = text;
+    handoff.hidden = false;
+  }
+
+  /* ---- the connection ---- */
+  var socket = null;
+  var attempt = 0;
+  var retryTimer = null;
+
+  function socketUrl() {
+    var url = new URL("/ws/chat", base);
+    url.protocol = base.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("lang", options.language || document.documentElement.lang || navigator.language || "");
+    if (options.userId) url.searchParams.set("user_id", options.userId);
+    if (options.userHash) url.searchParams.set("user_hash", options.userHash);
+    return url.href;
+  }
+
+  function transmit(id, text) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "message", id: id, text: text }));
+    }
+  }
+
+  function connect() {
+    if (socket) return;
+    clearTimeout(retryTimer);
+    status.textContent = T.connecting;
+    socket = new WebSocket(socketUrl());
+    socket.addEventListener("open", function () {
+      attempt = 0;
+      status.textContent = T.connected;
+    });
+    socket.addEventListener("message", function (event) {
+      var frame;
+      try { frame = JSON.parse(event.data); } catch (e) { return; }
+      if (frame.type === "history") {
+        log.setAttribute("aria-busy", "true");
+        frame.messages.forEach(function (m) { pending.delete(m.id); render(m); });
+        log.removeAttribute("aria-busy");
+        // Whatever we sent that the server had not stored yet goes again; one that it had
+        // stored was in the history above, and a re-send would be answered once anyway.
+        pending.forEach(function (text, id) { transmit(id, text); });
+      } else if (frame.type === "message") {
+        pending.delete(frame.id);
+        render(frame);
+      } else if (frame.type === "handoff") {
+        showHandoff(frame.text);
+      } else if (frame.type === "error") {
+        if (frame.id && pending.has(frame.id)) {
+          pending.delete(frame.id);
+          var item = shown.get(frame.id);
+          if (item) setState(item, "failed");
+        }
+        showError(frame.reason);
+      }
+    });
+    socket.addEventListener("close", function () {
+      socket = null;
+      var delay = Math.min(30000, 500 * Math.pow(2, attempt)) + Math.floor(Math.random() * 400);
+      attempt += 1;
+      status.textContent = format(T.offline, { s: Math.ceil(delay / 1000) });
+      retryTimer = setTimeout(connect, delay);
+    });
+  }
+
+  function submit() {
+    var text = input.value.trim();
+    if (!text) {
+      showError(T.empty);
+      return;
+    }
+    var n = characters(input.value);
+    if (n > MAX_CHARS) {
+      showError(format(T.tooLong, { n: n.toLocaleString(language) }));
+      return; // refused, never cut: the visitor decides what to leave out
+    }
+    showError("");
+    var id = clientId();
+    pending.set(id, text);
+    render({ id: id, author: "customer", text: text, at: new Date().toISOString() }, "pending");
+    transmit(id, text);
+    input.value = "";
+    updateCounter();
+    connect();
+  }
+
+  function updateCounter() {
+    var n = characters(input.value);
+    counter.textContent = format(T.counter, { n: n.toLocaleString(language) });
+    counter.classList.toggle("is-over", n > MAX_CHARS);
+  }
+
+  /* ---- opening, closing, keyboard ---- */
+  function open() {
+    panel.hidden = false;
+    launcher.setAttribute("aria-expanded", "true");
+    connect();
+    input.focus();
+  }
+
+  function shut() {
+    panel.hidden = true;
+    launcher.setAttribute("aria-expanded", "false");
+    launcher.focus();
+  }
+
+  launcher.addEventListener("click", function () {
+    if (panel.hidden) open(); else shut();
+  });
+  close.addEventListener("click", shut);
+  panel.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      shut();
+    }
+  });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submit();
+    }
+  });
+  input.addEventListener("input", updateCounter);
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    submit();
+  });
+})();

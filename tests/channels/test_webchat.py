@@ -1,0 +1,166 @@
+"""The web chat's pure side: the signed visitor cookie, identity proofs, the JSON frames."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from channels.webchat import (
+    MAX_TEXT,
+    ChatLine,
+    ClientMessage,
+    IdentityProof,
+    ProtocolError,
+    VisitorCookies,
+    error_frame,
+    handoff_frame,
+    history_frame,
+    identity_hash,
+    message_frame,
+    new_visitor_id,
+    parse_client_frame,
+    parse_language,
+)
+
+SECRET = b"service-secret-0123456789"
+SITE_SECRET = b"site-secret"
+WEBCHAT_IDENTITY = re.compile(r"[A-Za-z0-9_-]{8,128}")  # what crm_core accepts
+
+
+def frame(**fields: object) -> str:
+    return json.dumps(fields)
+
+
+def test_a_visitor_id_is_random_and_a_valid_webchat_identity() -> None:
+    ids = {new_visitor_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(WEBCHAT_IDENTITY.fullmatch(i) and len(i) >= 22 for i in ids)
+
+
+def test_a_signed_cookie_reads_back_as_its_visitor() -> None:
+    cookies = VisitorCookies(SECRET)
+    visitor = new_visitor_id()
+    assert cookies.read(cookies.sign(visitor)) == visitor
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda c, v: "",
+        lambda c, v: v,  # an id without a signature
+        lambda c, v: c.replace(v, new_visitor_id()),  # somebody else's id, our old signature
+        lambda c, v: c[:-2] + ("AA" if not c.endswith("AA") else "BB"),  # an altered signature
+        lambda c, v: VisitorCookies(b"another-key").sign(v),  # signed with another key
+        lambda c, v: c + "x",
+    ],
+)
+def test_a_forged_or_altered_cookie_is_no_visitor(forge: object) -> None:
+    cookies = VisitorCookies(SECRET)
+    visitor = new_visitor_id()
+    assert callable(forge)
+    assert cookies.read(forge(cookies.sign(visitor), visitor)) is None
+    assert cookies.read(None) is None
+
+
+def test_only_a_visitor_id_can_be_signed() -> None:
+    with pytest.raises(ValueError, match="visitor id"):
+        VisitorCookies(SECRET).sign("short")
+
+
+def test_an_identity_proof_is_the_sites_hmac_of_its_user_id() -> None:
+    good = identity_hash(SITE_SECRET, "C-1")
+    # What the site runs, e.g. Ruby's OpenSSL::HMAC.hexdigest("sha256", secret, user_id).
+    assert good == hmac.new(SITE_SECRET, b"C-1", hashlib.sha256).hexdigest()
+    assert IdentityProof("C-1", good).verify(SITE_SECRET)
+    assert IdentityProof("C-1", good.upper()).verify(SITE_SECRET)  # hex is hex
+
+
+@pytest.mark.parametrize(
+    ("user_id", "user_hash"),
+    [
+        ("C-2", identity_hash(SITE_SECRET, "C-1")),  # another user's hash
+        ("C-1", identity_hash(b"wrong-secret", "C-1")),
+        ("C-1", ""),
+        ("C-1", "not hex at all"),
+        ("", identity_hash(SITE_SECRET, "")),
+        ("x" * 300, identity_hash(SITE_SECRET, "x" * 300)),  # longer than an external id
+    ],
+)
+def test_a_wrong_identity_proof_is_refused(user_id: str, user_hash: str) -> None:
+    assert not IdentityProof(user_id, user_hash).verify(SITE_SECRET)
+
+
+def test_a_message_frame_is_parsed() -> None:
+    parsed = parse_client_frame(frame(type="message", id="c-1_A", text="  ¿Abrís el domingo?  "))
+    assert parsed == ClientMessage("c-1_A", "¿Abrís el domingo?")
+
+
+def test_four_thousand_characters_are_accepted_and_one_more_is_refused_not_cut() -> None:
+    assert parse_client_frame(frame(type="message", id="a", text="ñ" * MAX_TEXT)).text == (
+        "ñ" * MAX_TEXT
+    )
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_frame(frame(type="message", id="a", text="ñ" * (MAX_TEXT + 1)))
+    assert refused.value.reason.startswith("the message is too long (4001 characters)")
+    assert "4,000" in refused.value.reason
+    assert refused.value.message_id == "a"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("not json", "the frame is not JSON"),
+        ("[1, 2]", "the frame must be a JSON object"),
+        (frame(type="typing", id="a"), "unknown frame type: 'typing'"),
+        (frame(id="a", text="hi"), "unknown frame type: 'None'"),
+        (frame(type="message", text="hi"), "the message id must be"),
+        (frame(type="message", id="", text="hi"), "the message id must be"),
+        (frame(type="message", id="a b", text="hi"), "the message id must be"),
+        (frame(type="message", id="a" * 65, text="hi"), "the message id must be"),
+        (frame(type="message", id="a"), "the message is empty"),
+        (frame(type="message", id="a", text="   "), "the message is empty"),
+        (frame(type="message", id="a", text=7), "the message is empty"),
+    ],
+)
+def test_a_bad_frame_is_refused_with_a_reason(raw: str, reason: str) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_frame(raw)
+    assert refused.value.reason.startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("value", "language"),
+    [
+        ("es-ES,es;q=0.9,en;q=0.8", "es"),
+        ("en-US", "en"),
+        ("ES", "es"),
+        ("pt_BR", "pt"),
+        ("*", None),
+        ("", None),
+        (None, None),
+        ("<script>", None),
+    ],
+)
+def test_the_language_is_the_primary_subtag(value: str | None, language: str | None) -> None:
+    assert parse_language(value) == language
+
+
+def test_server_frames() -> None:
+    at = datetime(2026, 11, 2, 10, 30, tzinfo=UTC)
+    line = ChatLine("m7", "bot", "<b>hola</b>", at)
+    assert message_frame(line) == {
+        "type": "message",
+        "id": "m7",
+        "author": "bot",
+        "text": "<b>hola</b>",
+        "at": "2026-11-02T10:30:00+00:00",
+    }
+    assert history_frame([line]) == {"type": "history", "messages": [message_frame(line)]}
+    assert handoff_frame("ya viene") == {"type": "handoff", "text": "ya viene"}
+    assert error_frame("no") == {"type": "error", "reason": "no"}
+    assert error_frame("no", "c1") == {"type": "error", "reason": "no", "id": "c1"}

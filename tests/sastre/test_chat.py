@@ -1,0 +1,401 @@
+"""The web chat's WebSocket through the whole app: history, replies, dedupe, limits, identity.
+
+The bot is a small fake (the real one has its own tests, and the browser test uses it)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.client import ClientWebSocketResponse
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.webchat import VISITOR_COOKIE, identity_hash
+from crm_core.customers import upsert_customer
+from crm_core.models import Identity, IdentityKind
+from crm_core.records import parse_customer
+from dialog.inbound import BotTurn, Turn
+from dialog.models import Conversation, Message
+from sastre.app import create_app
+from sastre.config import Settings
+from sastre.db import SessionMaker
+from sastre.web import chat
+from tests.sastre.conftest import Client, ClientFactory
+
+SITE_SECRET = "site-secret-for-tests"
+Frame = dict[str, Any]
+
+
+class FakeBrain:
+    """Answers "echo: <text>"; hands off when asked for a "human"."""
+
+    def __init__(self) -> None:
+        self.turns: list[Turn] = []
+
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+        self.turns.append(turn)
+        if turn.text == "human":
+            return BotTurn(
+                ["Passing you to a colleague."], handoff="customer_asked", intent="human"
+            )
+        return BotTurn([f"echo: {turn.text}"], intent="faq", confidence=0.9)
+
+
+def with_secret(settings: Settings, **changes: Any) -> Settings:
+    # Until Settings has the field, model_copy sets the attribute all the same.
+    return settings.model_copy(
+        update={"webchat_identity_secret": SecretStr(SITE_SECRET), **changes}
+    )
+
+
+@pytest.fixture
+def brain() -> FakeBrain:
+    return FakeBrain()
+
+
+@pytest.fixture
+def make_client(aiohttp_client: ClientFactory, brain: FakeBrain) -> Callable[[Settings], Any]:
+    async def make(settings: Settings) -> Client:
+        app = create_app(settings, brain=brain)
+        # Until create_app registers the chat itself; then this does nothing.
+        if not any(r.resource and r.resource.canonical == "/ws/chat" for r in app.router.routes()):
+            app.add_routes(chat.routes)
+        return await aiohttp_client(app)
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Callable[[Settings], Any], settings: Settings) -> Client:
+    made: Client = await make_client(with_secret(settings))
+    return made
+
+
+async def receive(ws: ClientWebSocketResponse) -> Frame:
+    message = await ws.receive(timeout=5)
+    assert message.type is WSMsgType.TEXT, message
+    frame: Frame = json.loads(message.data)
+    return frame
+
+
+async def connect(client: Client, **params: str) -> tuple[ClientWebSocketResponse, Frame]:
+    """A socket and its history frame (after any error frames, which are returned too)."""
+    ws = await client.ws_connect("/ws/chat", params=params)
+    frame = await receive(ws)
+    return ws, frame
+
+
+async def say(ws: ClientWebSocketResponse, client_id: str, text: str) -> None:
+    await ws.send_json({"type": "message", "id": client_id, "text": text})
+
+
+async def count(sessionmaker: SessionMaker, model: type, *where: object) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*where)))  # type: ignore[arg-type]
+
+
+async def test_a_message_is_echoed_and_answered(client: Client, brain: FakeBrain) -> None:
+    ws, history = await connect(client)
+    assert history == {"type": "history", "messages": []}
+    await say(ws, "c1", "hola <b>tienda</b>")
+    echo = await receive(ws)
+    assert echo["type"] == "message"
+    assert (echo["id"], echo["author"], echo["text"]) == ("c1", "customer", "hola <b>tienda</b>")
+    reply = await receive(ws)
+    assert (reply["author"], reply["text"]) == ("bot", "echo: hola <b>tienda</b>")
+    assert reply["id"].startswith("m")
+    assert reply["at"]
+    await say(ws, "c2", "y otra")
+    assert (await receive(ws))["id"] == "c2"
+    assert (await receive(ws))["text"] == "echo: y otra"
+    await ws.close()
+    assert len(brain.turns) == 2
+
+
+async def test_the_cookie_is_signed_http_only_and_lax(client: Client) -> None:
+    ws, _ = await connect(client)
+    await ws.close()
+    (morsel,) = [m for m in client.session.cookie_jar if m.key == VISITOR_COOKIE]
+    assert morsel["httponly"] is True
+    assert morsel["samesite"] == "Lax"
+    assert morsel["path"] == "/ws/chat"
+    assert not morsel["secure"]
+    visitor = morsel.value.split(".")[0]
+    assert len(visitor) >= 22
+
+
+async def test_the_cookie_is_secure_behind_https(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    client: Client = await make_client(with_secret(settings, public_url="https://shop.example"))
+    ws = await client.ws_connect("/ws/chat")
+    await ws.close()
+    (morsel,) = [m for m in client.session.cookie_jar if m.key == VISITOR_COOKIE]
+    assert morsel["secure"] is True
+    assert morsel["httponly"] is True
+    assert morsel["samesite"] == "Lax"
+
+
+async def test_reconnecting_resumes_the_conversation_with_its_history(client: Client) -> None:
+    ws, _ = await connect(client)
+    await say(ws, "c1", "first")
+    await receive(ws)
+    await receive(ws)
+    await ws.close()
+
+    ws, history = await connect(client)
+    assert history["type"] == "history"
+    assert [(m["id"], m["author"], m["text"]) for m in history["messages"]] == [
+        ("c1", "customer", "first"),
+        (history["messages"][1]["id"], "bot", "echo: first"),
+    ]
+    await say(ws, "c2", "second")
+    await receive(ws)
+    assert (await receive(ws))["text"] == "echo: second"
+    await ws.close()
+
+    ws, history = await connect(client)
+    assert [m["text"] for m in history["messages"]] == [
+        "first",
+        "echo: first",
+        "second",
+        "echo: second",
+    ]
+    await ws.close()
+
+
+async def test_another_visitor_or_a_forged_cookie_sees_nothing(client: Client) -> None:
+    ws, _ = await connect(client)
+    await say(ws, "c1", "my secret question")
+    await receive(ws)
+    await receive(ws)
+    await ws.close()
+    (morsel,) = [m for m in client.session.cookie_jar if m.key == VISITOR_COOKIE]
+    visitor = morsel.value.split(".")[0]
+
+    client.session.cookie_jar.clear()
+    ws, history = await connect(client)
+    assert history["messages"] == []
+    await ws.close()
+
+    client.session.cookie_jar.clear()
+    for forged in (visitor, f"{visitor}.not-the-signature"):
+        client.session.cookie_jar.update_cookies({VISITOR_COOKIE: forged}, client.make_url("/"))
+        ws, history = await connect(client)
+        assert history["messages"] == [], forged
+        await ws.close()
+
+
+async def test_a_message_sent_again_after_a_reconnect_is_answered_once(
+    client: Client, brain: FakeBrain, sessionmaker: SessionMaker
+) -> None:
+    ws, _ = await connect(client)
+    await say(ws, "dup", "where is my order?")
+    assert (await receive(ws))["id"] == "dup"
+    assert (await receive(ws))["text"] == "echo: where is my order?"
+    await ws.close()
+
+    ws, _ = await connect(client)
+    await say(ws, "dup", "where is my order?")  # the client was not sure it arrived
+    ack = await receive(ws)
+    assert (ack["id"], ack["author"]) == ("dup", "customer")
+    await say(ws, "next", "thanks")
+    # No second answer to "dup" in between: the next frames are about "next".
+    assert (await receive(ws))["id"] == "next"
+    assert (await receive(ws))["text"] == "echo: thanks"
+    await ws.close()
+    assert [t.text for t in brain.turns] == ["where is my order?", "thanks"]
+    assert await count(sessionmaker, Message) == 4
+
+
+async def test_an_over_long_message_is_refused_with_a_reason(
+    client: Client, brain: FakeBrain, sessionmaker: SessionMaker
+) -> None:
+    ws, _ = await connect(client)
+    await say(ws, "long", "x" * 4001)
+    error = await receive(ws)
+    assert error["type"] == "error"
+    assert error["id"] == "long"
+    assert "too long (4001 characters)" in error["reason"]
+    assert "4,000" in error["reason"]
+    await say(ws, "ok", "x" * 4000)  # the limit itself is fine
+    assert (await receive(ws))["id"] == "ok"
+    assert (await receive(ws))["author"] == "bot"
+    await ws.close()
+    assert [len(t.text) for t in brain.turns] == [4000]
+    assert await count(sessionmaker, Message, Message.provider_id.like("%:long")) == 0
+
+
+async def test_bad_frames_get_an_error_and_the_chat_goes_on(client: Client) -> None:
+    ws, _ = await connect(client)
+    await ws.send_str("{nope")
+    assert (await receive(ws))["reason"] == "the frame is not JSON"
+    await ws.send_json({"type": "typing"})
+    assert (await receive(ws))["reason"] == "unknown frame type: 'typing'"
+    await say(ws, "e", "")
+    assert (await receive(ws))["reason"].startswith("the message is empty")
+    await ws.send_bytes(b"\x00")
+    assert (await receive(ws))["reason"] == "send JSON text frames"
+    await say(ws, "fine", "still here")
+    assert (await receive(ws))["id"] == "fine"
+    await ws.close()
+
+
+async def test_a_hand_off_is_announced_and_shown_again_on_reconnect(client: Client) -> None:
+    ws, _ = await connect(client, lang="es-ES")
+    await say(ws, "h", "human")
+    assert (await receive(ws))["id"] == "h"
+    assert (await receive(ws))["text"] == "Passing you to a colleague."
+    handoff = await receive(ws)
+    assert handoff == {"type": "handoff", "text": chat.HANDOFF_NOTICE["es"]}
+    await say(ws, "after", "hello?")
+    assert (await receive(ws))["id"] == "after"  # stored for the agent; the bot stays silent
+    await ws.close()
+
+    ws, history = await connect(client, lang="en")
+    assert [m["text"] for m in history["messages"]][-1] == "hello?"
+    assert await receive(ws) == {"type": "handoff", "text": chat.HANDOFF_NOTICE["en"]}
+    await ws.close()
+
+
+async def test_the_browser_language_reaches_the_bot(client: Client, brain: FakeBrain) -> None:
+    ws = await client.ws_connect("/ws/chat", headers={"Accept-Language": "es-ES,es;q=0.9"})
+    await receive(ws)
+    await say(ws, "l", "hola")
+    await receive(ws)
+    await receive(ws)
+    await ws.close()
+    assert brain.turns[0].language == "es"
+
+
+async def add_customer(sessionmaker: SessionMaker, external_id: str) -> int:
+    async with sessionmaker.begin() as session:
+        customer, _ = await upsert_customer(
+            session, parse_customer({"external_id": external_id, "name": "Ana"}, "ES")
+        )
+        return customer.id
+
+
+async def webchat_owner(sessionmaker: SessionMaker, client: Client) -> tuple[int, bool]:
+    (morsel,) = [m for m in client.session.cookie_jar if m.key == VISITOR_COOKIE]
+    async with sessionmaker() as session:
+        identity = await session.get(
+            Identity, (IdentityKind.WEBCHAT.value, morsel.value.split(".")[0])
+        )
+        assert identity is not None
+        return identity.customer_id, identity.verified
+
+
+async def test_a_verified_user_chats_as_the_known_customer(
+    client: Client, sessionmaker: SessionMaker
+) -> None:
+    ana = await add_customer(sessionmaker, "C-1")
+    # First anonymous: this browser's visitor id becomes a lead.
+    ws, _ = await connect(client)
+    await say(ws, "anon", "just looking")
+    await receive(ws)
+    await receive(ws)
+    await ws.close()
+    lead, verified = await webchat_owner(sessionmaker, client)
+    assert lead != ana
+    assert not verified
+
+    proof = {"user_id": "C-1", "user_hash": identity_hash(SITE_SECRET.encode(), "C-1")}
+    ws, history = await connect(client, **proof)
+    assert history == {"type": "history", "messages": []}  # a new visitor id, tied to Ana
+    await say(ws, "v1", "where is my order?")
+    await receive(ws)
+    await receive(ws)
+    await ws.close()
+    assert await webchat_owner(sessionmaker, client) == (ana, True)
+    async with sessionmaker() as session:
+        conversation = await session.scalar(
+            select(Conversation).where(Conversation.customer_id == ana)
+        )
+        assert conversation is not None
+        assert conversation.channel == "webchat"
+
+    ws, history = await connect(client, **proof)  # signed in again: resumed
+    assert [m["text"] for m in history["messages"]] == [
+        "where is my order?",
+        "echo: where is my order?",
+    ]
+    await ws.close()
+
+    # Without the proof (signed out, or somebody else at this computer): not Ana's chat.
+    ws, history = await connect(client)
+    assert history["messages"] == []
+    await say(ws, "n1", "hello")
+    await receive(ws)
+    await receive(ws)
+    await ws.close()
+    owner, verified = await webchat_owner(sessionmaker, client)
+    assert owner != ana
+    assert not verified
+
+
+async def test_an_invalid_hash_is_refused_and_the_chat_stays_anonymous(
+    client: Client, sessionmaker: SessionMaker
+) -> None:
+    ana = await add_customer(sessionmaker, "C-1")
+    wrong = {"user_id": "C-1", "user_hash": identity_hash(b"guessed", "C-1")}
+    ws, error = await connect(client, **wrong)
+    assert error == {
+        "type": "error",
+        "reason": "identity verification failed: the chat continues anonymously",
+    }
+    assert (await receive(ws))["type"] == "history"
+    await say(ws, "a", "I am Ana, honest")
+    assert (await receive(ws))["id"] == "a"
+    assert (await receive(ws))["author"] == "bot"
+    await ws.close()
+    owner, verified = await webchat_owner(sessionmaker, client)
+    assert owner != ana
+    assert not verified
+    assert await count(sessionmaker, Conversation, Conversation.customer_id == ana) == 0
+
+    ws, error = await connect(client, user_id="C-1")
+    assert error["reason"] == "identity verification needs both user_id and user_hash"
+    await ws.close()
+
+
+async def test_without_a_site_secret_verification_is_refused(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    client: Client = await make_client(settings)
+    if getattr(settings, "webchat_identity_secret", None) is not None:
+        pytest.skip("the test settings carry a site secret")
+    ws, error = await connect(client, user_id="C-1", user_hash="00" * 32)
+    assert error["reason"] == "identity verification is not configured on this server"
+    await ws.close()
+
+
+async def test_the_demo_page_and_widget_are_served_under_a_strict_policy(client: Client) -> None:
+    page = await client.get("/chat")
+    assert page.status == 200
+    assert page.content_type == "text/html"
+    html = await page.text()
+    assert '<script src="/static/widget.js" defer></script>' in html
+    assert "<style" not in html
+    assert "style=" not in html
+    assert "<script>" not in html
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy
+    assert "connect-src 'self'" in policy
+    assert "require-trusted-types-for 'script'" in policy
+    for name in ("widget.js", "widget.css"):
+        response = await client.get(f"/static/{name}")
+        assert response.status == 200, name
+    script = await (await client.get("/static/widget.js")).text()
+    assert "textContent" in script
+    assert not any(
+        sink in script
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write")
+    )
+    plain = await client.get("/ws/chat")  # not an upgrade
+    assert plain.status == 400
