@@ -1,0 +1,151 @@
+"""The self-service rule (plan_turn) and the embedded bot end to end on the inbound path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from channels.base import ChannelName, InboundMessage
+from consent.replies import Brand
+from crm_core.customers import upsert_customer
+from crm_core.models import Tier
+from crm_core.records import parse_customer
+from dialog.faq import FaqEntry, FaqMatch
+from dialog.inbound import InboundProcessor
+from dialog.nlu import INTENTS, Understanding
+from dialog.selfservice import BrainConfig, Plan, PlanKind, plan_turn
+from sastre.config import Settings
+from sastre.db import SessionMaker
+from sastre.dialogs import build_brain
+
+CONFIG = BrainConfig()
+ENTRY = FaqEntry("opening-hours", {"en": ("When do you open?",)}, {"en": "10 to 8."})
+
+
+def understood(intent: str, confidence: float = 0.9) -> Understanding:
+    return Understanding("text", intent, confidence, "en", (), ((intent, confidence),))
+
+
+def faq(confident: bool) -> FaqMatch:
+    return FaqMatch(ENTRY, 0.8 if confident else 0.2, confident, "10 to 8.", "When do you open?")
+
+
+def plan(
+    intent: str,
+    confidence: float = 0.9,
+    *,
+    tier: Tier = Tier.STANDARD,
+    faq_match: FaqMatch | None = None,
+    failed: int = 0,
+) -> Plan:
+    return plan_turn(
+        understood(intent, confidence), faq_match, tier=tier, failed_turns=failed, config=CONFIG
+    )
+
+
+def test_asking_for_a_person_hands_off() -> None:
+    assert plan("human").handoff == "customer_asked"
+
+
+def test_a_complaint_hands_off() -> None:
+    assert plan("complaint").handoff == "complaint"
+
+
+def test_a_confident_faq_match_answers() -> None:
+    assert plan("faq", faq_match=faq(True)).kind is PlanKind.FAQ
+
+
+def test_order_status_runs_its_action() -> None:
+    result = plan("order_status")
+    assert (result.kind, result.action) == (PlanKind.ACTION, "action_order_status")
+
+
+def test_the_first_misunderstanding_asks_to_rephrase() -> None:
+    assert plan("faq", 0.2, faq_match=faq(False)).kind is PlanKind.REPHRASE
+
+
+def test_the_second_misunderstanding_hands_off() -> None:
+    assert plan("faq", 0.2, failed=1).handoff == "not_understood"
+
+
+def test_a_cmv_customer_gets_a_person_when_the_bot_is_unsure() -> None:
+    assert plan("order_status", 0.6, tier=Tier.CMV).handoff == "cmv_priority"
+
+
+def test_a_cmv_customer_still_gets_a_confident_faq_answer() -> None:
+    assert plan("faq", 0.6, tier=Tier.CMV, faq_match=faq(True)).kind is PlanKind.FAQ
+
+
+@given(
+    intent=st.sampled_from(INTENTS),
+    confidence=st.floats(0, 1),
+    tier=st.sampled_from(list(Tier)),
+    failed=st.integers(0, 5),
+    faq_confident=st.none() | st.booleans(),
+)
+def test_properties_of_the_rule(
+    intent: str, confidence: float, tier: Tier, failed: int, faq_confident: bool | None
+) -> None:
+    match = None if faq_confident is None else faq(faq_confident)
+    result = plan(intent, confidence, tier=tier, faq_match=match, failed=failed)
+    # An explicit request for a person is always honoured.
+    if intent == "human" and confidence >= CONFIG.intent_threshold:
+        assert result.handoff == "customer_asked"
+    # A CMV customer is never left with "could you rephrase?".
+    if tier is Tier.CMV:
+        assert result.kind is not PlanKind.REPHRASE
+    # Nobody is asked to rephrase a second time.
+    if failed >= CONFIG.max_failed_turns - 1:
+        assert result.kind is not PlanKind.REPHRASE
+    # A hand-off always says why.
+    assert (result.kind is PlanKind.HANDOFF) == (result.handoff is not None)
+
+
+@pytest.fixture
+async def processor(
+    sessionmaker: SessionMaker, settings: Settings
+) -> AsyncIterator[InboundProcessor]:
+    async with AsyncExitStack() as stack:
+        brain = await build_brain(settings, sessionmaker, stack)
+        yield InboundProcessor(
+            sessionmaker,
+            brain,
+            default_region="US",
+            default_language="en",
+            default_timezone="UTC",
+            brand=Brand("Sastre", "support@example.com"),
+        )
+
+
+def web(text: str, n: int) -> InboundMessage:
+    return InboundMessage(ChannelName.WEBCHAT, "visitor-000001", text, f"v1:{n}")
+
+
+async def test_the_embedded_bot_answers_an_faq_in_spanish(processor: InboundProcessor) -> None:
+    result = await processor.handle(web("¿Cuál es el horario de la tienda?", 1))
+    assert result.intent == "faq"
+    assert "lunes a sábado" in result.replies[0].text
+    assert not result.handed_off
+
+
+async def test_the_embedded_bot_books_a_call_back(processor: InboundProcessor) -> None:
+    result = await processor.handle(web("call me back tomorrow at 10am please", 1))
+    assert result.intent == "request_callback"
+    assert "10:00" in result.replies[0].text
+
+
+async def test_a_cmv_customer_is_handed_off_at_once_when_not_understood(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    async with sessionmaker.begin() as session:
+        customer, _ = await upsert_customer(
+            session, parse_customer({"external_id": "VIP-1", "email": "vip@example.com"}, "US")
+        )
+        customer.tier = Tier.CMV.value
+    message = InboundMessage(ChannelName.EMAIL, "vip@example.com", "blorf quux zzz", "<m1@x>")
+    result = await processor.handle(message)
+    assert result.handed_off
