@@ -3,8 +3,24 @@
 PYTHON ?= .venv/bin/python
 ARGS ?=
 
-.PHONY: bench
+.PHONY: bench bench-nlu bench-faq bench-dialog test run
 
 # Issue #2: import a million customers and recompute their tiers on SQLite and PostgreSQL.
 bench:
 	$(PYTHON) -m bench.import_tiers $(ARGS)
+
+# Issue #4: intent accuracy, FAQ top-1 accuracy, and dialog turns/s with p99 latency.
+bench-nlu:
+	$(PYTHON) -m bench.nlu_accuracy $(ARGS)
+
+bench-faq:
+	$(PYTHON) -m bench.faq_accuracy $(ARGS)
+
+bench-dialog:
+	$(PYTHON) -m bench.dialog_turns $(ARGS)
+
+test:
+	bash scripts/test.sh $(ARGS)
+
+run:
+	bash scripts/demo.sh $(ARGS)
