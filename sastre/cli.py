@@ -143,6 +143,7 @@ def demo(ctx: click.Context, customers: int) -> None:
             "",
             f"  Staff console:  {url}/",
             f"  Staff API:      {url}/api/",
+            f"  Web chat demo:  {url}/chat",
             f"  Health:         {url}/healthz",
             "  Log in with this admin token (the console asks for it; the API takes it as",
             "  Authorization: Bearer <token>):",
