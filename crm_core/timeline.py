@@ -25,7 +25,10 @@ async def add_interaction(
     actor: str | None = None,
     data: dict[str, Any] | None = None,
     occurred_at: datetime | None = None,
+    flush: bool = True,
 ) -> Interaction:
+    """Add an entry; `flush=False` leaves the write to the transaction's next flush or commit
+    (the inbound path adds several per message and needs none of their ids at once)."""
     interaction = Interaction(
         customer_id=customer_id,
         kind=kind.value,
@@ -37,7 +40,8 @@ async def add_interaction(
     if occurred_at is not None:
         interaction.occurred_at = occurred_at
     session.add(interaction)
-    await session.flush()
+    if flush:
+        await session.flush()
     return interaction
 
 

@@ -80,7 +80,6 @@ class Turn:
     language: str
     timezone: str
     received_at: datetime
-    history: Sequence[Message]
 
 
 @dataclass(slots=True)
@@ -98,10 +97,6 @@ class BotTurn:
 
 class Brain(Protocol):
     async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn: ...
-
-
-class _Duplicate(Exception):
-    pass
 
 
 class InboundProcessor:
@@ -130,12 +125,18 @@ class InboundProcessor:
         try:
             async with self._sessionmaker.begin() as session:
                 return await self._handle(session, message)
-        except _Duplicate:
-            return InboundResult(duplicate=True)
+        except IntegrityError:
+            # Rolled back. The unique index on (channel, provider id) is the usual cause: the
+            # same message stored by a retry or by a concurrent delivery. Anything else is real.
+            if await self._stored(message):
+                return InboundResult(duplicate=True)
+            raise
+
+    async def _stored(self, message: InboundMessage) -> bool:
+        async with self._sessionmaker() as session:
+            return await _already_stored(session, message)
 
     async def _handle(self, session: AsyncSession, message: InboundMessage) -> InboundResult:
-        if await _already_stored(session, message):
-            raise _Duplicate
         now = message.received_at or self._now()
         kind = CHANNEL_IDENTITY[message.channel]
         customer, _ = await resolve(
@@ -154,12 +155,8 @@ class InboundProcessor:
             author="customer",
             created_at=now,
         )
-        try:
-            async with session.begin_nested():
-                session.add(inbound)
-                await session.flush()
-        except IntegrityError:
-            raise _Duplicate from None
+        session.add(inbound)
+        await session.flush()  # a duplicate fails here, before any reply is decided
         await add_interaction(
             session,
             customer.id,
@@ -169,6 +166,7 @@ class InboundProcessor:
             actor="customer",
             occurred_at=now,
             data={"message_id": inbound.id, "conversation_id": conversation.id},
+            flush=False,
         )
         language = self._language_of(customer, message)
         keyword = classify(message.text)
@@ -192,7 +190,6 @@ class InboundProcessor:
             return await self._finish(session, customer, conversation, inbound, [], now)
         if conversation.state in (ConversationState.QUEUED, ConversationState.ASSIGNED):
             return await self._finish(session, customer, conversation, inbound, [], now)
-        history = await _transcript(session, conversation.id)
         turn = Turn(
             customer=customer,
             conversation=conversation,
@@ -200,7 +197,6 @@ class InboundProcessor:
             language=language,
             timezone=customer.timezone or self._timezone,
             received_at=now,
-            history=history,
         )
         decided = await self._brain.respond(session, turn)
         inbound.intent, inbound.confidence = decided.intent, decided.confidence
@@ -217,8 +213,10 @@ class InboundProcessor:
                 actor="customer",
                 occurred_at=now,
                 data={"message_id": inbound.id},
+                flush=False,
             )
         if decided.handoff:
+            history = await _transcript(session, conversation.id)
             await _hand_off(session, customer, conversation, decided, history, now)
         return await self._finish(
             session,
@@ -306,6 +304,7 @@ class InboundProcessor:
                 actor="bot",
                 occurred_at=now,
                 data={"message_id": out.id, "conversation_id": conversation.id},
+                flush=False,
             )
             replies.append(
                 Reply(ChannelName(conversation.channel), conversation.address, text, out.id)

@@ -43,7 +43,7 @@ async def rasa() -> AsyncIterator[tuple[FakeRasa, str]]:
 def turn(text: str) -> Turn:
     customer = Customer(id=7, tier="CMV", language="es", name="Ana")
     conversation = Conversation(id=1, customer_id=7, channel="sms", address="+34612345678")
-    return Turn(customer, conversation, text, "es", "Europe/Madrid", None, [])  # type: ignore[arg-type]
+    return Turn(customer, conversation, text, "es", "Europe/Madrid", None)  # type: ignore[arg-type]
 
 
 async def test_text_goes_to_the_rest_channel_and_replies_come_back(
