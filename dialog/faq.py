@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import yaml  # type: ignore[import-untyped]
@@ -50,6 +50,7 @@ __all__ = [
     "FaqFileError",
     "FaqIndex",
     "FaqMatch",
+    "FaqMatcher",
     "FaqProblem",
     "build_entry",
     "entry_to_dict",
@@ -268,6 +269,18 @@ def entry_to_dict(entry: FaqEntry) -> dict[str, Any]:
 
 
 # --- the retriever ------------------------------------------------------------------------------
+
+
+class FaqMatcher(Protocol):
+    """What the bot and the catalogue need of a matcher: the lexical one or the semantic one."""
+
+    threshold: float
+
+    @property
+    def entries(self) -> tuple[FaqEntry, ...]: ...
+    def __len__(self) -> int: ...
+    def top(self, text: str, language: str, k: int = 3) -> list[FaqMatch]: ...
+    def match(self, text: str, language: str) -> FaqMatch | None: ...
 
 
 class FaqIndex:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Row, String, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,6 +31,7 @@ from dialog.faq import (
     FaqEntry,
     FaqEntryInvalid,
     FaqIndex,
+    FaqMatcher,
     build_entry,
     entry_to_dict,
     load_faq_file,
@@ -180,15 +181,30 @@ class FaqCatalogue:
     def __init__(
         self,
         *,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         recheck: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        matcher: Literal["lexical", "semantic"] = "lexical",
     ) -> None:
-        self.threshold = threshold
+        self._factory: Callable[..., FaqMatcher] = FaqIndex
+        default = DEFAULT_THRESHOLD
+        if matcher == "semantic":
+            # Only now: the semantic stack (torch) is an optional extra and slow to import.
+            from dialog.faq_semantic import (
+                DEFAULT_SEMANTIC_THRESHOLD,
+                INSTALL_HINT,
+                SemanticFaqIndex,
+                semantic_available,
+            )
+
+            if not semantic_available():
+                raise ImportError(f"SASTRE_FAQ_MATCHER=semantic needs {INSTALL_HINT}")
+            self._factory, default = SemanticFaqIndex, DEFAULT_SEMANTIC_THRESHOLD
+        self.threshold = default if threshold is None else threshold
         self.version = 0
         self._recheck = recheck
         self._clock = clock
-        self._index: FaqIndex | None = None
+        self._index: FaqMatcher | None = None
         self._fingerprint: Fingerprint | None = None
         self._checked_at = -math.inf
         self._stale = True
@@ -198,12 +214,12 @@ class FaqCatalogue:
         """The KB changed: look again at the next `index()` (and rebuild if it did change)."""
         self._stale = True
 
-    def _fresh(self) -> FaqIndex | None:
+    def _fresh(self) -> FaqMatcher | None:
         if self._stale or self._clock() - self._checked_at >= self._recheck:
             return None
         return self._index
 
-    async def index(self, source: AsyncSession | async_sessionmaker[AsyncSession]) -> FaqIndex:
+    async def index(self, source: AsyncSession | async_sessionmaker[AsyncSession]) -> FaqMatcher:
         """The current index; `source` is the caller's session (reused for the look, e.g. the
         turn's own) or a sessionmaker to open one with."""
         if (index := self._fresh()) is not None:
@@ -216,7 +232,7 @@ class FaqCatalogue:
             async with source() as session:
                 return await self._refresh(session)
 
-    async def _refresh(self, session: AsyncSession) -> FaqIndex:
+    async def _refresh(self, session: AsyncSession) -> FaqMatcher:
         self._stale = False
         fingerprint = await _fingerprint(session)
         if self._index is not None and fingerprint == self._fingerprint:
@@ -228,7 +244,7 @@ class FaqCatalogue:
         self._fingerprint = tuple((row.id, row.updated_at) for row in rows)
         entries = [entry for row in rows if (entry := _entry_of(row)) is not None]
         # Off the event loop: fitting the vectoriser takes tens of milliseconds.
-        self._index = await asyncio.to_thread(FaqIndex, entries, threshold=self.threshold)
+        self._index = await asyncio.to_thread(self._factory, entries, threshold=self.threshold)
         self._checked_at = self._clock()
         self.version += 1
         log.info("FAQ index version %d built: %d entries", self.version, len(entries))

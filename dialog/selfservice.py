@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.runner import EmbeddedActions
 from crm_core.models import Tier
-from dialog.faq import FaqIndex, FaqMatch
+from dialog.faq import FaqMatch, FaqMatcher
 from dialog.inbound import BotTurn, Turn
 from dialog.nlu import Understander, Understanding
 
@@ -119,7 +119,7 @@ def plan_turn(
 
 # The current FAQ index, read in the turn's own session (on SQLite a second connection would
 # wait for the write lock this very transaction holds).
-FaqSource = Callable[[AsyncSession], Awaitable[FaqIndex]]
+FaqSource = Callable[[AsyncSession], Awaitable[FaqMatcher]]
 
 
 class SelfServiceBrain:

@@ -77,7 +77,7 @@ def create_app(settings: Settings, *, brain: Brain | None = None) -> web.Applica
     app[METRICS] = metrics
     app[BRAIN] = brain
     # One catalogue: the FAQ API invalidates the very index the bot reads.
-    app[faq.FAQ_CATALOGUE] = FaqCatalogue()
+    app[faq.FAQ_CATALOGUE] = FaqCatalogue(matcher=settings.faq_matcher)
     app.cleanup_ctx.extend([_database, _redis, _dialog])
     app.add_routes(health.routes)
     app.add_routes(customers.routes)

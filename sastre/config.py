@@ -10,7 +10,7 @@ import secrets
 from datetime import time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     support_contact: str = "our web chat or support@example.com"
     # A real Rasa server's base URL; unset = the embedded understanding.
     rasa_url: str | None = None
+    # FAQ matcher: "lexical" (default, light) or "semantic" (pip install 'sastre[semantic]').
+    faq_matcher: Literal["lexical", "semantic"] = "lexical"
     # Web chat identity verification: a site sends user_id and hex(HMAC-SHA256(this, user_id)).
     webchat_identity_secret: SecretStr | None = None
     complaint_cooldown_days: int = Field(default=30, ge=0)

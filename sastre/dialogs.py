@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import dialog
 from actions.deps import ActionDeps, configure
 from actions.runner import EmbeddedActions
-from dialog.faq import FaqIndex
+from dialog.faq import FaqMatcher
 from dialog.faq_store import FaqCatalogue, seed_from_file
 from dialog.inbound import Brain
 from dialog.nlu import EmbeddedUnderstander
@@ -65,9 +65,9 @@ async def build_brain(
         log.info("dialog: user text goes to Rasa at %s", settings.rasa_url)
         return RasaRestBrain(settings.rasa_url, http)
     await _seed_faq(sessionmaker)
-    catalogue = catalogue or FaqCatalogue()
+    catalogue = catalogue or FaqCatalogue(matcher=settings.faq_matcher)
 
-    async def faq(session: AsyncSession) -> FaqIndex:
+    async def faq(session: AsyncSession) -> FaqMatcher:
         return await catalogue.index(session)
 
     return SelfServiceBrain(_understander(), faq, EmbeddedActions())

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 scripts/system-deps.sh
 scripts/bootstrap.sh dev
+if .venv/bin/python -m pip list 2>/dev/null | grep -qi '^nvidia-'; then
+    echo "a CUDA build of torch got installed; the project wants the CPU wheel (torch==2.13.0)" >&2
+    exit 1
+fi
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
