@@ -56,6 +56,7 @@ __all__ = [
     "entry_to_dict",
     "fold",
     "load_faq_file",
+    "rank_matches",
 ]
 
 LANGUAGES = ("es", "en")
@@ -406,40 +407,54 @@ class FaqIndex:
         if k < 1 or not self._variants:
             return []
         per_entry, per_variant = self._scores(text)
-        if k < len(per_entry):
-            candidates = np.argpartition(-per_entry, k - 1)[:k]
-        else:
-            candidates = np.arange(len(per_entry))
-        # Best score first; on a tie the entry listed first in the KB wins, deterministically.
-        ranked = sorted(candidates.tolist(), key=lambda i: (-float(per_entry[i]), i))
-        matches = []
-        for i in ranked:
-            score = min(1.0, float(per_entry[i]))
-            if score <= 0.0:
-                break
-            entry = self.entries[i]
-            start = int(self._variant_starts[i])
-            end = (
-                int(self._variant_starts[i + 1])
-                if i + 1 < len(self.entries)
-                else len(self._variants)
-            )
-            best = start + int(np.argmax(per_variant[start:end]))
-            matches.append(
-                FaqMatch(
-                    entry=entry,
-                    score=round(score, 4),
-                    confident=score >= self.threshold,
-                    answer=entry.answer_in(language),
-                    question=self._variants[best],
-                )
-            )
-        return matches
+        return rank_matches(self, per_entry, per_variant, language, k)
 
     def match(self, text: str, language: str) -> FaqMatch | None:
         """The best entry for `text`, confident or not; None when nothing is shared at all."""
         best = self.top(text, language, k=1)
         return best[0] if best else None
+
+
+class _Ranked(Protocol):
+    entries: tuple[FaqEntry, ...]
+    threshold: float
+    _variants: list[str]
+    _variant_starts: Any
+
+
+def rank_matches(
+    index: _Ranked, per_entry: Any, per_variant: Any, language: str, k: int
+) -> list[FaqMatch]:
+    """The k best-scoring entries as matches, best first (ties: the entry listed first in the
+    KB), each with the variant that scored best. Shared by the lexical and semantic indexes."""
+    if k < len(per_entry):
+        candidates = np.argpartition(-per_entry, k - 1)[:k]
+    else:
+        candidates = np.arange(len(per_entry))
+    ranked = sorted(candidates.tolist(), key=lambda i: (-float(per_entry[i]), i))
+    matches = []
+    for i in ranked:
+        score = min(1.0, float(per_entry[i]))
+        if score <= 0.0:
+            break
+        entry = index.entries[i]
+        start = int(index._variant_starts[i])
+        end = (
+            int(index._variant_starts[i + 1])
+            if i + 1 < len(index.entries)
+            else len(index._variants)
+        )
+        best = start + int(np.argmax(per_variant[start:end]))
+        matches.append(
+            FaqMatch(
+                entry=entry,
+                score=round(score, 4),
+                confident=score >= index.threshold,
+                answer=entry.answer_in(language),
+                question=index._variants[best],
+            )
+        )
+    return matches
 
 
 # --- loading files ------------------------------------------------------------------------------

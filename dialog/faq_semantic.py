@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from dialog.faq import FaqEntry, FaqIndex, FaqMatch, fold
+from dialog.faq import FaqEntry, FaqIndex, FaqMatch, fold, rank_matches
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -185,35 +185,7 @@ class SemanticFaqIndex:
         if k < 1 or not self._variants or not fold(text):
             return []
         per_entry, per_variant = self._scores(text)
-        if k < len(per_entry):
-            candidates = np.argpartition(-per_entry, k - 1)[:k]
-        else:
-            candidates = np.arange(len(per_entry))
-        # Best score first; on a tie the entry listed first in the KB wins, deterministically.
-        ranked = sorted(candidates.tolist(), key=lambda i: (-float(per_entry[i]), i))
-        matches = []
-        for i in ranked:
-            score = min(1.0, float(per_entry[i]))
-            if score <= 0.0:
-                break
-            entry = self.entries[i]
-            start = int(self._variant_starts[i])
-            end = (
-                int(self._variant_starts[i + 1])
-                if i + 1 < len(self.entries)
-                else len(self._variants)
-            )
-            best = start + int(np.argmax(per_variant[start:end]))
-            matches.append(
-                FaqMatch(
-                    entry=entry,
-                    score=round(score, 4),
-                    confident=score >= self.threshold,
-                    answer=entry.answer_in(language),
-                    question=self._variants[best],
-                )
-            )
-        return matches
+        return rank_matches(self, per_entry, per_variant, language, k)
 
     def match(self, text: str, language: str) -> FaqMatch | None:
         """The best entry for `text`, confident or not; None for text without a word in it."""
