@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent.keywords import KeywordKind, KeywordMatch
 from consent.ledger import DOUBLE_OPT_IN, current_consents, record_consent, replay
-from consent.models import ConsentEvent
+from consent.models import ConsentEvent, ConsentState
 from consent.types import Action, Channel, ConsentStatus, Purpose, Source
 
 __all__ = ["Brand", "KeywordOutcome", "apply_keyword", "service_revoked"]
@@ -66,13 +66,15 @@ def _text(key: str, language: str, brand: Brand) -> str:
 
 async def service_revoked(session: AsyncSession, customer_id: int, channel: Channel) -> bool:
     """STOP is in force on this channel: nothing may be sent there, not even an answer."""
-    rows = await current_consents(session, customer_id)
-    return any(
-        s.channel == channel.value
-        and s.purpose == Purpose.SERVICE.value
-        and s.status == ConsentStatus.REVOKED.value
-        for s, _ in rows
+    status = await session.scalar(
+        select(ConsentState.status).where(
+            ConsentState.customer_id == customer_id,
+            ConsentState.channel == channel.value,
+            ConsentState.purpose == Purpose.SERVICE.value,
+            ConsentState.topic == "",
+        )
     )
+    return status == ConsentStatus.REVOKED.value
 
 
 async def _marketing_before_keyword_stop(

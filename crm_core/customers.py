@@ -83,12 +83,17 @@ async def get_customer(session: AsyncSession, customer_id: int) -> Customer:
 async def find_customer(session: AsyncSession, kind: str, value: str, region: str) -> Customer:
     """The customer holding identity (kind, value); raises InvalidIdentity or CustomerNotFound."""
     normalised = normalise(kind, value, region)
-    customer_id = await session.scalar(
-        select(Identity.customer_id).where(Identity.kind == kind, Identity.value == normalised)
+    # One round trip for the usual case; a merged tombstone is followed by get_customer.
+    customer = await session.scalar(
+        select(Customer)
+        .join(Identity, Identity.customer_id == Customer.id)
+        .where(Identity.kind == kind, Identity.value == normalised)
     )
-    if customer_id is None:
+    if customer is None:
         raise CustomerNotFound(f"no customer with {kind} {normalised}")
-    return await get_customer(session, customer_id)
+    if customer.merged_into_id is None:
+        return customer
+    return await get_customer(session, customer.merged_into_id)
 
 
 async def resolve(
