@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
-from sqlalchemy import select
+from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import override
 
 from actions.deps import TrackerFacts, deps, spoken_date, unit_of_work
-from crm_core.customers import get_customer
-from crm_core.models import Interaction, InteractionKind
+from crm_core.customers import CustomerNotFound
+from crm_core.models import InteractionKind, customers_table, interactions_table
 
-__all__ = ["ActionOrderStatus", "find_order", "normalise_order_number", "order_reply"]
+__all__ = [
+    "ActionOrderStatus",
+    "CustomerOrders",
+    "Purchase",
+    "customer_orders",
+    "find_order",
+    "normalise_order_number",
+    "order_reply",
+]
 
 _STATUS = {
     "es": {
@@ -64,42 +74,90 @@ def normalise_order_number(raw: str) -> str:
     return raw.strip().lstrip("#").strip().upper()
 
 
-async def find_order(session: AsyncSession, customer_id: int, number: str) -> Interaction | None:
-    """The customer's most recent purchase with this order number, if any.
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    order_id: str
+    item: str | None
+    status: str
+    occurred_at: datetime
 
-    A customer has few purchases, so they are matched here rather than with JSON operators
-    that differ between SQLite and PostgreSQL."""
-    wanted = normalise_order_number(number)
-    rows = await session.scalars(
-        select(Interaction)
-        .where(
-            Interaction.customer_id == customer_id,
-            Interaction.kind == InteractionKind.PURCHASE.value,
-        )
-        .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
+
+@dataclass(frozen=True, slots=True)
+class CustomerOrders:
+    customer_id: int  # the live customer, merges followed
+    language: str | None
+    timezone: str | None
+    purchases: tuple[Purchase, ...]  # newest first
+
+
+def _orders_query() -> Select[Any]:
+    customers, interactions = customers_table, interactions_table
+    purchases = and_(
+        interactions.c.customer_id == customers.c.id,
+        interactions.c.kind == InteractionKind.PURCHASE.value,
     )
-    for purchase in rows:
-        order_id = (purchase.data or {}).get("order_id")
-        if order_id is not None and normalise_order_number(str(order_id)) == wanted:
-            return purchase
-    return None
+    return (
+        select(
+            customers.c.id,
+            customers.c.merged_into_id,
+            customers.c.language,
+            customers.c.timezone,
+            interactions.c.data,
+            interactions.c.occurred_at,
+        )
+        .select_from(customers.outerjoin(interactions, purchases))
+        .where(customers.c.id == bindparam("customer_id"))
+        .order_by(interactions.c.occurred_at.desc(), interactions.c.id.desc())
+    )
 
 
-def order_reply(
-    purchase: Interaction | None, number: str | None, language: str, timezone: Any
-) -> str:
+_ORDERS = _orders_query()
+
+
+async def customer_orders(session: AsyncSession, customer_id: int) -> CustomerOrders:
+    """The customer (following merges) and their purchases, in one query.
+
+    A customer has few purchases, so order numbers are matched in Python (`find_order`) rather
+    than with JSON operators that differ between SQLite and PostgreSQL."""
+    for _ in range(16):  # a merge chain is short; the bound only guards against a cycle
+        rows = (await session.execute(_ORDERS, {"customer_id": customer_id})).all()
+        if not rows:
+            raise CustomerNotFound(f"no customer {customer_id}")
+        if rows[0].merged_into_id is not None:
+            customer_id = rows[0].merged_into_id
+            continue
+        purchases = tuple(
+            Purchase(
+                order_id=str(data["order_id"]),
+                item=data.get("item"),
+                status=str(data.get("status") or "received"),
+                occurred_at=row.occurred_at,
+            )
+            for row in rows
+            if (data := row.data) is not None and data.get("order_id") is not None
+        )
+        first = rows[0]
+        return CustomerOrders(first.id, first.language, first.timezone, purchases)
+    raise CustomerNotFound(f"customer {customer_id} has a broken merge chain")
+
+
+def find_order(orders: CustomerOrders, number: str) -> Purchase | None:
+    """The customer's most recent purchase with this order number, if any."""
+    wanted = normalise_order_number(number)
+    return next((p for p in orders.purchases if normalise_order_number(p.order_id) == wanted), None)
+
+
+def order_reply(purchase: Purchase | None, number: str | None, language: str, timezone: Any) -> str:
     texts = _TEXTS[language]
     if number is None:
         return texts["ask"]
     if purchase is None:
         return texts["missing"].format(number=number)
-    data = purchase.data or {}
-    status = str(data.get("status") or "received")
     return texts["found"].format(
-        number=data.get("order_id", number),
-        item=data.get("item") or "—",
+        number=purchase.order_id,
+        item=purchase.item or "—",
         date=spoken_date(purchase.occurred_at.astimezone(timezone), language),
-        status=_STATUS[language].get(status.lower(), status),
+        status=_STATUS[language].get(purchase.status.lower(), purchase.status),
     )
 
 
@@ -116,9 +174,9 @@ class ActionOrderStatus(Action):  # type: ignore[misc]
         raw = facts.entity_or_slot("order_number")
         number = normalise_order_number(raw) if raw else None
         async with unit_of_work() as session:
-            customer = await get_customer(session, facts.customer_id)
-            purchase = await find_order(session, customer.id, number) if number else None
-        language = facts.language(customer.language)
-        timezone = facts.timezone(customer.timezone, deps().default_timezone)
+            orders = await customer_orders(session, facts.customer_id)
+        purchase = find_order(orders, number) if number else None
+        language = facts.language(orders.language)
+        timezone = facts.timezone(orders.timezone, deps().default_timezone)
         dispatcher.utter_message(text=order_reply(purchase, number, language, timezone))
         return [SlotSet("order_number", number)] if number else []

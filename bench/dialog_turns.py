@@ -6,7 +6,12 @@ Every turn is a real inbound message (SMS) from one of the demo customers: dedup
 keyword check, conversation, the embedded understanding, the FAQ, the rasa-sdk actions run
 in-process, replies stored on the timeline, all committed, on SQLite (the embedded default).
 Customers ask FAQ questions, order status and small talk in Spanish and English; nobody asks for
-a person, so every turn is self-service. Targets (issue #4): >= 500 turns/s, p99 <= 20 ms.
+a person, but one question is ambiguous for the lexical KB, so a few customers are handed off
+after two tries. Targets (issue #4): >= 500 turns/s, p99 <= 20 ms.
+
+Throughput is measured with several conversations at once (8 by default), as a contact centre
+sees them: messages that arrive together are committed together (see dialog/inbound.py). The
+one-at-a-time rate, where every message is its own transaction, is printed beside it.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ QUESTIONS = [
     "thanks!",
     "¿Aceptan tarjeta de crédito?",
     "do you do alterations?",
+    "where is my order SO-482913?",
+    "¿dónde está mi pedido SO-175520?",
 ]
 
 
@@ -100,7 +107,7 @@ async def _run(turns: int, customers: int, concurrency: int, workdir: Path) -> N
 
         await run_pass(200, concurrency)  # warm-up: caches, the FAQ index, the first plans
         elapsed, _, handed_off = await run_pass(turns, concurrency)
-        _, latencies, _ = await run_pass(min(turns, 1000), 1)
+        alone, latencies, _ = await run_pass(min(turns, 1000), 1)
     rate = turns / elapsed
     ordered = sorted(latencies)
     p50 = ordered[len(ordered) // 2] * 1000
@@ -111,11 +118,19 @@ async def _run(turns: int, customers: int, concurrency: int, workdir: Path) -> N
         f"= {rate:,.0f} turns/s   target >= 500: {'PASS' if rate >= 500 else 'MISS'}"
     )
     print(
+        f"           one at a time: {len(latencies):,} turns in {alone:.2f} s "
+        f"= {len(latencies) / alone:,.0f} turns/s (each its own transaction: nothing to batch)"
+    )
+    print(
         f"latency    one at a time: mean {statistics.mean(latencies) * 1000:.1f} ms, "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms   target p99 <= 20 ms: "
         f"{'PASS' if p99 <= 20 else 'MISS'}"
     )
-    print(f"hand-offs  {handed_off} (self-service questions only: expected 0)")
+    print(
+        f"hand-offs  {handed_off}: customers whose question the bot twice could not answer "
+        "confidently (the lexical KB finds '¿Aceptan tarjeta de crédito?' torn between payment "
+        "methods and gift cards); their later messages wait for a person"
+    )
 
 
 def main() -> None:

@@ -8,24 +8,42 @@ All of it is one transaction: the message, its effects and its replies are commi
 before the channel acknowledges anything. The same message delivered twice, or twice at the same
 moment, is stored once and answered once: a unique index on (channel, provider id) decides.
 
-The usual turn (a known customer writing in an open conversation) is six round trips to the
-database, written as Core statements: BEGIN, one query for the customer, their open conversation
-and whether STOP is in force, the inbound message, the replies, the timeline entries of both,
-COMMIT (plus one UPDATE when the intent or the conversation changed). First messages, keywords and
-hand-offs take the longer, rarer paths.
+Messages that arrive together are written together (group commit): while one batch is in the
+database the next one queues, and a batch costs the same handful of statements whether it holds
+one message or thirty-two: BEGIN, one query for every sender's customer, open conversation and
+STOP-in-force, one INSERT ... ON CONFLICT DO NOTHING for the inbound messages (the rows that come
+back are the new ones; the others are duplicates), one for the replies, one for the timeline, one
+UPDATE for the intents, COMMIT. First messages, keywords and hand-offs take longer, rarer paths
+inside the same transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, bindparam, insert, select, update
+from sqlalchemy import (
+    Row,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.base import Executable
 
 from channels.base import ChannelName, InboundMessage
 from consent.keywords import KeywordKind, classify
@@ -43,6 +61,7 @@ from crm_core.models import (
 )
 from crm_core.sqltypes import utcnow
 from dialog.models import (
+    INBOUND_ONLY,
     ConversationState,
     Direction,
     Message,
@@ -70,6 +89,7 @@ CHANNEL_IDENTITY = {
 TRANSCRIPT_FOR_HANDOFF = 20
 SessionMaker = async_sessionmaker[AsyncSession]
 MAX_TEXT = 4000
+MAX_BATCH = 32  # messages per transaction at most: a bound on how long one batch holds the lock
 HELD_BY_A_PERSON = (ConversationState.QUEUED.value, ConversationState.ASSIGNED.value)
 
 
@@ -154,17 +174,48 @@ class _Context:
 
 
 @dataclass(slots=True)
-class _Work:
-    """What one message's turn has decided to write, flushed together at the end."""
+class _Pending:
+    """A message waiting for the next batch, and the caller waiting for its result."""
 
+    message: InboundMessage
+    kind: IdentityKind
+    sender: str  # the normalised address: the identity to look up
+    received_at: datetime
+    result: asyncio.Future[InboundResult]
+
+    def settle(self, result: InboundResult | BaseException) -> None:
+        if self.result.done():  # the caller gave up waiting; the message was still handled
+            return
+        if isinstance(result, BaseException):
+            self.result.set_exception(result)
+        else:
+            self.result.set_result(result)
+
+
+@dataclass(slots=True)
+class _Work:
+    """One message's turn: what it found, and what it decided to write."""
+
+    pending: _Pending
     customer: CustomerFacts
     conversation: ConversationFacts
-    inbound_id: int
-    now: datetime
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-    conversation_changes: dict[str, Any] = field(default_factory=dict)
+    revoked: bool
+    inbound_id: int | None = None  # None: a duplicate, already stored
+    replies: list[str] = field(default_factory=list)
+    sent: list[tuple[str, int]] = field(default_factory=list)  # (text, message id) once stored
+    handed_off: bool = False
     intent: str | None = None
     confidence: float | None = None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    conversation_changes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def message(self) -> InboundMessage:
+        return self.pending.message
+
+    @property
+    def now(self) -> datetime:
+        return self.pending.received_at
 
     def note(self, kind: InteractionKind, summary: str, actor: str, **data: Any) -> None:
         self.timeline.append(
@@ -182,6 +233,15 @@ class _Work:
 
 
 class InboundProcessor:
+    """The one way in. Messages that arrive while a batch is being written form the next batch.
+
+    Group commit: a batch is one transaction whose statements each carry every message in it, so
+    eight conversations at once cost about what one does. A lone message is a batch of one and
+    waits for nothing. The same customer twice in a batch waits for the next one, so each turn
+    sees the one before. If anything in a batch fails, it is rolled back and every message in it
+    is run again on its own: only the one at fault fails.
+    """
+
     def __init__(
         self,
         sessionmaker: SessionMaker,
@@ -192,6 +252,7 @@ class InboundProcessor:
         default_timezone: str,
         brand: Brand,
         now: Callable[[], datetime] = utcnow,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._brain = brain
@@ -200,35 +261,91 @@ class InboundProcessor:
         self._timezone = default_timezone
         self._brand = brand
         self._now = now
+        self._max_batch = max_batch
+        self._queue: deque[_Pending] = deque()
+        self._writer: asyncio.Task[None] | None = None
 
     async def handle(self, message: InboundMessage) -> InboundResult:
+        """Store, answer and commit one message; its replies are for the channel to send.
+
+        Raises ValueError (InvalidIdentity among them) for a message no channel should pass on.
+        """
         if len(message.text) > MAX_TEXT:
             raise ValueError(f"the message is longer than {MAX_TEXT} characters")
+        kind = CHANNEL_IDENTITY[message.channel]
+        pending = _Pending(
+            message,
+            kind,
+            normalise(kind, message.address, self._region),
+            message.received_at or self._now(),
+            asyncio.get_running_loop().create_future(),
+        )
+        self._queue.append(pending)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="sastre-inbound-writer")
+        return await pending.result
+
+    async def _drain(self) -> None:
         try:
-            async with self._sessionmaker.begin() as session:
-                return await self._handle(session, message)
-        except IntegrityError:
-            # Rolled back. The unique index on (channel, provider id) is the usual cause: the
-            # same message stored by a retry or by a concurrent delivery. Anything else is real.
-            if await self._stored(message):
-                return InboundResult(duplicate=True)
+            while self._queue:
+                size = min(len(self._queue), self._max_batch)
+                batch = [self._queue.popleft() for _ in range(size)]
+                later = await self._run(batch)
+                self._queue.extendleft(reversed(later))
+        except BaseException as stopped:  # cancelled at shutdown: nobody is left waiting forever
+            for pending in self._queue:
+                pending.settle(stopped)
+            self._queue.clear()
             raise
 
-    async def _stored(self, message: InboundMessage) -> bool:
-        async with self._sessionmaker() as session:
-            return await _already_stored(session, message)
+    async def _run(self, batch: list[_Pending]) -> list[_Pending]:
+        """Handle a batch in one transaction; returns the messages that wait for the next one."""
+        try:
+            async with self._sessionmaker.begin() as session:
+                done, later = await self._batch(session, batch)
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].settle(error)
+                return []
+            later = []
+            for pending in batch:
+                later.extend(await self._run([pending]))
+            return later
+        except BaseException as stopped:
+            for pending in batch:
+                pending.settle(stopped)
+            raise
+        for work in done:
+            work.pending.settle(_result(work))
+        return later
 
-    async def _handle(self, session: AsyncSession, message: InboundMessage) -> InboundResult:
-        now = message.received_at or self._now()
-        channel = Channel(message.channel.value)
-        context = await self._context(session, message, channel)
-        conversation = await self._conversation(session, context, message)
-        work = _Work(
-            customer=context.customer,
-            conversation=conversation,
-            inbound_id=await _store_inbound(session, context.customer, conversation, message, now),
-            now=now,
-        )
+    async def _batch(
+        self, session: AsyncSession, batch: list[_Pending]
+    ) -> tuple[list[_Work], list[_Pending]]:
+        contexts = await _load_contexts(session, batch)
+        works: list[_Work] = []
+        later: list[_Pending] = []
+        customers: set[int] = set()
+        for pending in batch:
+            context = contexts.get((pending.kind.value, pending.sender))
+            if context is None:
+                context = await self._resolve(session, pending)
+            if context.customer.id in customers:
+                later.append(pending)  # their earlier message first: this turn must see it
+                continue
+            customers.add(context.customer.id)
+            conversation = await self._conversation(session, context, pending.message)
+            works.append(_Work(pending, context.customer, conversation, context.revoked))
+        await _store_inbound(session, works)
+        answered = [work for work in works if work.inbound_id is not None]
+        for work in answered:
+            await self._turn(session, work)
+        await _write(session, answered)
+        return works, later
+
+    async def _turn(self, session: AsyncSession, work: _Work) -> None:
+        """Keywords, silence, or the bot: decide this message's replies and effects."""
+        message, conversation = work.message, work.conversation
         if conversation.channel != message.channel.value or conversation.address != message.address:
             work.conversation_changes.update(channel=message.channel.value, address=message.address)
             work.conversation = replace(
@@ -241,12 +358,13 @@ class InboundProcessor:
             message_id=work.inbound_id,
             conversation_id=conversation.id,
         )
-        language = context.customer.language or message.language_hint or self._language
+        channel = Channel(message.channel.value)
+        language = work.customer.language or message.language_hint or self._language
         keyword = classify(message.text)
         if keyword.kind is not KeywordKind.NONE:
             outcome = await apply_keyword(
                 session,
-                context.customer.id,
+                work.customer.id,
                 channel,
                 keyword,
                 language=language,
@@ -255,22 +373,24 @@ class InboundProcessor:
             )
             if outcome.handled:
                 work.intent = "keyword"
-                return await _finish(session, work, [outcome.reply] if outcome.reply else [])
-            context.revoked = await service_revoked(session, context.customer.id, channel)
-        if context.revoked or conversation.state in HELD_BY_A_PERSON:
+                work.replies = [outcome.reply] if outcome.reply else []
+                return
+            work.revoked = await service_revoked(session, work.customer.id, channel)
+        if work.revoked or conversation.state in HELD_BY_A_PERSON:
             # STOP in force here: store what they wrote, send nothing until START. A person
             # holding the conversation: the bot stays silent.
-            return await _finish(session, work, [])
+            return
         turn = Turn(
-            customer=context.customer,
+            customer=work.customer,
             conversation=work.conversation,
             text=message.text,
             language=language,
-            timezone=context.customer.timezone or self._timezone,
-            received_at=now,
+            timezone=work.customer.timezone or self._timezone,
+            received_at=work.now,
         )
         decided = await self._brain.respond(session, turn)
         work.intent, work.confidence = decided.intent, decided.confidence
+        work.replies = list(decided.replies)
         failed_turns = 0 if decided.understood else conversation.failed_turns + 1
         if failed_turns != conversation.failed_turns:
             work.conversation_changes["failed_turns"] = failed_turns
@@ -278,32 +398,19 @@ class InboundProcessor:
             work.conversation_changes["language"] = decided.language
         if decided.complaint:
             work.note(
-                InteractionKind.COMPLAINT,
-                message.text,
-                "customer",
-                message_id=work.inbound_id,
+                InteractionKind.COMPLAINT, message.text, "customer", message_id=work.inbound_id
             )
         if decided.handoff:
+            work.handed_off = True
             await _hand_off(session, work, decided)
-        return await _finish(session, work, decided.replies, handed_off=decided.handoff is not None)
 
-    async def _context(
-        self, session: AsyncSession, message: InboundMessage, channel: Channel
-    ) -> _Context:
-        """One query for a known sender; a first message (or a merged tombstone) resolves first."""
-        kind = CHANNEL_IDENTITY[message.channel]
-        address = normalise(kind, message.address, self._region)
-        context = await _load_context(
-            session, _CONTEXT_BY_IDENTITY, kind=kind.value, value=address, channel=channel.value
-        )
-        if context is not None:
-            return context
+    async def _resolve(self, session: AsyncSession, pending: _Pending) -> _Context:
+        """A first message (or a merged tombstone's identity): find or create the customer."""
+        message = pending.message
         customer, _ = await resolve(
-            session, kind, message.address, self._region, verified=message.verified
+            session, pending.kind, pending.sender, self._region, verified=message.verified
         )
-        context = await _load_context(
-            session, _CONTEXT_BY_CUSTOMER, customer_id=customer.id, channel=channel.value
-        )
+        context = await _load_context(session, customer.id, message.channel.value)
         assert context is not None  # resolve has just found or created them
         return context
 
@@ -313,7 +420,7 @@ class InboundProcessor:
         """The customer's open conversation, or a new one.
 
         The partial unique index allows one open conversation per customer; two first messages
-        racing for it both end up in the same one."""
+        racing for it (from two processes) both end up in the same one."""
         for _ in range(2):
             if context.conversation is not None:
                 return context.conversation
@@ -330,24 +437,18 @@ class InboundProcessor:
             try:
                 async with session.begin_nested():
                     opened = await session.scalar(
-                        insert(conversations_table)
-                        .values(
-                            customer_id=customer.id,
-                            state=opening.state,
-                            channel=opening.channel,
-                            address=opening.address,
-                            language=opening.language,
-                            flags=opening.flags,
-                        )
-                        .returning(conversations_table.c.id)
+                        _OPEN_CONVERSATION,
+                        {
+                            "customer_id": customer.id,
+                            "state": opening.state,
+                            "channel": opening.channel,
+                            "address": opening.address,
+                            "language": opening.language,
+                            "flags": opening.flags,
+                        },
                     )
             except IntegrityError:
-                reloaded = await _load_context(
-                    session,
-                    _CONTEXT_BY_CUSTOMER,
-                    customer_id=customer.id,
-                    channel=message.channel.value,
-                )
+                reloaded = await _load_context(session, customer.id, message.channel.value)
                 assert reloaded is not None
                 context.conversation = reloaded.conversation
                 continue
@@ -356,15 +457,46 @@ class InboundProcessor:
         raise RuntimeError("could not open a conversation")  # pragma: no cover
 
 
+def _result(work: _Work) -> InboundResult:
+    if work.inbound_id is None:
+        return InboundResult(duplicate=True)
+    return InboundResult(
+        duplicate=False,
+        customer_id=work.customer.id,
+        conversation_id=work.conversation.id,
+        message_id=work.inbound_id,
+        replies=tuple(
+            Reply(ChannelName(work.conversation.channel), work.conversation.address, text, id_)
+            for text, id_ in work.sent
+        ),
+        handed_off=work.handed_off,
+        intent=work.intent,
+    )
+
+
+# --- the statements, built once --------------------------------------------------------------
+
+# The consent channel a sender's identity writes on (a phone number writes by SMS).
+_IDENTITY_CHANNEL = {kind.value: channel.value for channel, kind in CHANNEL_IDENTITY.items()}
+
+
 def _context_query(*, by_identity: bool) -> Select[Any]:
-    """The customer, their open conversation and the service consent on one channel, in one
-    statement, built once: the bound values (kind, value or customer id, channel) vary."""
+    """Customers with their open conversation and the service consent on the channel at hand.
+
+    By identity: every sender of a batch at once, (kind, value) IN (...), the channel following
+    from the identity's kind. By customer: one customer, the channel a parameter."""
     customers, conversations, consent = customers_table, conversations_table, consent_state_table
+    identities = identities_table
+    channel = (
+        case(_IDENTITY_CHANNEL, value=identities.c.kind)
+        if by_identity
+        else bindparam("channel", type_=String)
+    )
     service = (
         select(consent.c.status)
         .where(
             consent.c.customer_id == customers.c.id,
-            consent.c.channel == bindparam("channel"),
+            consent.c.channel == channel,
             consent.c.purpose == Purpose.SERVICE.value,
             consent.c.topic == "",
         )
@@ -377,7 +509,7 @@ def _context_query(*, by_identity: bool) -> Select[Any]:
             conversations.c.state != ConversationState.RESOLVED.value,
         ),
     )
-    query = select(
+    columns = [
         customers.c.id,
         customers.c.name,
         customers.c.language,
@@ -392,39 +524,50 @@ def _context_query(*, by_identity: bool) -> Select[Any]:
         conversations.c.failed_turns,
         conversations.c.flags,
         service.label("service"),
-    )
+    ]
     if not by_identity:
-        return query.select_from(source).where(customers.c.id == bindparam("customer_id"))
+        return (
+            select(*columns).select_from(source).where(customers.c.id == bindparam("customer_id"))
+        )
     # A merged tombstone holds no identities, but the guard keeps a half-done merge harmless.
-    return query.select_from(
-        identities_table.join(source, identities_table.c.customer_id == customers.c.id)
-    ).where(
-        identities_table.c.kind == bindparam("kind"),
-        identities_table.c.value == bindparam("value"),
-        customers.c.merged_into_id.is_(None),
+    return (
+        select(identities.c.kind, identities.c.value, *columns)
+        .select_from(identities.join(source, identities.c.customer_id == customers.c.id))
+        .where(
+            tuple_(identities.c.kind, identities.c.value).in_(bindparam("senders", expanding=True)),
+            customers.c.merged_into_id.is_(None),
+        )
     )
+
+
+def _store_inbound_statement(dialect: str) -> Executable:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: a message already stored is skipped, and
+    the rows that come back are the new ones. Both databases spell it the same way."""
+    messages = messages_table
+    target: dict[str, Any] = {
+        "index_elements": [messages.c.channel, messages.c.provider_id],
+        "index_where": text(INBOUND_ONLY),  # the partial index's own predicate
+    }
+    returning = (messages.c.id, messages.c.channel, messages.c.provider_id)
+    if dialect == "postgresql":
+        return postgresql.insert(messages).on_conflict_do_nothing(**target).returning(*returning)
+    return sqlite.insert(messages).on_conflict_do_nothing(**target).returning(*returning)
 
 
 _CONTEXT_BY_IDENTITY = _context_query(by_identity=True)
 _CONTEXT_BY_CUSTOMER = _context_query(by_identity=False)
-_INSERT_MESSAGE = insert(messages_table).returning(messages_table.c.id)
-_INSERT_MESSAGES = insert(messages_table).returning(
-    messages_table.c.id, sort_by_parameter_order=True
-)
-_INSERT_INTERACTIONS = insert(interactions_table)
+_STORE_INBOUND = {name: _store_inbound_statement(name) for name in ("sqlite", "postgresql")}
+_OPEN_CONVERSATION = insert(conversations_table).returning(conversations_table.c.id)
+_STORE_REPLIES = insert(messages_table).returning(messages_table.c.id, sort_by_parameter_order=True)
+_STORE_TIMELINE = insert(interactions_table)
 _SET_INTENT = (
     update(messages_table)
     .where(messages_table.c.id == bindparam("message_id"))
-    .values(intent=bindparam("intent"), confidence=bindparam("confidence"))
+    .values(intent=bindparam("new_intent"), confidence=bindparam("new_confidence"))
 )
 
 
-async def _load_context(
-    session: AsyncSession, query: Select[Any], **params: Any
-) -> _Context | None:
-    row = (await session.execute(query, params)).first()
-    if row is None:
-        return None
+def _context_of(row: Row[Any]) -> _Context:
     customer = CustomerFacts(
         id=row.id,
         name=row.name,
@@ -447,116 +590,120 @@ async def _load_context(
     return _Context(customer, conversation, row.service == ConsentStatus.REVOKED.value)
 
 
-async def _store_inbound(
-    session: AsyncSession,
-    customer: CustomerFacts,
-    conversation: ConversationFacts,
-    message: InboundMessage,
-    now: datetime,
-) -> int:
-    """Store the customer's message. A duplicate fails here, before any reply is decided."""
-    stored = await session.scalar(
-        _INSERT_MESSAGE,
+async def _load_contexts(
+    session: AsyncSession, batch: Sequence[_Pending]
+) -> dict[tuple[str, str], _Context]:
+    """Every known sender of the batch, by (kind, normalised value), in one query."""
+    senders = list({(pending.kind.value, pending.sender) for pending in batch})
+    rows = await session.execute(_CONTEXT_BY_IDENTITY, {"senders": senders})
+    return {(row.kind, row.value): _context_of(row) for row in rows}
+
+
+async def _load_context(session: AsyncSession, customer_id: int, channel: str) -> _Context | None:
+    row = (
+        await session.execute(
+            _CONTEXT_BY_CUSTOMER, {"customer_id": customer_id, "channel": channel}
+        )
+    ).first()
+    return None if row is None else _context_of(row)
+
+
+async def _store_inbound(session: AsyncSession, works: Sequence[_Work]) -> None:
+    """Store the customers' messages; a duplicate gets no id, and no reply."""
+    if not works:
+        return
+    rows = [
         {
-            "conversation_id": conversation.id,
-            "customer_id": customer.id,
-            "channel": message.channel.value,
+            "conversation_id": work.conversation.id,
+            "customer_id": work.customer.id,
+            "channel": work.message.channel.value,
             "direction": Direction.IN.value,
-            "provider_id": message.provider_id,
-            "address": message.address,
-            "text": message.text,
-            "attachments": list(message.attachments),
+            "provider_id": work.message.provider_id,
+            "address": work.message.address,
+            "text": work.message.text,
+            "attachments": list(work.message.attachments),
             "author": "customer",
             "intent": None,
             "confidence": None,
             "in_reply_to": None,
-            "created_at": now,
-        },
-    )
-    assert stored is not None
-    return int(stored)
+            "created_at": work.now,
+        }
+        for work in works
+    ]
+    statement = _STORE_INBOUND[session.get_bind().dialect.name]
+    stored = await session.execute(statement, rows if len(rows) > 1 else rows[0])
+    ids = {(row.channel, row.provider_id): row.id for row in stored}
+    for work in works:
+        # pop: the same message twice in one batch is stored once, for the first of them
+        work.inbound_id = ids.pop((work.message.channel.value, work.message.provider_id), None)
 
 
-async def _finish(
-    session: AsyncSession,
-    work: _Work,
-    texts: Sequence[str],
-    *,
-    handed_off: bool = False,
-) -> InboundResult:
-    """Write what the turn decided: the replies, the timeline, the intent, the conversation."""
-    conversation = work.conversation
-    replies: list[Reply] = []
-    if texts:
-        rows = [
+async def _write(session: AsyncSession, works: Sequence[_Work]) -> None:
+    """Everything the batch's turns decided, a statement per kind of write."""
+    replies = [(work, text) for work in works for text in work.replies]
+    if replies:
+        rows: list[dict[str, Any]] = [
             {
-                "conversation_id": conversation.id,
+                "conversation_id": work.conversation.id,
                 "customer_id": work.customer.id,
-                "channel": conversation.channel,
+                "channel": work.conversation.channel,
                 "direction": Direction.OUT.value,
                 "provider_id": f"sastre-{uuid.uuid4()}",
-                "address": conversation.address,
+                "address": work.conversation.address,
                 "text": text,
                 "attachments": [],
                 "author": "bot",
-                "in_reply_to": work.inbound_id,
                 "intent": None,
                 "confidence": None,
+                "in_reply_to": work.inbound_id,
                 "created_at": work.now,
             }
-            for text in texts
+            for work, text in replies
         ]
-        # One row (the usual case) takes the plain statement; several need their ids in order.
-        statement = _INSERT_MESSAGE if len(rows) == 1 else _INSERT_MESSAGES
-        stored = await session.execute(statement, rows if len(rows) > 1 else rows[0])
-        channel = ChannelName(conversation.channel)
-        for text, message_id in zip(texts, stored.scalars(), strict=True):
+        stored = await session.execute(_STORE_REPLIES, rows if len(rows) > 1 else rows[0])
+        for (work, text), message_id in zip(replies, stored.scalars(), strict=True):
+            work.sent.append((text, message_id))
             work.note(
                 InteractionKind.MESSAGE_OUT,
                 text,
                 "bot",
                 message_id=message_id,
-                conversation_id=conversation.id,
+                conversation_id=work.conversation.id,
             )
-            replies.append(Reply(channel, conversation.address, text, message_id))
-    await _write_timeline(session, work)
-    if work.intent is not None:
-        await session.execute(
-            _SET_INTENT,
-            {"message_id": work.inbound_id, "intent": work.intent, "confidence": work.confidence},
-        )
-    if work.conversation_changes:
-        await session.execute(
+    timeline = [entry for work in works for entry in work.timeline]
+    if timeline:
+        await session.execute(_STORE_TIMELINE, timeline)
+    intents = [
+        {"message_id": w.inbound_id, "new_intent": w.intent, "new_confidence": w.confidence}
+        for w in works
+        if w.intent is not None
+    ]
+    if intents:
+        await session.execute(_SET_INTENT, intents)
+    await _update_conversations(session, works)
+
+
+async def _update_conversations(session: AsyncSession, works: Sequence[_Work]) -> None:
+    """One UPDATE per set of changed columns (usually none: most turns change nothing)."""
+    changes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for work in works:
+        if work.conversation_changes:
+            columns = tuple(sorted(work.conversation_changes))
+            row = {f"new_{name}": value for name, value in work.conversation_changes.items()}
+            changes.setdefault(columns, []).append({"conversation_id": work.conversation.id, **row})
+    for columns, rows in changes.items():
+        statement = (
             update(conversations_table)
-            .where(conversations_table.c.id == conversation.id)
-            .values(work.conversation_changes)
+            .where(conversations_table.c.id == bindparam("conversation_id"))
+            .values({name: bindparam(f"new_{name}") for name in columns})
         )
-    return InboundResult(
-        duplicate=False,
-        customer_id=work.customer.id,
-        conversation_id=conversation.id,
-        message_id=work.inbound_id,
-        replies=tuple(replies),
-        handed_off=handed_off,
-        intent=work.intent,
-    )
+        await session.execute(statement, rows)
 
 
 async def _write_timeline(session: AsyncSession, work: _Work) -> None:
     if work.timeline:
-        await session.execute(_INSERT_INTERACTIONS, work.timeline)
+        await session.execute(_STORE_TIMELINE, work.timeline)
         work.timeline.clear()
-
-
-async def _already_stored(session: AsyncSession, message: InboundMessage) -> bool:
-    found = await session.scalar(
-        select(Message.id).where(
-            Message.channel == message.channel.value,
-            Message.direction == Direction.IN.value,
-            Message.provider_id == message.provider_id,
-        )
-    )
-    return found is not None
 
 
 async def _transcript(session: AsyncSession, conversation_id: int) -> list[Message]:

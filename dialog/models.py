@@ -13,6 +13,7 @@ from crm_core.models import Base
 from crm_core.sqltypes import IdType, utcnow
 
 __all__ = [
+    "INBOUND_ONLY",
     "Conversation",
     "ConversationState",
     "Direction",
@@ -35,6 +36,7 @@ class Direction(StrEnum):
 
 
 OPEN_STATES = "state != 'resolved'"
+INBOUND_ONLY = "direction = 'in'"
 
 
 class Conversation(Base):
@@ -87,8 +89,8 @@ class Message(Base):
             "channel",
             "provider_id",
             unique=True,
-            sqlite_where=text("direction = 'in'"),
-            postgresql_where=text("direction = 'in'"),
+            sqlite_where=text(INBOUND_ONLY),
+            postgresql_where=text(INBOUND_ONLY),
         ),
         Index("ix_messages_conversation", "conversation_id", "id"),
         CheckConstraint("direction IN ('in', 'out')", name="direction"),

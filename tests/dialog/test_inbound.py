@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from channels.base import ChannelName, InboundMessage
 from consent.ledger import consent_history
@@ -18,7 +19,7 @@ from consent.replies import Brand
 from crm_core.customers import upsert_customer
 from crm_core.models import Interaction
 from crm_core.records import parse_customer
-from dialog.inbound import BotTurn, InboundProcessor, Turn
+from dialog.inbound import BotTurn, InboundProcessor, InboundResult, Turn
 from dialog.models import Conversation, Message
 from sastre.db import SessionMaker
 
@@ -39,6 +40,8 @@ class FakeBrain:
             )
         if turn.text == "this is terrible":
             return BotTurn(["Sorry."], handoff="complaint", intent="complaint", complaint=True)
+        if turn.text == "crash":
+            raise RuntimeError("the bot fell over")
         if turn.text == "???":
             return BotTurn(["Sorry, I did not understand."], understood=False, intent="faq")
         return BotTurn([f"echo: {turn.text}"], intent="faq", confidence=0.9)
@@ -241,9 +244,55 @@ async def test_two_turns_not_understood_are_counted(
     assert conversation.failed_turns == 2
 
 
+async def test_messages_arriving_together_are_committed_together(
+    processor: InboundProcessor, sessionmaker: SessionMaker, engine: AsyncEngine
+) -> None:
+    senders = [f"+1415555{n:04d}" for n in range(8)]
+    await asyncio.gather(*(processor.handle(sms("hi", sender)) for sender in senders))  # leads
+    transactions = _count_transactions(engine)
+    results = await asyncio.gather(
+        *(processor.handle(sms(f"question {n}", sender)) for n, sender in enumerate(senders))
+    )
+    assert [r.replies[0].text for r in results] == [f"echo: question {n}" for n in range(8)]
+    assert len({r.customer_id for r in results}) == 8
+    assert transactions() <= 2  # the first message alone, then the seven that queued behind it
+    assert await count(sessionmaker, Message) == 32  # 2 x 8 in, 2 x 8 out
+
+
+async def test_a_failure_in_a_batch_fails_only_its_own_message(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    texts = ["one", "crash", "three", "four"]
+    senders = [f"+1415555{n:04d}" for n in range(len(texts))]
+    results = await asyncio.gather(
+        *(processor.handle(sms(t, s)) for t, s in zip(texts, senders, strict=True)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], RuntimeError)
+    answered = [r.replies[0].text for r in results if isinstance(r, InboundResult)]
+    assert answered == ["echo: one", "echo: three", "echo: four"]
+    assert await count(sessionmaker, Message) == 6  # the crashed message was not half-written
+
+
+async def test_one_customers_messages_together_are_taken_in_order(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    first, second = await asyncio.gather(processor.handle(sms("???")), processor.handle(sms("???")))
+    assert first.conversation_id == second.conversation_id
+    async with sessionmaker() as session:
+        conversation = await session.get_one(Conversation, second.conversation_id)
+    assert conversation.failed_turns == 2  # the second turn saw the first
+
+
 async def test_an_overlong_message_is_refused(processor: InboundProcessor) -> None:
     with pytest.raises(ValueError, match="longer than 4000"):
         await processor.handle(sms("x" * 4001))
+
+
+def _count_transactions(engine: AsyncEngine) -> Callable[[], int]:
+    began: list[object] = []
+    event.listen(engine.sync_engine, "begin", began.append)
+    return lambda: len(began)
 
 
 async def _timeline_kinds(sessionmaker: SessionMaker, customer_id: int | None) -> list[str]:
