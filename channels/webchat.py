@@ -25,9 +25,10 @@ import json
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, Signer
 
@@ -39,6 +40,7 @@ __all__ = [
     "ChatLine",
     "ClientMessage",
     "IdentityProof",
+    "MessageRate",
     "ProtocolError",
     "VisitorCookies",
     "error_frame",
@@ -47,6 +49,7 @@ __all__ = [
     "identity_hash",
     "message_frame",
     "new_visitor_id",
+    "origin_allowed",
     "parse_client_frame",
     "parse_language",
 ]
@@ -195,3 +198,42 @@ def error_frame(reason: str, message_id: str | None = None) -> Mapping[str, Any]
     if message_id is not None:
         frame["id"] = message_id
     return frame
+
+
+def origin_allowed(origin: str | None, own_hosts: Iterable[str], allowed: Iterable[str]) -> bool:
+    """May a page from `origin` open the chat socket? (Cross-site WebSocket hijacking.)
+
+    Browsers always send Origin on a WebSocket handshake; a client that sends none is not a
+    browser and carries no visitor's ambient cookies. Our own host is always allowed; other
+    sites embedding the widget must be listed (their origin, or "*" for any)."""
+    if origin is None:
+        return True
+    listed = {entry.rstrip("/").lower() for entry in allowed}
+    if "*" in listed or origin.rstrip("/").lower() in listed:
+        return True
+    host = urlsplit(origin).netloc.lower()
+    return bool(host) and host in {h.lower() for h in own_hosts}
+
+
+@dataclass(slots=True)
+class MessageRate:
+    """A token bucket per chat socket: `burst` messages at once, then `per_second`.
+
+    A person typing never meets it; a script flooding the bot (and the database) does, and is
+    told to slow down rather than disconnected."""
+
+    burst: float = 8.0
+    per_second: float = 1.0
+    _tokens: float = field(init=False, default=0.0)
+    _at: float | None = field(init=False, default=None)
+
+    def allow(self, now: float) -> bool:
+        if self._at is None:
+            self._tokens = self.burst
+        else:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     faq_matcher: Literal["lexical", "semantic"] = "lexical"
     # Web chat identity verification: a site sends user_id and hex(HMAC-SHA256(this, user_id)).
     webchat_identity_secret: SecretStr | None = None
+    # Other sites' origins that embed the widget (comma-separated, "*" for any); our own host is
+    # always allowed. A page from anywhere else may not open the chat socket.
+    webchat_origins: str = ""
     complaint_cooldown_days: int = Field(default=30, ge=0)
     marketing_max_per_day: int = Field(default=1, ge=0)
     marketing_max_per_week: int = Field(default=2, ge=0)
@@ -155,6 +158,10 @@ class Settings(BaseSettings):
     @property
     def topic_list(self) -> list[str]:
         return [t.strip().lower() for t in self.topics.split(",") if t.strip()]
+
+    @property
+    def webchat_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.webchat_origins.split(",") if o.strip()]
 
     @property
     def is_sqlite(self) -> bool:

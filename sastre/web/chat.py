@@ -16,9 +16,11 @@ being signed in gets a new visitor, not the previous user's conversation.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 from sqlalchemy import select
@@ -31,6 +33,7 @@ from channels.webchat import (
     Author,
     ChatLine,
     IdentityProof,
+    MessageRate,
     ProtocolError,
     VisitorCookies,
     error_frame,
@@ -38,6 +41,7 @@ from channels.webchat import (
     history_frame,
     message_frame,
     new_visitor_id,
+    origin_allowed,
     parse_client_frame,
     parse_language,
 )
@@ -50,6 +54,7 @@ from sastre.appkeys import INBOUND, SESSIONMAKER, SETTINGS
 from sastre.config import Settings
 from sastre.web.console import HEADERS as STATIC_HEADERS
 from sastre.web.console import STATIC_DIR
+from sastre.web.errors import json_error
 
 __all__ = ["HANDOFF_NOTICE", "HEADERS", "routes"]
 
@@ -79,6 +84,14 @@ async def chat_page(request: web.Request) -> web.StreamResponse:
 @routes.get(SOCKET_PATH)
 async def chat_socket(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
+    origin = request.headers.get("Origin")
+    own_hosts = {request.host, urlsplit(settings.external_url).netloc}
+    if not origin_allowed(origin, own_hosts, settings.webchat_origin_list):
+        return json_error(
+            403,
+            "origin not allowed",
+            f"{origin} may not open the chat: list it in SASTRE_WEBCHAT_ORIGINS",
+        )
     cookies = VisitorCookies(settings.secret())
     language = parse_language(request.query.get("lang")) or parse_language(
         request.headers.get("Accept-Language")
@@ -118,8 +131,11 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         await ws.send_json(history_frame(_line(m) for m in history))
         if with_human:
             await ws.send_json(handoff_frame(_notice(language, settings)))
+        rate = MessageRate()
         async for frame in ws:
-            if frame.type is WSMsgType.TEXT:
+            if frame.type is WSMsgType.TEXT and not rate.allow(time.monotonic()):
+                await ws.send_json(error_frame("too many messages: wait a moment and send again"))
+            elif frame.type is WSMsgType.TEXT:
                 await _answer(request, ws, frame.data, visitor_id, verified, language)
             elif frame.type is WSMsgType.BINARY:
                 await ws.send_json(error_frame("send JSON text frames"))

@@ -9,12 +9,15 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from channels.webchat import (
     MAX_TEXT,
     ChatLine,
     ClientMessage,
     IdentityProof,
+    MessageRate,
     ProtocolError,
     VisitorCookies,
     error_frame,
@@ -23,6 +26,7 @@ from channels.webchat import (
     identity_hash,
     message_frame,
     new_visitor_id,
+    origin_allowed,
     parse_client_frame,
     parse_language,
 )
@@ -164,3 +168,37 @@ def test_server_frames() -> None:
     assert handoff_frame("ya viene") == {"type": "handoff", "text": "ya viene"}
     assert error_frame("no") == {"type": "error", "reason": "no"}
     assert error_frame("no", "c1") == {"type": "error", "reason": "no", "id": "c1"}
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "expected"),
+    [
+        (None, [], True),  # not a browser
+        ("https://chat.example", [], True),  # our own host
+        ("https://evil.example", [], False),
+        ("https://shop.example", ["https://shop.example/"], True),
+        ("https://SHOP.example", ["https://shop.example"], True),
+        ("https://anything.example", ["*"], True),
+        ("null", [], False),  # a sandboxed frame or a file: page
+    ],
+)
+def test_who_may_open_the_chat(origin: str | None, allowed: list[str], expected: bool) -> None:
+    assert origin_allowed(origin, {"chat.example"}, allowed) is expected
+
+
+def test_the_rate_allows_a_burst_then_one_a_second() -> None:
+    rate = MessageRate(burst=3, per_second=1)
+    assert [rate.allow(0.0) for _ in range(4)] == [True, True, True, False]
+    assert not rate.allow(0.5)
+    assert rate.allow(1.6)
+    assert not rate.allow(1.7)
+    assert [rate.allow(100.0) for _ in range(4)] == [True, True, True, False]  # capped at burst
+
+
+@given(st.lists(st.floats(min_value=0, max_value=0.5), min_size=1, max_size=200))
+def test_the_rate_never_lets_more_through_than_burst_plus_refill(gaps: list[float]) -> None:
+    rate, now, allowed = MessageRate(burst=8, per_second=1), 0.0, 0
+    for gap in gaps:
+        now += gap
+        allowed += rate.allow(now)
+    assert allowed <= 8 + now * 1

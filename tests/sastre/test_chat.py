@@ -246,6 +246,49 @@ async def test_bad_frames_get_an_error_and_the_chat_goes_on(client: Client) -> N
     await ws.close()
 
 
+async def test_a_page_from_another_site_may_not_open_the_chat(client: Client) -> None:
+    response = await client.get("/ws/chat", headers={"Origin": "https://evil.example"})
+    assert response.status == 403
+    body = await response.json()
+    assert body["error"] == "origin not allowed"
+    assert "SASTRE_WEBCHAT_ORIGINS" in body["detail"]
+    own = f"http://{client.server.host}:{client.server.port}"
+    ws = await client.ws_connect("/ws/chat", headers={"Origin": own})
+    assert (await receive(ws))["type"] == "history"
+    await ws.close()
+
+
+async def test_a_listed_site_may_embed_the_chat(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    client: Client = await make_client(
+        with_secret(settings, webchat_origins="https://shop.example, https://tienda.example")
+    )
+    ws = await client.ws_connect("/ws/chat", headers={"Origin": "https://tienda.example"})
+    assert (await receive(ws))["type"] == "history"
+    await ws.close()
+    refused = await client.get("/ws/chat", headers={"Origin": "https://other.example"})
+    assert refused.status == 403
+
+
+async def test_a_flood_of_messages_is_told_to_slow_down(client: Client, brain: FakeBrain) -> None:
+    ws, _ = await connect(client)
+    for n in range(12):
+        await say(ws, f"f{n}", f"spam {n}")
+    refused = echoed = 0
+    while refused + echoed < 12:
+        frame = await receive(ws)
+        if frame["type"] == "error":
+            assert frame["reason"].startswith("too many messages")
+            refused += 1
+        elif frame["author"] == "customer":
+            echoed += 1
+    # A burst of 8, then one a second: a slow machine may earn one more in the meantime.
+    assert 3 <= refused <= 4
+    await ws.close()
+    assert len(brain.turns) == echoed
+
+
 async def test_a_hand_off_is_announced_and_shown_again_on_reconnect(client: Client) -> None:
     ws, _ = await connect(client, lang="es-ES")
     await say(ws, "h", "human")
