@@ -29,7 +29,7 @@ from dialog.faq import FaqMatch, FaqMatcher
 from dialog.inbound import BotTurn, Turn
 from dialog.nlu import Understander, Understanding
 
-__all__ = ["BrainConfig", "Plan", "PlanKind", "SelfServiceBrain", "plan_turn"]
+__all__ = ["BrainConfig", "Plan", "PlanKind", "SelfServiceBrain", "needs_faq", "plan_turn"]
 
 ACTIONS = {
     "order_status": "action_order_status",
@@ -80,6 +80,17 @@ class Plan:
     reason: str  # why: shown to agents and kept on the message
     action: str | None = None
     handoff: str | None = None
+
+
+def needs_faq(understood: Understanding, *, tier: Tier, config: BrainConfig) -> bool:
+    """Could `plan_turn` answer from the FAQ? When not, the lookup is skipped: "thanks" or a
+    confident order-status question costs no search of the knowledge base."""
+    intent, confidence = understood.intent, understood.confidence
+    confident = confidence >= config.intent_threshold
+    if confident and intent in ("human", "complaint"):
+        return False
+    cmv_unsure = tier is Tier.CMV and confidence < config.cmv_confidence
+    return intent == "faq" or not confident or cmv_unsure
 
 
 def plan_turn(
@@ -142,8 +153,10 @@ class SelfServiceBrain:
             turn.text, timezone=turn.timezone, now=turn.received_at, language_hint=turn.language
         )
         language = understood.language
-        faq = (await self._faq(session)).match(turn.text, language)
         tier = Tier(turn.customer.tier)
+        faq = None
+        if needs_faq(understood, tier=tier, config=self._config):
+            faq = (await self._faq(session)).match(turn.text, language)
         plan = plan_turn(
             understood,
             faq,

@@ -17,7 +17,7 @@ from crm_core.records import parse_customer
 from dialog.faq import FaqEntry, FaqMatch
 from dialog.inbound import InboundProcessor
 from dialog.nlu import INTENTS, Understanding
-from dialog.selfservice import BrainConfig, Plan, PlanKind, plan_turn
+from dialog.selfservice import BrainConfig, Plan, PlanKind, needs_faq, plan_turn
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.dialogs import build_brain
@@ -103,6 +103,22 @@ def test_properties_of_the_rule(
         assert result.kind is not PlanKind.REPHRASE
     # A hand-off always says why.
     assert (result.kind is PlanKind.HANDOFF) == (result.handoff is not None)
+
+
+@given(
+    intent=st.sampled_from(INTENTS),
+    confidence=st.floats(0, 1),
+    tier=st.sampled_from(list(Tier)),
+    failed=st.integers(0, 5),
+    faq_confident=st.booleans(),
+)
+def test_the_faq_is_skipped_only_when_the_rule_would_not_use_it(
+    intent: str, confidence: float, tier: Tier, failed: int, faq_confident: bool
+) -> None:
+    if needs_faq(understood(intent, confidence), tier=tier, config=CONFIG):
+        return
+    with_match = plan(intent, confidence, tier=tier, faq_match=faq(faq_confident), failed=failed)
+    assert with_match == plan(intent, confidence, tier=tier, faq_match=None, failed=failed)
 
 
 @pytest.fixture
