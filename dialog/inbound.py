@@ -285,6 +285,11 @@ class InboundProcessor:
             self._writer = asyncio.create_task(self._drain(), name="sastre-inbound-writer")
         return await pending.result
 
+    async def drained(self) -> None:
+        """Wait until every message handed in so far is written (at shutdown)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
+
     async def _drain(self) -> None:
         try:
             while self._queue:

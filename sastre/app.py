@@ -62,6 +62,7 @@ async def _dialog(app: web.Application) -> AsyncIterator[None]:
             brand=Brand(settings.brand_name, settings.support_contact),
         )
         yield
+        await app[INBOUND].drained()  # messages already accepted are written before we stop
 
 
 def create_app(settings: Settings, *, brain: Brain | None = None) -> web.Application:

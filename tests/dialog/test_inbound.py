@@ -284,6 +284,18 @@ async def test_one_customers_messages_together_are_taken_in_order(
     assert conversation.failed_turns == 2  # the second turn saw the first
 
 
+async def test_shutting_down_waits_for_messages_already_handed_in(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    pending = [
+        asyncio.create_task(processor.handle(sms(f"q{n}", f"+1415555{n:04d}"))) for n in range(5)
+    ]
+    await asyncio.sleep(0)  # handed in: queued for the writer
+    await processor.drained()
+    assert await count(sessionmaker, Message) == 10
+    assert all(result.replies for result in await asyncio.gather(*pending))
+
+
 async def test_an_overlong_message_is_refused(processor: InboundProcessor) -> None:
     with pytest.raises(ValueError, match="longer than 4000"):
         await processor.handle(sms("x" * 4001))
