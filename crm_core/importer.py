@@ -3,17 +3,23 @@
 How a file goes in:
 
 1. The main process reads the CSV in batches; worker processes check each row with the same parser
-   the API uses (`records.parse_customer`: phonenumbers and email-validator are CPU-bound, so
-   they get every core).
-2. Each checked batch is matched against what is stored with one indexed query per identity
-   kind; rows whose e-mail, phone or Telegram id belongs to someone else are refused, and ids
-   are allocated for the new customers (`resolve_batch`, a pure function).
-3. The batch is bulk-loaded into temporary staging tables (COPY on PostgreSQL), and three
-   set-based statements insert the new customers, update the known ones and add identities.
-   No Python loop over stored rows, and no per-row round trip.
+   the API uses (`records.parse_customer`: phone numbers and e-mails are CPU-bound, so they get
+   every core). Each checked batch is staged at once (COPY on PostgreSQL) into a temporary table,
+   every row with a new customer id taken from the sequence as it is staged.
+2. When the whole file is staged, a few statements resolve it against what is stored: rows that
+   give an identity another external id of the file also gives, or that is stored for someone
+   else, are the only ones looked at one by one (`refuse_clashes`, a pure function, in line
+   order); rows of an external id already stored take its customer id; rows repeating an
+   external id apply in file order.
+3. Set-based statements insert the new customers, update the known ones and add the identities.
+   When the file is large next to the identities table (an initial load), the identities' keys,
+   index and foreign key are dropped first and built once at the end (`crm_core.bulk`).
+
+No Python loop over stored rows, and no per-batch round trip to look them up.
 
 A bad row is skipped and reported (`line N: field: reason`); the good rows go in. A file that
-cannot be read, or stops being readable half-way, writes nothing: the transaction rolls back.
+cannot be read, or stops being readable half-way, writes nothing: only the temporary table was
+written, and the caller rolls the transaction back.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,24 +41,32 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Integer,
     MetaData,
     String,
     Table,
-    any_,
+    and_,
+    cast,
+    delete,
+    exists,
     func,
     literal,
     select,
     text,
     true,
+    union,
+    union_all,
     update,
+    values,
 )
+from sqlalchemy import column as sql_column
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from typing_extensions import override
 
+from crm_core import bulk
 from crm_core.models import (
     Customer,
     CustomerStatus,
@@ -64,11 +78,18 @@ from crm_core.models import (
 from crm_core.records import CustomerRecord, FieldError, RecordErrors, parse_customer
 from crm_core.sqltypes import JsonType, utcnow
 
-__all__ = ["BATCH_ROWS", "ImportFileError", "ImportReport", "Rejection", "import_customers"]
+__all__ = [
+    "BATCH_ROWS",
+    "Claimant",
+    "ImportFileError",
+    "ImportReport",
+    "Rejection",
+    "import_customers",
+    "refuse_clashes",
+]
 
 BATCH_ROWS = 20_000
 REQUIRED_COLUMN = "external_id"
-_IDENTITY_FIELDS = (IdentityKind.EMAIL, IdentityKind.PHONE, IdentityKind.TELEGRAM)
 
 
 class ImportFileError(Exception):
@@ -183,135 +204,32 @@ def _read_header(reader: Iterator[list[str]]) -> list[str]:
     return header
 
 
-def _batches(reader: Any, key_index: int, progress: Callable[[], None]) -> Iterator[RawBatch]:
-    """Raw rows in batches; a batch never holds the same external id twice (the later row
-    updates the earlier one, so they must go in as two steps)."""
+def _batches(reader: Any, progress: Callable[[], None]) -> Iterator[RawBatch]:
+    """Raw rows, with their line numbers, in batches of BATCH_ROWS."""
     batch: RawBatch = []
-    keys: set[str] = set()
     next_line = reader.line_num + 1
     for row in reader:
         line, next_line = next_line, reader.line_num + 1
-        if not any(cell.strip() for cell in row):
+        if not "".join(row).strip():
             continue  # blank lines are not rows
-        key = row[key_index].strip() if key_index < len(row) else ""
-        if len(batch) >= BATCH_ROWS or (key and key in keys):
+        batch.append((line, row))
+        if len(batch) >= BATCH_ROWS:
             yield batch
             progress()
-            batch, keys = [], set()
-        batch.append((line, row))
-        keys.add(key)
+            batch = []
     if batch:
         yield batch
         progress()
 
 
-# --- resolving a batch against what is stored -----------------------------------------------
-
-# Positions in a StagedRow of the identities a row claims.
-_CLAIMS = (
-    (1, IdentityKind.EXTERNAL),
-    (6, IdentityKind.EMAIL),
-    (7, IdentityKind.PHONE),
-    (8, IdentityKind.TELEGRAM),
-)
-_LOOKUP_CHUNK = 10_000  # values per IN (...): under SQLite's and asyncpg's parameter limits
-
-Owners = dict[tuple[str, str], int]
-
-
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    row: StagedRow
-    customer_id: int | None  # None: a new customer
-
-
-async def _owners(conn: AsyncConnection, rows: list[StagedRow]) -> Owners:
-    """Who already holds each identity the batch claims: one indexed query per kind."""
-    i = identities_table.c
-    owners: Owners = {}
-    for position, kind in _CLAIMS:
-        values = sorted({str(row[position]) for row in rows if row[position] is not None})
-        # PostgreSQL takes the whole batch as one array parameter (= ANY); a long IN list of
-        # separate parameters costs it more to plan than to run. SQLite has no arrays.
-        chunks = (
-            [values]
-            if conn.dialect.name == "postgresql"
-            else [values[n : n + _LOOKUP_CHUNK] for n in range(0, len(values), _LOOKUP_CHUNK)]
-        )
-        for chunk in chunks:
-            if not chunk:
-                continue
-            matches = (
-                i.value == any_(literal(chunk, ARRAY(String)))
-                if conn.dialect.name == "postgresql"
-                else i.value.in_(chunk)
-            )
-            found = await conn.execute(
-                select(i.value, i.customer_id).where(i.kind == kind.value, matches)
-            )
-            owners.update(((kind.value, value), owner) for value, owner in found)
-    return owners
-
-
-def resolve_batch(rows: list[StagedRow], owners: Owners) -> tuple[list[Resolved], list[Rejection]]:
-    """Match rows to stored customers and refuse identity clashes. Pure; rows in line order.
-
-    A row is refused when an e-mail, phone or Telegram id it gives belongs to another stored
-    customer, or was given by an earlier accepted row of the batch for another customer (a
-    batch never repeats an external id). Refused rows claim nothing, so the outcome is the
-    same whatever the batch size.
-    """
-    accepted: list[Resolved] = []
-    refused: list[Rejection] = []
-    first_line: dict[tuple[str, str], int] = {}
-    for row in rows:
-        customer_id = owners.get((IdentityKind.EXTERNAL.value, row[1]))
-        claims = [(kind.value, row[pos]) for pos, kind in _CLAIMS[1:] if row[pos] is not None]
-        rejection = None
-        for kind, value in claims:
-            owner = owners.get((kind, value))  # type: ignore[arg-type]
-            if owner is not None and owner != customer_id:
-                rejection = Rejection(row[0], kind, f"{value} already belongs to customer {owner}")
-                break
-        for kind, value in claims if rejection is None else ():
-            if (kind, value) in first_line:
-                line = first_line[(kind, value)]  # type: ignore[index]
-                reason = f"{value} is also given on line {line} for another customer"
-                rejection = Rejection(row[0], kind, reason)
-                break
-        if rejection is not None:
-            refused.append(rejection)
-            continue
-        for kind, value in claims:
-            first_line[(kind, value)] = row[0]  # type: ignore[index]
-        accepted.append(Resolved(row, customer_id))
-    return accepted, refused
-
-
-async def _allocate_ids(conn: AsyncConnection, count: int) -> list[int]:
-    if count == 0:
-        return []
-    if conn.dialect.name == "postgresql":
-        # Look the sequence up once; inside the SELECT it would be looked up for every row.
-        sequence = await conn.scalar(select(func.pg_get_serial_sequence("customers", "id")))
-        result = await conn.execute(
-            text("SELECT nextval(CAST(:sequence AS regclass)) FROM generate_series(1, :count)"),
-            {"sequence": sequence, "count": count},
-        )
-        return [int(value) for (value,) in result]
-    # SQLite: the write lock is ours (BEGIN IMMEDIATE), so max(id) + n cannot be taken by another.
-    base = int(await conn.scalar(select(func.coalesce(func.max(Customer.id), 0))) or 0)
-    return list(range(base + 1, base + count + 1))
-
-
-# --- the staging tables and the set-based writes ---------------------------------------------
+# --- staging: every checked row goes into a temporary table first ------------------------------
 
 _staging_metadata = MetaData()
 staging = Table(
     "import_rows",
     _staging_metadata,
-    Column("line", BigInteger, primary_key=True),
-    Column("external_id", String),
+    Column("line", BigInteger, nullable=False),
+    Column("external_id", String, nullable=False),
     Column("name", String),
     Column("language", String),
     Column("timezone", String),
@@ -323,36 +241,56 @@ staging = Table(
     Column("cost_to_serve_cents", BigInteger),
     Column("potential_value_cents", BigInteger),
     Column("attributes", JsonType),
+    # Who the row is about: a new id taken as the row is staged, replaced by the stored
+    # customer's id when the external id turns out to be known (is_new then false).
     Column("customer_id", BigInteger, nullable=False),
     Column("is_new", Boolean, nullable=False),
     prefixes=["TEMPORARY"],
 )
-staged_identities = Table(
-    "import_identities",
+suspect_lines = Table(
+    "import_suspects",
     _staging_metadata,
-    Column("customer_id", BigInteger, nullable=False),
-    Column("kind", String, nullable=False),
-    Column("value", String, nullable=False),
+    Column("line", BigInteger, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+refused_lines = Table(
+    "import_refused",
+    _staging_metadata,
+    Column("line", BigInteger, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+# Rows repeating an external id after its first accepted row (made only when a file does).
+later_rows = Table(
+    "import_later",
+    _staging_metadata,
+    Column("line", BigInteger, nullable=False),
+    Column("first_line", BigInteger, nullable=False),
+    Column("round", Integer, nullable=False),  # 2 for the second row of an external id, ...
     prefixes=["TEMPORARY"],
 )
 
+# PostgreSQL joins the staging tables by hashing them, so an index would only cost upkeep;
+# SQLite joins with nested loops and needs one.
+_SQLITE_STAGING_INDEXES = (f"CREATE INDEX {staging.name}_line ON {staging.name} (line)",)
+
+
+async def _create_staging(conn: AsyncConnection) -> None:
+    await conn.run_sync(lambda sync_conn: _staging_metadata.create_all(sync_conn))
+    if conn.dialect.name == "sqlite":
+        for statement in _SQLITE_STAGING_INDEXES:
+            await conn.exec_driver_sql(statement)
+
 
 async def _copy(conn: AsyncConnection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Bulk-load rows into an (emptied) staging table: COPY on PostgreSQL."""
+    """Append rows to a staging table: COPY on PostgreSQL, one executemany on SQLite."""
+    if not rows:
+        return
     columns = [c.name for c in table.columns]
     if conn.dialect.name == "postgresql":
-        # TRUNCATE, not DELETE: temporary tables are never vacuumed, so deleted rows would pile
-        # up and every later statement would scan them again.
-        await conn.execute(text(f"TRUNCATE {table.name}"))
-        if not rows:
-            return
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
         await driver.copy_records_to_table(table.name, records=rows, columns=columns)
-        return
-    await conn.execute(table.delete())
-    if not rows:
         return
     placeholders = ", ".join("?" for _ in columns)
     await conn.exec_driver_sql(
@@ -360,7 +298,224 @@ async def _copy(conn: AsyncConnection, table: Table, rows: Sequence[tuple[Any, .
     )
 
 
-async def _insert_new_customers(conn: AsyncConnection, now: datetime) -> int:
+class _NewIds:
+    """Customer ids for rows as they are staged, in file order.
+
+    PostgreSQL: from the customers' sequence (a row that turns out to update a stored customer
+    leaves its number unused; sequences have gaps by design). SQLite: after the highest id,
+    which stays ours: the import holds the write lock (BEGIN IMMEDIATE).
+    """
+
+    def __init__(self) -> None:
+        self._sequence: str | None = None
+        self._next: int | None = None
+
+    async def take(self, conn: AsyncConnection, count: int) -> Sequence[int]:
+        if conn.dialect.name == "postgresql":
+            if self._sequence is None:
+                # Looked up once; inside the SELECT it would be looked up for every row.
+                found = await conn.scalar(select(func.pg_get_serial_sequence("customers", "id")))
+                self._sequence = str(found)
+            taken = await conn.execute(
+                select(func.nextval(cast(literal(self._sequence), REGCLASS))).select_from(
+                    func.generate_series(1, count)
+                )
+            )
+            return [int(value) for (value,) in taken]
+        if self._next is None:
+            highest = await conn.scalar(select(func.coalesce(func.max(Customer.id), 0)))
+            self._next = int(highest or 0) + 1
+        first, self._next = self._next, self._next + count
+        return range(first, first + count)
+
+
+async def _stage(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+    await _copy(conn, staging, rows)
+
+
+# --- refusing identity clashes ------------------------------------------------------------------
+
+# The identity kinds a row may claim besides its external id, with their staging columns.
+_CLAIMS = (
+    (IdentityKind.EMAIL, staging.c.email),
+    (IdentityKind.PHONE, staging.c.phone),
+    (IdentityKind.TELEGRAM, staging.c.telegram),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimant:
+    """A row that claims an identity someone else also claims or holds."""
+
+    line: int
+    external_id: str
+    customer_id: int | None  # who the external id is stored as; None: not stored yet
+    claims: tuple[tuple[str, str, int | None], ...]  # (kind, value, stored owner or None)
+
+
+def refuse_clashes(claimants: Iterable[Claimant]) -> list[Rejection]:
+    """The rows to refuse, reading the claimants in line order. Pure.
+
+    A row is refused when an e-mail, phone or Telegram id it gives belongs to another stored
+    customer, or was given by an earlier accepted row of the file for another customer (another
+    external id). Refused rows claim nothing, so a later row may take what they gave.
+    """
+    refused: list[Rejection] = []
+    first: dict[tuple[str, str], tuple[int, str]] = {}
+    for row in claimants:
+        rejection = None
+        for kind, value, owner in row.claims:
+            if owner is not None and owner != row.customer_id:
+                rejection = Rejection(
+                    row.line, kind, f"{value} already belongs to customer {owner}"
+                )
+                break
+        for kind, value, _ in row.claims if rejection is None else ():
+            line, external_id = first.get((kind, value), (0, row.external_id))
+            if external_id != row.external_id:
+                reason = f"{value} is also given on line {line} for another customer"
+                rejection = Rejection(row.line, kind, reason)
+                break
+        if rejection is not None:
+            refused.append(rejection)
+            continue
+        for kind, value, _ in row.claims:
+            first.setdefault((kind, value), (row.line, row.external_id))
+    return refused
+
+
+def _owner(kind: str, value: ColumnElement[Any], name: str) -> Any:
+    """An alias of identities joined to the stored holder of (kind, value)."""
+    holder = identities_table.alias(name)
+    return holder, and_(holder.c.kind == kind, holder.c.value == value)
+
+
+async def _contested(conn: AsyncConnection) -> list[Claimant]:
+    """The staged rows that clash, or may: every row giving an identity that another external id
+    of the file also gives, or that is stored for another customer. Everything else is accepted
+    whatever the order, so only these few go through `refuse_clashes`."""
+    s = staging.c
+    external, on_external = _owner(IdentityKind.EXTERNAL.value, s.external_id, "e")
+    suspects: list[Any] = []
+    for kind, column in _CLAIMS:
+        # Given on several rows (perhaps all of one external id: `refuse_clashes` tells).
+        other = staging.alias("o")
+        shared = (
+            select(other.c[column.name])
+            .where(other.c[column.name].is_not(None))
+            .group_by(other.c[column.name])
+            .having(func.count() > 1)
+        )
+        suspects.append(select(s.line).where(column.in_(shared)))
+        # Stored for someone else than the row's external id.
+        held, on_held = _owner(kind.value, column, "h")
+        suspects.append(
+            select(s.line)
+            .join(held, on_held)
+            .outerjoin(external, on_external)
+            .where(
+                column.is_not(None),
+                external.c.customer_id.is_(None) | (external.c.customer_id != held.c.customer_id),
+            )
+        )
+    found = await conn.execute(suspect_lines.insert().from_select(["line"], union(*suspects)))
+    if not found.rowcount:
+        return []
+    owners = [_owner(kind.value, column, f"o_{kind.value}") for kind, column in _CLAIMS]
+    source: Any = staging.join(suspect_lines, suspect_lines.c.line == s.line).outerjoin(
+        external, on_external
+    )
+    for holder, on_holder in owners:
+        source = source.outerjoin(holder, on_holder)
+    query = (
+        select(
+            s.line,
+            s.external_id,
+            external.c.customer_id,
+            *(
+                c
+                for (_, column), (holder, _) in zip(_CLAIMS, owners, strict=True)
+                for c in (column, holder.c.customer_id)
+            ),
+        )
+        .select_from(source)
+        .order_by(s.line)
+    )
+    claimants = []
+    for line, external_id, customer_id, *claimed in await conn.execute(query):
+        claims = tuple(
+            (kind.value, claimed[2 * n], claimed[2 * n + 1])
+            for n, (kind, _) in enumerate(_CLAIMS)
+            if claimed[2 * n] is not None
+        )
+        claimants.append(Claimant(line, external_id, customer_id, claims))
+    return claimants
+
+
+async def _drop_refused(conn: AsyncConnection, refused: list[Rejection]) -> None:
+    if not refused:
+        return
+    await _copy(conn, refused_lines, [(rejection.line,) for rejection in refused])
+    await conn.execute(delete(staging).where(staging.c.line.in_(select(refused_lines.c.line))))
+
+
+# --- writing what was accepted ------------------------------------------------------------------
+
+
+async def _claim_stored_customers(conn: AsyncConnection) -> int:
+    """Rows whose external id is stored update that customer: take its id. Returns how many."""
+    e = identities_table.c
+    result = await conn.execute(
+        update(staging)
+        .where(e.kind == IdentityKind.EXTERNAL.value, e.value == staging.c.external_id)
+        .values(customer_id=e.customer_id, is_new=False)
+    )
+    return int(result.rowcount)
+
+
+async def _number_later_rows(conn: AsyncConnection) -> bool:
+    """Find the rows repeating an external id of an earlier row; they take its customer id.
+    Returns whether there are any."""
+    s = staging.c
+    repeated = select(s.external_id).group_by(s.external_id).having(func.count() > 1)
+    numbered = (
+        select(
+            s.line,
+            func.min(s.line).over(partition_by=s.external_id).label("first_line"),
+            func.row_number().over(partition_by=s.external_id, order_by=s.line).label("round"),
+        )
+        .where(s.external_id.in_(repeated))
+        .subquery("numbered")
+    )
+    n = numbered.c
+    found = await conn.execute(
+        later_rows.insert().from_select(
+            ["line", "first_line", "round"],
+            select(n.line, n.first_line, n.round).where(n.round > 1),
+        )
+    )
+    if not found.rowcount:
+        return False
+    first = staging.alias("first")
+    await conn.execute(
+        update(staging)
+        .where(
+            staging.c.line == later_rows.c.line,
+            first.c.line == later_rows.c.first_line,
+        )
+        .values(customer_id=first.c.customer_id)
+    )
+    return True
+
+
+def _first_rows(repeats: bool) -> ColumnElement[bool]:
+    """Rows that are the first (accepted) row of their external id."""
+    if not repeats:
+        return true()
+    return staging.c.line.not_in(select(later_rows.c.line))
+
+
+async def _insert_new_customers(conn: AsyncConnection, now: datetime, repeats: bool) -> int:
     s = staging.c
     fresh = select(
         s.customer_id,
@@ -373,11 +528,10 @@ async def _insert_new_customers(conn: AsyncConnection, now: datetime) -> int:
         func.coalesce(s.cost_to_serve_cents, 0),
         func.coalesce(s.potential_value_cents, 0),
         literal(Tier.STANDARD.value),
-        literal("not computed yet"),
         func.coalesce(s.attributes, literal({}, JsonType)),
         literal(now, customers_table.c.created_at.type),
         literal(now, customers_table.c.updated_at.type),
-    ).where(s.is_new)
+    ).where(s.is_new, _first_rows(repeats))
     columns = [
         "id",
         "status",
@@ -389,7 +543,6 @@ async def _insert_new_customers(conn: AsyncConnection, now: datetime) -> int:
         "cost_to_serve_cents",
         "potential_value_cents",
         "tier",
-        "tier_reason",
         "attributes",
         "created_at",
         "updated_at",
@@ -398,8 +551,10 @@ async def _insert_new_customers(conn: AsyncConnection, now: datetime) -> int:
     return int(result.rowcount)
 
 
-async def _update_existing_customers(conn: AsyncConnection, now: datetime) -> int:
-    s, c = staging.c, customers_table.c
+async def _update_customers(conn: AsyncConnection, rows: Any, now: datetime) -> int:
+    """Apply staged rows (a subquery with the staging columns) to the stored customers: a value
+    given replaces the stored one, an empty one keeps it."""
+    s, c = rows.c, customers_table.c
     attributes: ColumnElement[Any]
     if conn.dialect.name == "postgresql":
         attributes = c.attributes.op("||")(func.coalesce(s.attributes, text("'{}'::jsonb")))
@@ -408,7 +563,7 @@ async def _update_existing_customers(conn: AsyncConnection, now: datetime) -> in
     keep = func.coalesce
     result = await conn.execute(
         update(customers_table)
-        .where(c.id == s.customer_id, s.is_new.is_(False))
+        .where(c.id == s.customer_id)
         .values(
             status=CustomerStatus.CUSTOMER.value,
             name=keep(s.name, c.name),
@@ -420,84 +575,150 @@ async def _update_existing_customers(conn: AsyncConnection, now: datetime) -> in
             potential_value_cents=keep(s.potential_value_cents, c.potential_value_cents),
             attributes=attributes,
             updated_at=now,
-        )
+        ),
+        execution_options={"synchronize_session": False},
     )
     return int(result.rowcount)
 
 
-async def _insert_identities(conn: AsyncConnection, now: datetime) -> None:
-    s = staged_identities.c
-    # WHERE true: SQLite needs it to tell the upsert's ON CONFLICT from a join's ON.
+async def _update_existing_customers(conn: AsyncConnection, now: datetime, repeats: bool) -> int:
+    """The first row of every external id already stored."""
+    rows = select(staging).where(staging.c.is_new.is_(False), _first_rows(repeats))
+    return await _update_customers(conn, rows.subquery("known"), now)
+
+
+async def _apply_later_rows(conn: AsyncConnection, now: datetime) -> int:
+    """Rows repeating an external id update it in file order: all second rows, then all third
+    rows, ... (a set-based step can give a customer one new version only)."""
+    updated = 0
+    last = int(await conn.scalar(select(func.max(later_rows.c.round))) or 1)
+    for round_ in range(2, last + 1):
+        rows = (
+            select(staging)
+            .join(later_rows, later_rows.c.line == staging.c.line)
+            .where(later_rows.c.round == round_)
+            .subquery("later")
+        )
+        updated += await _update_customers(conn, rows, now)
+    return updated
+
+
+def _claimed_identities(conn: AsyncConnection, *, new: bool, repeats: bool) -> Any:
+    """(customer_id, kind, value) of the identities the accepted rows of new (or of stored)
+    customers give: each row's e-mail, phone and Telegram id, and a new customer's external id."""
+    s = staging.c
+    parts: list[Any] = []
+    if new:
+        parts.append(
+            select(
+                s.customer_id,
+                literal(IdentityKind.EXTERNAL.value).label("kind"),
+                s.external_id.label("value"),
+            ).where(s.is_new, _first_rows(repeats))
+        )
+    if conn.dialect.name == "postgresql":
+        # One pass over the rows, each turned into its claims (LATERAL VALUES).
+        claim = (
+            values(sql_column("kind", String), sql_column("value", String), name="claim")
+            .data([(literal(kind.value), column) for kind, column in _CLAIMS])
+            .lateral()
+        )
+        parts.append(
+            select(s.customer_id, claim.c.kind, claim.c.value)
+            .select_from(staging.join(claim, true()))
+            .where(s.is_new.is_(new), claim.c.value.is_not(None))
+        )
+    else:
+        parts.extend(
+            select(s.customer_id, literal(kind.value), column).where(
+                s.is_new.is_(new), column.is_not(None)
+            )
+            for kind, column in _CLAIMS
+        )
+    # UNION drops the same identity given again by a later row of the same external id.
+    return (union(*parts) if repeats else union_all(*parts)).subquery("claimed")
+
+
+async def _insert_identities(
+    conn: AsyncConnection, now: datetime, *, new: bool, repeats: bool, indexed: bool
+) -> None:
+    """Add the identities the accepted rows give to new (or to stored) customers.
+
+    A new customer's identities cannot be stored yet: any that was would have made its row
+    clash (and be refused). A stored customer's may be, by that customer: those are left out.
+    """
+    claimed = _claimed_identities(conn, new=new, repeats=repeats)
+    customer_id, kind, value = claimed.c
+    i = identities_table.c
     rows = select(
-        s.customer_id,
-        s.kind,
-        s.value,
+        customer_id,
+        kind,
+        value,
         literal(False),
         literal(now, identities_table.c.created_at.type),
-    ).where(true())
+    ).where(  # a WHERE also tells SQLite the upsert's ON CONFLICT from a join's ON
+        true() if new else ~exists().where(i.kind == kind, i.value == value)
+    )
+    columns = ["customer_id", "kind", "value", "verified", "created_at"]
+    if not indexed:
+        # The table is ours alone and its keys are built afterwards (`crm_core.bulk`): a plain
+        # insert, in any order.
+        await conn.execute(identities_table.insert().from_select(columns, rows))
+        return
+    # In index order: the unique B-tree then fills page after page instead of at random.
+    rows = rows.order_by(kind, value)
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
         identities_table
     )
     # DO NOTHING: an identity a concurrent inbound message created meanwhile stays with its
     # owner rather than failing the whole import.
-    statement = insert.from_select(
-        ["customer_id", "kind", "value", "verified", "created_at"], rows
-    ).on_conflict_do_nothing(index_elements=["kind", "value"])
-    await conn.execute(statement)
+    await conn.execute(
+        insert.from_select(columns, rows).on_conflict_do_nothing(index_elements=["kind", "value"])
+    )
 
 
-async def _add_identities(
-    conn: AsyncConnection, rows: list[tuple[int, str, str]], now: datetime
-) -> None:
-    """Straight COPY into identities on PostgreSQL: the batch was checked against what is stored
-    moments ago, so a clash means a concurrent inbound message created one of them meanwhile;
-    then, and only then, the batch goes the slower way that leaves such an identity to its
-    owner."""
-    if conn.dialect.name == "postgresql" and rows:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        try:
-            async with conn.begin_nested():
-                await driver.copy_records_to_table(
-                    "identities",
-                    records=[(*row, False, now) for row in rows],
-                    columns=["customer_id", "kind", "value", "verified", "created_at"],
-                )
-            return
-        except IntegrityError:
-            pass
-    await _copy(conn, staged_identities, rows)
-    await _insert_identities(conn, now)
+# --- bulk loads on PostgreSQL -------------------------------------------------------------------
 
 
-def _new_identities(resolved: list[Resolved], owners: Owners) -> list[tuple[int, str, str]]:
-    claimed = []
-    for item in resolved:
-        assert item.customer_id is not None
-        for position, kind in _CLAIMS:
-            value = item.row[position]
-            if value is not None and (kind.value, value) not in owners:
-                claimed.append((item.customer_id, kind.value, str(value)))
-    return claimed
+async def _large_for_identities(conn: AsyncConnection, staged: int) -> bool:
+    """Whether the file is large next to the identities table (fewer identities stored than rows
+    staged: an initial load, or one that more than doubles it): then the identities' keys and
+    indexes are set aside and built once at the end (`crm_core.bulk`)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    return await bulk.is_smaller_than(conn, identities_table, staged)
 
 
-async def _write_batch(conn: AsyncConnection, rows: list[StagedRow], report: ImportReport) -> None:
+async def _write_staged(conn: AsyncConnection, staged: int, report: ImportReport) -> None:
+    """Resolve and write every staged row with a few set-based statements."""
+    if conn.dialect.name == "postgresql":
+        # Big joins, sorts and hashes over the whole file: memory, not temporary files; no JIT
+        # (compiling costs more than it saves on these plans); and statistics on the staged rows
+        # (temporary tables are never analysed automatically) for sound join plans.
+        await conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        await conn.execute(text("SET LOCAL jit = off"))
+        await conn.execute(text(f"ANALYZE {staging.name}"))
     now = utcnow()
-    owners = await _owners(conn, rows)
-    accepted, refused = resolve_batch(rows, owners)
+    # Set aside before anything is read: nobody can then add an identity the import duplicates.
+    large = await _large_for_identities(conn, staged)
+    if large:
+        await bulk.set_aside(conn, identities_table, keys=True)
+    refused = refuse_clashes(await _contested(conn))
     report.rejected.extend(refused)
-    new_ids = iter(await _allocate_ids(conn, sum(r.customer_id is None for r in accepted)))
-    resolved = [
-        Resolved(r.row, r.customer_id if r.customer_id is not None else next(new_ids))
-        for r in accepted
-    ]
-    is_new = {r.row[0] for r in accepted if r.customer_id is None}
-    await _copy(conn, staging, [(*r.row, r.customer_id, r.row[0] in is_new) for r in resolved])
-    report.imported += await _insert_new_customers(conn, now)
-    if len(is_new) < len(resolved):
-        report.updated += await _update_existing_customers(conn, now)
-    await _add_identities(conn, _new_identities(resolved, owners), now)
+    await _drop_refused(conn, refused)
+    known = await _claim_stored_customers(conn)
+    repeats = await _number_later_rows(conn)
+    report.imported += await _insert_new_customers(conn, now, repeats)
+    if known:
+        report.updated += await _update_existing_customers(conn, now, repeats)
+    if repeats:
+        report.updated += await _apply_later_rows(conn, now)
+    if known < staged - len(refused):
+        await _insert_identities(conn, now, new=True, repeats=repeats, indexed=not large)
+    if known:
+        await _insert_identities(conn, now, new=False, repeats=repeats, indexed=not large)
+    if large:
+        await bulk.restore(conn, identities_table, keys=True)
 
 
 # --- the whole import ---------------------------------------------------------------------------
@@ -544,12 +765,8 @@ async def import_customers(
     pool: ProcessPoolExecutor | None = None
     try:
         header = _read_header(reader)
-        batches = _batches(
-            reader,
-            header.index(REQUIRED_COLUMN),
-            lambda: progress(raw.tell()) if progress else None,
-        )
-        await conn.run_sync(lambda sync_conn: _staging_metadata.create_all(sync_conn))
+        batches = _batches(reader, lambda: progress(raw.tell()) if progress else None)
+        await _create_staging(conn)
         first = next(batches, None)
         second = next(batches, None) if first is not None else None
         big = first is not None and second is not None and len(first) + len(second) > BATCH_ROWS
@@ -558,9 +775,14 @@ async def import_customers(
             # threads can copy a held lock into the child.
             pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
         pending = [b for b in (first, second) if b is not None]
-        await _check_and_write(
+        staged = await _check_and_stage(
             conn, header, pending, batches, default_region, pool, workers, report
         )
+        if pool is not None:
+            pool.shutdown()  # every row is checked: give the cores to the database
+            pool = None
+        if staged:
+            await _write_staged(conn, staged, report)
         # Not in a `finally`: on failure the caller rolls back, which drops the table too, and a
         # DROP in an aborted transaction would hide the real error.
         await conn.run_sync(lambda sync_conn: _staging_metadata.drop_all(sync_conn))
@@ -577,7 +799,7 @@ async def import_customers(
     return report
 
 
-async def _check_and_write(
+async def _check_and_stage(
     conn: AsyncConnection,
     header: list[str],
     first: list[RawBatch],
@@ -586,10 +808,13 @@ async def _check_and_write(
     pool: ProcessPoolExecutor | None,
     workers: int,
     report: ImportReport,
-) -> None:
-    """Keep the workers busy checking the next batches while this process writes the current one."""
+) -> int:
+    """Keep the workers busy checking the next batches while this process stages the checked
+    ones; returns how many rows were staged."""
     loop = asyncio.get_running_loop()
     in_flight: list[asyncio.Future[tuple[list[StagedRow], list[Rejection]]]] = []
+    staged = 0
+    ids = _NewIds()
 
     def submit(batch: RawBatch) -> None:
         if pool is None:
@@ -604,14 +829,23 @@ async def _check_and_write(
     for batch in rest:
         submit(batch)
         while len(in_flight) > workers + 1:
-            await _write_checked(conn, await in_flight.pop(0), report)
+            staged += await _stage_checked(conn, await in_flight.pop(0), ids, report)
     while in_flight:
-        await _write_checked(conn, await in_flight.pop(0), report)
+        staged += await _stage_checked(conn, await in_flight.pop(0), ids, report)
+    return staged
 
 
-async def _write_checked(
-    conn: AsyncConnection, checked: tuple[list[StagedRow], list[Rejection]], report: ImportReport
-) -> None:
+async def _stage_checked(
+    conn: AsyncConnection,
+    checked: tuple[list[StagedRow], list[Rejection]],
+    ids: _NewIds,
+    report: ImportReport,
+) -> int:
     good, bad = checked
     report.rejected.extend(bad)
-    await _write_batch(conn, good, report)
+    if good:
+        new_ids = await ids.take(conn, len(good))
+        await _stage(
+            conn, [(*row, new_id, True) for row, new_id in zip(good, new_ids, strict=True)]
+        )
+    return len(good)

@@ -50,6 +50,8 @@ _MAX_NAME = 200
 # "1.234,56" is refused rather than guessed: misreading money is worse than asking.
 _MONEY = re.compile(r"\+?(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?|\+?\.\d+")
 _NOT_FINITE = frozenset({"nan", "snan", "inf", "infinity"})
+# Whole units with at most two decimals, as nearly every file writes money: exact in integers.
+_PLAIN_MONEY = re.compile(r"(\d{1,15})(?:\.(\d{1,2}))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,12 @@ def _parse_money(name: str, value: Any, errors: list[FieldError]) -> int | None:
     if isinstance(value, bool):
         errors.append(FieldError(name, "must be a number"))
         return None
+    plain = _PLAIN_MONEY.fullmatch(text)
+    if plain is not None:
+        whole, decimals = plain.groups()
+        cents = int(whole) * 100 + int((decimals or "").ljust(2, "0"))
+        if cents < MAX_MONEY_CENTS:
+            return cents
     if text.startswith("-"):
         errors.append(FieldError(name, "must not be negative"))
         return None

@@ -3,13 +3,14 @@ cannot be an identity is refused with a reason a person can act on."""
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm_core import IdentityKind, InvalidIdentity, normalise
-from crm_core.identities import normalise_email, normalise_phone
+from crm_core.identities import _fast_e164, normalise_email, normalise_phone
 
 
 def test_email_is_lower_cased_and_trimmed() -> None:
@@ -185,3 +186,97 @@ def test_the_fast_path_agrees_with_email_validator(address: str) -> None:
     except InvalidIdentity:
         actual = None
     assert actual == expected
+
+
+def phonenumbers_e164(text: str, region: str) -> str | None:
+    """The answer of phonenumbers' own parser and validity check: the reference."""
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
+KINDS = [
+    phonenumbers.PhoneNumberType.FIXED_LINE,
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.TOLL_FREE,
+    phonenumbers.PhoneNumberType.PREMIUM_RATE,
+    phonenumbers.PhoneNumberType.VOIP,
+    phonenumbers.PhoneNumberType.UAN,
+]
+FORMATS = [
+    phonenumbers.PhoneNumberFormat.E164,
+    phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+    phonenumbers.PhoneNumberFormat.NATIONAL,
+]
+
+
+@st.composite
+def written_numbers(draw: st.DrawFn) -> tuple[str, str]:
+    """A real example number of some region and kind, written as people write it, maybe with a
+    digit changed, added or dropped, a prefix (trunk, IDD, country code) in front, and read
+    with its own region or another."""
+    region = draw(st.sampled_from(REGIONS))
+    example = phonenumbers.example_number_for_type(region, draw(st.sampled_from(KINDS)))
+    if example is None:
+        example = phonenumbers.example_number(region) or phonenumbers.parse("+14155552671")
+    if draw(st.booleans()):
+        text = phonenumbers.format_number(example, draw(st.sampled_from(FORMATS)))
+    else:
+        digits = list(phonenumbers.national_significant_number(example))
+        for _ in range(draw(st.integers(0, 3))):
+            at = draw(st.integers(0, len(digits)))
+            edit = draw(st.sampled_from(["set", "insert", "drop"]))
+            digit = str(draw(st.integers(0, 9)))
+            if edit == "insert" or not digits:
+                digits.insert(at, digit)
+            elif edit == "set":
+                digits[min(at, len(digits) - 1)] = digit
+            else:
+                digits.pop(min(at, len(digits) - 1))
+        code = str(example.country_code)
+        prefix = draw(st.sampled_from(["", "0", "00", "011", "1", "+", f"+{code}", code, "+1 "]))
+        separator = draw(st.sampled_from(["", " ", "-", "."]))
+        text = prefix + separator.join(digits)
+    reading_region = draw(st.sampled_from([region, region, "US", "GB", "ES", "MX", "AR", "IT"]))
+    return text, reading_region
+
+
+@settings(max_examples=3000, deadline=None)
+@given(number=written_numbers())
+def test_the_phone_fast_path_agrees_with_phonenumbers(number: tuple[str, str]) -> None:
+    """Plainly written numbers skip phonenumbers' general parser; whenever the fast path
+    answers, the answer must be phonenumbers' own."""
+    text, region = number
+    fast = _fast_e164(text, region)
+    assert fast is None or fast == phonenumbers_e164(text, region)
+    if fast is None:  # phonenumbers answers, and refuses with its own reasons
+        expected = phonenumbers_e164(text, region)
+        try:
+            assert normalise_phone(text, region) == expected
+        except InvalidIdentity:
+            assert expected is None
+
+
+@pytest.mark.parametrize(
+    ("text", "region", "e164"),
+    [
+        ("(415) 555-2671", "US", "+14155552671"),
+        ("+1 202 995 0953", "US", "+12029950953"),
+        ("07498 569726", "GB", "+447498569726"),
+        ("642 293 401", "ES", "+34642293401"),
+        ("55 7056 5342", "MX", "+525570565342"),
+        ("0764730829", "FR", "+33764730829"),
+        ("+44 7498 907623", "US", "+447498907623"),
+        ("06 12345678", "NL", "+31612345678"),
+        ("02 1234 5678", "IT", "+390212345678"),
+    ],
+)
+def test_the_phone_fast_path_answers_plainly_written_numbers(
+    text: str, region: str, e164: str
+) -> None:
+    assert _fast_e164(text, region) == e164 == phonenumbers_e164(text, region)

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 import crm_core.importer
 from crm_core import Customer, Identity, upsert_customer
 from crm_core.importer import ImportFileError, ImportReport, import_customers
 from crm_core.records import parse_customer
+from crm_core.tiers import tier_reason
 from sastre.db import SessionMaker
 
 
@@ -72,7 +73,7 @@ async def stored(session: AsyncSession, external_id: str) -> dict[str, Any]:
         "profit_cents": customer.profit_cents,
         "potential_value_cents": customer.potential_value_cents,
         "tier": customer.tier,
-        "tier_reason": customer.tier_reason,
+        "tier_reason": (await tier_reason(session, customer_id))[0],
         "attributes": customer.attributes,
         "identities": sorted(tuple(row) for row in identities),
     }
@@ -287,6 +288,51 @@ async def test_same_email_twice_in_one_file_refuses_the_second(
         assert await count(session, Customer) == 1
 
 
+async def test_refused_row_claims_nothing_so_a_later_row_may_take_its_email(
+    sessionmaker: SessionMaker, tmp_path: Path
+) -> None:
+    async with sessionmaker.begin() as session:
+        owner, _ = await upsert_customer(
+            session, parse_customer({"external_id": "CRM-0", "phone": "(415) 555-2671"}, "US")
+        )
+    path = write_csv(
+        tmp_path,
+        "external_id,email,phone\n"
+        "CRM-1,ana@example.com,+1 415 555 2671\n"
+        "CRM-2,ana@example.com,\n"
+        "CRM-3,ana@example.com,\n",
+    )
+    report = await run_import(sessionmaker, path)
+    assert lines(report) == [
+        f"line 2: phone: +14155552671 already belongs to customer {owner.id}",
+        "line 4: email: ana@example.com is also given on line 3 for another customer",
+    ]
+    async with sessionmaker() as session:
+        assert ("email", "ana@example.com", False) in (await stored(session, "CRM-2"))["identities"]
+
+
+async def test_repeated_external_id_may_give_its_identities_again(
+    sessionmaker: SessionMaker, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path,
+        "external_id,name,email,phone\n"
+        "CRM-1,Ana,ana@example.com,(415) 555-2671\n"
+        "CRM-1,Ana García,ANA@example.com,\n"
+        "CRM-1,,ana@example.com,+1 415 555 2671\n",
+    )
+    report = await run_import(sessionmaker, path)
+    assert (report.imported, report.updated, report.rejected) == (1, 2, [])
+    async with sessionmaker() as session:
+        customer = await stored(session, "CRM-1")
+    assert customer["name"] == "Ana García"
+    assert customer["identities"] == [
+        ("email", "ana@example.com", False),
+        ("external", "CRM-1", False),
+        ("phone", "+14155552671", False),
+    ]
+
+
 async def test_duplicate_external_id_in_one_file_the_later_row_updates(
     sessionmaker: SessionMaker, tmp_path: Path
 ) -> None:
@@ -396,18 +442,18 @@ async def test_undecodable_file_midway_writes_nothing_once_rolled_back(
     path = tmp_path / "latin1.csv"
     # Far past the first read buffer, so whole batches are written before decoding fails.
     path.write_bytes(f"external_id,name,email\n{good}".encode() + "CRM-X,Nuño\n".encode("latin-1"))
-    written: list[int] = []
-    write_batch = crm_core.importer._write_batch
+    staged: list[int] = []
+    stage = crm_core.importer._stage
 
-    async def counting_write_batch(conn: AsyncConnection, rows: list[Any], report: Any) -> None:
-        written.append(len(rows))
-        await write_batch(conn, rows, report)
+    async def counting_stage(conn: AsyncConnection, rows: list[Any]) -> None:
+        staged.append(len(rows))
+        await stage(conn, rows)
 
-    monkeypatch.setattr(crm_core.importer, "_write_batch", counting_write_batch)
+    monkeypatch.setattr(crm_core.importer, "_stage", counting_stage)
     with pytest.raises(ImportFileError, match="not UTF-8"):
         async with sessionmaker.begin() as session:
             await import_customers(session, path, "US", workers=1)
-    assert sum(written) >= 1000  # rows had gone into the transaction before decoding failed
+    assert sum(staged) >= 1000  # rows had gone into the transaction before decoding failed
     async with sessionmaker() as session:
         assert await count(session, Customer) == 0
         assert await count(session, Identity) == 0
@@ -476,7 +522,48 @@ async def test_process_pool_import_gives_the_same_result_as_one_process(
     # last ten rows repeat CRM-0..CRM-9, of which CRM-0 is new (its first row was refused).
     imported, updated, rejections, _ = alone
     assert (imported, updated, len(rejections)) == (165, 9, 6)
-    assert "line 122: email: shared@example.com already belongs to customer CRM-10" in rejections
+    assert "line 122: email: shared@example.com is also given on line 12 for another customer" in (
+        rejections
+    )
+
+
+async def test_bulk_load_gives_the_same_result_as_the_indexed_one(
+    sessionmaker: SessionMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL an import into an empty identities table builds its indexes at the end."""
+    monkeypatch.setattr(crm_core.importer, "BATCH_ROWS", 50)
+    path = big_file(tmp_path)
+    natural = await import_snapshot(sessionmaker, path, workers=1)
+
+    async def never(*_: object) -> bool:
+        return False
+
+    monkeypatch.setattr(crm_core.importer, "_large_for_identities", never)
+    assert await import_snapshot(sessionmaker, path, workers=1) == natural
+
+
+def identity_schema(connection: Any) -> dict[str, Any]:
+    inspector = inspect(connection)
+    return {
+        "primary key": inspector.get_pk_constraint("identities"),
+        "foreign keys": inspector.get_foreign_keys("identities"),
+        "indexes": inspector.get_indexes("identities"),
+    }
+
+
+async def test_import_leaves_the_identities_keys_and_indexes_as_migrated(
+    sessionmaker: SessionMaker, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async with engine.connect() as conn:
+        migrated = await conn.run_sync(identity_schema)
+    await run_import(sessionmaker, big_file(tmp_path))
+    async with engine.connect() as conn:
+        assert await conn.run_sync(identity_schema) == migrated
+    async with sessionmaker() as session:
+        customer_id = await stored_id(session, "CRM-1")
+        session.add(Identity(customer_id=customer_id, kind="email", value="c1@example.com"))
+        with pytest.raises(IntegrityError):  # the primary key is back
+            await session.flush()
 
 
 async def test_import_and_upsert_store_the_same_new_customer(
