@@ -25,6 +25,7 @@ from crm_core.models import (
     InteractionKind,
 )
 from crm_core.records import CustomerRecord, cents_to_units
+from crm_core.tiers import tier_reason
 from crm_core.timeline import TIMELINE_LIMIT, interaction_view, timeline
 
 __all__ = [
@@ -362,6 +363,7 @@ async def customer_view(
         .order_by(Identity.kind, Identity.created_at, Identity.value)
     )
     recent = await timeline(session, customer.id, limit=interactions)
+    reason, _ = await tier_reason(session, customer.id)
     return {
         "id": customer.id,
         "status": customer.status,
@@ -370,7 +372,7 @@ async def customer_view(
         "timezone": customer.timezone,
         "country": customer.country,
         "tier": customer.tier,
-        "tier_reason": customer.tier_reason,
+        "tier_reason": reason,
         "value": {
             "revenue": cents_to_units(customer.revenue_cents),
             "cost_to_serve": cents_to_units(customer.cost_to_serve_cents),

@@ -30,11 +30,13 @@ __all__ = [
     "Base",
     "Customer",
     "CustomerStatus",
+    "CustomerTier",
     "Identity",
     "IdentityKind",
     "Interaction",
     "InteractionKind",
     "Tier",
+    "customer_tiers_table",
     "customers_table",
     "identities_table",
     "interactions_table",
@@ -122,12 +124,25 @@ class Customer(Base):
         BigInteger, Computed("revenue_cents - cost_to_serve_cents", persisted=True)
     )
     potential_value_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The tier's reason lives in `customer_tiers`: recomputing rewrites that narrow row, and
+    # this wide one only when the tier itself moves.
     tier: Mapped[str] = mapped_column(String(10), default=Tier.STANDARD)
-    tier_reason: Mapped[str] = mapped_column(Text, default="not computed yet")
-    tier_updated_at: Mapped[datetime | None] = mapped_column(default=None)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CustomerTier(Base):
+    """Why a customer is in their tier, and since when that reason stands (`crm_core.tiers`).
+    A customer whose tier was never computed has no row."""
+
+    __tablename__ = "customer_tiers"
+
+    customer_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    reason: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class Identity(Base):
@@ -180,5 +195,6 @@ class AuditEntry(Base):
 
 # Typed handles on the tables, for Core statements (set-based updates, bulk inserts).
 customers_table = cast(Table, Customer.__table__)
+customer_tiers_table = cast(Table, CustomerTier.__table__)
 identities_table = cast(Table, Identity.__table__)
 interactions_table = cast(Table, Interaction.__table__)

@@ -25,32 +25,49 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     Float,
-    Numeric,
+    Integer,
+    MetaData,
+    Select,
     String,
+    Table,
+    Text,
     case,
     cast,
+    exists,
     func,
     literal,
-    literal_column,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from crm_core.models import CustomerStatus, Tier, customers_table
+from crm_core import bulk
+from crm_core.models import (
+    CustomerStatus,
+    CustomerTier,
+    Tier,
+    customer_tiers_table,
+    customers_table,
+)
 from crm_core.sqltypes import utcnow
 
 __all__ = [
+    "NOT_COMPUTED",
     "TierDecision",
     "TierRules",
     "ValueFigures",
     "classify",
     "recompute_tiers",
     "tier_counts",
+    "tier_reason",
 ]
+
+NOT_COMPUTED = "not computed yet"  # the reason of a customer whose tier was never computed
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,26 +193,30 @@ def classify(customers: Sequence[ValueFigures], rules: TierRules) -> dict[int, T
 # --- the same rule, set-based -------------------------------------------------------------------
 
 
-def _sql_units(cents: ColumnElement[int]) -> ColumnElement[str]:
-    # NUMERIC / an inline 100.0: PostgreSQL then rounds numeric half away from zero, as SQLite
-    # and `_units` do (a float parameter would make it round double precision half to even).
-    exact = cast(cents, Numeric) / literal_column("100.0", Numeric)
-    return cast(cast(func.round(exact), BigInteger), String)
+def _sql_units(cents: ColumnElement[int]) -> ColumnElement[int]:
+    # Integer arithmetic, half away from zero as `_units` rounds (both databases divide integers
+    # towards zero): far cheaper than NUMERIC or floating point over a million rows.
+    return case((cents >= 0, (cents + 50) // 100), else_=-((50 - cents) // 100))
 
 
 def _sql_reason(
-    words: tuple[str, ...], numbers: Sequence[ColumnElement[str]]
+    dialect: str, words: tuple[str, ...], numbers: Sequence[ColumnElement[int]]
 ) -> ColumnElement[str]:
-    expression: ColumnElement[str] = literal(words[0], String)
-    for number, word in zip(numbers, words[1:], strict=True):
-        expression = expression + number + literal(word, String)
-    return expression
+    """The words with the numbers between them, by one formatting call per row (PostgreSQL's
+    format, SQLite's printf) rather than a chain of casts and concatenations."""
+    template = "%s".join(word.replace("%", "%%") for word in words)
+    formatting = func.format if dialect == "postgresql" else func.printf
+    return formatting(literal(template, String), *numbers, type_=String)
 
 
 def _classified(
-    rules: TierRules,
-) -> tuple[ColumnElement[int], ColumnElement[str], ColumnElement[str]]:
-    """(customer id, tier, reason) columns of a subquery classifying every live customer."""
+    rules: TierRules, dialect: str, population: int, share: ColumnElement[float]
+) -> Select[tuple[int, str, str, str]]:
+    """(id, tier, reason, stored tier) of every live customer, in one statement.
+
+    Two sorts: by profit (then id) for the running share and the profit rank, and by potential
+    value for its rank. The tier is decided once; the reason then follows the tier.
+    """
     c = customers_table.c
     # Summed as double precision: PostgreSQL sums BIGINT as NUMERIC, which is several times
     # slower, and doubles add integers exactly up to 2**53 cents (ninety trillion units).
@@ -203,32 +224,21 @@ def _classified(
     ranked = (
         select(
             c.id,
+            c.tier.label("stored_tier"),
             c.profit_cents,
             c.potential_value_cents,
             c.cost_to_serve_cents,
-            func.sum(positive).over().label("total_positive"),
+            func.rank().over(order_by=c.potential_value_cents.desc()).label("potential_rank"),
+            func.rank().over(order_by=c.profit_cents.desc()).label("profit_rank"),
             func.sum(positive)
             .over(order_by=(c.profit_cents.desc(), c.id), rows=(None, 0))
             .label("cumulative"),
-            func.rank().over(order_by=c.profit_cents.desc()).label("profit_rank"),
-            func.rank().over(order_by=c.potential_value_cents.desc()).label("potential_rank"),
-            func.count().over().label("population"),
         )
         .where(c.status != CustomerStatus.MERGED.value)
         .subquery("ranked")
     )
     r = ranked.c
-    population = cast(r.population, BigInteger)
-
-    def top(rank: ColumnElement[int]) -> ColumnElement[str]:
-        return cast((cast(rank, BigInteger) * 100 + population - 1) // population, String)
-
-    profit, potential = _sql_units(r.profit_cents), _sql_units(r.potential_value_cents)
-    words = _reason_prefixes(rules)
-    is_cmv = (r.profit_cents > 0) & (
-        r.cumulative - cast(r.profit_cents, Float)
-        < literal(rules.cmv_profit_share, Float) * r.total_positive
-    )
+    is_cmv = (r.profit_cents > 0) & (r.cumulative - cast(r.profit_cents, Float) < share)
     is_bz = (r.profit_cents < 0) & (r.potential_value_cents <= r.cost_to_serve_cents)
     is_cmp = (
         (r.potential_value_cents > 0)
@@ -236,56 +246,155 @@ def _classified(
             cast(r.potential_value_cents, Float)
             >= literal(rules.cmp_potential_multiple, Float) * r.profit_cents
         )
-        & (cast(r.potential_rank, Float) <= literal(rules.cmp_top_share, Float) * population)
+        & (
+            cast(r.potential_rank, Float)
+            <= literal(rules.cmp_top_share, Float) * literal(population, Float)
+        )
     )
-    tier = case(
-        (is_cmv, Tier.CMV.value),
-        (is_bz, Tier.BZ.value),
-        (is_cmp, Tier.CMP.value),
-        else_=Tier.STANDARD.value,
-    )
+    decided = select(
+        r.id,
+        r.stored_tier,
+        r.profit_cents,
+        r.potential_value_cents,
+        r.cost_to_serve_cents,
+        r.profit_rank,
+        r.potential_rank,
+        case(
+            (is_cmv, Tier.CMV.value),
+            (is_bz, Tier.BZ.value),
+            (is_cmp, Tier.CMP.value),
+            else_=Tier.STANDARD.value,
+        ).label("tier"),
+    ).subquery("decided")
+    d = decided.c
+
+    def top(rank: ColumnElement[int]) -> ColumnElement[int]:
+        return (cast(rank, BigInteger) * 100 + (population - 1)) // population
+
+    profit, potential = _sql_units(d.profit_cents), _sql_units(d.potential_value_cents)
+    words = _reason_prefixes(rules)
+    cost = _sql_units(d.cost_to_serve_cents)
     reason = case(
-        (is_cmv, _sql_reason(words[Tier.CMV], (profit, top(r.profit_rank)))),
         (
-            is_bz,
-            _sql_reason(words[Tier.BZ], (profit, potential, _sql_units(r.cost_to_serve_cents))),
+            d.tier == Tier.CMV.value,
+            _sql_reason(dialect, words[Tier.CMV], (profit, top(d.profit_rank))),
         ),
-        (is_cmp, _sql_reason(words[Tier.CMP], (potential, profit, top(r.potential_rank)))),
+        (d.tier == Tier.BZ.value, _sql_reason(dialect, words[Tier.BZ], (profit, potential, cost))),
+        (
+            d.tier == Tier.CMP.value,
+            _sql_reason(dialect, words[Tier.CMP], (potential, profit, top(d.potential_rank))),
+        ),
         else_=_sql_reason(
-            words[Tier.STANDARD], (profit, top(r.profit_rank), potential, top(r.potential_rank))
+            dialect,
+            words[Tier.STANDARD],
+            (profit, top(d.profit_rank), potential, top(d.potential_rank)),
         ),
     )
-    return r.id, tier, reason
+    return select(d.id, d.tier, reason.label("reason"), d.stored_tier)
+
+
+# Each recompute's decisions, written once and read by the two writes that follow.
+_work_metadata = MetaData()
+_decisions = Table(
+    "tier_decisions",
+    _work_metadata,
+    # In id order (SQLite: the rowid itself): the writes that follow then go through customers
+    # and the reasons' primary key in order instead of at random.
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("tier", String, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("stored_tier", String, nullable=False),
+    prefixes=["TEMPORARY"],
+)
 
 
 async def recompute_tiers(
     session: AsyncSession, rules: TierRules, now: datetime | None = None
 ) -> int:
-    """Reclassify every live customer in one statement; returns how many changed tier or reason."""
-    if session.get_bind().dialect.name == "postgresql":
-        # Three window sorts over the whole table: give them memory instead of temp files.
-        await session.execute(text("SET LOCAL work_mem = '256MB'"))
-    customer_id, tier, reason = _classified(rules)
-    computed = select(customer_id.label("id"), tier.label("tier"), reason.label("reason")).subquery(
-        "computed"
-    )
+    """Reclassify every live customer; returns how many changed tier or reason.
+
+    The decisions are computed once, set-based, into a temporary table. Then the customers
+    whose tier moved get it (a customer row is wide: it is rewritten only when needed), and
+    every reason that changed is written to the narrow `customer_tiers`, stamped `now`.
+    """
+    conn = await session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        # Two window sorts over the whole table: give them memory instead of temp files. No
+        # JIT: compiling these expressions costs more than it saves.
+        await conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        await conn.execute(text("SET LOCAL jit = off"))
+    # The population and its positive profit, once, up front (a window over all rows for them
+    # would buffer every row).
     c = customers_table.c
-    statement = (
-        update(customers_table)
-        .where(c.id == computed.c.id)
-        .where(
-            c.tier.is_distinct_from(computed.c.tier)
-            | c.tier_reason.is_distinct_from(computed.c.reason)
+    live = c.status != CustomerStatus.MERGED.value
+    positive = case((c.profit_cents > 0, cast(c.profit_cents, Float)), else_=literal(0.0, Float))
+    population, total_positive = (
+        await conn.execute(
+            select(func.count(), func.coalesce(func.sum(positive), literal(0.0, Float))).where(live)
         )
-        .values(
-            tier=computed.c.tier,
-            tier_reason=computed.c.reason,
-            tier_updated_at=now or utcnow(),
-            updated_at=c.updated_at,  # a reclassification is not an edit of the customer
+    ).one()
+    if not population:
+        return 0
+    # The CMV share of all positive profit, computed in SQL as `classify` computes it in Python.
+    share = literal(rules.cmv_profit_share, Float) * literal(float(total_positive), Float)
+    await conn.run_sync(lambda sync_conn: _work_metadata.create_all(sync_conn))
+    decided = await conn.execute(
+        _decisions.insert().from_select(
+            ["id", "tier", "reason", "stored_tier"],
+            _classified(rules, conn.dialect.name, int(population), share).order_by("id"),
         )
     )
-    result = await session.execute(statement, execution_options={"synchronize_session": False})
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    d, t = _decisions.c, customer_tiers_table.c
+    moved = select(d.id, d.tier).where(d.tier != d.stored_tier).subquery("moved")
+    await conn.execute(
+        update(customers_table)
+        .where(c.id == moved.c.id)
+        # A reclassification is not an edit of the customer: keep updated_at.
+        .values(tier=moved.c.tier, updated_at=c.updated_at)
+    )
+    stamp = literal(now or utcnow(), t.updated_at.type)
+    # Most customers without a reason yet (the first recompute, or after a large import): the
+    # reasons' key and foreign key are built once afterwards (`crm_core.bulk`).
+    large = postgres and await bulk.is_smaller_than(
+        conn, customer_tiers_table, int(decided.rowcount) // 2
+    )
+    if large:
+        await bulk.set_aside(conn, customer_tiers_table, keys=True)
+    updated = await conn.execute(
+        update(customer_tiers_table)
+        .where(t.customer_id == d.id, t.reason != d.reason)
+        .values(reason=d.reason, updated_at=stamp)
+    )
+    columns = ["customer_id", "reason", "updated_at"]
+    if large:
+        # NOT IN: the few stored ids are hashed once. (An anti-join planned for the table as it
+        # was, empty, would rescan it for every row while this very insert grows it.)
+        first = select(d.id, d.reason, stamp).where(d.id.not_in(select(t.customer_id)))
+        inserted = await conn.execute(customer_tiers_table.insert().from_select(columns, first))
+        await bulk.restore(conn, customer_tiers_table, keys=True)
+    else:
+        first = select(d.id, d.reason, stamp).where(~exists().where(t.customer_id == d.id))
+        insert = (postgresql.insert if postgres else sqlite.insert)(customer_tiers_table)
+        # In key order: the primary key then grows at its end instead of at random. DO
+        # NOTHING: a concurrent recompute wrote the same decision meanwhile.
+        inserted = await conn.execute(
+            insert.from_select(columns, first.order_by(d.id)).on_conflict_do_nothing()
+        )
+    await conn.run_sync(lambda sync_conn: _work_metadata.drop_all(sync_conn))
+    return int(updated.rowcount) + int(inserted.rowcount)
+
+
+async def tier_reason(session: AsyncSession, customer_id: int) -> tuple[str, datetime | None]:
+    """A customer's tier reason and when it was set; NOT_COMPUTED before the first recompute."""
+    found = (
+        await session.execute(
+            select(CustomerTier.reason, CustomerTier.updated_at).where(
+                CustomerTier.customer_id == customer_id
+            )
+        )
+    ).one_or_none()
+    return (found.reason, found.updated_at) if found else (NOT_COMPUTED, None)
 
 
 async def tier_counts(session: AsyncSession) -> dict[Tier, int]:

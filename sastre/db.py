@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -45,6 +46,8 @@ def _prepare_sqlite(engine: AsyncEngine, url: str) -> None:
         # imports and tier recomputes touch far more than 2 MB of index pages.
         cursor.execute("PRAGMA cache_size=-262144")
         cursor.execute("PRAGMA temp_store=MEMORY")
+        # Helper threads for large sorts (the window sorts of a tier recompute, index builds).
+        cursor.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
