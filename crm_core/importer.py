@@ -13,7 +13,9 @@ How a file goes in:
    external id apply in file order.
 3. Set-based statements insert the new customers, update the known ones and add the identities.
    When the file is large next to the identities table (an initial load), the identities' keys,
-   index and foreign key are dropped first and built once at the end (`crm_core.bulk`).
+   index and foreign key are dropped first and built once at the end (`crm_core.bulk`; on
+   PostgreSQL); so are SQLite's rank indexes on customers when it is large next to the
+   customers table.
 
 No Python loop over stored rows, and no per-batch round trip to look them up.
 
@@ -72,6 +74,7 @@ from crm_core.models import (
     CustomerStatus,
     IdentityKind,
     Tier,
+    customer_rank_indexes,
     customers_table,
     identities_table,
 )
@@ -677,7 +680,17 @@ async def _insert_identities(
     )
 
 
-# --- bulk loads on PostgreSQL -------------------------------------------------------------------
+# --- bulk loads ---------------------------------------------------------------------------------
+
+
+async def _large_for_customers(conn: AsyncConnection, staged: int) -> bool:
+    """Whether the file is large next to the customers table (fewer customers stored than rows
+    staged): then SQLite's rank indexes are dropped and built once at the end. Entries added one
+    at a time at random places cost several times the one sort of a build, and leave the index
+    scattered over half-full pages that every tier recompute reads."""
+    if conn.dialect.name != "sqlite":
+        return False
+    return await bulk.is_smaller_than(conn, customers_table, staged)
 
 
 async def _large_for_identities(conn: AsyncConnection, staged: int) -> bool:
@@ -699,6 +712,9 @@ async def _write_staged(conn: AsyncConnection, staged: int, report: ImportReport
         await conn.execute(text("SET LOCAL jit = off"))
         await conn.execute(text(f"ANALYZE {staging.name}"))
     now = utcnow()
+    rebuild_ranks = await _large_for_customers(conn, staged)
+    if rebuild_ranks:
+        await bulk.drop_indexes(conn, customer_rank_indexes)
     # Set aside before anything is read: nobody can then add an identity the import duplicates.
     large = await _large_for_identities(conn, staged)
     if large:
@@ -719,6 +735,8 @@ async def _write_staged(conn: AsyncConnection, staged: int, report: ImportReport
         await _insert_identities(conn, now, new=False, repeats=repeats, indexed=not large)
     if large:
         await bulk.restore(conn, identities_table, keys=True)
+    if rebuild_ranks:
+        await bulk.build_indexes(conn, customer_rank_indexes)
 
 
 # --- the whole import ---------------------------------------------------------------------------

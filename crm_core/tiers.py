@@ -3,8 +3,8 @@
 The rules, from PRODUCT.md (seed 001), with their configurable defaults:
 
 * **CMV** — the highest-profit customers who together make `cmv_profit_share` (80%) of all positive
-  profit. A customer is CMV when the customers ranked above them (by profit, then id) have not yet
-  reached that share.
+  profit. A customer is CMV when the customers with a higher profit have not yet reached that
+  share: customers with equal profit are equally valuable, and share their tier.
 * **BZ** — profit below zero *and* potential value not above the cost to serve. A customer with low
   profit but high potential (the student the bank invests in) is never BZ.
 * **CMP** — neither CMV nor BZ, potential value at least `cmp_potential_multiple` (2×) their profit,
@@ -18,6 +18,7 @@ Merged tombstones take no part.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ from sqlalchemy import (
     MetaData,
     Select,
     String,
+    Subquery,
     Table,
     Text,
     case,
@@ -43,7 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm_core import bulk
@@ -153,6 +155,16 @@ def _ranks(values: Sequence[tuple[int, int]]) -> dict[int, int]:
     return ranks
 
 
+def _positive_profit_above(customers: Sequence[ValueFigures]) -> dict[int, int]:
+    """For each profit figure, the positive profit of all customers with a higher one."""
+    above: dict[int, int] = {}
+    total = 0
+    for profit, count in sorted(Counter(c.profit_cents for c in customers).items(), reverse=True):
+        above[profit] = total
+        total += max(profit, 0) * count
+    return above
+
+
 def classify(customers: Sequence[ValueFigures], rules: TierRules) -> dict[int, TierDecision]:
     """The tier of every customer, with its one-line reason. Pure: the reference for the SQL."""
     population = len(customers)
@@ -162,15 +174,13 @@ def classify(customers: Sequence[ValueFigures], rules: TierRules) -> dict[int, T
     total_positive = sum(max(c.profit_cents, 0) for c in customers)
     profit_rank = _ranks([(c.customer_id, c.profit_cents) for c in customers])
     potential_rank = _ranks([(c.customer_id, c.potential_value_cents) for c in customers])
+    above = _positive_profit_above(customers)
     decisions: dict[int, TierDecision] = {}
-    cumulative = 0
-    for c in sorted(customers, key=lambda c: (-c.profit_cents, c.customer_id)):
-        before = cumulative
-        cumulative += max(c.profit_cents, 0)
+    for c in customers:
         profit, potential = _units(c.profit_cents), _units(c.potential_value_cents)
         profit_top = _top_percent(profit_rank[c.customer_id], population)
         potential_top = _top_percent(potential_rank[c.customer_id], population)
-        if c.profit_cents > 0 and before < rules.cmv_profit_share * total_positive:
+        if c.profit_cents > 0 and above[c.profit_cents] < rules.cmv_profit_share * total_positive:
             decision = TierDecision(Tier.CMV, _interleave(words[Tier.CMV], (profit, profit_top)))
         elif c.profit_cents < 0 and c.potential_value_cents <= c.cost_to_serve_cents:
             numbers = (profit, potential, _units(c.cost_to_serve_cents))
@@ -209,36 +219,136 @@ def _sql_reason(
     return formatting(literal(template, String), *numbers, type_=String)
 
 
-def _classified(
-    rules: TierRules, dialect: str, population: int, share: ColumnElement[float]
-) -> Select[tuple[int, str, str, str]]:
-    """(id, tier, reason, stored tier) of every live customer, in one statement.
+# --- the ranks every decision needs -------------------------------------------------------------
+#
+# PostgreSQL sorts a million rows in memory quickly: it ranks inline, both windows stacked in the
+# one statement that decides. SQLite carries every column of the row through each window sort
+# (four times slower than a narrow pass): it first computes each ranking alone into a narrow
+# temporary table keyed by id, reading its own index in order (`ix_customers_*_rank`) so that
+# nothing is sorted, then decides from a join in id order.
 
-    Two sorts: by profit (then id) for the running share and the profit rank, and by potential
-    value for its rank. The tier is decided once; the reason then follows the tier.
-    """
-    c = customers_table.c
+_work_metadata = MetaData()
+_WorkId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: the rowid itself
+_potential_ranks = Table(
+    "tier_potential_ranks",
+    _work_metadata,
+    Column("id", _WorkId, primary_key=True),
+    Column("rank", BigInteger, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+_profit_ranks = Table(
+    "tier_profit_ranks",
+    _work_metadata,
+    Column("id", _WorkId, primary_key=True),
+    Column("rank", BigInteger, nullable=False),
+    Column("above", Float, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+# Each recompute's decisions, written once and read by the two writes that follow; in id order,
+# so those writes go through customers and the reasons' primary key in order, not at random.
+_decisions = Table(
+    "tier_decisions",
+    _work_metadata,
+    Column("id", _WorkId, primary_key=True),
+    Column("tier", String, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("stored_tier", String, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _positive_profit() -> ColumnElement[float]:
     # Summed as double precision: PostgreSQL sums BIGINT as NUMERIC, which is several times
     # slower, and doubles add integers exactly up to 2**53 cents (ninety trillion units).
-    positive = case((c.profit_cents > 0, cast(c.profit_cents, Float)), else_=literal(0.0, Float))
-    ranked = (
+    c = customers_table.c
+    return case((c.profit_cents > 0, cast(c.profit_cents, Float)), else_=literal(0.0, Float))
+
+
+def _live() -> ColumnElement[bool]:
+    return customers_table.c.status != CustomerStatus.MERGED.value
+
+
+def _potential_rank() -> ColumnElement[int]:
+    return func.rank().over(order_by=customers_table.c.potential_value_cents.desc())
+
+
+def _profit_rank_and_above() -> tuple[ColumnElement[int], ColumnElement[float]]:
+    """The profit rank, and the positive profit of everyone with a higher profit.
+
+    One window, so one pass: by default its frame runs to the last customer with the same
+    profit, so its sum counts those peers too, and they are taken off again.
+    """
+    by_profit = customers_table.c.profit_cents.desc()
+    rank = func.rank().over(order_by=by_profit)
+    peers = func.count().over(order_by=by_profit) - rank + 1
+    at_or_above = func.sum(_positive_profit()).over(order_by=by_profit)
+    return rank, at_or_above - _positive_profit() * peers
+
+
+def _ranked_inline() -> Subquery:
+    c = customers_table.c
+    profit_rank, above = _profit_rank_and_above()
+    return (
         select(
             c.id,
             c.tier.label("stored_tier"),
             c.profit_cents,
             c.potential_value_cents,
             c.cost_to_serve_cents,
-            func.rank().over(order_by=c.potential_value_cents.desc()).label("potential_rank"),
-            func.rank().over(order_by=c.profit_cents.desc()).label("profit_rank"),
-            func.sum(positive)
-            .over(order_by=(c.profit_cents.desc(), c.id), rows=(None, 0))
-            .label("cumulative"),
+            _potential_rank().label("potential_rank"),
+            profit_rank.label("profit_rank"),
+            above.label("above"),
         )
-        .where(c.status != CustomerStatus.MERGED.value)
+        .where(_live())
         .subquery("ranked")
     )
+
+
+async def _ranked_ahead(conn: AsyncConnection) -> Subquery:
+    """The ranks computed first into the narrow tables, then joined to customers by id."""
+    c, pr, vr = customers_table.c, _profit_ranks.c, _potential_ranks.c
+    profit_rank, above = _profit_rank_and_above()
+    await conn.execute(
+        _potential_ranks.insert().from_select(
+            ["id", "rank"], select(c.id, _potential_rank()).where(_live())
+        )
+    )
+    await conn.execute(
+        _profit_ranks.insert().from_select(
+            ["id", "rank", "above"], select(c.id, profit_rank, above).where(_live())
+        )
+    )
+    # Driven by the rank tables (live customers only, in id order), so customers is read in
+    # order by its primary key.
+    return (
+        select(
+            c.id,
+            c.tier.label("stored_tier"),
+            c.profit_cents,
+            c.potential_value_cents,
+            c.cost_to_serve_cents,
+            vr.rank.label("potential_rank"),
+            pr.rank.label("profit_rank"),
+            pr.above,
+        )
+        .select_from(
+            _potential_ranks.join(_profit_ranks, pr.id == vr.id).join(
+                customers_table, c.id == vr.id
+            )
+        )
+        .subquery("ranked")
+    )
+
+
+def _classified(
+    rules: TierRules, dialect: str, population: int, share: ColumnElement[float], ranked: Subquery
+) -> Select[tuple[int, str, str, str]]:
+    """(id, tier, reason, stored tier) of every ranked customer, in id order.
+
+    The tier is decided once; the reason then follows the tier.
+    """
     r = ranked.c
-    is_cmv = (r.profit_cents > 0) & (r.cumulative - cast(r.profit_cents, Float) < share)
+    is_cmv = (r.profit_cents > 0) & (r.above < share)
     is_bz = (r.profit_cents < 0) & (r.potential_value_cents <= r.cost_to_serve_cents)
     is_cmp = (
         (r.potential_value_cents > 0)
@@ -290,22 +400,7 @@ def _classified(
             (profit, top(d.profit_rank), potential, top(d.potential_rank)),
         ),
     )
-    return select(d.id, d.tier, reason.label("reason"), d.stored_tier)
-
-
-# Each recompute's decisions, written once and read by the two writes that follow.
-_work_metadata = MetaData()
-_decisions = Table(
-    "tier_decisions",
-    _work_metadata,
-    # In id order (SQLite: the rowid itself): the writes that follow then go through customers
-    # and the reasons' primary key in order instead of at random.
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
-    Column("tier", String, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("stored_tier", String, nullable=False),
-    prefixes=["TEMPORARY"],
-)
+    return select(d.id, d.tier, reason.label("reason"), d.stored_tier).order_by(d.id)
 
 
 async def recompute_tiers(
@@ -313,39 +408,40 @@ async def recompute_tiers(
 ) -> int:
     """Reclassify every live customer; returns how many changed tier or reason.
 
-    The decisions are computed once, set-based, into a temporary table. Then the customers
-    whose tier moved get it (a customer row is wide: it is rewritten only when needed), and
-    every reason that changed is written to the narrow `customer_tiers`, stamped `now`.
+    The ranks, then the decisions, are computed set-based into temporary tables. Then the
+    customers whose tier moved get it (a customer row is wide: it is rewritten only when needed),
+    and every reason that changed is written to the narrow `customer_tiers`, stamped `now`.
     """
     conn = await session.connection()
     postgres = conn.dialect.name == "postgresql"
     if postgres:
-        # Two window sorts over the whole table: give them memory instead of temp files. No
-        # JIT: compiling these expressions costs more than it saves.
+        # Window sorts over the whole table: give them memory instead of temp files. No JIT:
+        # compiling these expressions costs more than it saves.
         await conn.execute(text("SET LOCAL work_mem = '256MB'"))
         await conn.execute(text("SET LOCAL jit = off"))
     # The population and its positive profit, once, up front (a window over all rows for them
     # would buffer every row).
-    c = customers_table.c
-    live = c.status != CustomerStatus.MERGED.value
-    positive = case((c.profit_cents > 0, cast(c.profit_cents, Float)), else_=literal(0.0, Float))
     population, total_positive = (
         await conn.execute(
-            select(func.count(), func.coalesce(func.sum(positive), literal(0.0, Float))).where(live)
+            select(
+                func.count(), func.coalesce(func.sum(_positive_profit()), literal(0.0, Float))
+            ).where(_live())
         )
     ).one()
     if not population:
         return 0
     # The CMV share of all positive profit, computed in SQL as `classify` computes it in Python.
     share = literal(rules.cmv_profit_share, Float) * literal(float(total_positive), Float)
-    await conn.run_sync(lambda sync_conn: _work_metadata.create_all(sync_conn))
+    work = [_decisions] if postgres else [_potential_ranks, _profit_ranks, _decisions]
+    await conn.run_sync(lambda sync_conn: _work_metadata.create_all(sync_conn, tables=work))
+    ranked = _ranked_inline() if postgres else await _ranked_ahead(conn)
     decided = await conn.execute(
         _decisions.insert().from_select(
             ["id", "tier", "reason", "stored_tier"],
-            _classified(rules, conn.dialect.name, int(population), share).order_by("id"),
+            _classified(rules, conn.dialect.name, int(population), share, ranked),
         )
     )
-    d, t = _decisions.c, customer_tiers_table.c
+    c, d, t = customers_table.c, _decisions.c, customer_tiers_table.c
     moved = select(d.id, d.tier).where(d.tier != d.stored_tier).subquery("moved")
     await conn.execute(
         update(customers_table)
@@ -381,7 +477,7 @@ async def recompute_tiers(
         inserted = await conn.execute(
             insert.from_select(columns, first.order_by(d.id)).on_conflict_do_nothing()
         )
-    await conn.run_sync(lambda sync_conn: _work_metadata.drop_all(sync_conn))
+    await conn.run_sync(lambda sync_conn: _work_metadata.drop_all(sync_conn, tables=work))
     return int(updated.rowcount) + int(inserted.rowcount)
 
 

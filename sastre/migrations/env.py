@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from sastre.db import create_engine
-from sastre.schema import metadata
+from sastre.schema import metadata, objects_on
 
 config = context.config
 
@@ -20,6 +20,7 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=objects_on(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

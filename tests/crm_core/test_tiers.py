@@ -70,15 +70,23 @@ def test_negative_profit_does_not_count_towards_the_cmv_share() -> None:
     assert tiers(classify(customers, RULES))[2] == Tier.CMV
 
 
-def test_equal_profit_is_ranked_by_id_for_the_cmv_share() -> None:
-    customers = [figures(i, 100) for i in (7, 3, 5, 9, 1)]
-    # 80% of 500 is 400: ids 1, 3, 5 and 7 come first and have less than that before them.
+def test_customers_with_equal_profit_share_their_tier() -> None:
+    # 80% of 1000 is 800. Only 700 is made by customers above those making 100, so all three are
+    # CMV, although in id order the last of them would find 800 before them.
+    customers = [figures(11, 500), figures(12, 200), *(figures(i, 100) for i in (7, 3, 5))]
+    assert tiers(classify(customers, RULES)) == {i: Tier.CMV for i in (11, 12, 7, 3, 5)}
+
+
+def test_a_tie_beyond_the_cmv_line_leaves_all_of_its_customers_out() -> None:
+    # 80% of 1300 is 1040: 500 + 300 + 300 = 1100 are above the customers making 100.
+    customers = [figures(1, 100), figures(2, 500), figures(3, 300), figures(4, 100)]
+    customers += [figures(5, 300)]
     assert tiers(classify(customers, RULES)) == {
-        1: Tier.CMV,
+        1: Tier.STANDARD,
+        2: Tier.CMV,
         3: Tier.CMV,
+        4: Tier.STANDARD,
         5: Tier.CMV,
-        7: Tier.CMV,
-        9: Tier.STANDARD,
     }
 
 

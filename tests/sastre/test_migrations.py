@@ -9,12 +9,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sastre.db import migrate
-from sastre.schema import metadata
+from sastre.schema import metadata, objects_on
 
 
 async def test_migrations_match_the_models(engine: AsyncEngine) -> None:
     def differences(connection: Any) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_object": objects_on(connection.dialect.name)}
+        context = MigrationContext.configure(connection, opts=opts)
         return list(compare_metadata(context, metadata))
 
     async with engine.connect() as conn:
