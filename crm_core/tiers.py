@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -228,32 +229,27 @@ def _sql_reason(
 # nothing is sorted, then decides from a join in id order.
 
 _work_metadata = MetaData()
-_WorkId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: the rowid itself
-_potential_ranks = Table(
-    "tier_potential_ranks",
-    _work_metadata,
-    Column("id", _WorkId, primary_key=True),
-    Column("rank", BigInteger, nullable=False),
-    prefixes=["TEMPORARY"],
-)
-_profit_ranks = Table(
+
+
+def _work_table(name: str, *columns: Column[Any]) -> Table:
+    """A temporary table of one row per customer, keyed by id (on SQLite: the rowid itself)."""
+    key = Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    return Table(name, _work_metadata, key, *columns, prefixes=["TEMPORARY"])
+
+
+_potential_ranks = _work_table("tier_potential_ranks", Column("rank", BigInteger, nullable=False))
+_profit_ranks = _work_table(
     "tier_profit_ranks",
-    _work_metadata,
-    Column("id", _WorkId, primary_key=True),
     Column("rank", BigInteger, nullable=False),
     Column("above", Float, nullable=False),
-    prefixes=["TEMPORARY"],
 )
 # Each recompute's decisions, written once and read by the two writes that follow; in id order,
 # so those writes go through customers and the reasons' primary key in order, not at random.
-_decisions = Table(
+_decisions = _work_table(
     "tier_decisions",
-    _work_metadata,
-    Column("id", _WorkId, primary_key=True),
     Column("tier", String, nullable=False),
     Column("reason", Text, nullable=False),
     Column("stored_tier", String, nullable=False),
-    prefixes=["TEMPORARY"],
 )
 
 
