@@ -566,6 +566,21 @@ async def test_import_leaves_the_identities_keys_and_indexes_as_migrated(
             await session.flush()
 
 
+def customer_indexes(connection: Any) -> list[Any]:
+    return sorted(inspect(connection).get_indexes("customers"), key=lambda index: index["name"])
+
+
+async def test_import_leaves_the_customers_indexes_as_migrated(
+    sessionmaker: SessionMaker, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """On SQLite an import larger than the customers table builds the rank indexes at the end."""
+    async with engine.connect() as conn:
+        migrated = await conn.run_sync(customer_indexes)
+    await run_import(sessionmaker, big_file(tmp_path))
+    async with engine.connect() as conn:
+        assert await conn.run_sync(customer_indexes) == migrated
+
+
 async def test_import_and_upsert_store_the_same_new_customer(
     sessionmaker: SessionMaker, tmp_path: Path
 ) -> None:
