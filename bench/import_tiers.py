@@ -10,7 +10,9 @@ database, on a fresh, migrated database:
 1. times `crm_core.importer.import_customers` on the file in one transaction (on the fresh
    database it is an initial load: on PostgreSQL the identities' keys are built once at the end);
 2. times `crm_core.tiers.recompute_tiers` in its own transaction and prints the tier counts (the
-   first recompute: every customer gets a reason, and about a quarter a new tier);
+   first recompute: every customer gets a reason, and about a quarter a new tier), then times a
+   second one, as a nightly recompute runs when little has changed (here nothing: it still
+   classifies everyone, and writes nothing);
 3. measures the ceiling: the same rows bulk-inserted raw into a bare table with no indexes and no
    checking (COPY on PostgreSQL, executemany on SQLite), to show how far the import is from what
    the database can take at all.
@@ -181,6 +183,8 @@ class DbResult:
     report: ImportReport = field(default_factory=ImportReport)
     tiers_s: float = 0.0
     changed: int = 0
+    again_s: float = 0.0
+    changed_again: int = 0
     counts: dict[Tier, int] = field(default_factory=dict)
     read_s: float = 0.0
     ceiling_s: float = 0.0
@@ -313,6 +317,16 @@ async def bench_database(
         async with sessionmaker() as session:
             result.counts = await tier_counts(session)
         _say(name, "tier counts: " + ", ".join(f"{t} {n:,}" for t, n in result.counts.items()))
+        start = time.perf_counter()
+        async with sessionmaker.begin() as session:
+            result.changed_again = await recompute_tiers(session, TierRules())
+        result.again_s = time.perf_counter() - start
+        _say(
+            name,
+            f"again   {rows:>11,} rows {result.again_s:8.1f} s "
+            f"{rows / result.again_s:>10,.0f} rows/s   a second recompute, nothing changed"
+            f"   ({result.changed_again:,} changed)",
+        )
 
         if ceiling:
             start = time.perf_counter()
