@@ -161,6 +161,11 @@ class BotTurn:
 
 
 class Brain(Protocol):
+    # Whether `respond` reads or writes through the session. One that does not (a Rasa server,
+    # over the network) is asked for every turn of a batch at once, so the batch's transaction
+    # (on SQLite: the database's write lock) waits for the slowest answer, not for their sum.
+    uses_database: bool
+
     async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn: ...
 
 
@@ -343,13 +348,33 @@ class InboundProcessor:
             works.append(_Work(pending, context.customer, conversation, context.revoked))
         await _store_inbound(session, works)
         answered = [work for work in works if work.inbound_id is not None]
+        asking: list[tuple[_Work, Turn]] = []
         for work in answered:
-            await self._turn(session, work)
+            turn = await self._prepare(session, work)
+            if turn is not None:
+                asking.append((work, turn))
+        decisions = await self._ask(session, [turn for _, turn in asking])
+        for (work, _), decided in zip(asking, decisions, strict=True):
+            await self._apply(session, work, decided)
         await _write(session, answered)
         return works, later
 
-    async def _turn(self, session: AsyncSession, work: _Work) -> None:
-        """Keywords, silence, or the bot: decide this message's replies and effects."""
+    async def _ask(self, session: AsyncSession, turns: list[Turn]) -> list[BotTurn]:
+        """The bot's answer to each turn: one after the other through the session, or all at
+        once when the bot does not use it."""
+        if self._brain.uses_database or len(turns) < 2:
+            return [await self._brain.respond(session, turn) for turn in turns]
+        # Every call finishes before a failure is raised: none is left running behind the batch.
+        answers = await asyncio.gather(
+            *(self._brain.respond(session, turn) for turn in turns), return_exceptions=True
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        return [answer for answer in answers if isinstance(answer, BotTurn)]
+
+    async def _prepare(self, session: AsyncSession, work: _Work) -> Turn | None:
+        """Keywords and silence; the turn to put to the bot, if it is the bot's to answer."""
         message, conversation = work.message, work.conversation
         if conversation.channel != message.channel.value or conversation.address != message.address:
             work.conversation_changes.update(channel=message.channel.value, address=message.address)
@@ -379,13 +404,13 @@ class InboundProcessor:
             if outcome.handled:
                 work.intent = "keyword"
                 work.replies = [outcome.reply] if outcome.reply else []
-                return
+                return None
             work.revoked = await service_revoked(session, work.customer.id, channel)
         if work.revoked or conversation.state in HELD_BY_A_PERSON:
             # STOP in force here: store what they wrote, send nothing until START. A person
             # holding the conversation: the bot stays silent.
-            return
-        turn = Turn(
+            return None
+        return Turn(
             customer=work.customer,
             conversation=work.conversation,
             text=message.text,
@@ -393,7 +418,10 @@ class InboundProcessor:
             timezone=work.customer.timezone or self._timezone,
             received_at=work.now,
         )
-        decided = await self._brain.respond(session, turn)
+
+    async def _apply(self, session: AsyncSession, work: _Work, decided: BotTurn) -> None:
+        """What the bot decided becomes this message's replies and effects."""
+        conversation = work.conversation
         work.intent, work.confidence = decided.intent, decided.confidence
         work.replies = list(decided.replies)
         failed_turns = 0 if decided.understood else conversation.failed_turns + 1
@@ -403,7 +431,7 @@ class InboundProcessor:
             work.conversation_changes["language"] = decided.language
         if decided.complaint:
             work.note(
-                InteractionKind.COMPLAINT, message.text, "customer", message_id=work.inbound_id
+                InteractionKind.COMPLAINT, work.message.text, "customer", message_id=work.inbound_id
             )
         if decided.handoff:
             work.handed_off = True

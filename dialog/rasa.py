@@ -30,6 +30,8 @@ class RasaUnavailable(Exception):
 
 
 class RasaRestBrain:
+    uses_database = False  # Rasa and its action server have their own connections
+
     def __init__(
         self, base_url: str, session: aiohttp.ClientSession, *, timeout: float = 5
     ) -> None:

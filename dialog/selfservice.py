@@ -136,6 +136,8 @@ FaqSource = Callable[[AsyncSession], Awaitable[FaqMatcher]]
 class SelfServiceBrain:
     """The embedded understanding, the FAQ and the rasa-sdk actions, run in-process."""
 
+    uses_database = True  # the FAQ and the actions read and write through the turn's session
+
     def __init__(
         self,
         understander: Understander,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from typing_extensions import override
 
 from channels.base import ChannelName, InboundMessage
 from consent.ledger import consent_history
@@ -28,6 +29,8 @@ _ids = itertools.count(1)
 
 class FakeBrain:
     """Answers "echo: <text>"; hands off when told "human"; never understands "???"."""
+
+    uses_database = True
 
     def __init__(self) -> None:
         self.turns: list[Turn] = []
@@ -257,6 +260,81 @@ async def test_messages_arriving_together_are_committed_together(
     assert len({r.customer_id for r in results}) == 8
     assert transactions() <= 2  # the first message alone, then the seven that queued behind it
     assert await count(sessionmaker, Message) == 32  # 2 x 8 in, 2 x 8 out
+
+
+class PacedBrain(FakeBrain):
+    """Takes a moment to answer, as a bot across the network does; counts answers in flight."""
+
+    def __init__(self, *, uses_database: bool) -> None:
+        super().__init__()
+        self.uses_database = uses_database
+        self.in_flight = self.most_in_flight = 0
+
+    @override
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.02)
+            return await super().respond(session, turn)
+        finally:
+            self.in_flight -= 1
+
+
+async def _ask_together(sessionmaker: SessionMaker, brain: PacedBrain) -> list[InboundResult]:
+    processor = InboundProcessor(
+        sessionmaker,
+        brain,
+        default_region="US",
+        default_language="en",
+        default_timezone="UTC",
+        brand=Brand("Sastre", "support@example.com"),
+    )
+    senders = [f"+1415555{n:04d}" for n in range(6)]
+    return await asyncio.gather(
+        *(processor.handle(sms(f"question {n}", sender)) for n, sender in enumerate(senders))
+    )
+
+
+async def test_a_bot_without_the_database_is_asked_for_a_whole_batch_at_once(
+    sessionmaker: SessionMaker,
+) -> None:
+    brain = PacedBrain(uses_database=False)
+    results = await _ask_together(sessionmaker, brain)
+    assert [r.replies[0].text for r in results] == [f"echo: question {n}" for n in range(6)]
+    assert brain.most_in_flight > 1  # the batch waits for the slowest answer, not their sum
+
+
+async def test_a_bot_using_the_database_is_asked_one_turn_at_a_time(
+    sessionmaker: SessionMaker,
+) -> None:
+    brain = PacedBrain(uses_database=True)
+    results = await _ask_together(sessionmaker, brain)
+    assert [r.replies[0].text for r in results] == [f"echo: question {n}" for n in range(6)]
+    assert brain.most_in_flight == 1  # one session: its statements cannot interleave
+
+
+async def test_a_failing_answer_among_those_asked_at_once_fails_only_its_own_message(
+    sessionmaker: SessionMaker,
+) -> None:
+    processor = InboundProcessor(
+        sessionmaker,
+        PacedBrain(uses_database=False),
+        default_region="US",
+        default_language="en",
+        default_timezone="UTC",
+        brand=Brand("Sastre", "support@example.com"),
+    )
+    texts = ["one", "crash", "three", "four"]
+    senders = [f"+1415555{n:04d}" for n in range(len(texts))]
+    results = await asyncio.gather(
+        *(processor.handle(sms(t, s)) for t, s in zip(texts, senders, strict=True)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], RuntimeError)
+    answered = [r.replies[0].text for r in results if isinstance(r, InboundResult)]
+    assert answered == ["echo: one", "echo: three", "echo: four"]
+    assert await count(sessionmaker, Message) == 6
 
 
 async def test_a_failure_in_a_batch_fails_only_its_own_message(
