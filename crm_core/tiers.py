@@ -404,8 +404,8 @@ async def recompute_tiers(
 ) -> int:
     """Reclassify every live customer; returns how many changed tier or reason.
 
-    The ranks, then the decisions, are computed set-based into temporary tables. Then the
-    customers whose tier moved get it (a customer row is wide: it is rewritten only when needed),
+    The decisions are computed set-based into a temporary table (on SQLite after the ranks, into
+    two more; see above). Then the customers whose tier moved get it (a customer row is wide: it is rewritten only when needed),
     and every reason that changed is written to the narrow `customer_tiers`, stamped `now`.
     """
     conn = await session.connection()
