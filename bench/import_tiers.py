@@ -20,11 +20,11 @@ database, on a fresh, migrated database:
 Targets from the issue, per 1,000,000 rows (scaled linearly for other sizes): the import in at
 most 60 s on PostgreSQL, the tier recompute in at most 10 s.
 
-`--phases` additionally times each step of the importer (by wrapping its module-level functions
-for the run; nothing is changed on disk) and one batch of row checking in this process, to show
-where the time goes: reading the CSV and staging the checked rows happen while the file is read
-(the rest of that time is waiting for the checkers), the other steps after it. This is a script
-that prints figures, not a test.
+`--phases` additionally times every SQL statement of the first tier recompute, each step of the
+importer (by wrapping its module-level functions for the run; nothing is changed on disk) and one
+batch of row checking in this process, to show where the time goes: reading the CSV and staging
+the checked rows happen while the file is read (the rest of that time is waiting for the
+checkers), the other steps after it. This is a script that prints figures, not a test.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.customers import generate_customers
@@ -84,6 +84,34 @@ def _sample_rejections(path: Path, sample: int) -> tuple[int, list[str]]:
 
 
 # --- phase timing (--phases) --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _timed_statements(engine: AsyncEngine, timed: list[tuple[str, float]]) -> Iterator[None]:
+    """Record (statement, seconds) for every statement the engine runs during the block."""
+    started: list[float] = []
+
+    def before(*_: Any) -> None:
+        started.append(time.perf_counter())
+
+    def after(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        timed.append((" ".join(statement.split()), time.perf_counter() - started.pop()))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    event.listen(engine.sync_engine, "after_cursor_execute", after)
+    try:
+        yield
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", before)
+        event.remove(engine.sync_engine, "after_cursor_execute", after)
+
+
+def _print_statements(name: str, timed: list[tuple[str, float]], total: float) -> None:
+    _say(name, "tier recompute statements over 1% of it (seconds, share; the rest: commit and DDL):")
+    for statement, seconds in timed:
+        if seconds >= total / 100:
+            _say(name, f"  {seconds:8.2f} s {seconds / total:6.1%}  {statement[:90]}")
+
 
 # The importer's own coroutines that are not steps but drive them (their time is the steps').
 _DRIVERS = frozenset({"import_customers", "_check_and_stage", "_stage_checked", "_write_staged"})
@@ -189,6 +217,7 @@ class DbResult:
     read_s: float = 0.0
     ceiling_s: float = 0.0
     phases: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    statements: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def import_rate(self) -> float:
@@ -303,10 +332,13 @@ async def bench_database(
         if phases:
             _print_phases(name, result, missing)
 
-        start = time.perf_counter()
-        async with sessionmaker.begin() as session:
-            result.changed = await recompute_tiers(session, TierRules())
-        result.tiers_s = time.perf_counter() - start
+        with contextlib.ExitStack() as timing:
+            if phases:
+                timing.enter_context(_timed_statements(engine, result.statements))
+            start = time.perf_counter()
+            async with sessionmaker.begin() as session:
+                result.changed = await recompute_tiers(session, TierRules())
+            result.tiers_s = time.perf_counter() - start
         target = TIERS_TARGET_S * rows / MILLION
         _say(
             name,
@@ -317,6 +349,8 @@ async def bench_database(
         async with sessionmaker() as session:
             result.counts = await tier_counts(session)
         _say(name, "tier counts: " + ", ".join(f"{t} {n:,}" for t, n in result.counts.items()))
+        if phases:
+            _print_statements(name, result.statements, result.tiers_s)
         start = time.perf_counter()
         async with sessionmaker.begin() as session:
             result.changed_again = await recompute_tiers(session, TierRules())
@@ -416,7 +450,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workdir", type=Path, help="keep the CSV and the SQLite file here (default: a temp dir)"
     )
-    parser.add_argument("--phases", action="store_true", help="time each step of the importer")
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="time the importer's steps and the recompute's statements",
+    )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the raw-insert ceiling")
     args = parser.parse_args(argv)
     args.dbs = [name.strip() for name in args.db.split(",") if name.strip()]
