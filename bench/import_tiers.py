@@ -107,7 +107,7 @@ def _timed_statements(engine: AsyncEngine, timed: list[tuple[str, float]]) -> It
 
 
 def _print_statements(name: str, timed: list[tuple[str, float]], total: float) -> None:
-    _say(name, "tier recompute statements over 1% of it (seconds, share; the rest: commit and DDL):")
+    _say(name, "recompute statements over 1% of it (seconds, share; the rest: commit and DDL):")
     for statement, seconds in timed:
         if seconds >= total / 100:
             _say(name, f"  {seconds:8.2f} s {seconds / total:6.1%}  {statement[:90]}")

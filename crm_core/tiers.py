@@ -405,8 +405,9 @@ async def recompute_tiers(
     """Reclassify every live customer; returns how many changed tier or reason.
 
     The decisions are computed set-based into a temporary table (on SQLite after the ranks, into
-    two more; see above). Then the customers whose tier moved get it (a customer row is wide: it is rewritten only when needed),
-    and every reason that changed is written to the narrow `customer_tiers`, stamped `now`.
+    two more; see above). Then the customers whose tier moved get it (a customer row is wide: it
+    is rewritten only when needed), and every reason that changed is written to the narrow
+    `customer_tiers`, stamped `now`.
     """
     conn = await session.connection()
     postgres = conn.dialect.name == "postgresql"
