@@ -281,23 +281,25 @@ def _profit_rank_and_above() -> tuple[ColumnElement[int], ColumnElement[float]]:
     return rank, at_or_above - _positive_profit() * peers
 
 
-def _ranked_inline() -> Subquery:
+def _ranked(
+    potential_rank: ColumnElement[int], profit_rank: ColumnElement[int], above: ColumnElement[float]
+) -> Select[Any]:
+    """What `_classified` reads of each customer: their figures, stored tier and ranks."""
     c = customers_table.c
-    profit_rank, above = _profit_rank_and_above()
-    return (
-        select(
-            c.id,
-            c.tier.label("stored_tier"),
-            c.profit_cents,
-            c.potential_value_cents,
-            c.cost_to_serve_cents,
-            _potential_rank().label("potential_rank"),
-            profit_rank.label("profit_rank"),
-            above.label("above"),
-        )
-        .where(_live())
-        .subquery("ranked")
+    return select(
+        c.id,
+        c.tier.label("stored_tier"),
+        c.profit_cents,
+        c.potential_value_cents,
+        c.cost_to_serve_cents,
+        potential_rank.label("potential_rank"),
+        profit_rank.label("profit_rank"),
+        above.label("above"),
     )
+
+
+def _ranked_inline() -> Subquery:
+    return _ranked(_potential_rank(), *_profit_rank_and_above()).where(_live()).subquery("ranked")
 
 
 async def _ranked_ahead(conn: AsyncConnection) -> Subquery:
@@ -317,16 +319,7 @@ async def _ranked_ahead(conn: AsyncConnection) -> Subquery:
     # Driven by the rank tables (live customers only, in id order), so customers is read in
     # order by its primary key.
     return (
-        select(
-            c.id,
-            c.tier.label("stored_tier"),
-            c.profit_cents,
-            c.potential_value_cents,
-            c.cost_to_serve_cents,
-            vr.rank.label("potential_rank"),
-            pr.rank.label("profit_rank"),
-            pr.above,
-        )
+        _ranked(vr.rank, pr.rank, pr.above)
         .select_from(
             _potential_ranks.join(_profit_ranks, pr.id == vr.id).join(
                 customers_table, c.id == vr.id

@@ -55,8 +55,7 @@ def brain() -> FakeBrain:
     return FakeBrain()
 
 
-@pytest.fixture
-def processor(sessionmaker: SessionMaker, brain: FakeBrain) -> InboundProcessor:
+def make_processor(sessionmaker: SessionMaker, brain: FakeBrain) -> InboundProcessor:
     return InboundProcessor(
         sessionmaker,
         brain,
@@ -65,6 +64,11 @@ def processor(sessionmaker: SessionMaker, brain: FakeBrain) -> InboundProcessor:
         default_timezone="UTC",
         brand=Brand("Sastre", "support@example.com"),
     )
+
+
+@pytest.fixture
+def processor(sessionmaker: SessionMaker, brain: FakeBrain) -> InboundProcessor:
+    return make_processor(sessionmaker, brain)
 
 
 def sms(text: str, sender: str = "+14155552671", provider_id: str | None = None) -> InboundMessage:
@@ -282,14 +286,7 @@ class PacedBrain(FakeBrain):
 
 
 async def _ask_together(sessionmaker: SessionMaker, brain: PacedBrain) -> list[InboundResult]:
-    processor = InboundProcessor(
-        sessionmaker,
-        brain,
-        default_region="US",
-        default_language="en",
-        default_timezone="UTC",
-        brand=Brand("Sastre", "support@example.com"),
-    )
+    processor = make_processor(sessionmaker, brain)
     senders = [f"+1415555{n:04d}" for n in range(6)]
     return await asyncio.gather(
         *(processor.handle(sms(f"question {n}", sender)) for n, sender in enumerate(senders))
@@ -314,32 +311,11 @@ async def test_a_bot_using_the_database_is_asked_one_turn_at_a_time(
     assert brain.most_in_flight == 1  # one session: its statements cannot interleave
 
 
-async def test_a_failing_answer_among_those_asked_at_once_fails_only_its_own_message(
-    sessionmaker: SessionMaker,
-) -> None:
-    processor = InboundProcessor(
-        sessionmaker,
-        PacedBrain(uses_database=False),
-        default_region="US",
-        default_language="en",
-        default_timezone="UTC",
-        brand=Brand("Sastre", "support@example.com"),
-    )
-    texts = ["one", "crash", "three", "four"]
-    senders = [f"+1415555{n:04d}" for n in range(len(texts))]
-    results = await asyncio.gather(
-        *(processor.handle(sms(t, s)) for t, s in zip(texts, senders, strict=True)),
-        return_exceptions=True,
-    )
-    assert isinstance(results[1], RuntimeError)
-    answered = [r.replies[0].text for r in results if isinstance(r, InboundResult)]
-    assert answered == ["echo: one", "echo: three", "echo: four"]
-    assert await count(sessionmaker, Message) == 6
-
-
+@pytest.mark.parametrize("uses_database", [True, False], ids=["one-by-one", "all-at-once"])
 async def test_a_failure_in_a_batch_fails_only_its_own_message(
-    processor: InboundProcessor, sessionmaker: SessionMaker
+    sessionmaker: SessionMaker, uses_database: bool
 ) -> None:
+    processor = make_processor(sessionmaker, PacedBrain(uses_database=uses_database))
     texts = ["one", "crash", "three", "four"]
     senders = [f"+1415555{n:04d}" for n in range(len(texts))]
     results = await asyncio.gather(
