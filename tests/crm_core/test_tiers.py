@@ -302,7 +302,7 @@ db_examples = settings(
 @db_examples
 @given(rows=st.lists(customer_rows, min_size=1, max_size=30))
 @example(rows=[(0, 0, 250, False)])
-# Five customers tied on profit: the 80% share is reached inside the tie, broken by id.
+# Five customers tied on profit: the 80% share is reached inside the tie, and all five share it.
 @example(rows=[(100, 0, 0, False)] * 5)
 @example(rows=[(1000, 0, 0, False), *[(250, 0, 50, False)] * 4, (250, 0, 0, True)])
 async def test_recompute_tiers_agrees_with_classify(sessionmaker: SessionMaker, rows: Rows) -> None:
