@@ -8,6 +8,12 @@ All of it is one transaction: the message, its effects and its replies are commi
 before the channel acknowledges anything. The same message delivered twice, or twice at the same
 moment, is stored once and answered once: a unique index on (channel, provider id) decides.
 
+A bot outside the database (a Rasa server) is the exception: the messages it must answer are
+stored first, each awaiting it in a row of `awaiting_bot`; it is asked with no transaction open;
+its answers are written in a second transaction that deletes those rows. Should the process stop
+in between, the channel never acknowledged the message: its redelivery finds it still awaiting,
+and it is asked again rather than dropped as a duplicate.
+
 Messages that arrive together are written together (group commit): while one batch is in the
 database the next one queues, and a batch costs the same handful of statements whether it holds
 one message or thirty-two: BEGIN, one query for every sender's customer, open conversation and
@@ -34,6 +40,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     insert,
     select,
     text,
@@ -65,6 +72,7 @@ from dialog.models import (
     ConversationState,
     Direction,
     Message,
+    awaiting_bot_table,
     conversations_table,
     messages_table,
 )
@@ -162,8 +170,8 @@ class BotTurn:
 
 class Brain(Protocol):
     # Whether `respond` reads or writes through the session. One that does not (a Rasa server,
-    # over the network) is asked for every turn of a batch at once, so the batch's transaction
-    # (on SQLite: the database's write lock) waits for the slowest answer, not for their sum.
+    # over the network) is asked with no transaction open, every turn of a batch at once: no
+    # transaction (on SQLite: the database's write lock) waits on the network.
     uses_database: bool
 
     async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn: ...
@@ -213,6 +221,7 @@ class _Work:
     confidence: float | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
     conversation_changes: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False  # stored before, and still awaiting the bot: asked again
 
     @property
     def message(self) -> InboundMessage:
@@ -221,6 +230,17 @@ class _Work:
     @property
     def now(self) -> datetime:
         return self.pending.received_at
+
+    def written(self) -> None:
+        """What was decided so far is stored: what follows starts from nothing."""
+        self.timeline.clear()
+        self.conversation_changes.clear()
+
+    def forget_answer(self) -> None:
+        """Undo what applying an answer did to this work, to apply it again after a rollback."""
+        self.written()
+        self.replies, self.sent = [], []
+        self.handed_off, self.intent, self.confidence = False, None, None
 
     def note(self, kind: InteractionKind, summary: str, actor: str, **data: Any) -> None:
         self.timeline.append(
@@ -309,10 +329,11 @@ class InboundProcessor:
             raise
 
     async def _run(self, batch: list[_Pending]) -> list[_Pending]:
-        """Handle a batch in one transaction; returns the messages that wait for the next one."""
+        """Handle a batch in one transaction (a bot outside the database is asked after it);
+        returns the messages that wait for the next batch."""
         try:
             async with self._sessionmaker.begin() as session:
-                done, later = await self._batch(session, batch)
+                done, later, asking = await self._batch(session, batch)
         except Exception as error:
             if len(batch) == 1:
                 batch[0].settle(error)
@@ -327,11 +348,16 @@ class InboundProcessor:
             raise
         for work in done:
             work.pending.settle(_result(work))
+        if asking:
+            await self._answer(asking)
         return later
 
     async def _batch(
         self, session: AsyncSession, batch: list[_Pending]
-    ) -> tuple[list[_Work], list[_Pending]]:
+    ) -> tuple[list[_Work], list[_Pending], list[tuple[_Work, Turn]]]:
+        """Every message of the batch: stored, and answered unless the bot is outside the
+        database. Returns the works done, the messages for the next batch, and the turns for
+        a bot outside the database (their messages stored, each awaiting it in a row)."""
         contexts = await _load_contexts(session, batch)
         works: list[_Work] = []
         later: list[_Pending] = []
@@ -347,31 +373,68 @@ class InboundProcessor:
             conversation = await self._conversation(session, context, pending.message)
             works.append(_Work(pending, context.customer, conversation, context.revoked))
         await _store_inbound(session, works)
+        outside = not self._brain.uses_database
+        if outside:
+            await _resume_awaiting(session, works)
         answered = [work for work in works if work.inbound_id is not None]
         asking: list[tuple[_Work, Turn]] = []
         for work in answered:
             turn = await self._prepare(session, work)
             if turn is not None:
                 asking.append((work, turn))
-        decisions = await self._ask(session, [turn for _, turn in asking])
-        for (work, _), decided in zip(asking, decisions, strict=True):
-            await self._apply(session, work, decided)
+        if outside:
+            await _write(session, answered)
+            await _await_bot(session, [work for work, _ in asking if not work.resumed])
+            for work, _ in asking:
+                work.written()
+            waiting = {id(work) for work, _ in asking}
+            return [work for work in works if id(work) not in waiting], later, asking
+        for work, turn in asking:
+            await self._apply(session, work, await self._brain.respond(session, turn))
         await _write(session, answered)
-        return works, later
+        return works, later, []
 
-    async def _ask(self, session: AsyncSession, turns: list[Turn]) -> list[BotTurn]:
-        """The bot's answer to each turn: one after the other through the session, or all at
-        once when the bot does not use it."""
-        if self._brain.uses_database or len(turns) < 2:
-            return [await self._brain.respond(session, turn) for turn in turns]
-        # Every call finishes before a failure is raised: none is left running behind the batch.
-        answers = await asyncio.gather(
-            *(self._brain.respond(session, turn) for turn in turns), return_exceptions=True
-        )
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                raise answer
-        return [answer for answer in answers if isinstance(answer, BotTurn)]
+    async def _answer(self, asking: list[tuple[_Work, Turn]]) -> None:
+        """Put every turn to the bot outside the database at once, with no transaction open
+        (on SQLite the write lock stays free meanwhile: Rasa's actions may write), then write
+        the answers in one transaction. A turn the bot fails on keeps awaiting it."""
+        async with self._sessionmaker() as unused:  # the bot does not use it: nothing begins
+            answers = await asyncio.gather(
+                *(self._brain.respond(unused, turn) for _, turn in asking), return_exceptions=True
+            )
+        decided: list[tuple[_Work, BotTurn]] = []
+        for (work, _), answer in zip(asking, answers, strict=True):
+            if isinstance(answer, BotTurn):
+                decided.append((work, answer))
+            else:
+                work.pending.settle(answer)
+        if decided:
+            await self._write_answers(decided)
+
+    async def _write_answers(self, decided: list[tuple[_Work, BotTurn]]) -> None:
+        """The bot's answers and their effects, in one transaction; if it fails, each again on
+        its own, so only the one at fault fails."""
+        try:
+            async with self._sessionmaker.begin() as session:
+                for work, answer in decided:
+                    await self._apply(session, work, answer)
+                works = [work for work, _ in decided]
+                await _write(session, works)
+                await _answered(session, works)
+        except Exception as error:
+            if len(decided) == 1:
+                decided[0][0].pending.settle(error)
+                return
+            for work, answer in decided:
+                work.forget_answer()
+                await self._write_answers([(work, answer)])
+            return
+        except BaseException as stopped:
+            for work, _ in decided:
+                work.pending.settle(stopped)
+            raise
+        for work, _ in decided:
+            work.pending.settle(_result(work))
 
     async def _prepare(self, session: AsyncSession, work: _Work) -> Turn | None:
         """Keywords and silence; the turn to put to the bot, if it is the bot's to answer."""
@@ -381,13 +444,14 @@ class InboundProcessor:
             work.conversation = replace(
                 conversation, channel=message.channel.value, address=message.address
             )
-        work.note(
-            InteractionKind.MESSAGE_IN,
-            message.text,
-            "customer",
-            message_id=work.inbound_id,
-            conversation_id=conversation.id,
-        )
+        if not work.resumed:  # a message asked again is on the timeline already
+            work.note(
+                InteractionKind.MESSAGE_IN,
+                message.text,
+                "customer",
+                message_id=work.inbound_id,
+                conversation_id=conversation.id,
+            )
         channel = Channel(message.channel.value)
         language = work.customer.language or message.language_hint or self._language
         keyword = classify(message.text)
@@ -593,6 +657,16 @@ _STORE_INBOUND = {name: _store_inbound_statement(name) for name in ("sqlite", "p
 _OPEN_CONVERSATION = insert(conversations_table).returning(conversations_table.c.id)
 _STORE_REPLIES = insert(messages_table).returning(messages_table.c.id, sort_by_parameter_order=True)
 _STORE_TIMELINE = insert(interactions_table)
+_AWAITING = (
+    select(messages_table.c.id, messages_table.c.channel, messages_table.c.provider_id)
+    .join(awaiting_bot_table, awaiting_bot_table.c.message_id == messages_table.c.id)
+    .where(
+        text(INBOUND_ONLY),
+        tuple_(messages_table.c.channel, messages_table.c.provider_id).in_(
+            bindparam("keys", expanding=True)
+        ),
+    )
+)
 _SET_INTENT = (
     update(messages_table)
     .where(messages_table.c.id == bindparam("message_id"))
@@ -669,6 +743,34 @@ async def _store_inbound(session: AsyncSession, works: Sequence[_Work]) -> None:
     for work in works:
         # pop: the same message twice in one batch is stored once, for the first of them
         work.inbound_id = ids.pop((work.message.channel.value, work.message.provider_id), None)
+
+
+async def _resume_awaiting(session: AsyncSession, works: Sequence[_Work]) -> None:
+    """A duplicate whose first delivery is still awaiting the bot (the process stopped before
+    the answer) is not dropped: it takes the stored message's id and is asked again."""
+    duplicates = [work for work in works if work.inbound_id is None]
+    if not duplicates:
+        return
+    keys = list({(work.message.channel.value, work.message.provider_id) for work in duplicates})
+    rows = await session.execute(_AWAITING, {"keys": keys})
+    waiting = {(row.channel, row.provider_id): row.id for row in rows}
+    for work in duplicates:
+        # pop: the same message twice in one batch is asked once, for the first of them
+        work.inbound_id = waiting.pop((work.message.channel.value, work.message.provider_id), None)
+        work.resumed = work.inbound_id is not None
+
+
+async def _await_bot(session: AsyncSession, works: Sequence[_Work]) -> None:
+    if works:
+        rows = [{"message_id": work.inbound_id, "asked_at": work.now} for work in works]
+        await session.execute(insert(awaiting_bot_table), rows)
+
+
+async def _answered(session: AsyncSession, works: Sequence[_Work]) -> None:
+    ids = [work.inbound_id for work in works]
+    await session.execute(
+        delete(awaiting_bot_table).where(awaiting_bot_table.c.message_id.in_(ids))
+    )
 
 
 async def _write(session: AsyncSession, works: Sequence[_Work]) -> None:

@@ -14,10 +14,12 @@ from crm_core.sqltypes import IdType, utcnow
 
 __all__ = [
     "INBOUND_ONLY",
+    "AwaitingBot",
     "Conversation",
     "ConversationState",
     "Direction",
     "Message",
+    "awaiting_bot_table",
     "conversations_table",
     "messages_table",
 ]
@@ -112,5 +114,22 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class AwaitingBot(Base):
+    """An inbound message put to a bot that answers from outside the database (a Rasa server).
+
+    Stored with the message, deleted with the answer: the bot is asked between the two
+    transactions, so no transaction waits on the network. A message still here was never
+    answered (the process stopped meanwhile): its redelivery is asked again, not dropped as a
+    duplicate."""
+
+    __tablename__ = "awaiting_bot"
+
+    message_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    asked_at: Mapped[datetime] = mapped_column()
+
+
 conversations_table = cast(Table, Conversation.__table__)
 messages_table = cast(Table, Message.__table__)
+awaiting_bot_table = cast(Table, AwaitingBot.__table__)

@@ -63,13 +63,6 @@ async def build_brain(
     if settings.rasa_url:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         log.info("dialog: user text goes to Rasa at %s", settings.rasa_url)
-        if settings.database_url.startswith("sqlite"):
-            # A batch of turns holds SQLite's one write lock while Rasa answers; an action that
-            # writes (`sastre actions`, its own process) waits for that lock meanwhile.
-            log.warning(
-                "dialog: Rasa with SQLite: actions that write (call-backs, preferences) wait "
-                "for the turn that asked for them; use PostgreSQL with Rasa"
-            )
         return RasaRestBrain(settings.rasa_url, http)
     await _seed_faq(sessionmaker)
     catalogue = catalogue or FaqCatalogue(matcher=settings.faq_matcher)

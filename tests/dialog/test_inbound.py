@@ -21,16 +21,18 @@ from crm_core.customers import upsert_customer
 from crm_core.models import Interaction
 from crm_core.records import parse_customer
 from dialog.inbound import BotTurn, InboundProcessor, InboundResult, Turn
-from dialog.models import Conversation, Message
+from dialog.models import AwaitingBot, Conversation, Message
 from sastre.db import SessionMaker
 
 _ids = itertools.count(1)
 
 
 class FakeBrain:
-    """Answers "echo: <text>"; hands off when told "human"; never understands "???"."""
+    """Answers "echo: <text>"; hands off when told "human"; never understands "???"; falls
+    over on `crash_on`."""
 
     uses_database = True
+    crash_on: str | None = "crash"
 
     def __init__(self) -> None:
         self.turns: list[Turn] = []
@@ -43,7 +45,7 @@ class FakeBrain:
             )
         if turn.text == "this is terrible":
             return BotTurn(["Sorry."], handoff="complaint", intent="complaint", complaint=True)
-        if turn.text == "crash":
+        if turn.text == self.crash_on:
             raise RuntimeError("the bot fell over")
         if turn.text == "???":
             return BotTurn(["Sorry, I did not understand."], understood=False, intent="faq")
@@ -311,21 +313,98 @@ async def test_a_bot_using_the_database_is_asked_one_turn_at_a_time(
     assert brain.most_in_flight == 1  # one session: its statements cannot interleave
 
 
-@pytest.mark.parametrize("uses_database", [True, False], ids=["one-by-one", "all-at-once"])
-async def test_a_failure_in_a_batch_fails_only_its_own_message(
-    sessionmaker: SessionMaker, uses_database: bool
-) -> None:
-    processor = make_processor(sessionmaker, PacedBrain(uses_database=uses_database))
+async def _four_with_a_crash(processor: InboundProcessor) -> list[InboundResult | BaseException]:
     texts = ["one", "crash", "three", "four"]
     senders = [f"+1415555{n:04d}" for n in range(len(texts))]
-    results = await asyncio.gather(
+    return await asyncio.gather(
         *(processor.handle(sms(t, s)) for t, s in zip(texts, senders, strict=True)),
         return_exceptions=True,
     )
+
+
+async def test_a_failure_in_a_batch_fails_only_its_own_message(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    results = await _four_with_a_crash(processor)
     assert isinstance(results[1], RuntimeError)
     answered = [r.replies[0].text for r in results if isinstance(r, InboundResult)]
     assert answered == ["echo: one", "echo: three", "echo: four"]
     assert await count(sessionmaker, Message) == 6  # the crashed message was not half-written
+
+
+async def test_a_bot_outside_the_database_failing_leaves_its_message_awaiting_it(
+    sessionmaker: SessionMaker,
+) -> None:
+    processor = make_processor(sessionmaker, PacedBrain(uses_database=False))
+    results = await _four_with_a_crash(processor)
+    assert isinstance(results[1], RuntimeError)
+    answered = [r.replies[0].text for r in results if isinstance(r, InboundResult)]
+    assert answered == ["echo: one", "echo: three", "echo: four"]
+    async with sessionmaker() as session:
+        awaiting = await session.scalars(
+            select(Message.text).join(AwaitingBot, AwaitingBot.message_id == Message.id)
+        )
+        assert list(awaiting) == ["crash"]  # stored, unanswered: a redelivery asks again
+    assert await count(sessionmaker, Message) == 7
+
+
+class OutsideBrain(PacedBrain):
+    """A bot outside the database: while it answers, another connection writes (as Rasa's
+    action server does) and it looks at what awaits it."""
+
+    def __init__(self, sessionmaker: SessionMaker) -> None:
+        super().__init__(uses_database=False)
+        self.sessionmaker = sessionmaker
+        self.write_took: list[float] = []
+        self.awaiting: list[int] = []
+
+    @override
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+        started = asyncio.get_running_loop().time()
+        async with self.sessionmaker.begin() as elsewhere:  # on SQLite: takes the write lock
+            self.awaiting.append(
+                int(await elsewhere.scalar(select(func.count()).select_from(AwaitingBot)) or 0)
+            )
+        self.write_took.append(asyncio.get_running_loop().time() - started)
+        return await super().respond(session, turn)
+
+
+async def test_a_bot_outside_the_database_is_asked_with_no_transaction_open(
+    sessionmaker: SessionMaker,
+) -> None:
+    brain = OutsideBrain(sessionmaker)
+    results = await _ask_together(sessionmaker, brain)
+    assert [r.replies[0].text for r in results] == [f"echo: question {n}" for n in range(6)]
+    assert max(brain.write_took) < 1  # nobody held the lock (SQLite would wait 10 s for it)
+
+
+async def test_a_message_awaits_a_bot_outside_the_database_in_a_row_until_answered(
+    sessionmaker: SessionMaker,
+) -> None:
+    brain = OutsideBrain(sessionmaker)
+    await make_processor(sessionmaker, brain).handle(sms("hello"))
+    assert brain.awaiting == [1]
+    assert await count(sessionmaker, AwaitingBot) == 0
+
+
+async def test_a_redelivery_of_a_message_still_awaiting_the_bot_is_asked_again(
+    sessionmaker: SessionMaker,
+) -> None:
+    failing = make_processor(sessionmaker, PacedBrain(uses_database=False))
+    with pytest.raises(RuntimeError):  # as if the process had stopped before the answer
+        await failing.handle(sms("crash", provider_id="SM-again"))
+    brain = PacedBrain(uses_database=False)
+    answering = make_processor(sessionmaker, brain)
+    brain.crash_on = None
+    again = await answering.handle(sms("crash", provider_id="SM-again"))
+    assert not again.duplicate
+    assert [reply.text for reply in again.replies] == ["echo: crash"]
+    assert await count(sessionmaker, AwaitingBot) == 0
+    assert await count(sessionmaker, Message) == 2  # stored once, answered once
+    kinds = await _timeline_kinds(sessionmaker, again.customer_id)
+    assert kinds.count("message_in") == 1
+    once_more = await answering.handle(sms("crash", provider_id="SM-again"))
+    assert once_more.duplicate  # answered now: a plain duplicate
 
 
 async def test_one_customers_messages_together_are_taken_in_order(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 from contextlib import AsyncExitStack
-
-import pytest
 
 from dialog.rasa import RasaRestBrain
 from dialog.selfservice import SelfServiceBrain
@@ -21,13 +18,9 @@ async def test_without_rasa_the_embedded_bot_answers(
         assert isinstance(await build_brain(settings, sessionmaker, stack), SelfServiceBrain)
 
 
-async def test_rasa_on_sqlite_is_warned_against(
-    settings: Settings, sessionmaker: SessionMaker, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_with_a_rasa_url_rasa_answers(settings: Settings, sessionmaker: SessionMaker) -> None:
     rasa = settings.model_copy(update={"rasa_url": "http://127.0.0.1:5005"})
-    with caplog.at_level(logging.WARNING, logger="sastre.dialogs"):
-        async with AsyncExitStack() as stack:
-            brain = await build_brain(rasa, sessionmaker, stack)
+    async with AsyncExitStack() as stack:
+        brain = await build_brain(rasa, sessionmaker, stack)
     assert isinstance(brain, RasaRestBrain)
-    warned = "use PostgreSQL with Rasa" in caplog.text
-    assert warned == settings.database_url.startswith("sqlite")
+    assert not brain.uses_database  # asked with no transaction open (dialog.inbound)
