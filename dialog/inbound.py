@@ -373,35 +373,42 @@ class InboundProcessor:
             conversation = await self._conversation(session, context, pending.message)
             works.append(_Work(pending, context.customer, conversation, context.revoked))
         await _store_inbound(session, works)
-        outside = not self._brain.uses_database
-        if outside:
-            await _resume_awaiting(session, works)
+        await _resume_awaiting(session, works)
         answered = [work for work in works if work.inbound_id is not None]
         asking: list[tuple[_Work, Turn]] = []
         for work in answered:
             turn = await self._prepare(session, work)
             if turn is not None:
                 asking.append((work, turn))
-        if outside:
+        if self._brain.uses_database:
+            for work, turn in asking:
+                await self._apply(session, work, await self._brain.respond(session, turn))
             await _write(session, answered)
-            await _await_bot(session, [work for work, _ in asking if not work.resumed])
-            for work, _ in asking:
-                work.written()
-            waiting = {id(work) for work, _ in asking}
-            return [work for work in works if id(work) not in waiting], later, asking
-        for work, turn in asking:
-            await self._apply(session, work, await self._brain.respond(session, turn))
+            await _answered(session, [work for work in answered if work.resumed])
+            return works, later, []
         await _write(session, answered)
-        return works, later, []
+        waiting = {id(work) for work, _ in asking}
+        await _await_bot(session, [work for work, _ in asking if not work.resumed])
+        # A message asked again that needs no bot now (a STOP came meanwhile) is done with.
+        await _answered(session, [w for w in answered if w.resumed and id(w) not in waiting])
+        for work, _ in asking:
+            work.written()
+        return [work for work in works if id(work) not in waiting], later, asking
 
     async def _answer(self, asking: list[tuple[_Work, Turn]]) -> None:
         """Put every turn to the bot outside the database at once, with no transaction open
         (on SQLite the write lock stays free meanwhile: Rasa's actions may write), then write
         the answers in one transaction. A turn the bot fails on keeps awaiting it."""
-        async with self._sessionmaker() as unused:  # the bot does not use it: nothing begins
-            answers = await asyncio.gather(
-                *(self._brain.respond(unused, turn) for _, turn in asking), return_exceptions=True
-            )
+        try:
+            async with self._sessionmaker() as unused:  # the bot does not use it: nothing begins
+                answers = await asyncio.gather(
+                    *(self._brain.respond(unused, turn) for _, turn in asking),
+                    return_exceptions=True,
+                )
+        except BaseException as stopped:  # cancelled at shutdown: nobody is left waiting
+            for work, _ in asking:
+                work.pending.settle(stopped)
+            raise
         decided: list[tuple[_Work, BotTurn]] = []
         for (work, _), answer in zip(asking, answers, strict=True):
             if isinstance(answer, BotTurn):
@@ -747,7 +754,8 @@ async def _store_inbound(session: AsyncSession, works: Sequence[_Work]) -> None:
 
 async def _resume_awaiting(session: AsyncSession, works: Sequence[_Work]) -> None:
     """A duplicate whose first delivery is still awaiting the bot (the process stopped before
-    the answer) is not dropped: it takes the stored message's id and is asked again."""
+    the answer) is not dropped: it takes the stored message's id and is asked again (by
+    whichever bot is configured now). One query, and only when there are duplicates."""
     duplicates = [work for work in works if work.inbound_id is None]
     if not duplicates:
         return
@@ -767,6 +775,8 @@ async def _await_bot(session: AsyncSession, works: Sequence[_Work]) -> None:
 
 
 async def _answered(session: AsyncSession, works: Sequence[_Work]) -> None:
+    if not works:
+        return
     ids = [work.inbound_id for work in works]
     await session.execute(
         delete(awaiting_bot_table).where(awaiting_bot_table.c.message_id.in_(ids))

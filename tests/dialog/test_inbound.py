@@ -390,9 +390,7 @@ async def test_a_message_awaits_a_bot_outside_the_database_in_a_row_until_answer
 async def test_a_redelivery_of_a_message_still_awaiting_the_bot_is_asked_again(
     sessionmaker: SessionMaker,
 ) -> None:
-    failing = make_processor(sessionmaker, PacedBrain(uses_database=False))
-    with pytest.raises(RuntimeError):  # as if the process had stopped before the answer
-        await failing.handle(sms("crash", provider_id="SM-again"))
+    await _left_awaiting(sessionmaker, "SM-again")
     brain = PacedBrain(uses_database=False)
     answering = make_processor(sessionmaker, brain)
     brain.crash_on = None
@@ -405,6 +403,37 @@ async def test_a_redelivery_of_a_message_still_awaiting_the_bot_is_asked_again(
     assert kinds.count("message_in") == 1
     once_more = await answering.handle(sms("crash", provider_id="SM-again"))
     assert once_more.duplicate  # answered now: a plain duplicate
+
+
+async def _left_awaiting(sessionmaker: SessionMaker, provider_id: str) -> None:
+    failing = make_processor(sessionmaker, PacedBrain(uses_database=False))
+    with pytest.raises(RuntimeError):  # as if the process had stopped before the answer
+        await failing.handle(sms("crash", provider_id=provider_id))
+
+
+async def test_a_message_left_awaiting_is_answered_by_the_bot_configured_now(
+    sessionmaker: SessionMaker,
+) -> None:
+    await _left_awaiting(sessionmaker, "SM-switch")
+    brain = FakeBrain()
+    brain.crash_on = None
+    again = await make_processor(sessionmaker, brain).handle(sms("crash", provider_id="SM-switch"))
+    assert [reply.text for reply in again.replies] == ["echo: crash"]
+    assert await count(sessionmaker, AwaitingBot) == 0
+
+
+async def test_a_message_left_awaiting_after_a_stop_is_done_with_in_silence(
+    sessionmaker: SessionMaker,
+) -> None:
+    await _left_awaiting(sessionmaker, "SM-stopped")
+    brain = PacedBrain(uses_database=False)
+    brain.crash_on = None
+    processor = make_processor(sessionmaker, brain)
+    await processor.handle(sms("STOP"))
+    again = await processor.handle(sms("crash", provider_id="SM-stopped"))
+    assert not again.duplicate
+    assert again.replies == ()
+    assert await count(sessionmaker, AwaitingBot) == 0
 
 
 async def test_one_customers_messages_together_are_taken_in_order(
