@@ -12,9 +12,18 @@ from redis.asyncio import Redis
 from consent.replies import Brand
 from dialog.faq_store import FaqCatalogue
 from dialog.inbound import Brain, InboundProcessor
-from sastre.appkeys import BRAIN, ENGINE, INBOUND, METRICS, REDIS, SESSIONMAKER, SETTINGS
+from sastre.appkeys import (
+    BRAIN,
+    ENGINE,
+    INBOUND,
+    METRICS,
+    READER,
+    REDIS,
+    SESSIONMAKER,
+    SETTINGS,
+)
 from sastre.config import Settings
-from sastre.db import create_engine, sessionmaker_for
+from sastre.db import create_engine, reader_for, sessionmaker_for
 from sastre.dialogs import build_brain
 from sastre.metrics import Metrics, metrics_middleware
 from sastre.web import chat, consent, console, customers, faq, health, public
@@ -30,6 +39,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[SETTINGS].database_url)
     app[ENGINE] = engine
     app[SESSIONMAKER] = sessionmaker_for(engine)
+    app[READER] = reader_for(engine)
     yield
     await engine.dispose()
 

@@ -11,11 +11,23 @@ from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.metrics import Metrics
 
-__all__ = ["BRAIN", "ENGINE", "INBOUND", "METRICS", "REDIS", "SESSIONMAKER", "SETTINGS"]
+__all__ = [
+    "BRAIN",
+    "ENGINE",
+    "INBOUND",
+    "METRICS",
+    "READER",
+    "REDIS",
+    "SESSIONMAKER",
+    "SETTINGS",
+]
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
+# Units of work that write take SESSIONMAKER (the write lock on SQLite); reads take READER,
+# which never waits for a writer (sastre.db.reader_for).
 SESSIONMAKER = web.AppKey("sessionmaker", SessionMaker)
+READER = web.AppKey("reader", SessionMaker)
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 METRICS = web.AppKey("metrics", Metrics)
 # The bot: set by create_app when given one (tests), otherwise built at start-up.

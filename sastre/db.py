@@ -1,4 +1,12 @@
-"""The database: engine set-up for SQLite and PostgreSQL, sessions, and Alembic migrations."""
+"""The database: engine set-up for SQLite and PostgreSQL, sessions, and Alembic migrations.
+
+Two kinds of session share one engine and its pool. A *writer* (`sessionmaker_for`) starts with
+SQLite's `BEGIN IMMEDIATE`, so writers queue for the one write lock instead of failing half-way.
+A *reader* (`reader_for`) starts a plain deferred `BEGIN`: under WAL it reads a snapshot and never
+waits for a writer, so a token check, a health check or a customer page stays fast while an
+import or a burst of chat messages writes. Readers are read-only in fact, not only by convention:
+SQLite's `query_only` on that connection, a `READ ONLY` transaction on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +28,20 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["SessionMaker", "create_engine", "database", "migrate", "sessionmaker_for"]
+__all__ = [
+    "READ_ONLY",
+    "SessionMaker",
+    "create_engine",
+    "database",
+    "migrate",
+    "reader_for",
+    "sessionmaker_for",
+]
 
 SessionMaker = async_sessionmaker[AsyncSession]
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The execution option that marks a reader's engine (see `reader_for`).
+READ_ONLY = "sastre_read_only"
 
 
 def _prepare_sqlite(engine: AsyncEngine, url: str) -> None:
@@ -52,9 +70,17 @@ def _prepare_sqlite(engine: AsyncEngine, url: str) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front: two writers queue instead of one failing
-        # with "database is locked" when it upgrades a read lock half-way through.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = bool(connection.get_execution_options().get(READ_ONLY, False))
+        # query_only belongs to the driver's connection, which the pool hands to readers and
+        # writers alike: switch it only when this connection last served the other kind.
+        info = connection.connection.info
+        if info.get(READ_ONLY, False) != read_only:
+            connection.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+            info[READ_ONLY] = read_only
+        # A writer's IMMEDIATE takes the write lock up front: two writers queue instead of one
+        # failing with "database is locked" when it upgrades a read lock half-way through.
+        # A reader's deferred BEGIN takes no lock at all: WAL gives it a snapshot.
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -69,7 +95,16 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def sessionmaker_for(engine: AsyncEngine) -> SessionMaker:
+    """Sessions for units of work that write (and may read first)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def reader_for(engine: AsyncEngine) -> SessionMaker:
+    """Sessions that only read, on the same pool: they never wait for a writer's lock, and a
+    write through one fails at once ("attempt to write a readonly database" on SQLite, "read-only
+    transaction" on PostgreSQL) instead of taking the lock behind the caller's back."""
+    readers = engine.execution_options(**{READ_ONLY: True, "postgresql_readonly": True})
+    return async_sessionmaker(readers, expire_on_commit=False)
 
 
 @asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from sastre.appkeys import SESSIONMAKER
+from sastre.appkeys import READER
 from sastre.auth import Permission, Staff, allowed, authenticate
 from sastre.web.errors import ApiError
 
@@ -28,7 +28,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not request.path.startswith(API_PREFIX):
         return await handler(request)
     token = _bearer_token(request)
-    async with request.app[SESSIONMAKER]() as session:
+    # A reader: checking a token must not queue behind an import or a burst of chat messages.
+    async with request.app[READER]() as session:
         staff = await authenticate(session, token)
     if staff is None:
         raise ApiError(401, "invalid or revoked token")
