@@ -14,8 +14,8 @@ The rules, judged per channel in this order; the first one that fails gives the 
    GENERAL)]` is REVOKED (an SMS STOP). Service messages need no opt-in, but this stops every
    message on the channel, service and marketing alike. Service consent is per channel only;
    topics belong to marketing.
-4. **tier_suppressed** (DENY, marketing) — BZ customers never receive marketing (PRODUCT.md:
-   served, not encouraged). They still receive service messages.
+4. **tier_suppressed** (DENY, marketing) — BZ customers never receive marketing (served, not
+   encouraged: docs/value-tiers.md). They still receive service messages.
 5. **complaint_cooldown** (DENY, marketing) — while `at` is less than `complaint_cooldown` after
    `last_complaint_at`. A complaint dated after `at` also suppresses. It is a DENY, not a DEFER:
    a complaint is not a scheduling matter, the campaign drops the customer.
@@ -25,8 +25,9 @@ The rules, judged per channel in this order; the first one that fails gives the 
    The caller's ledger must make a general revoke supersede older topic grants (this function
    trusts the rows it is given).
 7. **quiet_hours** (DEFER, both purposes) — contact is allowed only at instants whose *local wall
-   time* in the customer's time zone is inside the quiet hours' allowed span *and* inside the
-   customer's own contact window (if any). `defer_until` is the first such instant.
+   time* in the customer's time zone is inside the `ContactHours` of their location *and* inside
+   the customer's own contact window (if any); the rest of the day is quiet hours. `defer_until`
+   is the first allowed instant.
 8. **frequency_cap** (DEFER, marketing) — at most `max_per_day_per_channel` and
    `max_per_week_per_channel` marketing contacts on the channel, and `max_per_day` and
    `max_per_week` on all channels together, in the rolling 24 hours and 7 days before `at`.
@@ -35,9 +36,9 @@ Everything else is **ALLOW**.
 
 Choices, documented because they are choices:
 
-* **Spans are half-open**, ``[start, end)``: with quiet hours 08:00-21:00, 08:00 is allowed and
-  21:00 is not; a window 09:00-17:00 ends before 17:00.
-* **Quiet hours** never cross midnight: ``start < end``, except that an ``end`` of 00:00 means
+* **Spans are half-open**, ``[start, end)``: with contact hours 08:00-21:00, 08:00 is allowed
+  and 21:00 is not; a window 09:00-17:00 ends before 17:00.
+* **Contact hours** never cross midnight: ``start < end``, except that an ``end`` of 00:00 means
   the midnight that ends the day (08:00-00:00 allows the evening; 00:00-00:00 allows the whole
   day, "no quiet hours").
 * **Contact windows** may cross midnight: ``end <= start`` means the window runs from ``start``
@@ -49,7 +50,7 @@ Choices, documented because they are choices:
   window on Lord Howe's 02:00→02:30 night opens at 02:30). A wall time repeated by a fall-back
   jump is allowed both times it occurs. An opening at 08:00 is 08:00 local on both sides of a
   change.
-* **No opening at all** — when the customer's window never meets the quiet hours (22:00-02:00
+* **No opening at all** — when the customer's window never meets the contact hours (22:00-02:00
   against 08:00-21:00) or names no days, there is nothing to defer to: the verdict is **DENY
   quiet_hours** (not no_reachable_channel, which is about the set of channels), and the
   explanation says the window never opens.
@@ -59,7 +60,7 @@ Choices, documented because they are choices:
   exact: when the `limit`-th most recent contact leaves the period. A cap of 0 can never clear:
   **DENY frequency_cap**.
 * **One deferral, one time** — when contact must wait, `defer_until` is the first instant at
-  which *both* the quiet hours/window and every frequency cap allow it (cap expiry, then the next
+  which *both* the contact hours/window and every frequency cap allow it (cap expiry, then the next
   opening, checked again), so a deferred message is stored once with a time at which it will
   really go. The reason names why not *now*: quiet_hours when `at` itself is outside the allowed
   hours or window, else frequency_cap.
@@ -71,10 +72,11 @@ Choices, documented because they are choices:
   channel was considered, that channel and its own reason.
 * **Time** — `at` and every datetime in the state must be timezone-aware (ValueError otherwise);
   `defer_until` is returned in UTC.
-* **Quiet hours by location** (`quiet_hours_for`) — 08:00-21:00 by default (US TCPA), 08:00-20:00
-  in Florida, Oklahoma and Washington. Overrides keyed "CC" or "CC-RR" win over the defaults: an
-  override for the exact region is used as it is; a country-wide one replaces the country default
-  but still meets a built-in state rule (both apply, so the stricter span of the two).
+* **Contact hours by location** (`contact_hours_for`) — 08:00-21:00 by default (US TCPA),
+  08:00-20:00 in Florida, Oklahoma and Washington. Overrides keyed "CC" or "CC-RR" win over the
+  defaults: an override for the exact region is used as it is; a country-wide one replaces the
+  country default but still meets a built-in state rule (both apply, so the stricter span of the
+  two).
 """
 
 from __future__ import annotations
@@ -89,19 +91,19 @@ from consent.types import GENERAL, Channel, ConsentStatus, Purpose
 from crm_core.models import Tier
 
 __all__ = [
-    "DEFAULT_QUIET_HOURS",
+    "DEFAULT_CONTACT_HOURS",
     "DEFAULT_RULES",
     "ChannelVerdict",
+    "ContactHours",
     "ContactState",
     "ContactWindow",
     "Decision",
     "Outcome",
     "PolicyRules",
-    "QuietHours",
     "Reason",
+    "contact_hours_for",
     "decide",
     "next_opening",
-    "quiet_hours_for",
 ]
 
 _MIDNIGHT = time(0)
@@ -154,9 +156,9 @@ def _describe_window(window: ContactWindow) -> str:
     return f"{_day_names(window.days)} {_hm(window.start)}-{_hm(window.end)}"
 
 
-def _describe_quiet(quiet: QuietHours) -> str:
+def _describe_quiet(hours: ContactHours) -> str:
     # The quiet span itself, the time when contact is NOT allowed: 21:00-08:00.
-    return f"{_hm(quiet.end)}-{_hm(quiet.start)}"
+    return f"{_hm(hours.end)}-{_hm(hours.start)}"
 
 
 def _duration(value: timedelta) -> str:
@@ -185,8 +187,9 @@ class ContactWindow:
 
 
 @dataclass(frozen=True, slots=True)
-class QuietHours:
-    """Company-initiated contact is allowed only from `start` to `end`, local time.
+class ContactHours:
+    """The span of the day in which company-initiated contact is allowed, local time: from
+    `start` to `end`. The rest of the day is quiet hours.
 
     `end` 00:00 means the midnight that ends the day; otherwise `start` must precede `end`.
     """
@@ -195,19 +198,19 @@ class QuietHours:
     end: time = time(21)
 
     def __post_init__(self) -> None:
-        _require_naive(self.start, "quiet hours start")
-        _require_naive(self.end, "quiet hours end")
+        _require_naive(self.start, "contact hours start")
+        _require_naive(self.end, "contact hours end")
         if self.end != _MIDNIGHT and self.end <= self.start:
             raise ValueError(
-                f"quiet hours must not cross midnight: {_hm(self.start)}-{_hm(self.end)}"
+                f"contact hours must not cross midnight: {_hm(self.start)}-{_hm(self.end)}"
             )
 
 
-DEFAULT_QUIET_HOURS = QuietHours(time(8), time(21))  # TCPA, 47 CFR 64.1200(c)(1)
-_STATE_QUIET_HOURS: Mapping[str, QuietHours] = {
-    "US-FL": QuietHours(time(8), time(20)),
-    "US-OK": QuietHours(time(8), time(20)),
-    "US-WA": QuietHours(time(8), time(20)),
+DEFAULT_CONTACT_HOURS = ContactHours(time(8), time(21))  # TCPA, 47 CFR 64.1200(c)(1)
+_STATE_CONTACT_HOURS: Mapping[str, ContactHours] = {
+    "US-FL": ContactHours(time(8), time(20)),
+    "US-OK": ContactHours(time(8), time(20)),
+    "US-WA": ContactHours(time(8), time(20)),
 }
 
 
@@ -218,8 +221,8 @@ class ContactState:
     customer_id: int
     tier: Tier
     timezone: str  # IANA, already resolved by the caller
-    quiet_hours: QuietHours  # already resolved for the customer's location
-    window: ContactWindow | None  # None = any time within quiet hours
+    contact_hours: ContactHours  # already resolved for the customer's location
+    window: ContactWindow | None  # None = any time within the contact hours
     preferred_channels: tuple[Channel, ...]  # most preferred first; may be empty
     reachable: frozenset[Channel]  # channels we hold an address for
     undeliverable: frozenset[Channel]  # hard bounce / invalid number
@@ -325,10 +328,10 @@ class Decision:
 # --- wall-clock time ----------------------------------------------------------------------------
 
 
-def _in_quiet_hours(local: datetime, quiet: QuietHours) -> bool:
+def _in_contact_hours(local: datetime, hours: ContactHours) -> bool:
     """Whether a local wall time is inside the span where contact is allowed."""
     moment = local.time()
-    return quiet.start <= moment and (quiet.end == _MIDNIGHT or moment < quiet.end)
+    return hours.start <= moment and (hours.end == _MIDNIGHT or moment < hours.end)
 
 
 def _in_window(local: datetime, window: ContactWindow | None) -> bool:
@@ -345,10 +348,10 @@ def _in_window(local: datetime, window: ContactWindow | None) -> bool:
 
 
 def _is_open(
-    instant: datetime, zone: ZoneInfo, quiet: QuietHours, window: ContactWindow | None
+    instant: datetime, zone: ZoneInfo, hours: ContactHours, window: ContactWindow | None
 ) -> bool:
     local = instant.astimezone(zone)
-    return _in_quiet_hours(local, quiet) and _in_window(local, window)
+    return _in_contact_hours(local, hours) and _in_window(local, window)
 
 
 def _utcoffset(zone: ZoneInfo, instant: datetime) -> timedelta:
@@ -383,10 +386,10 @@ def _jumps(zone: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
 
 
 def _wall_starts(
-    day: date, zone: ZoneInfo, quiet: QuietHours, window: ContactWindow | None
+    day: date, zone: ZoneInfo, hours: ContactHours, window: ContactWindow | None
 ) -> Iterator[datetime]:
     """The instants at which an allowed span may begin on a local day, by its wall clock."""
-    starts = {quiet.start} if window is None else {quiet.start, window.start}
+    starts = {hours.start} if window is None else {hours.start, window.start}
     for start in sorted(starts):
         wall = datetime.combine(day, start)
         for fold in (0, 1):  # both readings of a repeated wall time; a skipped one lands nearby
@@ -394,18 +397,18 @@ def _wall_starts(
 
 
 def next_opening(
-    at: datetime, tz: str, quiet: QuietHours, window: ContactWindow | None
+    at: datetime, tz: str, hours: ContactHours, window: ContactWindow | None
 ) -> datetime | None:
     """The first instant at or after `at` when contact is allowed, in UTC (None if never).
 
-    An allowed span begins either where the local wall clock reaches a start time (the quiet
+    An allowed span begins either where the local wall clock reaches a start time (the contact
     hours' or the window's), or at a daylight-saving jump that lands the clock inside a span; so
     those are the only candidates to test.
     """
     _require_aware(at, "at")
     zone = ZoneInfo(tz)
     start = at.astimezone(UTC)
-    if _is_open(start, zone, quiet, window):
+    if _is_open(start, zone, hours, window):
         return start
     if window is not None and not window.days:
         return None
@@ -415,17 +418,17 @@ def next_opening(
         day = first_day + number * _DAY
         if best is not None and best.astimezone(zone).date() < day - _DAY:
             break  # later days only hold later instants
-        for candidate in _wall_starts(day, zone, quiet, window):
-            if candidate > start and _is_open(candidate, zone, quiet, window):
+        for candidate in _wall_starts(day, zone, hours, window):
+            if candidate > start and _is_open(candidate, zone, hours, window):
                 best = candidate if best is None else min(best, candidate)
     # Only a jump before the best wall-clock start can open earlier.
     for jump in _jumps(zone, start, best or start + _SEARCH_DAYS * _DAY):
-        if jump > start and _is_open(jump, zone, quiet, window):
+        if jump > start and _is_open(jump, zone, hours, window):
             best = jump if best is None else min(best, jump)
     return best
 
 
-# --- quiet hours by location --------------------------------------------------------------------
+# --- contact hours by location ------------------------------------------------------------------
 
 
 def _offset_of(value: time) -> timedelta:
@@ -434,32 +437,32 @@ def _offset_of(value: time) -> timedelta:
     )
 
 
-def _end_offset(quiet: QuietHours) -> timedelta:
-    return _DAY if quiet.end == _MIDNIGHT else _offset_of(quiet.end)
+def _end_offset(hours: ContactHours) -> timedelta:
+    return _DAY if hours.end == _MIDNIGHT else _offset_of(hours.end)
 
 
-def _intersect(first: QuietHours, second: QuietHours, what: str) -> QuietHours:
+def _intersect(first: ContactHours, second: ContactHours, what: str) -> ContactHours:
     start = max(first.start, second.start)
     end = first.end if _end_offset(first) <= _end_offset(second) else second.end
     if end != _MIDNIGHT and end <= start:
-        raise ValueError(f"quiet hours for {what} do not overlap: {first} and {second}")
-    return QuietHours(start, end)
+        raise ValueError(f"contact hours for {what} do not overlap: {first} and {second}")
+    return ContactHours(start, end)
 
 
-def quiet_hours_for(
+def contact_hours_for(
     country: str | None,
     region: str | None,
-    overrides: Mapping[str, QuietHours] | None = None,
-) -> QuietHours:
+    overrides: Mapping[str, ContactHours] | None = None,
+) -> ContactHours:
     """The span in which company-initiated contact is allowed at a location.
 
     Default 08:00-21:00 (US TCPA); Florida, Oklahoma and Washington 08:00-20:00. `region` is the
     subdivision code ("FL") or the full ISO 3166-2 code ("US-FL"). `overrides` maps "CC" or
-    "CC-RR" (any case) to quiet hours and wins over the defaults: an override for the exact
+    "CC-RR" (any case) to contact hours and wins over the defaults: an override for the exact
     region is used as it is; a country-wide override replaces the country default but is
     intersected with a built-in state rule, because both apply (the strictest window that
-    applies, COMPLIANCE.md). Raises ValueError when those two do not overlap. A full code
-    ("US-FL") names its own country, whatever `country` says.
+    applies: docs/permission-marketing.md). Raises ValueError when those two do not overlap. A
+    full code ("US-FL") names its own country, whatever `country` says.
     """
     chosen = {key.strip().upper(): hours for key, hours in (overrides or {}).items()}
     country_code = (country or "").strip().upper()
@@ -470,8 +473,8 @@ def quiet_hours_for(
     region_key = f"{country_code}-{region_code}" if country_code and region_code else ""
     if region_key in chosen:
         return chosen[region_key]
-    country_hours = chosen.get(country_code, DEFAULT_QUIET_HOURS)
-    statutory = _STATE_QUIET_HOURS.get(region_key)
+    country_hours = chosen.get(country_code, DEFAULT_CONTACT_HOURS)
+    statutory = _STATE_CONTACT_HOURS.get(region_key)
     if statutory is None:
         return country_hours
     return _intersect(country_hours, statutory, f"{country_code} and {region_key}")
@@ -504,7 +507,7 @@ class _Context:
         if start not in self.openings:
             state = self.state
             self.openings[start] = next_opening(
-                start, state.timezone, state.quiet_hours, state.window
+                start, state.timezone, state.contact_hours, state.window
             )
         return self.openings[start]
 
@@ -641,7 +644,7 @@ def _caps(ctx: _Context, channel: Channel) -> tuple[_Cap, ...]:
 
 
 def _check_timing(ctx: _Context, channel: Channel) -> ChannelVerdict:
-    """Quiet hours and the customer's window (both purposes), then frequency caps (marketing).
+    """Contact hours and the customer's window (both purposes), then frequency caps (marketing).
 
     The result is ALLOW, or a DEFER to the first instant at which all of them allow contact.
     """
@@ -659,7 +662,7 @@ def _check_timing(ctx: _Context, channel: Channel) -> ChannelVerdict:
             clears = cap.clears_at()
             if clears is not None and clears > ready:
                 ready, binding = clears, cap
-    inside = _is_open(ctx.at, ctx.zone, state.quiet_hours, state.window)
+    inside = _is_open(ctx.at, ctx.zone, state.contact_hours, state.window)
     if inside and binding is None:
         what = (
             f"{ctx.purpose} (topic {ctx.topic!r})" if ctx.marketing and ctx.topic else ctx.purpose
@@ -673,13 +676,13 @@ def _check_timing(ctx: _Context, channel: Channel) -> ChannelVerdict:
         )
     opening = ctx.opening(ready)
     if opening is None:
-        # Quiet hours alone open every day, so only the customer's window can leave no time.
+        # Contact hours alone open every day, so only the customer's window can leave no time.
         window = state.window
         never = (
             "names no days"
             if window is None or not window.days
-            else f"never meets the allowed hours ({_hm(state.quiet_hours.start)}-"
-            f"{_hm(state.quiet_hours.end)})"
+            else f"never meets the allowed hours ({_hm(state.contact_hours.start)}-"
+            f"{_hm(state.contact_hours.end)})"
         )
         shown = "" if window is None else f" ({_describe_window(window)})"
         return _deny(
@@ -690,8 +693,8 @@ def _check_timing(ctx: _Context, channel: Channel) -> ChannelVerdict:
     cap_too = f" and the frequency cap of {binding.label} is reached" if binding else ""
     if not inside:
         local = ctx.local
-        if state.window is None or not _in_quiet_hours(local, state.quiet_hours):
-            quiet = _describe_quiet(state.quiet_hours)
+        if state.window is None or not _in_contact_hours(local, state.contact_hours):
+            quiet = _describe_quiet(state.contact_hours)
             now = f"{_clock(local)} in {state.timezone} is inside quiet hours ({quiet})"
         else:
             now = (

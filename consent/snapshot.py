@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent.models import ConsentState, ContactMade, Undeliverable
-from consent.policy import ContactState, ContactWindow, QuietHours, quiet_hours_for
+from consent.policy import ContactHours, ContactState, ContactWindow, contact_hours_for
 from consent.preferences import load_preferences, resolve_timezone
 from consent.types import Channel, ConsentStatus, Purpose
 from crm_core.customers import get_customer
@@ -40,7 +40,7 @@ def _subdivisions(country: str) -> dict[str, str]:
 
 
 def region_of_phone(e164: str) -> tuple[str | None, str | None]:
-    """(country, region) a number belongs to, e.g. ('US', 'FL'), for location-based quiet hours.
+    """(country, region) a number belongs to, e.g. ('US', 'FL'), for location-based contact hours.
 
     phonenumbers' geocoder names the place ("Florida", "Miami, FL", "Washington State").
     """
@@ -64,8 +64,10 @@ async def load_contact_state(
     *,
     at: datetime,
     default_timezone: str,
-    quiet_overrides: Mapping[str, QuietHours] | None = None,
+    quiet_overrides: Mapping[str, ContactHours] | None = None,
 ) -> ContactState:
+    """What `decide` needs about the customer at `at`. `quiet_overrides` maps "CC" or "CC-RR" to
+    the contact hours of that place (`contact_hours_for`)."""
     customer = await get_customer(session, customer_id)
     preferences = await load_preferences(session, customer.id)
     identities = list(
@@ -113,7 +115,7 @@ async def load_contact_state(
         customer_id=customer.id,
         tier=Tier(customer.tier),
         timezone=await resolve_timezone(session, customer, preferences, default_timezone),
-        quiet_hours=quiet_hours_for(customer.country or country, region, quiet_overrides),
+        contact_hours=contact_hours_for(customer.country or country, region, quiet_overrides),
         window=window,
         preferred_channels=preferences.channels,
         reachable=reachable,

@@ -1,5 +1,5 @@
 """The contact policy: one test per rule and reason on hand-made states, the channel choice, the
-JSON form, quiet hours by location, and hypothesis properties over random states and times."""
+JSON form, contact hours by location, and hypothesis properties over random states and times."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from hypothesis import strategies as st
 
 from consent.policy import (
     ChannelVerdict,
+    ContactHours,
     ContactState,
     ContactWindow,
     Decision,
     Outcome,
     PolicyRules,
-    QuietHours,
     Reason,
+    contact_hours_for,
     decide,
     next_opening,
-    quiet_hours_for,
 )
 from consent.types import GENERAL, Channel, ConsentStatus, Purpose
 from crm_core.models import Tier
@@ -39,7 +39,7 @@ EMAIL, SMS, TELEGRAM, WEBCHAT, VOICE = (
 MARKETING, SERVICE = Purpose.MARKETING, Purpose.SERVICE
 GRANTED, PENDING, REVOKED = ConsentStatus.GRANTED, ConsentStatus.PENDING, ConsentStatus.REVOKED
 MIDNIGHT = time(0)
-ALL_DAY = QuietHours(MIDNIGHT, MIDNIGHT)  # no quiet hours, to look at windows alone
+ALL_DAY = ContactHours(MIDNIGHT, MIDNIGHT)  # no quiet hours, to look at windows alone
 EVERY_DAY = frozenset(range(7))
 # Wednesday 6 May 2026, 12:00 in Madrid (CEST, UTC+2).
 NOON = datetime(2026, 5, 6, 10, 0, tzinfo=UTC)
@@ -53,7 +53,7 @@ def make_state(**changes: Any) -> ContactState:
         customer_id=7,
         tier=Tier.STANDARD,
         timezone="Europe/Madrid",
-        quiet_hours=QuietHours(),
+        contact_hours=ContactHours(),
         window=None,
         preferred_channels=(EMAIL,),
         reachable=frozenset({EMAIL, SMS}),
@@ -232,7 +232,7 @@ def test_late_evening_is_deferred_to_eight_the_next_morning() -> None:
     ("hour", "minute", "allowed"),
     [(7, 59, False), (8, 0, True), (20, 59, True), (21, 0, False)],
 )
-def test_quiet_hours_are_half_open(hour: int, minute: int, allowed: bool) -> None:
+def test_contact_hours_are_half_open(hour: int, minute: int, allowed: bool) -> None:
     at = local("Europe/Madrid", 2026, 5, 6, hour, minute)
     decision = decide(make_state(), SERVICE, EMAIL, at)
     assert (decision.outcome is Outcome.ALLOW) is allowed
@@ -245,7 +245,7 @@ def test_early_morning_is_deferred_to_eight_the_same_day() -> None:
 
 
 def test_florida_quiet_hours_start_at_eight_in_the_evening() -> None:
-    state = make_state(timezone="America/New_York", quiet_hours=quiet_hours_for("US", "FL"))
+    state = make_state(timezone="America/New_York", contact_hours=contact_hours_for("US", "FL"))
     at = local("America/New_York", 2026, 5, 6, 20, 30)
     decision = decide(state, SERVICE, SMS, at)
     assert decision.reason is Reason.QUIET_HOURS
@@ -284,7 +284,7 @@ def test_a_window_crossing_midnight_belongs_to_the_day_it_starts(
 ) -> None:
     window = ContactWindow(frozenset({4}), time(22), time(2))
     at = local("Europe/Madrid", *when)
-    decision = decide(make_state(window=window, quiet_hours=ALL_DAY), SERVICE, EMAIL, at)
+    decision = decide(make_state(window=window, contact_hours=ALL_DAY), SERVICE, EMAIL, at)
     if opening is None:
         assert decision.outcome is Outcome.ALLOW
     else:
@@ -292,7 +292,7 @@ def test_a_window_crossing_midnight_belongs_to_the_day_it_starts(
         assert decision.defer_until == local("Europe/Madrid", *opening)
 
 
-def test_a_window_that_never_meets_quiet_hours_is_denied() -> None:
+def test_a_window_that_never_meets_the_contact_hours_is_denied() -> None:
     window = ContactWindow(frozenset({4}), time(22), time(2))
     state = make_state(window=window)
     decision = decide(state, MARKETING, EMAIL, NOON)
@@ -305,7 +305,7 @@ def test_a_window_that_never_meets_quiet_hours_is_denied() -> None:
         "denied: the customer's contact window (Fri 22:00-02:00) never meets the allowed hours "
         "(08:00-21:00), so there is no time to contact them"
     )
-    assert next_opening(NOON, "Europe/Madrid", QuietHours(), window) is None
+    assert next_opening(NOON, "Europe/Madrid", ContactHours(), window) is None
 
 
 def test_a_window_without_days_is_denied() -> None:
@@ -317,7 +317,7 @@ def test_a_window_without_days_is_denied() -> None:
 
 def test_a_window_with_equal_ends_lasts_24_hours() -> None:
     window = ContactWindow(frozenset({2}), time(12), time(12))  # Wednesday noon to Thursday noon
-    state = make_state(window=window, quiet_hours=ALL_DAY)
+    state = make_state(window=window, contact_hours=ALL_DAY)
     assert decide(state, SERVICE, EMAIL, local("Europe/Madrid", 2026, 5, 7, 11, 59)).outcome is (
         Outcome.ALLOW
     )
@@ -344,7 +344,7 @@ def test_the_opening_is_eight_local_across_daylight_saving_changes(
     decision = decide(state, SERVICE, SMS, at)
     assert decision.defer_until == opening
     assert opening.astimezone(ZoneInfo("America/New_York")).time() == time(8)
-    assert next_opening(at, "America/New_York", QuietHours(), None) == opening
+    assert next_opening(at, "America/New_York", ContactHours(), None) == opening
 
 
 def test_a_window_starting_in_a_skipped_half_hour_opens_at_the_jump() -> None:
@@ -379,7 +379,7 @@ def test_a_window_starting_inside_the_repeated_hour_opens_on_its_second_pass_too
 
 
 def test_next_opening_is_at_itself_when_open() -> None:
-    assert next_opening(NOON, "Europe/Madrid", QuietHours(), None) == NOON
+    assert next_opening(NOON, "Europe/Madrid", ContactHours(), None) == NOON
 
 
 # --- frequency caps -----------------------------------------------------------------------------
@@ -606,7 +606,7 @@ def test_times_must_be_aware() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         decide(make_state(), MARKETING, EMAIL, naive)
     with pytest.raises(ValueError, match="timezone-aware"):
-        next_opening(naive, "Europe/Madrid", QuietHours(), None)
+        next_opening(naive, "Europe/Madrid", ContactHours(), None)
     with pytest.raises(ValueError, match="last_complaint_at"):
         decide(make_state(last_complaint_at=naive), MARKETING, EMAIL, NOON)
     with pytest.raises(ValueError, match="recent"):
@@ -622,7 +622,7 @@ def test_at_in_any_zone_gives_the_same_decision_in_utc() -> None:
 
 def test_inputs_are_validated() -> None:
     with pytest.raises(ValueError, match="cross midnight"):
-        QuietHours(time(21), time(8))
+        ContactHours(time(21), time(8))
     with pytest.raises(ValueError, match="Sunday"):
         ContactWindow(frozenset({7}), time(9), time(17))
     with pytest.raises(ValueError, match="time zone"):
@@ -634,10 +634,10 @@ def test_inputs_are_validated() -> None:
     assert hash(window)
 
 
-# --- quiet hours by location --------------------------------------------------------------------
+# --- contact hours by location ------------------------------------------------------------------
 
-EIGHT_TO_NINE = QuietHours(time(8), time(21))
-EIGHT_TO_EIGHT = QuietHours(time(8), time(20))
+EIGHT_TO_NINE = ContactHours(time(8), time(21))
+EIGHT_TO_EIGHT = ContactHours(time(8), time(20))
 
 
 @pytest.mark.parametrize(
@@ -652,28 +652,28 @@ EIGHT_TO_EIGHT = QuietHours(time(8), time(20))
         (None, "US-FL", None, EIGHT_TO_EIGHT),
         ("US", "US-WA", None, EIGHT_TO_EIGHT),
         ("ES", "FL", None, EIGHT_TO_NINE),  # not Florida
-        ("ES", None, {"ES": QuietHours(time(9), time(20))}, QuietHours(time(9), time(20))),
-        ("ES", "CT", {"es-ct": QuietHours(time(7), time(22))}, QuietHours(time(7), time(22))),
+        ("ES", None, {"ES": ContactHours(time(9), time(20))}, ContactHours(time(9), time(20))),
+        ("ES", "CT", {"es-ct": ContactHours(time(7), time(22))}, ContactHours(time(7), time(22))),
         ("US", "FL", {"US-FL": EIGHT_TO_NINE}, EIGHT_TO_NINE),  # the exact region wins
         # A country-wide override applies with the state's own rule: the stricter of both.
-        ("US", "FL", {"US": QuietHours(time(9), time(21))}, QuietHours(time(9), time(20))),
-        ("US", "FL", {"US": QuietHours(time(8), time(22))}, EIGHT_TO_EIGHT),
-        ("US", "NY", {"US": QuietHours(time(9), time(19))}, QuietHours(time(9), time(19))),
-        ("FR", None, {"US": QuietHours(time(9), time(19))}, EIGHT_TO_NINE),
+        ("US", "FL", {"US": ContactHours(time(9), time(21))}, ContactHours(time(9), time(20))),
+        ("US", "FL", {"US": ContactHours(time(8), time(22))}, EIGHT_TO_EIGHT),
+        ("US", "NY", {"US": ContactHours(time(9), time(19))}, ContactHours(time(9), time(19))),
+        ("FR", None, {"US": ContactHours(time(9), time(19))}, EIGHT_TO_NINE),
     ],
 )
-def test_quiet_hours_for_a_location(
+def test_contact_hours_for_a_location(
     country: str | None,
     region: str | None,
-    overrides: dict[str, QuietHours] | None,
-    expected: QuietHours,
+    overrides: dict[str, ContactHours] | None,
+    expected: ContactHours,
 ) -> None:
-    assert quiet_hours_for(country, region, overrides) == expected
+    assert contact_hours_for(country, region, overrides) == expected
 
 
-def test_quiet_hours_for_rejects_overrides_that_leave_no_time() -> None:
+def test_contact_hours_for_rejects_overrides_that_leave_no_time() -> None:
     with pytest.raises(ValueError, match="do not overlap"):
-        quiet_hours_for("US", "FL", {"US": QuietHours(time(6), time(7))})
+        contact_hours_for("US", "FL", {"US": ContactHours(time(6), time(7))})
 
 
 # --- properties ---------------------------------------------------------------------------------
@@ -718,11 +718,11 @@ instants = st.one_of(
         st.integers(-36 * 60, 36 * 60),
     ),
 )
-quiet_hours = st.one_of(
-    st.sampled_from([QuietHours(), EIGHT_TO_EIGHT, ALL_DAY, QuietHours(time(8), MIDNIGHT)]),
+contact_hours = st.one_of(
+    st.sampled_from([ContactHours(), EIGHT_TO_EIGHT, ALL_DAY, ContactHours(time(8), MIDNIGHT)]),
     st.tuples(quarter_hours, quarter_hours)
     .filter(lambda ends: ends[0] < ends[1])
-    .map(lambda ends: QuietHours(*ends)),
+    .map(lambda ends: ContactHours(*ends)),
 )
 windows = st.none() | st.builds(
     ContactWindow, st.frozensets(st.integers(0, 6)), quarter_hours, quarter_hours
@@ -778,7 +778,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         customer_id=7,
         tier=draw(tiers),
         timezone=draw(zones),
-        quiet_hours=draw(quiet_hours),
+        contact_hours=draw(contact_hours),
         window=draw(windows),
         preferred_channels=draw(preferences),
         reachable=draw(reachables),
@@ -834,9 +834,9 @@ def in_window(wall: datetime, window: ContactWindow | None) -> bool:
 def locally_open(state: ContactState, at: datetime) -> bool:
     wall = at.astimezone(ZoneInfo(state.timezone)).replace(tzinfo=None)
     minute = wall.hour * 60 + wall.minute
-    quiet = state.quiet_hours
-    start = quiet.start.hour * 60 + quiet.start.minute
-    end = quiet.end.hour * 60 + quiet.end.minute or 24 * 60
+    hours = state.contact_hours
+    start = hours.start.hour * 60 + hours.start.minute
+    end = hours.end.hour * 60 + hours.end.minute or 24 * 60
     return start <= minute < end and in_window(wall, state.window)
 
 
@@ -971,12 +971,12 @@ def test_the_choice_is_the_first_allowed_in_order(s: Scenario) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(instants, zones, quiet_hours, windows)
+@given(instants, zones, contact_hours, windows)
 def test_next_opening_is_the_first_open_instant(
-    at: datetime, tz: str, quiet: QuietHours, window: ContactWindow | None
+    at: datetime, tz: str, hours: ContactHours, window: ContactWindow | None
 ) -> None:
-    state = make_state(timezone=tz, quiet_hours=quiet, window=window)
-    opening = next_opening(at, tz, quiet, window)
+    state = make_state(timezone=tz, contact_hours=hours, window=window)
+    opening = next_opening(at, tz, hours, window)
     if opening is not None:
         assert opening >= at
         assert opening.tzinfo is UTC

@@ -1,4 +1,4 @@
-"""Loading a customer's contact state: reachability, time zone fallback, location quiet hours,
+"""Loading a customer's contact state: reachability, time zone fallback, contact hours by location,
 complaints and contacts already made."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from consent.ledger import record_consent
 from consent.models import ContactMade, Undeliverable
-from consent.policy import ContactState, QuietHours
+from consent.policy import ContactHours, ContactState
 from consent.preferences import update_preferences
 from consent.snapshot import load_contact_state, region_of_phone
 from consent.types import Action, Channel, ConsentStatus, Purpose, Source
@@ -32,7 +32,7 @@ async def _customer(sessionmaker: SessionMaker, **fields: str) -> int:
 async def _state(
     sessionmaker: SessionMaker,
     customer: int,
-    quiet_overrides: Mapping[str, QuietHours] | None = None,
+    quiet_overrides: Mapping[str, ContactHours] | None = None,
 ) -> ContactState:
     async with sessionmaker() as session:
         return await load_contact_state(
@@ -73,16 +73,16 @@ async def test_the_customers_own_time_zone_comes_first(sessionmaker: SessionMake
     assert (await _state(sessionmaker, customer)).timezone == "Asia/Tokyo"
 
 
-async def test_a_florida_number_gets_florida_quiet_hours(sessionmaker: SessionMaker) -> None:
+async def test_a_florida_number_gets_florida_contact_hours(sessionmaker: SessionMaker) -> None:
     customer = await _customer(sessionmaker, phone="+13055550123")
-    assert (await _state(sessionmaker, customer)).quiet_hours == QuietHours(time(8), time(20))
+    assert (await _state(sessionmaker, customer)).contact_hours == ContactHours(time(8), time(20))
 
 
-async def test_quiet_hour_overrides_apply_by_country(sessionmaker: SessionMaker) -> None:
+async def test_contact_hour_overrides_apply_by_country(sessionmaker: SessionMaker) -> None:
     customer = await _customer(sessionmaker, phone="+34612345678", country="ES")
-    overrides = {"ES": QuietHours(time(9), time(21))}
+    overrides = {"ES": ContactHours(time(9), time(21))}
     state = await _state(sessionmaker, customer, quiet_overrides=overrides)
-    assert state.quiet_hours == QuietHours(time(9), time(21))
+    assert state.contact_hours == ContactHours(time(9), time(21))
 
 
 async def test_consents_complaints_contacts_and_bounces_are_loaded(
