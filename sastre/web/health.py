@@ -1,56 +1,85 @@
-"""Liveness and metrics for operators: GET /healthz and GET /metrics."""
+"""Liveness and metrics for operators: GET /healthz and GET /metrics.
+
+/healthz answers within its own timeout whatever the database does: each check runs as a task
+that is waited for at most `CHECK_TIMEOUT`, not cancelled (a SQLite call blocked in the driver's
+thread cannot be interrupted, and cancelling it would only make the answer wait for it). The
+database is checked with a reader, which never queues behind a writer's lock.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
 from aiohttp import web
 from sqlalchemy import text
 
-from sastre.appkeys import ENGINE, METRICS, REDIS
+from sastre.appkeys import METRICS, READER, REDIS
 from sastre.metrics import render
 
-__all__ = ["routes"]
+__all__ = ["CHECK_TIMEOUT", "routes"]
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-CHECK_TIMEOUT = 2.0
+CHECK_TIMEOUT: Final = 2.0
+# Checks that outlived their answer: kept referenced until they end, then logged.
+_outliving: set[asyncio.Future[Any]] = set()
 
 
-async def _database_ok(request: web.Request) -> bool:
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT), request.app[ENGINE].connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception as e:  # any failure means "not ok"; the reason goes to the log
-        log.warning("health check: database unreachable: %s", e)
-        return False
-    return True
+async def _ping_database(app: web.Application) -> None:
+    async with app[READER]() as session:
+        await session.execute(text("SELECT 1"))
 
 
-async def _redis_state(request: web.Request) -> str:
-    redis = request.app[REDIS]
-    if redis is None:
-        return "disabled"
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT):
-            await redis.ping()
-    except Exception as e:
-        log.warning("health check: redis unreachable: %s", e)
-        return "error"
-    return "ok"
+async def _ping_redis(app: web.Application) -> None:
+    redis = app[REDIS]
+    assert redis is not None
+    await redis.ping()
+
+
+def _settle(name: str) -> Callable[[asyncio.Future[Any]], None]:
+    def settle(task: asyncio.Future[Any]) -> None:
+        _outliving.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("health check: %s unreachable: %s", name, task.exception())
+
+    return settle
+
+
+async def _problem(name: str, check: Awaitable[None]) -> str | None:
+    """None if `check` passed within CHECK_TIMEOUT, else the reason (the details go to the log:
+    /healthz is public)."""
+    task = asyncio.ensure_future(check)
+    _outliving.add(task)
+    task.add_done_callback(_settle(name))
+    timeout = CHECK_TIMEOUT
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        log.warning("health check: %s gave no answer within %g s", name, timeout)
+        return f"no answer within {timeout:g} s"
+    if task.exception() is not None:
+        return "unreachable"
+    return None
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    database_ok, redis = await asyncio.gather(_database_ok(request), _redis_state(request))
-    healthy = database_ok and redis != "error"
-    body = {
-        "status": "ok" if healthy else "error",
-        "database": "ok" if database_ok else "error",
-        "redis": redis,
+    app = request.app
+    checks = {"database": _problem("database", _ping_database(app))}
+    if app[REDIS] is not None:
+        checks["redis"] = _problem("redis", _ping_redis(app))
+    problems = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    failed = {name: reason for name, reason in problems.items() if reason is not None}
+    body: dict[str, Any] = {
+        "status": "error" if failed else "ok",
+        "database": "error" if "database" in failed else "ok",
+        "redis": "disabled" if "redis" not in problems else "error" if "redis" in failed else "ok",
     }
-    return web.json_response(body, status=200 if healthy else 503)
+    if failed:
+        body["detail"] = failed
+    return web.json_response(body, status=503 if failed else 200)
 
 
 @routes.get("/metrics")

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from crm_core.models import Customer, customers_table
-from sastre.db import SessionMaker, create_engine, reader_for, sessionmaker_for
-
-
-@asynccontextmanager
-async def write_held(sessionmaker: SessionMaker) -> AsyncIterator[asyncio.Task[None]]:
-    """A writer that has written a row and holds its transaction (and SQLite's write lock)
-    open until the block ends; yields its task, still running."""
-    written, release = asyncio.Event(), asyncio.Event()
-
-    async def writer() -> None:
-        async with sessionmaker.begin() as session:
-            await session.execute(insert(customers_table).values(name="held"))
-            written.set()
-            await release.wait()
-
-    task = asyncio.create_task(writer())
-    await written.wait()
-    try:
-        yield task
-    finally:
-        release.set()
-        await task
+from sastre.db import create_engine, reader_for, sessionmaker_for
+from tests.support.held_write import write_held
 
 
 async def test_a_reader_reads_while_a_writer_holds_the_lock(database_url: str) -> None:
