@@ -45,6 +45,7 @@ STANDARD_FIELDS = (
     "potential_value",
 )
 MAX_MONEY_CENTS = 10**15  # ten trillion units: beyond that it is a typo, not a customer
+_MAX_MONEY_UNITS = Decimal(MAX_MONEY_CENTS).scaleb(-2)  # exact, like every Decimal comparison
 _MAX_NAME = 200
 # Digits with an optional '.' for decimals; ',' only as a thousands separator in groups of three.
 # "1.234,56" is refused rather than guessed: misreading money is worse than asking.
@@ -143,8 +144,13 @@ def _parse_money(name: str, value: Any, errors: list[FieldError]) -> int | None:
         errors.append(FieldError(name, f"{text!r} is not an amount like 1234.56 (or 1,234.56)"))
         return None
     amount = Decimal(text.replace(",", ""))
+    # Compared before any arithmetic: Decimal arithmetic works to 28 digits, and quantizing a
+    # larger amount (10**30) raises InvalidOperation instead of answering.
+    if amount >= _MAX_MONEY_UNITS:
+        errors.append(FieldError(name, "is implausibly large"))
+        return None
     cents = int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-    if cents >= MAX_MONEY_CENTS:
+    if cents >= MAX_MONEY_CENTS:  # rounding up to the limit (9999999999999.999)
         errors.append(FieldError(name, "is implausibly large"))
         return None
     return cents

@@ -667,6 +667,16 @@ async def test_absurd_telegram_id_is_a_rejected_row(
     assert report.imported == 1
 
 
+async def test_amount_beyond_decimal_precision_is_a_rejected_row(
+    sessionmaker: SessionMaker, tmp_path: Path
+) -> None:
+    # Once a Decimal InvalidOperation out of the row check, which aborted the whole import.
+    path = write_csv(tmp_path, f"external_id,revenue\nCRM-1,1{'0' * 30}\nCRM-2,10\n")
+    report = await run_import(sessionmaker, path)
+    assert lines(report) == ["line 2: revenue: is implausibly large"]
+    assert report.imported == 1
+
+
 async def test_database_error_during_import_surfaces_as_itself(
     sessionmaker: SessionMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

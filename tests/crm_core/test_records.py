@@ -3,11 +3,15 @@ parser behind the CSV import and the API, so both accept and refuse the same thi
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm_core.records import (
+    MAX_MONEY_CENTS,
     CustomerRecord,
     FieldError,
     RecordErrors,
@@ -86,6 +90,43 @@ def test_bad_money_is_refused(text: str, reason: str) -> None:
     assert errors_of({"external_id": "CRM-1", "cost_to_serve": text}) == [
         FieldError("cost_to_serve", reason)
     ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        10**30,
+        "1" + "0" * 30,
+        "1,000,000,000,000,000,000,000,000,000,000",
+        "1" * 5000,
+        "9999999999999.995",  # rounds up to the limit
+        Decimal("1" + "0" * 30),  # as the API hands it over
+    ],
+)
+def test_money_beyond_decimal_precision_is_implausibly_large(value: Any) -> None:
+    # 10**30 once reached Decimal.quantize, which raises past 28 digits: a 500 on the API and a
+    # whole CSV import aborted.
+    assert errors_of({"external_id": "CRM-1", "revenue": value}) == [
+        FieldError("revenue", "is implausibly large")
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=10**40)
+    | st.decimals(min_value=0, allow_nan=False, allow_infinity=False)
+    | st.from_regex(r"\A\d{1,60}(\.\d{1,60})?\Z")
+)
+def test_any_amount_is_cents_within_the_limit_or_a_field_error(value: Any) -> None:
+    errors: list[FieldError] = []
+    try:
+        cents = parse(revenue=value).revenue_cents
+    except RecordErrors as e:
+        errors, cents = e.errors, None
+    if cents is None:
+        assert [error.field for error in errors] == ["revenue"]
+    else:
+        assert 0 <= cents < MAX_MONEY_CENTS
 
 
 def test_boolean_money_is_refused() -> None:
