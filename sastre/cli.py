@@ -1,4 +1,10 @@
-"""The `sastre` command: serve, demo, migrate, tokens, tiers, imports, customer look-ups."""
+"""The `sastre` command: serve, demo, migrate, tokens, tiers, imports, customer look-ups.
+
+Only click and the standard library are imported here at start-up. Each command imports what it
+needs when it runs: the web application pulls in the FAQ matcher (scikit-learn, SciPy, NumPy)
+and the database layer pulls in SQLAlchemy and Alembic, and `sastre --help` or `sastre token
+create` must not wait seconds for what they never use (a test keeps it so).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,20 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
-from aiohttp import web
 
-from crm_core.customers import CustomerNotFound, customer_view, find_customer, get_customer
-from crm_core.identities import InvalidIdentity
-from crm_core.importer import ImportFileError, ImportReport, import_customers
-from crm_core.models import IdentityKind
-from crm_core.tiers import TierRules, recompute_tiers, tier_counts
-from sastre.app import create_app
-from sastre.auth import Role, create_token, list_tokens, revoke_token
-from sastre.config import ConfigError, Settings, load_settings
-from sastre.db import SessionMaker, database, migrate
+if TYPE_CHECKING:
+    from crm_core.importer import ImportReport
+    from crm_core.tiers import TierRules
+    from sastre.config import Settings
+    from sastre.db import SessionMaker
 
 __all__ = ["main"]
 
@@ -32,9 +34,7 @@ log = logging.getLogger("sastre")
 
 
 def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
+    return cast("Settings", ctx.obj)
 
 
 def _run(coroutine: Awaitable[T]) -> T:
@@ -45,12 +45,24 @@ def _run(coroutine: Awaitable[T]) -> T:
 
 
 async def _with_database(settings: Settings, work: Callable[[SessionMaker], Awaitable[T]]) -> T:
-    await migrate(settings.database_url)
+    from sastre.db import database
+    from sastre.schema_version import is_up_to_date
+
+    if not await is_up_to_date(settings.database_url):
+        await _migrate(settings.database_url)
     async with database(settings.database_url) as (_engine, sessionmaker):
         return await work(sessionmaker)
 
 
+async def _migrate(url: str) -> None:
+    from sastre.db import migrate
+
+    await migrate(url)
+
+
 def tier_rules(settings: Settings) -> TierRules:
+    from crm_core.tiers import TierRules
+
     return TierRules(
         cmv_profit_share=settings.tier_cmv_profit_share,
         cmp_potential_multiple=settings.tier_cmp_potential_multiple,
@@ -63,6 +75,8 @@ def tier_rules(settings: Settings) -> TierRules:
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Sastre: one customer across every channel, with permission marketing."""
+    from sastre.config import ConfigError, load_settings
+
     try:
         ctx.obj = load_settings()
     except ConfigError as e:
@@ -71,14 +85,28 @@ def cli(ctx: click.Context) -> None:
         level=ctx.obj.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Alembic reports every check at INFO; only a migration actually applied is worth a line.
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    # Alembic reports its plug-ins and every check at INFO; only a failure is worth a line.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 # --- running ------------------------------------------------------------------------------------
 
 
-def _serve(settings: Settings, banner: str = "") -> None:
+def _listen(settings: Settings) -> list[socket.socket]:
+    """Take the port before anything else: a second start must change nothing."""
+    from sastre.listeners import PortUnavailable, bind_listeners
+
+    try:
+        return bind_listeners(settings.host, settings.port)
+    except PortUnavailable as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _serve(settings: Settings, listeners: list[socket.socket], banner: str = "") -> None:
+    from aiohttp import web
+
+    from sastre.app import create_app
+
     log.info("settings: %s", settings.masked())
 
     def announce(message: Any) -> None:
@@ -90,13 +118,7 @@ def _serve(settings: Settings, banner: str = "") -> None:
             click.echo(banner)
 
     # run_app turns SIGTERM and SIGINT into a graceful shutdown that runs every cleanup context.
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=announce,
-        access_log=None,
-    )
+    web.run_app(create_app(settings), sock=listeners, print=announce, access_log=None)
     click.echo("Sastre stopped.")
 
 
@@ -105,8 +127,9 @@ def _serve(settings: Settings, banner: str = "") -> None:
 def serve(ctx: click.Context) -> None:
     """Apply migrations and run the service."""
     settings = _settings(ctx)
-    _run(migrate(settings.database_url))
-    _serve(settings)
+    listeners = _listen(settings)
+    _run(_migrate(settings.database_url))
+    _serve(settings, listeners)
 
 
 @cli.command("migrate")
@@ -114,7 +137,7 @@ def serve(ctx: click.Context) -> None:
 def migrate_command(ctx: click.Context) -> None:
     """Apply every database migration."""
     settings = _settings(ctx)
-    _run(migrate(settings.database_url))
+    _run(_migrate(settings.database_url))
     click.echo("database is up to date")
 
 
@@ -123,9 +146,11 @@ def migrate_command(ctx: click.Context) -> None:
 @click.pass_context
 def demo(ctx: click.Context, customers: int) -> None:
     """Load the demo data set (idempotent) and run the service."""
+    from sastre.auth import Role, create_token
     from sastre.demo import load_demo_data
 
     settings = _settings(ctx)
+    listeners = _listen(settings)
 
     async def load(sessionmaker: SessionMaker) -> tuple[str, str]:
         async with sessionmaker.begin() as session:
@@ -136,24 +161,34 @@ def demo(ctx: click.Context, customers: int) -> None:
         return token, f"demo data: {summary.created} customers created, {summary.updated} updated"
 
     token, loaded = _run(_with_database(settings, load))
-    url = settings.external_url
-    banner = "\n".join(
+    _serve(settings, listeners, _demo_banner(_browser_url(settings), token, loaded))
+
+
+def _browser_url(settings: Settings) -> str:
+    """Where a browser on this machine reaches the service: a wildcard address is not one."""
+    if settings.public_url or settings.host not in ("0.0.0.0", "::"):
+        return settings.external_url
+    return f"http://127.0.0.1:{settings.port}"
+
+
+def _demo_banner(url: str, token: str, loaded: str) -> str:
+    return "\n".join(
         [
             loaded,
             "",
-            f"  Staff console:  {url}/",
-            f"  Staff API:      {url}/api/",
+            f"  Open the staff console at {url}/ and sign in with this admin token",
+            "  (paste it where the console asks for the staff API token):",
+            "",
+            f"    {token}",
+            "",
+            f"  Staff API:      {url}/api/  (send the header  Authorization: Bearer <token>)",
             f"  Web chat demo:  {url}/chat",
             f"  Health:         {url}/healthz",
-            "  Log in with this admin token (the console asks for it; the API takes it as",
-            "  Authorization: Bearer <token>):",
-            f"    {token}",
             f"  Try:  curl -H 'Authorization: Bearer {token}' '{url}/api/customers/1'",
             "",
             "Press Ctrl+C to stop.",
         ]
     )
-    _serve(settings, banner)
 
 
 @cli.command("actions")
@@ -164,6 +199,7 @@ def actions_command(ctx: click.Context, host: str, port: int) -> None:
     """Serve the custom actions to a real Rasa server (rasa-sdk's action server)."""
     from actions.deps import ActionDeps
     from actions.runner import serve as serve_actions
+    from sastre.db import database
 
     settings = _settings(ctx)
 
@@ -179,7 +215,7 @@ def actions_command(ctx: click.Context, host: str, port: int) -> None:
                 brand=settings.brand_name,
             )
 
-    _run(migrate(settings.database_url))
+    _run(_migrate(settings.database_url))
     serve_actions(host, port, resources=resources)
 
 
@@ -191,12 +227,19 @@ def token() -> None:
     """Staff API tokens."""
 
 
+# The roles of sastre.auth.Role, spelled out so that `--help` needs no database code; a test
+# keeps the two lists equal.
+ROLES = ("admin", "supervisor", "agent", "marketer")
+
+
 @token.command("create")
-@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--name", required=True, help="Who or what uses the token.")
 @click.pass_context
 def token_create(ctx: click.Context, role: str, name: str) -> None:
     """Create a token; it is printed once, alone on the last line."""
+    from sastre.auth import Role, create_token
+
     if not name.strip():
         raise click.BadParameter("must not be empty", param_hint="--name")
 
@@ -213,6 +256,7 @@ def token_create(ctx: click.Context, role: str, name: str) -> None:
 @click.pass_context
 def token_list(ctx: click.Context) -> None:
     """List tokens (never the secrets)."""
+    from sastre.auth import list_tokens
 
     async def work(sessionmaker: SessionMaker) -> list[str]:
         async with sessionmaker() as session:
@@ -230,6 +274,7 @@ def token_list(ctx: click.Context) -> None:
 @click.pass_context
 def token_revoke(ctx: click.Context, token_id: int) -> None:
     """Revoke a token by its id (see `sastre token list`)."""
+    from sastre.auth import revoke_token
 
     async def work(sessionmaker: SessionMaker) -> bool:
         async with sessionmaker.begin() as session:
@@ -252,6 +297,8 @@ def tiers() -> None:
 @click.pass_context
 def tiers_recompute(ctx: click.Context) -> None:
     """Recompute every customer's tier and print the count per tier."""
+    from crm_core.tiers import recompute_tiers, tier_counts
+
     settings = _settings(ctx)
 
     async def work(sessionmaker: SessionMaker) -> tuple[int, dict[str, int]]:
@@ -283,6 +330,8 @@ def import_customers_command(ctx: click.Context, file: Path, workers: int | None
 
     Bad rows are skipped and reported as `line N: field: reason`; the rest are imported.
     """
+    from crm_core.importer import ImportFileError, import_customers
+
     settings = _settings(ctx)
     show_progress = sys.stderr.isatty()
     total = file.stat().st_size if file.exists() else 0
@@ -317,6 +366,8 @@ def import_customers_command(ctx: click.Context, file: Path, workers: int | None
 
 def _query_identity(query: str) -> tuple[str, str] | int:
     """`42` is an id; `kind:value` names the kind; otherwise an e-mail or a phone is guessed."""
+    from crm_core.models import IdentityKind
+
     if query.isdecimal():
         return int(query)
     kind, sep, value = query.partition(":")
@@ -344,6 +395,9 @@ def customer_show(ctx: click.Context, query: str) -> None:
 
     QUERY is an id (42), an e-mail, a +phone, or kind:value (telegram:12345, external:C-1).
     """
+    from crm_core.customers import CustomerNotFound, customer_view, find_customer, get_customer
+    from crm_core.identities import InvalidIdentity
+
     settings = _settings(ctx)
     wanted = _query_identity(query)
 

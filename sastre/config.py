@@ -1,16 +1,24 @@
 """Configuration, read once from the environment (and an optional `.env`) into a frozen object.
 
 Only this module reads the environment. Everything else receives a `Settings` instance.
-A bad value fails fast with a message naming the variable; secrets never appear in a repr.
+Every value is checked here, at start-up, so a wrong one stops the service with a message naming
+the variable instead of failing later, request by request (a time zone that does not exist would
+otherwise be a 500 for every customer who has none of their own). Secrets never appear in a repr.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
+import logging
+import re
 import secrets
 from datetime import time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import SplitResult, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -19,11 +27,22 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from typing_extensions import override
 
-from consent.policy import PolicyRules, QuietHours
+from consent.policy import ContactHours, PolicyRules
 
-__all__ = ["ConfigError", "Environment", "Settings", "load_settings"]
+__all__ = ["SPOKEN_LANGUAGES", "ConfigError", "Environment", "Settings", "load_settings"]
 
 VAR_DIR = Path("var")
+# The languages Sastre has customer-facing texts in (ISO 639-1); a test keeps this in step with
+# the dialog's own list. A default language outside it would answer customers in a fallback.
+SPOKEN_LANGUAGES = ("en", "es")
+MIN_SECRET_LENGTH = 16
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+# The consent ledger's topic rule (consent.ledger.MAX_TOPIC): a topic is a ledger key.
+_TOPIC = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 class Environment(StrEnum):
@@ -77,14 +96,15 @@ class Settings(BaseSettings):
     # Other sites' origins that embed the widget (comma-separated, "*" for any); our own host is
     # always allowed. A page from anywhere else may not open the chat socket.
     webchat_origins: str = ""
-    complaint_cooldown_days: int = Field(default=30, ge=0)
-    marketing_max_per_day: int = Field(default=1, ge=0)
-    marketing_max_per_week: int = Field(default=2, ge=0)
+    # Bounded so that a typo cannot overflow a date (ten years of cooldown is plenty).
+    complaint_cooldown_days: int = Field(default=30, ge=0, le=3650)
+    marketing_max_per_day: int = Field(default=1, ge=0, le=1000)
+    marketing_max_per_week: int = Field(default=2, ge=0, le=1000)
 
     # Value tiers (PRODUCT.md, seed 001). Shares are fractions in (0, 1].
-    tier_cmv_profit_share: float = Field(default=0.8, gt=0, le=1)
-    tier_cmp_potential_multiple: float = Field(default=2.0, gt=0)
-    tier_cmp_top_share: float = Field(default=0.2, gt=0, le=1)
+    tier_cmv_profit_share: float = Field(default=0.8, gt=0, le=1, allow_inf_nan=False)
+    tier_cmp_potential_multiple: float = Field(default=2.0, gt=0, le=1000, allow_inf_nan=False)
+    tier_cmp_top_share: float = Field(default=0.2, gt=0, le=1, allow_inf_nan=False)
 
     @field_validator("database_url")
     @classmethod
@@ -105,8 +125,121 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         assert value is not None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("use redis://host:port/db, rediss://… or unix:///path")
+        usage = "use redis://host:port/db, rediss://… or unix:///path"
+        parts = _split_url(value, usage)
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError(f"names no socket path; {usage}")
+            return value
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(usage)
+        _require_host_and_port(parts)
+        if parts.path.strip("/") and not parts.path.strip("/").isdecimal():
+            raise ValueError(f"the database {parts.path!r} is not a number; {usage}")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        host = value.strip()
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not _HOST_NAME.fullmatch(host):
+                raise ValueError(
+                    f"{value!r} is not an IP address or host name (e.g. 127.0.0.1, 0.0.0.0, ::)"
+                ) from None
+        return host
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        zone = value.strip()
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: a directory of the time-zone database ("America") is not a zone.
+            raise ValueError(
+                f"{value!r} is not an IANA time zone (e.g. UTC, Europe/Madrid, America/New_York)"
+            ) from None
+        return zone
+
+    @field_validator("default_language")
+    @classmethod
+    def _check_language(cls, value: str) -> str:
+        language = value.strip().lower()
+        if language in SPOKEN_LANGUAGES:
+            return language
+        import pycountry  # only to word the message: a tenth of a second at every start
+
+        spoken = ", ".join(SPOKEN_LANGUAGES)
+        known = len(language) == 2 and pycountry.languages.get(alpha_2=language) is not None
+        if known:
+            raise ValueError(f"{value!r}: Sastre has no texts in that language yet (use {spoken})")
+        raise ValueError(f"{value!r} is not an ISO 639-1 language code (use {spoken})")
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError(f"{value!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
+        return level
+
+    @field_validator("topics")
+    @classmethod
+    def _check_topics(cls, value: str) -> str:
+        for topic in (t.strip().lower() for t in value.split(",") if t.strip()):
+            if not _TOPIC.fullmatch(topic):
+                raise ValueError(
+                    f"{topic!r}: a topic is up to 64 letters, digits, '-' or '_' (comma-separated)"
+                )
+        return value
+
+    @field_validator("brand_name", "support_contact")
+    @classmethod
+    def _check_wording(cls, value: str) -> str:
+        text = value.strip()
+        if not text:
+            raise ValueError("must not be empty: customers read it in compliance replies")
+        if len(text) > 200:
+            raise ValueError("must be at most 200 characters")
+        return text
+
+    @field_validator("rasa_url")
+    @classmethod
+    def _check_rasa_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        _check_http_url(value)
+        return value.rstrip("/")
+
+    @field_validator("webchat_origins")
+    @classmethod
+    def _check_webchat_origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            if origin == "*":
+                continue
+            parts = _check_http_url(origin)
+            if parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port] only")
+        return value
+
+    @field_validator("faq_matcher")
+    @classmethod
+    def _check_faq_matcher(cls, value: str) -> str:
+        if value == "semantic" and importlib.util.find_spec("sentence_transformers") is None:
+            raise ValueError("'semantic' needs its extra: pip install 'sastre[semantic]'")
+        return value
+
+    @field_validator("secret_key", "webchat_identity_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # an empty variable is an unset one
+        if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
         return value
 
     @field_validator("default_region")
@@ -126,8 +259,11 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _check_public_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        if not value:
+            return value
+        parts = _check_http_url(value)
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or a fragment")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -142,7 +278,7 @@ class Settings(BaseSettings):
         return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
-    def quiet_hour_overrides(self) -> dict[str, QuietHours]:
+    def quiet_hour_overrides(self) -> dict[str, ContactHours]:
         return parse_quiet_hours(self.quiet_hours)
 
     @property
@@ -188,19 +324,46 @@ class Settings(BaseSettings):
         return self.secret_key.get_secret_value().encode()
 
 
-def parse_quiet_hours(text: str) -> dict[str, QuietHours]:
-    """ "GB=09:00-20:00,US-TX=09:00-21:00" -> {"GB": QuietHours(...), "US-TX": ...}."""
-    overrides: dict[str, QuietHours] = {}
+def parse_quiet_hours(text: str) -> dict[str, ContactHours]:
+    """ "GB=09:00-20:00,US-TX=09:00-21:00" -> {"GB": ContactHours(...), "US-TX": ...}."""
+    overrides: dict[str, ContactHours] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         place, _, span = item.partition("=")
         start, _, end = span.partition("-")
         try:
-            overrides[place.strip().upper()] = QuietHours(
+            overrides[place.strip().upper()] = ContactHours(
                 time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
             )
         except ValueError:
             raise ValueError(f"{item!r}: write PLACE=HH:MM-HH:MM, e.g. GB=09:00-20:00") from None
     return overrides
+
+
+def _split_url(value: str, usage: str) -> SplitResult:
+    try:
+        return urlsplit(value.strip())
+    except ValueError as e:  # e.g. an unclosed IPv6 bracket
+        raise ValueError(f"{value!r} is not a URL ({e}); {usage}") from None
+
+
+def _require_host_and_port(parts: SplitResult) -> None:
+    if not parts.hostname:
+        raise ValueError("names no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("has a port that is not a number from 1 to 65535")
+
+
+def _check_http_url(value: str) -> SplitResult:
+    """An absolute http(s) URL with a host and a valid port, or ValueError saying what is not."""
+    parts = _split_url(value, "write http://host or https://host")
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must start with http:// or https://")
+    _require_host_and_port(parts)
+    return parts
 
 
 def _mask_url_password(url: str) -> str:
@@ -235,11 +398,19 @@ def load_settings(**overrides: Any) -> Settings:
     return settings
 
 
+# Settings whose value may hold a password: a message about them never repeats the value.
+_NEVER_SHOWN = frozenset({"secret_key", "webchat_identity_secret", "database_url", "redis_url"})
+
+
 def _describe_validation_error(error: ValidationError) -> str:
+    """One line naming each wrong variable, its value (unless secret) and what is wrong."""
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "settings"
         name = f"SASTRE_{field.upper()}" if item["loc"] else "settings"
         message = str(item["msg"]).removeprefix("Value error, ")
+        value = item.get("input")
+        if field not in _NEVER_SHOWN and isinstance(value, str) and repr(value) not in message:
+            name = f"{name}={value!r}"
         lines.append(f"{name}: {message}")
     return "configuration error: " + "; ".join(lines)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from sastre import cli
+from sastre.auth import Role
 from tests.support.servers import free_port
 
 SASTRE = str(Path(sys.executable).with_name("sastre"))
@@ -50,6 +54,110 @@ def test_a_bad_setting_fails_fast_naming_the_variable(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "SASTRE_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SASTRE_DEFAULT_TIMEZONE", "Mars/Base"),
+        ("SASTRE_DEFAULT_LANGUAGE", "xx"),
+        ("SASTRE_DEFAULT_REGION", "Atlantis"),
+        ("SASTRE_PORT", "eighty"),
+        ("SASTRE_PUBLIC_URL", "hub.example.com"),
+        ("SASTRE_LOG_LEVEL", "loud"),
+        ("SASTRE_TIER_CMP_TOP_SHARE", "2"),
+        ("SASTRE_SECRET_KEY", "short"),
+    ],
+)
+def test_serve_with_a_bad_setting_says_so_in_one_line_and_touches_nothing(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    result = sastre(tmp_path, "serve", **{variable: value})
+    assert result.returncode != 0
+    line = _one_line(result.stderr)
+    assert variable in line
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "cli.db").exists()
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port some other process listens on (bound to port 0, so no other test can race it)."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield int(other.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", [["serve"], ["demo", "--customers", "3"]])
+def test_starting_on_a_port_in_use_changes_nothing(
+    tmp_path: Path, taken_port: int, command: list[str]
+) -> None:
+    result = sastre(tmp_path, *command, SASTRE_PORT=str(taken_port))
+    assert result.returncode != 0
+    line = _one_line(result.stderr)
+    assert f"127.0.0.1:{taken_port} is already in use" in line
+    assert "SASTRE_PORT" in line
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""  # no token printed, none created: the database was never opened
+    assert not (tmp_path / "cli.db").exists()
+
+
+def _modules_after(code: str, tmp_path: Path) -> set[str]:
+    """The modules a fresh interpreter holds after running `code`, which prints nothing else."""
+    probe = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return {name.partition(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+
+
+HEAVY = {"sklearn", "numpy", "scipy", "rasa_sdk", "aiohttp", "dateparser"}
+
+
+def test_importing_the_command_loads_none_of_what_only_some_commands_need(
+    tmp_path: Path,
+) -> None:
+    loaded = _modules_after("import sastre.cli", tmp_path)
+    assert not loaded & (HEAVY | {"sqlalchemy", "alembic", "pydantic"})
+
+
+def test_help_loads_no_application_code(tmp_path: Path) -> None:
+    code = (
+        "import contextlib, io, sastre.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    sastre.cli.cli(['--help'], prog_name='sastre')"
+    )
+    loaded = _modules_after(code, tmp_path)
+    assert not loaded & (HEAVY | {"sqlalchemy", "alembic", "pydantic"})
+
+
+def test_token_create_loads_neither_the_web_app_nor_the_faq_matcher(tmp_path: Path) -> None:
+    assert sastre(tmp_path, "migrate").returncode == 0
+    code = (
+        "import contextlib, io, sastre.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    sastre.cli.cli(['token', 'create', '--role', 'agent', '--name', 'A'],"
+        " prog_name='sastre')"
+    )
+    loaded = _modules_after(code, tmp_path)
+    assert not loaded & HEAVY
+
+
+def test_the_role_choices_are_the_roles() -> None:
+    assert tuple(role.value for role in Role) == cli.ROLES
 
 
 def test_production_mode_requires_a_secret_key(tmp_path: Path) -> None:
@@ -149,3 +257,37 @@ def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
             process.kill()
     assert process.returncode == 0, stderr
     assert "Sastre stopped." in stdout
+
+
+@pytest.mark.timeout(120)
+def test_demo_prints_where_to_open_the_console_and_a_token_that_signs_in(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [SASTRE, "demo", "--customers", "3"],
+        env=_env(tmp_path, SASTRE_PORT=str(port)),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        printed: list[str] = []
+        for line in process.stdout:
+            printed.append(line)
+            if line.startswith("Press Ctrl+C"):
+                break
+        banner = "".join(printed)
+        assert f"Open the staff console at http://127.0.0.1:{port}/ and sign in" in banner, banner
+        token = next(line.strip() for line in printed if line.strip().startswith("sst_"))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/me", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["role"] == "admin"
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0

@@ -45,24 +45,123 @@ def test_a_dotenv_file_is_read(tmp_path: Path) -> None:
     assert load_settings().port == 9100
 
 
-@pytest.mark.parametrize(
-    ("variable", "value"),
-    [
-        ("SASTRE_PORT", "http"),
-        ("SASTRE_PORT", "70000"),
-        ("SASTRE_DATABASE_URL", "mysql://localhost/db"),
-        ("SASTRE_REDIS_URL", "localhost:6379"),
-        ("SASTRE_DEFAULT_REGION", "XX"),
-        ("SASTRE_PUBLIC_URL", "hub.example.com"),
-        ("SASTRE_TIER_CMV_PROFIT_SHARE", "1.5"),
-    ],
-)
-def test_a_bad_value_names_its_variable(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+# One or more wrong values of every kind of setting, with a word the message must contain.
+BAD_VALUES = [
+    # ports and numbers
+    ("SASTRE_PORT", "http", "integer"),
+    ("SASTRE_PORT", "70000", "65535"),
+    ("SASTRE_PORT", "0", "greater than or equal to 1"),
+    ("SASTRE_COMPLAINT_COOLDOWN_DAYS", "-1", "greater than or equal to 0"),
+    ("SASTRE_COMPLAINT_COOLDOWN_DAYS", "99999999999", "less than or equal to 3650"),
+    ("SASTRE_MARKETING_MAX_PER_DAY", "many", "integer"),
+    ("SASTRE_MARKETING_MAX_PER_WEEK", "-2", "greater than or equal to 0"),
+    # shares in (0, 1] and positive multiples
+    ("SASTRE_TIER_CMV_PROFIT_SHARE", "1.5", "less than or equal to 1"),
+    ("SASTRE_TIER_CMV_PROFIT_SHARE", "0", "greater than 0"),
+    ("SASTRE_TIER_CMP_TOP_SHARE", "nan", "finite"),
+    ("SASTRE_TIER_CMP_POTENTIAL_MULTIPLE", "inf", "finite"),
+    ("SASTRE_TIER_CMP_POTENTIAL_MULTIPLE", "-2", "greater than 0"),
+    # URLs
+    ("SASTRE_DATABASE_URL", "mysql://localhost/db", "sqlite+aiosqlite"),
+    ("SASTRE_REDIS_URL", "localhost:6379", "redis://"),
+    ("SASTRE_REDIS_URL", "redis://cache:port/0", "port"),
+    ("SASTRE_REDIS_URL", "redis://cache:6379/zero", "not a number"),
+    ("SASTRE_PUBLIC_URL", "hub.example.com", "http://"),
+    ("SASTRE_PUBLIC_URL", "https://", "no host"),
+    ("SASTRE_PUBLIC_URL", "https://hub.example.com:99999", "port"),
+    ("SASTRE_RASA_URL", "localhost:5005", "http://"),
+    ("SASTRE_WEBCHAT_ORIGINS", "https://shop.example/page", "not an origin"),
+    ("SASTRE_WEBCHAT_ORIGINS", "shop.example", "http://"),
+    # places, languages and times
+    ("SASTRE_DEFAULT_REGION", "XX", "region"),
+    ("SASTRE_DEFAULT_TIMEZONE", "Mars/Base", "IANA time zone"),
+    ("SASTRE_DEFAULT_TIMEZONE", "America", "IANA time zone"),
+    ("SASTRE_DEFAULT_TIMEZONE", "../../etc/passwd", "IANA time zone"),
+    ("SASTRE_DEFAULT_LANGUAGE", "xx", "ISO 639-1"),
+    ("SASTRE_DEFAULT_LANGUAGE", "spanish", "ISO 639-1"),
+    ("SASTRE_DEFAULT_LANGUAGE", "fr", "no texts in that language"),
+    ("SASTRE_QUIET_HOURS", "GB=nine-to-five", "HH:MM"),
+    # names and words
+    ("SASTRE_HOST", "my host", "host name"),
+    ("SASTRE_HOST", "http://example.com", "host name"),
+    ("SASTRE_LOG_LEVEL", "loud", "log level"),
+    ("SASTRE_ENV", "staging", "development"),
+    ("SASTRE_FAQ_MATCHER", "neural", "lexical"),
+    ("SASTRE_TOPICS", "offers,new products", "topic"),
+    ("SASTRE_BRAND_NAME", "  ", "empty"),
+    ("SASTRE_SUPPORT_CONTACT", "", "empty"),
+    # secrets
+    ("SASTRE_SECRET_KEY", "short", "at least 16"),
+    ("SASTRE_WEBCHAT_IDENTITY_SECRET", "short", "at least 16"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "reason"), BAD_VALUES)
+def test_a_bad_value_names_its_variable_and_the_reason(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, reason: str
 ) -> None:
     monkeypatch.setenv(variable, value)
-    with pytest.raises(ConfigError, match=variable):
+    with pytest.raises(ConfigError) as raised:
         load_settings(_env_file=None)
+    message = str(raised.value)
+    assert variable in message
+    assert reason in message
+    assert "\n" not in message
+
+
+def test_a_secret_is_never_repeated_in_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SASTRE_SECRET_KEY", "tiny-pw")
+    monkeypatch.setenv("SASTRE_DATABASE_URL", "mysql://app:db-pw-123@db/sastre")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+    assert "tiny-pw" not in str(raised.value)
+    assert "db-pw-123" not in str(raised.value)
+
+
+def test_every_wrong_value_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SASTRE_DEFAULT_TIMEZONE", "Mars/Base")
+    monkeypatch.setenv("SASTRE_DEFAULT_LANGUAGE", "xx")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+    assert "SASTRE_DEFAULT_TIMEZONE" in str(raised.value)
+    assert "SASTRE_DEFAULT_LANGUAGE" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "kept"),
+    [
+        ("SASTRE_DEFAULT_TIMEZONE", "America/Argentina/Buenos_Aires", "default_timezone", None),
+        ("SASTRE_DEFAULT_LANGUAGE", " ES ", "default_language", "es"),
+        ("SASTRE_LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("SASTRE_HOST", "::", "host", None),
+        ("SASTRE_HOST", "sastre.internal", "host", None),
+        ("SASTRE_REDIS_URL", "rediss://:pw@cache.example:6380/2", "redis_url", None),
+        ("SASTRE_REDIS_URL", "unix:///run/redis.sock", "redis_url", None),
+        ("SASTRE_REDIS_URL", "", "redis_url", ""),
+        ("SASTRE_RASA_URL", "http://rasa:5005/", "rasa_url", "http://rasa:5005"),
+        ("SASTRE_WEBCHAT_ORIGINS", "*, https://shop.example:8443", "webchat_origins", None),
+        ("SASTRE_TOPICS", "offers, New-Products,newsletter_es", "topics", None),
+        ("SASTRE_BRAND_NAME", " Sastrería Ruiz ", "brand_name", "Sastrería Ruiz"),
+        ("SASTRE_TIER_CMV_PROFIT_SHARE", "1", "tier_cmv_profit_share", 1.0),
+    ],
+)
+def test_a_good_value_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, kept: object
+) -> None:
+    monkeypatch.setenv(variable, value)
+    expected = value if kept is None else (kept or None)
+    assert getattr(load_settings(_env_file=None), field) == expected
+
+
+def test_an_empty_secret_is_an_unset_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SASTRE_WEBCHAT_IDENTITY_SECRET", "")
+    assert load_settings(_env_file=None).webchat_identity_secret is None
+
+
+def test_sastre_speaks_the_languages_the_dialog_understands() -> None:
+    from dialog.nlu import LANGUAGES
+
+    assert set(config.SPOKEN_LANGUAGES) == set(LANGUAGES)
 
 
 def test_settings_are_frozen() -> None:

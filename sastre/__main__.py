@@ -1,0 +1,5 @@
+"""`python -m sastre` runs the `sastre` command."""
+
+from sastre.cli import main
+
+main()
