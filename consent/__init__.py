@@ -1,4 +1,6 @@
 """Whether, where and when we may contact a customer: the consent ledger, preferences, the
-contact policy, keywords and unsubscribe tokens. Built by the permission-marketing issue."""
+contact policy, keywords and the signed links customers act through.
+
+The rules, in words: docs/permission-marketing.md."""
 
 __all__: list[str] = []

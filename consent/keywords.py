@@ -1,7 +1,8 @@
-"""SMS keywords: is an inbound text an opt-out, an opt-in, a request for help, or none of these?
+"""Keywords: is an inbound text an opt-out, an opt-in, a request for help, or none of these?
 
 `classify` is a pure function of the text and a `KeywordRules` object; it does no I/O and takes a
-few microseconds (every regex is compiled once, at import or when a rules object is built).
+few microseconds (every regex is compiled once, at import or when a rules object is built). The
+rules come from SMS practice; the inbound path reads every channel's messages with them.
 
 How a text is read
 ------------------
@@ -171,7 +172,7 @@ def _check_words(name: str, words: object) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class KeywordRules:
-    """The configurable keyword lists, English and Spanish (defaults from COMPLIANCE.md).
+    """The keyword lists, English and Spanish (defaults: docs/permission-marketing.md).
 
     Each word is matched as the whole message, case- and accent-insensitively. A word may belong to
     only one list. Revocation in plain words (FCC 24-18) is not configurable: it is the law.
@@ -246,7 +247,7 @@ class KeywordRules:
 
 
 def default_rules() -> KeywordRules:
-    """The keyword lists of COMPLIANCE.md: CTIA/Twilio defaults plus the Spanish forms."""
+    """The default keyword lists: CTIA/Twilio defaults plus the Spanish forms."""
     return KeywordRules()
 
 

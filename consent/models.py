@@ -98,7 +98,8 @@ class Preferences(Base):
 
 
 class ContactMade(Base):
-    """A company-initiated contact that went out: what frequency caps count."""
+    """A company-initiated contact that went out: what frequency caps count. Nothing in Sastre
+    sends such contacts yet; the sending side (campaigns) will write these rows."""
 
     __tablename__ = "contacts_made"
     __table_args__ = (Index("ix_contacts_made_customer_at", "customer_id", "at"),)
@@ -113,7 +114,8 @@ class ContactMade(Base):
 
 
 class Undeliverable(Base):
-    """An address that must not be used again: a hard bounce, an invalid number."""
+    """An address that must not be used again: a hard bounce, an invalid number. The channels
+    that learn of them (e-mail bounces, SMS errors) are still to come."""
 
     __tablename__ = "undeliverable_addresses"
     __table_args__ = (PrimaryKeyConstraint("customer_id", "channel", "address"),)

@@ -4,7 +4,8 @@
 caller loads (`ContactState`), the purpose, the requested channel (or none, to let the policy
 choose), the moment `at` and the `PolicyRules`; it does no I/O and reads no clock. It returns a
 `Decision`: the outcome, the channel, the reason, when to try again, one human sentence, and the
-verdict on every channel it considered (for the agent's screen and the campaign's results).
+verdict on every channel it considered (so whoever asked can say why each other channel was not
+used).
 
 The rules, judged per channel in this order; the first one that fails gives the verdict:
 
@@ -61,9 +62,9 @@ Choices, documented because they are choices:
   **DENY frequency_cap**.
 * **One deferral, one time** — when contact must wait, `defer_until` is the first instant at
   which *both* the contact hours/window and every frequency cap allow it (cap expiry, then the next
-  opening, checked again), so a deferred message is stored once with a time at which it will
-  really go. The reason names why not *now*: quiet_hours when `at` itself is outside the allowed
-  hours or window, else frequency_cap.
+  opening, checked again), so a caller that defers a message can store it once, with a time at
+  which it will really go. The reason names why not *now*: quiet_hours when `at` itself is
+  outside the allowed hours or window, else frequency_cap.
 * **Channel choice** — with a `channel`, only that channel is judged. Without one, the customer's
   `preferred_channels` come first, then `rules.channel_order` (no repeats), and every one of them
   is judged so the verdicts say why each other channel was not used. The first ALLOW wins (the

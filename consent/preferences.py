@@ -273,7 +273,8 @@ async def withdraw_everything(
     evidence: Mapping[str, Any],
 ) -> int:
     """One click: revoke marketing on every channel and clear the topics. Service messages
-    (answers to the customer's own questions) stay possible. Returns the events recorded."""
+    (answers to the customer's own questions) stay possible. Returns how many events were
+    recorded."""
     customer = await get_customer(session, customer_id)
     recorded = 0
     for channel in Channel:

@@ -1,9 +1,10 @@
-"""What a keyword does to the ledger, and the compliance reply it gets (COMPLIANCE.md).
+"""What a keyword does to the ledger, and the compliance reply it gets.
 
 STOP (or a plain-words revocation) revokes every message on that channel at once, service
 included, and gets one confirmation without marketing; nothing else follows until START. START
 undoes a keyword STOP. YES confirms a pending double opt-in, and only then is it a keyword. HELP
 gets brand, support contact, frequency, rates and how to opt out. None of them reach the bot.
+The rules, in words: docs/permission-marketing.md.
 """
 
 from __future__ import annotations

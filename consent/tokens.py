@@ -1,4 +1,5 @@
-"""Signed links for customers: unsubscribe (RFC 8058 one-click) and the preference centre.
+"""Signed links for customers: unsubscribe (RFC 8058 one-click), the confirmation of a double
+opt-in, and the preference centre.
 
 HMAC-signed with the service's secret key (itsdangerous): the link alone identifies the
 customer, channel and topic, and cannot be forged or altered. They do not expire: CAN-SPAM wants
@@ -30,7 +31,7 @@ class UnsubscribeLink:
 
 @dataclass(frozen=True, slots=True)
 class ConfirmLink:
-    """The second step of double opt-in, sent in a message that carries no advertising."""
+    """The second step of double opt-in; the message carrying it must carry no advertising."""
 
     customer_id: int
     channel: Channel

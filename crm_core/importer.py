@@ -2,10 +2,11 @@
 
 How a file goes in:
 
-1. The main process reads the CSV in batches; worker processes check each row with the same parser
-   the API uses (`records.parse_customer`: phone numbers and e-mails are CPU-bound, so they get
-   every core). Each checked batch is staged at once (COPY on PostgreSQL) into a temporary table,
-   every row with a new customer id taken from the sequence as it is staged.
+1. The main process reads the CSV in batches; for a file of more than one batch, worker processes
+   (one per core, up to four) check each row with the same parser the API uses
+   (`records.parse_customer`: phone numbers and e-mails are CPU-bound); a smaller file is checked
+   in the main process. Each checked batch is staged at once (COPY on PostgreSQL) into a
+   temporary table, every row with a new customer id taken from the sequence as it is staged.
 2. When the whole file is staged, a few statements resolve it against what is stored: rows that
    give an identity another external id of the file also gives, or that is stored for someone
    else, are the only ones looked at one by one (`refuse_clashes`, a pure function, in line

@@ -65,7 +65,7 @@ class Base(DeclarativeBase):
 
 
 class Tier(StrEnum):
-    """Value tiers from PRODUCT.md, most valuable first."""
+    """Value tiers (docs/value-tiers.md), most valuable first."""
 
     CMV = "CMV"
     CMP = "CMP"
@@ -75,7 +75,7 @@ class Tier(StrEnum):
 
 class CustomerStatus(StrEnum):
     LEAD = "lead"  # created by an inbound contact we could not match
-    CUSTOMER = "customer"  # known to a system of record (has an external id) or promoted by staff
+    CUSTOMER = "customer"  # known to a system of record: has an external id (import, API)
     MERGED = "merged"  # a tombstone: everything moved to `merged_into_id`
 
 

@@ -16,7 +16,7 @@ __all__ = ["IdType", "JsonType", "UTCDateTime", "utcnow"]
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias), PostgreSQL wants BIGINT.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
 
-# JSONB on PostgreSQL so attributes can be merged with `||` and indexed later.
+# JSONB on PostgreSQL, so an import merges attributes with `||` inside the database.
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
 

@@ -1,6 +1,6 @@
 """Value tiers: who is worth most (CMV), who could grow (CMP), who costs more than they bring (BZ).
 
-The rules, from PRODUCT.md (seed 001), with their configurable defaults:
+The rules (explained in docs/value-tiers.md), with their configurable defaults:
 
 * **CMV** — the highest-profit customers who together make `cmv_profit_share` (80%) of all positive
   profit. A customer is CMV when the customers with a higher profit have not yet reached that
@@ -11,9 +11,9 @@ The rules, from PRODUCT.md (seed 001), with their configurable defaults:
   and in the top `cmp_top_share` (20%) of potential value (ties share a rank).
 * **STANDARD** — everyone else.
 
-`classify` is the rule as a pure function (used by tests and for explaining); `recompute_tiers`
-is the same rule as set-based SQL, so a million customers are classified inside the database.
-Merged tombstones take no part.
+`classify` is the rule as a pure function (the reference the tests hold the SQL to);
+`recompute_tiers` is the same rule as set-based SQL, so a million customers are classified inside
+the database. Merged tombstones take no part.
 """
 
 from __future__ import annotations
