@@ -1,4 +1,4 @@
-"""How messages get in and out: one module per medium, a tiny Channel port, a fake for tests."""
+"""How messages get in and out: one module per medium, and the port they share (`channels.base`)."""
 
 from channels.base import ChannelName, DeliveryFailed, InboundMessage, OutboundMessage, Sender
 

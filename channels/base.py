@@ -1,8 +1,10 @@
 """The channel port: what every medium turns its traffic into, and what it sends.
 
-Adapters (one module per medium) verify and parse the upstream's payload into an
-`InboundMessage`, hand it to the dialog layer, and deliver its replies. They know nothing of
-customers, consent or conversations.
+An adapter (one module per medium) verifies and parses the upstream's payload into an
+`InboundMessage`, hands it to the dialog layer, and delivers the replies. It knows nothing of
+customers, consent or conversations. The web chat, the only medium so far, answers on the
+visitor's own socket; `Sender`, `OutboundMessage` and `DeliveryFailed` are the sending side that
+the SMS, e-mail and Telegram adapters will implement, and nothing implements them yet.
 """
 
 from __future__ import annotations
