@@ -10,7 +10,7 @@ a person, but one question is ambiguous for the lexical KB, so a few customers a
 after two tries. Targets (issue #4): >= 500 turns/s, p99 <= 20 ms.
 
 Throughput is measured with several conversations at once (8 by default), as a contact centre
-sees them: messages that arrive together are committed together (see dialog/inbound.py). The
+sees them: messages that arrive together are committed together (see dialog/inbound/). The
 one-at-a-time rate, where every message is its own transaction, is printed beside it.
 """
 

@@ -22,6 +22,7 @@ class ChannelName(StrEnum):
     EMAIL = "email"
     TELEGRAM = "telegram"
     WEBCHAT = "webchat"
+    VOICE = "voice"  # call-backs: we call the customer's phone
 
 
 @dataclass(frozen=True, slots=True)

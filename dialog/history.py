@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.base import ChannelName
 from crm_core.customers import CustomerNotFound, find_customer
 from crm_core.identities import InvalidIdentity
-from dialog.inbound import CHANNEL_IDENTITY
+from dialog.media import medium
 from dialog.models import Conversation, ConversationState, Message
 
 __all__ = ["open_conversation", "transcript"]
@@ -23,7 +23,7 @@ async def open_conversation(
 ) -> Conversation | None:
     """The open conversation of the customer holding this address, if any."""
     try:
-        customer = await find_customer(session, CHANNEL_IDENTITY[channel], address, region)
+        customer = await find_customer(session, medium(channel).identity, address, region)
     except (CustomerNotFound, InvalidIdentity):
         return None
     conversation: Conversation | None = await session.scalar(

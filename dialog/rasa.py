@@ -12,9 +12,8 @@ import logging
 from typing import Any
 
 import aiohttp
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialog.inbound import BotTurn, Turn
+from dialog.turns import BotTurn, Turn
 
 __all__ = ["RasaRestBrain", "RasaUnavailable"]
 
@@ -30,7 +29,8 @@ class RasaUnavailable(Exception):
 
 
 class RasaRestBrain:
-    uses_database = False  # Rasa and its action server have their own connections
+    """A `RemoteBot`: Rasa and its action server have their own connections, so it is asked
+    with no transaction open and given no session."""
 
     def __init__(
         self, base_url: str, session: aiohttp.ClientSession, *, timeout: float = 5
@@ -39,7 +39,7 @@ class RasaRestBrain:
         self._http = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+    async def ask(self, turn: Turn) -> BotTurn:
         """Rasa's answer; if Rasa is down the customer goes to a person rather than nowhere."""
         try:
             return await self._ask(turn)

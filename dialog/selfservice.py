@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from actions.runner import EmbeddedActions
 from crm_core.models import Tier
 from dialog.faq import FaqMatch, FaqMatcher
-from dialog.inbound import BotTurn, Turn
 from dialog.nlu import Understander, Understanding
+from dialog.turns import BotTurn, Turn
 
 __all__ = ["BrainConfig", "Plan", "PlanKind", "SelfServiceBrain", "needs_faq", "plan_turn"]
 
@@ -135,8 +135,6 @@ FaqSource = Callable[[AsyncSession], Awaitable[FaqMatcher]]
 
 class SelfServiceBrain:
     """The embedded understanding, the FAQ and the rasa-sdk actions, run in-process."""
-
-    uses_database = True  # the FAQ and the actions read and write through the turn's session
 
     def __init__(
         self,

@@ -11,7 +11,8 @@ from redis.asyncio import Redis
 
 from consent.replies import Brand
 from dialog.faq_store import FaqCatalogue
-from dialog.inbound import Brain, InboundProcessor
+from dialog.inbound import InboundProcessor
+from dialog.turns import Bot
 from sastre.appkeys import (
     BRAIN,
     ENGINE,
@@ -75,7 +76,7 @@ async def _dialog(app: web.Application) -> AsyncIterator[None]:
         await app[INBOUND].drained()  # messages already accepted are written before we stop
 
 
-def create_app(settings: Settings, *, brain: Brain | None = None) -> web.Application:
+def create_app(settings: Settings, *, brain: Bot | None = None) -> web.Application:
     """The whole service; nothing connects until the app starts (cleanup contexts).
 
     `brain` replaces the bot (tests); by default the embedded one is built at start-up."""

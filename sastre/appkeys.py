@@ -6,7 +6,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialog.inbound import Brain, InboundProcessor
+from dialog.inbound import InboundProcessor
+from dialog.turns import Bot
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.metrics import Metrics
@@ -31,5 +32,5 @@ READER = web.AppKey("reader", SessionMaker)
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 METRICS = web.AppKey("metrics", Metrics)
 # The bot: set by create_app when given one (tests), otherwise built at start-up.
-BRAIN: web.AppKey[Brain | None] = web.AppKey("brain")
+BRAIN: web.AppKey[Bot | None] = web.AppKey("brain")
 INBOUND = web.AppKey("inbound", InboundProcessor)

@@ -17,10 +17,10 @@ from actions.deps import ActionDeps, configure
 from actions.runner import EmbeddedActions
 from dialog.faq import FaqMatcher
 from dialog.faq_store import FaqCatalogue, seed_from_file
-from dialog.inbound import Brain
 from dialog.nlu import EmbeddedUnderstander
 from dialog.rasa import RasaRestBrain
 from dialog.selfservice import SelfServiceBrain
+from dialog.turns import Bot
 from sastre.config import Settings
 from sastre.db import SessionMaker
 
@@ -48,7 +48,7 @@ async def build_brain(
     sessionmaker: SessionMaker,
     stack: AsyncExitStack,
     catalogue: FaqCatalogue | None = None,
-) -> Brain:
+) -> Bot:
     configure(
         ActionDeps(
             sessionmaker=sessionmaker,

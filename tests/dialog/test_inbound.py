@@ -20,24 +20,25 @@ from consent.replies import Brand
 from crm_core.customers import upsert_customer
 from crm_core.models import Interaction
 from crm_core.records import parse_customer
-from dialog.inbound import BotTurn, InboundProcessor, InboundResult, Turn
+from dialog.inbound import BOT_TIMEOUT, InboundProcessor
+from dialog.media import medium
 from dialog.models import AwaitingBot, Conversation, Message
+from dialog.turns import Bot, BotTurn, InboundResult, Turn
 from sastre.db import SessionMaker
 
 _ids = itertools.count(1)
 
 
-class FakeBrain:
-    """Answers "echo: <text>"; hands off when told "human"; never understands "???"; falls
-    over on `crash_on`."""
+class Answers:
+    """The fake bots' rule: "echo: <text>"; hands off when told "human"; never understands
+    "???"; falls over on `crash_on`."""
 
-    uses_database = True
     crash_on: str | None = "crash"
 
     def __init__(self) -> None:
         self.turns: list[Turn] = []
 
-    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+    def decide(self, turn: Turn) -> BotTurn:
         self.turns.append(turn)
         if turn.text == "human":
             return BotTurn(
@@ -52,12 +53,28 @@ class FakeBrain:
         return BotTurn([f"echo: {turn.text}"], intent="faq", confidence=0.9)
 
 
+class FakeBrain(Answers):
+    """A bot inside the database (a `Brain`)."""
+
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+        return self.decide(turn)
+
+
+class FakeRemote(Answers):
+    """A bot outside the database (a `RemoteBot`)."""
+
+    async def ask(self, turn: Turn) -> BotTurn:
+        return self.decide(turn)
+
+
 @pytest.fixture
 def brain() -> FakeBrain:
     return FakeBrain()
 
 
-def make_processor(sessionmaker: SessionMaker, brain: FakeBrain) -> InboundProcessor:
+def make_processor(
+    sessionmaker: SessionMaker, brain: Bot, *, bot_timeout: float = BOT_TIMEOUT
+) -> InboundProcessor:
     return InboundProcessor(
         sessionmaker,
         brain,
@@ -65,6 +82,7 @@ def make_processor(sessionmaker: SessionMaker, brain: FakeBrain) -> InboundProce
         default_language="en",
         default_timezone="UTC",
         brand=Brand("Sastre", "support@example.com"),
+        bot_timeout=bot_timeout,
     )
 
 
@@ -268,26 +286,36 @@ async def test_messages_arriving_together_are_committed_together(
     assert await count(sessionmaker, Message) == 32  # 2 x 8 in, 2 x 8 out
 
 
-class PacedBrain(FakeBrain):
+class Paced(Answers):
     """Takes a moment to answer, as a bot across the network does; counts answers in flight."""
 
-    def __init__(self, *, uses_database: bool) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.uses_database = uses_database
         self.in_flight = self.most_in_flight = 0
 
-    @override
-    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+    async def paced(self, turn: Turn) -> BotTurn:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await asyncio.sleep(0.02)
-            return await super().respond(session, turn)
+            return self.decide(turn)
         finally:
             self.in_flight -= 1
 
 
-async def _ask_together(sessionmaker: SessionMaker, brain: PacedBrain) -> list[InboundResult]:
+class PacedBrain(Paced):
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+        return await self.paced(turn)
+
+
+class PacedRemote(Paced):
+    async def ask(self, turn: Turn) -> BotTurn:
+        return await self.paced(turn)
+
+
+async def _ask_together(
+    sessionmaker: SessionMaker, brain: PacedBrain | PacedRemote
+) -> list[InboundResult]:
     processor = make_processor(sessionmaker, brain)
     senders = [f"+1415555{n:04d}" for n in range(6)]
     return await asyncio.gather(
@@ -298,7 +326,7 @@ async def _ask_together(sessionmaker: SessionMaker, brain: PacedBrain) -> list[I
 async def test_a_bot_without_the_database_is_asked_for_a_whole_batch_at_once(
     sessionmaker: SessionMaker,
 ) -> None:
-    brain = PacedBrain(uses_database=False)
+    brain = PacedRemote()
     results = await _ask_together(sessionmaker, brain)
     assert [r.replies[0].text for r in results] == [f"echo: question {n}" for n in range(6)]
     assert brain.most_in_flight > 1  # the batch waits for the slowest answer, not their sum
@@ -307,7 +335,7 @@ async def test_a_bot_without_the_database_is_asked_for_a_whole_batch_at_once(
 async def test_a_bot_using_the_database_is_asked_one_turn_at_a_time(
     sessionmaker: SessionMaker,
 ) -> None:
-    brain = PacedBrain(uses_database=True)
+    brain = PacedBrain()
     results = await _ask_together(sessionmaker, brain)
     assert [r.replies[0].text for r in results] == [f"echo: question {n}" for n in range(6)]
     assert brain.most_in_flight == 1  # one session: its statements cannot interleave
@@ -335,7 +363,7 @@ async def test_a_failure_in_a_batch_fails_only_its_own_message(
 async def test_a_bot_outside_the_database_failing_leaves_its_message_awaiting_it(
     sessionmaker: SessionMaker,
 ) -> None:
-    processor = make_processor(sessionmaker, PacedBrain(uses_database=False))
+    processor = make_processor(sessionmaker, PacedRemote())
     results = await _four_with_a_crash(processor)
     assert isinstance(results[1], RuntimeError)
     answered = [r.replies[0].text for r in results if isinstance(r, InboundResult)]
@@ -348,31 +376,31 @@ async def test_a_bot_outside_the_database_failing_leaves_its_message_awaiting_it
     assert await count(sessionmaker, Message) == 7
 
 
-class OutsideBrain(PacedBrain):
+class OutsideBot(PacedRemote):
     """A bot outside the database: while it answers, another connection writes (as Rasa's
     action server does) and it looks at what awaits it."""
 
     def __init__(self, sessionmaker: SessionMaker) -> None:
-        super().__init__(uses_database=False)
+        super().__init__()
         self.sessionmaker = sessionmaker
         self.write_took: list[float] = []
         self.awaiting: list[int] = []
 
     @override
-    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+    async def ask(self, turn: Turn) -> BotTurn:
         started = asyncio.get_running_loop().time()
         async with self.sessionmaker.begin() as elsewhere:  # on SQLite: takes the write lock
             self.awaiting.append(
                 int(await elsewhere.scalar(select(func.count()).select_from(AwaitingBot)) or 0)
             )
         self.write_took.append(asyncio.get_running_loop().time() - started)
-        return await super().respond(session, turn)
+        return await super().ask(turn)
 
 
 async def test_a_bot_outside_the_database_is_asked_with_no_transaction_open(
     sessionmaker: SessionMaker,
 ) -> None:
-    brain = OutsideBrain(sessionmaker)
+    brain = OutsideBot(sessionmaker)
     results = await _ask_together(sessionmaker, brain)
     assert [r.replies[0].text for r in results] == [f"echo: question {n}" for n in range(6)]
     assert max(brain.write_took) < 1  # nobody held the lock (SQLite would wait 10 s for it)
@@ -381,7 +409,7 @@ async def test_a_bot_outside_the_database_is_asked_with_no_transaction_open(
 async def test_a_message_awaits_a_bot_outside_the_database_in_a_row_until_answered(
     sessionmaker: SessionMaker,
 ) -> None:
-    brain = OutsideBrain(sessionmaker)
+    brain = OutsideBot(sessionmaker)
     await make_processor(sessionmaker, brain).handle(sms("hello"))
     assert brain.awaiting == [1]
     assert await count(sessionmaker, AwaitingBot) == 0
@@ -391,7 +419,7 @@ async def test_a_redelivery_of_a_message_still_awaiting_the_bot_is_asked_again(
     sessionmaker: SessionMaker,
 ) -> None:
     await _left_awaiting(sessionmaker, "SM-again")
-    brain = PacedBrain(uses_database=False)
+    brain = PacedRemote()
     answering = make_processor(sessionmaker, brain)
     brain.crash_on = None
     again = await answering.handle(sms("crash", provider_id="SM-again"))
@@ -406,7 +434,7 @@ async def test_a_redelivery_of_a_message_still_awaiting_the_bot_is_asked_again(
 
 
 async def _left_awaiting(sessionmaker: SessionMaker, provider_id: str) -> None:
-    failing = make_processor(sessionmaker, PacedBrain(uses_database=False))
+    failing = make_processor(sessionmaker, PacedRemote())
     with pytest.raises(RuntimeError):  # as if the process had stopped before the answer
         await failing.handle(sms("crash", provider_id=provider_id))
 
@@ -426,7 +454,7 @@ async def test_a_message_left_awaiting_after_a_stop_is_done_with_in_silence(
     sessionmaker: SessionMaker,
 ) -> None:
     await _left_awaiting(sessionmaker, "SM-stopped")
-    brain = PacedBrain(uses_database=False)
+    brain = PacedRemote()
     brain.crash_on = None
     processor = make_processor(sessionmaker, brain)
     await processor.handle(sms("STOP"))
@@ -458,9 +486,135 @@ async def test_shutting_down_waits_for_messages_already_handed_in(
     assert all(result.replies for result in await asyncio.gather(*pending))
 
 
-async def test_an_overlong_message_is_refused(processor: InboundProcessor) -> None:
-    with pytest.raises(ValueError, match="longer than 4000"):
-        await processor.handle(sms("x" * 4001))
+async def test_a_long_email_is_stored_whole_and_answered(
+    processor: InboundProcessor, sessionmaker: SessionMaker, brain: FakeBrain
+) -> None:
+    text = "Hello, about my order: " + "x" * 19_977
+    assert len(text) == 20_000
+    mail = InboundMessage(ChannelName.EMAIL, "ana@example.com", text, "<long@example.com>")
+    result = await processor.handle(mail)
+    assert result.replies  # answered, not an exception
+    async with sessionmaker() as session:
+        stored = await session.get_one(Message, result.message_id)
+    assert stored.text == text  # the whole of it
+    assert brain.turns[0].text == text[: medium(ChannelName.EMAIL).bot_text]  # its start
+
+
+class GatedRemote(FakeRemote):
+    """A remote bot that answers `slow` only when let go (as a Rasa taking 2 s would), and
+    everyone else at once."""
+
+    def __init__(self, slow: str) -> None:
+        super().__init__()
+        self.slow = slow
+        self.asked = asyncio.Event()  # the slow customer's turn is with the bot
+        self.go = asyncio.Event()
+
+    @override
+    async def ask(self, turn: Turn) -> BotTurn:
+        if turn.conversation.address == self.slow:
+            self.asked.set()
+            await self.go.wait()
+        return self.decide(turn)
+
+
+SLOW, OTHER = "+14155550001", "+14155550002"
+
+
+async def test_a_slow_bot_keeps_no_other_customer_waiting(sessionmaker: SessionMaker) -> None:
+    bot = GatedRemote(SLOW)
+    processor = make_processor(sessionmaker, bot)
+    slow = asyncio.create_task(processor.handle(sms("where is my order?", SLOW)))
+    await bot.asked.wait()
+    # Customer B's STOP is answered and stored while A's bot has not answered yet (before the
+    # fix it waited behind A's answer: here, for ever).
+    stopped = await asyncio.wait_for(processor.handle(sms("STOP", OTHER)), timeout=10)
+    assert stopped.replies[0].text.startswith("You are unsubscribed")
+    assert await count(sessionmaker, Message, Message.customer_id == stopped.customer_id) == 2
+    assert not slow.done()
+    bot.go.set()
+    assert [r.text for r in (await slow).replies] == ["echo: where is my order?"]
+    await processor.drained()
+
+
+async def test_a_customers_next_message_waits_for_their_answer_and_sees_it(
+    sessionmaker: SessionMaker,
+) -> None:
+    bot = GatedRemote(SLOW)
+    processor = make_processor(sessionmaker, bot)
+    first = asyncio.create_task(processor.handle(sms("???", SLOW)))
+    await bot.asked.wait()
+    second = asyncio.create_task(processor.handle(sms("???", SLOW)))
+    await asyncio.sleep(0.1)  # the writer takes it meanwhile (what follows holds either way)
+    assert not second.done()
+    assert bot.turns == []
+    bot.go.set()
+    await asyncio.gather(first, second)
+    assert [turn.conversation.failed_turns for turn in bot.turns] == [0, 1]
+    async with sessionmaker() as session:
+        conversation = await session.get_one(Conversation, (await second).conversation_id)
+    assert conversation.failed_turns == 2
+
+
+async def test_a_bot_that_does_not_answer_in_time_is_given_up_on(
+    sessionmaker: SessionMaker,
+) -> None:
+    bot = GatedRemote(SLOW)
+    processor = make_processor(sessionmaker, bot, bot_timeout=0.05)
+    first = asyncio.create_task(processor.handle(sms("hello", SLOW)))
+    await bot.asked.wait()
+    bot.slow = "nobody"  # the customer's next turn is answered at once
+    second = await asyncio.wait_for(processor.handle(sms("still there?", SLOW)), timeout=10)
+    with pytest.raises(TimeoutError, match="did not answer"):
+        await first
+    assert [r.text for r in second.replies] == ["echo: still there?"]
+    async with sessionmaker() as session:
+        awaiting = await session.scalars(
+            select(Message.text).join(AwaitingBot, AwaitingBot.message_id == Message.id)
+        )
+        assert list(awaiting) == ["hello"]  # a redelivery asks again
+
+
+async def test_shutting_down_waits_for_a_remote_bot(sessionmaker: SessionMaker) -> None:
+    processor = make_processor(sessionmaker, PacedRemote())
+    pending = [
+        asyncio.create_task(processor.handle(sms(f"q{n}", f"+1415555{n:04d}"))) for n in range(5)
+    ]
+    await asyncio.sleep(0)  # handed in: queued for the writer
+    await processor.drained()
+    assert await count(sessionmaker, Message) == 10
+    assert all(result.replies for result in await asyncio.gather(*pending))
+
+
+async def test_a_cancelled_ask_leaves_nobody_waiting(sessionmaker: SessionMaker) -> None:
+    bot = GatedRemote(SLOW)
+    processor = make_processor(sessionmaker, bot)
+    first = asyncio.create_task(processor.handle(sms("hello", SLOW)))
+    await bot.asked.wait()
+    second = asyncio.create_task(processor.handle(sms("hello again", SLOW)))
+    await asyncio.sleep(0.1)  # parked meanwhile (what follows holds either way)
+    for task in asyncio.all_tasks():
+        if task.get_name().startswith("sastre-bot-"):
+            task.cancel()  # as at shutdown
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    await processor.drained()
+
+
+async def test_a_remote_answer_is_not_sent_once_a_person_holds_the_conversation(
+    sessionmaker: SessionMaker,
+) -> None:
+    bot = GatedRemote(SLOW)
+    processor = make_processor(sessionmaker, bot)
+    waiting = asyncio.create_task(processor.handle(sms("hello", SLOW)))
+    await bot.asked.wait()
+    async with sessionmaker.begin() as session:
+        conversation = await session.scalar(select(Conversation))
+        assert conversation is not None
+        conversation.state = "assigned"  # an agent took it meanwhile
+    bot.go.set()
+    assert (await waiting).replies == ()
+    assert await count(sessionmaker, AwaitingBot) == 0
 
 
 def _count_transactions(engine: AsyncEngine) -> Callable[[], int]:

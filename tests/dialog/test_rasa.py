@@ -11,9 +11,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from crm_core.models import Customer
-from dialog.inbound import Turn
 from dialog.models import Conversation
 from dialog.rasa import RasaRestBrain
+from dialog.turns import Turn
 
 Answer = list[dict[str, Any]]
 
@@ -55,7 +55,7 @@ async def test_text_goes_to_the_rest_channel_and_replies_come_back(
         {"recipient_id": "7", "text": "¿Qué tal?"},
     ]
     async with aiohttp.ClientSession() as http:
-        decided = await RasaRestBrain(url, http).respond(None, turn("hola"))  # type: ignore[arg-type]
+        decided = await RasaRestBrain(url, http).ask(turn("hola"))
     assert decided.replies == ["¡Hola Ana!", "¿Qué tal?"]
     assert decided.handoff is None
     assert fake.received == [
@@ -79,7 +79,7 @@ async def test_a_handoff_custom_payload_hands_off(rasa: tuple[FakeRasa, str]) ->
         {"recipient_id": "7", "custom": {"handoff": "customer_asked"}},
     ]
     async with aiohttp.ClientSession() as http:
-        decided = await RasaRestBrain(url, http).respond(None, turn("un humano"))  # type: ignore[arg-type]
+        decided = await RasaRestBrain(url, http).ask(turn("un humano"))
     assert decided.handoff == "customer_asked"
 
 
@@ -87,7 +87,7 @@ async def test_when_rasa_fails_a_person_takes_over(rasa: tuple[FakeRasa, str]) -
     fake, url = rasa
     fake.status = 500
     async with aiohttp.ClientSession() as http:
-        decided = await RasaRestBrain(url, http).respond(None, turn("hola"))  # type: ignore[arg-type]
+        decided = await RasaRestBrain(url, http).ask(turn("hola"))
     assert decided.handoff == "bot_unavailable"
     assert decided.replies == ["Te paso con una persona de nuestro equipo; en breve te atenderá."]
 
@@ -95,5 +95,5 @@ async def test_when_rasa_fails_a_person_takes_over(rasa: tuple[FakeRasa, str]) -
 async def test_when_rasa_is_unreachable_a_person_takes_over() -> None:
     async with aiohttp.ClientSession() as http:
         brain = RasaRestBrain("http://127.0.0.1:9", http, timeout=1)
-        decided = await brain.respond(None, turn("hola"))  # type: ignore[arg-type]
+        decided = await brain.ask(turn("hola"))
     assert decided.handoff == "bot_unavailable"

@@ -19,8 +19,8 @@ from channels.webchat import VISITOR_COOKIE, identity_hash
 from crm_core.customers import upsert_customer
 from crm_core.models import Identity, IdentityKind
 from crm_core.records import parse_customer
-from dialog.inbound import BotTurn, Turn
 from dialog.models import Conversation, Message
+from dialog.turns import BotTurn, Turn
 from sastre.app import create_app
 from sastre.config import Settings
 from sastre.db import SessionMaker

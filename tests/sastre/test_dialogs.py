@@ -6,6 +6,7 @@ from contextlib import AsyncExitStack
 
 from dialog.rasa import RasaRestBrain
 from dialog.selfservice import SelfServiceBrain
+from dialog.turns import RemoteBot
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.dialogs import build_brain
@@ -23,4 +24,4 @@ async def test_with_a_rasa_url_rasa_answers(settings: Settings, sessionmaker: Se
     async with AsyncExitStack() as stack:
         brain = await build_brain(rasa, sessionmaker, stack)
     assert isinstance(brain, RasaRestBrain)
-    assert not brain.uses_database  # asked with no transaction open (dialog.inbound)
+    assert isinstance(brain, RemoteBot)  # asked with no transaction open (dialog.inbound)

@@ -1,0 +1,398 @@
+"""The inbound path's statements, built once at import, and the functions that run them.
+
+A batch costs the same handful of statements whether it holds one message or thirty-two: one
+query for every sender's customer, open conversation and STOP-in-force (`load_contexts`), one
+INSERT ... ON CONFLICT DO NOTHING for the inbound messages (`store_inbound`), then one statement
+per kind of write (`write`).
+
+On PostgreSQL that first query also locks each open conversation it reads (`FOR UPDATE`): two
+processes answering one customer at once take turns on the row, and the second reads what the
+first wrote, so no `failed_turns` increment is lost and nobody hands off twice. The lock is taken
+in a LATERAL sub-select, because PostgreSQL refuses `FOR UPDATE` on the nullable side of an outer
+join (a customer may have no open conversation). SQLite needs none: a writer's `BEGIN IMMEDIATE`
+already serialises every write transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Row,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    delete,
+    insert,
+    select,
+    text,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.base import Executable
+
+from consent.models import consent_state_table
+from consent.types import ConsentStatus, Purpose
+from crm_core.models import (
+    InteractionKind,
+    customers_table,
+    identities_table,
+    interactions_table,
+)
+from dialog.inbound.work import Context, Pending, Work
+from dialog.media import writing_channels
+from dialog.models import (
+    INBOUND_ONLY,
+    ConversationState,
+    Direction,
+    awaiting_bot_table,
+    conversations_table,
+    messages_table,
+)
+from dialog.turns import ConversationFacts, CustomerFacts
+
+__all__ = [
+    "answered",
+    "await_bot",
+    "load_context",
+    "load_contexts",
+    "lock_conversations",
+    "open_conversation",
+    "resume_awaiting",
+    "store_inbound",
+    "write",
+    "write_timeline",
+]
+
+DIALECTS = ("sqlite", "postgresql")
+# What a turn reads of its conversation (not the hand-off snapshot, which can be large).
+_FACTS = ("id", "state", "channel", "address", "language", "failed_turns", "flags")
+
+
+def _context_query(dialect: str, *, by_identity: bool) -> Select[Any]:
+    """Customers with their open conversation and the service consent on the channel at hand.
+
+    By identity: every sender of a batch at once, (kind, value) IN (...), the channel following
+    from the identity's kind. By customer: one customer, the channel a parameter. On PostgreSQL
+    the open conversation is locked for the rest of the transaction."""
+    customers, conversations, consent = customers_table, conversations_table, consent_state_table
+    identities = identities_table
+    # The consent channel a sender's identity writes on (a phone number writes by SMS).
+    by_kind = {kind.value: channel.value for kind, channel in writing_channels().items()}
+    channel = (
+        case(by_kind, value=identities.c.kind)
+        if by_identity
+        else bindparam("channel", type_=String)
+    )
+    service = (
+        select(consent.c.status)
+        .where(
+            consent.c.customer_id == customers.c.id,
+            consent.c.channel == channel,
+            consent.c.purpose == Purpose.SERVICE.value,
+            consent.c.topic == "",
+        )
+        .scalar_subquery()
+    )
+    is_open = and_(
+        conversations.c.customer_id == customers.c.id,
+        conversations.c.state != ConversationState.RESOLVED.value,
+    )
+    if dialect == "postgresql":
+        facts = [conversations.c[name] for name in _FACTS]
+        held = select(*facts).where(is_open).with_for_update().lateral("held")
+        open_ = held.c
+        source = customers.outerjoin(held, true())
+    else:
+        open_ = conversations.c
+        source = customers.outerjoin(conversations, is_open)
+    columns = [
+        customers.c.id,
+        customers.c.name,
+        customers.c.language,
+        customers.c.timezone,
+        customers.c.tier,
+        customers.c.attributes,
+        open_.id.label("conversation_id"),
+        open_.state,
+        open_.channel,
+        open_.address,
+        open_.language.label("conversation_language"),
+        open_.failed_turns,
+        open_.flags,
+        service.label("service"),
+    ]
+    if not by_identity:
+        return (
+            select(*columns).select_from(source).where(customers.c.id == bindparam("customer_id"))
+        )
+    # A merged tombstone holds no identities, but the guard keeps a half-done merge harmless.
+    return (
+        select(identities.c.kind, identities.c.value, *columns)
+        .select_from(identities.join(source, identities.c.customer_id == customers.c.id))
+        .where(
+            tuple_(identities.c.kind, identities.c.value).in_(bindparam("senders", expanding=True)),
+            customers.c.merged_into_id.is_(None),
+        )
+    )
+
+
+def _store_inbound_statement(dialect: str) -> Executable:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: a message already stored is skipped, and
+    the rows that come back are the new ones. Both databases spell it the same way."""
+    messages = messages_table
+    target: dict[str, Any] = {
+        "index_elements": [messages.c.channel, messages.c.provider_id],
+        "index_where": text(INBOUND_ONLY),  # the partial index's own predicate
+    }
+    returning = (messages.c.id, messages.c.channel, messages.c.provider_id)
+    if dialect == "postgresql":
+        return postgresql.insert(messages).on_conflict_do_nothing(**target).returning(*returning)
+    return sqlite.insert(messages).on_conflict_do_nothing(**target).returning(*returning)
+
+
+def _conversations_query(dialect: str) -> Select[Any]:
+    """Conversations by id, as they are now: locked on PostgreSQL (see the module's note)."""
+    conversations = conversations_table
+    query = select(*(conversations.c[name] for name in _FACTS)).where(
+        conversations.c.id.in_(bindparam("ids", expanding=True))
+    )
+    return query.with_for_update() if dialect == "postgresql" else query
+
+
+_CONTEXT_BY_IDENTITY = {name: _context_query(name, by_identity=True) for name in DIALECTS}
+_CONTEXT_BY_CUSTOMER = {name: _context_query(name, by_identity=False) for name in DIALECTS}
+_STORE_INBOUND = {name: _store_inbound_statement(name) for name in DIALECTS}
+_CONVERSATIONS = {name: _conversations_query(name) for name in DIALECTS}
+_OPEN_CONVERSATION = insert(conversations_table).returning(conversations_table.c.id)
+_STORE_REPLIES = insert(messages_table).returning(messages_table.c.id, sort_by_parameter_order=True)
+_STORE_TIMELINE = insert(interactions_table)
+_AWAITING = (
+    select(messages_table.c.id, messages_table.c.channel, messages_table.c.provider_id)
+    .join(awaiting_bot_table, awaiting_bot_table.c.message_id == messages_table.c.id)
+    .where(
+        text(INBOUND_ONLY),
+        tuple_(messages_table.c.channel, messages_table.c.provider_id).in_(
+            bindparam("keys", expanding=True)
+        ),
+    )
+)
+_SET_INTENT = (
+    update(messages_table)
+    .where(messages_table.c.id == bindparam("message_id"))
+    .values(intent=bindparam("new_intent"), confidence=bindparam("new_confidence"))
+)
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _conversation_of(row: Row[Any], *, id_: int, language: str) -> ConversationFacts:
+    return ConversationFacts(
+        id=id_,
+        state=row.state,
+        channel=row.channel,
+        address=row.address,
+        language=language,
+        failed_turns=row.failed_turns,
+        flags=row.flags or {},
+    )
+
+
+def _context_of(row: Row[Any]) -> Context:
+    customer = CustomerFacts(
+        id=row.id,
+        name=row.name,
+        language=row.language,
+        timezone=row.timezone,
+        tier=row.tier,
+        attributes=row.attributes or {},
+    )
+    conversation = None
+    if row.conversation_id is not None:
+        conversation = _conversation_of(
+            row, id_=row.conversation_id, language=row.conversation_language
+        )
+    return Context(customer, conversation, row.service == ConsentStatus.REVOKED.value)
+
+
+async def load_contexts(
+    session: AsyncSession, batch: Sequence[Pending]
+) -> dict[tuple[str, str], Context]:
+    """Every known sender of the batch, by (kind, normalised value), in one query."""
+    senders = list({(pending.kind.value, pending.sender) for pending in batch})
+    statement = _CONTEXT_BY_IDENTITY[_dialect(session)]
+    rows = await session.execute(statement, {"senders": senders})
+    return {(row.kind, row.value): _context_of(row) for row in rows}
+
+
+async def load_context(session: AsyncSession, customer_id: int, channel: str) -> Context | None:
+    statement = _CONTEXT_BY_CUSTOMER[_dialect(session)]
+    row = (
+        await session.execute(statement, {"customer_id": customer_id, "channel": channel})
+    ).first()
+    return None if row is None else _context_of(row)
+
+
+async def lock_conversations(
+    session: AsyncSession, ids: Sequence[int]
+) -> dict[int, ConversationFacts]:
+    """The conversations as they are now (locked on PostgreSQL), to apply an answer that was
+    decided outside the transaction to what is stored, not to what was read before it."""
+    rows = await session.execute(_CONVERSATIONS[_dialect(session)], {"ids": list(set(ids))})
+    return {row.id: _conversation_of(row, id_=row.id, language=row.language) for row in rows}
+
+
+async def open_conversation(
+    session: AsyncSession, customer_id: int, opening: ConversationFacts
+) -> int:
+    opened = await session.scalar(
+        _OPEN_CONVERSATION,
+        {
+            "customer_id": customer_id,
+            "state": opening.state,
+            "channel": opening.channel,
+            "address": opening.address,
+            "language": opening.language,
+            "flags": opening.flags,
+        },
+    )
+    assert opened is not None
+    return int(opened)
+
+
+async def store_inbound(session: AsyncSession, works: Sequence[Work]) -> None:
+    """Store the customers' messages, whole; a duplicate gets no id, and no reply."""
+    if not works:
+        return
+    rows = [
+        {
+            "conversation_id": work.conversation.id,
+            "customer_id": work.customer.id,
+            "channel": work.message.channel.value,
+            "direction": Direction.IN.value,
+            "provider_id": work.message.provider_id,
+            "address": work.message.address,
+            "text": work.message.text,
+            "attachments": list(work.message.attachments),
+            "author": "customer",
+            "intent": None,
+            "confidence": None,
+            "in_reply_to": None,
+            "created_at": work.now,
+        }
+        for work in works
+    ]
+    statement = _STORE_INBOUND[_dialect(session)]
+    stored = await session.execute(statement, rows if len(rows) > 1 else rows[0])
+    ids = {(row.channel, row.provider_id): row.id for row in stored}
+    for work in works:
+        # pop: the same message twice in one batch is stored once, for the first of them
+        work.inbound_id = ids.pop((work.message.channel.value, work.message.provider_id), None)
+
+
+async def resume_awaiting(session: AsyncSession, works: Sequence[Work]) -> None:
+    """A duplicate whose first delivery is still awaiting the bot (the process stopped before
+    the answer) is not dropped: it takes the stored message's id and is asked again (by
+    whichever bot is configured now). One query, and only when there are duplicates."""
+    duplicates = [work for work in works if work.inbound_id is None]
+    if not duplicates:
+        return
+    keys = list({(work.message.channel.value, work.message.provider_id) for work in duplicates})
+    rows = await session.execute(_AWAITING, {"keys": keys})
+    waiting = {(row.channel, row.provider_id): row.id for row in rows}
+    for work in duplicates:
+        # pop: the same message twice in one batch is asked once, for the first of them
+        work.inbound_id = waiting.pop((work.message.channel.value, work.message.provider_id), None)
+        work.resumed = work.inbound_id is not None
+
+
+async def await_bot(session: AsyncSession, works: Sequence[Work]) -> None:
+    if works:
+        rows = [{"message_id": work.inbound_id, "asked_at": work.now} for work in works]
+        await session.execute(insert(awaiting_bot_table), rows)
+
+
+async def answered(session: AsyncSession, works: Sequence[Work]) -> None:
+    if not works:
+        return
+    ids = [work.inbound_id for work in works]
+    await session.execute(
+        delete(awaiting_bot_table).where(awaiting_bot_table.c.message_id.in_(ids))
+    )
+
+
+async def write(session: AsyncSession, works: Sequence[Work]) -> None:
+    """Everything the batch's turns decided, a statement per kind of write."""
+    replies = [(work, text) for work in works for text in work.replies]
+    if replies:
+        rows: list[dict[str, Any]] = [
+            {
+                "conversation_id": work.conversation.id,
+                "customer_id": work.customer.id,
+                "channel": work.conversation.channel,
+                "direction": Direction.OUT.value,
+                "provider_id": f"sastre-{uuid.uuid4()}",
+                "address": work.conversation.address,
+                "text": text,
+                "attachments": [],
+                "author": "bot",
+                "intent": None,
+                "confidence": None,
+                "in_reply_to": work.inbound_id,
+                "created_at": work.now,
+            }
+            for work, text in replies
+        ]
+        stored = await session.execute(_STORE_REPLIES, rows if len(rows) > 1 else rows[0])
+        for (work, text), message_id in zip(replies, stored.scalars(), strict=True):
+            work.sent.append((text, message_id))
+            work.note(
+                InteractionKind.MESSAGE_OUT,
+                text,
+                "bot",
+                message_id=message_id,
+                conversation_id=work.conversation.id,
+            )
+    timeline = [entry for work in works for entry in work.timeline]
+    if timeline:
+        await session.execute(_STORE_TIMELINE, timeline)
+    intents = [
+        {"message_id": w.inbound_id, "new_intent": w.intent, "new_confidence": w.confidence}
+        for w in works
+        if w.intent is not None
+    ]
+    if intents:
+        await session.execute(_SET_INTENT, intents)
+    await _update_conversations(session, works)
+
+
+async def _update_conversations(session: AsyncSession, works: Sequence[Work]) -> None:
+    """One UPDATE per set of changed columns (usually none: most turns change nothing)."""
+    changes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for work in works:
+        if work.conversation_changes:
+            columns = tuple(sorted(work.conversation_changes))
+            row = {f"new_{name}": value for name, value in work.conversation_changes.items()}
+            changes.setdefault(columns, []).append({"conversation_id": work.conversation.id, **row})
+    for columns, rows in changes.items():
+        statement = (
+            update(conversations_table)
+            .where(conversations_table.c.id == bindparam("conversation_id"))
+            .values({name: bindparam(f"new_{name}") for name in columns})
+        )
+        await session.execute(statement, rows)
+
+
+async def write_timeline(session: AsyncSession, work: Work) -> None:
+    if work.timeline:
+        await session.execute(_STORE_TIMELINE, work.timeline)
+        work.timeline.clear()

@@ -1,0 +1,164 @@
+"""What one message's turn does inside its transaction, before and after the bot: the customer
+and their conversation, keywords and silence, and the bot's decision applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.base import InboundMessage
+from consent.keywords import KeywordKind, classify
+from consent.replies import Brand, apply_keyword, service_revoked
+from crm_core.customers import resolve
+from crm_core.models import InteractionKind
+from dialog.handoff import HELD_BY_A_PERSON, hand_off, retention_flags
+from dialog.inbound import sql
+from dialog.inbound.work import Context, Pending, Work
+from dialog.media import bot_part
+from dialog.models import ConversationState
+from dialog.turns import BotTurn, ConversationFacts, Turn
+
+__all__ = ["TurnSteps"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSteps:
+    """The steps of a turn, with the defaults for what a customer has not told us."""
+
+    region: str
+    language: str
+    timezone: str
+    brand: Brand
+
+    async def resolve(self, session: AsyncSession, pending: Pending) -> Context:
+        """A first message (or a merged tombstone's identity): find or create the customer."""
+        message = pending.message
+        customer, _ = await resolve(
+            session,
+            pending.kind,
+            pending.sender,
+            self.region,
+            verified=message.verified,
+            language=message.language_hint,
+        )
+        context = await sql.load_context(session, customer.id, message.channel.value)
+        assert context is not None  # resolve has just found or created them
+        return context
+
+    async def conversation(
+        self, session: AsyncSession, context: Context, message: InboundMessage
+    ) -> ConversationFacts:
+        """The customer's open conversation, or a new one.
+
+        The partial unique index allows one open conversation per customer; two first messages
+        racing for it (from two processes) both end up in the same one."""
+        for _ in range(2):
+            if context.conversation is not None:
+                return context.conversation
+            customer = context.customer
+            opening = ConversationFacts(
+                id=0,
+                state=ConversationState.BOT.value,
+                channel=message.channel.value,
+                address=message.address,
+                language=customer.language or self.language,
+                failed_turns=0,
+                flags=retention_flags(customer),
+            )
+            try:
+                async with session.begin_nested():
+                    opened = await sql.open_conversation(session, customer.id, opening)
+            except IntegrityError:
+                reloaded = await sql.load_context(session, customer.id, message.channel.value)
+                assert reloaded is not None
+                context.conversation = reloaded.conversation
+                continue
+            return replace(opening, id=opened)
+        raise RuntimeError("could not open a conversation")  # pragma: no cover
+
+    async def prepare(self, session: AsyncSession, work: Work) -> Turn | None:
+        """Keywords and silence; the turn to put to the bot, if it is the bot's to answer."""
+        message, conversation = work.message, work.conversation
+        if conversation.channel != message.channel.value or conversation.address != message.address:
+            work.conversation_changes.update(channel=message.channel.value, address=message.address)
+            work.conversation = replace(
+                conversation, channel=message.channel.value, address=message.address
+            )
+        if not work.resumed:  # a message asked again is on the timeline already
+            work.note(
+                InteractionKind.MESSAGE_IN,
+                message.text,
+                "customer",
+                message_id=work.inbound_id,
+                conversation_id=conversation.id,
+            )
+        channel = work.pending.medium.consent
+        language = work.customer.language or message.language_hint or self.language
+        # Keywords and the bot read the same bounded start of the message; all of it is stored.
+        text = bot_part(message.channel, message.text)
+        keyword = classify(text)
+        if keyword.kind is not KeywordKind.NONE:
+            # The reply is in the customer's language, or the one this conversation is held in;
+            # only a first message from someone unknown is answered in the keyword's own.
+            known = work.customer.language or message.language_hint
+            outcome = await apply_keyword(
+                session,
+                work.customer.id,
+                channel,
+                keyword,
+                language=known or (None if work.opened else conversation.language),
+                default_language=self.language,
+                brand=self.brand,
+                evidence={"message_id": message.provider_id, "text": text},
+            )
+            if outcome.handled:
+                work.intent = "keyword"
+                work.replies = [outcome.reply] if outcome.reply else []
+                return None
+            work.revoked = await service_revoked(session, work.customer.id, channel)
+        if work.revoked or conversation.state in HELD_BY_A_PERSON:
+            # STOP in force here: store what they wrote, send nothing until START. A person
+            # holding the conversation: the bot stays silent.
+            return None
+        return Turn(
+            customer=work.customer,
+            conversation=work.conversation,
+            text=text,
+            language=language,
+            timezone=work.customer.timezone or self.timezone,
+            received_at=work.now,
+        )
+
+    async def apply(self, session: AsyncSession, work: Work, decided: BotTurn) -> None:
+        """What the bot decided becomes this message's replies and effects."""
+        conversation = work.conversation
+        work.intent, work.confidence = decided.intent, decided.confidence
+        work.replies = list(decided.replies)
+        failed_turns = 0 if decided.understood else conversation.failed_turns + 1
+        if failed_turns != conversation.failed_turns:
+            work.conversation_changes["failed_turns"] = failed_turns
+        if decided.language and decided.language != conversation.language:
+            work.conversation_changes["language"] = decided.language
+        if decided.flags is not None and decided.flags != conversation.flags:
+            work.conversation_changes["flags"] = decided.flags
+            work.conversation = replace(conversation, flags=decided.flags)
+        if decided.complaint:
+            work.note(
+                InteractionKind.COMPLAINT, work.message.text, "customer", message_id=work.inbound_id
+            )
+        if decided.handoff:
+            work.handed_off = True
+            await sql.write_timeline(session, work)  # the card in the hand-off shows this message
+            work.conversation_changes.update(
+                await hand_off(
+                    session,
+                    customer=work.customer,
+                    conversation=work.conversation,
+                    reason=decided.handoff,
+                    now=work.now,
+                    message_id=work.inbound_id,
+                    intent=work.intent,
+                )
+            )

@@ -1,0 +1,116 @@
+"""One message on its way through a batch: waiting for it, then the turn being decided."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from channels.base import ChannelName, InboundMessage
+from crm_core.models import IdentityKind, InteractionKind
+from dialog.media import Medium
+from dialog.turns import ConversationFacts, CustomerFacts, InboundResult, Reply
+
+__all__ = ["Context", "Pending", "Work"]
+
+
+@dataclass(slots=True)
+class Context:
+    """The customer, their open conversation (if any) and whether STOP is in force here."""
+
+    customer: CustomerFacts
+    conversation: ConversationFacts | None
+    revoked: bool
+
+
+@dataclass(slots=True)
+class Pending:
+    """A message waiting for its batch, and the caller waiting for its result."""
+
+    message: InboundMessage
+    medium: Medium
+    sender: str  # the normalised address: the identity to look up
+    received_at: datetime
+    result: asyncio.Future[InboundResult]
+
+    @property
+    def kind(self) -> IdentityKind:
+        return self.medium.identity
+
+    def settle(self, result: InboundResult | BaseException) -> None:
+        if self.result.done():  # the caller gave up waiting; the message was still handled
+            return
+        if isinstance(result, BaseException):
+            self.result.set_exception(result)
+        else:
+            self.result.set_result(result)
+
+
+@dataclass(slots=True)
+class Work:
+    """One message's turn: what it found, and what it decided to write."""
+
+    pending: Pending
+    customer: CustomerFacts
+    conversation: ConversationFacts
+    revoked: bool
+    inbound_id: int | None = None  # None: a duplicate, already stored
+    replies: list[str] = field(default_factory=list)
+    sent: list[tuple[str, int]] = field(default_factory=list)  # (text, message id) once stored
+    handed_off: bool = False
+    intent: str | None = None
+    confidence: float | None = None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    conversation_changes: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False  # stored before, and still awaiting the bot: asked again
+    opened: bool = False  # this message opened the conversation: its language is only a default
+
+    @property
+    def message(self) -> InboundMessage:
+        return self.pending.message
+
+    @property
+    def now(self) -> datetime:
+        return self.pending.received_at
+
+    def written(self) -> None:
+        """What was decided so far is stored: what follows starts from nothing."""
+        self.timeline.clear()
+        self.conversation_changes.clear()
+
+    def forget_answer(self) -> None:
+        """Undo what applying an answer did to this work, to apply it again after a rollback."""
+        self.written()
+        self.replies, self.sent = [], []
+        self.handed_off, self.intent, self.confidence = False, None, None
+
+    def note(self, kind: InteractionKind, summary: str, actor: str, **data: Any) -> None:
+        self.timeline.append(
+            {
+                "customer_id": self.customer.id,
+                "kind": kind.value,
+                "channel": self.conversation.channel,
+                "summary": summary,
+                "actor": actor,
+                "data": data,
+                "occurred_at": self.now,
+                "recorded_at": self.now,
+            }
+        )
+
+    def result(self) -> InboundResult:
+        if self.inbound_id is None:
+            return InboundResult(duplicate=True)
+        channel = ChannelName(self.conversation.channel)
+        return InboundResult(
+            duplicate=False,
+            customer_id=self.customer.id,
+            conversation_id=self.conversation.id,
+            message_id=self.inbound_id,
+            replies=tuple(
+                Reply(channel, self.conversation.address, text, id_) for text, id_ in self.sent
+            ),
+            handed_off=self.handed_off,
+            intent=self.intent,
+        )

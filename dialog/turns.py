@@ -1,0 +1,121 @@
+"""What the inbound path and a bot say to each other: the turn, the bot's decision, and the two
+ports a bot may plug into.
+
+A bot is one of two kinds, told apart by the port it implements (not by a flag):
+
+* a `Brain` answers inside the turn's transaction and may read and write through its session
+  (the embedded self-service: the FAQ and the rasa-sdk actions run in-process);
+* a `RemoteBot` is asked over the network and gets no session (a Rasa server: its action server
+  has its own connections). It is asked with no transaction open, in a task of its own, so no
+  other customer's turn waits for its answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.base import ChannelName
+
+__all__ = [
+    "Bot",
+    "BotTurn",
+    "Brain",
+    "ConversationFacts",
+    "CustomerFacts",
+    "InboundResult",
+    "RemoteBot",
+    "Reply",
+    "Turn",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    channel: ChannelName
+    address: str
+    text: str
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    duplicate: bool
+    customer_id: int | None = None
+    conversation_id: int | None = None
+    message_id: int | None = None
+    replies: tuple[Reply, ...] = ()
+    handed_off: bool = False
+    intent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerFacts:
+    """What a turn knows of the customer: read once, with the conversation, in one query."""
+
+    id: int
+    name: str | None
+    language: str | None
+    timezone: str | None
+    tier: str
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationFacts:
+    id: int
+    state: str
+    channel: str  # where the customer wrote last: replies go there
+    address: str
+    language: str
+    failed_turns: int
+    flags: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """What the bot is told about one customer message.
+
+    `text` is the part of the message the bot is given: the whole of it up to the medium's
+    bound (`dialog.media`), so a 20-page e-mail is stored whole and the bot reads its start."""
+
+    customer: CustomerFacts
+    conversation: ConversationFacts
+    text: str
+    language: str
+    timezone: str
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class BotTurn:
+    """What the bot decided: its replies, whether it understood, and whether to hand off."""
+
+    replies: list[str] = field(default_factory=list)
+    understood: bool = True
+    handoff: str | None = None  # the reason: customer_asked, not_understood, complaint, cmv, ...
+    intent: str | None = None
+    confidence: float | None = None
+    language: str | None = None
+    complaint: bool = False
+    flags: dict[str, Any] | None = None  # the conversation's flags after this turn; None: as were
+
+
+@runtime_checkable
+class Brain(Protocol):
+    """A bot that answers inside the turn's transaction, through its session."""
+
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn: ...
+
+
+@runtime_checkable
+class RemoteBot(Protocol):
+    """A bot outside the database: asked with no transaction open, and given no session."""
+
+    async def ask(self, turn: Turn) -> BotTurn: ...
+
+
+Bot = Brain | RemoteBot
