@@ -33,6 +33,7 @@ from crm_core.sqltypes import utcnow
 
 __all__ = [
     "DOUBLE_OPT_IN",
+    "InvalidTopic",
     "NothingToConfirm",
     "StateKey",
     "consent_history",
@@ -53,6 +54,15 @@ StateKey = tuple[str, str, str]  # (channel, purpose, topic)
 
 class NothingToConfirm(ValueError):
     pass
+
+
+class InvalidTopic(ValueError):
+    """A consent topic that is not a short name of letters, digits, '-' or '_'."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"topic: {reason}")
+        self.field = "topic"
+        self.reason = reason
 
 
 class EventLike(Protocol):
@@ -137,7 +147,7 @@ async def _states(session: AsyncSession, customer_id: int) -> dict[StateKey, Con
 def _check_topic(topic: str) -> str:
     topic = topic.strip().lower()
     if len(topic) > MAX_TOPIC or any(not (ch.isalnum() or ch in "-_") for ch in topic):
-        raise ValueError(f"topic must be up to {MAX_TOPIC} letters, digits, '-' or '_'")
+        raise InvalidTopic(f"must be up to {MAX_TOPIC} letters, digits, '-' or '_'")
     return topic
 
 

@@ -1,25 +1,43 @@
 """JSON errors, always `{"error": "...", "detail": ...}`, and the middleware that guarantees it.
 
-Domain exceptions are turned into 4xx here, in one place, so handlers stay about the happy path.
-An unexpected exception is logged with its traceback and answered with a 500 that reveals nothing.
+Domain exceptions become 4xx here, through one table (`DOMAIN_ERRORS`), so handlers stay about
+the happy path and never catch a domain error just to rename it. A new domain error is one line
+in the table. An unexpected exception is logged with its traceback and answered with a 500 that
+reveals nothing.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Protocol, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from consent.ledger import InvalidTopic, NothingToConfirm
+from consent.preferences import InvalidPreferences
+from consent.tokens import BadToken
 from crm_core.customers import CustomerNotFound, IdentityConflict, MergeRefused
 from crm_core.identities import InvalidIdentity
 from crm_core.records import RecordErrors
+from dialog.faq import FaqEntryInvalid
+from sastre.web.json_input import UnacceptableJson
+from sastre.web.json_input import loads as load_json
 
-__all__ = ["ApiError", "error_middleware", "json_error", "read_json_object"]
+__all__ = [
+    "DOMAIN_ERRORS",
+    "ApiError",
+    "api_error_for",
+    "error_middleware",
+    "json_error",
+    "read_json_object",
+]
 
 log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Exception)
 
 
 class ApiError(Exception):
@@ -30,42 +48,79 @@ class ApiError(Exception):
         self.status, self.error, self.detail = status, error, detail
 
 
-def json_error(status: int, error: str, detail: Any = None) -> web.Response:
-    return web.json_response({"error": error, "detail": detail}, status=status)
+class _Problem(Protocol):
+    """A field and what is wrong with it, as every domain's validation errors carry."""
+
+    @property
+    def field(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
 
 
-def _from_domain(exc: Exception) -> ApiError | None:
-    match exc:
-        case ApiError():
-            return exc
-        case CustomerNotFound():
-            return ApiError(404, str(exc))
-        case InvalidIdentity():
-            return ApiError(400, f"invalid {exc.kind}", {"field": exc.kind, "reason": exc.reason})
-        case RecordErrors():
-            return ApiError(
-                400,
-                "invalid customer",
-                [{"field": e.field, "reason": e.reason} for e in exc.errors],
-            )
-        case IdentityConflict():
-            return ApiError(
+def _fields(problems: Iterable[_Problem]) -> list[dict[str, str]]:
+    return [{"field": p.field, "reason": p.reason} for p in problems]
+
+
+def _rule(
+    kind: type[E], answer: Callable[[E], ApiError]
+) -> tuple[type[Exception], Callable[[Any], ApiError]]:
+    # Types each lambda below by its own exception class; the table then holds them side by side.
+    return kind, answer
+
+
+def _merge_refused(exc: MergeRefused) -> ApiError:
+    conflicts = [
+        {"kind": c.kind, "survivor": list(c.values[0]), "other": list(c.values[1])}
+        for c in exc.conflicts
+    ]
+    return ApiError(409, f"merge refused: {exc.reason}", {"conflicts": conflicts})
+
+
+# Domain exception -> HTTP answer. A subclass not listed gets its closest listed ancestor's.
+DOMAIN_ERRORS: Final[Mapping[type[Exception], Callable[[Any], ApiError]]] = dict(
+    [
+        # crm_core
+        _rule(CustomerNotFound, lambda e: ApiError(404, str(e))),
+        _rule(
+            InvalidIdentity,
+            lambda e: ApiError(400, f"invalid {e.kind}", {"field": e.kind, "reason": e.reason}),
+        ),
+        _rule(RecordErrors, lambda e: ApiError(400, "invalid customer", _fields(e.errors))),
+        _rule(
+            IdentityConflict,
+            lambda e: ApiError(
                 409,
                 "identity belongs to another customer",
-                {"kind": exc.kind, "value": exc.value, "customer_id": exc.owner_id},
-            )
-        case MergeRefused():
-            return ApiError(
-                409,
-                f"merge refused: {exc.reason}",
-                {
-                    "conflicts": [
-                        {"kind": c.kind, "survivor": list(c.values[0]), "other": list(c.values[1])}
-                        for c in exc.conflicts
-                    ]
-                },
-            )
+                {"kind": e.kind, "value": e.value, "customer_id": e.owner_id},
+            ),
+        ),
+        _rule(MergeRefused, _merge_refused),
+        # consent
+        _rule(NothingToConfirm, lambda e: ApiError(409, str(e))),
+        _rule(InvalidTopic, lambda e: ApiError(400, "invalid request body", _fields([e]))),
+        _rule(InvalidPreferences, lambda e: ApiError(400, "invalid preferences", _fields([e]))),
+        _rule(BadToken, lambda e: ApiError(400, "invalid link", str(e))),
+        # dialog
+        _rule(FaqEntryInvalid, lambda e: ApiError(400, "invalid FAQ entry", _fields(e.problems))),
+        # the HTTP edge
+        _rule(UnacceptableJson, lambda e: ApiError(400, "invalid request body", _fields([e]))),
+    ]
+)
+
+
+def api_error_for(exc: Exception) -> ApiError | None:
+    """The answer for a domain exception, or None for one nobody expected (a bug: a 500)."""
+    if isinstance(exc, ApiError):
+        return exc
+    for kind in type(exc).__mro__:
+        answer = DOMAIN_ERRORS.get(kind)
+        if answer is not None:
+            return answer(exc)
     return None
+
+
+def json_error(status: int, error: str, detail: Any = None) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status)
 
 
 @web.middleware
@@ -77,7 +132,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return json_error(exc.status, exc.reason)
     except Exception as exc:
-        api_error = _from_domain(exc)
+        api_error = api_error_for(exc)
         if api_error is None:
             log.exception("unhandled error in %s %s", request.method, request.path)
             return json_error(500, "internal error")
@@ -85,9 +140,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 saying what is wrong with it."""
+    """The request body as a JSON object, or a 400 saying what is wrong with it (and where)."""
     try:
-        body = await request.json(loads=json.loads)
+        body = await request.json(loads=load_json)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ApiError(400, "the body is not valid JSON", str(e)) from None
     if not isinstance(body, dict):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from dialog.faq import LANGUAGES, MAX_ANSWER, FaqEntryInvalid, FaqMatch, build_entry, entry_to_dict
+from dialog.faq import LANGUAGES, MAX_ANSWER, FaqMatch, build_entry, entry_to_dict
 from dialog.faq_store import FaqCatalogue, delete_entry, get_entry, load_entries, save_entry
 from sastre.appkeys import SESSIONMAKER, SETTINGS
 from sastre.auth import Permission
@@ -101,11 +101,7 @@ async def put_entry(request: web.Request) -> web.Response:
             "invalid FAQ entry",
             [{"field": "id", "reason": f"is {body.id!r} but the path says {entry_id!r}"}],
         )
-    try:
-        entry = build_entry(entry_id, body.questions, body.answers, body.tags)
-    except FaqEntryInvalid as e:
-        detail = [{"field": p.field, "reason": p.reason} for p in e.problems]
-        raise ApiError(400, "invalid FAQ entry", detail) from None
+    entry = build_entry(entry_id, body.questions, body.answers, body.tags)
     async with request.app[SESSIONMAKER].begin() as session:
         created = await save_entry(session, entry, actor=staff.actor)
     request.app[FAQ_CATALOGUE].invalidate()
