@@ -29,6 +29,7 @@ from sastre.dialogs import build_brain
 from sastre.metrics import Metrics, metrics_middleware
 from sastre.web import chat, consent, console, customers, faq, health, public
 from sastre.web.auth import auth_middleware
+from sastre.web.edge import install_headers, path_guard
 from sastre.web.errors import error_middleware
 
 __all__ = ["create_app"]
@@ -82,9 +83,10 @@ def create_app(settings: Settings, *, brain: Bot | None = None) -> web.Applicati
     `brain` replaces the bot (tests); by default the embedded one is built at start-up."""
     metrics = Metrics()
     app = web.Application(
-        middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware],
+        middlewares=[metrics_middleware(metrics), error_middleware, path_guard, auth_middleware],
         client_max_size=1024**2,
     )
+    install_headers(app)
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[BRAIN] = brain
