@@ -92,7 +92,7 @@ def create_app(settings: Settings, *, brain: Bot | None = None) -> web.Applicati
     app[BRAIN] = brain
     # One catalogue: the FAQ API invalidates the very index the bot reads.
     app[faq.FAQ_CATALOGUE] = FaqCatalogue(matcher=settings.faq_matcher)
-    app.cleanup_ctx.extend([_database, _redis, _dialog])
+    app.cleanup_ctx.extend([_database, _redis, _dialog, chat.abuse_limits])
     app.add_routes(health.routes)
     app.add_routes(customers.routes)
     app.add_routes(consent.routes)

@@ -11,9 +11,11 @@ from dialog.turns import Bot
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.metrics import Metrics
+from sastre.web.chat_limits import ChatLimits
 
 __all__ = [
     "BRAIN",
+    "CHAT_LIMITS",
     "ENGINE",
     "INBOUND",
     "METRICS",
@@ -34,3 +36,5 @@ METRICS = web.AppKey("metrics", Metrics)
 # The bot: set by create_app when given one (tests), otherwise built at start-up.
 BRAIN: web.AppKey[Bot | None] = web.AppKey("brain")
 INBOUND = web.AppKey("inbound", InboundProcessor)
+# New web chat visitors and leads per client address (set up by sastre.web.chat.abuse_limits).
+CHAT_LIMITS = web.AppKey("chat_limits", ChatLimits)

@@ -32,6 +32,7 @@ from consent.policy import ContactHours, PolicyRules
 __all__ = ["SPOKEN_LANGUAGES", "ConfigError", "Environment", "Settings", "load_settings"]
 
 VAR_DIR = Path("var")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # The languages Sastre has customer-facing texts in (ISO 639-1); a test keeps this in step with
 # the dialog's own list. A default language outside it would answer customers in a fallback.
 SPOKEN_LANGUAGES = ("en", "es")
@@ -96,6 +97,27 @@ class Settings(BaseSettings):
     # Other sites' origins that embed the widget (comma-separated, "*" for any); our own host is
     # always allowed. A page from anywhere else may not open the chat socket.
     webchat_origins: str = ""
+    # Abuse limits per client address: a socket without a visitor cookie is a new visitor, and a
+    # new visitor's first message makes a new lead (sastre.web.chat_limits).
+    webchat_new_visitors_per_minute: int = Field(default=20, ge=1, le=100_000)
+    webchat_new_leads_per_hour: int = Field(default=60, ge=1, le=1_000_000)
+    # A web chat lead that gave nothing but its cookie and wrote nothing for this long may be
+    # purged (`sastre leads purge`).
+    webchat_lead_retention_days: int = Field(default=30, ge=1, le=3650)
+    # Proxies whose X-Forwarded-For is believed (comma-separated addresses or CIDRs, such as
+    # "10.0.0.0/8,::1"); empty: the connecting address is the client's.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies)
+
     # Bounded so that a typo cannot overflow a date (ten years of cooldown is plenty).
     complaint_cooldown_days: int = Field(default=30, ge=0, le=3650)
     marketing_max_per_day: int = Field(default=1, ge=0, le=1000)
@@ -322,6 +344,17 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             raise ConfigError("SASTRE_SECRET_KEY is not set")
         return self.secret_key.get_secret_value().encode()
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """ "10.0.0.0/8, ::1" -> the networks; a bare address is a network of one."""
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR, e.g. 10.0.0.0/8") from None
+    return tuple(networks)
 
 
 def parse_quiet_hours(text: str) -> dict[str, ContactHours]:

@@ -10,16 +10,25 @@ Identity verification (Chatwoot's scheme): the embedding site passes `user_id` a
 customer has that external id, the visitor's webchat identity is attached to them (verified)
 before the first message, so the chat lands on the known customer. A chat tied that way is only
 resumed with the proof again: on a shared computer, the next person who opens the widget without
-being signed in gets a new visitor, not the previous user's conversation.
+being signed in gets a new visitor, not the previous user's conversation. The user id is
+normalised once (as identities are stored), and that one string is both checked and looked up.
+
+Abuse limits (`sastre.web.chat_limits`): a socket without a visitor cookie is a new visitor,
+refused with a 429 before the upgrade when its client address has opened too many; a new
+visitor's first message makes a lead, refused with an error frame when the address has made too
+many. The handshake only reads (a reader session: it never waits for a writer), except when a
+verified user's identity is attached.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
@@ -46,17 +55,19 @@ from channels.webchat import (
     parse_language,
 )
 from crm_core.customers import CustomerNotFound, IdentityConflict, attach_identity, find_customer
-from crm_core.identities import InvalidIdentity
+from crm_core.identities import InvalidIdentity, normalise
 from crm_core.models import Identity, IdentityKind
 from dialog.history import open_conversation, transcript
 from dialog.models import ConversationState, Direction, Message
-from sastre.appkeys import INBOUND, SESSIONMAKER, SETTINGS
+from sastre.appkeys import CHAT_LIMITS, INBOUND, READER, SESSIONMAKER, SETTINGS
 from sastre.config import Settings
+from sastre.web.chat_limits import ChatLimits
+from sastre.web.client_address import request_client
 from sastre.web.console import HEADERS as STATIC_HEADERS
 from sastre.web.console import STATIC_DIR
 from sastre.web.errors import json_error
 
-__all__ = ["HANDOFF_NOTICE", "HEADERS", "routes"]
+__all__ = ["HANDOFF_NOTICE", "HEADERS", "CookiePolicy", "abuse_limits", "cookie_policy", "routes"]
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -70,10 +81,54 @@ HEADERS: Final = {
     **STATIC_HEADERS,
     "Content-Security-Policy": STATIC_HEADERS["Content-Security-Policy"] + "; connect-src 'self'",
 }
+# A text must be Unicode: a lone UTF-16 surrogate (\ud800 in JSON) cannot be stored or sent on.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# A frame the server cannot take (RFC 6455 1011): the visitor sees the reason, not a traceback.
+CLOSE_INTERNAL_ERROR: Final = 1011
 HANDOFF_NOTICE: Final[Mapping[str, str]] = {
     "es": "Te pasamos con una persona de nuestro equipo: seguirá la conversación aquí.",
     "en": "A person from our team will take over this conversation here.",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CookiePolicy:
+    samesite: Literal["Lax", "None"]
+    secure: bool
+
+
+def cookie_policy(public_url: str, other_origins: Sequence[str]) -> CookiePolicy:
+    """The visitor cookie's attributes.
+
+    The widget on another site (listed in SASTRE_WEBCHAT_ORIGINS) opens a cross-site socket,
+    which never carries a `SameSite=Lax` cookie: its visitors could not resume a chat. It needs
+    `SameSite=None`, which browsers accept only with `Secure`, that is over HTTPS. Without other
+    sites, or over plain HTTP (local development, where a Secure cookie is refused), the cookie
+    stays `Lax`: all that is needed, and a little stricter."""
+    https = public_url.startswith("https://")
+    if https and any(other_origins):
+        return CookiePolicy("None", secure=True)
+    return CookiePolicy("Lax", secure=https)
+
+
+async def abuse_limits(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the per-address counts of new visitors and leads."""
+    settings = app[SETTINGS]
+    app[CHAT_LIMITS] = ChatLimits.from_settings(settings)
+    if settings.webchat_origin_list and not settings.external_url.startswith("https://"):
+        log.warning(
+            "SASTRE_WEBCHAT_ORIGINS lists other sites but SASTRE_PUBLIC_URL is not https: "
+            "their visitors' chats cannot be resumed (a cross-site cookie needs HTTPS)"
+        )
+    yield
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    id: str
+    verified: bool
+    known: bool  # has a customer already: their next message makes no new lead
+    problem: str | None = None  # to tell the visitor
 
 
 @routes.get("/chat")
@@ -92,112 +147,154 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
             "origin not allowed",
             f"{origin} may not open the chat: list it in SASTRE_WEBCHAT_ORIGINS",
         )
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+    if not ws.can_prepare(request):
+        raise web.HTTPBadRequest(reason="expected a WebSocket upgrade")
     cookies = VisitorCookies(settings.secret())
+    returning = cookies.read(request.cookies.get(VISITOR_COOKIE))
+    address = request_client(request, settings.trusted_proxy_networks)
+    if returning is None:
+        refusal = await request.app[CHAT_LIMITS].new_visitor(address)
+        if refusal is not None:
+            response = json_error(429, "too many new chats", refusal.reason)
+            response.headers["Retry-After"] = str(refusal.retry_after)
+            return response
     language = parse_language(request.query.get("lang")) or parse_language(
         request.headers.get("Accept-Language")
     )
-    errors: list[str] = []
-    async with request.app[SESSIONMAKER].begin() as session:
-        visitor_id, verified, problem = await _visitor(
-            session, settings, cookies.read(request.cookies.get(VISITOR_COOKIE)), request.query
-        )
-        if problem:
-            errors.append(problem)
+    visitor = await _visitor(request.app, settings, returning, request.query)
+    async with request.app[READER]() as session:
         history = await transcript(
-            session, ChannelName.WEBCHAT, visitor_id, HISTORY_LIMIT, region=settings.default_region
+            session, ChannelName.WEBCHAT, visitor.id, HISTORY_LIMIT, region=settings.default_region
         )
         conversation = await open_conversation(
-            session, ChannelName.WEBCHAT, visitor_id, region=settings.default_region
+            session, ChannelName.WEBCHAT, visitor.id, region=settings.default_region
         )
         with_human = conversation is not None and conversation.state in (
             ConversationState.QUEUED.value,
             ConversationState.ASSIGNED.value,
         )
 
-    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+    policy = cookie_policy(settings.external_url, settings.webchat_origin_list)
     ws.set_cookie(
         VISITOR_COOKIE,
-        cookies.sign(visitor_id),
+        cookies.sign(visitor.id),
         max_age=COOKIE_MAX_AGE,
         path=SOCKET_PATH,
         httponly=True,
-        samesite="Lax",
-        secure=settings.public_url.startswith("https://"),
+        samesite=policy.samesite,
+        secure=policy.secure,
     )
     await ws.prepare(request)
+    # From here on the connection is a WebSocket: nothing may escape to the error middleware,
+    # which would write an HTTP response onto it. A failure closes the socket with a reason.
     try:
-        for reason in errors:
-            await ws.send_json(error_frame(reason))
+        if visitor.problem:
+            await ws.send_json(error_frame(visitor.problem))
         await ws.send_json(history_frame(_line(m) for m in history))
         if with_human:
             await ws.send_json(handoff_frame(_notice(language, settings)))
+        session_state = _Socket(visitor, language, address)
         rate = MessageRate()
         async for frame in ws:
             if frame.type is WSMsgType.TEXT and not rate.allow(time.monotonic()):
                 await ws.send_json(error_frame("too many messages: wait a moment and send again"))
             elif frame.type is WSMsgType.TEXT:
-                await _answer(request, ws, frame.data, visitor_id, verified, language)
+                await _answer(request, ws, frame.data, session_state)
             elif frame.type is WSMsgType.BINARY:
                 await ws.send_json(error_frame("send JSON text frames"))
             elif frame.type is WSMsgType.ERROR:
                 break
     except ConnectionResetError:
         pass  # the visitor left mid-answer: what they sent is stored, the history has the reply
+    except Exception:
+        log.exception("webchat: the socket of visitor %s failed", visitor.id[:8])
+        await ws.close(
+            code=CLOSE_INTERNAL_ERROR, message=b"the chat failed on our side: please reconnect"
+        )
     return ws
 
 
+@dataclass(slots=True)
+class _Socket:
+    """What one open socket knows of its visitor."""
+
+    visitor: Visitor
+    language: str | None
+    address: str
+
+
 async def _visitor(
-    session: AsyncSession,
+    app: web.Application,
     settings: Settings,
-    visitor_id: str | None,
+    returning: str | None,
     query: Mapping[str, str],
-) -> tuple[str, bool, str | None]:
-    """(visitor id, verified, a problem to tell the visitor) for this connection."""
+) -> Visitor:
+    """Who this connection chats as. Reads only, except to attach a verified user's identity.
+
+    A verified chat is resumed only with a valid proof for its user: without one (none given,
+    or a wrong one), the browser gets a new visitor rather than that user's conversation."""
+    state: bool | None = None  # the returning visitor's identity: None = no customer yet
+    if returning is not None:
+        async with app[READER]() as session:
+            state = await _identity_state(session, returning)
+
+    def anonymous(problem: str | None = None) -> Visitor:
+        if returning is None or state is True:
+            return Visitor(new_visitor_id(), verified=False, known=False, problem=problem)
+        return Visitor(returning, verified=False, known=state is not None, problem=problem)
+
     user_id, user_hash = query.get("user_id"), query.get("user_hash")
     if not user_id and not user_hash:
-        if visitor_id is not None and await _verified(session, visitor_id):
-            visitor_id = None  # a verified chat is resumed only with its proof
-        return visitor_id or new_visitor_id(), False, None
-    visitor_id = visitor_id or new_visitor_id()
+        return anonymous()
     if not user_id or not user_hash:
-        return visitor_id, False, "identity verification needs both user_id and user_hash"
+        return anonymous("identity verification needs both user_id and user_hash")
     secret = _site_secret(settings)
     if secret is None:
-        return visitor_id, False, "identity verification is not configured on this server"
-    if not IdentityProof(user_id, user_hash).verify(secret):
-        return visitor_id, False, "identity verification failed: the chat continues anonymously"
+        return anonymous("identity verification is not configured on this server")
+    # One string, the stored form, is both checked and looked up: a proof for " C-1" (another
+    # user of the site, as far as the HMAC goes) must not open C-1's chat.
     try:
-        customer = await find_customer(
-            session, IdentityKind.EXTERNAL, user_id, settings.default_region
-        )
-    except (CustomerNotFound, InvalidIdentity):
-        return visitor_id, False, None  # a site user we do not know yet: an anonymous lead
-    for candidate in (visitor_id, new_visitor_id()):
+        external_id = normalise(IdentityKind.EXTERNAL, user_id, settings.default_region)
+    except InvalidIdentity:
+        external_id = None
+    if external_id is None or not IdentityProof(external_id, user_hash).verify(secret):
+        return anonymous("identity verification failed: the chat continues anonymously")
+    async with app[READER]() as session:
         try:
-            async with session.begin_nested():
-                await attach_identity(
-                    session,
-                    customer.id,
-                    IdentityKind.WEBCHAT,
-                    candidate,
-                    settings.default_region,
-                    verified=True,
-                )
-        except IdentityConflict:
-            # This browser chatted as somebody else (anonymously, or another signed-in user):
-            # the known customer gets a fresh visitor id rather than that conversation.
-            continue
-        return candidate, True, None
+            customer = await find_customer(
+                session, IdentityKind.EXTERNAL, external_id, settings.default_region
+            )
+        except (CustomerNotFound, InvalidIdentity):
+            return anonymous()  # a site user we do not know yet: an anonymous lead
+    async with app[SESSIONMAKER].begin() as session:
+        for candidate in (returning or new_visitor_id(), new_visitor_id()):
+            try:
+                async with session.begin_nested():
+                    await attach_identity(
+                        session,
+                        customer.id,
+                        IdentityKind.WEBCHAT,
+                        candidate,
+                        settings.default_region,
+                        verified=True,
+                    )
+            except IdentityConflict:
+                # This browser chatted as somebody else (anonymously, or another signed-in
+                # user): the known customer gets a fresh visitor id rather than that chat.
+                continue
+            return Visitor(candidate, verified=True, known=True)
     raise RuntimeError("a fresh visitor id is already taken")  # pragma: no cover
 
 
-async def _verified(session: AsyncSession, visitor_id: str) -> bool:
-    verified = await session.scalar(
+async def _identity_state(session: AsyncSession, visitor_id: str) -> bool | None:
+    """None if no customer holds this visitor id yet, else whether it was verified."""
+    verified: bool | None = await session.scalar(
         select(Identity.verified).where(
             Identity.kind == IdentityKind.WEBCHAT.value, Identity.value == visitor_id
         )
     )
-    return bool(verified)
+    return None if verified is None else bool(verified)
 
 
 def _site_secret(settings: Settings) -> bytes | None:
@@ -209,25 +306,38 @@ def _site_secret(settings: Settings) -> bytes | None:
 
 
 async def _answer(
-    request: web.Request,
-    ws: web.WebSocketResponse,
-    data: str,
-    visitor_id: str,
-    verified: bool,
-    language: str | None,
+    request: web.Request, ws: web.WebSocketResponse, data: str, socket: _Socket
 ) -> None:
     try:
         incoming = parse_client_frame(data)
     except ProtocolError as e:
         await ws.send_json(error_frame(e.reason, e.message_id))
         return
+    except RecursionError:
+        # JSON nested deeper than the parser goes: no message of ours is built like that.
+        await ws.send_json(error_frame("the frame is nested too deeply to be a message"))
+        return
+    if _SURROGATE.search(incoming.text):
+        await ws.send_json(
+            error_frame(
+                "the message holds a lone UTF-16 surrogate, which is not text: send it again",
+                incoming.id,
+            )
+        )
+        return
+    visitor = socket.visitor
+    if not visitor.known:
+        refusal = await request.app[CHAT_LIMITS].new_lead(socket.address)
+        if refusal is not None:
+            await ws.send_json(error_frame(refusal.reason, incoming.id))
+            return
     message = InboundMessage(
         ChannelName.WEBCHAT,
-        visitor_id,
+        visitor.id,
         incoming.text,
-        provider_id=f"{visitor_id}:{incoming.id}",
-        language_hint=language,
-        verified=verified,
+        provider_id=f"{visitor.id}:{incoming.id}",
+        language_hint=socket.language,
+        verified=visitor.verified,
     )
     try:
         result = await request.app[INBOUND].handle(message)
@@ -237,6 +347,7 @@ async def _answer(
             error_frame("the message could not be delivered: please try again", incoming.id)
         )
         return
+    socket.visitor = Visitor(visitor.id, visitor.verified, known=True)
     now = datetime.now(UTC)
     # The echo acknowledges the message (also a duplicate: it was stored the first time, and its
     # answer is in the history the client got on reconnecting).
@@ -244,7 +355,7 @@ async def _answer(
     for reply in result.replies:
         await ws.send_json(message_frame(ChatLine(f"m{reply.message_id}", "bot", reply.text, now)))
     if result.handed_off:
-        await ws.send_json(handoff_frame(_notice(language, request.app[SETTINGS])))
+        await ws.send_json(handoff_frame(_notice(socket.language, request.app[SETTINGS])))
 
 
 def _line(message: Message) -> ChatLine:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, WSServerHandshakeError
 from aiohttp.client import ClientWebSocketResponse
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -444,3 +444,205 @@ async def test_the_demo_page_and_widget_are_served_under_a_strict_policy(client:
     )
     plain = await client.get("/ws/chat")  # not an upgrade
     assert plain.status == 400
+
+
+# --- identity proof: one string checked and looked up -------------------------------------------
+
+
+async def test_a_proof_for_another_spelling_of_a_user_id_does_not_open_their_chat(
+    client: Client, sessionmaker: SessionMaker
+) -> None:
+    ana = await add_customer(sessionmaker, "C-1")
+    # A valid proof for the site's user "C-1 " (whoever that is), not for "C-1".
+    other = {"user_id": "C-1 ", "user_hash": identity_hash(SITE_SECRET.encode(), "C-1 ")}
+    ws, error = await connect(client, **other)
+    assert error["reason"] == "identity verification failed: the chat continues anonymously"
+    await receive(ws)  # the history
+    await say(ws, "x", "hello")
+    await receive(ws)
+    await receive(ws)
+    await ws.close()
+    owner, verified = await webchat_owner(sessionmaker, client)
+    assert (owner == ana, verified) == (False, False)
+
+
+async def test_a_wrong_proof_does_not_resume_a_verified_chat(
+    client: Client, sessionmaker: SessionMaker
+) -> None:
+    await add_customer(sessionmaker, "C-1")
+    proof = {"user_id": "C-1", "user_hash": identity_hash(SITE_SECRET.encode(), "C-1")}
+    ws, _ = await connect(client, **proof)
+    await say(ws, "v", "my order?")
+    await receive(ws)
+    await receive(ws)
+    await ws.close()
+    wrong = {"user_id": "C-1", "user_hash": "00" * 32}
+    ws, _ = await connect(client, **wrong)
+    history = await receive(ws)
+    assert history == {"type": "history", "messages": []}
+    await ws.close()
+
+
+# --- the visitor cookie across sites ------------------------------------------------------------
+
+
+def test_the_cookie_policy_follows_https_and_other_sites() -> None:
+    policy = chat.cookie_policy
+    assert policy("https://chat.example", ["https://shop.example"]) == chat.CookiePolicy(
+        "None", secure=True
+    )
+    # Only our own pages: Lax is enough. Plain HTTP: a Secure cookie would be refused.
+    assert policy("https://chat.example", []) == chat.CookiePolicy("Lax", secure=True)
+    assert policy("http://127.0.0.1:8080", ["http://shop.test"]) == chat.CookiePolicy(
+        "Lax", secure=False
+    )
+
+
+async def test_a_widget_on_another_site_gets_a_cross_site_cookie(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    client: Client = await make_client(
+        with_secret(
+            settings, public_url="https://chat.example", webchat_origins="https://shop.example"
+        )
+    )
+    ws = await client.ws_connect("/ws/chat", headers={"Origin": "https://shop.example"})
+    await ws.close()
+    (morsel,) = [m for m in client.session.cookie_jar if m.key == VISITOR_COOKIE]
+    assert morsel["samesite"] == "None"
+    assert morsel["secure"] is True
+    assert morsel["httponly"] is True
+
+
+# --- frames that once crashed the socket --------------------------------------------------------
+
+
+async def test_json_nested_too_deep_is_refused_and_the_chat_goes_on(client: Client) -> None:
+    ws, _ = await connect(client)
+    await ws.send_str("[" * 50_000)
+    assert (await receive(ws)) == {
+        "type": "error",
+        "reason": "the frame is nested too deeply to be a message",
+    }
+    await say(ws, "fine", "still here")
+    assert (await receive(ws))["id"] == "fine"
+    await ws.close()
+
+
+async def test_a_lone_surrogate_is_refused_and_nothing_is_stored(
+    client: Client, sessionmaker: SessionMaker
+) -> None:
+    ws, _ = await connect(client)
+    await ws.send_str('{"type": "message", "id": "s", "text": "hola \\ud800"}')
+    error = await receive(ws)
+    assert error["id"] == "s"
+    assert "lone UTF-16 surrogate" in error["reason"]
+    await say(ws, "fine", "still here")
+    assert (await receive(ws))["id"] == "fine"
+    await ws.close()
+    assert await count(sessionmaker, Message, Message.provider_id.like("%:s")) == 0
+
+
+async def test_a_failure_on_our_side_closes_the_socket_with_a_reason(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(chat, "_answer", broken)
+    ws, _ = await connect(client)
+    await say(ws, "b", "hello")
+    closing = await ws.receive(timeout=5)
+    assert closing.type is WSMsgType.CLOSE
+    assert closing.data == chat.CLOSE_INTERNAL_ERROR
+    assert closing.extra == "the chat failed on our side: please reconnect"
+
+
+# --- abuse limits per client address ------------------------------------------------------------
+
+
+async def new_visitor(client: Client, **headers: str) -> int:
+    """Open a socket as a browser without a cookie; the handshake's status (101 = accepted)."""
+    client.session.cookie_jar.clear()
+    try:
+        ws = await client.ws_connect("/ws/chat", headers=headers)
+    except WSServerHandshakeError as e:
+        return e.status
+    await ws.close()
+    return 101
+
+
+async def test_too_many_new_visitors_from_one_address_are_refused(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    client: Client = await make_client(with_secret(settings, webchat_new_visitors_per_minute=2))
+    assert [await new_visitor(client) for _ in range(2)] == [101, 101]
+    (returning,) = [m for m in client.session.cookie_jar if m.key == VISITOR_COOKIE]
+    client.session.cookie_jar.clear()
+    refused = await client.get("/ws/chat", headers=UPGRADE)
+    assert refused.status == 429
+    body = await refused.json()
+    assert body["error"] == "too many new chats"
+    assert "the limit is 2 a minute" in body["detail"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    # A returning visitor is no new visitor.
+    client.session.cookie_jar.update_cookies({VISITOR_COOKIE: returning.value})
+    ws, history = await connect(client)
+    assert history["type"] == "history"
+    await ws.close()
+
+
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+async def test_behind_a_trusted_proxy_each_client_is_counted_apart(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    client: Client = await make_client(
+        with_secret(settings, webchat_new_visitors_per_minute=1, trusted_proxies="127.0.0.1,::1")
+    )
+    one, two = {"X-Forwarded-For": "203.0.113.5"}, {"X-Forwarded-For": "198.51.100.7"}
+    assert await new_visitor(client, **one) == 101
+    assert await new_visitor(client, **two) == 101
+    assert await new_visitor(client, **one) == 429
+
+
+async def test_an_untrusted_forwarded_for_is_not_believed(client: Client) -> None:
+    limited: Client = client
+    for n in range(20):  # the default: 20 new visitors a minute
+        assert await new_visitor(limited, **{"X-Forwarded-For": f"203.0.113.{n}"}) == 101
+    assert await new_visitor(limited, **{"X-Forwarded-For": "198.51.100.1"}) == 429
+
+
+async def test_too_many_new_leads_from_one_address_are_refused(
+    make_client: Callable[[Settings], Any], settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client: Client = await make_client(with_secret(settings, webchat_new_leads_per_hour=1))
+    ws, _ = await connect(client)
+    await say(ws, "a1", "hello")
+    assert (await receive(ws))["id"] == "a1"
+    assert (await receive(ws))["author"] == "bot"
+    await ws.close()
+    first = next(m for m in client.session.cookie_jar if m.key == VISITOR_COOKIE).value
+
+    client.session.cookie_jar.clear()
+    ws, _ = await connect(client)
+    await say(ws, "b1", "hello")
+    refused = await receive(ws)
+    assert refused["id"] == "b1"
+    assert refused["reason"].startswith("too many new conversations from your network")
+    await ws.close()
+    assert await count(sessionmaker, Identity, Identity.kind == IdentityKind.WEBCHAT.value) == 1
+
+    # The first visitor, a customer already, writes on.
+    client.session.cookie_jar.clear()
+    client.session.cookie_jar.update_cookies({VISITOR_COOKIE: first})
+    ws, _ = await connect(client)
+    await say(ws, "a2", "me again")
+    assert (await receive(ws))["id"] == "a2"
+    await ws.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 from sqlalchemy import insert
 
 from crm_core.models import customers_table
@@ -38,9 +37,6 @@ async def test_healthz_does_not_wait_for_a_writer(
         assert not writer.done()
 
 
-@pytest.mark.xfail(
-    reason="sastre/web/customers.py reads with the writer's sessions until it switches to READER"
-)
 async def test_a_customer_page_does_not_wait_for_a_writer(
     client: Client, auth: Auth, sessionmaker: SessionMaker
 ) -> None:

@@ -1,0 +1,75 @@
+"""How many new visitors and new leads one client may make through the web chat.
+
+The chat limits messages per socket (`channels.webchat.MessageRate`), but a socket without a
+visitor cookie is a new visitor, and a new visitor's first message makes a new customer (a lead):
+a script opening sockets could fill the customer table. So new visitors are counted per client
+address per minute, and new leads per hour (`SASTRE_WEBCHAT_NEW_VISITORS_PER_MINUTE`,
+`SASTRE_WEBCHAT_NEW_LEADS_PER_HOUR`). The windows move (no burst at a window's edge) and are kept
+in memory, per process; the `limits` library also keeps them in Redis, for several processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from sastre.config import Settings
+from sastre.web.client_address import limit_key
+
+__all__ = ["ChatLimits", "Refusal"]
+
+_NAMESPACE: Final = "sastre.webchat"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a new visitor or lead is refused, and when to try again."""
+
+    reason: str
+    retry_after: int  # seconds
+
+
+class ChatLimits:
+    def __init__(self, new_visitors_per_minute: int, new_leads_per_hour: int) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._visitors: RateLimitItem = RateLimitItemPerMinute(
+            new_visitors_per_minute, namespace=_NAMESPACE
+        )
+        self._leads: RateLimitItem = RateLimitItemPerHour(new_leads_per_hour, namespace=_NAMESPACE)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChatLimits:
+        return cls(settings.webchat_new_visitors_per_minute, settings.webchat_new_leads_per_hour)
+
+    async def new_visitor(self, address: str) -> Refusal | None:
+        """Count a new visitor from `address`; a refusal if it has made too many."""
+        return await self._hit(self._visitors, "visitor", address, "new chats")
+
+    async def new_lead(self, address: str) -> Refusal | None:
+        """Count a new lead (a new visitor's first message); a refusal if too many."""
+        return await self._hit(self._leads, "lead", address, "new conversations")
+
+    async def _hit(self, item: RateLimitItem, kind: str, address: str, what: str) -> Refusal | None:
+        key = limit_key(address)
+        if await self._limiter.hit(item, kind, key):
+            return None
+        stats = await self._limiter.get_window_stats(item, kind, key)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        per = "a minute" if item.GRANULARITY.name == "minute" else "an hour"
+        return Refusal(
+            f"too many {what} from your network (the limit is {item.amount} {per}): "
+            f"please try again in {_duration(retry_after)}",
+            retry_after,
+        )
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds" if seconds != 1 else "a second"
+    return f"{math.ceil(seconds / 60)} minutes"
