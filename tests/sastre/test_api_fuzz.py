@@ -104,6 +104,57 @@ async def test_any_json_body_gets_a_clear_answer(
     assert_clear_answer(response.status, await response.text())
 
 
+# Raw JSON text, for what an ordinary client would not send: nesting far past any limit, lone
+# UTF-16 surrogates, numbers past a float, past Decimal's 28 digits or past Python's 4300-digit
+# integer conversion, and the NaN and Infinity that Python's parser accepts.
+hostile_values = st.one_of(
+    st.integers(min_value=1, max_value=100_000).map(lambda depth: "[" * depth + "]" * depth),
+    st.text(st.characters(categories=["Cs"]) | st.characters(), min_size=1, max_size=8).map(
+        json.dumps  # escapes a lone surrogate as \udXXX, which the server's parser decodes
+    ),
+    st.integers(min_value=10**20, max_value=10**400).map(str),
+    st.integers(min_value=4301, max_value=6000).map(lambda digits: "9" * digits),
+    st.from_regex(r"\A-?[1-9][0-9]{0,40}(\.[0-9]{1,40})?([eE][+-]?[0-9]{1,4})?\Z"),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", '"1' + "0" * 30 + '"']),
+)
+
+
+def hostile_bodies(model: type[BaseModel] | None) -> st.SearchStrategy[str]:
+    """A JSON object whose members (named as the model's fields, or anything) hold hostile
+    values, as they are or wrapped in a list."""
+    names = st.sampled_from(sorted(model.model_fields)) if model else st.text(max_size=10)
+    member = st.tuples(
+        names | st.text(max_size=10),
+        hostile_values | hostile_values.map(lambda raw: f"[{raw}]"),
+    )
+    return st.lists(member, min_size=1, max_size=4).map(
+        lambda members: "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in members) + "}"
+    )
+
+
+@pytest.mark.parametrize(("method", "path", "model"), ENDPOINTS, ids=[e[1] for e in ENDPOINTS])
+@fuzzing
+@given(data=st.data())
+async def test_hostile_json_gets_a_clear_answer(
+    client: Client,
+    auth: Headers,
+    customer: None,
+    method: str,
+    path: str,
+    model: type[BaseModel] | None,
+    data: st.DataObject,
+) -> None:
+    body = data.draw(hostile_bodies(model), label="body")
+    url = path.replace("{id}", "1")
+    response = await client.request(
+        method,
+        url,
+        data=body.encode("ascii"),
+        headers={**auth(Role.ADMIN), "Content-Type": "application/json"},
+    )
+    assert_clear_answer(response.status, await response.text())
+
+
 @fuzzing
 @given(raw=st.binary(max_size=64))
 async def test_a_body_that_is_not_json_gets_a_clear_answer(
