@@ -12,10 +12,12 @@ import asyncio
 import json
 import logging
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -414,6 +416,53 @@ def customer_show(ctx: click.Context, query: str) -> None:
     except (CustomerNotFound, InvalidIdentity) as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps(view, indent=2, ensure_ascii=False))
+
+
+# --- leads --------------------------------------------------------------------------------------
+
+
+def _age(text: str) -> timedelta:
+    """ "30d", "12h" or "2w" as a duration of at least an hour."""
+    match = re.fullmatch(r"\s*([1-9][0-9]{0,4})\s*([hdw])\s*", text)
+    if match is None:
+        raise ValueError(f"{text!r}: write a whole number and a unit, such as 30d, 12h or 2w")
+    return int(match[1]) * _AGE_UNITS[match[2]]
+
+
+_AGE_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+@cli.group()
+def leads() -> None:
+    """Leads made by inbound contacts (the web chat)."""
+
+
+@leads.command("purge")
+@click.option(
+    "--older-than",
+    type=_age,
+    default=None,
+    help="Purge leads idle at least this long: 30d, 12h or 2w "
+    "[default: SASTRE_WEBCHAT_LEAD_RETENTION_DAYS, 30 days].",
+)
+@click.pass_context
+def leads_purge(ctx: click.Context, older_than: timedelta | None) -> None:
+    """Delete web chat leads that gave nothing but their cookie and wrote nothing for a while.
+
+    A lead with an e-mail, a phone, an external id, a verified sign-in, a consent statement, a
+    staff note or a conversation waiting for a person is kept (see sastre.operations.purge)."""
+    from sastre.operations.purge import do_purge_idle_leads
+
+    settings = _settings(ctx)
+    idle = older_than or timedelta(days=settings.webchat_lead_retention_days)
+
+    async def work(sessionmaker: SessionMaker) -> list[int]:
+        return await do_purge_idle_leads(sessionmaker, idle, actor="cli:leads purge")
+
+    purged = _run(_with_database(settings, work))
+    hours = int(idle.total_seconds() // 3600)
+    age = f"{hours // 24} days" if hours % 24 == 0 else f"{hours} hours"
+    click.echo(f"purged {len(purged)} web chat leads idle for {age} or longer")
 
 
 def main() -> None:
