@@ -105,9 +105,8 @@ def _listen(settings: Settings) -> list[socket.socket]:
 
 
 def _serve(settings: Settings, listeners: list[socket.socket], banner: str = "") -> None:
-    from aiohttp import web
-
     from sastre.app import create_app
+    from sastre.web.server import run_app
 
     log.info("settings: %s", settings.masked())
 
@@ -119,8 +118,9 @@ def _serve(settings: Settings, listeners: list[socket.socket], banner: str = "")
         if banner:
             click.echo(banner)
 
-    # run_app turns SIGTERM and SIGINT into a graceful shutdown that runs every cleanup context.
-    web.run_app(create_app(settings), sock=listeners, print=announce, access_log=None)
+    # run_app turns SIGTERM and SIGINT into a graceful shutdown that runs every cleanup context;
+    # its server answers a malformed request (a 20 KB header) in JSON, without echoing it.
+    run_app(create_app(settings), sock=listeners, announce=announce)
     click.echo("Sastre stopped.")
 
 
