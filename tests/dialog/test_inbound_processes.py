@@ -27,7 +27,7 @@ from sastre.db import SessionMaker, create_engine, sessionmaker_for
 HAND_OFF_AFTER = 3  # failed turns, as the embedded bot's rule does
 
 
-class Puzzled:
+class Puzzle:
     """Never understands "???"; hands off on the third failed turn. Its first answer waits until the
     other process has started reading (or a moment has passed: on SQLite it cannot start)."""
 
@@ -36,7 +36,7 @@ class Puzzled:
         self.hold = False
         self.deciding = asyncio.Event()  # its held answer has begun
 
-    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+    async def decide(self, turn: Turn) -> BotTurn:
         if turn.text != "???":
             return BotTurn(["Hello!"], intent="greet")
         if self.hold:
@@ -49,7 +49,20 @@ class Puzzled:
         return BotTurn(["Sorry?"], understood=False, handoff=handoff, intent="faq")
 
 
-def _processor(sessionmaker: SessionMaker, bot: Puzzled) -> InboundProcessor:
+class PuzzledBrain(Puzzle):
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+        return await self.decide(turn)
+
+
+class PuzzledRemote(Puzzle):
+    """Asked with no transaction open: its answer is applied to the conversation as it is by
+    then (locked on PostgreSQL), not as it was when the message came."""
+
+    async def ask(self, turn: Turn) -> BotTurn:
+        return await self.decide(turn)
+
+
+def _processor(sessionmaker: SessionMaker, bot: PuzzledBrain | PuzzledRemote) -> InboundProcessor:
     return InboundProcessor(
         sessionmaker,
         bot,
@@ -71,11 +84,14 @@ async def second_engine(database_url: str) -> Any:
     await engine.dispose()
 
 
+@pytest.mark.parametrize("kind", [PuzzledBrain, PuzzledRemote])
 async def test_two_processes_count_every_failed_turn_and_hand_off_once(
-    sessionmaker: SessionMaker, second_engine: AsyncEngine
+    sessionmaker: SessionMaker,
+    second_engine: AsyncEngine,
+    kind: type[PuzzledBrain] | type[PuzzledRemote],
 ) -> None:
     reading = asyncio.Event()
-    first_bot, second_bot = Puzzled(reading), Puzzled(reading)
+    first_bot, second_bot = kind(reading), kind(reading)
     first = _processor(sessionmaker, first_bot)
     second = _processor(sessionmaker_for(second_engine), second_bot)
     opened = await first.handle(_sms("hello", 0))  # the customer and their conversation
@@ -101,6 +117,6 @@ async def test_two_processes_count_every_failed_turn_and_hand_off_once(
     assert answers == 1 + HAND_OFF_AFTER  # "hello"'s answer, then one per failed turn
 
 
-async def _after_first(processor: InboundProcessor, message: InboundMessage, bot: Puzzled) -> Any:
+async def _after_first(processor: InboundProcessor, message: InboundMessage, bot: Puzzle) -> Any:
     await bot.deciding.wait()  # the first process is deciding its turn: now the second reads
     return await processor.handle(message)

@@ -34,8 +34,6 @@ Frame = dict[str, Any]
 class FakeBrain:
     """Answers "echo: <text>"; hands off when asked for a "human"."""
 
-    uses_database = True
-
     def __init__(self) -> None:
         self.turns: list[Turn] = []
 
