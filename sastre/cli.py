@@ -157,10 +157,16 @@ def demo(ctx: click.Context, customers: int) -> None:
     async def load(sessionmaker: SessionMaker) -> tuple[str, str]:
         async with sessionmaker.begin() as session:
             summary = await load_demo_data(
-                session, default_region=settings.default_region, customers=customers
+                session,
+                default_region=settings.default_region,
+                customers=customers,
+                topics=settings.topic_list,
             )
             token = await create_token(session, Role.ADMIN, "demo-admin")
-        return token, f"demo data: {summary.created} customers created, {summary.updated} updated"
+        return token, (
+            f"demo data: {summary.created} customers created ({summary.consent_events} consent "
+            f"events), {summary.updated} updated"
+        )
 
     token, loaded = _run(_with_database(settings, load))
     _serve(settings, listeners, _demo_banner(_browser_url(settings), token, loaded))

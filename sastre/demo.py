@@ -16,6 +16,11 @@ Why it is built the way it is:
   students have a potential far above what they bring today (CMP; the students lose money now,
   yet are not BZ), some cost more than they bring with no potential above that cost (BZ), and
   most are standard.
+* **Permission marketing to show.** Each customer lives a consent story (`sastre.demo_consent`):
+  never asked, double opt-in confirmed on e-mail or SMS, signed up but never confirmed, STOP
+  texted, unsubscribed by link, complained lately (a cooldown), or topics chosen in the
+  preference centre; with preferred channels in order and contact windows. Every tier has them,
+  so the contact decision allows some marketing and denies the rest, each for its own reason.
 * **Both languages, real identities.** Spanish-speaking customers in ES, MX, AR and CO and
   English-speaking ones in US and GB, with matching time zones, phone numbers that
   `phonenumbers` accepts for their country, e-mail on reserved example domains, Telegram ids and
@@ -34,13 +39,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from consent.models import ConsentEvent
 from crm_core.customers import upsert_customer
 from crm_core.models import Identity, IdentityKind, InteractionKind
 from crm_core.records import parse_customer
 from crm_core.tiers import TierRules, recompute_tiers
 from crm_core.timeline import add_interaction
+from sastre.demo_consent import ConsentStory, Reach, plan_consent, write_consent
 
 __all__ = ["DEMO_PREFIX", "TIMELINE_DAYS", "DemoSummary", "load_demo_data"]
 
@@ -52,6 +60,10 @@ _RULES = TierRules()
 # the timeline must stay inside the last TIMELINE_DAYS.
 _LATEST_DAY = TIMELINE_DAYS - 2
 _EMAIL_DOMAINS = ("example.com", "example.org", "example.net")
+# The topics a demo customer may choose, unless the caller names the configured ones.
+DEFAULT_TOPICS = ("new-products", "offers", "newsletter")
+# A complaint this many days old or less keeps marketing away under the default 30-day cooldown.
+_RECENT_COMPLAINT_DAYS = (2.0, 20.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,7 @@ class DemoSummary:
     created: int
     updated: int
     interactions: int
+    consent_events: int = 0
 
 
 # --- who lives where ------------------------------------------------------------------------------
@@ -278,6 +291,37 @@ _CHURN_WEIGHTS: dict[_Profile, tuple[int, int, int]] = {
     _Profile.LOSS_MAKER: (2, 4, 4),
     _Profile.REGULAR: (6, 3, 1),
 }
+
+
+_S = ConsentStory
+# How each profile's consent tends to go; every profile, so every tier, has every story.
+_STORY_WEIGHTS: dict[_Profile, dict[ConsentStory, int]] = {
+    _Profile.TOP_SPENDER: {
+        _S.CONFIRMED: 40, _S.TOPICS: 10, _S.PENDING: 10, _S.COMPLAINED: 15, _S.STOPPED: 8,
+        _S.UNSUBSCRIBED: 7, _S.NEVER_ASKED: 10,
+    },
+    _Profile.GROWING: {
+        _S.CONFIRMED: 35, _S.TOPICS: 10, _S.PENDING: 15, _S.COMPLAINED: 5, _S.STOPPED: 10,
+        _S.UNSUBSCRIBED: 5, _S.NEVER_ASKED: 20,
+    },
+    _Profile.STUDENT: {
+        _S.CONFIRMED: 30, _S.TOPICS: 15, _S.PENDING: 20, _S.COMPLAINED: 3, _S.STOPPED: 10,
+        _S.UNSUBSCRIBED: 5, _S.NEVER_ASKED: 17,
+    },
+    _Profile.LOSS_MAKER: {
+        _S.CONFIRMED: 25, _S.TOPICS: 5, _S.PENDING: 15, _S.COMPLAINED: 15, _S.STOPPED: 15,
+        _S.UNSUBSCRIBED: 10, _S.NEVER_ASKED: 15,
+    },
+    _Profile.REGULAR: {
+        _S.CONFIRMED: 30, _S.TOPICS: 8, _S.PENDING: 15, _S.COMPLAINED: 4, _S.STOPPED: 8,
+        _S.UNSUBSCRIBED: 8, _S.NEVER_ASKED: 27,
+    },
+}  # fmt: skip
+
+
+def _story(rng: random.Random, person: _Person) -> ConsentStory:
+    weights = _STORY_WEIGHTS[person.profile]
+    return rng.choices(tuple(weights), tuple(weights.values()))[0]
 
 
 def _profile_mix(customers: int) -> list[_Profile]:
@@ -559,8 +603,11 @@ def _channels(person: _Person) -> list[str]:
     return channels
 
 
-def _timeline(rng: random.Random, person: _Person, now: datetime) -> list[_Event]:
-    """A few months of a customer's life with the shop, oldest first."""
+def _timeline(
+    rng: random.Random, person: _Person, now: datetime, *, recent_complaint: bool = False
+) -> list[_Event]:
+    """A few months of a customer's life with the shop, oldest first; with `recent_complaint`,
+    one complaint falls within the marketing cooldown before `now`."""
     lang = person.language
     english = lang == "en"
     agents = _AGENTS[lang]
@@ -649,8 +696,10 @@ def _timeline(rng: random.Random, person: _Person, now: datetime) -> list[_Event
         )
 
     complaint_odds = 0.45 if person.profile is _Profile.LOSS_MAKER else 0.08
-    if rng.random() < complaint_odds:
+    if recent_complaint or rng.random() < complaint_odds:
         days_ago, order, item = about_an_order()
+        if recent_complaint:
+            days_ago = rng.uniform(*_RECENT_COMPLAINT_DAYS)
         channel = rng.choice(_channels(person))
         filed = _moment(rng, person, now, days_ago)
         events.append(
@@ -713,13 +762,16 @@ async def load_demo_data(
     customers: int = 300,
     seed: int = 7,
     now: datetime | None = None,
+    topics: Sequence[str] = DEFAULT_TOPICS,
 ) -> DemoSummary:
-    """Create or update the demo customers, give new ones a timeline, and recompute every tier.
+    """Create or update the demo customers, give new ones a timeline and a consent history, and
+    recompute every tier.
 
     Only flushes: the caller commits (or rolls back, and nothing is left of a failed load).
     `default_region` is the phone region for input without a country (every demo customer has
-    one); `now` (aware) anchors the timeline's last 180 days. Raises `IdentityConflict` if a
-    non-demo customer already holds a demo e-mail, phone or Telegram id.
+    one); `now` (aware) anchors the timeline's last 180 days; `topics` are those customers may
+    choose in the preference centre. Raises `IdentityConflict` if a non-demo customer already
+    holds a demo e-mail, phone or Telegram id.
     """
     if customers < 1:
         raise ValueError("the demo needs at least one customer")
@@ -727,6 +779,7 @@ async def load_demo_data(
         raise ValueError("now must be timezone-aware")
     now = now or datetime.now(UTC)
     created = updated = interactions = 0
+    events_before = await _consent_events(session)
     for person in _plan(customers, seed):
         record = parse_customer(person.fields(), default_region)
         customer, is_new = await upsert_customer(session, record)
@@ -742,9 +795,12 @@ async def load_demo_data(
                     value=person.webchat,
                 )
             )
-        # A generator per customer, so whether earlier customers were new does not change it.
+        # Generators per customer, so whether earlier customers were new does not change them.
         rng = random.Random(f"sastre-demo:{seed}:{person.number}")
-        for event in _timeline(rng, person, now):
+        consent_rng = random.Random(f"sastre-demo-consent:{seed}:{person.number}")
+        story = _story(consent_rng, person)
+        recent_complaint = story is ConsentStory.COMPLAINED
+        for event in _timeline(rng, person, now, recent_complaint=recent_complaint):
             await add_interaction(
                 session,
                 customer.id,
@@ -756,5 +812,19 @@ async def load_demo_data(
                 occurred_at=event.occurred_at,
             )
             interactions += 1
+        reach = Reach(
+            person.language, phone=person.phone is not None, telegram=bool(person.telegram)
+        )
+        plan = plan_consent(story, reach, consent_rng, now, topics)
+        await write_consent(session, customer.id, plan)
     await recompute_tiers(session, _RULES, now)
-    return DemoSummary(created=created, updated=updated, interactions=interactions)
+    return DemoSummary(
+        created=created,
+        updated=updated,
+        interactions=interactions,
+        consent_events=await _consent_events(session) - events_before,
+    )
+
+
+async def _consent_events(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(ConsentEvent)) or 0)

@@ -1,4 +1,5 @@
-"""The demo data set: every tier, both languages, every channel, a timeline, and idempotent.
+"""The demo data set: every tier, both languages, every channel, a timeline, consent histories
+that make every kind of marketing decision, and idempotent.
 
 One load is checked for everything it promises (a load of 300 customers is the slow part, and
 every test gets a fresh database), and a second test loads twice.
@@ -13,6 +14,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from consent.ledger import consent_history, current_consents, replay
+from consent.models import ConsentEvent, Preferences
+from consent.policy import DEFAULT_RULES, Outcome, Reason, decide
+from consent.snapshot import load_contact_state
+from consent.types import Purpose
 from crm_core.models import Customer, Identity, IdentityKind, Interaction, InteractionKind, Tier
 from crm_core.tiers import TierRules, ValueFigures, classify
 from sastre.db import SessionMaker
@@ -32,7 +38,7 @@ async def _counts(sessionmaker: SessionMaker) -> dict[str, int]:
     async with sessionmaker() as session:
         return {
             model.__name__: int(await session.scalar(select(func.count()).select_from(model)) or 0)
-            for model in (Customer, Identity, Interaction)
+            for model in (Customer, Identity, Interaction, ConsentEvent, Preferences)
         }
 
 
@@ -128,17 +134,74 @@ async def _check_timeline(session: AsyncSession, now: datetime, added: int) -> N
     assert inbound == {"sms", "email", "telegram", "webchat"}
 
 
+async def _check_consent_ledger(session: AsyncSession) -> None:
+    """Written through the ledger: every customer's state is a replay of their events."""
+    for customer_id in await session.scalars(select(Customer.id)):
+        replayed = {
+            key: status
+            for key, (status, _) in replay(await consent_history(session, customer_id)).items()
+        }
+        stored = {
+            (s.channel, s.purpose, s.topic): s.status
+            for s, _ in await current_consents(session, customer_id)
+        }
+        assert replayed == stored, customer_id
+
+
+async def _check_preferences(session: AsyncSession) -> None:
+    rows = list(await session.scalars(select(Preferences)))
+    assert CUSTOMERS / 2 < len(rows) < CUSTOMERS
+    assert any(len(row.channels) > 1 and row.channels[0] == "sms" for row in rows)
+    assert any(row.window_start is not None for row in rows)
+    assert any(row.topics for row in rows)
+
+
+async def _check_decisions(session: AsyncSession, now: datetime) -> None:
+    """Marketing decisions, made as the contact-decision API makes them: some allowed, the rest
+    denied or deferred, each kind for its own reason, and consent given in every tier."""
+    outcomes: set[tuple[Outcome, Reason]] = set()
+    consenting_tiers: set[str] = set()
+    for customer_id, tier in await session.execute(select(Customer.id, Customer.tier)):
+        state = await load_contact_state(session, customer_id, at=now, default_timezone="UTC")
+        for topic in (None, "offers"):
+            decision = decide(state, Purpose.MARKETING, None, now, topic=topic, rules=DEFAULT_RULES)
+            outcomes.add((decision.outcome, decision.reason))
+            outcomes.update((v.outcome, v.reason) for v in decision.verdicts)
+        if any(
+            purpose == Purpose.MARKETING and status == "granted"
+            for (_, purpose, _), status in state.consents.items()
+        ):
+            consenting_tiers.add(tier)
+    assert outcomes >= {
+        (Outcome.ALLOW, Reason.OK),
+        (Outcome.DEFER, Reason.QUIET_HOURS),
+        (Outcome.DENY, Reason.NO_CONSENT),
+        (Outcome.DENY, Reason.PENDING_CONFIRMATION),
+        (Outcome.DENY, Reason.REVOKED),
+        (Outcome.DENY, Reason.COMPLAINT_COOLDOWN),
+        (Outcome.DENY, Reason.TIER_SUPPRESSED),
+        (Outcome.DENY, Reason.UNREACHABLE),
+    }, outcomes
+    assert consenting_tiers == set(Tier)
+
+
 async def test_the_demo_data_set(sessionmaker: SessionMaker) -> None:
-    now = datetime.now(UTC)
+    # A fixed moment, so the decisions at it (quiet hours in each customer's zone) never vary:
+    # a Wednesday afternoon in Europe, morning in New York, before dawn in Los Angeles.
+    now = datetime(2026, 3, 4, 15, 0, tzinfo=UTC)
     async with sessionmaker.begin() as session:
         summary = await load_demo_data(session, customers=CUSTOMERS, now=now)
     assert (summary.created, summary.updated) == (CUSTOMERS, 0)
+    assert summary.consent_events > CUSTOMERS
     async with sessionmaker() as session:
         await _check_tiers(session)
         await _check_languages(session)
         await _check_identities(session)
         await _check_phones(session)
         await _check_timeline(session, now, summary.interactions)
+        await _check_consent_ledger(session)
+        await _check_preferences(session)
+        await _check_decisions(session, now)
 
 
 async def test_loading_twice_duplicates_nothing(sessionmaker: SessionMaker) -> None:
