@@ -194,13 +194,13 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         await ws.send_json(history_frame(_line(m) for m in history))
         if with_human:
             await ws.send_json(handoff_frame(_notice(language, settings)))
-        session_state = _Socket(visitor, language, address)
+        state = _Socket(visitor, language, address)
         rate = MessageRate()
         async for frame in ws:
             if frame.type is WSMsgType.TEXT and not rate.allow(time.monotonic()):
                 await ws.send_json(error_frame("too many messages: wait a moment and send again"))
             elif frame.type is WSMsgType.TEXT:
-                await _answer(request, ws, frame.data, session_state)
+                await _answer(request, ws, frame.data, state)
             elif frame.type is WSMsgType.BINARY:
                 await ws.send_json(error_frame("send JSON text frames"))
             elif frame.type is WSMsgType.ERROR:
