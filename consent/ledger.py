@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from consent.evidence import redact_evidence
 from consent.models import ConsentEvent, ConsentState
 from consent.types import GENERAL, Action, Channel, ConsentStatus, Purpose, Source
 from crm_core.customers import get_customer
@@ -37,6 +38,7 @@ __all__ = [
     "NothingToConfirm",
     "StateKey",
     "consent_history",
+    "consent_status",
     "current_consents",
     "event_view",
     "merge_consents",
@@ -236,7 +238,23 @@ async def consent_history(session: AsyncSession, customer_id: int) -> list[Conse
     )
 
 
-def event_view(event: ConsentEvent) -> dict[str, Any]:
+async def consent_status(
+    session: AsyncSession,
+    customer_id: int,
+    channel: Channel,
+    purpose: Purpose,
+    topic: str = GENERAL,
+) -> ConsentStatus | None:
+    """The status of one consent of the live customer (a merged id speaks for its survivor),
+    read under the same lock `record_consent` takes, so a decision on it holds until commit."""
+    customer = await get_customer(session, customer_id)
+    row = (await _states(session, customer.id)).get((channel.value, purpose.value, topic))
+    return None if row is None else ConsentStatus(row.status)
+
+
+def event_view(event: ConsentEvent, *, full_evidence: bool = True) -> dict[str, Any]:
+    """The event, JSON-ready; without `full_evidence`, only the evidence every reader may see
+    (`consent.evidence`), and `evidence_redacted` says so."""
     return {
         "id": event.id,
         "channel": event.channel,
@@ -244,7 +262,8 @@ def event_view(event: ConsentEvent) -> dict[str, Any]:
         "topic": event.topic or None,
         "action": event.action,
         "source": event.source,
-        "evidence": event.evidence,
+        "evidence": event.evidence if full_evidence else redact_evidence(event.evidence),
+        "evidence_redacted": not full_evidence,
         "actor": event.actor,
         "occurred_at": event.occurred_at.isoformat(),
         "recorded_at": event.recorded_at.isoformat(),

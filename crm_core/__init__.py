@@ -8,7 +8,6 @@ from crm_core.customers import (
     customer_view,
     find_customer,
     get_customer,
-    merge_customers,
     resolve,
     upsert_customer,
 )
@@ -31,7 +30,6 @@ __all__ = [
     "customer_view",
     "find_customer",
     "get_customer",
-    "merge_customers",
     "normalise",
     "resolve",
     "timeline",

@@ -1,4 +1,5 @@
-"""Customers: finding, resolving, creating or updating, merging, and the 360 view.
+"""Customers: finding, resolving, creating or updating, the customer row's part of a merge, and
+the 360 view.
 
 Every function takes the caller's `AsyncSession` (one unit of work) and only flushes: the caller
 commits, so a resolution and whatever caused it land together or not at all.
@@ -10,19 +11,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.identities import normalise
 from crm_core.models import (
-    AuditEntry,
     Customer,
     CustomerStatus,
     Identity,
     IdentityKind,
-    Interaction,
-    InteractionKind,
 )
 from crm_core.records import CustomerRecord, cents_to_units
 from crm_core.tiers import tier_reason
@@ -32,13 +30,16 @@ __all__ = [
     "CustomerNotFound",
     "IdentityConflict",
     "MergeConflict",
+    "MergePlan",
     "MergeRefused",
     "attach_identity",
     "customer_view",
     "find_customer",
+    "fold_customer",
     "get_customer",
     "merge_conflicts",
-    "merge_customers",
+    "merged_into",
+    "plan_merge",
     "resolve",
     "upsert_customer",
 ]
@@ -98,12 +99,20 @@ async def find_customer(session: AsyncSession, kind: str, value: str, region: st
 
 
 async def resolve(
-    session: AsyncSession, kind: str, value: str, region: str, *, verified: bool = False
+    session: AsyncSession,
+    kind: str,
+    value: str,
+    region: str,
+    *,
+    verified: bool = False,
+    language: str | None = None,
 ) -> tuple[Customer, bool]:
     """The one customer behind a sender address, creating a lead if nobody has it yet.
 
-    Returns (customer, created). Safe under concurrency: two first messages from the same new
-    address race on the unique (kind, value) constraint and both end up with the same customer.
+    Returns (customer, created). A new lead keeps `language` (a channel's hint, such as the web
+    chat's `lang`), so replies after the first one are in it too. Safe under concurrency: two
+    first messages from the same new address race on the unique (kind, value) constraint and
+    both end up with the same customer.
     """
     normalised = normalise(kind, value, region)
     try:
@@ -112,7 +121,7 @@ async def resolve(
         pass
     try:
         async with session.begin_nested():
-            customer = Customer(status=CustomerStatus.LEAD.value)
+            customer = Customer(status=CustomerStatus.LEAD.value, language=language)
             session.add(customer)
             await session.flush()
             session.add(
@@ -264,14 +273,25 @@ def _combine(survivor: Customer, other: Customer) -> dict[str, Any]:
     return overridden
 
 
-async def merge_customers(
-    session: AsyncSession, survivor_id: int, other_id: int, actor: str, *, force: bool = False
-) -> Customer:
-    """Merge `other_id` into `survivor_id`: every identity, interaction and attribute is kept.
+@dataclass(frozen=True, slots=True)
+class MergePlan:
+    """Two live customer rows, locked, that may be merged: what `fold_customer` and the other
+    tables' merge steps (`sastre.operations`) work from."""
 
-    The other record stays as a tombstone pointing at the survivor (old ids keep resolving), and
-    the audit log holds its full snapshot. Refused (MergeRefused) when both hold differing
-    verified identities of one kind, unless `force` (a human's decision, recorded as such).
+    survivor: Customer
+    other: Customer
+    conflicts: tuple[MergeConflict, ...]
+    forced: bool
+
+
+async def plan_merge(
+    session: AsyncSession, survivor_id: int, other_id: int, *, force: bool = False
+) -> MergePlan:
+    """Lock both customers and check they may be merged; nothing is changed yet.
+
+    Refused (MergeRefused) for a customer and itself, for a record already merged, and when
+    both hold differing verified identities of one kind, unless `force` (a human's decision,
+    recorded as such). CustomerNotFound for an unknown id.
     """
     if survivor_id == other_id:
         raise MergeRefused("a customer cannot be merged with itself")
@@ -293,7 +313,6 @@ async def merge_customers(
             raise MergeRefused(
                 f"customer {customer_id} was already merged into {rows[customer_id].merged_into_id}"
             )
-    survivor, other = rows[survivor_id], rows[other_id]
     identities = list(
         await session.scalars(select(Identity).where(Identity.customer_id.in_((first, second))))
     )
@@ -305,48 +324,49 @@ async def merge_customers(
         raise MergeRefused(
             "both customers hold different verified identities of the same kind", conflicts
         )
+    return MergePlan(rows[survivor_id], rows[other_id], tuple(conflicts), force)
+
+
+async def fold_customer(session: AsyncSession, plan: MergePlan) -> dict[str, Any]:
+    """The customer rows' part of a merge: the survivor takes the other's fields and value, the
+    other becomes a tombstone pointing at it (old ids keep resolving). Returns what the merge's
+    audit entry keeps of it: the other's full snapshot and the attributes the survivor kept.
+
+    Only the `customers` row: every other table a customer owns is carried over by its own step
+    in `sastre.operations.owned` (`do_merge_customers` runs them all)."""
+    survivor, other = plan.survivor, plan.other
     snapshot = _snapshot(other)
     overridden = _combine(survivor, other)
-    await session.execute(
-        update(Identity).where(Identity.customer_id == other_id).values(customer_id=survivor_id)
-    )
-    moved = await session.execute(
-        update(Interaction)
-        .where(Interaction.customer_id == other_id)
-        .values(customer_id=survivor_id)
-    )
     other.status = CustomerStatus.MERGED.value
-    other.merged_into_id = survivor_id
-    session.add(
-        AuditEntry(
-            actor=actor,
-            action="customer.merge",
-            customer_id=survivor_id,
-            data={
-                "survivor_id": survivor_id,
-                "merged_id": other_id,
-                "forced": force,
-                "conflicts": [
-                    {"kind": c.kind, "survivor": list(c.values[0]), "merged": list(c.values[1])}
-                    for c in conflicts
-                ],
-                "merged_snapshot": snapshot,
-                "overridden_attributes": overridden,
-                "interactions_moved": int(moved.rowcount),  # type: ignore[attr-defined]
-            },
-        )
-    )
-    session.add(
-        Interaction(
-            customer_id=survivor_id,
-            kind=InteractionKind.NOTE.value,
-            summary=f"Customer {other_id} merged into this one" + (" (forced)" if force else ""),
-            actor=actor,
-            data={"merged_id": other_id},
-        )
-    )
+    other.merged_into_id = survivor.id
     await session.flush()
-    return survivor
+    return {
+        "forced": plan.forced,
+        "conflicts": [
+            {"kind": c.kind, "survivor": list(c.values[0]), "merged": list(c.values[1])}
+            for c in plan.conflicts
+        ],
+        "merged_snapshot": snapshot,
+        "overridden_attributes": overridden,
+    }
+
+
+async def merged_into(session: AsyncSession, customer_id: int) -> list[int]:
+    """Every record merged into this customer, directly or along a chain, oldest merge first."""
+    found: list[int] = []
+    frontier = [customer_id]
+    for _ in range(16):  # as get_customer: a chain is short, the bound only guards a cycle
+        frontier = list(
+            await session.scalars(
+                select(Customer.id)
+                .where(Customer.merged_into_id.in_(frontier))
+                .order_by(Customer.id)
+            )
+        )
+        if not frontier:
+            break
+        found.extend(frontier)
+    return found
 
 
 # --- the 360 view -------------------------------------------------------------------------------

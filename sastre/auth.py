@@ -48,6 +48,9 @@ class Permission(StrEnum):
     CUSTOMERS_FORCE_MERGE = "customers:force-merge"
     TIMELINE_WRITE = "timeline:write"
     CONSENT_WRITE = "consent:write"
+    # The proof behind a consent (IP address, user agent, the customer's words): to settle a
+    # dispute, not to plan a campaign; without it, consent reads show what and how, not who.
+    CONSENT_EVIDENCE = "consent:evidence"
     CUSTOMERS_EXPORT = "customers:export"
     FAQ_WRITE = "faq:write"  # what the bot tells every customer: not for every agent
 
@@ -61,6 +64,7 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.CUSTOMERS_MERGE,
             Permission.TIMELINE_WRITE,
             Permission.CONSENT_WRITE,
+            Permission.CONSENT_EVIDENCE,
             Permission.CUSTOMERS_EXPORT,
             Permission.FAQ_WRITE,
         }
@@ -71,6 +75,7 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.CUSTOMERS_WRITE,
             Permission.TIMELINE_WRITE,
             Permission.CONSENT_WRITE,
+            Permission.CONSENT_EVIDENCE,
         }
     ),
     Role.MARKETER: frozenset({Permission.CUSTOMERS_READ}),

@@ -1,4 +1,6 @@
-"""The staff customer API: the 360 view, look-ups by identity, create-or-update, merge, notes."""
+"""The staff customer API: the 360 view, look-ups by identity, create-or-update, merge, notes.
+
+Handlers parse, call one act of `sastre.operations` (or a read), and render."""
 
 from __future__ import annotations
 
@@ -9,19 +11,12 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from consent.ledger import merge_consents
-from crm_core.customers import (
-    customer_view,
-    find_customer,
-    get_customer,
-    merge_customers,
-    upsert_customer,
-)
+from crm_core.customers import customer_view, find_customer
 from crm_core.models import IdentityKind, InteractionKind
 from crm_core.records import parse_customer
-from crm_core.timeline import add_interaction, interaction_view
-from sastre.appkeys import SESSIONMAKER, SETTINGS
+from sastre.appkeys import READER, SESSIONMAKER, SETTINGS
 from sastre.auth import Permission
+from sastre.operations import do_add_interaction, do_merge_customers, do_upsert_customer
 from sastre.web.auth import require
 from sastre.web.errors import ApiError, read_json_object
 
@@ -96,7 +91,7 @@ def customer_id_of(request: web.Request) -> int:
 @routes.get("/api/customers/{customer_id}")
 async def show_customer(request: web.Request) -> web.Response:
     require(request, Permission.CUSTOMERS_READ)
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READER]() as session:
         return web.json_response(await customer_view(session, customer_id_of(request)))
 
 
@@ -110,23 +105,21 @@ async def lookup_customer(request: web.Request) -> web.Response:
         )
     key = given[0]
     region = request.app[SETTINGS].default_region
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READER]() as session:
         customer = await find_customer(session, LOOKUP_KEYS[key], request.query[key], region)
         return web.json_response(await customer_view(session, customer.id))
 
 
 @routes.post("/api/customers")
 async def put_customer(request: web.Request) -> web.Response:
-    require(request, Permission.CUSTOMERS_WRITE)
+    staff = require(request, Permission.CUSTOMERS_WRITE)
     body = validated(CustomerIn, await read_json_object(request))
     fields = body.model_dump(exclude={"attributes"}, exclude_none=True)
     record = parse_customer(
         {name: str(value) for name, value in fields.items()}, request.app[SETTINGS].default_region
     )
     record = dataclasses.replace(record, attributes=body.attributes)
-    async with request.app[SESSIONMAKER].begin() as session:
-        customer, created = await upsert_customer(session, record)
-        view = await customer_view(session, customer.id)
+    view, created = await do_upsert_customer(request.app[SESSIONMAKER], record, actor=staff.actor)
     return web.json_response(view, status=201 if created else 200)
 
 
@@ -136,12 +129,13 @@ async def merge(request: web.Request) -> web.Response:
     body = validated(MergeIn, await read_json_object(request))
     if body.force:
         require(request, Permission.CUSTOMERS_FORCE_MERGE)
-    survivor_id = customer_id_of(request)
-    async with request.app[SESSIONMAKER].begin() as session:
-        await merge_customers(session, survivor_id, body.other_id, staff.actor, force=body.force)
-        # One change: the identities move and the most restrictive consent wins, together.
-        await merge_consents(session, survivor_id, body.other_id, staff.actor)
-        view = await customer_view(session, survivor_id)
+    view = await do_merge_customers(
+        request.app[SESSIONMAKER],
+        customer_id_of(request),
+        body.other_id,
+        actor=staff.actor,
+        force=body.force,
+    )
     return web.json_response(view)
 
 
@@ -149,17 +143,13 @@ async def merge(request: web.Request) -> web.Response:
 async def add_note(request: web.Request) -> web.Response:
     staff = require(request, Permission.TIMELINE_WRITE)
     body = validated(InteractionIn, await read_json_object(request))
-    customer_id = customer_id_of(request)
-    async with request.app[SESSIONMAKER].begin() as session:
-        customer = await get_customer(session, customer_id)
-        interaction = await add_interaction(
-            session,
-            customer.id,
-            InteractionKind(body.kind),
-            body.summary,
-            channel=body.channel,
-            actor=staff.actor,
-            data=body.data,
-        )
-        created = interaction_view(interaction)
+    created = await do_add_interaction(
+        request.app[SESSIONMAKER],
+        customer_id_of(request),
+        InteractionKind(body.kind),
+        body.summary,
+        actor=staff.actor,
+        channel=body.channel,
+        data=body.data,
+    )
     return web.json_response(created, status=201)

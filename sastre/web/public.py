@@ -14,18 +14,19 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 from multidict import MultiDictProxy
 
-from consent.ledger import current_consents, record_consent
-from consent.preferences import (
-    DAYS,
-    InvalidPreferences,
-    load_preferences,
-    update_preferences,
-    withdraw_everything,
-)
+from consent.ledger import current_consents
+from consent.preferences import DAYS, InvalidPreferences, load_preferences
 from consent.tokens import BadToken, ConfirmLink, LinkSigner, PreferenceLink, UnsubscribeLink
-from consent.types import Action, Channel, ConsentStatus, Purpose, Source
+from consent.types import Channel, ConsentStatus, Purpose, Source
 from crm_core.customers import CustomerNotFound, get_customer
-from sastre.appkeys import SESSIONMAKER, SETTINGS
+from sastre.appkeys import READER, SESSIONMAKER, SETTINGS
+from sastre.operations import (
+    Confirmation,
+    do_confirm_consent,
+    do_unsubscribe,
+    do_update_preferences,
+    do_withdraw_consents,
+)
 
 __all__ = ["WORDING_VERSION", "routes", "signer"]
 
@@ -179,7 +180,7 @@ def _evidence(request: web.Request, **extra: Any) -> dict[str, Any]:
 
 
 async def _language(request: web.Request, customer_id: int) -> str:
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READER]() as session:
         customer = await get_customer(session, customer_id)
         preferences = await load_preferences(session, customer.id)
     language = preferences.language or customer.language or request.app[SETTINGS].default_language
@@ -238,28 +239,16 @@ async def unsubscribe(request: web.Request) -> web.Response:
         return _bad_link("This unsubscribe link is not valid. / Este enlace no es válido.")
     form = await request.post()
     one_click = form.get("List-Unsubscribe") == "One-Click"
-    async with request.app[SESSIONMAKER].begin() as session:
-        try:
-            customer = await get_customer(session, link.customer_id)
-        except CustomerNotFound:
-            return _bad_link("This unsubscribe link is not valid. / Este enlace no es válido.")
-        states = {
-            (s.channel, s.purpose, s.topic): s.status
-            for s, _ in await current_consents(session, customer.id)
-        }
-        key = (link.channel.value, Purpose.MARKETING.value, link.topic)
-        if states.get(key) != ConsentStatus.REVOKED.value:
-            await record_consent(
-                session,
-                customer.id,
-                link.channel,
-                Purpose.MARKETING,
-                Action.REVOKE,
-                Source.UNSUBSCRIBE_LINK,
-                actor="customer",
-                topic=link.topic,
-                evidence=_evidence(request, method="one-click" if one_click else "page"),
-            )
+    try:
+        await do_unsubscribe(
+            request.app[SESSIONMAKER],
+            link.customer_id,
+            link.channel,
+            topic=link.topic,
+            evidence=_evidence(request, method="one-click" if one_click else "page"),
+        )
+    except CustomerNotFound:
+        return _bad_link("This unsubscribe link is not valid. / Este enlace no es válido.")
     return await _unsubscribe_page(request, link, done=True)
 
 
@@ -272,65 +261,60 @@ def _what(t: Mapping[str, Any], topic: str) -> str:
     return str(t["all_marketing"])
 
 
-async def _pending(request: web.Request, link: ConfirmLink) -> bool:
-    async with request.app[SESSIONMAKER]() as session:
-        rows = await current_consents(session, link.customer_id)
+async def _status(request: web.Request, link: ConfirmLink) -> str | None:
+    """The consent the link asks to confirm, as it stands on the live customer (a link sent
+    before a merge speaks for the survivor)."""
+    async with request.app[READER]() as session:
+        customer = await get_customer(session, link.customer_id)
+        rows = await current_consents(session, customer.id)
     key = (link.channel.value, Purpose.MARKETING.value, link.topic)
-    return any(
-        (s.channel, s.purpose, s.topic) == key and s.status == ConsentStatus.PENDING.value
-        for s, _ in rows
-    )
+    return next((s.status for s, _ in rows if (s.channel, s.purpose, s.topic) == key), None)
 
 
 async def _confirm_page(
-    request: web.Request, link: ConfirmLink, *, done: bool = False
+    request: web.Request, link: ConfirmLink, status: str | None
 ) -> web.Response:
+    """Pending: the question; granted: confirmed (however many clicks it took); else nothing."""
     lang = await _language(request, link.customer_id)
     t = TEXTS[lang]
     question = t["confirm_question"].format(
         what=_what(t, link.topic), channel=t["channel_names"][link.channel.value]
     )
-    nothing = not done and not await _pending(request, link)
+    done = status == ConsentStatus.GRANTED.value
     return _page(
         "confirm.html",
         lang=lang,
         title=t["confirm_title"],
         t={**t, "confirm_question": question},
         done=done,
-        nothing=nothing,
+        nothing=not done and status != ConsentStatus.PENDING.value,
     )
 
 
 @routes.get("/c/{token}")
 async def confirm_form(request: web.Request) -> web.Response:
     try:
-        return await _confirm_page(
-            request, signer(request).read_confirm(request.match_info["token"])
-        )
+        link = signer(request).read_confirm(request.match_info["token"])
+        return await _confirm_page(request, link, await _status(request, link))
     except (BadToken, CustomerNotFound):
         return _bad_link("This confirmation link is not valid. / Este enlace no es válido.")
 
 
 @routes.post("/c/{token}")
 async def confirm(request: web.Request) -> web.Response:
-    """The click in the confirmation message: the second step of double opt-in. Idempotent."""
+    """The click in the confirmation message: the second step of double opt-in. Idempotent: a
+    second click, even one racing the first, is told the subscription is confirmed."""
     try:
         link = signer(request).read_confirm(request.match_info["token"])
-        if await _pending(request, link):
-            async with request.app[SESSIONMAKER].begin() as session:
-                await record_consent(
-                    session,
-                    link.customer_id,
-                    link.channel,
-                    Purpose.MARKETING,
-                    Action.CONFIRM,
-                    Source.WEB_FORM,
-                    actor="customer",
-                    topic=link.topic,
-                    evidence=_evidence(request, method="confirmation link"),
-                )
-            return await _confirm_page(request, link, done=True)
-        return await _confirm_page(request, link)
+        outcome = await do_confirm_consent(
+            request.app[SESSIONMAKER],
+            link.customer_id,
+            link.channel,
+            topic=link.topic,
+            evidence=_evidence(request, method="confirmation link"),
+        )
+        confirmed = outcome is not Confirmation.NOTHING_PENDING
+        return await _confirm_page(request, link, ConsentStatus.GRANTED if confirmed else None)
     except (BadToken, CustomerNotFound):
         return _bad_link("This confirmation link is not valid. / Este enlace no es válido.")
 
@@ -347,7 +331,7 @@ async def _preferences_page(
 ) -> web.Response:
     lang = await _language(request, link.customer_id)
     t = TEXTS[lang]
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READER]() as session:
         customer = await get_customer(session, link.customer_id)
         preferences = await load_preferences(session, customer.id)
         rows = await current_consents(session, customer.id)
@@ -412,16 +396,15 @@ async def save_preferences(request: web.Request) -> web.Response:
         link = _read_preferences(request)
         form = await request.post()
         changes = _changes_from_form(form, request.app[SETTINGS].topic_list)
-        async with request.app[SESSIONMAKER].begin() as session:
-            await update_preferences(
-                session,
-                link.customer_id,
-                changes,
-                actor="customer",
-                source=Source.PREFERENCE_CENTRE,
-                evidence=_evidence(request, link_channel=link.channel.value),
-                proven_channel=link.channel,
-            )
+        await do_update_preferences(
+            request.app[SESSIONMAKER],
+            link.customer_id,
+            changes,
+            actor="customer",
+            source=Source.PREFERENCE_CENTRE,
+            evidence=_evidence(request, link_channel=link.channel.value),
+            proven_channel=link.channel,
+        )
     except (BadToken, CustomerNotFound):
         return _bad_link("This link is not valid. / Este enlace no es válido.")
     except InvalidPreferences as e:
@@ -436,14 +419,13 @@ async def save_preferences(request: web.Request) -> web.Response:
 async def withdraw(request: web.Request) -> web.Response:
     try:
         link = _read_preferences(request)
-        async with request.app[SESSIONMAKER].begin() as session:
-            await withdraw_everything(
-                session,
-                link.customer_id,
-                actor="customer",
-                source=Source.PREFERENCE_CENTRE,
-                evidence=_evidence(request, link_channel=link.channel.value),
-            )
+        await do_withdraw_consents(
+            request.app[SESSIONMAKER],
+            link.customer_id,
+            actor="customer",
+            source=Source.PREFERENCE_CENTRE,
+            evidence=_evidence(request, link_channel=link.channel.value),
+        )
     except (BadToken, CustomerNotFound):
         return _bad_link("This link is not valid. / Este enlace no es válido.")
     lang = await _language(request, link.customer_id)

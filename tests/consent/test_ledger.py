@@ -11,14 +11,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from consent.ledger import (
     NothingToConfirm,
     consent_history,
+    consent_status,
     current_consents,
+    event_view,
     merge_consents,
     record_consent,
     replay,
 )
 from consent.models import ConsentEvent, ConsentState
 from consent.types import GENERAL, Action, Channel, ConsentStatus, Purpose, Source
-from crm_core.customers import merge_customers
+from crm_core.customers import fold_customer, plan_merge
 from crm_core.models import Customer, CustomerStatus
 from sastre.db import SessionMaker
 
@@ -196,10 +198,43 @@ async def test_after_a_merge_the_most_restrictive_state_wins(sessionmaker: Sessi
     await _record(sessionmaker, other, Channel.EMAIL, Action.GRANT)  # only other had a word
     await _record(sessionmaker, other, Channel.EMAIL, Action.CONFIRM)
     async with sessionmaker.begin() as session:
-        await merge_customers(session, survivor, other, ACTOR)
+        await fold_customer(session, await plan_merge(session, survivor, other))
         recorded = await merge_consents(session, survivor, other, ACTOR)
     assert await _status(sessionmaker, survivor, Channel.TELEGRAM) == "revoked"
     assert await _status(sessionmaker, survivor, Channel.SMS) == "revoked"
     assert await _status(sessionmaker, survivor, Channel.EMAIL) == "granted"
     assert {e.source for e in recorded} == {"merge"}
     assert all(e.evidence["merged_customer_id"] == other for e in recorded)
+
+
+async def test_the_status_of_a_merged_id_is_its_survivors(sessionmaker: SessionMaker) -> None:
+    survivor, other = await _customer(sessionmaker), await _customer(sessionmaker)
+    await _record(sessionmaker, other, Channel.EMAIL, Action.GRANT)  # the tombstone's: pending
+    await _record(sessionmaker, survivor, Channel.EMAIL, Action.GRANT)
+    await _record(sessionmaker, survivor, Channel.EMAIL, Action.CONFIRM)
+    async with sessionmaker.begin() as session:
+        await fold_customer(session, await plan_merge(session, survivor, other))
+    async with sessionmaker.begin() as session:
+        status = await consent_status(session, other, Channel.EMAIL, Purpose.MARKETING)
+    assert status is ConsentStatus.GRANTED
+
+
+async def test_an_event_view_without_evidence_rights_keeps_what_not_who(
+    sessionmaker: SessionMaker,
+) -> None:
+    customer = await _customer(sessionmaker)
+    async with sessionmaker.begin() as session:
+        event = await record_consent(
+            session,
+            customer,
+            Channel.EMAIL,
+            Purpose.MARKETING,
+            Action.GRANT,
+            Source.WEB_FORM,
+            actor=ACTOR,
+            evidence={"wording": "Send me offers", "ip": "203.0.113.9", "user_agent": "UA/1"},
+        )
+    full, redacted = event_view(event), event_view(event, full_evidence=False)
+    assert full["evidence"]["ip"] == "203.0.113.9"
+    assert (full["evidence_redacted"], redacted["evidence_redacted"]) == (False, True)
+    assert redacted["evidence"] == {"wording": "Send me offers"}

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from sastre.auth import Role
 from tests.sastre.conftest import Client
 
@@ -144,9 +146,25 @@ async def test_export_holds_everything(client: Client, auth: Auth) -> None:
     response = await client.get(f"/api/customers/{customer}/export", headers=auth(Role.SUPERVISOR))
     body = await response.json()
     assert response.status == 200
-    assert body["customer"]["interactions"][0]["summary"] == "called about an order"
-    assert body["consent"]["history"][0]["action"] == "grant"
-    assert {"preferences", "contacts_made", "undeliverable", "audit"} <= set(body)
+    assert body["interactions"][0]["summary"] == "called about an order"
+    assert body["consent_events"][0]["action"] == "grant"
+    assert body["customer"]["id"] == customer
+    assert {
+        "identities",
+        "contact_preferences",
+        "contacts_made",
+        "undeliverable_addresses",
+        "conversations",
+        "messages",
+        "audit_log",
+    } <= set(body)
+
+
+async def test_the_export_is_never_cached(client: Client, auth: Auth) -> None:
+    customer = await _customer(client, auth)
+    response = await client.get(f"/api/customers/{customer}/export", headers=auth())
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 async def test_an_agent_may_not_export(client: Client, auth: Auth) -> None:
@@ -211,6 +229,65 @@ async def test_contact_decision_needs_an_aware_time(client: Client, auth: Auth) 
     )
     assert response.status == 400
     assert (await response.json())["detail"][0]["field"] == "at"
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:59:59-05:00",
+        "9999-12-31T23:59:59Z",
+        "1969-12-31T23:59:59Z",
+    ],
+)
+async def test_contact_decision_at_an_impossible_time_is_refused_with_a_reason(
+    client: Client, auth: Auth, at: str
+) -> None:
+    customer = await _customer(client, auth, timezone="America/New_York")
+    response = await client.post(
+        "/api/contact-decision",
+        json={"customer_id": customer, "purpose": "service", "channel": "sms", "at": at},
+        headers=auth(),
+    )
+    body = await response.json()
+    assert response.status == 400, body
+    assert body["detail"][0]["field"] == "at"
+    assert "between 1970-01-01 and 9000-01-01" in body["detail"][0]["reason"]
+
+
+async def test_consent_that_occurred_in_year_one_is_refused(client: Client, auth: Auth) -> None:
+    customer = await _customer(client, auth)
+    status, body = await _record(client, auth, customer, occurred_at="0001-01-01T00:00:00+01:00")
+    assert status == 400
+    assert body["detail"][0]["field"] == "occurred_at"
+
+
+async def test_a_marketer_reads_consent_without_its_evidence(client: Client, auth: Auth) -> None:
+    customer = await _customer(client, auth)
+    await _record(client, auth, customer)
+    current = await client.get(f"/api/customers/{customer}/consent", headers=auth(Role.MARKETER))
+    history = await client.get(
+        f"/api/customers/{customer}/consent/history", headers=auth(Role.MARKETER)
+    )
+    [entry] = (await current.json())["consents"]
+    [event] = (await history.json())["events"]
+    for shown in (entry["event"], event):
+        assert shown["evidence"] == {"wording": "Yes, e-mail me offers", "version": "form-v3"}
+        assert shown["evidence_redacted"] is True
+    assert entry["status"] == "pending"
+
+
+async def test_an_agent_reads_the_whole_evidence(client: Client, auth: Auth) -> None:
+    customer = await _customer(client, auth)
+    await _record(client, auth, customer)
+    response = await client.get(
+        f"/api/customers/{customer}/consent/history", headers=auth(Role.AGENT)
+    )
+    [event] = (await response.json())["events"]
+    assert event["evidence"]["ip"] == "203.0.113.9"
+    assert event["evidence"]["recorded_via"]["ip"]
+    assert event["evidence_redacted"] is False
 
 
 async def test_merging_customers_keeps_the_most_restrictive_consent(

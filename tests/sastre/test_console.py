@@ -272,5 +272,11 @@ async def test_who_am_i_names_the_role_and_its_permissions(
     assert await response.json() == {
         "name": "test-agent",
         "role": "agent",
-        "permissions": ["customers:read", "customers:write", "timeline:write", "consent:write"],
+        "permissions": [
+            "customers:read",
+            "customers:write",
+            "timeline:write",
+            "consent:write",
+            "consent:evidence",
+        ],
     }

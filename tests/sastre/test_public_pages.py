@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from consent.types import Action, Channel, Purpose, Source
 from crm_core.models import AuditEntry, Customer, CustomerStatus
 from sastre.config import Settings
 from sastre.db import SessionMaker
+from sastre.operations import do_merge_customers
 from tests.sastre.conftest import Client
 
 Auth = Callable[..., dict[str, str]]
@@ -220,7 +222,8 @@ async def test_the_confirmation_link_completes_double_opt_in(
     response = await client.post(_confirm_url(settings, customer))
     assert "your subscription is confirmed" in await response.text()
     again = await client.post(_confirm_url(settings, customer))
-    assert "nothing waiting for your confirmation" in await again.text()
+    assert again.status == 200
+    assert "your subscription is confirmed" in await again.text()  # a second click: still so
     actions = await _actions(sessionmaker, customer)
     assert actions == [("grant", "web_form"), ("confirm", "web_form")]
     async with sessionmaker() as session:
@@ -231,3 +234,57 @@ async def test_the_confirmation_link_completes_double_opt_in(
 async def test_a_forged_confirmation_link_gets_400(client: Client) -> None:
     response = await client.post("/c/forged.token")
     assert response.status == 400
+
+
+async def test_a_double_click_on_the_confirmation_link_confirms_once(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """Two POSTs racing each other: both answered 200, one confirmation in the ledger."""
+    customer = await _customer_with_pending_email_marketing(sessionmaker)
+    url = _confirm_url(settings, customer)
+    first, second = await asyncio.gather(client.post(url), client.post(url))
+    for response in (first, second):
+        assert response.status == 200
+        assert "your subscription is confirmed" in await response.text()
+    assert [a for a, _ in await _actions(sessionmaker, customer)] == ["grant", "confirm"]
+
+
+async def _merge_into_new_customer(sessionmaker: SessionMaker, merged: int) -> int:
+    async with sessionmaker.begin() as session:
+        survivor = Customer(status=CustomerStatus.CUSTOMER.value, language="es")
+        session.add(survivor)
+    await do_merge_customers(sessionmaker, survivor.id, merged, actor="supervisor:test")
+    return survivor.id
+
+
+async def test_a_confirmation_link_sent_before_a_merge_confirms_the_survivor(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_pending_email_marketing(sessionmaker)
+    survivor = await _merge_into_new_customer(sessionmaker, customer)
+    url = _confirm_url(settings, customer)
+    page = await (await client.get(url)).text()
+    assert "Confirme que desea recibir" in page  # the survivor's pending consent, in its language
+    for _ in range(2):
+        response = await client.post(url)
+        assert response.status == 200
+        assert "su suscripción está confirmada" in await response.text()
+    assert await _actions(sessionmaker, survivor) == [
+        ("grant", "merge"),
+        ("confirm", "web_form"),
+    ]
+    assert await _actions(sessionmaker, customer) == [("grant", "web_form")]  # left as it was
+
+
+async def test_a_confirmation_link_for_a_survivor_already_confirmed_says_so(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """The check and the write read the same customer: the tombstone's stale `pending` is not
+    taken for the survivor's."""
+    customer = await _customer_with_pending_email_marketing(sessionmaker)
+    survivor = await _customer_with_email_marketing(sessionmaker)
+    await do_merge_customers(sessionmaker, survivor, customer, actor="supervisor:test")
+    response = await client.post(_confirm_url(settings, customer))
+    assert response.status == 200
+    assert "your subscription is confirmed" in await response.text()
+    assert [a for a, _ in await _actions(sessionmaker, survivor)] == ["grant", "confirm"]

@@ -1,0 +1,36 @@
+"""Acts that span packages, one named function each (`do_*`), called alike by the API, the CLI
+and the console: each runs in one transaction with its audit entry, and tells listeners after
+the commit. `owned` lists every table that holds rows about a customer, for merges and exports."""
+
+from sastre.operations.consent import (
+    Confirmation,
+    Recorded,
+    do_confirm_consent,
+    do_record_consent,
+    do_unsubscribe,
+    do_update_preferences,
+    do_withdraw_consents,
+)
+from sastre.operations.customers import (
+    do_add_interaction,
+    do_merge_customers,
+    do_upsert_customer,
+)
+from sastre.operations.export import do_export_customer
+from sastre.operations.unit import Event, listening
+
+__all__ = [
+    "Confirmation",
+    "Event",
+    "Recorded",
+    "do_add_interaction",
+    "do_confirm_consent",
+    "do_export_customer",
+    "do_merge_customers",
+    "do_record_consent",
+    "do_unsubscribe",
+    "do_update_preferences",
+    "do_upsert_customer",
+    "do_withdraw_consents",
+    "listening",
+]

@@ -1,0 +1,187 @@
+"""Acts on consent: record a statement, confirm a double opt-in, unsubscribe, change preferences.
+
+The consent ledger is its own audit trail (append-only, with actor and evidence), so recording,
+confirming and unsubscribing write no second entry; preference changes are audited by
+`consent.preferences`. Each act reads and writes the live customer (a merged id speaks for its
+survivor) in one transaction, so a check and the write it guards can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from consent.ledger import consent_status, current_consents, record_consent
+from consent.models import ConsentEvent, ConsentState
+from consent.preferences import ContactPreferences, update_preferences, withdraw_everything
+from consent.types import GENERAL, Action, Channel, ConsentStatus, Purpose, Source
+from crm_core.customers import get_customer
+from sastre.db import SessionMaker
+from sastre.operations.unit import unit_of_work
+
+__all__ = [
+    "Confirmation",
+    "Recorded",
+    "do_confirm_consent",
+    "do_record_consent",
+    "do_unsubscribe",
+    "do_update_preferences",
+    "do_withdraw_consents",
+]
+
+CUSTOMER = "customer"  # the actor when the customer acts through a signed link
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    event: ConsentEvent
+    current: list[tuple[ConsentState, ConsentEvent]]  # every state row of the customer after it
+
+
+class Confirmation(StrEnum):
+    CONFIRMED = "confirmed"  # this call confirmed it
+    ALREADY_CONFIRMED = "already_confirmed"  # a double click, or a second tab: nothing to do
+    NOTHING_PENDING = "nothing_pending"  # never asked for, or revoked since
+
+
+async def do_record_consent(
+    sessionmaker: SessionMaker,
+    customer_id: int,
+    channel: Channel,
+    purpose: Purpose,
+    action: Action,
+    source: Source,
+    *,
+    actor: str,
+    evidence: Mapping[str, Any],
+    topic: str = GENERAL,
+    occurred_at: datetime | None = None,
+) -> Recorded:
+    """One statement in the ledger. NothingToConfirm for a confirm with nothing pending,
+    ValueError for a malformed topic (`consent.ledger.record_consent`)."""
+    async with unit_of_work(sessionmaker, actor) as unit:
+        event = await record_consent(
+            unit.session,
+            customer_id,
+            channel,
+            purpose,
+            action,
+            source,
+            actor=actor,
+            evidence=evidence,
+            topic=topic,
+            occurred_at=occurred_at,
+        )
+        current = await current_consents(unit.session, event.customer_id)
+        unit.publish("consent.changed", event.customer_id, event_id=event.id)
+    return Recorded(event, current)
+
+
+async def do_confirm_consent(
+    sessionmaker: SessionMaker,
+    customer_id: int,
+    channel: Channel,
+    *,
+    evidence: Mapping[str, Any],
+    topic: str = GENERAL,
+) -> Confirmation:
+    """The second step of double opt-in, from the link in the confirmation message. Idempotent:
+    a second click (even one racing the first) finds the consent granted and changes nothing."""
+    async with unit_of_work(sessionmaker, CUSTOMER) as unit:
+        customer = await get_customer(unit.session, customer_id)
+        status = await consent_status(unit.session, customer.id, channel, Purpose.MARKETING, topic)
+        if status is ConsentStatus.GRANTED:
+            return Confirmation.ALREADY_CONFIRMED
+        if status is not ConsentStatus.PENDING:
+            return Confirmation.NOTHING_PENDING
+        event = await record_consent(
+            unit.session,
+            customer.id,
+            channel,
+            Purpose.MARKETING,
+            Action.CONFIRM,
+            Source.WEB_FORM,
+            actor=CUSTOMER,
+            evidence=evidence,
+            topic=topic,
+        )
+        unit.publish("consent.changed", customer.id, event_id=event.id)
+    return Confirmation.CONFIRMED
+
+
+async def do_unsubscribe(
+    sessionmaker: SessionMaker,
+    customer_id: int,
+    channel: Channel,
+    *,
+    evidence: Mapping[str, Any],
+    topic: str = GENERAL,
+) -> bool:
+    """Revoke marketing on a channel from an unsubscribe link; True if this call revoked it.
+    Idempotent: a second click records nothing more."""
+    async with unit_of_work(sessionmaker, CUSTOMER) as unit:
+        customer = await get_customer(unit.session, customer_id)
+        status = await consent_status(unit.session, customer.id, channel, Purpose.MARKETING, topic)
+        if status is ConsentStatus.REVOKED:
+            return False
+        event = await record_consent(
+            unit.session,
+            customer.id,
+            channel,
+            Purpose.MARKETING,
+            Action.REVOKE,
+            Source.UNSUBSCRIBE_LINK,
+            actor=CUSTOMER,
+            evidence=evidence,
+            topic=topic,
+        )
+        unit.publish("consent.changed", customer.id, event_id=event.id)
+    return True
+
+
+async def do_update_preferences(
+    sessionmaker: SessionMaker,
+    customer_id: int,
+    changes: Mapping[str, Any],
+    *,
+    actor: str,
+    source: Source,
+    evidence: Mapping[str, Any],
+    proven_channel: Channel | None = None,
+) -> ContactPreferences:
+    """Change preferences (InvalidPreferences names a bad field); topic changes become consent
+    events (`consent.preferences.update_preferences`)."""
+    async with unit_of_work(sessionmaker, actor) as unit:
+        customer = await get_customer(unit.session, customer_id)
+        preferences = await update_preferences(
+            unit.session,
+            customer.id,
+            changes,
+            actor=actor,
+            source=source,
+            evidence=evidence,
+            proven_channel=proven_channel,
+        )
+        unit.publish("preferences.changed", customer.id)
+    return preferences
+
+
+async def do_withdraw_consents(
+    sessionmaker: SessionMaker,
+    customer_id: int,
+    *,
+    actor: str,
+    source: Source,
+    evidence: Mapping[str, Any],
+) -> int:
+    """Revoke marketing on every channel at once; returns how many events were recorded."""
+    async with unit_of_work(sessionmaker, actor) as unit:
+        customer = await get_customer(unit.session, customer_id)
+        recorded = await withdraw_everything(
+            unit.session, customer.id, actor=actor, source=source, evidence=evidence
+        )
+        unit.publish("consent.changed", customer.id)
+    return recorded
