@@ -20,10 +20,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel.dates import format_date
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wording import N_, pick_language, translate
+
 __all__ = [
-    "LANGUAGES",
     "ActionDeps",
     "ActionsNotConfigured",
     "TrackerFacts",
@@ -34,8 +36,6 @@ __all__ = [
     "spoken_date",
     "unit_of_work",
 ]
-
-LANGUAGES = ("es", "en")
 
 
 @dataclass(frozen=True)
@@ -124,10 +124,9 @@ class TrackerFacts:
         return self.entity(name) or self.slot(name)
 
     def language(self, fallback: str | None = None) -> str:
-        for candidate in (self.slot("language"), fallback):
-            if candidate and candidate[:2].lower() in LANGUAGES:
-                return candidate[:2].lower()
-        return "en"
+        """The conversation's language, else `fallback` (the customer's), if there is a
+        catalogue for it; else the catalogue's fallback (wording.pick_language)."""
+        return pick_language(self.slot("language"), fallback)
 
     def timezone(self, fallback: str | None, default: str) -> ZoneInfo:
         for candidate in (self.slot("timezone"), fallback, default):
@@ -139,38 +138,24 @@ class TrackerFacts:
         return ZoneInfo("UTC")
 
 
-# Dates in the customer's language, without depending on the process's locale.
-_WEEKDAYS = {
-    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-}
-_MONTHS = {
-    "es": (
-        "enero", "febrero", "marzo", "abril", "mayo", "junio",
-        "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre",
-    ),
-    "en": (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
-    ),
-}  # fmt: skip
+# Dates in the customer's language, without depending on the process's locale: the names from
+# Babel's CLDR data, the phrase around them from the catalogue.
+def _names(moment: datetime, language: str) -> tuple[str, str]:
+    return (
+        format_date(moment, "EEEE", locale=language),
+        format_date(moment, "LLLL", locale=language),  # the month's standalone name
+    )
 
 
 def spoken_date(moment: datetime, language: str) -> str:
     """'24 de marzo de 2025' / '24 March 2025'."""
-    month = _MONTHS[language][moment.month - 1]
-    if language == "es":
-        return f"{moment.day} de {month} de {moment.year}"
-    return f"{moment.day} {month} {moment.year}"
+    _, month = _names(moment, language)
+    return translate(language, "date.long", day=moment.day, month=month, year=moment.year)
 
 
 def spoken_appointment(moment: datetime, language: str, *, with_month: bool) -> str:
     """'el martes 24 a las 10:00' / 'on Tuesday 24 at 10:00' (the month when it is not soon)."""
-    weekday = _WEEKDAYS[language][moment.weekday()]
-    month = _MONTHS[language][moment.month - 1]
+    weekday, month = _names(moment, language)
+    key = N_("date.appointment_with_month") if with_month else N_("date.appointment")
     clock = f"{moment.hour:02d}:{moment.minute:02d}"
-    if language == "es":
-        day = f"{moment.day} de {month}" if with_month else str(moment.day)
-        return f"el {weekday} {day} a las {clock}"
-    day = f"{moment.day} {month}" if with_month else str(moment.day)
-    return f"on {weekday} {day} at {clock}"
+    return translate(language, key, weekday=weekday, day=moment.day, month=month, time=clock)

@@ -10,18 +10,15 @@ from rasa_sdk.executor import CollectingDispatcher
 from typing_extensions import override
 
 from actions.deps import TrackerFacts
+from wording import translate
 
 __all__ = ["DEFAULT_REASON", "ActionHandoff", "handoff_notice"]
 
 DEFAULT_REASON = "customer_asked"
-_TEXTS = {
-    "es": "Te paso con una persona del equipo. Te responderá por aquí en cuanto pueda.",
-    "en": "I'm passing you to a member of our team. They'll reply here as soon as they can.",
-}
 
 
 def handoff_notice(language: str) -> str:
-    return _TEXTS[language]
+    return translate(language, "handoff.notice")
 
 
 class ActionHandoff(Action):  # type: ignore[misc]

@@ -16,6 +16,7 @@ from typing_extensions import override
 from actions.deps import TrackerFacts, deps, spoken_date, unit_of_work
 from crm_core.customers import CustomerNotFound
 from crm_core.models import InteractionKind, customers_table, interactions_table
+from wording import N_, translate
 
 __all__ = [
     "ActionOrderStatus",
@@ -28,44 +29,15 @@ __all__ = [
 ]
 
 _STATUS = {
-    "es": {
-        "received": "recibido",
-        "pending": "pendiente",
-        "processing": "en preparación",
-        "shipped": "enviado",
-        "in_transit": "en camino",
-        "delivered": "entregado",
-        "cancelled": "cancelado",
-        "returned": "devuelto",
-        "refunded": "reembolsado",
-    },
-    "en": {
-        "received": "received",
-        "pending": "pending",
-        "processing": "being prepared",
-        "shipped": "shipped",
-        "in_transit": "on its way",
-        "delivered": "delivered",
-        "cancelled": "cancelled",
-        "returned": "returned",
-        "refunded": "refunded",
-    },
-}
-_TEXTS = {
-    "es": {
-        "ask": "¿Cuál es tu número de pedido? Lo encontrarás en el correo de confirmación "
-        "(por ejemplo, SO-123456).",
-        "missing": "No encuentro ningún pedido {number} a tu nombre. Revisa el número o, si "
-        "prefieres, te paso con una persona del equipo.",
-        "found": "Tu pedido {number} ({item}), realizado el {date}: {status}.",
-    },
-    "en": {
-        "ask": "What is your order number? You'll find it in the confirmation e-mail "
-        "(for example, SO-123456).",
-        "missing": "I can't find an order {number} under your name. Please check the number, "
-        "or I can pass you to a member of our team.",
-        "found": "Your order {number} ({item}), placed on {date}: {status}.",
-    },
+    "received": N_("order.status.received"),
+    "pending": N_("order.status.pending"),
+    "processing": N_("order.status.processing"),
+    "shipped": N_("order.status.shipped"),
+    "in_transit": N_("order.status.in_transit"),
+    "delivered": N_("order.status.delivered"),
+    "cancelled": N_("order.status.cancelled"),
+    "returned": N_("order.status.returned"),
+    "refunded": N_("order.status.refunded"),
 }
 
 
@@ -148,16 +120,18 @@ def find_order(orders: CustomerOrders, number: str) -> Purchase | None:
 
 
 def order_reply(purchase: Purchase | None, number: str | None, language: str, timezone: Any) -> str:
-    texts = _TEXTS[language]
     if number is None:
-        return texts["ask"]
+        return translate(language, "order.ask")
     if purchase is None:
-        return texts["missing"].format(number=number)
-    return texts["found"].format(
+        return translate(language, "order.missing", number=number)
+    status = _STATUS.get(purchase.status.lower())
+    return translate(
+        language,
+        "order.found",
         number=purchase.order_id,
         item=purchase.item or "—",
         date=spoken_date(purchase.occurred_at.astimezone(timezone), language),
-        status=_STATUS[language].get(purchase.status.lower(), purchase.status),
+        status=translate(language, status) if status else purchase.status,
     )
 
 

@@ -12,21 +12,9 @@ from actions.deps import ActionDeps, TrackerFacts, deps, unit_of_work
 from consent.tokens import LinkSigner, PreferenceLink
 from consent.types import Channel
 from crm_core.customers import get_customer
+from wording import translate
 
 __all__ = ["ActionUpdatePreferences", "conversation_channel", "preference_link"]
-
-_TEXTS = {
-    "es": {
-        "link": "Puedes elegir qué te enviamos, por dónde y cuándo aquí: {url}",
-        "no_channel": "Desde aquí no puedo darte tu enlace de preferencias. Si quieres, te paso "
-        "con una persona del equipo.",
-    },
-    "en": {
-        "link": "You can choose what we send you, where and when here: {url}",
-        "no_channel": "I can't give you your preferences link from here. I can pass you to a "
-        "member of our team if you like.",
-    },
-}
 
 
 def conversation_channel(facts: TrackerFacts) -> Channel | None:
@@ -52,11 +40,11 @@ class ActionUpdatePreferences(Action):  # type: ignore[misc]
         facts = TrackerFacts.of(tracker)
         async with unit_of_work() as session:
             customer = await get_customer(session, facts.customer_id)
-        texts = _TEXTS[facts.language(customer.language)]
+        language = facts.language(customer.language)
         channel = conversation_channel(facts)
         if channel is None:
-            dispatcher.utter_message(text=texts["no_channel"])
+            dispatcher.utter_message(text=translate(language, "preferences.no_channel"))
         else:
             url = preference_link(deps(), customer.id, channel)
-            dispatcher.utter_message(text=texts["link"].format(url=url))
+            dispatcher.utter_message(text=translate(language, "preferences.link", url=url))
         return []

@@ -10,8 +10,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import override
 
-from actions.deps import LANGUAGES, TrackerFacts, deps, unit_of_work
+from actions.deps import TrackerFacts, deps, unit_of_work
 from crm_core.customers import get_customer
+from wording import pick_language
 
 __all__ = ["ActionCustomerProfile", "profile_slots"]
 
@@ -20,11 +21,10 @@ async def profile_slots(
     session: AsyncSession, customer_id: int, *, language: str, default_timezone: str
 ) -> dict[str, Any]:
     customer = await get_customer(session, customer_id)
-    stored = (customer.language or "")[:2].lower()
     return {
         "customer_name": customer.name,
         "tier": customer.tier,
-        "language": stored if stored in LANGUAGES else language,
+        "language": pick_language(customer.language, language),
         "timezone": customer.timezone or default_timezone,
     }
 

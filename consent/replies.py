@@ -20,8 +20,9 @@ from consent.keywords import KeywordKind, KeywordMatch
 from consent.ledger import DOUBLE_OPT_IN, current_consents, record_consent, replay
 from consent.models import ConsentEvent, ConsentState
 from consent.types import Action, Channel, ConsentStatus, Purpose, Source
+from wording import N_, translate
 
-__all__ = ["Brand", "KeywordOutcome", "apply_keyword", "service_revoked"]
+__all__ = ["Brand", "KeywordOutcome", "apply_keyword", "reply_language", "service_revoked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,31 +39,32 @@ class KeywordOutcome:
     events: int = 0
 
 
-_TEXTS: Mapping[str, Mapping[str, str]] = {
-    "en": {
-        "stop": "You are unsubscribed from {brand}. No more messages. Reply START to resubscribe.",
-        "start": "You are resubscribed to {brand} messages. Reply HELP for help, STOP to opt out.",
-        "confirmed": "Thanks! Your subscription to {brand} messages is confirmed. "
-        "Reply STOP to opt out.",
-        "help": "{brand}: help at {support}. {frequency}. Msg & data rates may apply. "
-        "Reply STOP to opt out.",
-    },
-    "es": {
-        "stop": "Se ha dado de baja de {brand}. No recibirá más mensajes. "
-        "Responda ALTA para volver a suscribirse.",
-        "start": "Se ha vuelto a suscribir a los mensajes de {brand}. Responda AYUDA para "
-        "ayuda, BAJA para darse de baja.",
-        "confirmed": "¡Gracias! Su suscripción a los mensajes de {brand} está confirmada. "
-        "Responda BAJA para darse de baja.",
-        "help": "{brand}: ayuda en {support}. {frequency}. Pueden aplicarse tarifas de "
-        "mensajes y datos. Responda BAJA para darse de baja.",
-    },
+_REPLIES = {
+    "stop": N_("keyword.stop"),
+    "start": N_("keyword.start"),
+    "confirmed": N_("keyword.confirmed"),
+    "help": N_("keyword.help"),
 }
 
 
-def _text(key: str, language: str, brand: Brand) -> str:
-    texts = _TEXTS.get(language, _TEXTS["en"])
-    return texts[key].format(brand=brand.name, support=brand.support, frequency=brand.frequency)
+def reply_language(match: KeywordMatch, *, known: str | None, default: str) -> str:
+    """The customer's language when known (theirs, or the conversation's), else the keyword's
+    own ("BAJA" from an unknown number is answered in Spanish), else the default.
+
+    The keyword alone is weak evidence: STOP is the carriers' word in every language, so a
+    Spanish customer's STOP gets a Spanish reply."""
+    return known or match.language or default
+
+
+def _text(key: str, language: str, default: str, brand: Brand) -> str:
+    return translate(
+        language,
+        _REPLIES[key],
+        default=default,
+        brand=brand.name,
+        support=brand.support,
+        frequency=brand.frequency,
+    )
 
 
 async def service_revoked(session: AsyncSession, customer_id: int, channel: Channel) -> bool:
@@ -103,13 +105,20 @@ async def apply_keyword(
     channel: Channel,
     match: KeywordMatch,
     *,
-    language: str,
+    language: str | None,
+    default_language: str,
     brand: Brand,
     evidence: Mapping[str, Any],
 ) -> KeywordOutcome:
-    """Record what the keyword means in the ledger (same transaction) and say what to reply."""
+    """Record what the keyword means in the ledger (same transaction) and say what to reply.
+
+    `language` is the customer's as far as known (None: nothing is known of them yet); see
+    `reply_language`."""
     proof = {**evidence, "keyword": match.keyword}
-    lang = match.language or language
+    lang = reply_language(match, known=language, default=default_language)
+
+    def reply(key: str) -> str:
+        return _text(key, lang, default_language, brand)
 
     async def record(purpose: Purpose, action: Action, topic: str = "") -> None:
         await record_consent(
@@ -128,9 +137,9 @@ async def apply_keyword(
         case KeywordKind.OPT_OUT:
             await record(Purpose.SERVICE, Action.REVOKE)
             await record(Purpose.MARKETING, Action.REVOKE)
-            return KeywordOutcome(True, _text("stop", lang, brand), 2)
+            return KeywordOutcome(True, reply("stop"), 2)
         case KeywordKind.HELP:
-            return KeywordOutcome(True, _text("help", lang, brand))
+            return KeywordOutcome(True, reply("help"))
         case KeywordKind.OPT_IN if match.confirms_pending:
             pending = [
                 s
@@ -141,7 +150,7 @@ async def apply_keyword(
                 return KeywordOutcome(False, None)  # a plain "yes": the conversation's business
             for state in pending:
                 await record(Purpose(state.purpose), Action.CONFIRM, state.topic)
-            return KeywordOutcome(True, _text("confirmed", lang, brand), len(pending))
+            return KeywordOutcome(True, reply("confirmed"), len(pending))
         case KeywordKind.OPT_IN:
             await record(Purpose.SERVICE, Action.GRANT)
             events = 1
@@ -153,5 +162,5 @@ async def apply_keyword(
                 if (channel, Purpose.MARKETING) in DOUBLE_OPT_IN:
                     await record(Purpose.MARKETING, Action.CONFIRM)
                     events += 1
-            return KeywordOutcome(True, _text("start", lang, brand), events)
+            return KeywordOutcome(True, reply("start"), events)
     return KeywordOutcome(False, None)

@@ -14,14 +14,11 @@ from typing import Any
 import aiohttp
 
 from dialog.turns import BotTurn, Turn
+from wording import translate
 
 __all__ = ["RasaRestBrain", "RasaUnavailable"]
 
 log = logging.getLogger(__name__)
-UNAVAILABLE = {
-    "en": "I'm passing you to a member of our team; they'll be with you shortly.",
-    "es": "Te paso con una persona de nuestro equipo; en breve te atenderá.",
-}
 
 
 class RasaUnavailable(Exception):
@@ -46,7 +43,7 @@ class RasaRestBrain:
         except RasaUnavailable as e:
             log.warning("%s: handing the conversation to a person", e)
             return BotTurn(
-                replies=[UNAVAILABLE.get(turn.language, UNAVAILABLE["en"])],
+                replies=[translate(turn.language, "handoff.notice")],
                 handoff="bot_unavailable",
             )
 

@@ -2,6 +2,8 @@
 
 `plan_turn` is the rule, a pure function of what was understood and who is asking:
 
+0. A message that answers the question an action asked (a phone number for a call-back, YES to
+   "stop marketing messages?") goes back to that action (`actions.awaiting`).
 1. The customer asks for a person → hand off (`customer_asked`).
 2. A complaint → hand off (`complaint`), recorded on the timeline (it starts the marketing
    cooldown). "I called to complain and now you sell me something?" must not happen.
@@ -10,26 +12,44 @@
 5. Greetings, thanks and goodbyes get a short answer.
 6. Anything else is not understood. A CMV customer goes to a person at once (their exclusive
    channel: no bot maze); others get one "could you rephrase?" and a person after the second
-   turn the bot could not understand.
+   turn the bot could not understand. A question confidently about the FAQ that the FAQ cannot
+   answer confidently is not understood either.
 
 A CMV customer is also handed off whenever the bot's confidence is below `cmv_confidence`.
+
+What an action is waiting for lives in the conversation's flags (`"slots"`), as a Rasa server
+keeps slots in its tracker; the state is kept only while a question is open.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from actions.awaiting import AWAITING_SLOT, Awaiting
+from actions.opt_out import is_confirmation
 from actions.runner import EmbeddedActions
 from crm_core.models import Tier
 from dialog.faq import FaqMatch, FaqMatcher
 from dialog.nlu import Understander, Understanding
 from dialog.turns import BotTurn, Turn
+from wording import N_, translate
 
-__all__ = ["BrainConfig", "Plan", "PlanKind", "SelfServiceBrain", "needs_faq", "plan_turn"]
+__all__ = [
+    "KEPT_SLOTS",
+    "BrainConfig",
+    "Plan",
+    "PlanKind",
+    "SelfServiceBrain",
+    "answers",
+    "needs_faq",
+    "plan_turn",
+]
 
 ACTIONS = {
     "order_status": "action_order_status",
@@ -39,24 +59,18 @@ ACTIONS = {
 }
 SMALL_TALK = ("greet", "thanks", "goodbye")
 
-TEXTS: Mapping[str, Mapping[str, str]] = {
-    "en": {
-        "greet": "Hello{name}! How can I help you?",
-        "thanks": "You're welcome! Anything else I can do for you?",
-        "goodbye": "Goodbye{name}, have a nice day!",
-        "rephrase": "Sorry, I didn't quite get that. Could you say it in other words?",
-        "handoff": "I'm passing you to a member of our team; they'll be with you shortly.",
-        "complaint": "I'm sorry about this. I'm passing you to a member of our team right away.",
-    },
-    "es": {
-        "greet": "¡Hola{name}! ¿En qué puedo ayudarte?",
-        "thanks": "¡De nada! ¿Puedo ayudarte en algo más?",
-        "goodbye": "¡Hasta pronto{name}, que tengas un buen día!",
-        "rephrase": "Perdona, no te he entendido bien. ¿Me lo puedes decir de otra forma?",
-        "handoff": "Te paso con una persona de nuestro equipo; en breve te atenderá.",
-        "complaint": "Lamento lo ocurrido. Te paso ahora mismo con una persona de nuestro equipo.",
-    },
+TEXTS = {
+    "greet": N_("smalltalk.greet"),
+    "thanks": N_("smalltalk.thanks"),
+    "goodbye": N_("smalltalk.goodbye"),
+    "rephrase": N_("bot.rephrase"),
+    "handoff": N_("handoff.notice"),
+    "complaint": N_("handoff.complaint"),
 }
+# The slots an open question needs on the next turn: the question, and what it is about.
+KEPT_SLOTS = (AWAITING_SLOT, "opt_out_request", "callback_time")
+# Digits enough for a phone number, however it is written; the action reads it properly.
+_PHONE_LIKE = re.compile(r"\+?\d(?:[\s().-]*\d){6,}")
 
 
 class PlanKind(StrEnum):
@@ -93,6 +107,15 @@ def needs_faq(understood: Understanding, *, tier: Tier, config: BrainConfig) -> 
     return intent == "faq" or not confident or cmv_unsure
 
 
+def answers(awaiting: Awaiting | None, text: str) -> bool:
+    """Does this message answer the question the bot asked?"""
+    if awaiting is Awaiting.OPT_OUT_CONFIRMATION:
+        return is_confirmation(text)
+    if awaiting is Awaiting.CALLBACK_PHONE:
+        return _PHONE_LIKE.search(text) is not None
+    return False
+
+
 def plan_turn(
     understood: Understanding,
     faq: FaqMatch | None,
@@ -100,8 +123,13 @@ def plan_turn(
     tier: Tier,
     failed_turns: int,
     config: BrainConfig,
+    answered: Awaiting | None = None,
 ) -> Plan:
-    """What to do with one message. Pure; see the module docstring for the rule."""
+    """What to do with one message. Pure; see the module docstring for the rule.
+
+    `answered`: the question this message answers, if it answers one (`answers`)."""
+    if answered is not None:
+        return Plan(PlanKind.ACTION, f"answers {answered.value}", action=answered.action)
     intent, confidence = understood.intent, understood.confidence
     confident = confidence >= config.intent_threshold
     if intent == "human" and confident:
@@ -121,6 +149,14 @@ def plan_turn(
         return Plan(PlanKind.ACTION, f"{intent} ({confidence:.2f})", action=ACTIONS[intent])
     if confident and intent in SMALL_TALK:
         return Plan(PlanKind.SMALL_TALK, f"{intent} ({confidence:.2f})")
+    if tier is Tier.CMV:
+        # Not understood (an FAQ question with no confident answer among them): a CMV customer
+        # gets a person at once, never "could you rephrase?".
+        return Plan(
+            PlanKind.HANDOFF,
+            f"CMV customers get a person when not understood ({intent} {confidence:.2f})",
+            handoff="cmv_priority",
+        )
     if failed_turns + 1 >= config.max_failed_turns:
         return Plan(
             PlanKind.HANDOFF, f"{failed_turns + 1} turns not understood", handoff="not_understood"
@@ -154,8 +190,13 @@ class SelfServiceBrain:
         )
         language = understood.language
         tier = Tier(turn.customer.tier)
+        slots: dict[str, Any] = dict(turn.conversation.flags.get("slots") or {})
+        awaiting = Awaiting.of(slots.get(AWAITING_SLOT))
+        answered = awaiting if answers(awaiting, turn.text) else None
+        if awaiting is Awaiting.OPT_OUT_CONFIRMATION and answered is None:
+            slots.clear()  # anything but a yes: the question lapses, consent stays as it was
         faq = None
-        if needs_faq(understood, tier=tier, config=self._config):
+        if answered is None and needs_faq(understood, tier=tier, config=self._config):
             faq = (await self._faq(session)).match(turn.text, language)
         plan = plan_turn(
             understood,
@@ -163,8 +204,8 @@ class SelfServiceBrain:
             tier=tier,
             failed_turns=turn.conversation.failed_turns,
             config=self._config,
+            answered=answered,
         )
-        texts = TEXTS.get(language, TEXTS["en"])
         base = BotTurn(
             intent=understood.intent, confidence=understood.confidence, language=language
         )
@@ -174,14 +215,15 @@ class SelfServiceBrain:
                 base.replies = [faq.answer]
             case PlanKind.SMALL_TALK:
                 name = f" {turn.customer.name.split()[0]}" if turn.customer.name else ""
-                base.replies = [texts[understood.intent].format(name=name)]
+                base.replies = [translate(language, TEXTS[understood.intent], name=name)]
             case PlanKind.REPHRASE:
-                base.replies, base.understood = [texts["rephrase"]], False
+                base.replies, base.understood = [translate(language, TEXTS["rephrase"])], False
             case PlanKind.HANDOFF:
                 base.handoff = plan.handoff
                 base.complaint = plan.handoff == "complaint"
                 base.understood = plan.handoff != "not_understood"
-                base.replies = [texts["complaint" if base.complaint else "handoff"]]
+                key = "complaint" if base.complaint else "handoff"
+                base.replies = [translate(language, TEXTS[key])]
             case PlanKind.ACTION:
                 assert plan.action is not None
                 outcome = await self._actions.run(
@@ -195,6 +237,7 @@ class SelfServiceBrain:
                         for e in understood.entities
                     ],
                     slots={
+                        **slots,
                         "language": language,
                         "timezone": turn.timezone,
                         "channel": turn.conversation.channel,
@@ -203,4 +246,17 @@ class SelfServiceBrain:
                 )
                 base.replies = list(outcome.texts)
                 base.handoff = outcome.handoff
+                slots.update(outcome.slots)
+        base.flags = _with_slots(turn.conversation.flags, slots)
         return base
+
+
+def _with_slots(flags: Mapping[str, Any], slots: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The conversation's flags keeping what an open question needs; None when unchanged."""
+    kept = {name: slots[name] for name in KEPT_SLOTS if slots.get(name) is not None}
+    if AWAITING_SLOT not in kept:
+        kept = {}  # no question open: nothing to remember
+    if kept == (flags.get("slots") or {}):
+        return None
+    updated = {name: value for name, value in flags.items() if name != "slots"}
+    return {**updated, "slots": kept} if kept else updated
