@@ -1,48 +1,90 @@
-"""`action_opt_out`: "stop sending me offers", said in words rather than with the STOP keyword."""
+"""`action_opt_out`: "stop sending me offers", said in words rather than with the STOP keyword.
+
+Withdrawing consent is the customer's decision, never the intent model's guess: "quiero devolver
+una camisa que no me queda bien" once read as an opt-out. So marketing is revoked at once only
+when the words are a clear revocation (`consent.keywords`, the same reading as STOP's); a guess
+asks first ("stop marketing messages by e-mail? Reply YES") and the revocation is recorded when
+the next message confirms it (the `awaiting` slot, `actions.awaiting`). Anything else than a yes
+lets the question lapse, and consent stays as it was.
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import override
 
+from actions.awaiting import AWAITING_SLOT, Awaiting
 from actions.deps import TrackerFacts, unit_of_work
+from consent.keywords import KeywordKind, classify
 from consent.ledger import record_consent
 from consent.types import Action as ConsentAction
 from consent.types import Channel, Purpose, Source
 from crm_core.customers import get_customer
+from wording import N_, translate
 
-__all__ = ["ActionOptOut", "opt_out"]
+__all__ = [
+    "REQUEST_SLOT",
+    "ActionOptOut",
+    "OptOutStep",
+    "is_confirmation",
+    "opt_out",
+    "opt_out_step",
+]
 
+REQUEST_SLOT = "opt_out_request"  # the customer's words while their confirmation is awaited
 _CHANNEL_NAMES = {
-    "es": {"sms": "SMS", "email": "correo", "telegram": "Telegram", "webchat": "el chat web"},
-    "en": {"sms": "SMS", "email": "e-mail", "telegram": "Telegram", "webchat": "the web chat"},
-}
-_TEXTS = {
-    "es": {
-        "done": "Hecho: no te enviaremos más mensajes comerciales por {channel}. Seguiremos "
-        "respondiendo a lo que nos preguntes.",
-        "no_channel": "No sé por qué canal quieres dejar de recibir mensajes. Si quieres, te "
-        "paso con una persona del equipo.",
-    },
-    "en": {
-        "done": "Done: we won't send you any more marketing messages by {channel}. We'll still "
-        "answer anything you ask us.",
-        "no_channel": "I'm not sure which channel you want to stop. I can pass you to a member "
-        "of our team if you like.",
-    },
+    Channel.SMS: N_("channel.sms"),
+    Channel.EMAIL: N_("channel.email"),
+    Channel.TELEGRAM: N_("channel.telegram"),
+    Channel.WEBCHAT: N_("channel.webchat"),
+    Channel.VOICE: N_("channel.voice"),
 }
 
 
-async def opt_out(session: AsyncSession, customer_id: int, channel: Channel, text: str) -> None:
+def is_confirmation(text: str) -> bool:
+    """YES / SÍ as the whole message: the answer the question asks for, and nothing looser
+    ("yes but what about my order?" is not a decision to withdraw consent)."""
+    match = classify(text)
+    return match.kind is KeywordKind.OPT_IN and match.confirms_pending
+
+
+class OptOutStep(StrEnum):
+    REVOKE = "revoke"  # a clear revocation, or the confirmation of one asked
+    ASK = "ask"  # the model's guess alone: ask before changing anything
+
+
+def opt_out_step(text: str, awaiting: Awaiting | None) -> OptOutStep:
+    """Pure: revoke now, or ask first."""
+    if classify(text).kind is KeywordKind.OPT_OUT:
+        return OptOutStep.REVOKE
+    if awaiting is Awaiting.OPT_OUT_CONFIRMATION and is_confirmation(text):
+        return OptOutStep.REVOKE
+    return OptOutStep.ASK
+
+
+async def opt_out(
+    session: AsyncSession,
+    customer_id: int,
+    channel: Channel,
+    text: str,
+    *,
+    confirmed_by: str | None = None,
+) -> None:
     """Revoke marketing on the channel the customer wrote on, with their words as evidence.
 
     Source.KEYWORD: the customer asked in a message on that channel, which is what the keyword
-    source records; the evidence keeps the exact text and that the bot (not a keyword) read it.
-    Service messages stay: they asked to stop offers, not to stop answers (STOP does that)."""
+    source records; the evidence keeps the exact text, that the bot (not a keyword) read it and,
+    for a request the bot asked about, the answer that confirmed it. Service messages stay: they
+    asked to stop offers, not to stop answers (STOP does that)."""
+    evidence: dict[str, Any] = {"text": text, "understood_by": "action_opt_out"}
+    if confirmed_by is not None:
+        evidence["confirmed_by"] = confirmed_by
     await record_consent(
         session,
         customer_id,
@@ -51,7 +93,7 @@ async def opt_out(session: AsyncSession, customer_id: int, channel: Channel, tex
         ConsentAction.REVOKE,
         Source.KEYWORD,
         actor="customer",
-        evidence={"text": text, "understood_by": "action_opt_out"},
+        evidence=evidence,
     )
 
 
@@ -67,14 +109,27 @@ class ActionOptOut(Action):  # type: ignore[misc]
         facts = TrackerFacts.of(tracker)
         value = facts.slot("channel")
         channel = Channel(value) if value in set(Channel) else None
+        awaiting = Awaiting.of(facts.slot(AWAITING_SLOT))
+        step = opt_out_step(facts.text, awaiting)
+        done: list[dict[str, Any]] = [SlotSet(AWAITING_SLOT, None), SlotSet(REQUEST_SLOT, None)]
         async with unit_of_work() as session:
             customer = await get_customer(session, facts.customer_id)
             language = facts.language(customer.language)
-            if channel is not None:
-                await opt_out(session, customer.id, channel, facts.text)
+            if channel is not None and step is OptOutStep.REVOKE:
+                request = facts.slot(REQUEST_SLOT) if awaiting else None
+                if request is None:
+                    await opt_out(session, customer.id, channel, facts.text)
+                else:
+                    await opt_out(session, customer.id, channel, request, confirmed_by=facts.text)
         if channel is None:
-            dispatcher.utter_message(text=_TEXTS[language]["no_channel"])
-        else:
-            name = _CHANNEL_NAMES[language].get(channel.value, channel.value)
-            dispatcher.utter_message(text=_TEXTS[language]["done"].format(channel=name))
-        return []
+            dispatcher.utter_message(text=translate(language, "optout.no_channel"))
+            return done
+        name = translate(language, _CHANNEL_NAMES[channel])
+        if step is OptOutStep.ASK:
+            dispatcher.utter_message(text=translate(language, "optout.confirm", channel=name))
+            return [
+                SlotSet(AWAITING_SLOT, Awaiting.OPT_OUT_CONFIRMATION.value),
+                SlotSet(REQUEST_SLOT, facts.text),
+            ]
+        dispatcher.utter_message(text=translate(language, "optout.done", channel=name))
+        return done

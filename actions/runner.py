@@ -52,6 +52,8 @@ SLOTS = (
     "customer_name",
     "tier",
     "handoff_reason",
+    "awaiting",  # actions.awaiting: the question an action asked
+    "opt_out_request",
 )
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5055

@@ -7,10 +7,12 @@ each test gets a freshly migrated, empty database.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +22,18 @@ from sastre.db import SessionMaker, create_engine, migrate, sessionmaker_for
 from tests.support.servers import postgres_server, redis_server
 
 _database_numbers = itertools.count(1)
+
+# Property tests are deterministic unless asked otherwise: a test that fails by chance on one run
+# and passes on the next is a second bug. "ci" (the default, and what CI runs) derives every
+# example from the test itself; `HYPOTHESIS_PROFILE=dev` explores new examples for a while, and a
+# failure it finds prints a blob to reproduce it and is then pinned with `@example`.
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, max_examples=100, deadline=None, print_blob=True, database=None
+)
+hypothesis_settings.register_profile("dev", max_examples=1000, deadline=None, print_blob=True)
+hypothesis_settings.load_profile(
+    "ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "ci")
+)
 
 
 @pytest.fixture(scope="session")

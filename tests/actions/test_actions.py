@@ -19,7 +19,7 @@ from consent.ledger import consent_history
 from consent.tokens import LinkSigner, PreferenceLink
 from consent.types import Channel
 from crm_core.customers import upsert_customer
-from crm_core.models import Interaction, InteractionKind
+from crm_core.models import Identity, Interaction, InteractionKind
 from crm_core.records import parse_customer
 from crm_core.timeline import add_interaction
 from sastre.db import SessionMaker
@@ -50,17 +50,20 @@ def embedded(action_deps: ActionDeps) -> EmbeddedActions:
 
 
 async def new_customer(
-    session: AsyncSession, external_id: str, *, language: str, timezone: str = "Europe/Madrid"
+    session: AsyncSession,
+    external_id: str,
+    *,
+    language: str,
+    timezone: str = "Europe/Madrid",
+    phone: str | None = None,
 ) -> int:
-    record = parse_customer(
-        {
-            "external_id": external_id,
-            "name": "Lucía Pérez" if language == "es" else "Jane Doe",
-            "language": language,
-            "timezone": timezone,
-        },
-        "ES",
-    )
+    fields = {
+        "external_id": external_id,
+        "name": "Lucía Pérez" if language == "es" else "Jane Doe",
+        "language": language,
+        "timezone": timezone,
+    }
+    record = parse_customer({**fields, "phone": phone} if phone else fields, "ES")
     customer, _ = await upsert_customer(session, record)
     return customer.id
 
@@ -198,7 +201,7 @@ async def test_callback_is_recorded_and_confirmed_in_spanish(
     madrid = ZoneInfo("Europe/Madrid")
     when = next_weekday_at_ten(madrid)
     async with sessionmaker.begin() as session:
-        customer_id = await new_customer(session, "C-6", language="es")
+        customer_id = await new_customer(session, "C-6", language="es", phone="+34612345678")
     outcome = await run(
         embedded,
         "action_request_callback",
@@ -209,7 +212,7 @@ async def test_callback_is_recorded_and_confirmed_in_spanish(
     )
     assert outcome.texts == [f"Te llamaremos {spoken_appointment(when, 'es', with_month=False)}."]
     assert outcome.texts[0].endswith(f" {when.day} a las 10:00.")
-    assert outcome.slots == {"callback_time": when.isoformat()}
+    assert outcome.slots == {"callback_time": when.isoformat(), "awaiting": None}
     async with sessionmaker() as session:
         stored = await session.scalar(
             select(Interaction).where(Interaction.kind == InteractionKind.CALLBACK.value)
@@ -220,6 +223,7 @@ async def test_callback_is_recorded_and_confirmed_in_spanish(
         "requested_for": when.isoformat(),
         "channel": "sms",
         "status": "requested",
+        "phone": "+34612345678",
     }
 
 
@@ -229,7 +233,9 @@ async def test_callback_naive_time_is_the_customers_local_time_in_english(
     new_york = ZoneInfo("America/New_York")
     when = next_weekday_at_ten(new_york)
     async with sessionmaker.begin() as session:
-        customer_id = await new_customer(session, "C-7", language="en", timezone="America/New_York")
+        customer_id = await new_customer(
+            session, "C-7", language="en", timezone="America/New_York", phone="+12125550123"
+        )
     outcome = await run(
         embedded,
         "action_request_callback",
@@ -264,7 +270,7 @@ async def test_callback_in_the_past_is_refused(
         entities=[{"entity": "datetime", "value": past.isoformat()}],
     )
     assert outcome.texts == ["Esa hora ya ha pasado. ¿Cuándo quieres que te llamemos?"]
-    assert outcome.slots == {"callback_time": None}
+    assert outcome.slots == {"callback_time": None, "awaiting": None}
     async with sessionmaker() as session:
         assert await count(session, InteractionKind.CALLBACK) == 0
 
@@ -285,12 +291,93 @@ def test_callback_helpers() -> None:
     )
 
 
+async def test_callback_without_a_known_phone_asks_for_one_and_waits(
+    sessionmaker: SessionMaker, embedded: EmbeddedActions
+) -> None:
+    """A promise nobody can keep: a web chat visitor with no phone was told "we'll call you"."""
+    madrid = ZoneInfo("Europe/Madrid")
+    when = next_weekday_at_ten(madrid)
+    async with sessionmaker.begin() as session:
+        customer_id = await new_customer(session, "C-16", language="es")
+    outcome = await run(
+        embedded,
+        "action_request_callback",
+        customer_id,
+        text="llamadme pasado mañana a las 10",
+        entities=[{"entity": "datetime", "value": when.isoformat()}],
+        slots={"channel": "webchat"},
+    )
+    (text,) = outcome.texts
+    assert text.startswith("¿A qué número de teléfono te llamamos el ")
+    assert "Te llamaremos" not in text
+    assert outcome.slots == {"callback_time": when.isoformat(), "awaiting": "callback_phone"}
+    async with sessionmaker() as session:
+        assert await count(session, InteractionKind.CALLBACK) == 0
+
+
+async def test_a_phone_given_for_a_waiting_callback_is_linked_and_confirmed(
+    sessionmaker: SessionMaker, embedded: EmbeddedActions
+) -> None:
+    madrid = ZoneInfo("Europe/Madrid")
+    when = next_weekday_at_ten(madrid)
+    async with sessionmaker.begin() as session:
+        customer_id = await new_customer(session, "C-17", language="es")
+    waiting = {
+        "channel": "webchat",
+        "callback_time": when.isoformat(),
+        "awaiting": "callback_phone",
+    }
+    unclear = await run(embedded, "action_request_callback", customer_id, text="12", slots=waiting)
+    assert unclear.texts[0].startswith("Ese número no parece un teléfono")
+    assert unclear.slots["awaiting"] == "callback_phone"
+    outcome = await run(
+        embedded,
+        "action_request_callback",
+        customer_id,
+        text="mi móvil es 612 345 678",
+        slots=waiting,
+    )
+    spoken = spoken_appointment(when, "es", with_month=False)
+    assert outcome.texts == [f"Gracias. Te llamaremos al +34 612 34 56 78 {spoken}."]
+    assert outcome.slots == {"callback_time": when.isoformat(), "awaiting": None}
+    async with sessionmaker() as session:
+        phone = await session.get(Identity, ("phone", "+34612345678"))
+        stored = await session.scalar(
+            select(Interaction).where(Interaction.kind == InteractionKind.CALLBACK.value)
+        )
+    assert phone is not None
+    assert (phone.customer_id, phone.verified) == (customer_id, False)
+    assert stored is not None
+    assert stored.data["phone"] == "+34612345678"
+
+
+async def test_someone_elses_phone_goes_on_the_callback_but_is_not_linked(
+    sessionmaker: SessionMaker, embedded: EmbeddedActions
+) -> None:
+    when = next_weekday_at_ten(ZoneInfo("Europe/Madrid"))
+    async with sessionmaker.begin() as session:
+        owner = await new_customer(session, "C-18", language="en", phone="+34612345678")
+        visitor = await new_customer(session, "C-19", language="en")
+    outcome = await run(
+        embedded,
+        "action_request_callback",
+        visitor,
+        text="+34 612 345 678",
+        slots={"callback_time": when.isoformat(), "awaiting": "callback_phone"},
+    )
+    assert outcome.texts[0].startswith("Thanks. We'll call you at +34 612 34 56 78 on ")
+    async with sessionmaker() as session:
+        phone = await session.get(Identity, ("phone", "+34612345678"))
+    assert phone is not None
+    assert phone.customer_id == owner
+
+
 async def test_writes_belong_to_the_given_session(
     sessionmaker: SessionMaker, embedded: EmbeddedActions
 ) -> None:
     """In-process, the action writes in the inbound message's transaction: rolled back, gone."""
     async with sessionmaker.begin() as session:
-        customer_id = await new_customer(session, "C-10", language="en")
+        customer_id = await new_customer(session, "C-10", language="en", phone="+34612345678")
     when = datetime.now(UTC) + timedelta(days=1)
     async with sessionmaker() as session:
         transaction = await session.begin()
@@ -366,6 +453,58 @@ async def test_opt_out_revokes_marketing_on_the_channel(
     assert event.evidence["text"] == text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "quiero devolver una camisa que no me queda bien",
+        "mi código de descuento no funciona",
+        "olvidé mi contraseña de la web",
+    ],
+)
+async def test_a_guessed_opt_out_asks_and_changes_nothing(
+    sessionmaker: SessionMaker, embedded: EmbeddedActions, text: str
+) -> None:
+    """The intent model's guess alone never withdraws consent: it asks."""
+    async with sessionmaker.begin() as session:
+        customer_id = await new_customer(session, "C-20", language="es")
+    outcome = await run(
+        embedded, "action_opt_out", customer_id, text=text, slots={"channel": "webchat"}
+    )
+    assert outcome.texts == [
+        "¿Quieres dejar de recibir mensajes comerciales por el chat web? "
+        "Responde SÍ para confirmarlo."
+    ]
+    assert outcome.slots == {"awaiting": "opt_out_confirmation", "opt_out_request": text}
+    async with sessionmaker() as session:
+        assert await consent_history(session, customer_id) == []
+
+
+async def test_a_confirmed_opt_out_is_recorded_with_the_request_and_the_answer(
+    sessionmaker: SessionMaker, embedded: EmbeddedActions
+) -> None:
+    async with sessionmaker.begin() as session:
+        customer_id = await new_customer(session, "C-21", language="es")
+    asked = {"channel": "sms", "awaiting": "opt_out_confirmation", "opt_out_request": "ya vale"}
+    outcome = await run(embedded, "action_opt_out", customer_id, text="Sí", slots=asked)
+    assert outcome.texts[0].startswith("Hecho: no te enviaremos más mensajes comerciales por SMS")
+    assert outcome.slots == {"awaiting": None, "opt_out_request": None}
+    async with sessionmaker() as session:
+        (event,) = await consent_history(session, customer_id)
+    assert (event.channel, event.purpose, event.action) == ("sms", "marketing", "revoke")
+    assert event.evidence["text"] == "ya vale"
+    assert event.evidence["confirmed_by"] == "Sí"
+
+
+async def test_a_yes_with_no_question_asked_changes_nothing(
+    sessionmaker: SessionMaker, embedded: EmbeddedActions
+) -> None:
+    async with sessionmaker.begin() as session:
+        customer_id = await new_customer(session, "C-22", language="en")
+    await run(embedded, "action_opt_out", customer_id, text="yes", slots={"channel": "sms"})
+    async with sessionmaker() as session:
+        assert await consent_history(session, customer_id) == []
+
+
 async def test_opt_out_in_spanish_rolls_back_with_the_message(
     sessionmaker: SessionMaker, embedded: EmbeddedActions
 ) -> None:
@@ -377,7 +516,7 @@ async def test_opt_out_in_spanish_rolls_back_with_the_message(
             embedded,
             "action_opt_out",
             customer_id,
-            text="no quiero más publicidad",
+            text="no me escribáis más",
             slots={"channel": "sms"},
             session=session,
         )
@@ -408,11 +547,11 @@ async def test_profile_sets_the_personalisation_slots(
 @pytest.mark.parametrize(
     ("slots", "reason", "notice"),
     [
-        ({"language": "es"}, "customer_asked", "Te paso con una persona del equipo."),
+        ({"language": "es"}, "customer_asked", "Te paso con una persona de nuestro equipo;"),
         (
             {"language": "en", "handoff_reason": "complaint"},
             "complaint",
-            "I'm passing you to a member of our team.",
+            "I'm passing you to a member of our team;",
         ),
     ],
 )

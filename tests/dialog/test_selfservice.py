@@ -6,18 +6,22 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
+from sqlalchemy import select
 
+from actions.awaiting import Awaiting
 from channels.base import ChannelName, InboundMessage
+from consent.ledger import consent_history
 from consent.replies import Brand
-from crm_core.customers import upsert_customer
-from crm_core.models import Tier
+from crm_core.customers import get_customer, upsert_customer
+from crm_core.models import Identity, Interaction, InteractionKind, Tier
 from crm_core.records import parse_customer
 from dialog.faq import FaqEntry, FaqMatch
 from dialog.inbound import InboundProcessor
+from dialog.models import Conversation
 from dialog.nlu import INTENTS, Understanding
-from dialog.selfservice import BrainConfig, Plan, PlanKind, needs_faq, plan_turn
+from dialog.selfservice import BrainConfig, Plan, PlanKind, answers, needs_faq, plan_turn
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.dialogs import build_brain
@@ -80,6 +84,44 @@ def test_a_cmv_customer_still_gets_a_confident_faq_answer() -> None:
     assert plan("faq", 0.6, tier=Tier.CMV, faq_match=faq(True)).kind is PlanKind.FAQ
 
 
+@pytest.mark.parametrize("faq_match", [None, faq(False)])
+def test_a_cmv_faq_question_the_faq_cannot_answer_goes_to_a_person_at_once(
+    faq_match: FaqMatch | None,
+) -> None:
+    """Confidently an FAQ question, no confident answer: a person, not "could you rephrase?"."""
+    result = plan("faq", 0.9, tier=Tier.CMV, faq_match=faq_match)
+    assert (result.kind, result.handoff) == (PlanKind.HANDOFF, "cmv_priority")
+
+
+def test_an_answer_to_the_question_asked_goes_back_to_its_action() -> None:
+    result = plan_turn(
+        understood("complaint", 0.25),
+        None,
+        tier=Tier.STANDARD,
+        failed_turns=1,
+        config=CONFIG,
+        answered=Awaiting.CALLBACK_PHONE,
+    )
+    assert (result.kind, result.action) == (PlanKind.ACTION, "action_request_callback")
+
+
+@pytest.mark.parametrize(
+    ("awaiting", "text", "expected"),
+    [
+        (Awaiting.OPT_OUT_CONFIRMATION, "SÍ", True),
+        (Awaiting.OPT_OUT_CONFIRMATION, "yes", True),
+        (Awaiting.OPT_OUT_CONFIRMATION, "yes but where is my order?", False),
+        (Awaiting.CALLBACK_PHONE, "es el +34 612 34 56 78", True),
+        (Awaiting.CALLBACK_PHONE, "a las 10", False),
+        (None, "yes", False),
+    ],
+)
+def test_what_answers_the_question_asked(
+    awaiting: Awaiting | None, text: str, expected: bool
+) -> None:
+    assert answers(awaiting, text) is expected
+
+
 @given(
     intent=st.sampled_from(INTENTS),
     confidence=st.floats(0, 1),
@@ -87,6 +129,9 @@ def test_a_cmv_customer_still_gets_a_confident_faq_answer() -> None:
     failed=st.integers(0, 5),
     faq_confident=st.none() | st.booleans(),
 )
+# Found once by chance in a fresh clone's run: a CMV FAQ question with no confident answer.
+@example(intent="faq", confidence=0.9, tier=Tier.CMV, failed=0, faq_confident=False)
+@example(intent="faq", confidence=0.9, tier=Tier.CMV, failed=0, faq_confident=None)
 def test_properties_of_the_rule(
     intent: str, confidence: float, tier: Tier, failed: int, faq_confident: bool | None
 ) -> None:
@@ -149,9 +194,92 @@ async def test_the_embedded_bot_answers_an_faq_in_spanish(processor: InboundProc
 
 
 async def test_the_embedded_bot_books_a_call_back(processor: InboundProcessor) -> None:
-    result = await processor.handle(web("call me back tomorrow at 10am please", 1))
+    message = InboundMessage(ChannelName.SMS, "+14155552671", "call me back tomorrow at 10am", "s1")
+    result = await processor.handle(message)
     assert result.intent == "request_callback"
+    assert result.replies[0].text.startswith("We'll call you ")
     assert "10:00" in result.replies[0].text
+
+
+async def test_a_visitor_with_no_phone_is_asked_for_one_before_any_promise(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    asked = await processor.handle(web("call me back tomorrow at 10am please", 1))
+    assert asked.replies[0].text.startswith("Which phone number should we call you on ")
+    meanwhile = await processor.handle(web("thanks", 2))
+    assert meanwhile.intent == "thanks"  # the request keeps waiting meanwhile
+    confirmed = await processor.handle(web("+1 415 555 2671", 3))
+    assert confirmed.replies[0].text.startswith("Thanks. We'll call you at +1 415-555-2671 ")
+    assert "10:00" in confirmed.replies[0].text
+    async with sessionmaker() as session:
+        phone = await session.get(Identity, ("phone", "+14155552671"))
+        callbacks = list(
+            await session.scalars(
+                select(Interaction).where(Interaction.kind == InteractionKind.CALLBACK.value)
+            )
+        )
+        conversation = await session.scalar(select(Conversation))
+    assert phone is not None
+    assert (phone.customer_id, phone.verified) == (confirmed.customer_id, False)
+    assert [c.data["phone"] for c in callbacks] == ["+14155552671"]
+    assert conversation is not None
+    assert "slots" not in conversation.flags  # no question open any more
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "quiero devolver una camisa que no me queda bien",
+        "mi código de descuento no funciona",
+        "olvidé mi contraseña de la web",
+    ],
+)
+async def test_a_guessed_opt_out_changes_no_consent(
+    processor: InboundProcessor, sessionmaker: SessionMaker, text: str
+) -> None:
+    result = await processor.handle(web(text, 1))
+    assert "Hecho" not in result.replies[0].text
+    later = await processor.handle(web("¿cuál es el horario de la tienda?", 2))
+    assert later.replies
+    async with sessionmaker() as session:
+        assert await consent_history(session, result.customer_id or 0) == []
+        conversation = await session.scalar(select(Conversation))
+    assert conversation is not None
+    assert "slots" not in conversation.flags  # the question lapsed: a later yes means nothing
+
+
+async def test_a_guessed_opt_out_confirmed_with_si_is_recorded(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    asked = await processor.handle(web("olvidé mi contraseña de la web", 1))
+    assert asked.replies[0].text.startswith("¿Quieres dejar de recibir mensajes comerciales")
+    confirmed = await processor.handle(web("SÍ", 2))
+    assert confirmed.replies[0].text.startswith("Hecho: no te enviaremos más mensajes")
+    async with sessionmaker() as session:
+        (event,) = await consent_history(session, confirmed.customer_id or 0)
+    assert (event.channel, event.purpose, event.action) == ("webchat", "marketing", "revoke")
+    assert event.evidence["text"] == "olvidé mi contraseña de la web"
+
+
+async def test_a_spanish_chat_gets_its_stop_reply_in_spanish(processor: InboundProcessor) -> None:
+    """The keyword STOP is English; the customer is not."""
+    chatted = await processor.handle(web("¿cuál es el horario de la tienda?", 1))
+    assert "lunes a sábado" in chatted.replies[0].text
+    stopped = await processor.handle(web("STOP", 2))
+    assert stopped.replies[0].text.startswith("Se ha dado de baja de Sastre.")
+
+
+async def test_a_lead_opened_with_a_language_hint_keeps_it(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    message = InboundMessage(
+        ChannelName.WEBCHAT, "visitor-000002", "STOP", "v2:1", language_hint="es"
+    )
+    result = await processor.handle(message)
+    assert result.replies[0].text.startswith("Se ha dado de baja de Sastre.")
+    async with sessionmaker() as session:
+        customer = await get_customer(session, result.customer_id or 0)
+    assert customer.language == "es"
 
 
 async def test_a_cmv_customer_is_handed_off_at_once_when_not_understood(
