@@ -6,9 +6,9 @@ rules come from SMS practice; the inbound path reads every channel's messages wi
 
 How a text is read
 ------------------
-The text is case-folded, accents are folded (Unicode NFKD without combining marks, so "SÍ" is "si"
-and full-width "ＳＴＯＰ" is "stop"), apostrophes are dropped ("don't" is "dont"), and every run of
-other characters that are not letters or digits becomes one space; clause punctuation
+The text is folded by `wording.fold`, as the bot folds it (case-folded, accents folded: "SÍ" is
+"si" and full-width "ＳＴＯＰ" is "stop"), apostrophes are dropped ("don't" is "dont"), and every
+run of other characters that are not letters or digits becomes one space; clause punctuation
 (``. , ; : ! ? ¡ ¿ |`` and line breaks) becomes a clause break that no in-sentence phrase may
 cross. Emoji and symbols are therefore ignored like punctuation: "STOP 🙏" is the keyword STOP.
 
@@ -61,11 +61,12 @@ text wins over everything else in it ("help stop" is an opt-out).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
+
+from wording import fold
 
 __all__ = [
     "DEFAULT_RULES",
@@ -112,7 +113,6 @@ NO_MATCH = KeywordMatch(KeywordKind.NONE)
 
 # --- normalisation ------------------------------------------------------------------------------
 
-_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 _CLAUSE_ASCII = ".,;:!?|\n\r"
 _CLAUSE = re.compile(r"[.,;:!?¡¿|\n\r\u2026\u2014]+")
 _NON_WORD = re.compile(r"[^\w|]+")
@@ -130,8 +130,7 @@ def _fold(text: str) -> str:
     if text.isascii():
         text = text.lower()
     else:
-        # casefold first: it may add combining marks ("İ" is "i" and a dot above)
-        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text.casefold()))
+        text = fold(text)
         for apostrophe in "’‘ʼ":
             text = text.replace(apostrophe, "")
     return text.replace("'", "").replace("`", "").replace("_", " ")

@@ -22,7 +22,6 @@ import csv
 import io
 import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ from sklearn.feature_extraction.text import (
 )
 from sklearn.preprocessing import normalize
 from typing_extensions import override
+
+from wording import fold as fold_text
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -87,9 +88,7 @@ def fold(text: str) -> str:
     Customers on SMS and chat often type without accents or capitals; the KB is written with
     them. Folding both sides the same way makes "devolución" and "devolucion" one word.
     """
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _NOT_WORD.sub(" ", stripped).strip()
+    return _NOT_WORD.sub(" ", fold_text(text)).strip()
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -94,6 +93,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from wording import fold
 
 __all__ = [
     "DEFAULT_LANGUAGE",
@@ -157,7 +158,6 @@ class Understander(Protocol):
 # Folding
 # --------------------------------------------------------------------------------------------
 
-_COMBINING = re.compile("[\u0300-\u036f]+")
 _APOSTROPHES = re.compile("['’‘`´]")
 _QUESTION = re.compile("[?¿]+")
 _DIGITS = re.compile(r"\d+")
@@ -167,7 +167,7 @@ _REPEATS = re.compile(r"(\w)\1{2,}")
 
 def _fold(text: str) -> str:
     """Lower case without accents: what the customer meant, however it was typed."""
-    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.lower()))
+    return fold(text)
 
 
 def _normalise(text: str) -> str:
