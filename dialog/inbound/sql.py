@@ -172,7 +172,9 @@ _CONTEXT_BY_CUSTOMER = {name: _context_query(name, by_identity=False) for name i
 _STORE_INBOUND = {name: _store_inbound_statement(name) for name in DIALECTS}
 _CONVERSATIONS = {name: _conversations_query(name) for name in DIALECTS}
 _OPEN_CONVERSATION = insert(conversations_table).returning(conversations_table.c.id)
-_STORE_REPLIES = insert(messages_table).returning(messages_table.c.id, sort_by_parameter_order=True)
+# Matched back by provider id: asking for the rows in parameter order would make SQLite insert
+# them one statement at a time.
+_STORE_REPLIES = insert(messages_table).returning(messages_table.c.id, messages_table.c.provider_id)
 _STORE_TIMELINE = insert(interactions_table)
 _AWAITING = (
     select(messages_table.c.id, messages_table.c.channel, messages_table.c.provider_id)
@@ -353,7 +355,9 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
             for work, text in replies
         ]
         stored = await session.execute(_STORE_REPLIES, rows if len(rows) > 1 else rows[0])
-        for (work, text), message_id in zip(replies, stored.scalars(), strict=True):
+        ids = {row.provider_id: row.id for row in stored}
+        for (work, text), row in zip(replies, rows, strict=True):
+            message_id = ids[row["provider_id"]]
             work.sent.append((text, message_id))
             work.note(
                 InteractionKind.MESSAGE_OUT,

@@ -286,6 +286,26 @@ async def test_messages_arriving_together_are_committed_together(
     assert await count(sessionmaker, Message) == 32  # 2 x 8 in, 2 x 8 out
 
 
+async def test_a_batch_costs_the_statements_of_one_message(
+    processor: InboundProcessor, engine: AsyncEngine
+) -> None:
+    # The hot path's statement count is the group commit's promise (and the PostgreSQL row lock
+    # rides in the context query: no extra round trip).
+    senders = [f"+1415555{n:04d}" for n in range(8)]
+    await asyncio.gather(*(processor.handle(sms("hi", sender)) for sender in senders))  # leads
+    await processor.handle(sms("one", senders[0]))
+    statements: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    await processor.handle(sms("alone", senders[0]))
+    alone = len(statements)
+    statements.clear()
+    first = asyncio.create_task(processor.handle(sms("first", senders[0])))
+    await asyncio.sleep(0)  # the writer takes it alone; the seven others queue behind it
+    await asyncio.gather(first, *(processor.handle(sms("q", sender)) for sender in senders[1:]))
+    assert len(statements) == 2 * alone
+    assert alone <= 7  # context, messages in, replies, timeline, intents (+ BEGIN on SQLite)
+
+
 class Paced(Answers):
     """Takes a moment to answer, as a bot across the network does; counts answers in flight."""
 

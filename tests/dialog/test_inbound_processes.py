@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import event, func, select
@@ -21,7 +21,7 @@ from consent.replies import Brand
 from crm_core.models import Interaction
 from dialog.inbound import InboundProcessor
 from dialog.models import Conversation
-from dialog.turns import BotTurn, Turn
+from dialog.turns import BotTurn, InboundResult, Turn
 from sastre.db import SessionMaker, create_engine, sessionmaker_for
 
 HAND_OFF_AFTER = 3  # failed turns, as the embedded bot's rule does
@@ -78,7 +78,7 @@ def _sms(text: str, n: int) -> InboundMessage:
 
 
 @pytest.fixture
-async def second_engine(database_url: str) -> Any:
+async def second_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     yield engine
     await engine.dispose()
@@ -96,7 +96,7 @@ async def test_two_processes_count_every_failed_turn_and_hand_off_once(
     second = _processor(sessionmaker_for(second_engine), second_bot)
     opened = await first.handle(_sms("hello", 0))  # the customer and their conversation
     event.listen(second_engine.sync_engine, "before_cursor_execute", lambda *_: reading.set())
-    results = []
+    results: list[InboundResult] = []
     for n in (1, 3):  # two rounds: each process one message of the same customer at once
         reading.clear()
         first_bot.hold = True
@@ -117,6 +117,8 @@ async def test_two_processes_count_every_failed_turn_and_hand_off_once(
     assert answers == 1 + HAND_OFF_AFTER  # "hello"'s answer, then one per failed turn
 
 
-async def _after_first(processor: InboundProcessor, message: InboundMessage, bot: Puzzle) -> Any:
+async def _after_first(
+    processor: InboundProcessor, message: InboundMessage, bot: Puzzle
+) -> InboundResult:
     await bot.deciding.wait()  # the first process is deciding its turn: now the second reads
     return await processor.handle(message)
