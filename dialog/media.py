@@ -12,10 +12,12 @@ Each medium says, in one entry, what the three packages call it and how its text
 * `writes`: whether customers write to us on it. Call-backs (voice) are ours to place, so a phone
   number that writes to us writes by SMS.
 
-Every map between the three vocabularies reads this registry. A new medium (an adapter in
-`channels/`) registers here; `tests/dialog/test_media.py` fails until every name of the three
-vocabularies is accounted for. `channels` may not see crm_core or consent, which is why the
-registry lives in `dialog`, the first package that may see all three.
+The maps between the three vocabularies in `dialog` read this registry; consent keeps its own
+(which identity makes a channel reachable: it may not import `dialog`), and a test holds it to
+this one. A new medium (an adapter in `channels/`) registers here; `tests/dialog/test_media.py`
+fails until every name of the three vocabularies is accounted for. `channels` may not see
+crm_core or consent, which is why the registry lives in `dialog`, the first package that may
+see all three.
 """
 
 from __future__ import annotations
