@@ -9,8 +9,9 @@ On PostgreSQL that first query also locks each open conversation it reads (`FOR 
 processes answering one customer at once take turns on the row, and the second reads what the
 first wrote, so no `failed_turns` increment is lost and nobody hands off twice. The lock is taken
 in a LATERAL sub-select, because PostgreSQL refuses `FOR UPDATE` on the nullable side of an outer
-join (a customer may have no open conversation). SQLite needs none: a writer's `BEGIN IMMEDIATE`
-already serialises every write transaction.
+join (a customer may have no open conversation). Two batches locking the same conversations in
+opposite orders deadlock; PostgreSQL aborts one, and the batcher runs its messages again one by
+one. SQLite needs no lock: a writer's `BEGIN IMMEDIATE` already serialises write transactions.
 """
 
 from __future__ import annotations

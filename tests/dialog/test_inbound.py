@@ -520,6 +520,12 @@ async def test_a_long_email_is_stored_whole_and_answered(
     assert brain.turns[0].text == text[: medium(ChannelName.EMAIL).bot_text]  # its start
 
 
+async def test_nobody_writes_to_us_by_voice(processor: InboundProcessor) -> None:
+    call = InboundMessage(ChannelName.VOICE, "+14155552671", "hello", "CA1")
+    with pytest.raises(ValueError, match="do not write to us by voice"):
+        await processor.handle(call)
+
+
 class GatedRemote(FakeRemote):
     """A remote bot that answers `slow` only when let go (as a Rasa taking 2 s would), and
     everyone else at once."""
