@@ -86,24 +86,6 @@ async def customer(sessionmaker: SessionMaker) -> None:
         await upsert_customer(session, parse_customer(fields, "US"))
 
 
-@pytest.mark.parametrize(("method", "path", "model"), ENDPOINTS, ids=[e[1] for e in ENDPOINTS])
-@fuzzing
-@given(data=st.data())
-async def test_any_json_body_gets_a_clear_answer(
-    client: Client,
-    auth: Headers,
-    customer: None,
-    method: str,
-    path: str,
-    model: type[BaseModel] | None,
-    data: st.DataObject,
-) -> None:
-    body = data.draw(bodies(model), label="body")
-    url = path.replace("{id}", data.draw(PATH_IDS, label="id") if "{id}" in path else "")
-    response = await client.request(method, url, json=body, headers=auth(Role.ADMIN))
-    assert_clear_answer(response.status, await response.text())
-
-
 # Raw JSON text, for what an ordinary client would not send: nesting far past any limit, lone
 # UTF-16 surrogates, numbers past a float, past Decimal's 28 digits or past Python's 4300-digit
 # integer conversion, and the NaN and Infinity that Python's parser accepts.
@@ -135,7 +117,7 @@ def hostile_bodies(model: type[BaseModel] | None) -> st.SearchStrategy[str]:
 @pytest.mark.parametrize(("method", "path", "model"), ENDPOINTS, ids=[e[1] for e in ENDPOINTS])
 @fuzzing
 @given(data=st.data())
-async def test_hostile_json_gets_a_clear_answer(
+async def test_any_json_body_gets_a_clear_answer(
     client: Client,
     auth: Headers,
     customer: None,
@@ -144,12 +126,12 @@ async def test_hostile_json_gets_a_clear_answer(
     model: type[BaseModel] | None,
     data: st.DataObject,
 ) -> None:
-    body = data.draw(hostile_bodies(model), label="body")
-    url = path.replace("{id}", "1")
+    text = data.draw(bodies(model).map(json.dumps) | hostile_bodies(model), label="body")
+    url = path.replace("{id}", data.draw(PATH_IDS, label="id") if "{id}" in path else "")
     response = await client.request(
         method,
         url,
-        data=body.encode("ascii"),
+        data=text.encode("ascii"),  # json.dumps escapes all else, a lone surrogate too
         headers={**auth(Role.ADMIN), "Content-Type": "application/json"},
     )
     assert_clear_answer(response.status, await response.text())
