@@ -810,6 +810,8 @@ async def load_demo_data(
                 actor=event.actor,
                 data=event.data,
                 occurred_at=event.occurred_at,
+                # Written together by the next flush: one statement for the whole timeline.
+                flush=False,
             )
             interactions += 1
         reach = Reach(
@@ -817,6 +819,7 @@ async def load_demo_data(
         )
         plan = plan_consent(story, reach, consent_rng, now, topics)
         await write_consent(session, customer.id, plan)
+    await session.flush()  # the last timeline, before the recompute reads the tables
     await recompute_tiers(session, _RULES, now)
     return DemoSummary(
         created=created,
