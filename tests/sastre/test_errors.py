@@ -14,11 +14,18 @@ import pytest
 from consent.ledger import InvalidTopic, NothingToConfirm
 from consent.preferences import InvalidPreferences
 from consent.tokens import BadToken
-from crm_core.customers import CustomerNotFound, IdentityConflict, MergeConflict, MergeRefused
+from crm_core.customers import (
+    CustomerNotFound,
+    IdentityConflict,
+    MergeConflict,
+    MergeRefused,
+    upsert_customer,
+)
 from crm_core.identities import InvalidIdentity
-from crm_core.records import FieldError, RecordErrors
+from crm_core.records import FieldError, RecordErrors, parse_customer
 from dialog.faq import FaqEntryInvalid, FaqProblem
 from sastre.auth import Role
+from sastre.db import SessionMaker
 from sastre.web.errors import DOMAIN_ERRORS, ApiError, api_error_for
 from tests.sastre.conftest import Client
 
@@ -138,8 +145,7 @@ def test_an_exception_nobody_expected_has_no_answer(exc: Exception) -> None:
 
 # Modules whose handlers answer in JSON and so leave domain errors to the table. public.py
 # (HTML pages for customers) and chat.py (a socket protocol) render their own refusals.
-# consent.py is to join once its handlers drop their catches (issue #9).
-JSON_HANDLER_MODULES = ("faq.py", "customers.py", "console.py")
+JSON_HANDLER_MODULES = ("faq.py", "customers.py", "consent.py", "console.py")
 
 
 @pytest.mark.parametrize("module", JSON_HANDLER_MODULES)
@@ -163,3 +169,25 @@ async def test_an_invalid_faq_entry_is_answered_by_the_table(client: Client, aut
     answer = await response.json()
     assert answer["error"] == "invalid FAQ entry"
     assert {problem["field"] for problem in answer["detail"]} >= {"answers.en"}
+
+
+async def test_a_malformed_consent_topic_is_answered_by_the_table(
+    client: Client, auth: Headers, sessionmaker: SessionMaker
+) -> None:
+    # Once a bare ValueError, caught by its handler and blamed on "topic" whatever it was.
+    async with sessionmaker.begin() as session:
+        customer, _ = await upsert_customer(session, parse_customer({"external_id": "T-1"}, "US"))
+    body = {
+        "channel": "email",
+        "purpose": "marketing",
+        "topic": "new arrivals!",
+        "action": "revoke",
+        "source": "agent",
+    }
+    response = await client.post(
+        f"/api/customers/{customer.id}/consent", json=body, headers=auth(Role.ADMIN)
+    )
+    assert response.status == 400
+    assert (await response.json())["detail"] == [
+        {"field": "topic", "reason": "must be up to 64 letters, digits, '-' or '_'"}
+    ]
