@@ -1,6 +1,7 @@
 """Acts that span packages, one named function each (`do_*`), called alike by the API, the CLI
 and the console: each runs in one transaction with its audit entry, and tells listeners after
-the commit. `owned` lists every table that holds rows about a customer, for merges and exports."""
+the commit (a purge, one per batch). `owned` lists every table that holds rows about a customer,
+for merges, exports and purges."""
 
 from sastre.operations.consent import (
     Confirmation,
@@ -17,6 +18,7 @@ from sastre.operations.customers import (
     do_upsert_customer,
 )
 from sastre.operations.export import do_export_customer
+from sastre.operations.purge import do_purge_idle_leads
 from sastre.operations.unit import Event, listening
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "do_confirm_consent",
     "do_export_customer",
     "do_merge_customers",
+    "do_purge_idle_leads",
     "do_record_consent",
     "do_unsubscribe",
     "do_update_preferences",

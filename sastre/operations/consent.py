@@ -1,9 +1,11 @@
-"""Acts on consent: record a statement, confirm a double opt-in, unsubscribe, change preferences.
+"""Acts on consent: record a statement, confirm a double opt-in, unsubscribe, change
+preferences, withdraw everything at once.
 
 The consent ledger is its own audit trail (append-only, with actor and evidence), so recording,
-confirming and unsubscribing write no second entry; preference changes are audited by
-`consent.preferences`. Each act reads and writes the live customer (a merged id speaks for its
-survivor) in one transaction, so a check and the write it guards can never disagree.
+confirming and unsubscribing write no second entry; preference changes and withdrawing
+everything are audited by `consent.preferences`. Each act reads and writes the live customer (a
+merged id speaks for its survivor) in one transaction, so a check and the write it guards can
+never disagree.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ async def do_record_consent(
     topic: str = GENERAL,
     occurred_at: datetime | None = None,
 ) -> Recorded:
-    """One statement in the ledger. NothingToConfirm for a confirm with nothing pending,
-    ValueError for a malformed topic (`consent.ledger.record_consent`)."""
+    """One statement in the ledger, on the live customer (a merged id speaks for its survivor).
+    NothingToConfirm for a confirm with nothing pending, InvalidTopic for a malformed topic
+    (`consent.ledger.record_consent`), CustomerNotFound for an unknown id."""
     async with unit_of_work(sessionmaker, actor) as unit:
         event = await record_consent(
             unit.session,
