@@ -28,14 +28,12 @@ from sqlalchemy.exc import ArgumentError
 from typing_extensions import override
 
 from consent.policy import ContactHours, PolicyRules
+from wording import available_languages
 
-__all__ = ["SPOKEN_LANGUAGES", "ConfigError", "Environment", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Environment", "Settings", "load_settings"]
 
 VAR_DIR = Path("var")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-# The languages Sastre has customer-facing texts in (ISO 639-1); a test keeps this in step with
-# the dialog's own list. A default language outside it would answer customers in a fallback.
-SPOKEN_LANGUAGES = ("en", "es")
 MIN_SECRET_LENGTH = 16
 # RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
 _HOST_NAME = re.compile(
@@ -82,8 +80,9 @@ class Settings(BaseSettings):
     # Marketing topics customers can choose in the preference centre (comma-separated).
     topics: str = "new-products,offers,newsletter"
 
-    # The contact policy (COMPLIANCE.md). Quiet-hour overrides: "GB=09:00-20:00,US-TX=09:00-21:00"
-    # (country or country-region); the TCPA defaults and the stricter US states apply otherwise.
+    # The contact policy (docs/permission-marketing.md). Quiet-hour overrides:
+    # "GB=09:00-20:00,US-TX=09:00-21:00" (country or country-region); the TCPA defaults and the
+    # stricter US states apply otherwise.
     quiet_hours: str = ""
     # Named in every compliance reply (HELP, STOP) and in customer-facing pages.
     brand_name: str = "Sastre"
@@ -123,7 +122,7 @@ class Settings(BaseSettings):
     marketing_max_per_day: int = Field(default=1, ge=0, le=1000)
     marketing_max_per_week: int = Field(default=2, ge=0, le=1000)
 
-    # Value tiers (PRODUCT.md, seed 001). Shares are fractions in (0, 1].
+    # Value tiers (docs/value-tiers.md). Shares are fractions in (0, 1].
     tier_cmv_profit_share: float = Field(default=0.8, gt=0, le=1, allow_inf_nan=False)
     tier_cmp_potential_multiple: float = Field(default=2.0, gt=0, le=1000, allow_inf_nan=False)
     tier_cmp_top_share: float = Field(default=0.2, gt=0, le=1, allow_inf_nan=False)
@@ -189,12 +188,14 @@ class Settings(BaseSettings):
     @field_validator("default_language")
     @classmethod
     def _check_language(cls, value: str) -> str:
+        # The languages with a catalogue of what customers read: a default outside them would
+        # answer every customer in the fallback language.
         language = value.strip().lower()
-        if language in SPOKEN_LANGUAGES:
+        if language in available_languages():
             return language
         import pycountry  # only to word the message: a tenth of a second at every start
 
-        spoken = ", ".join(SPOKEN_LANGUAGES)
+        spoken = ", ".join(sorted(available_languages()))
         known = len(language) == 2 and pycountry.languages.get(alpha_2=language) is not None
         if known:
             raise ValueError(f"{value!r}: Sastre has no texts in that language yet (use {spoken})")

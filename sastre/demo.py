@@ -283,7 +283,7 @@ _SEGMENTS: dict[_Profile, tuple[str, ...]] = {
     _Profile.REGULAR: ("regular", "family", "occasional", "young_professional"),
 }
 # (low, medium, high) weights of churn risk per profile: a few valuable customers are at risk,
-# which is what service recovery (PRODUCT.md) is about.
+# which is what service recovery (docs/product.md) is about.
 _CHURN_WEIGHTS: dict[_Profile, tuple[int, int, int]] = {
     _Profile.TOP_SPENDER: (7, 3, 0),  # the high ones are picked by `_put_at_risk`
     _Profile.GROWING: (5, 3, 2),
@@ -502,7 +502,7 @@ def _attributes(rng: random.Random, profile: _Profile) -> dict[str, Any]:
 def _put_at_risk(people: Sequence[_Person]) -> None:
     """Mark every fifth top spender (at least one) as at high risk of leaving.
 
-    Service recovery (PRODUCT.md) needs an at-risk valuable customer to try it on, whatever the
+    Service recovery (docs/product.md) needs an at-risk valuable customer to try it on, whatever the
     dice say.
     """
     top = [p for p in people if p.profile is _Profile.TOP_SPENDER]

@@ -20,10 +20,13 @@ from __future__ import annotations
 from functools import cache, lru_cache
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import NullTranslations, Translations
+if TYPE_CHECKING:
+    from babel.support import NullTranslations
+
+# Babel is imported where a catalogue is read, not here: settings validation asks only which
+# languages exist (`available_languages`), at the start of every command.
 
 __all__ = [
     "DOMAIN",
@@ -77,6 +80,9 @@ def pick_language(*candidates: str | None) -> str:
 @cache
 def _compiled(language: str) -> bytes:
     """One language's `.po` file, compiled in memory to gettext's binary form."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
     with _po_path(language).open("rb") as po:
         catalog = read_po(po, locale=language, domain=DOMAIN)
     mo = BytesIO()
@@ -87,6 +93,8 @@ def _compiled(language: str) -> bytes:
 @cache
 def message_ids() -> frozenset[str]:
     """Every message id: the English catalogue is the complete one."""
+    from babel.messages.pofile import read_po
+
     with _po_path(FALLBACK_LANGUAGE).open("rb") as po:
         catalog = read_po(po, locale=FALLBACK_LANGUAGE, domain=DOMAIN)
     return frozenset(str(m.id) for m in catalog if m.id and m.string)
@@ -98,6 +106,8 @@ def translations(language: str | None, default: str | None = None) -> NullTransl
 
     A `babel.support.Translations` (gettext's API), so templates can use it too. Each chain is
     built from its own objects: gettext chains fallbacks by changing the catalogue itself."""
+    from babel.support import Translations
+
     chain = dict.fromkeys(
         (pick_language(language, default), pick_language(default), FALLBACK_LANGUAGE)
     )

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from sastre import config
 from sastre.config import ConfigError, Environment, load_settings
+from wording import available_languages, catalogue
 
 
 @pytest.fixture(autouse=True)
@@ -159,9 +160,27 @@ def test_an_empty_secret_is_an_unset_one(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_sastre_speaks_the_languages_the_dialog_understands() -> None:
+    """The default language is checked against the catalogue: the dialog reads those languages."""
     from dialog.nlu import LANGUAGES
 
-    assert set(config.SPOKEN_LANGUAGES) == set(LANGUAGES)
+    assert available_languages() == set(LANGUAGES)
+
+
+def test_a_language_with_a_catalogue_is_a_valid_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A third language is a catalogue file: the setting accepts it with no code change."""
+    french = tmp_path / "fr" / "LC_MESSAGES"
+    french.mkdir(parents=True)
+    (french / "messages.po").write_text('msgid ""\nmsgstr ""\n', encoding="utf-8")
+    monkeypatch.setattr(catalogue, "LOCALE_DIR", tmp_path)
+    catalogue.available_languages.cache_clear()
+    monkeypatch.setenv("SASTRE_DEFAULT_LANGUAGE", "fr")
+    try:
+        assert load_settings(_env_file=None).default_language == "fr"
+    finally:
+        monkeypatch.undo()
+        catalogue.available_languages.cache_clear()
 
 
 def test_settings_are_frozen() -> None:
