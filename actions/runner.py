@@ -6,6 +6,7 @@ embedded dialog or a real Rasa server asked for it.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
@@ -152,11 +153,13 @@ def serve(
     port: int = DEFAULT_PORT,
     *,
     resources: Callable[[], AbstractAsyncContextManager[ActionDeps]] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve the actions with rasa-sdk's own action server (Sanic), in this process.
 
     `resources` opens what the actions need (the database engine, ...) on the server's event loop
     and closes it when the server stops; without it, `configure` must have been called already.
+    `sock`, a socket already listening, is served instead of binding `host` and `port`.
     """
     from rasa_sdk.endpoint import create_app  # Sanic: only for the server, not the dialog
 
@@ -172,4 +175,5 @@ def serve(
 
         app.register_listener(open_resources, "before_server_start")
         app.register_listener(close_resources, "after_server_stop")
-    app.run(host=host, port=port, single_process=True, access_log=False, motd=False)
+    where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port}
+    app.run(**where, single_process=True, access_log=False, motd=False)

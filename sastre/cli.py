@@ -208,8 +208,16 @@ def actions_command(ctx: click.Context, host: str, port: int) -> None:
     from actions.deps import ActionDeps
     from actions.runner import serve as serve_actions
     from sastre.db import database
+    from sastre.listeners import PortUnavailable, Service, bind_listener
 
     settings = _settings(ctx)
+    # As serve and demo do: the port is taken before the database is touched, and the very socket
+    # is handed to rasa-sdk's server (Sanic serves a socket it is given), so a second start
+    # changes nothing and no other process can take the port in between.
+    try:
+        listener = bind_listener(host, port, Service("the action server", "--host", "--port"))
+    except PortUnavailable as e:
+        raise click.ClickException(str(e)) from None
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[ActionDeps]:
@@ -224,7 +232,13 @@ def actions_command(ctx: click.Context, host: str, port: int) -> None:
             )
 
     _run(_migrate(settings.database_url))
-    serve_actions(host, port, resources=resources)
+    bound_host, bound_port = listener.getsockname()[:2]
+    click.echo(f"Sastre actions listening on {_where(bound_host, bound_port)}/webhook")
+    serve_actions(resources=resources, sock=listener)
+
+
+def _where(host: str, port: int) -> str:
+    return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
 
 
 # --- tokens -------------------------------------------------------------------------------------

@@ -1,16 +1,17 @@
 """The service's listening sockets, taken before anything else happens.
 
-`sastre serve` and `sastre demo` bind their port first and hand the very sockets to the web
-server later. A second start on a port in use therefore stops before it migrates, loads demo
-data or creates a token, and no other process can take the port in between.
+`sastre serve`, `sastre demo` and `sastre actions` bind their port first and hand the very sockets
+to their server later. A second start on a port in use therefore stops before it migrates, loads
+demo data or creates a token, and no other process can take the port in between.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+from dataclasses import dataclass
 
-__all__ = ["BACKLOG", "PortUnavailable", "bind_listeners"]
+__all__ = ["BACKLOG", "SASTRE", "PortUnavailable", "Service", "bind_listener", "bind_listeners"]
 
 BACKLOG = 128  # aiohttp's default; connections made while the service starts wait in it
 
@@ -19,22 +20,46 @@ class PortUnavailable(Exception):
     """The service cannot listen where it was told to; the message is one line for the user."""
 
 
-def bind_listeners(host: str, port: int) -> list[socket.socket]:
+@dataclass(frozen=True, slots=True)
+class Service:
+    """What the one-line refusal names: the service, and where its host and port are set."""
+
+    name: str
+    host_setting: str
+    port_setting: str
+
+
+SASTRE = Service("Sastre", "SASTRE_HOST", "SASTRE_PORT")
+
+
+def bind_listeners(host: str, port: int, service: Service = SASTRE) -> list[socket.socket]:
     """Bind and listen on every address `host` resolves to, as the web server itself would.
 
     Raises PortUnavailable naming host:port, why, and the setting to change.
     """
+    return _bind(host, port, service, every_address=True)
+
+
+def bind_listener(host: str, port: int, service: Service = SASTRE) -> socket.socket:
+    """One listening socket, for a server that takes only one (rasa-sdk's, on Sanic): the first
+    address `host` resolves to, in the system's order of preference. Raises PortUnavailable."""
+    return _bind(host, port, service, every_address=False)[0]
+
+
+def _bind(host: str, port: int, service: Service, *, every_address: bool) -> list[socket.socket]:
     where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise PortUnavailable(
-            f"cannot listen on {where}: {e.strerror}; set SASTRE_HOST to an address of this machine"
+            f"cannot listen on {where}: {e.strerror}; "
+            f"set {service.host_setting} to an address of this machine"
         ) from None
+    # getaddrinfo may list an address once per protocol; bind each address once.
+    addresses = list(dict.fromkeys(found))
     sockets: list[socket.socket] = []
     try:
-        # getaddrinfo may list an address once per protocol; bind each address once.
-        for family, kind, protocol, _, address in dict.fromkeys(found):
+        for family, kind, protocol, _, address in addresses if every_address else addresses[:1]:
             listener = socket.socket(family, kind, protocol)
             sockets.append(listener)
             # As asyncio does: a restart may reuse a port whose old connections linger in
@@ -49,10 +74,11 @@ def bind_listeners(host: str, port: int) -> list[socket.socket]:
             listener.close()
         if e.errno == errno.EADDRINUSE:
             raise PortUnavailable(
-                f"{where} is already in use (is Sastre already running?); stop that process "
-                "or set SASTRE_PORT to a free port"
+                f"{where} is already in use (is {service.name} already running?); stop that "
+                f"process or set {service.port_setting} to a free port"
             ) from None
         raise PortUnavailable(
-            f"cannot listen on {where}: {e.strerror}; set SASTRE_HOST or SASTRE_PORT"
+            f"cannot listen on {where}: {e.strerror}; "
+            f"set {service.host_setting} or {service.port_setting}"
         ) from None
     return sockets

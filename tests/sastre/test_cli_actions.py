@@ -1,0 +1,68 @@
+"""`sastre actions`, rasa-sdk's action server, takes its port first, as `serve` and `demo` do."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sastre.test_cli import SASTRE, _env, _one_line, sastre
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port some other process listens on (bound to port 0, so no other test can race it)."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield int(other.getsockname()[1])
+
+
+def test_the_action_server_on_a_port_in_use_says_so_in_one_line_and_changes_nothing(
+    tmp_path: Path, taken_port: int
+) -> None:
+    result = sastre(tmp_path, "actions", "--port", str(taken_port))
+    assert result.returncode == 1
+    line = _one_line(result.stderr)
+    assert f"127.0.0.1:{taken_port} is already in use" in line
+    assert "--port" in line
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "cli.db").exists()  # not migrated: the database was never opened
+
+
+@pytest.mark.timeout(120)
+def test_the_action_server_serves_the_socket_it_took_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    # Port 0: the system picks a free port when the command binds, and the command says which.
+    process = subprocess.Popen(
+        [SASTRE, "actions", "--port", "0"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("Sastre actions listening on http://127.0.0.1:"), first
+        url = first.split()[-1].removesuffix("/webhook")
+        # The socket listens before the server starts: this waits in its backlog if need be.
+        with urllib.request.urlopen(f"{url}/health", timeout=30) as response:
+            assert json.loads(response.read()) == {"status": "ok"}
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
