@@ -28,7 +28,6 @@ from channels.base import InboundMessage
 from consent.replies import Brand
 from crm_core.identities import normalise
 from crm_core.sqltypes import utcnow
-from dialog.handoff import HELD_BY_A_PERSON
 from dialog.inbound import sql
 from dialog.inbound.steps import TurnSteps
 from dialog.inbound.work import Pending, Work
@@ -246,6 +245,9 @@ class InboundProcessor:
         self._kick()
 
     async def _write_answers(self, answers: list[tuple[Work, Answer]]) -> None:
+        # Their parked messages were parked under the customer as it was when asked; writing
+        # the answer may find a survivor of a merge instead.
+        asked = [work.customer.id for work, _ in answers]
         decided: list[tuple[Work, BotTurn]] = []
         for work, answer in answers:
             if isinstance(answer, BotTurn):
@@ -256,8 +258,8 @@ class InboundProcessor:
             if decided:
                 await self._commit_answers(decided)
         finally:
-            for work, _ in answers:
-                self._release(work.customer.id)
+            for customer_id in asked:
+                self._release(customer_id)
 
     async def _commit_answers(self, decided: list[tuple[Work, BotTurn]]) -> None:
         """The bot's answers and their effects, in one transaction, applied to the
@@ -266,11 +268,12 @@ class InboundProcessor:
         try:
             async with self._sessionmaker.begin() as session:
                 ids = [work.conversation.id for work, _ in decided]
-                now = await sql.lock_conversations(session, ids)
+                held = await sql.lock_conversations(session, ids)
                 for work, answer in decided:
-                    work.conversation = now.get(work.conversation.id, work.conversation)
-                    # A person took the conversation meanwhile: the bot's answer is not sent.
-                    if work.conversation.state not in HELD_BY_A_PERSON:
+                    # The customer may have been merged meanwhile: the answer goes to the open
+                    # conversation of the record that lives on. A person holding it by now: the
+                    # bot's answer is not sent.
+                    if await self._steps.catch_up(session, work, held.get(work.conversation.id)):
                         await self._steps.apply(session, work, answer)
                 works = [work for work, _ in decided]
                 await sql.write(session, works)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Row,
@@ -60,6 +60,7 @@ from dialog.models import (
 from dialog.turns import ConversationFacts, CustomerFacts
 
 __all__ = [
+    "Held",
     "answered",
     "await_bot",
     "load_context",
@@ -160,11 +161,11 @@ def _store_inbound_statement(dialect: str) -> Executable:
 
 
 def _conversations_query(dialect: str) -> Select[Any]:
-    """Conversations by id, as they are now: locked on PostgreSQL (see the module's note)."""
+    """Conversations by id, as they are now, with whose they are (a merge may have moved them):
+    locked on PostgreSQL (see the module's note)."""
     conversations = conversations_table
-    query = select(*(conversations.c[name] for name in _FACTS)).where(
-        conversations.c.id.in_(bindparam("ids", expanding=True))
-    )
+    columns = (conversations.c[name] for name in (*_FACTS, "customer_id"))
+    query = select(*columns).where(conversations.c.id.in_(bindparam("ids", expanding=True)))
     return query.with_for_update() if dialect == "postgresql" else query
 
 
@@ -192,6 +193,13 @@ _SET_INTENT = (
     .where(messages_table.c.id == bindparam("message_id"))
     .values(intent=bindparam("new_intent"), confidence=bindparam("new_confidence"))
 )
+
+
+class Held(NamedTuple):
+    """A conversation as it is now, and the customer it belongs to now."""
+
+    customer_id: int
+    conversation: ConversationFacts
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -245,13 +253,14 @@ async def load_context(session: AsyncSession, customer_id: int, channel: str) ->
     return None if row is None else _context_of(row)
 
 
-async def lock_conversations(
-    session: AsyncSession, ids: Sequence[int]
-) -> dict[int, ConversationFacts]:
+async def lock_conversations(session: AsyncSession, ids: Sequence[int]) -> dict[int, Held]:
     """The conversations as they are now (locked on PostgreSQL), to apply an answer that was
     decided outside the transaction to what is stored, not to what was read before it."""
     rows = await session.execute(_CONVERSATIONS[_dialect(session)], {"ids": list(set(ids))})
-    return {row.id: _conversation_of(row, id_=row.id, language=row.language) for row in rows}
+    return {
+        row.id: Held(row.customer_id, _conversation_of(row, id_=row.id, language=row.language))
+        for row in rows
+    }
 
 
 async def open_conversation(

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.base import InboundMessage
 from consent.keywords import KeywordKind, classify
 from consent.replies import Brand, apply_keyword, service_revoked
-from crm_core.customers import resolve
+from crm_core.customers import get_customer, resolve
 from crm_core.models import InteractionKind
 from dialog.handoff import HELD_BY_A_PERSON, hand_off, retention_flags
 from dialog.inbound import sql
@@ -130,6 +130,38 @@ class TurnSteps:
             timezone=work.customer.timezone or self.timezone,
             received_at=work.now,
         )
+
+    async def catch_up(self, session: AsyncSession, work: Work, held: sql.Held | None) -> bool:
+        """Bring a turn whose answer was decided outside the transaction up to what is stored
+        now; returns whether the bot may answer it (no person holds it, no STOP in force).
+
+        Usually the conversation is still open and still the customer's (`held`, locked on
+        PostgreSQL): its state now is what the answer applies to. Otherwise it was resolved or
+        merged meanwhile: the customer's record merged into another (the conversation moved to
+        the survivor, or was closed into the survivor's open one), or the other record merged
+        into theirs with the other's conversation kept. The answer is for the person, so it
+        goes to the open conversation of the record that lives on, under that record."""
+        if (
+            held is not None
+            and held.customer_id == work.customer.id
+            and held.conversation.state != ConversationState.RESOLVED.value
+        ):
+            work.conversation = held.conversation
+            return work.conversation.state not in HELD_BY_A_PERSON
+        live = await get_customer(session, work.customer.id)
+        # The survivor's open conversation, locked on PostgreSQL like `held`; a merge needs
+        # that lock to move it, so it stays the survivor's until this transaction ends.
+        context = await sql.load_context(session, live.id, work.pending.medium.consent.value)
+        assert context is not None  # get_customer has just found them
+        work.customer = context.customer
+        if context.conversation is None:
+            # Nothing is open: a person resolved it. The answer goes to it as it is.
+            if held is not None:
+                work.conversation = held.conversation
+            return not context.revoked
+        work.conversation = context.conversation
+        # The survivor may have sent STOP here: what they write is stored, nothing is sent.
+        return not context.revoked and work.conversation.state not in HELD_BY_A_PERSON
 
     async def apply(self, session: AsyncSession, work: Work, decided: BotTurn) -> None:
         """What the bot decided becomes this message's replies and effects."""
