@@ -35,7 +35,8 @@ _CARD = (
 
 
 def retention_flags(customer: CustomerFacts) -> dict[str, Any]:
-    """Service recovery: an at-risk customer reaching out is a last chance (seed 002)."""
+    """Service recovery: an at-risk customer (`churn_risk=high`) reaching out is a last chance
+    to keep them, so the conversation is flagged for the retention team (docs/product.md)."""
     at_risk = str(customer.attributes.get("churn_risk", "")).lower() == "high"
     return {"retention": True} if at_risk else {}
 
