@@ -1,15 +1,22 @@
-"""A real Rasa server through its REST channel, played by a local fake in Rasa's own format."""
+"""A real Rasa server through its REST channel, played by a local fake in Rasa's own format; and
+the Rasa project in deploy/rasa held to the actions it calls."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from actions.awaiting import AWAITING_SLOT, Awaiting
+from actions.runner import ACTIONS, SLOTS
 from crm_core.models import Customer
 from dialog.models import Conversation
 from dialog.rasa import RasaRestBrain
@@ -97,3 +104,99 @@ async def test_when_rasa_is_unreachable_a_person_takes_over() -> None:
         brain = RasaRestBrain("http://127.0.0.1:9", http, timeout=1)
         decided = await brain.ask(turn("hola"))
     assert decided.handoff == "bot_unavailable"
+
+
+# --- deploy/rasa agrees with the actions ----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+RASA = ROOT / "deploy" / "rasa"
+
+
+def _load(name: str) -> dict[str, Any]:
+    loaded = yaml.safe_load((RASA / name).read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _slot_names_in(module: str) -> set[str]:
+    """Every slot name a module's actions set: `SlotSet("name", ...)` or `SlotSet(CONSTANT, ...)`
+    read from the source. A name only known at run time (action_customer_profile sets the slots
+    of a dict) counts every string key of the module's dict literals."""
+    path = ROOT / (module.replace(".", "/") + ".py")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    loaded = importlib.import_module(module)
+    names: set[str] = set()
+    dynamic = False
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "SlotSet"):
+            continue
+        first = node.args[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            names.add(first.value)
+        elif isinstance(first, ast.Name) and isinstance(getattr(loaded, first.id, None), str):
+            names.add(getattr(loaded, first.id))
+        else:
+            dynamic = True
+    if dynamic:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Dict):
+                names.update(
+                    k.value
+                    for k in node.keys
+                    if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                )
+    return names
+
+
+def _slots_set_by_actions() -> dict[str, set[str]]:
+    modules = sorted(p.stem for p in (ROOT / "actions").glob("*.py") if p.stem != "__init__")
+    return {module: _slot_names_in(f"actions.{module}") for module in modules}
+
+
+def test_every_slot_an_action_sets_is_declared_in_the_domain() -> None:
+    declared = set(_load("domain.yml")["slots"])
+    set_by = _slots_set_by_actions()
+    assert set_by["opt_out"] >= {AWAITING_SLOT, "opt_out_request"}  # the reading finds them
+    assert set_by["profile"] >= {"customer_name", "tier"}
+    missing = {module: names - declared for module, names in set_by.items() if names - declared}
+    assert missing == {}
+    assert set(SLOTS) <= declared  # and every slot the embedded runner passes on
+
+
+def test_every_action_the_embedded_runner_knows_is_in_the_domain() -> None:
+    domain = _load("domain.yml")
+    assert sorted(domain["actions"]) == sorted(action().name() for action in ACTIONS)
+    for name, slot in domain["slots"].items():
+        for mapping in slot["mappings"]:
+            if "action" in mapping:  # a custom mapping names the action that sets the slot
+                assert mapping["action"] in domain["actions"], name
+
+
+def test_the_rules_name_only_what_the_domain_declares() -> None:
+    domain, nlu = _load("domain.yml"), _load("data/nlu.yml")
+    intents = set(domain["intents"])
+    assert {item["intent"] for item in nlu["nlu"] if "intent" in item} == intents
+    doable = set(domain["actions"]) | set(domain["responses"])
+    for rule in _load("data/rules.yml")["rules"]:
+        for step in rule["steps"]:
+            if "intent" in step:
+                assert step["intent"] in intents | {"nlu_fallback"}, rule["rule"]
+            if "action" in step:
+                assert step["action"] in doable, rule["rule"]
+
+
+def test_every_question_an_action_asks_gets_its_answer_back() -> None:
+    """The `awaiting` slot steers the rules (it is featurized, with one value per question),
+    and for each question a rule with that value as its condition runs the action that asked."""
+    slot = _load("domain.yml")["slots"][AWAITING_SLOT]
+    assert slot["type"] == "categorical"
+    assert slot["influence_conversation"] is True
+    assert set(slot["values"]) == {question.value for question in Awaiting}
+    answered: dict[str, set[str]] = {}
+    for rule in _load("data/rules.yml")["rules"]:
+        for condition in rule.get("condition", []):
+            for slot_set in condition.get("slot_was_set", []):
+                if AWAITING_SLOT in slot_set:
+                    actions = {step["action"] for step in rule["steps"] if "action" in step}
+                    answered.setdefault(slot_set[AWAITING_SLOT], set()).update(actions)
+    assert answered == {question.value: {question.action} for question in Awaiting}
