@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
+from typing_extensions import override
 
 if TYPE_CHECKING:
+    from crm_core.customers import MergeRefused
     from crm_core.importer import ImportReport
     from crm_core.tiers import TierRules
     from sastre.config import Settings
@@ -70,6 +72,44 @@ def tier_rules(settings: Settings) -> TierRules:
         cmp_potential_multiple=settings.tier_cmp_potential_multiple,
         cmp_top_share=settings.tier_cmp_top_share,
     )
+
+
+class Text(click.ParamType[str]):
+    """Text as typed, refused if it is not Unicode.
+
+    Python hands over a command-line argument that is not valid UTF-8 with each bad byte as a
+    lone surrogate (surrogateescape); stored, it would be text no client can encode or read back.
+    """
+
+    name = "text"
+    _SURROGATE = re.compile("[\ud800-\udfff]")
+
+    @override
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text: str = click.STRING.convert(value, param, ctx)
+        if self._SURROGATE.search(text):
+            try:  # the bytes as given, if they came from the command line
+                given = text.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                given = text.encode("utf-8", "backslashreplace")
+            self.fail(f"{given!r} is not UTF-8 text", param, ctx)
+        return text
+
+
+TEXT = Text()
+CUSTOMER_ID = click.IntRange(1, 2**63 - 1)  # ids are 64-bit on both databases
+
+
+def _cli_actor() -> str:
+    """Who acts, for the audit log: the account that runs the command (not $USER, which anyone
+    may set to anything)."""
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return f"cli:{pwd.getpwuid(uid).pw_name}"
+    except KeyError:  # a container's user may have no entry in /etc/passwd
+        return f"cli:uid={uid}"
 
 
 @click.group()
@@ -200,7 +240,7 @@ def _demo_banner(url: str, token: str, loaded: str) -> str:
 
 
 @cli.command("actions")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, type=TEXT)
 @click.option("--port", default=5055, show_default=True, type=int)
 @click.pass_context
 def actions_command(ctx: click.Context, host: str, port: int) -> None:
@@ -256,7 +296,7 @@ ROLES = ("admin", "supervisor", "agent", "marketer")
 
 @token.command("create")
 @click.option("--role", type=click.Choice(ROLES), required=True)
-@click.option("--name", required=True, help="Who or what uses the token.")
+@click.option("--name", required=True, type=TEXT, help="Who or what uses the token.")
 @click.pass_context
 def token_create(ctx: click.Context, role: str, name: str) -> None:
     """Create a token; it is printed once, alone on the last line."""
@@ -385,23 +425,53 @@ def import_customers_command(ctx: click.Context, file: Path, workers: int | None
 
 # --- customers ----------------------------------------------------------------------------------
 
+Wanted = int | tuple[str, str]  # a customer id, or an identity (kind, value) to look up
 
-def _query_identity(query: str) -> tuple[str, str] | int:
+
+class CustomerQuery(click.ParamType[Wanted]):
     """`42` is an id; `kind:value` names the kind; otherwise an e-mail or a phone is guessed."""
-    from crm_core.models import IdentityKind
 
-    if query.isdecimal():
-        return int(query)
-    kind, sep, value = query.partition(":")
-    if sep and kind in {k.value for k in IdentityKind}:
-        return kind, value
-    if kind == "external_id" and sep:
-        return IdentityKind.EXTERNAL.value, value
-    if "@" in query:
-        return IdentityKind.EMAIL.value, query
-    if query.startswith("+"):
-        return IdentityKind.PHONE.value, query
-    return IdentityKind.EXTERNAL.value, query
+    name = "query"
+
+    @override
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Wanted:
+        if not isinstance(value, str):  # already converted (a default, or a test's own value)
+            return cast("Wanted", value)
+        from crm_core.models import IdentityKind
+
+        query = TEXT.convert(value, param, ctx)
+        if re.fullmatch("[0-9]+", query):
+            if int(query) > CUSTOMER_ID.max:  # type: ignore[operator]
+                self.fail(f"{query} is not a customer id: ids are below 2**63", param, ctx)
+            return int(query)
+        kind, sep, rest = query.partition(":")
+        if sep and kind in {k.value for k in IdentityKind}:
+            return kind, rest
+        if kind == "external_id" and sep:
+            return IdentityKind.EXTERNAL.value, rest
+        if "@" in query:
+            return IdentityKind.EMAIL.value, query
+        if query.startswith("+"):
+            return IdentityKind.PHONE.value, query
+        return IdentityKind.EXTERNAL.value, query
+
+
+QUERY = CustomerQuery()
+QUERY_HELP = (
+    "QUERY is an id (42), an e-mail, a +phone, or kind:value (telegram:12345, external:C-1)."
+)
+
+
+async def _customer_id(sessionmaker: SessionMaker, wanted: Wanted, region: str) -> int:
+    """The id of the live customer QUERY names (an id is followed to its merge survivor)."""
+    from crm_core.customers import find_customer, get_customer
+
+    async with sessionmaker() as session:
+        if isinstance(wanted, int):
+            return (await get_customer(session, wanted)).id
+        return (await find_customer(session, *wanted, region)).id
 
 
 @cli.group()
@@ -409,33 +479,122 @@ def customer() -> None:
     """Customers."""
 
 
-@customer.command("show")
-@click.argument("query")
+@customer.command("show", epilog=QUERY_HELP)
+@click.argument("query", type=QUERY)
 @click.pass_context
-def customer_show(ctx: click.Context, query: str) -> None:
-    """Print the 360 view of a customer as JSON.
-
-    QUERY is an id (42), an e-mail, a +phone, or kind:value (telegram:12345, external:C-1).
-    """
-    from crm_core.customers import CustomerNotFound, customer_view, find_customer, get_customer
+def customer_show(ctx: click.Context, query: Wanted) -> None:
+    """Print the 360 view of a customer as JSON."""
+    from crm_core.customers import CustomerNotFound, customer_view
     from crm_core.identities import InvalidIdentity
 
     settings = _settings(ctx)
-    wanted = _query_identity(query)
 
     async def work(sessionmaker: SessionMaker) -> dict[str, Any]:
+        found = await _customer_id(sessionmaker, query, settings.default_region)
         async with sessionmaker() as session:
-            if isinstance(wanted, int):
-                found = await get_customer(session, wanted)
-            else:
-                found = await find_customer(session, *wanted, settings.default_region)
-            return await customer_view(session, found.id)
+            return await customer_view(session, found)
 
     try:
         view = _run(_with_database(settings, work))
     except (CustomerNotFound, InvalidIdentity) as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps(view, indent=2, ensure_ascii=False))
+
+
+@customer.command("merge")
+@click.argument("survivor", type=CUSTOMER_ID)
+@click.argument("other", type=CUSTOMER_ID)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Merge even though both hold different verified identities of one kind (a person's "
+    "decision, recorded as forced).",
+)
+@click.pass_context
+def customer_merge(ctx: click.Context, survivor: int, other: int, force: bool) -> None:
+    """Merge customer OTHER into customer SURVIVOR (both ids).
+
+    Everything OTHER holds (identities, timeline, consent, conversations, ...) becomes SURVIVOR's;
+    OTHER's id keeps leading to SURVIVOR. Recorded in the audit log as done by this account.
+    """
+    from crm_core.customers import CustomerNotFound, MergeRefused
+    from sastre.operations import do_merge_customers
+
+    async def work(sessionmaker: SessionMaker) -> dict[str, Any]:
+        return await do_merge_customers(
+            sessionmaker, survivor, other, actor=_cli_actor(), force=force
+        )
+
+    try:
+        view = _run(_with_database(_settings(ctx), work))
+    except CustomerNotFound as e:
+        raise click.ClickException(str(e)) from None
+    except MergeRefused as e:
+        raise click.ClickException(_merge_refusal(e)) from None
+    identities = len(view["identities"])
+    click.echo(
+        f"merged customer {other} into {survivor}{' (forced)' if force else ''}: "
+        f"{view['name'] or 'no name'}, {identities} identit{'y' if identities == 1 else 'ies'}, "
+        f"tier {view['tier']}"
+    )
+
+
+def _merge_refusal(refused: MergeRefused) -> str:
+    lines = [f"merge refused: {refused.reason}"]
+    for conflict in refused.conflicts:
+        survivor, other = (", ".join(values) for values in conflict.values)
+        lines.append(f"  {conflict.kind}: SURVIVOR holds {survivor}; OTHER holds {other}")
+    if refused.conflicts:
+        lines.append("  if they are one person all the same, merge again with --force")
+    return "\n".join(lines)
+
+
+@customer.command("export", epilog=QUERY_HELP)
+@click.argument("query", type=QUERY)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False, writable=True),
+    help="Write to this file (a new one readable by this account only), not standard output.",
+)
+@click.pass_context
+def customer_export(ctx: click.Context, query: Wanted, output: Path | None) -> None:
+    """Print everything Sastre holds about a person as JSON (a GDPR access request).
+
+    Records merged into the customer are included; the export is recorded in the audit log as
+    done by this account.
+    """
+    from crm_core.customers import CustomerNotFound
+    from crm_core.identities import InvalidIdentity
+    from sastre.operations import do_export_customer
+
+    settings = _settings(ctx)
+
+    async def work(sessionmaker: SessionMaker) -> dict[str, Any]:
+        # An id goes to the act as given: it follows a merge itself and records what was asked.
+        found = (
+            query
+            if isinstance(query, int)
+            else await _customer_id(sessionmaker, query, settings.default_region)
+        )
+        return await do_export_customer(sessionmaker, found, actor=_cli_actor())
+
+    try:
+        document = _run(_with_database(settings, work))
+    except (CustomerNotFound, InvalidIdentity) as e:
+        raise click.ClickException(str(e)) from None
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    if output is None:
+        click.echo(text)
+        return
+    # Everything about a person: a new file is made readable by this account alone.
+    try:
+        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as e:
+        raise click.ClickException(f"{click.format_filename(output)}: {e.strerror}") from None
+    with open(descriptor, "w", encoding="utf-8") as file:
+        file.write(text + "\n")
+    click.echo(f"exported customer {document['customer_id']} to {click.format_filename(output)}")
 
 
 # --- leads --------------------------------------------------------------------------------------
@@ -477,7 +636,7 @@ def leads_purge(ctx: click.Context, older_than: timedelta | None) -> None:
     idle = older_than or timedelta(days=settings.webchat_lead_retention_days)
 
     async def work(sessionmaker: SessionMaker) -> list[int]:
-        return await do_purge_idle_leads(sessionmaker, idle, actor="cli:leads purge")
+        return await do_purge_idle_leads(sessionmaker, idle, actor=_cli_actor())
 
     purged = _run(_with_database(settings, work))
     hours = int(idle.total_seconds() // 3600)
