@@ -1,4 +1,6 @@
-"""The `sastre` command: serve, demo, migrate, tokens, tiers, imports, customer look-ups.
+"""The `sastre` command: serve, demo, actions, migrate, tokens, tiers, imports, customers (show,
+merge, export), leads. Acts that change data call `sastre.operations`, as the API does, with the
+account that runs the command as the audited actor; text arguments must be UTF-8.
 
 Only click and the standard library are imported here at start-up. Each command imports what it
 needs when it runs: the web application pulls in the FAQ matcher (scikit-learn, SciPy, NumPy)

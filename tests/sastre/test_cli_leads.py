@@ -8,9 +8,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from crm_core.models import Customer
+from sqlalchemy import select
+
+from crm_core.models import AuditEntry, Customer
 from sastre.db import SessionMaker
 from tests.sastre.operations.test_purge import add_lead
+from tests.sastre.test_cli_customers import ME
 
 SASTRE = str(Path(sys.executable).with_name("sastre"))
 
@@ -37,6 +40,8 @@ async def test_leads_purge_deletes_the_idle_leads_and_says_how_many(
     async with sessionmaker() as session:
         assert await session.get(Customer, idle) is None
         assert await session.get(Customer, recent) is not None
+        [entry] = await session.scalars(select(AuditEntry).where(AuditEntry.action == "lead.purge"))
+    assert entry.actor == ME  # the account that ran it
 
 
 def test_leads_purge_refuses_an_age_it_cannot_read(tmp_path: Path) -> None:
