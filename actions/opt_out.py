@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import override
 
 from actions.awaiting import AWAITING_SLOT, Awaiting
+from actions.channel import consent_channel
 from actions.deps import TrackerFacts, unit_of_work
 from consent.keywords import KeywordKind, classify
 from consent.ledger import record_consent
@@ -107,8 +108,7 @@ class ActionOptOut(Action):  # type: ignore[misc]
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[dict[str, Any]]:
         facts = TrackerFacts.of(tracker)
-        value = facts.slot("channel")
-        channel = Channel(value) if value in set(Channel) else None
+        channel = consent_channel(facts.slot("channel"))
         awaiting = Awaiting.of(facts.slot(AWAITING_SLOT))
         step = opt_out_step(facts.text, awaiting)
         done: list[dict[str, Any]] = [SlotSet(AWAITING_SLOT, None), SlotSet(REQUEST_SLOT, None)]

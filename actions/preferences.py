@@ -8,6 +8,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from typing_extensions import override
 
+from actions.channel import consent_channel
 from actions.deps import ActionDeps, TrackerFacts, deps, unit_of_work
 from consent.tokens import LinkSigner, PreferenceLink
 from consent.types import Channel
@@ -19,8 +20,7 @@ __all__ = ["ActionUpdatePreferences", "conversation_channel", "preference_link"]
 
 def conversation_channel(facts: TrackerFacts) -> Channel | None:
     """The channel the customer is writing on: the link proves that address, so never guess."""
-    value = facts.slot("channel")
-    return Channel(value) if value in set(Channel) else None
+    return consent_channel(facts.slot("channel"))
 
 
 def preference_link(settings: ActionDeps, customer_id: int, channel: Channel) -> str:
