@@ -14,6 +14,8 @@ import itertools
 from sqlalchemy import select
 
 from channels.base import ChannelName, InboundMessage
+from consent.ledger import record_consent
+from consent.types import Action, Channel, Purpose, Source
 from crm_core.models import Interaction, InteractionKind
 from dialog.inbound import InboundProcessor
 from dialog.models import AwaitingBot, Conversation, ConversationState, Direction, Message
@@ -160,3 +162,38 @@ async def test_an_answer_after_the_other_record_was_merged_in_follows_its_queued
     assert result.conversation_id == other.conversation_id
     assert result.replies == ()
     assert await _replies(sessionmaker, result.message_id) == []
+
+
+async def test_an_answer_after_a_merge_into_someone_who_sent_stop_is_not_sent(
+    sessionmaker: SessionMaker,
+) -> None:
+    """The survivor had STOP in force on SMS: once the asking number is theirs, what it writes
+    is stored and nothing is sent, the bot's late answer included."""
+    bot = GatedRemote(SLOW)
+    processor = make_processor(sessionmaker, bot)
+    other = await processor.handle(email("hello from my e-mail"))
+    assert other.customer_id is not None
+    async with sessionmaker.begin() as session:
+        await record_consent(
+            session,
+            other.customer_id,
+            Channel.SMS,
+            Purpose.SERVICE,
+            Action.REVOKE,
+            Source.KEYWORD,
+            actor="customer",
+        )
+    waiting = asyncio.create_task(processor.handle(sms("hello", SLOW)))
+    await bot.asked.wait()
+    async with sessionmaker() as session:
+        asking_id = await session.scalar(
+            select(Conversation.customer_id).where(Conversation.address == SLOW)
+        )
+    assert asking_id is not None
+    await do_merge_customers(sessionmaker, other.customer_id, asking_id, actor="test")
+    bot.go.set()
+    result = await asyncio.wait_for(waiting, timeout=10)
+    assert result.customer_id == other.customer_id
+    assert result.replies == ()
+    assert await _replies(sessionmaker, result.message_id) == []
+    assert await count(sessionmaker, AwaitingBot) == 0
