@@ -52,6 +52,7 @@ __all__ = [
     "origin_allowed",
     "parse_client_frame",
     "parse_language",
+    "read_client_frame",
 ]
 
 MAX_TEXT: Final = 4000
@@ -142,6 +143,11 @@ def parse_client_frame(raw: str | bytes) -> ClientMessage:
         frame = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError("the frame is not JSON") from None
+    return read_client_frame(frame)
+
+
+def read_client_frame(frame: Any) -> ClientMessage:
+    """A client frame already parsed (by a parser with limits of its own), validated."""
     if not isinstance(frame, dict):
         raise ProtocolError("the frame must be a JSON object")
     kind = frame.get("type")

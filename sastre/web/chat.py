@@ -22,8 +22,8 @@ verified user's identity is attached.
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +41,7 @@ from channels.webchat import (
     VISITOR_COOKIE,
     Author,
     ChatLine,
+    ClientMessage,
     IdentityProof,
     MessageRate,
     ProtocolError,
@@ -51,8 +52,8 @@ from channels.webchat import (
     message_frame,
     new_visitor_id,
     origin_allowed,
-    parse_client_frame,
     parse_language,
+    read_client_frame,
 )
 from crm_core.customers import CustomerNotFound, IdentityConflict, attach_identity, find_customer
 from crm_core.identities import InvalidIdentity, normalise
@@ -66,8 +67,11 @@ from sastre.web.client_address import request_client
 from sastre.web.console import HEADERS as STATIC_HEADERS
 from sastre.web.console import STATIC_DIR
 from sastre.web.errors import json_error
+from sastre.web.json_input import UnacceptableJson
+from sastre.web.json_input import loads as load_json
+from wording import translate
 
-__all__ = ["HANDOFF_NOTICE", "HEADERS", "CookiePolicy", "abuse_limits", "cookie_policy", "routes"]
+__all__ = ["HEADERS", "CookiePolicy", "abuse_limits", "cookie_policy", "routes"]
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -81,14 +85,8 @@ HEADERS: Final = {
     **STATIC_HEADERS,
     "Content-Security-Policy": STATIC_HEADERS["Content-Security-Policy"] + "; connect-src 'self'",
 }
-# A text must be Unicode: a lone UTF-16 surrogate (\ud800 in JSON) cannot be stored or sent on.
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 # A frame the server cannot take (RFC 6455 1011): the visitor sees the reason, not a traceback.
 CLOSE_INTERNAL_ERROR: Final = 1011
-HANDOFF_NOTICE: Final[Mapping[str, str]] = {
-    "es": "Te pasamos con una persona de nuestro equipo: seguirá la conversación aquí.",
-    "en": "A person from our team will take over this conversation here.",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +191,14 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
             await ws.send_json(error_frame(visitor.problem))
         await ws.send_json(history_frame(_line(m) for m in history))
         if with_human:
-            await ws.send_json(handoff_frame(_notice(language, settings)))
+            notice = translate(language, "webchat.handoff", default=settings.default_language)
+            await ws.send_json(handoff_frame(notice))
         state = _Socket(visitor, language, address)
         rate = MessageRate()
         async for frame in ws:
             if frame.type is WSMsgType.TEXT and not rate.allow(time.monotonic()):
-                await ws.send_json(error_frame("too many messages: wait a moment and send again"))
+                wait = translate(language, "webchat.slow_down", default=settings.default_language)
+                await ws.send_json(error_frame(wait))
             elif frame.type is WSMsgType.TEXT:
                 await _answer(request, ws, frame.data, state)
             elif frame.type is WSMsgType.BINARY:
@@ -309,21 +309,9 @@ async def _answer(
     request: web.Request, ws: web.WebSocketResponse, data: str, socket: _Socket
 ) -> None:
     try:
-        incoming = parse_client_frame(data)
+        incoming = _read_frame(data)
     except ProtocolError as e:
         await ws.send_json(error_frame(e.reason, e.message_id))
-        return
-    except RecursionError:
-        # JSON nested deeper than the parser goes: no message of ours is built like that.
-        await ws.send_json(error_frame("the frame is nested too deeply to be a message"))
-        return
-    if _SURROGATE.search(incoming.text):
-        await ws.send_json(
-            error_frame(
-                "the message holds a lone UTF-16 surrogate, which is not text: send it again",
-                incoming.id,
-            )
-        )
         return
     visitor = socket.visitor
     if not visitor.known:
@@ -343,9 +331,9 @@ async def _answer(
         result = await request.app[INBOUND].handle(message)
     except Exception:
         log.exception("webchat: could not handle message %s", message.provider_id)
-        await ws.send_json(
-            error_frame("the message could not be delivered: please try again", incoming.id)
-        )
+        default = request.app[SETTINGS].default_language
+        reason = translate(socket.language, "webchat.not_delivered", default=default)
+        await ws.send_json(error_frame(reason, incoming.id))
         return
     socket.visitor = Visitor(visitor.id, visitor.verified, known=True)
     now = datetime.now(UTC)
@@ -355,7 +343,9 @@ async def _answer(
     for reply in result.replies:
         await ws.send_json(message_frame(ChatLine(f"m{reply.message_id}", "bot", reply.text, now)))
     if result.handed_off:
-        await ws.send_json(handoff_frame(_notice(socket.language, request.app[SETTINGS])))
+        default = request.app[SETTINGS].default_language
+        notice = translate(socket.language, "webchat.handoff", default=default)
+        await ws.send_json(handoff_frame(notice))
 
 
 def _line(message: Message) -> ChatLine:
@@ -374,8 +364,18 @@ def _utc(message: Message) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def _notice(language: str | None, settings: Settings) -> str:
-    for candidate in (language, settings.default_language):
-        if candidate is not None and candidate in HANDOFF_NOTICE:
-            return HANDOFF_NOTICE[candidate]
-    return HANDOFF_NOTICE["en"]
+def _read_frame(data: str) -> ClientMessage:
+    """A client frame, held to the limits of JSON from outside (`json_input`): nesting too deep,
+    NaN, a number past a float or a lone UTF-16 surrogate is a ProtocolError with the reason."""
+    try:
+        return read_client_frame(load_json(data))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ProtocolError("the frame is not JSON") from None
+    except UnacceptableJson as e:
+        if not e.field:  # the frame as a whole: too deep, NaN, too many digits
+            raise ProtocolError(f"the frame cannot be taken: {e.reason}") from None
+        # One member is refused (a lone surrogate in the text), so the frame parses as plain
+        # JSON: the refusal names the message, and the widget marks that one as not sent.
+        message = read_client_frame(json.loads(data))
+        problem = f"the message cannot be taken: {e.field} {e.reason}"
+        raise ProtocolError(problem, message.id) from None

@@ -26,6 +26,7 @@ from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.web import chat
 from tests.sastre.conftest import Client, ClientFactory
+from wording import translate
 
 SITE_SECRET = "site-secret-for-tests"
 Frame = dict[str, Any]
@@ -295,14 +296,14 @@ async def test_a_hand_off_is_announced_and_shown_again_on_reconnect(client: Clie
     assert (await receive(ws))["id"] == "h"
     assert (await receive(ws))["text"] == "Passing you to a colleague."
     handoff = await receive(ws)
-    assert handoff == {"type": "handoff", "text": chat.HANDOFF_NOTICE["es"]}
+    assert handoff == {"type": "handoff", "text": translate("es", "webchat.handoff")}
     await say(ws, "after", "hello?")
     assert (await receive(ws))["id"] == "after"  # stored for the agent; the bot stays silent
     await ws.close()
 
     ws, history = await connect(client, lang="en")
     assert [m["text"] for m in history["messages"]][-1] == "hello?"
-    assert await receive(ws) == {"type": "handoff", "text": chat.HANDOFF_NOTICE["en"]}
+    assert await receive(ws) == {"type": "handoff", "text": translate("en", "webchat.handoff")}
     await ws.close()
 
 
@@ -515,16 +516,44 @@ async def test_a_widget_on_another_site_gets_a_cross_site_cookie(
 # --- frames that once crashed the socket --------------------------------------------------------
 
 
-async def test_json_nested_too_deep_is_refused_and_the_chat_goes_on(client: Client) -> None:
+_MESSAGE = '{"type": "message", "id": "m1", "text": "hi", "extra": '
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ("[" * 50_000, "the frame cannot be taken: nested deeper than 64 levels"),
+        (_MESSAGE + "NaN}", "the frame cannot be taken: NaN is not a number JSON allows"),
+        (_MESSAGE + "-Infinity}", "the frame cannot be taken: -Infinity is not a number"),
+        (_MESSAGE + "1" + "0" * 5000 + "}", "the frame cannot be taken: holds a number with too"),
+    ],
+    ids=["deep", "nan", "infinity", "huge-number"],
+)
+async def test_json_sastre_does_not_take_is_refused_with_the_reason_and_the_chat_goes_on(
+    client: Client, sessionmaker: SessionMaker, frame: str, reason: str
+) -> None:
+    """The socket holds a frame to the REST API's limits (sastre.web.json_input)."""
     ws, _ = await connect(client)
-    await ws.send_str("[" * 50_000)
-    assert (await receive(ws)) == {
-        "type": "error",
-        "reason": "the frame is nested too deeply to be a message",
-    }
+    await ws.send_str(frame)
+    error = await receive(ws)
+    assert error["type"] == "error"
+    assert error["reason"].startswith(reason)
     await say(ws, "fine", "still here")
     assert (await receive(ws))["id"] == "fine"
     await ws.close()
+    assert await count(sessionmaker, Message, Message.text == "hi") == 0
+
+
+async def test_a_member_nested_too_deep_refuses_that_message_by_its_id(
+    client: Client, sessionmaker: SessionMaker
+) -> None:
+    ws, _ = await connect(client)
+    await ws.send_str(_MESSAGE + "[" * 64 + "]" * 64 + "}")
+    error = await receive(ws)
+    assert error["id"] == "m1"
+    assert error["reason"] == "the message cannot be taken: extra nested deeper than 64 levels"
+    await ws.close()
+    assert await count(sessionmaker, Message, Message.text == "hi") == 0
 
 
 async def test_a_lone_surrogate_is_refused_and_nothing_is_stored(

@@ -17,6 +17,7 @@ from sastre.config import Settings
 from sastre.web import chat
 from tests.sastre.conftest import Client
 from tests.sastre.test_console import WAIT_MS, browser, chromium, playwright
+from wording import translate
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 __all__ = ["browser", "chromium", "playwright"]  # the module-scoped fixtures, shared
@@ -90,7 +91,7 @@ async def test_a_visitor_asks_the_faq_then_for_a_human(page: Page) -> None:
     await ask(page, HUMAN)
     notice = page.locator(".sastre-chat-handoff")
     await expect(notice).to_be_visible()
-    await expect(notice).to_have_text(chat.HANDOFF_NOTICE["es"])
+    await expect(notice).to_have_text(translate("es", "webchat.handoff"))
 
     # A reload resumes the conversation, hand-off included.
     await page.reload()
@@ -99,7 +100,7 @@ async def test_a_visitor_asks_the_faq_then_for_a_human(page: Page) -> None:
     await expect(log.locator(".from-bot .sastre-chat-text").first).to_contain_text(
         "Nuestras tiendas abren"
     )
-    await expect(notice).to_have_text(chat.HANDOFF_NOTICE["es"])
+    await expect(notice).to_have_text(translate("es", "webchat.handoff"))
 
 
 async def test_text_is_shown_as_text_and_over_long_messages_are_refused(page: Page) -> None:
