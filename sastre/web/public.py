@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from aiohttp import web
-from jinja2 import Environment, PackageLoader, select_autoescape
+from babel import Locale
+from babel.dates import get_day_names
+from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from multidict import MultiDictProxy
 
 from consent.ledger import current_consents
@@ -27,12 +30,19 @@ from sastre.operations import (
     do_update_preferences,
     do_withdraw_consents,
 )
+from wording import (
+    FALLBACK_LANGUAGE,
+    N_,
+    available_languages,
+    pick_language,
+    translate,
+    translations,
+)
 
 __all__ = ["WORDING_VERSION", "routes", "signer"]
 
 routes = web.RouteTableDef()
 WORDING_VERSION: Final = "2026-11-preferences-v1"
-CHANNEL_SLOTS: Final = 3
 HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
@@ -41,127 +51,107 @@ HEADERS: Final = {
     "Cache-Control": "no-store",
 }
 
+# Keys chosen at run time, marked for `pybabel extract` (the sentences are in the templates).
+_CHOICES: Final = (
+    N_("preferences.choice_1"),
+    N_("preferences.choice_2"),
+    N_("preferences.choice_3"),
+)
+CHANNEL_SLOTS: Final = len(_CHOICES)
+_CHANNEL_NAMES: Final[Mapping[str, str]] = {
+    Channel.EMAIL: N_("page.channel.email"),
+    Channel.SMS: N_("page.channel.sms"),
+    Channel.TELEGRAM: N_("page.channel.telegram"),
+    Channel.WEBCHAT: N_("page.channel.webchat"),
+    Channel.VOICE: N_("page.channel.voice"),
+}
+_PURPOSE_NAMES: Final[Mapping[str, str]] = {
+    Purpose.MARKETING: N_("purpose.marketing"),
+    Purpose.SERVICE: N_("purpose.service"),
+}
+_STATUS_LINES: Final[Mapping[str, str]] = {
+    ConsentStatus.GRANTED: N_("consent.granted"),
+    ConsentStatus.PENDING: N_("consent.pending"),
+    ConsentStatus.REVOKED: N_("consent.revoked"),
+}
+# The default topics (SASTRE_TOPICS); a topic added in the settings is shown as it is named.
+_TOPIC_NAMES: Final[Mapping[str, str]] = {
+    "new-products": N_("topic.new-products"),
+    "offers": N_("topic.offers"),
+    "newsletter": N_("topic.newsletter"),
+}
+
+
+@pass_context
+def _gettext(context: Context, msgid: str, **fields: str) -> str:
+    """`_()` in the templates: the message in the page's language (`lang`), its fields filled
+    in the catalogue's way (`str.format`, the same as `translate`)."""
+    return translate(context["lang"], msgid, **fields)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, n: int, **fields: object) -> str:
+    return translations(context["lang"]).ngettext(singular, plural, n).format(num=n, **fields)
+
+
 _templates = Environment(
     loader=PackageLoader("sastre", "templates"),
     autoescape=select_autoescape(default=True),
     trim_blocks=True,
     lstrip_blocks=True,
+    extensions=["jinja2.ext.i18n"],
+)
+# The page's language is in each render's context, so one environment serves every language.
+_templates.install_gettext_callables(  # type: ignore[attr-defined]
+    _gettext, _ngettext, newstyle=False
 )
 
-TEXTS: Final[Mapping[str, Mapping[str, Any]]] = {
-    "en": {
-        "unsubscribe_title": "Unsubscribe",
-        "confirm_title": "Confirm your subscription",
-        "confirm_question": "Confirm that you want to receive {what} by {channel}.",
-        "confirm_button": "Yes, confirm",
-        "confirmed": "Thank you: your subscription is confirmed. You can unsubscribe at any time.",
-        "nothing_to_confirm": "There is nothing waiting for your confirmation.",
-        "unsubscribe_question": "Stop receiving {what} by {channel}?",
-        "unsubscribe_button": "Unsubscribe",
-        "unsubscribed": "Done: you will not receive {what} by {channel} any more.",
-        "all_marketing": "marketing messages",
-        "topic_messages": "messages about “{topic}”",
-        "manage_preferences": "Manage all your contact preferences",
-        "preferences_title": "Your contact preferences",
-        "channels": "How would you like us to contact you?",
-        "choice": ["First choice", "Second choice", "Third choice"],
-        "topics": "What would you like to hear about?",
-        "window": "When may we contact you?",
-        "window_hint": "Your local time. Leave the times empty for any reasonable hour.",
-        "from": "From",
-        "to": "To",
-        "language": "Language",
-        "save": "Save my preferences",
-        "saved": "Your preferences are saved.",
-        "current_consent": "What you have agreed to",
-        "no_consent": "You have not agreed to any marketing messages.",
-        "withdraw_hint": "You can withdraw every marketing consent at once. We will still answer "
-        "your own questions.",
-        "withdraw_button": "Withdraw all my consents",
-        "withdrawn": "All your marketing consents are withdrawn.",
-        "invalid": "Please check “{field}”: {reason}",
-        "status": {
-            "granted": "{purpose} by {channel}: yes",
-            "pending": "{purpose} by {channel}: waiting for your confirmation",
-            "revoked": "{purpose} by {channel}: no",
-        },
-        "purpose_names": {"marketing": "Marketing", "service": "Service messages"},
-        "channel_names": {
-            "email": "E-mail",
-            "sms": "SMS",
-            "telegram": "Telegram",
-            "webchat": "Web chat",
-            "voice": "Phone call",
-        },
-        "topic_names": {
-            "new-products": "New products",
-            "offers": "Offers",
-            "newsletter": "Newsletter",
-        },
-        "day_names": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
-    },
-    "es": {
-        "unsubscribe_title": "Darse de baja",
-        "confirm_title": "Confirme su suscripción",
-        "confirm_question": "Confirme que desea recibir {what} por {channel}.",
-        "confirm_button": "Sí, confirmo",
-        "confirmed": "Gracias: su suscripción está confirmada. Puede darse de baja cuando quiera.",
-        "nothing_to_confirm": "No hay nada pendiente de su confirmación.",
-        "unsubscribe_question": "¿Dejar de recibir {what} por {channel}?",
-        "unsubscribe_button": "Darme de baja",
-        "unsubscribed": "Hecho: ya no recibirá {what} por {channel}.",
-        "all_marketing": "mensajes comerciales",
-        "topic_messages": "mensajes sobre «{topic}»",
-        "manage_preferences": "Gestionar todas sus preferencias de contacto",
-        "preferences_title": "Sus preferencias de contacto",
-        "channels": "¿Cómo prefiere que le contactemos?",
-        "choice": ["Primera opción", "Segunda opción", "Tercera opción"],
-        "topics": "¿Sobre qué le gustaría recibir información?",
-        "window": "¿Cuándo podemos contactarle?",
-        "window_hint": "En su hora local. Deje las horas vacías para cualquier hora razonable.",
-        "from": "Desde",
-        "to": "Hasta",
-        "language": "Idioma",
-        "save": "Guardar mis preferencias",
-        "saved": "Sus preferencias se han guardado.",
-        "current_consent": "Lo que ha autorizado",
-        "no_consent": "No ha autorizado ningún mensaje comercial.",
-        "withdraw_hint": "Puede retirar todos sus consentimientos comerciales a la vez. Seguiremos "
-        "respondiendo a sus consultas.",
-        "withdraw_button": "Retirar todos mis consentimientos",
-        "withdrawn": "Se han retirado todos sus consentimientos comerciales.",
-        "invalid": "Revise «{field}»: {reason}",
-        "status": {
-            "granted": "{purpose} por {channel}: sí",
-            "pending": "{purpose} por {channel}: pendiente de su confirmación",
-            "revoked": "{purpose} por {channel}: no",
-        },
-        "purpose_names": {
-            "marketing": "Comunicaciones comerciales",
-            "service": "Avisos de servicio",
-        },
-        "channel_names": {
-            "email": "correo electrónico",
-            "sms": "SMS",
-            "telegram": "Telegram",
-            "webchat": "chat web",
-            "voice": "llamada",
-        },
-        "topic_names": {
-            "new-products": "Novedades",
-            "offers": "Ofertas",
-            "newsletter": "Boletín",
-        },
-        "day_names": ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
-    },
-}
+
+class _Words:
+    """The names a page shows in one language: channels, purposes, topics, days, languages."""
+
+    def __init__(self, language: str) -> None:
+        self.language = language
+
+    def __call__(self, msgid: str, **fields: str) -> str:
+        return translate(self.language, msgid, **fields)
+
+    def channel(self, channel: str) -> str:
+        return self(_CHANNEL_NAMES[channel])
+
+    def topic(self, topic: str) -> str:
+        return self(_TOPIC_NAMES[topic]) if topic in _TOPIC_NAMES else topic
+
+    def what(self, topic: str) -> str:
+        """What a link is about: one topic's messages, or all marketing."""
+        if topic:
+            return translate(self.language, "marketing.topic", topic=self.topic(topic))
+        return translate(self.language, "marketing.all")
+
+    def consent_line(self, status: str, purpose: str, topic: str, channel: str) -> str:
+        name = self(_PURPOSE_NAMES[purpose]) + (f" ({self.topic(topic)})" if topic else "")
+        return self(_STATUS_LINES[status], purpose=name, channel=self.channel(channel))
+
+    def day_names(self) -> list[str]:
+        """Monday first, as `DAYS`: from CLDR, like every other date Sastre writes."""
+        names = get_day_names("abbreviated", locale=self.language)
+        return [names[day] for day in range(len(DAYS))]
+
+
+def _language_names() -> list[tuple[str, str]]:
+    """Every language with a catalogue, each named in itself ("Español", "English")."""
+    names = ((code, Locale.parse(code).get_display_name(code)) for code in available_languages())
+    return sorted((code, (name or code)[:1].upper() + (name or code)[1:]) for code, name in names)
 
 
 def signer(request: web.Request) -> LinkSigner:
     return LinkSigner(request.app[SETTINGS].secret())
 
 
-def _bad_link(reason: str) -> web.Response:
+def _bad_link(msgid: str) -> web.Response:
+    """A link that names nobody: the reason in every language, English first."""
+    languages = sorted(available_languages(), key=lambda code: (code != FALLBACK_LANGUAGE, code))
+    reason = " / ".join(dict.fromkeys(translate(code, msgid) for code in languages))
     return web.Response(status=400, text=f"{reason}\n", content_type="text/plain")
 
 
@@ -180,14 +170,19 @@ def _evidence(request: web.Request, **extra: Any) -> dict[str, Any]:
 
 
 async def _language(request: web.Request, customer_id: int) -> str:
+    """The customer's chosen language, else the one we know them in, else the default's."""
     async with request.app[READER]() as session:
         customer = await get_customer(session, customer_id)
         preferences = await load_preferences(session, customer.id)
-    language = preferences.language or customer.language or request.app[SETTINGS].default_language
-    return language if language in TEXTS else "en"
+    settings = request.app[SETTINGS]
+    return pick_language(preferences.language, customer.language, settings.default_language)
 
 
 # --- unsubscribe (RFC 2369 / RFC 8058) ----------------------------------------------------------
+
+_NOT_AN_UNSUBSCRIBE_LINK: Final = N_("link.invalid.unsubscribe")
+_NOT_A_CONFIRMATION_LINK: Final = N_("link.invalid.confirm")
+_NOT_A_PREFERENCES_LINK: Final = N_("link.invalid.preferences")
 
 
 def _read_unsubscribe(request: web.Request) -> UnsubscribeLink:
@@ -198,24 +193,13 @@ async def _unsubscribe_page(
     request: web.Request, link: UnsubscribeLink, done: bool
 ) -> web.Response:
     lang = await _language(request, link.customer_id)
-    t = TEXTS[lang]
-    what = (
-        t["topic_messages"].format(topic=t["topic_names"].get(link.topic, link.topic))
-        if link.topic
-        else t["all_marketing"]
-    )
-    channel = t["channel_names"][link.channel.value]
-    texts = {
-        **t,
-        "unsubscribe_question": t["unsubscribe_question"].format(what=what, channel=channel),
-        "unsubscribed": t["unsubscribed"].format(what=what, channel=channel),
-    }
+    words = _Words(lang)
     preferences = signer(request).preferences_token(PreferenceLink(link.customer_id, link.channel))
     return _page(
         "unsubscribe.html",
         lang=lang,
-        title=t["unsubscribe_title"],
-        t=texts,
+        what=words.what(link.topic),
+        channel=words.channel(link.channel),
         done=done,
         preferences_url=f"/preferences/{preferences}",
     )
@@ -227,7 +211,7 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
         link = _read_unsubscribe(request)
         return await _unsubscribe_page(request, link, done=False)
     except (BadToken, CustomerNotFound):
-        return _bad_link("This unsubscribe link is not valid. / Este enlace no es válido.")
+        return _bad_link(_NOT_AN_UNSUBSCRIBE_LINK)
 
 
 @routes.post("/u/{token}")
@@ -236,7 +220,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
     try:
         link = _read_unsubscribe(request)
     except BadToken:
-        return _bad_link("This unsubscribe link is not valid. / Este enlace no es válido.")
+        return _bad_link(_NOT_AN_UNSUBSCRIBE_LINK)
     form = await request.post()
     one_click = form.get("List-Unsubscribe") == "One-Click"
     try:
@@ -248,17 +232,11 @@ async def unsubscribe(request: web.Request) -> web.Response:
             evidence=_evidence(request, method="one-click" if one_click else "page"),
         )
     except CustomerNotFound:
-        return _bad_link("This unsubscribe link is not valid. / Este enlace no es válido.")
+        return _bad_link(_NOT_AN_UNSUBSCRIBE_LINK)
     return await _unsubscribe_page(request, link, done=True)
 
 
 # --- double opt-in confirmation ------------------------------------------------------------------
-
-
-def _what(t: Mapping[str, Any], topic: str) -> str:
-    if topic:
-        return str(t["topic_messages"].format(topic=t["topic_names"].get(topic, topic)))
-    return str(t["all_marketing"])
 
 
 async def _status(request: web.Request, link: ConfirmLink) -> str | None:
@@ -276,16 +254,13 @@ async def _confirm_page(
 ) -> web.Response:
     """Pending: the question; granted: confirmed (however many clicks it took); else nothing."""
     lang = await _language(request, link.customer_id)
-    t = TEXTS[lang]
-    question = t["confirm_question"].format(
-        what=_what(t, link.topic), channel=t["channel_names"][link.channel.value]
-    )
+    words = _Words(lang)
     done = status == ConsentStatus.GRANTED.value
     return _page(
         "confirm.html",
         lang=lang,
-        title=t["confirm_title"],
-        t={**t, "confirm_question": question},
+        what=words.what(link.topic),
+        channel=words.channel(link.channel),
         done=done,
         nothing=not done and status != ConsentStatus.PENDING.value,
     )
@@ -297,7 +272,7 @@ async def confirm_form(request: web.Request) -> web.Response:
         link = signer(request).read_confirm(request.match_info["token"])
         return await _confirm_page(request, link, await _status(request, link))
     except (BadToken, CustomerNotFound):
-        return _bad_link("This confirmation link is not valid. / Este enlace no es válido.")
+        return _bad_link(_NOT_A_CONFIRMATION_LINK)
 
 
 @routes.post("/c/{token}")
@@ -316,7 +291,7 @@ async def confirm(request: web.Request) -> web.Response:
         confirmed = outcome is not Confirmation.NOTHING_PENDING
         return await _confirm_page(request, link, ConsentStatus.GRANTED if confirmed else None)
     except (BadToken, CustomerNotFound):
-        return _bad_link("This confirmation link is not valid. / Este enlace no es válido.")
+        return _bad_link(_NOT_A_CONFIRMATION_LINK)
 
 
 # --- the preference centre ----------------------------------------------------------------------
@@ -327,41 +302,39 @@ def _read_preferences(request: web.Request) -> PreferenceLink:
 
 
 async def _preferences_page(
-    request: web.Request, link: PreferenceLink, notice: str = "", status: int = 200
+    request: web.Request,
+    link: PreferenceLink,
+    notice: str = "",
+    status: int = 200,
+    **notice_fields: str,
 ) -> web.Response:
+    """The preference centre; `notice` is the message id of what the last action did."""
     lang = await _language(request, link.customer_id)
-    t = TEXTS[lang]
+    words = _Words(lang)
     async with request.app[READER]() as session:
         customer = await get_customer(session, link.customer_id)
         preferences = await load_preferences(session, customer.id)
         rows = await current_consents(session, customer.id)
     preferred = [c.value for c in preferences.channels][:CHANNEL_SLOTS]
     preferred += [""] * (CHANNEL_SLOTS - len(preferred))
-    consent_lines = [
-        t["status"][s.status].format(
-            purpose=t["purpose_names"][s.purpose]
-            + (f" ({t['topic_names'].get(s.topic, s.topic)})" if s.topic else ""),
-            channel=t["channel_names"][s.channel],
-        )
-        for s, _ in rows
-    ]
+    consent_lines = [words.consent_line(s.status, s.purpose, s.topic, s.channel) for s, _ in rows]
     token = request.match_info["token"]
     return _page(
         "preferences.html",
         status=status,
         lang=lang,
-        title=t["preferences_title"],
-        t=t,
         notice=notice,
-        channels=[c.value for c in Channel],
-        channel_slots=CHANNEL_SLOTS,
+        notice_fields=notice_fields,
+        channels=[(c.value, words.channel(c)) for c in Channel],
+        choices=_CHOICES,
         preferred=preferred,
-        topics=request.app[SETTINGS].topic_list,
+        topics=[(t, words.topic(t)) for t in request.app[SETTINGS].topic_list],
         chosen_topics=set(preferences.topics),
-        days=DAYS,
+        days=list(zip(DAYS, words.day_names(), strict=True)),
         chosen_days={DAYS[d] for d in (preferences.window_days or range(7))},
         window_start=preferences.window_start.strftime("%H:%M") if preferences.window_start else "",
         window_end=preferences.window_end.strftime("%H:%M") if preferences.window_end else "",
+        languages=_language_names(),
         language=preferences.language or customer.language or lang,
         consent_lines=consent_lines,
         withdraw_url=f"/preferences/{token}/withdraw",
@@ -387,7 +360,7 @@ async def preference_centre(request: web.Request) -> web.Response:
     try:
         return await _preferences_page(request, _read_preferences(request))
     except (BadToken, CustomerNotFound):
-        return _bad_link("This link is not valid. / Este enlace no es válido.")
+        return _bad_link(_NOT_A_PREFERENCES_LINK)
 
 
 @routes.post("/preferences/{token}")
@@ -406,13 +379,12 @@ async def save_preferences(request: web.Request) -> web.Response:
             proven_channel=link.channel,
         )
     except (BadToken, CustomerNotFound):
-        return _bad_link("This link is not valid. / Este enlace no es válido.")
+        return _bad_link(_NOT_A_PREFERENCES_LINK)
     except InvalidPreferences as e:
-        lang = await _language(request, link.customer_id)
-        notice = TEXTS[lang]["invalid"].format(field=e.field, reason=e.reason)
-        return await _preferences_page(request, link, notice, status=400)
-    lang = await _language(request, link.customer_id)
-    return await _preferences_page(request, link, TEXTS[lang]["saved"])
+        return await _preferences_page(
+            request, link, N_("preferences.invalid"), 400, field=e.field, reason=e.reason
+        )
+    return await _preferences_page(request, link, N_("preferences.saved"))
 
 
 @routes.post("/preferences/{token}/withdraw")
@@ -427,6 +399,5 @@ async def withdraw(request: web.Request) -> web.Response:
             evidence=_evidence(request, link_channel=link.channel.value),
         )
     except (BadToken, CustomerNotFound):
-        return _bad_link("This link is not valid. / Este enlace no es válido.")
-    lang = await _language(request, link.customer_id)
-    return await _preferences_page(request, link, TEXTS[lang]["withdrawn"])
+        return _bad_link(_NOT_A_PREFERENCES_LINK)
+    return await _preferences_page(request, link, N_("preferences.withdrawn"))

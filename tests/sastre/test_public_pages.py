@@ -11,10 +11,11 @@ from consent.ledger import consent_history, record_consent
 from consent.tokens import ConfirmLink, LinkSigner, PreferenceLink, UnsubscribeLink
 from consent.types import Action, Channel, Purpose, Source
 from crm_core.models import AuditEntry, Customer, CustomerStatus
+from sastre.app import create_app
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.operations import do_merge_customers
-from tests.sastre.conftest import Client
+from tests.sastre.conftest import Client, ClientFactory
 
 Auth = Callable[..., dict[str, str]]
 
@@ -130,6 +131,29 @@ async def test_pages_speak_the_customers_language(
     assert "¿Dejar de recibir mensajes comerciales por correo electrónico?" in page
     page = await (await client.get(_preferences_url(settings, customer))).text()
     assert "Sus preferencias de contacto" in page
+
+
+async def test_a_language_without_a_catalogue_falls_back_to_the_default_one(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """The one fallback rule: the customer's language, else the deployment's, else English."""
+    client = await aiohttp_client(
+        create_app(settings.model_copy(update={"default_language": "es"}))
+    )
+    customer = await _customer_with_email_marketing(sessionmaker, language="fr")
+    page = await (await client.get(_unsubscribe_url(settings, customer))).text()
+    assert '<html lang="es">' in page
+    assert "¿Dejar de recibir mensajes comerciales por correo electrónico?" in page
+
+
+async def test_the_language_menu_offers_every_catalogue_in_its_own_name(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker, language="es")
+    page = await (await client.get(_preferences_url(settings, customer))).text()
+    assert '<option value="en" >English</option>' in page
+    assert '<option value="es" selected>Español</option>' in page
+    assert '<label class="check"><input type="checkbox" name="day" value="sat" checked> sáb' in page
 
 
 async def test_the_preference_centre_saves_choices_with_evidence(

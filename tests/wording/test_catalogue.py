@@ -45,7 +45,8 @@ def test_every_message_is_in_every_language_with_the_same_placeholders(language:
 
 
 def test_every_message_the_code_uses_is_in_the_catalogue() -> None:
-    """What `pybabel extract` finds in the code (babel.cfg) is what the catalogue holds."""
+    """What `pybabel extract` finds in the code and the customer pages' templates (babel.cfg) is
+    what the catalogue holds."""
     from babel.messages.frontend import CommandLineInterface
 
     root = Path(__file__).resolve().parents[2]
@@ -53,7 +54,10 @@ def test_every_message_the_code_uses_is_in_the_catalogue() -> None:
     try:
         CommandLineInterface().run(  # type: ignore[no-untyped-call]
             ["pybabel", "-q", "extract", "-F", str(root / "babel.cfg"), "-o", str(template)]
-            + [str(root / package) for package in ("actions", "consent", "dialog", "wording")]
+            + [
+                str(root / package)
+                for package in ("actions", "consent", "dialog", "sastre", "wording")
+            ]
         )
         with template.open("rb") as pot:
             used = {str(m.id) for m in read_po(pot) if m.id}
