@@ -10,7 +10,9 @@ moment, is stored once and answered once: a unique index on (channel, provider i
 
 A bot outside the database (a `RemoteBot`, e.g. a Rasa server) is the exception: the messages it
 must answer are stored first, each awaiting it in a row of `awaiting_bot`; it is asked with no
-transaction open; its answers are written in a second transaction that deletes those rows. Should
+transaction open; its answers are written in a second transaction that deletes those rows, to
+the customer's open conversation as it is by then (a person holding it: nothing is sent; the
+customer merged meanwhile: the survivor's, `TurnSteps.catch_up`). Should
 the process stop in between, the channel never acknowledged the message: its redelivery finds it
 still awaiting, and it is asked again rather than dropped as a duplicate.
 

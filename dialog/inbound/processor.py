@@ -263,8 +263,8 @@ class InboundProcessor:
 
     async def _commit_answers(self, decided: list[tuple[Work, BotTurn]]) -> None:
         """The bot's answers and their effects, in one transaction, applied to the
-        conversations as they are now (locked on PostgreSQL); if it fails, each again on its
-        own, so only the one at fault fails."""
+        conversations as they are now (locked on PostgreSQL), after a merge to the survivor's;
+        if it fails, each again on its own, so only the one at fault fails."""
         try:
             async with self._sessionmaker.begin() as session:
                 ids = [work.conversation.id for work, _ in decided]
