@@ -2,7 +2,9 @@
 
 No login and no cookie: the signed link alone identifies the customer (RFC 8058 requires the
 one-click POST to work that way). Every change lands in the consent ledger or the audit log
-with its evidence (IP address, user agent, the wording version shown). Spanish and English.
+with its evidence (IP address, user agent, the wording version shown). The sentences are in the
+templates (`_("key")`, Jinja2's i18n extension) and the catalogue (`wording`), in the customer's
+language: a third language is a catalogue file.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def _gettext(context: Context, msgid: str, **fields: str) -> str:
 
 @pass_context
 def _ngettext(context: Context, singular: str, plural: str, n: int, **fields: object) -> str:
+    """The extension installs a plural form with `_()`; the same rules apply."""
     return translations(context["lang"]).ngettext(singular, plural, n).format(num=n, **fields)
 
 
@@ -108,7 +111,8 @@ _templates.install_gettext_callables(  # type: ignore[attr-defined]
 
 
 class _Words:
-    """The names a page shows in one language: channels, purposes, topics, days, languages."""
+    """The names and phrases a page builds at run time, in one language: channels, topics,
+    what a link is about, a consent's status, the days of the week."""
 
     def __init__(self, language: str) -> None:
         self.language = language
