@@ -3,8 +3,9 @@
 An adapter (one module per medium) verifies and parses the upstream's payload into an
 `InboundMessage`, hands it to the dialog layer, and delivers the replies. It knows nothing of
 customers, consent or conversations. The web chat, the only medium so far, answers on the
-visitor's own socket; `Sender`, `OutboundMessage` and `DeliveryFailed` are the sending side that
-the SMS, e-mail and Telegram adapters will implement, and nothing implements them yet.
+visitor's own socket. Every other medium sends through `Sender`: the outbox worker hands it an
+`OutboundMessage` and the adapter turns the vendor's errors into `DeliveryFailed`, saying whether a
+retry may help (and when, for a 429's Retry-After) and the provider's own error code.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class InboundMessage:
     received_at: datetime | None = None
     language_hint: str | None = None  # e.g. the browser's language for the web chat
     verified: bool = False  # the channel proved the sender owns the address (signed web user id)
+    subject: str | None = None  # e-mail's Subject
+    thread_key: str | None = None  # e-mail's Message-ID, for threading the answer
+    auto: bool = False  # an auto-reply or bulk mail: stored, never answered (no loops)
+    metadata: dict[str, str] = field(default_factory=dict)  # provider extras (OptOutType, DKIM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +49,35 @@ class OutboundMessage:
     text: str
     reference: str = ""  # our id for the message (idempotency at the provider)
     metadata: dict[str, str] = field(default_factory=dict)
+    html: str | None = None  # e-mail's HTML part beside the text
+    subject: str | None = None
+    in_reply_to: str | None = None  # the Message-ID this answers (e-mail threading)
+    references: tuple[str, ...] = ()
+    unsubscribe_url: str | None = None  # marketing e-mail: List-Unsubscribe one-click target
+    status_callback: str | None = None  # where the provider posts delivery states (SMS)
 
 
 class DeliveryFailed(Exception):
-    def __init__(self, reason: str, *, retryable: bool) -> None:
+    """A send that did not happen; `retryable` says whether trying again may help.
+
+    `code` is the provider's own error code (Twilio's 21610, an SMTP 550), kept on the message
+    for staff; `retry_after` is the seconds the provider asked us to wait (a 429's Retry-After),
+    which the worker honours over its own backoff.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retryable: bool,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(reason)
+        self.reason = reason
         self.retryable = retryable
+        self.code = code
+        self.retry_after = retry_after
 
 
 class Sender(Protocol):
