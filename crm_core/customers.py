@@ -296,14 +296,18 @@ async def plan_merge(
     if survivor_id == other_id:
         raise MergeRefused("a customer cannot be merged with itself")
     first, second = sorted((survivor_id, other_id))
-    # Lock both rows in id order so two crossing merges cannot deadlock (PostgreSQL).
+    # Lock both rows in id order so two crossing merges cannot deadlock (PostgreSQL). FOR NO KEY
+    # UPDATE, not FOR UPDATE: it keeps other merges and updates out, yet lets rows that refer to
+    # these customers be added meanwhile (a foreign key takes KEY SHARE). With FOR UPDATE, a turn
+    # holding its conversation and adding a message would deadlock with a merge waiting for
+    # that conversation.
     rows = {
         c.id: c
         for c in await session.scalars(
             select(Customer)
             .where(Customer.id.in_((first, second)))
             .order_by(Customer.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     }
     for customer_id in (survivor_id, other_id):
