@@ -1,0 +1,184 @@
+"""What Twilio posts to us: incoming messages and delivery states, signed with the auth token.
+
+Twilio signs every webhook: `X-Twilio-Signature` is base64(HMAC-SHA1(auth token, the full URL
+it requested + every POST parameter's name and value, sorted by name)). The URL is the one
+Twilio knows, our public one: behind a proxy the host we see is not it, so the caller passes the
+configured public URL. `twilio.request_validator.RequestValidator` computes and compares it.
+
+The forms are parsed into our own types: an incoming message into an `InboundMessage` (its
+MessageSid is the key for idempotency, MMS media are its attachments, and Twilio's own reading of
+a keyword, `OptOutType`, rides along in its metadata), a status callback into a
+`DeliveryReport` with our vocabulary of delivery states. Pure: nothing here touches a database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from twilio.request_validator import RequestValidator
+
+from channels.base import ChannelName, InboundMessage
+
+__all__ = [
+    "EMPTY_TWIML",
+    "KEYWORD",
+    "SIGNATURE_HEADER",
+    "DeliveryReport",
+    "MalformedWebhook",
+    "WebhookSignature",
+    "delivery_state",
+    "parse_inbound",
+    "parse_status",
+]
+
+SIGNATURE_HEADER: Final = "X-Twilio-Signature"
+# The answer to an incoming message: nothing to say now, replies go through the outbox (tracked,
+# retried and rate-limited like every message).
+EMPTY_TWIML: Final = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+# The metadata key under which a channel says what keyword the provider read in the message:
+# a value of consent.keywords.KeywordKind ("opt_out", "opt_in", "help").
+KEYWORD: Final = "keyword"
+MAX_MEDIA: Final = 10  # Twilio's own bound on media per MMS
+
+_OPT_OUT_TYPES: Final = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
+# Twilio's message states, in our words. `accepted` and `scheduled` are Messaging Service
+# states before `queued`; `canceled` (a scheduled message called off) never went out.
+_STATES: Final = {
+    "accepted": "queued",
+    "scheduled": "queued",
+    "queued": "queued",
+    "sending": "sending",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "partially_delivered": "sent",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
+_SID: Final = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
+# Extras worth keeping with the message (the rest are Twilio's guesses at geography).
+_EXTRAS: Final = ("To", "MessagingServiceSid", "NumSegments", "FromCountry", "OptOutType")
+
+
+# A POSTed form: aiohttp's MultiDict (every value of a repeated name is signed), or a dict.
+Form = Mapping[str, str]
+
+
+class MalformedWebhook(ValueError):
+    """A signed form that is not what Twilio sends (a 400, naming the field)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+class WebhookSignature:
+    """Checks `X-Twilio-Signature` against our public URL and the auth token."""
+
+    def __init__(self, auth_token: str, public_url: str) -> None:
+        self._validator = RequestValidator(auth_token)
+        self._public_url = public_url.rstrip("/")
+
+    def url_for(self, path_qs: str) -> str:
+        """The URL Twilio requested: our public base, and the path and query it used."""
+        return self._public_url + path_qs
+
+    def valid(self, path_qs: str, params: Mapping[str, str], signature: str | None) -> bool:
+        if not signature:
+            return False
+        return bool(self._validator.validate(self.url_for(path_qs), params, signature))
+
+    def sign(self, path_qs: str, params: Mapping[str, str]) -> str:
+        """The signature Twilio would send (the fake and the benchmark post with it)."""
+        return str(self._validator.compute_signature(self.url_for(path_qs), params))
+
+
+def _required(form: Form, name: str) -> str:
+    value = (form.get(name) or "").strip()
+    if not value:
+        raise MalformedWebhook(name, "is missing")
+    return value
+
+
+def _sid(form: Form) -> str:
+    sid = _required(form, "MessageSid")
+    if not _SID.fullmatch(sid):
+        raise MalformedWebhook("MessageSid", "is not a Twilio message SID")
+    return sid
+
+
+def _media(form: Form) -> tuple[tuple[str, ...], dict[str, str]]:
+    raw = (form.get("NumMedia") or "0").strip()
+    if not raw.isdecimal() or int(raw) > MAX_MEDIA:
+        raise MalformedWebhook("NumMedia", f"must be a number from 0 to {MAX_MEDIA}")
+    urls: list[str] = []
+    types: dict[str, str] = {}
+    for n in range(int(raw)):
+        url = _required(form, f"MediaUrl{n}")
+        if not url.startswith(("https://", "http://")):
+            raise MalformedWebhook(f"MediaUrl{n}", "is not an http(s) URL")
+        urls.append(url)
+        types[f"MediaContentType{n}"] = (form.get(f"MediaContentType{n}") or "").strip()
+    return tuple(urls), types
+
+
+def parse_inbound(form: Form) -> InboundMessage:
+    """An incoming SMS or MMS as the inbound path takes it. MalformedWebhook if it is not one.
+
+    The text is kept exactly as sent (an empty body is an MMS with only media). The media are
+    the attachments, by URL (Twilio keeps them until deleted), their types in the metadata."""
+    sid = _sid(form)
+    sender = _required(form, "From")
+    attachments, types = _media(form)
+    metadata = {name: value for name in _EXTRAS if (value := (form.get(name) or "").strip())}
+    metadata.update(types)
+    opt_out = metadata.get("OptOutType", "").upper()
+    if opt_out in _OPT_OUT_TYPES:
+        # Twilio acted on it already (it blocks the number after STOP): our books must agree,
+        # even for a keyword it was taught that ours does not know.
+        metadata[KEYWORD] = _OPT_OUT_TYPES[opt_out]
+    return InboundMessage(
+        ChannelName.SMS,
+        sender,
+        form.get("Body") or "",
+        provider_id=sid,
+        attachments=attachments,
+        metadata=metadata,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """One status callback: which message, the state it reached, and Twilio's error if any."""
+
+    provider_id: str
+    state: str  # queued, sending, sent, delivered, read, failed, undelivered
+    address: str  # the recipient ('To')
+    code: str | None = None
+    reason: str | None = None
+
+
+def delivery_state(status: str) -> str:
+    """Twilio's MessageStatus in our words; MalformedWebhook for one Twilio does not send."""
+    try:
+        return _STATES[status.strip().lower()]
+    except KeyError:
+        raise MalformedWebhook("MessageStatus", f"{status!r} is not a message status") from None
+
+
+def parse_status(form: Form) -> DeliveryReport:
+    status = _required(form, "MessageStatus")
+    code = (form.get("ErrorCode") or "").strip() or None
+    if code is not None and not code.isdecimal():
+        raise MalformedWebhook("ErrorCode", "is not a number")
+    return DeliveryReport(
+        provider_id=_sid(form),
+        state=delivery_state(status),
+        address=_required(form, "To"),
+        code=code,
+        reason=(form.get("ErrorMessage") or "").strip() or None,
+    )
