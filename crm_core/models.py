@@ -94,6 +94,7 @@ class InteractionKind(StrEnum):
     NOTE = "note"
     PURCHASE = "purchase"
     COMPLAINT = "complaint"
+    DELIVERY = "delivery"  # an outbound message's delivery state changed (sent, failed, read)
 
 
 def _enum_check(column: str, enum: type[StrEnum]) -> str:

@@ -9,6 +9,7 @@ from consent import models as _consent_models  # noqa: F401  (registers the cons
 from crm_core.models import SQLITE_ONLY, Base
 from dialog import faq_store as _faq_store  # noqa: F401  (faq_entries)
 from dialog import models as _dialog_models  # noqa: F401  (conversations, messages)
+from dialog.outbox import models as _outbox_models  # noqa: F401  (outbox, delivery_attempts)
 from sastre import auth as _auth  # noqa: F401  (registers staff_tokens on the metadata)
 
 __all__ = ["metadata", "objects_on"]

@@ -31,6 +31,7 @@ from crm_core.customers import MergePlan, customer_view, fold_customer
 from crm_core.models import AuditEntry, Customer, CustomerTier, Identity, Interaction
 from dialog.merge import merge_conversations
 from dialog.models import AwaitingBot, Conversation, Message
+from dialog.outbox.models import DeliveryAttempt, OutboxEntry
 
 __all__ = ["OWNED_TABLES", "Exporting", "Merging", "OwnedTable"]
 
@@ -189,15 +190,24 @@ async def _profile(session: AsyncSession, exporting: Exporting) -> dict[str, Any
     return {**view, "records": _rows(records)}
 
 
-async def _awaiting_bot(session: AsyncSession, exporting: Exporting) -> list[dict[str, Any]]:
-    awaiting, messages = _table(AwaitingBot), _table(Message)
-    query = (
-        select(awaiting)
-        .join(messages, messages.c.id == awaiting.c.message_id)
-        .where(messages.c.customer_id.in_(exporting.ids))
-        .order_by(awaiting.c.message_id)
-    )
-    return _rows(await session.execute(query))
+def of_messages(model: type[Any], *order: str) -> ExportStep:
+    """Rows kept per message (keyed by `message_id`): those of the customer's messages."""
+    table, messages = _table(model), _table(Message)
+    by = [table.c[name] for name in order]
+
+    async def section(session: AsyncSession, exporting: Exporting) -> list[dict[str, Any]]:
+        query = (
+            select(table)
+            .join(messages, messages.c.id == table.c.message_id)
+            .where(messages.c.customer_id.in_(exporting.ids))
+            .order_by(*by)
+        )
+        return _rows(await session.execute(query))
+
+    return section
+
+
+_awaiting_bot = of_messages(AwaitingBot, "message_id")
 
 
 # --- the registry -------------------------------------------------------------------------------
@@ -271,5 +281,17 @@ OWNED_TABLES: Final[Sequence[OwnedTable]] = (
         _kept,
         _awaiting_bot,
         "follows its message",
+    ),
+    OwnedTable(
+        _table(OutboxEntry),
+        _kept,
+        of_messages(OutboxEntry, "message_id"),
+        "follows its message: the delivery state of what we sent",
+    ),
+    OwnedTable(
+        _table(DeliveryAttempt),
+        _kept,
+        of_messages(DeliveryAttempt, "id"),
+        "follows its message: every call to a provider",
     ),
 )

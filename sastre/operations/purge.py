@@ -51,10 +51,13 @@ TREATMENT: Final[Mapping[str, Treatment]] = {
     "conversations": "deleted",
     "messages": "deleted",
     "awaiting_bot": "follows its message",  # deleted with it (ON DELETE CASCADE)
+    "outbox": "follows its message",  # deleted with it (ON DELETE CASCADE)
+    "delivery_attempts": "follows its message",  # deleted with it (ON DELETE CASCADE)
 }
 # Leads purged per transaction: SQLite's write lock is held for one batch at a time.
 BATCH: Final = 500
-_MESSAGES_ONLY: Final = (Kind.MESSAGE_IN.value, Kind.MESSAGE_OUT.value)
+# A message's delivery entries are part of the message.
+_MESSAGES_ONLY: Final = (Kind.MESSAGE_IN.value, Kind.MESSAGE_OUT.value, Kind.DELIVERY.value)
 _WITH_A_PERSON: Final = (ConversationState.QUEUED.value, ConversationState.ASSIGNED.value)
 
 

@@ -15,6 +15,7 @@ from crm_core.models import AuditEntry, CustomerTier, InteractionKind
 from crm_core.records import parse_customer
 from crm_core.timeline import add_interaction
 from dialog.models import AwaitingBot, Conversation, Message
+from dialog.outbox.models import DeliveryAttempt, OutboxEntry
 from sastre.db import SessionMaker
 from sastre.operations import do_export_customer, do_merge_customers
 from sastre.operations.owned import OWNED_TABLES
@@ -71,20 +72,21 @@ async def a_person_in_every_table(sessionmaker: SessionMaker) -> tuple[int, int]
             author="customer",
         )
         session.add(asked)
-        session.add(
-            Message(
-                conversation_id=conversation.id,
-                customer_id=lead.id,
-                channel="sms",
-                direction="out",
-                provider_id="out-1",
-                address="+34612345678",
-                text="Le paso con un compañero.",
-                author="bot",
-            )
+        answer = Message(
+            conversation_id=conversation.id,
+            customer_id=lead.id,
+            channel="sms",
+            direction="out",
+            provider_id="out-1",
+            address="+34612345678",
+            text="Le paso con un compañero.",
+            author="bot",
         )
+        session.add(answer)
         await session.flush()
         session.add(AwaitingBot(message_id=asked.id, asked_at=T0))
+        session.add(OutboxEntry(message_id=answer.id, channel="sms", state="sent", due_at=T0))
+        session.add(DeliveryAttempt(message_id=answer.id, worker="w1", outcome="sent", at=T0))
     await do_merge_customers(sessionmaker, ana.id, lead.id, actor=ACTOR)
     return ana.id, lead.id
 

@@ -1,0 +1,46 @@
+"""The durable outbox: every outbound message not answered on a live socket is first a row here,
+written in the transaction that caused it; workers (`sastre.worker`) send the rows.
+
+* `states`: the delivery states and the rule that they never move backwards;
+* `models`: the `outbox` and `delivery_attempts` tables;
+* `queue`: queueing, the workers' claims and results, the providers' reports (`record_delivery`).
+"""
+
+from dialog.outbox.models import DeliveryAttempt, OutboxEntry, Purpose
+from dialog.outbox.queue import (
+    Claimed,
+    Result,
+    announce,
+    claim,
+    depth,
+    enqueue,
+    listen,
+    outbox_row,
+    record_delivery,
+    release,
+    settle,
+    through_outbox,
+)
+from dialog.outbox.states import PENDING, TERMINAL, DeliveryState, advance
+
+__all__ = [
+    "PENDING",
+    "TERMINAL",
+    "Claimed",
+    "DeliveryAttempt",
+    "DeliveryState",
+    "OutboxEntry",
+    "Purpose",
+    "Result",
+    "advance",
+    "announce",
+    "claim",
+    "depth",
+    "enqueue",
+    "listen",
+    "outbox_row",
+    "record_delivery",
+    "release",
+    "settle",
+    "through_outbox",
+]

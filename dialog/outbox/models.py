@@ -1,0 +1,95 @@
+"""The outbox: a row per outbound message still to send or already tracked, and every attempt.
+
+A row is written in the same transaction as its message (the change that caused it), and a
+worker sends it later: nothing calls a provider inside a request or a transaction. `due_at` is
+one clock for both uses of a pending row: when a queued or retrying message may be sent, and
+while a worker holds it, when its lease runs out (then another worker takes it over).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Table, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm_core.models import Base
+from crm_core.sqltypes import IdType, utcnow
+from dialog.outbox.states import PENDING, DeliveryState
+
+__all__ = [
+    "PENDING_ONLY",
+    "DeliveryAttempt",
+    "OutboxEntry",
+    "Purpose",
+    "delivery_attempts_table",
+    "outbox_table",
+]
+
+PENDING_ONLY = f"state IN ({', '.join(repr(s.value) for s in sorted(PENDING))})"
+
+
+class Purpose:
+    """Why a message is sent: what the worker checks consent for just before sending."""
+
+    SERVICE = "service"
+    MARKETING = "marketing"
+    # A keyword's own answer (the STOP confirmation, HELP): sent whatever consent says.
+    COMPLIANCE = "compliance"
+    ALL = (SERVICE, MARKETING, COMPLIANCE)
+
+
+class OutboxEntry(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(
+            f"state IN ({', '.join(repr(s.value) for s in DeliveryState)})", name="state"
+        ),
+        CheckConstraint(f"purpose IN ({', '.join(map(repr, Purpose.ALL))})", name="purpose"),
+        # The workers' claim reads only pending rows, oldest due first.
+        Index(
+            "ix_outbox_due",
+            "due_at",
+            sqlite_where=text(PENDING_ONLY),
+            postgresql_where=text(PENDING_ONLY),
+        ),
+        Index("ix_outbox_state", "state", "updated_at"),
+        Index("ix_outbox_provider", "channel", "provider_id"),
+    )
+
+    message_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16), default=Purpose.SERVICE)
+    state: Mapped[str] = mapped_column(String(12), default=DeliveryState.QUEUED)
+    due_at: Mapped[datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    provider_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    error_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)  # subject, html, threading
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeliveryAttempt(Base):
+    """One call to a provider, or one the worker died during (`interrupted`)."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_delivery_attempts_message", "message_id", "id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(IdType, ForeignKey("messages.id", ondelete="CASCADE"))
+    worker: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # sent, retry, failed, revoked, interrupted
+    code: Mapped[str | None] = mapped_column(String(32), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    provider_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+outbox_table = cast(Table, OutboxEntry.__table__)
+delivery_attempts_table = cast(Table, DeliveryAttempt.__table__)

@@ -1,0 +1,500 @@
+"""The outbox's statements: queueing rows with their messages, the workers' claims and results,
+and the providers' delivery reports.
+
+A claim is one transaction: the due rows, oldest first (`FOR UPDATE SKIP LOCKED` on PostgreSQL,
+so workers never wait on each other nor take the same row; SQLite's `BEGIN IMMEDIATE` serialises
+the claims), consent read again for them, and the rows marked `sending` under the worker's lease
+before any provider is called. So after a crash, a `sending` row whose lease ran out is one whose
+call may have happened: it is sent again (the honest at-least-once), and recorded as
+`interrupted`. A row the rate limit holds back is not marked at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.base import ChannelName
+from consent.models import consent_state_table
+from consent.types import ConsentStatus
+from crm_core.models import InteractionKind, interactions_table
+from crm_core.sqltypes import utcnow
+from dialog.media import medium
+from dialog.models import messages_table
+from dialog.outbox.models import Purpose, delivery_attempts_table, outbox_table
+from dialog.outbox.states import PENDING, DeliveryState, advance
+
+__all__ = [
+    "Claimed",
+    "Result",
+    "announce",
+    "claim",
+    "depth",
+    "enqueue",
+    "listen",
+    "outbox_row",
+    "record_delivery",
+    "release",
+    "settle",
+    "through_outbox",
+]
+
+log = logging.getLogger(__name__)
+
+# --- wake-ups -----------------------------------------------------------------------------------
+
+_wakers: list[Callable[[], None]] = []
+
+
+def listen(waker: Callable[[], None]) -> Callable[[], None]:
+    """Call `waker` whenever rows were committed to the outbox; returns the undo."""
+    _wakers.append(waker)
+    return lambda: _wakers.remove(waker)
+
+
+def announce() -> None:
+    """Rows were committed: wake whoever sends them (call after the commit, never before)."""
+    for waker in list(_wakers):
+        try:
+            waker()
+        except Exception:  # a waker is a hint; the poll still finds the rows
+            log.exception("an outbox waker failed")
+
+
+# --- queueing -----------------------------------------------------------------------------------
+
+
+def through_outbox(channel: ChannelName | str) -> bool:
+    """Every medium but a live socket is sent by the workers; the web chat answers on the
+    visitor's open socket at once."""
+    return ChannelName(channel) is not ChannelName.WEBCHAT
+
+
+def outbox_row(
+    message_id: int,
+    channel: str,
+    now: datetime,
+    *,
+    purpose: str = Purpose.SERVICE,
+    due_at: datetime | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "channel": channel,
+        "purpose": purpose,
+        "state": DeliveryState.QUEUED.value,
+        "due_at": due_at or now,
+        "attempts": 0,
+        "claimed_by": None,
+        "provider_id": None,
+        "error_code": None,
+        "error": None,
+        "options": options or {},
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+_ENQUEUE = insert(outbox_table)
+
+
+async def enqueue(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """One INSERT for all of them, in the caller's transaction."""
+    if rows:
+        await session.execute(_ENQUEUE, list(rows) if len(rows) > 1 else rows[0])
+
+
+# --- claims -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A row a worker holds, with what it needs to send it."""
+
+    message_id: int
+    customer_id: int
+    channel: ChannelName
+    address: str
+    text: str
+    purpose: str
+    options: dict[str, Any]
+    interrupted: bool  # a dead worker's call was in flight: this is a re-send
+
+
+@dataclass(slots=True)
+class Result:
+    """What one call came to."""
+
+    claimed: Claimed
+    outcome: str  # sent, retry, failed
+    provider_id: str | None = None
+    code: str | None = None
+    reason: str | None = None
+    retry_at: datetime | None = None  # for a retry
+
+
+_o, _m = outbox_table.c, messages_table.c
+_COLUMNS = (
+    _o.message_id,
+    _o.state,
+    _o.claimed_by,
+    _o.purpose,
+    _o.options,
+    _o.channel,
+    _m.address,
+    _m.text,
+    _m.customer_id,
+)
+
+
+def _due(dialect: str) -> Any:
+    query = (
+        select(*_COLUMNS)
+        .join(messages_table, _m.id == _o.message_id)
+        .where(_o.state.in_([s.value for s in PENDING]), _o.due_at <= bindparam("now"))
+        .order_by(_o.due_at)
+        .limit(bindparam("limit"))
+    )
+    if dialect == "postgresql":
+        return query.with_for_update(skip_locked=True, of=outbox_table)
+    return query
+
+
+_DUE = {name: _due(name) for name in ("sqlite", "postgresql")}
+_START = (
+    update(outbox_table)
+    .where(_o.message_id == bindparam("id"))
+    .values(
+        state=DeliveryState.SENDING.value,
+        attempts=_o.attempts + 1,
+        claimed_by=bindparam("worker"),
+        due_at=bindparam("lease_until"),
+        updated_at=bindparam("now"),
+    )
+)
+_HOLD = (
+    update(outbox_table)
+    .where(_o.message_id == bindparam("id"))
+    .values(due_at=bindparam("at"), claimed_by=None)
+)
+_REVOKED = select(
+    consent_state_table.c.customer_id, consent_state_table.c.channel, consent_state_table.c.purpose
+).where(
+    consent_state_table.c.status == ConsentStatus.REVOKED.value,
+    consent_state_table.c.topic == "",
+    tuple_(consent_state_table.c.customer_id, consent_state_table.c.channel).in_(
+        bindparam("keys", expanding=True)
+    ),
+)
+
+
+def _claimed(row: Any) -> Claimed:
+    return Claimed(
+        message_id=row.message_id,
+        customer_id=row.customer_id,
+        channel=ChannelName(row.channel),
+        address=row.address,
+        text=row.text,
+        purpose=row.purpose,
+        options=row.options or {},
+        interrupted=row.state == DeliveryState.SENDING.value and row.claimed_by is not None,
+    )
+
+
+def _consent_channel(channel: ChannelName) -> str:
+    return medium(channel).consent.value
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    worker: str,
+    limit: int,
+    lease: timedelta,
+    now: datetime | None = None,
+    admit: Callable[[Sequence[Claimed]], Iterable[tuple[Claimed, datetime | None]]] | None = None,
+) -> list[Claimed]:
+    """Take up to `limit` due rows for `worker` and mark them `sending` under a lease; return
+    those to send now. In the same transaction: rows whose customer revoked consent on that
+    channel since they were queued are failed (`revoked`), not sent (a keyword's own answer,
+    the STOP confirmation, is sent all the same); `admit` (the rate limits) may hold rows back
+    until a time, leaving them queued."""
+    now = now or utcnow()
+    rows = (
+        await session.execute(_DUE[session.get_bind().dialect.name], {"now": now, "limit": limit})
+    ).all()
+    if not rows:
+        return []
+    picked = [_claimed(row) for row in rows]
+    checked = [c for c in picked if c.purpose != Purpose.COMPLIANCE]
+    revoked: set[tuple[int, str, str]] = set()
+    if checked:
+        keys = list({(c.customer_id, _consent_channel(c.channel)) for c in checked})
+        found = await session.execute(_REVOKED, {"keys": keys})
+        revoked = {(r.customer_id, r.channel, r.purpose) for r in found}
+    refused: list[Result] = []
+    sending: list[Claimed] = []
+    for c in picked:
+        channel = _consent_channel(c.channel)
+        if c.purpose != Purpose.COMPLIANCE and (
+            (c.customer_id, channel, "service") in revoked
+            or (c.customer_id, channel, c.purpose) in revoked
+        ):
+            refused.append(Result(c, "failed", code="revoked", reason="revoked"))
+        else:
+            sending.append(c)
+    held: list[dict[str, Any]] = []
+    if admit is not None and sending:
+        admitted: list[Claimed] = []
+        for c, later in admit(sending):
+            if later is None:
+                admitted.append(c)
+            else:
+                held.append({"id": c.message_id, "at": later})
+        sending = admitted
+    if held:
+        await session.execute(_HOLD, held)
+    if sending:
+        lease_until = now + lease
+        await session.execute(
+            _START,
+            [
+                {"id": c.message_id, "worker": worker, "lease_until": lease_until, "now": now}
+                for c in sending
+            ],
+        )
+    if refused:
+        await settle(session, refused, worker=worker, now=now)
+    interrupted = [c for c in sending if c.interrupted]
+    if interrupted:
+        await session.execute(
+            insert(delivery_attempts_table),
+            [
+                {
+                    "message_id": c.message_id,
+                    "worker": worker,
+                    "outcome": "interrupted",
+                    "code": None,
+                    "reason": "the worker holding it stopped while its call was in flight",
+                    "provider_id": None,
+                    "at": now,
+                }
+                for c in interrupted
+            ],
+        )
+    return sending
+
+
+async def release(session: AsyncSession, ids: Sequence[int], at: datetime) -> None:
+    """Give rows back unsent (a worker stopping): due again at `at`."""
+    if ids:
+        await session.execute(_HOLD, [{"id": id_, "at": at} for id_ in ids])
+
+
+# --- results ------------------------------------------------------------------------------------
+
+_SENT = (
+    update(outbox_table)
+    .where(_o.message_id == bindparam("id"), _o.state.in_([s.value for s in PENDING]))
+    .values(
+        state=DeliveryState.SENT.value,
+        provider_id=bindparam("pid"),
+        claimed_by=None,
+        error_code=None,
+        error=None,
+        updated_at=bindparam("now"),
+    )
+)
+_RETRY = (
+    update(outbox_table)
+    .where(_o.message_id == bindparam("id"), _o.state.in_([s.value for s in PENDING]))
+    .values(
+        due_at=bindparam("at"),
+        claimed_by=None,
+        error_code=bindparam("code"),
+        error=bindparam("reason"),
+        updated_at=bindparam("now"),
+    )
+)
+_FAILED = (
+    update(outbox_table)
+    .where(_o.message_id == bindparam("id"), _o.state.in_([s.value for s in PENDING]))
+    .values(
+        state=DeliveryState.FAILED.value,
+        claimed_by=None,
+        error_code=bindparam("code"),
+        error=bindparam("reason"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
+def _timeline(
+    customer_id: int,
+    message_id: int,
+    channel: str,
+    state: str,
+    now: datetime,
+    *,
+    code: str | None = None,
+    reason: str | None = None,
+    actor: str = "system",
+) -> dict[str, Any]:
+    summary = state if reason is None else f"{state}: {reason}"
+    data: dict[str, Any] = {"message_id": message_id, "state": state}
+    if code is not None:
+        data["code"] = code
+    return {
+        "customer_id": customer_id,
+        "kind": InteractionKind.DELIVERY.value,
+        "channel": channel,
+        "summary": summary,
+        "actor": actor,
+        "data": data,
+        "occurred_at": now,
+    }
+
+
+async def settle(
+    session: AsyncSession, results: Sequence[Result], *, worker: str, now: datetime | None = None
+) -> None:
+    """The batch's outcomes: a statement per kind, every attempt recorded, and the state
+    changes (`sent`, `failed`) on the customers' timelines."""
+    if not results:
+        return
+    now = now or utcnow()
+    by: dict[str, list[Result]] = {"sent": [], "retry": [], "failed": []}
+    for result in results:
+        by[result.outcome].append(result)
+    if by["sent"]:
+        await session.execute(
+            _SENT,
+            [{"id": r.claimed.message_id, "pid": r.provider_id, "now": now} for r in by["sent"]],
+        )
+    if by["retry"]:
+        await session.execute(
+            _RETRY,
+            [
+                {
+                    "id": r.claimed.message_id,
+                    "at": r.retry_at or now,
+                    "code": r.code,
+                    "reason": r.reason,
+                    "now": now,
+                }
+                for r in by["retry"]
+            ],
+        )
+    if by["failed"]:
+        await session.execute(
+            _FAILED,
+            [
+                {"id": r.claimed.message_id, "code": r.code, "reason": r.reason, "now": now}
+                for r in by["failed"]
+            ],
+        )
+    await session.execute(
+        insert(delivery_attempts_table),
+        [
+            {
+                "message_id": r.claimed.message_id,
+                "worker": worker,
+                "outcome": "revoked" if r.code == "revoked" else r.outcome,
+                "code": r.code,
+                "reason": r.reason,
+                "provider_id": r.provider_id,
+                "at": now,
+            }
+            for r in results
+        ],
+    )
+    timeline = [
+        _timeline(
+            r.claimed.customer_id,
+            r.claimed.message_id,
+            r.claimed.channel.value,
+            DeliveryState.SENT.value if r.outcome == "sent" else DeliveryState.FAILED.value,
+            now,
+            code=r.code,
+            reason=r.reason,
+        )
+        for r in results
+        if r.outcome != "retry"
+    ]
+    if timeline:
+        await session.execute(insert(interactions_table), timeline)
+
+
+# --- the providers' reports ---------------------------------------------------------------------
+
+
+async def record_delivery(
+    session: AsyncSession,
+    *,
+    channel: ChannelName | str,
+    provider_id: str,
+    state: DeliveryState | str,
+    code: str | None = None,
+    reason: str | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """A provider reported a message's state (a status callback, a bounce). Stored only when
+    it moves the message forward; returns whether it did. A report for a message we do not
+    know, or one that would move it backwards (callbacks arrive out of order), changes nothing.
+    Consent and undeliverable addresses are the caller's to record (consent's own functions)."""
+    now = at or utcnow()
+    new = DeliveryState(state)
+    query = (
+        select(_o.message_id, _o.state, _o.channel, _m.customer_id)
+        .join(messages_table, _m.id == _o.message_id)
+        .where(_o.channel == ChannelName(channel).value, _o.provider_id == provider_id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=outbox_table)
+    row = (await session.execute(query)).first()
+    if row is None:
+        return False
+    moved = advance(DeliveryState(row.state), new)
+    if moved is None:
+        return False
+    values: dict[str, Any] = {"state": moved.value, "updated_at": now, "claimed_by": None}
+    if code is not None or reason is not None:
+        values.update(error_code=code, error=reason)
+    await session.execute(
+        update(outbox_table)
+        .where(and_(_o.message_id == row.message_id, _o.state == row.state))
+        .values(values)
+    )
+    await session.execute(
+        insert(interactions_table),
+        _timeline(
+            row.customer_id,
+            row.message_id,
+            row.channel,
+            moved.value,
+            now,
+            code=code,
+            reason=reason,
+            actor="provider",
+        ),
+    )
+    return True
+
+
+async def depth(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many rows are pending, and when the oldest was queued."""
+    row = (
+        await session.execute(
+            select(func.count(), func.min(_o.created_at)).where(
+                _o.state.in_([s.value for s in PENDING])
+            )
+        )
+    ).one()
+    return int(row[0]), row[1]
