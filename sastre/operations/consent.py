@@ -22,7 +22,7 @@ from consent.preferences import ContactPreferences, update_preferences, withdraw
 from consent.types import GENERAL, Action, Channel, ConsentStatus, Purpose, Source
 from crm_core.customers import get_customer
 from sastre.db import SessionMaker
-from sastre.operations.unit import unit_of_work
+from sastre.operations.unit import Unit, unit_of_work
 
 __all__ = [
     "Confirmation",
@@ -94,24 +94,13 @@ async def do_confirm_consent(
     """The second step of double opt-in, from the link in the confirmation message. Idempotent:
     a second click (even one racing the first) finds the consent granted and changes nothing."""
     async with unit_of_work(sessionmaker, CUSTOMER) as unit:
-        customer = await get_customer(unit.session, customer_id)
-        status = await consent_status(unit.session, customer.id, channel, Purpose.MARKETING, topic)
+        customer_id, status = await _marketing_status(unit, customer_id, channel, topic)
         if status is ConsentStatus.GRANTED:
             return Confirmation.ALREADY_CONFIRMED
         if status is not ConsentStatus.PENDING:
             return Confirmation.NOTHING_PENDING
-        event = await record_consent(
-            unit.session,
-            customer.id,
-            channel,
-            Purpose.MARKETING,
-            Action.CONFIRM,
-            Source.WEB_FORM,
-            actor=CUSTOMER,
-            evidence=evidence,
-            topic=topic,
-        )
-        unit.publish("consent.changed", customer.id, event_id=event.id)
+        link = _Link(customer_id, channel, topic, evidence)
+        await _record_by_link(unit, link, Action.CONFIRM, Source.WEB_FORM)
     return Confirmation.CONFIRMED
 
 
@@ -126,23 +115,47 @@ async def do_unsubscribe(
     """Revoke marketing on a channel from an unsubscribe link; True if this call revoked it.
     Idempotent: a second click records nothing more."""
     async with unit_of_work(sessionmaker, CUSTOMER) as unit:
-        customer = await get_customer(unit.session, customer_id)
-        status = await consent_status(unit.session, customer.id, channel, Purpose.MARKETING, topic)
+        customer_id, status = await _marketing_status(unit, customer_id, channel, topic)
         if status is ConsentStatus.REVOKED:
             return False
-        event = await record_consent(
-            unit.session,
-            customer.id,
-            channel,
-            Purpose.MARKETING,
-            Action.REVOKE,
-            Source.UNSUBSCRIBE_LINK,
-            actor=CUSTOMER,
-            evidence=evidence,
-            topic=topic,
-        )
-        unit.publish("consent.changed", customer.id, event_id=event.id)
+        link = _Link(customer_id, channel, topic, evidence)
+        await _record_by_link(unit, link, Action.REVOKE, Source.UNSUBSCRIBE_LINK)
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """A signed link the customer followed: whose, for which channel and topic, and the click."""
+
+    customer_id: int
+    channel: Channel
+    topic: str
+    evidence: Mapping[str, Any]
+
+
+async def _marketing_status(
+    unit: Unit, customer_id: int, channel: Channel, topic: str
+) -> tuple[int, ConsentStatus | None]:
+    """The live customer (a merged id speaks for its survivor) and their marketing consent
+    (None: never stated)."""
+    customer = await get_customer(unit.session, customer_id)
+    status = await consent_status(unit.session, customer.id, channel, Purpose.MARKETING, topic)
+    return customer.id, status
+
+
+async def _record_by_link(unit: Unit, link: _Link, action: Action, source: Source) -> None:
+    event = await record_consent(
+        unit.session,
+        link.customer_id,
+        link.channel,
+        Purpose.MARKETING,
+        action,
+        source,
+        actor=CUSTOMER,
+        evidence=link.evidence,
+        topic=link.topic,
+    )
+    unit.publish("consent.changed", link.customer_id, event_id=event.id)
 
 
 async def do_update_preferences(
