@@ -40,6 +40,9 @@ class InboundMessage:
     thread_key: str | None = None  # e-mail's Message-ID, for threading the answer
     auto: bool = False  # an auto-reply or bulk mail: stored, never answered (no loops)
     metadata: dict[str, str] = field(default_factory=dict)  # provider extras (OptOutType, DKIM)
+    # What the bot and the keywords read when it is not the whole text: an e-mail's newest reply,
+    # without the quoted thread and the signature (the whole text is stored all the same).
+    bot_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
