@@ -21,7 +21,14 @@ from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -42,6 +49,8 @@ _HOST_NAME = re.compile(
 )
 # The consent ledger's topic rule (consent.ledger.MAX_TOPIC): a topic is a ledger key.
 _TOPIC = re.compile(r"[a-z0-9_-]{1,64}")
+# Twilio's alphanumeric sender id: up to 11 letters, digits and spaces, at least one letter.
+_TWILIO_ALPHANUMERIC = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
 
 
 class Environment(StrEnum):
@@ -106,6 +115,21 @@ class Settings(BaseSettings):
     # Proxies whose X-Forwarded-For is believed (comma-separated addresses or CIDRs, such as
     # "10.0.0.0/8,::1"); empty: the connecting address is the client's.
     trusted_proxies: str = ""
+
+    # The outbox workers (sastre.worker). `sastre serve` runs one in its own process unless
+    # this is 0; `sastre worker` runs only a worker, as many as wanted on PostgreSQL.
+    serve_worker: bool = True
+    worker_concurrency: int = Field(default=64, ge=1, le=10_000)  # provider calls in flight
+    worker_lease_seconds: float = Field(default=60.0, ge=1, le=86_400, allow_inf_nan=False)
+    # Messages per second per channel, across every worker (shared through Redis when
+    # SASTRE_REDIS_URL is set); 0 = unlimited. A US long code sends about 1 SMS/s.
+    rate_sms: float = Field(default=1.0, ge=0, le=100_000, allow_inf_nan=False)
+    rate_email: float = Field(default=10.0, ge=0, le=100_000, allow_inf_nan=False)
+    rate_telegram: float = Field(default=30.0, ge=0, le=100_000, allow_inf_nan=False)
+    # Retries of retryable failures: exponential from the base, capped, with full jitter.
+    retry_max_attempts: int = Field(default=8, ge=1, le=100)
+    retry_base_seconds: float = Field(default=2.0, gt=0, le=3600, allow_inf_nan=False)
+    retry_max_seconds: float = Field(default=900.0, gt=0, le=86_400, allow_inf_nan=False)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -289,6 +313,77 @@ class Settings(BaseSettings):
             raise ValueError("must not have a query or a fragment")
         return value.rstrip("/")
 
+    # SMS through Twilio (README "SMS"): off until an account SID is set. Messages go from
+    # `twilio_from` (E.164, short code or alphanumeric sender id) or, when set, a Messaging
+    # Service. The API base is Twilio's own unless a test points it at a local fake.
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+
+    @field_validator("twilio_account_sid", "twilio_messaging_service_sid")
+    @classmethod
+    def _check_twilio_sid(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            return None
+        prefix = "AC" if info.field_name == "twilio_account_sid" else "MG"
+        sid = value.strip()
+        if not re.fullmatch(f"{prefix}[0-9a-fA-F]{{32}}", sid):
+            raise ValueError(f"is not a Twilio SID ({prefix} and 32 hex digits)")
+        return sid
+
+    @field_validator("twilio_auth_token")
+    @classmethod
+    def _check_twilio_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("twilio_from")
+    @classmethod
+    def _check_twilio_from(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        sender = value.strip()
+        if _TWILIO_ALPHANUMERIC.fullmatch(sender) or re.fullmatch(r"[0-9]{5,6}", sender):
+            return sender  # an alphanumeric sender id, or a short code
+        try:
+            number = phonenumbers.parse(sender)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is None or not phonenumbers.is_possible_number(number):
+            raise ValueError(
+                "write an E.164 number (+14155550100), a short code or a sender id of up to "
+                "11 letters and digits"
+            ) from None
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @field_validator("twilio_api_base")
+    @classmethod
+    def _check_twilio_api_base(cls, value: str) -> str:
+        parts = _check_http_url(value)
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or a fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _require_twilio_parts(self) -> Self:
+        if self.twilio_account_sid is None:
+            return self
+        if self.twilio_auth_token is None:
+            raise ValueError("SASTRE_TWILIO_AUTH_TOKEN is required with SASTRE_TWILIO_ACCOUNT_SID")
+        if self.twilio_from is None and self.twilio_messaging_service_sid is None:
+            raise ValueError(
+                "SASTRE_TWILIO_FROM or SASTRE_TWILIO_MESSAGING_SERVICE_SID is required with "
+                "SASTRE_TWILIO_ACCOUNT_SID"
+            )
+        return self
+
+    @property
+    def sms_enabled(self) -> bool:
+        return self.twilio_account_sid is not None and self.twilio_auth_token is not None
+
     @model_validator(mode="after")
     def _require_production_secret(self) -> Self:
         if self.env is Environment.PRODUCTION and self.secret_key is None:
@@ -334,6 +429,7 @@ class Settings(BaseSettings):
             values["redis_url"] = _mask_url_password(self.redis_url)
         values["secret_key"] = "**********" if self.secret_key else None
         values["webchat_identity_secret"] = "**********" if self.webchat_identity_secret else None
+        values["twilio_auth_token"] = "**********" if self.twilio_auth_token else None
         return values
 
     @override
@@ -433,7 +529,9 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 # Settings whose value may hold a password: a message about them never repeats the value.
-_NEVER_SHOWN = frozenset({"secret_key", "webchat_identity_secret", "database_url", "redis_url"})
+_NEVER_SHOWN = frozenset(
+    {"secret_key", "webchat_identity_secret", "database_url", "redis_url", "twilio_auth_token"}
+)
 
 
 def _describe_validation_error(error: ValidationError) -> str:

@@ -32,6 +32,7 @@ from dialog.inbound import sql
 from dialog.inbound.steps import TurnSteps
 from dialog.inbound.work import Pending, Work
 from dialog.media import medium
+from dialog.outbox import announce
 from dialog.turns import Bot, BotTurn, Brain, InboundResult, RemoteBot, Turn
 
 __all__ = ["BOT_TIMEOUT", "MAX_BATCH", "InboundProcessor"]
@@ -163,6 +164,8 @@ class InboundProcessor:
             for pending in batch:
                 pending.settle(stopped)
             raise
+        if any(work.sent for work in done):
+            announce()  # committed: the workers may send the replies now
         for work in done:
             work.pending.settle(work.result())
         for work, turn in asking:
@@ -290,5 +293,7 @@ class InboundProcessor:
             for work, _ in decided:
                 work.pending.settle(stopped)
             raise
+        if any(work.sent for work, _ in decided):
+            announce()
         for work, _ in decided:
             work.pending.settle(work.result())

@@ -57,6 +57,8 @@ from dialog.models import (
     conversations_table,
     messages_table,
 )
+from dialog.outbox import enqueue, outbox_row, through_outbox
+from dialog.outbox.models import Purpose as SendPurpose
 from dialog.turns import ConversationFacts, CustomerFacts
 
 __all__ = [
@@ -366,9 +368,16 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
         ]
         stored = await session.execute(_STORE_REPLIES, rows if len(rows) > 1 else rows[0])
         ids = {row.provider_id: row.id for row in stored}
+        queued: list[dict[str, Any]] = []
         for (work, text), row in zip(replies, rows, strict=True):
             message_id = ids[row["provider_id"]]
             work.sent.append((text, message_id))
+            if through_outbox(row["channel"]):
+                # Not a live socket: a worker sends it once this transaction commits. A
+                # keyword's answer (the STOP confirmation) is sent whatever consent says.
+                keyword = work.intent == "keyword"
+                purpose = SendPurpose.COMPLIANCE if keyword else SendPurpose.SERVICE
+                queued.append(outbox_row(message_id, row["channel"], work.now, purpose=purpose))
             work.note(
                 InteractionKind.MESSAGE_OUT,
                 text,
@@ -376,6 +385,7 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
                 message_id=message_id,
                 conversation_id=work.conversation.id,
             )
+        await enqueue(session, queued)  # one INSERT for the batch's outbox rows
     timeline = [entry for work in works for entry in work.timeline]
     if timeline:
         await session.execute(_STORE_TIMELINE, timeline)

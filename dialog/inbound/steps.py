@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import InboundMessage
-from consent.keywords import KeywordKind, classify
+from consent.keywords import KeywordKind, classify, with_provider_reading
 from consent.replies import Brand, apply_keyword, service_revoked
 from crm_core.customers import get_customer, resolve
 from crm_core.models import InteractionKind
@@ -94,11 +94,17 @@ class TurnSteps:
                 message_id=work.inbound_id,
                 conversation_id=conversation.id,
             )
+        if message.auto:
+            # An auto-reply or bulk mail: stored and on the timeline, never answered (two
+            # autoresponders answering each other would never stop).
+            return None
         channel = work.pending.medium.consent
         language = work.customer.language or message.language_hint or self.language
         # Keywords and the bot read the same bounded start of the message; all of it is stored.
         text = bot_part(message.channel, message.text)
-        keyword = classify(text)
+        # A provider that read a keyword itself (Twilio's OptOutType) has acted on it already.
+        said = message.metadata.get("keyword")
+        keyword = with_provider_reading(classify(text), said, text)
         if keyword.kind is not KeywordKind.NONE:
             # The reply is in the customer's language, or the one this conversation is held in;
             # only a first message from someone unknown is answered in the keyword's own.

@@ -8,6 +8,7 @@ written in the transaction that caused it; workers (`sastre.worker`) send the ro
 
 from dialog.outbox.models import DeliveryAttempt, OutboxEntry, Purpose
 from dialog.outbox.queue import (
+    Admit,
     Claimed,
     Result,
     announce,
@@ -15,6 +16,7 @@ from dialog.outbox.queue import (
     depth,
     enqueue,
     listen,
+    next_due,
     outbox_row,
     record_delivery,
     release,
@@ -26,6 +28,7 @@ from dialog.outbox.states import PENDING, TERMINAL, DeliveryState, advance
 __all__ = [
     "PENDING",
     "TERMINAL",
+    "Admit",
     "Claimed",
     "DeliveryAttempt",
     "DeliveryState",
@@ -38,6 +41,7 @@ __all__ = [
     "depth",
     "enqueue",
     "listen",
+    "next_due",
     "outbox_row",
     "record_delivery",
     "release",

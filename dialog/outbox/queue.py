@@ -12,7 +12,7 @@ call may have happened: it is sent again (the honest at-least-once), and recorde
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +31,7 @@ from dialog.outbox.models import Purpose, delivery_attempts_table, outbox_table
 from dialog.outbox.states import PENDING, DeliveryState, advance
 
 __all__ = [
+    "Admit",
     "Claimed",
     "Result",
     "announce",
@@ -38,6 +39,7 @@ __all__ = [
     "depth",
     "enqueue",
     "listen",
+    "next_due",
     "outbox_row",
     "record_delivery",
     "release",
@@ -125,6 +127,7 @@ class Claimed:
     text: str
     purpose: str
     options: dict[str, Any]
+    attempts: int  # calls made for it, this one included
     interrupted: bool  # a dead worker's call was in flight: this is a re-send
 
 
@@ -147,6 +150,7 @@ _COLUMNS = (
     _o.claimed_by,
     _o.purpose,
     _o.options,
+    _o.attempts,
     _o.channel,
     _m.address,
     _m.text,
@@ -158,7 +162,11 @@ def _due(dialect: str) -> Any:
     query = (
         select(*_COLUMNS)
         .join(messages_table, _m.id == _o.message_id)
-        .where(_o.state.in_([s.value for s in PENDING]), _o.due_at <= bindparam("now"))
+        .where(
+            _o.state.in_([s.value for s in PENDING]),
+            _o.due_at <= bindparam("now"),
+            _o.channel.in_(bindparam("channels", expanding=True)),
+        )
         .order_by(_o.due_at)
         .limit(bindparam("limit"))
     )
@@ -195,6 +203,10 @@ _REVOKED = select(
 )
 
 
+# Which of these rows may go now (None), and which wait until when: the rate limits.
+Admit = Callable[[Sequence["Claimed"]], Awaitable[list[tuple["Claimed", datetime | None]]]]
+
+
 def _claimed(row: Any) -> Claimed:
     return Claimed(
         message_id=row.message_id,
@@ -204,6 +216,7 @@ def _claimed(row: Any) -> Claimed:
         text=row.text,
         purpose=row.purpose,
         options=row.options or {},
+        attempts=row.attempts + 1,
         interrupted=row.state == DeliveryState.SENDING.value and row.claimed_by is not None,
     )
 
@@ -216,16 +229,19 @@ async def claim(
     session: AsyncSession,
     *,
     worker: str,
+    channels: Sequence[ChannelName],
     limit: int,
     lease: timedelta,
     now: datetime | None = None,
-    admit: Callable[[Sequence[Claimed]], Iterable[tuple[Claimed, datetime | None]]] | None = None,
+    admit: Admit | None = None,
 ) -> list[Claimed]:
-    """Take up to `limit` due rows for `worker` and mark them `sending` under a lease; return
-    those to send now. In the same transaction: rows whose customer revoked consent on that
-    channel since they were queued are failed (`revoked`), not sent (a keyword's own answer,
-    the STOP confirmation, is sent all the same); `admit` (the rate limits) may hold rows back
-    until a time, leaving them queued."""
+    """Take up to `limit` due rows on `channels` (those it can send) for `worker` and mark
+    them `sending` under a lease; return those to send now.
+
+    In the same transaction, rows whose customer revoked consent on that channel since they
+    were queued are failed (`revoked`), not sent (a keyword's own answer, the STOP
+    confirmation, is sent all the same); `admit` (the rate limits) may hold rows back until a
+    time, leaving them queued."""
     now = now or utcnow()
     rows = (
         await session.execute(_DUE[session.get_bind().dialect.name], {"now": now, "limit": limit})
@@ -253,7 +269,7 @@ async def claim(
     held: list[dict[str, Any]] = []
     if admit is not None and sending:
         admitted: list[Claimed] = []
-        for c, later in admit(sending):
+        for c, later in await admit(sending):
             if later is None:
                 admitted.append(c)
             else:
@@ -486,6 +502,15 @@ async def record_delivery(
         ),
     )
     return True
+
+
+async def next_due(session: AsyncSession, channels: Sequence[ChannelName]) -> datetime | None:
+    """When the soonest pending row on these channels is due (a read: no lock taken)."""
+    query = select(func.min(_o.due_at)).where(
+        _o.state.in_([s.value for s in PENDING]), _o.channel.in_([c.value for c in channels])
+    )
+    due: datetime | None = await session.scalar(query)
+    return due
 
 
 async def depth(session: AsyncSession) -> tuple[int, datetime | None]:

@@ -1,0 +1,21 @@
+"""The outbox workers: they send what the outbox holds (`dialog.outbox`).
+
+* `backoff`: when a failed send is tried again, or given up (pure);
+* `rates`: messages per second per channel, across workers and processes;
+* `loop`: the worker itself (claim with a lease, send, record, sleep until woken);
+* `process`: a worker as a process of its own (`sastre worker`, or beside `sastre serve`).
+"""
+
+from sastre.worker.backoff import RetryPolicy, Verdict, next_attempt
+from sastre.worker.loop import Worker, outbound
+from sastre.worker.rates import ChannelRates, storage_for
+
+__all__ = [
+    "ChannelRates",
+    "RetryPolicy",
+    "Verdict",
+    "Worker",
+    "next_attempt",
+    "outbound",
+    "storage_for",
+]
