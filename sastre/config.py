@@ -384,6 +384,87 @@ class Settings(BaseSettings):
     def sms_enabled(self) -> bool:
         return self.twilio_account_sid is not None and self.twilio_auth_token is not None
 
+    # E-mail (README "E-mail"). In: an SMTP listener (HOST:PORT, off when unset) and the webhook
+    # POST /webhooks/email, which takes a bearer token (off when unset). Out: an SMTP server,
+    # off until a host and a From address are set. Senders are proven by DKIM or by the
+    # Authentication-Results of a relay named here (its authserv-id, comma-separated).
+    smtp_listen: str | None = None
+    inbound_email_token: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
+    email_from: str | None = None
+    email_unsubscribe_mailto: str | None = None  # List-Unsubscribe's mailto; default: From
+    email_trusted_relays: str = ""
+    # Where attachments' bytes are kept (one file per content); empty: kept as metadata only.
+    email_attachments_dir: str = ""
+
+    @field_validator("smtp_listen")
+    @classmethod
+    def _check_smtp_listen(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from channels.email.smtp_in import parse_listen
+
+        parse_listen(value)  # ValueError names the expected form
+        return value.strip()
+
+    @field_validator("inbound_email_token")
+    @classmethod
+    def _check_inbound_email_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _check_smtp_host(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return cls._check_host(value)
+
+    @field_validator("email_from", "email_unsubscribe_mailto")
+    @classmethod
+    def _check_email_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from email.utils import parseaddr
+
+        from email_validator import EmailNotValidError, validate_email
+
+        _, address = parseaddr(value.strip())
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError as e:
+            raise ValueError(f"{value!r} is not an e-mail address ({e})") from None
+        return value.strip()
+
+    @field_validator("email_trusted_relays")
+    @classmethod
+    def _check_trusted_relays(cls, value: str) -> str:
+        for relay in (r.strip() for r in value.split(",") if r.strip()):
+            if not _HOST_NAME.fullmatch(relay):
+                raise ValueError(f"{relay!r} is not an authserv-id (a host name, e.g. mx.example)")
+        return value
+
+    @model_validator(mode="after")
+    def _require_email_parts(self) -> Self:
+        if self.smtp_host is not None and self.email_from is None:
+            raise ValueError("SASTRE_EMAIL_FROM is required with SASTRE_SMTP_HOST")
+        return self
+
+    @property
+    def email_enabled(self) -> bool:
+        return self.smtp_host is not None and self.email_from is not None
+
+    @property
+    def email_trusted_relay_list(self) -> list[str]:
+        return [r.strip().lower() for r in self.email_trusted_relays.split(",") if r.strip()]
+
     @model_validator(mode="after")
     def _require_production_secret(self) -> Self:
         if self.env is Environment.PRODUCTION and self.secret_key is None:
@@ -430,6 +511,8 @@ class Settings(BaseSettings):
         values["secret_key"] = "**********" if self.secret_key else None
         values["webchat_identity_secret"] = "**********" if self.webchat_identity_secret else None
         values["twilio_auth_token"] = "**********" if self.twilio_auth_token else None
+        values["smtp_password"] = "**********" if self.smtp_password else None
+        values["inbound_email_token"] = "**********" if self.inbound_email_token else None
         return values
 
     @override

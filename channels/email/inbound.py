@@ -1,0 +1,104 @@
+"""A parsed e-mail as the `InboundMessage` the dialog layer takes, and its attachments' bytes
+kept or dropped.
+
+The stored text is the whole body; the bot and the keywords read the newest reply (`bot_text`),
+or the subject when the body says nothing ("unsubscribe" in the subject of an empty mail, as a
+List-Unsubscribe mailto sends it). Attachments are kept as metadata, one JSON object per
+attachment (name, type, size, and the file it was stored in when bytes are kept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from channels.base import ChannelName, InboundMessage
+from channels.email.parse import Attachment, ParsedEmail
+from channels.email.proof import Proof
+
+__all__ = ["AttachmentStore", "attachment_entry", "sender_of", "to_inbound"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentStore:
+    """A directory holding attachments' bytes, one file per content (named by its SHA-256:
+    the same file sent twice is stored once)."""
+
+    root: Path
+
+    def put(self, content: bytes) -> str:
+        digest = hashlib.sha256(content).hexdigest()
+        target = self.root / digest[:2] / digest
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".part")
+            partial.write_bytes(content)
+            partial.replace(target)  # never a half-written file under the final name
+        return f"{digest[:2]}/{digest}"
+
+
+def attachment_entry(attachment: Attachment, stored: str | None = None) -> str:
+    entry: dict[str, object] = {
+        "name": attachment.name,
+        "type": attachment.content_type,
+        "size": attachment.size,
+    }
+    if stored is not None:
+        entry["stored"] = stored
+    return json.dumps(entry, ensure_ascii=False, sort_keys=True)
+
+
+def sender_of(parsed: ParsedEmail, envelope_from: str | None = None) -> str | None:
+    """The address the message is filed under: From, else the SMTP envelope's sender."""
+    if parsed.sender:
+        return parsed.sender
+    if envelope_from and "@" in envelope_from:
+        return envelope_from.strip().strip("<>")
+    return None
+
+
+def to_inbound(
+    parsed: ParsedEmail,
+    proof: Proof,
+    *,
+    address: str,
+    received_at: datetime | None = None,
+    store: AttachmentStore | None = None,
+) -> InboundMessage:
+    attachments = tuple(
+        attachment_entry(
+            a, store.put(a.content) if store is not None and a.content is not None else None
+        )
+        for a in parsed.attachments
+    )
+    metadata: dict[str, str] = proof.as_metadata()
+    if parsed.message_id:
+        metadata["message_id"] = parsed.message_id
+    if parsed.in_reply_to:
+        metadata["in_reply_to"] = parsed.in_reply_to
+    if parsed.references:
+        metadata["references"] = " ".join(parsed.references)
+    if parsed.auto:
+        metadata["auto"] = parsed.auto
+    if parsed.defects:
+        metadata["malformed"] = "; ".join(parsed.defects)
+    if parsed.from_html:
+        metadata["from_html"] = "yes"
+    bot_text = parsed.reply if parsed.reply.strip() else (parsed.subject or "")
+    return InboundMessage(
+        channel=ChannelName.EMAIL,
+        address=address,
+        text=parsed.text if parsed.text.strip() else (parsed.subject or ""),
+        provider_id=parsed.dedupe_key,
+        attachments=attachments,
+        received_at=received_at,
+        verified=proof.proven,
+        subject=parsed.subject,
+        thread_key=parsed.thread_key,
+        auto=parsed.auto is not None,
+        metadata=metadata,
+        bot_text=bot_text,
+    )

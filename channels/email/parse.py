@@ -1,0 +1,420 @@
+"""A raw e-mail (RFC 5322 bytes) into what Sastre keeps of it, and never an exception.
+
+The stdlib `email` package with policy `default` does the parsing. Around it:
+
+* the body: the text/plain part, else the HTML one turned into text by inscriptis (it writes
+  plain text laid out as a browser would, tables included; html2text writes Markdown and is GPL,
+  which this Apache-licensed project cannot ship). Any charset; a part labelled ISO-8859-1 or
+  US-ASCII is read as Windows-1252, its superset, as browsers do, because mail clients label
+  Windows-1252 text that way; a charset nobody knows is read as UTF-8 with replacements;
+* what the bot reads (`reply`): the newest reply, without the quoted thread under it and the
+  signature, in Spanish and English (mail-parser-reply). The full body is kept (`text`);
+* attachments as metadata (name, type, size), their bytes only when the caller keeps them;
+* threading keys from Message-ID, In-Reply-To and References, and the key that makes a message
+  delivered twice one message (`dedupe_key`: the Message-ID, else a hash of the raw bytes);
+* mail that must never be answered (`auto`: auto-replies, bulk and list mail, bounces) and
+  RFC 3464 delivery reports (`bounces`);
+* whatever was wrong with it (`defects`): a malformed message is kept and flagged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+
+from inscriptis import get_text
+from mailparser_reply import EmailReplyParser
+
+__all__ = [
+    "MAX_ID",
+    "Attachment",
+    "Bounce",
+    "ParsedEmail",
+    "auto_reason",
+    "html_to_text",
+    "latest_reply",
+    "message_ids",
+    "parse_email",
+]
+
+MAX_ID = 200  # the longest provider id the messages table holds
+# Labels that mail clients put on Windows-1252 text (WHATWG Encoding: browsers read them so).
+_AS_WINDOWS_1252 = frozenset({"iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii", "l1"})
+_MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_BULK = frozenset({"bulk", "junk", "list"})
+_REPLY_PARSER = EmailReplyParser(languages=["es", "en"])
+# A quoted line in a plain-text reply ("> ..."); what follows the first block of them is the
+# thread, whatever header line (in whatever language) introduced it.
+_TRAILING_QUOTE = re.compile(
+    r"(?:(?:\n[^\n>]*)?\n[^\n>]*:[ \t]*)?(?:\n[ \t]*)*(?:\n[ \t]*>[^\n]*)+\s*\Z"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    name: str | None
+    content_type: str
+    size: int  # bytes, decoded
+    content: bytes | None = None  # None unless the caller keeps attachments' bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    """One recipient of an RFC 3464 delivery status report."""
+
+    recipient: str
+    status: str  # e.g. "5.1.1"
+    action: str  # failed, delayed, delivered, relayed, expanded
+    diagnostic: str | None
+
+    @property
+    def permanent(self) -> bool:
+        """5.x.x: never deliverable as addressed; 4.x.x is transient (the MTA retries)."""
+        return self.status.startswith("5.")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEmail:
+    sender: str | None  # the From address, as written
+    sender_name: str | None
+    subject: str | None
+    date: datetime | None
+    message_id: str | None  # without angle brackets
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    text: str  # the whole body as text
+    reply: str  # what the bot reads: the newest reply, no quoted thread, no signature
+    from_html: bool  # the body was HTML only, turned into text
+    attachments: tuple[Attachment, ...]
+    auto: str | None  # why this must not be answered (auto-reply, bulk, bounce), or None
+    bounces: tuple[Bounce, ...]
+    bounced_message_id: str | None  # the Message-ID of our message a report is about
+    defects: tuple[str, ...]  # what was malformed; the message is kept all the same
+    dedupe_key: str
+
+    @property
+    def thread_key(self) -> str:
+        """The thread's first message: the root of References, else what this one answers,
+        else itself. Every reply in a thread carries the root (RFC 5322 3.6.4)."""
+        if self.references:
+            return self.references[0]
+        return self.in_reply_to or self.message_id or self.dedupe_key
+
+    @property
+    def malformed(self) -> bool:
+        return bool(self.defects)
+
+
+def parse_email(raw: bytes, *, keep_attachments: bool = False) -> ParsedEmail:
+    """Parse a raw message. Never raises: what cannot be read is a defect, and the raw bytes
+    decoded as well as they can be are the text."""
+    try:
+        return _parse(raw, keep_attachments=keep_attachments)
+    except Exception as error:  # the stdlib parser is lenient, but a header may still throw
+        text = raw.decode("utf-8", errors="replace")
+        return ParsedEmail(
+            sender=None,
+            sender_name=None,
+            subject=None,
+            date=None,
+            message_id=None,
+            in_reply_to=None,
+            references=(),
+            text=text,
+            reply=text.strip(),
+            from_html=False,
+            attachments=(),
+            auto=None,
+            bounces=(),
+            bounced_message_id=None,
+            defects=(f"unreadable: {type(error).__name__}: {error}",),
+            dedupe_key=_hash_key(raw),
+        )
+
+
+def _parse(raw: bytes, *, keep_attachments: bool) -> ParsedEmail:
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)  # policy.default makes EmailMessage objects
+    defects: list[str] = []
+    sender, sender_name = _sender(message, defects)
+    message_id = _first_id(_header(message, "Message-ID", defects))
+    body, from_html = _body(message, defects)
+    bounces, bounced = _report(message)
+    attachments = tuple(_attachments(message, body, keep=keep_attachments))
+    for part in _parts(message):
+        defects.extend(_defect_name(defect) for defect in part.defects)
+    text = body_text = _part_text(body, defects) if body is not None else ""
+    if from_html:
+        text = html_to_text(body_text)
+    if message_id is None:
+        defects.append("no Message-ID")
+    return ParsedEmail(
+        sender=sender,
+        sender_name=sender_name,
+        subject=_header(message, "Subject", defects),
+        date=_date(_header(message, "Date", defects)),
+        message_id=message_id,
+        in_reply_to=_first_id(_header(message, "In-Reply-To", defects)),
+        references=message_ids(_header(message, "References", defects) or ""),
+        text=text,
+        reply=latest_reply(text),
+        from_html=from_html,
+        attachments=attachments,
+        auto=auto_reason(message) or ("delivery report" if bounces else None),
+        bounces=bounces,
+        bounced_message_id=bounced,
+        defects=tuple(dict.fromkeys(defects)),  # each once, in order
+        dedupe_key=_dedupe_key(message_id, raw),
+    )
+
+
+def message_ids(value: str) -> tuple[str, ...]:
+    """The ids in a References / In-Reply-To header, in order, without angle brackets."""
+    return tuple(_MESSAGE_ID.findall(value))
+
+
+def _first_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    found = message_ids(value)
+    if found:
+        return found[0]
+    bare = value.strip()  # some clients write the id without brackets
+    return bare if bare and " " not in bare else None
+
+
+def _hash_key(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _dedupe_key(message_id: str | None, raw: bytes) -> str:
+    if message_id is None:
+        return _hash_key(raw)
+    if len(message_id) > MAX_ID:
+        return _hash_key(message_id.encode("utf-8", "surrogateescape"))
+    return message_id
+
+
+def _defect_name(defect: object) -> str:
+    return type(defect).__name__
+
+
+def _header(message: Message, name: str, defects: list[str]) -> str | None:
+    """A header's decoded value; a header the parser cannot read is a defect, not an error."""
+    try:
+        value = message.get(name)
+    except Exception as error:
+        defects.append(f"unreadable {name}: {type(error).__name__}")
+        return None
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _sender(message: EmailMessage, defects: list[str]) -> tuple[str | None, str | None]:
+    """The From address (the first, if there are several) and the name with it."""
+    try:
+        header = message["From"]
+        addresses: tuple[Address, ...] = tuple(header.addresses) if header is not None else ()
+        found = [(a.display_name or None, a.addr_spec) for a in addresses if "@" in a.addr_spec]
+    except Exception:
+        found = []
+    if not found:  # an unparseable From: the looser reading of email.utils
+        raw = message.get_all("From") or []
+        found = [(name or None, addr) for name, addr in getaddresses(map(str, raw)) if "@" in addr]
+    if not found:
+        defects.append("no From address")
+        return None, None
+    name, address = found[0]
+    return address, name
+
+
+def _date(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _parts(message: Message) -> Iterator[Message]:
+    yield message
+    payload = message.get_payload()
+    if isinstance(payload, list):
+        for part in payload:
+            if isinstance(part, Message):
+                yield from _parts(part)
+
+
+def _body(message: EmailMessage, defects: list[str]) -> tuple[EmailMessage | None, bool]:
+    """The part the customer wrote: text/plain if there is one, else the HTML."""
+    try:
+        body = message.get_body(preferencelist=("plain", "html"))
+    except Exception as error:
+        defects.append(f"unreadable MIME structure: {type(error).__name__}")
+        body = None
+    if body is None and not message.is_multipart():
+        body = message  # a single part of a type the client should not have used: keep it
+    if body is None:
+        # Broken MIME: the first text part anywhere, else nothing to read.
+        body = next(
+            (p for p in message.walk() if p.get_content_maintype() == "text"),
+            None,
+        )
+        if body is not None:
+            defects.append("no readable body part")
+    if body is None:
+        return None, False
+    assert isinstance(body, EmailMessage)
+    return body, body.get_content_type() == "text/html"
+
+
+def _part_text(part: EmailMessage, defects: list[str]) -> str:
+    """A text part decoded: its transfer encoding, then its charset (see the module's note)."""
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else str(part.get_payload()).encode()
+    charset = (part.get_content_charset() or "utf-8").lower()
+    if charset in _AS_WINDOWS_1252:
+        charset = "windows-1252"
+    try:
+        return data.decode(charset, errors="replace")
+    except LookupError:
+        defects.append(f"unknown charset {charset!r}")
+        return data.decode("utf-8", errors="replace")
+
+
+def html_to_text(html: str) -> str:
+    """HTML as a person would read it (scripts and styles dropped, tables laid out)."""
+    if not html.strip():
+        return ""
+    return str(get_text(html)).strip("\n") + "\n"
+
+
+def latest_reply(text: str) -> str:
+    """The newest reply in a message: without the quoted thread and the signature.
+
+    mail-parser-reply finds the clients' "On ... wrote:" / "El ... escribió:" lines and Outlook's
+    "From:/De:" blocks. A block of "> " lines at the end is the thread too, whatever line
+    introduced it (Gmail in Spanish writes "escribió:" after one space, which the library's
+    pattern misses). Nothing left: the whole text, so the bot never reads an empty message."""
+    unquoted = _TRAILING_QUOTE.sub("", "\n" + text.rstrip()).strip()
+    try:
+        parsed = _REPLY_PARSER.read(unquoted)
+        reply = parsed.replies[0].body if parsed.replies else ""
+    except Exception:  # a pathological body: the library's regexes are not ours to trust
+        reply = ""
+    return reply.strip() or unquoted or text.strip()
+
+
+def auto_reason(message: Message) -> str | None:
+    """Why a message must not be answered (RFC 3834, and what mail software writes), or None.
+
+    Answering an auto-reply or a list loops mail; bulk mail is nobody's question."""
+    submitted = str(message.get("Auto-Submitted") or "").strip().lower()
+    if submitted and not submitted.startswith("no"):
+        return f"Auto-Submitted: {submitted}"
+    precedence = str(message.get("Precedence") or "").strip().lower()
+    if precedence in _BULK:
+        return f"Precedence: {precedence}"
+    if message.get("X-Autoreply") is not None or message.get("X-Autorespond") is not None:
+        return "X-Autoreply"
+    suppress = str(message.get("X-Auto-Response-Suppress") or "").strip().lower()
+    if suppress and suppress != "none":  # Exchange marks its own automatic mail so
+        return f"X-Auto-Response-Suppress: {suppress}"
+    if str(message.get("Return-Path") or "").strip() == "<>":
+        return "null return path"  # RFC 5321 4.5.5: notifications are sent from <>
+    return None
+
+
+def _report(message: EmailMessage) -> tuple[tuple[Bounce, ...], str | None]:
+    """The recipients of an RFC 3464 delivery status report, and the id of the message it is
+    about (from the returned message or its headers)."""
+    if message.get_content_type() != "multipart/report":
+        return (), None
+    bounces: list[Bounce] = []
+    original: str | None = None
+    for part in _parts(message):
+        kind = part.get_content_type()
+        if kind == "message/delivery-status":
+            bounces.extend(_recipients(part))
+        elif kind in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+            original = original or _returned_id(part)
+    return tuple(bounces), original
+
+
+def _recipients(part: Message) -> Iterator[Bounce]:
+    """The per-recipient blocks of a delivery-status part (the first block is per-message)."""
+    payload = part.get_payload()
+    blocks = payload if isinstance(payload, list) else []
+    for block in blocks:
+        if not isinstance(block, Message):
+            continue
+        recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+        status = _STATUS.search(str(block.get("Status") or ""))
+        if not recipient or status is None:
+            continue
+        address = recipient.split(";", 1)[-1].strip().strip("<>")
+        diagnostic = block.get("Diagnostic-Code")
+        yield Bounce(
+            recipient=address,
+            status=".".join(status.groups()),
+            action=str(block.get("Action") or "").strip().lower(),
+            diagnostic=" ".join(str(diagnostic).split()) if diagnostic else None,
+        )
+
+
+def _returned_id(part: Message) -> str | None:
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return _first_id(str(payload[0].get("Message-ID") or ""))
+    if part.get_content_type() != "message/rfc822":
+        headers = part.get_payload(decode=True)
+        if isinstance(headers, bytes):
+            returned = BytesParser(policy=policy.default).parsebytes(headers, headersonly=True)
+            return _first_id(str(returned.get("Message-ID") or ""))
+    return None
+
+
+def _attachments(
+    message: EmailMessage, body: Message | None, *, keep: bool
+) -> Iterator[Attachment]:
+    """Every leaf part but the body and its HTML or plain twin; reports are not attachments."""
+    for part in message.walk():
+        if part.is_multipart() or part is body:
+            continue
+        kind = part.get_content_type()
+        if kind.startswith("message/") or kind == "text/rfc822-headers":
+            continue
+        disposition = part.get_content_disposition()
+        if disposition != "attachment" and kind in ("text/plain", "text/html"):
+            continue  # the body's alternative, or a report's notification text
+        try:
+            data = part.get_payload(decode=True)
+        except Exception:
+            data = None
+        content = data if isinstance(data, bytes) else b""
+        yield Attachment(
+            name=_filename(part),
+            content_type=kind,
+            size=len(content),
+            content=content if keep else None,
+        )
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:
+        return None
+    return str(name) if name else None

@@ -1,0 +1,242 @@
+"""`SmtpEmail`: the e-mail `Sender`, through an SMTP server with aiosmtplib.
+
+Each message is a text part and, when given, an HTML alternative; it carries our own Message-ID
+(the provider id the outbox keeps, and what a bounce names), In-Reply-To and References when it
+answers a customer's message, and on marketing mail `List-Unsubscribe` (the HTTPS one-click link
+and a mailto) with `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 2369, RFC 8058).
+
+A message given a `reference` (our id for it) gets a Message-ID made from it, so a re-send after
+a crash carries the same id and the recipient's mail system can tell it is the same message.
+
+SMTP's answers become `DeliveryFailed`: a 4xx (and a dropped or refused connection) may succeed
+later, a 5xx will not. A failed login is the exception: it is our configuration, not the
+message, so the message waits for the fix instead of failing for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from types import TracebackType
+from typing import Literal
+from urllib.parse import quote
+
+import aiosmtplib
+
+from channels.base import DeliveryFailed, OutboundMessage
+
+__all__ = ["TLS_MODES", "SmtpEmail", "TlsMode", "build_message"]
+
+TlsMode = Literal["starttls", "ssl", "none"]
+TLS_MODES: tuple[TlsMode, ...] = ("starttls", "ssl", "none")
+_ID_SAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]")
+
+
+def _bracketed(message_id: str) -> str:
+    bare = message_id.strip().strip("<>")
+    return f"<{bare}>"
+
+
+def build_message(
+    message: OutboundMessage,
+    *,
+    sender: str,
+    domain: str,
+    default_subject: str,
+    unsubscribe_mailto: str | None = None,
+) -> EmailMessage:
+    """The RFC 5322 message for an outbound e-mail (see the module's note)."""
+    email = EmailMessage()
+    name, address = parseaddr(sender)
+    email["From"] = Address(display_name=name, addr_spec=address) if name else address
+    email["To"] = message.address
+    email["Subject"] = message.subject or default_subject
+    email["Date"] = format_datetime(datetime.now(UTC))
+    if message.reference:
+        email["Message-ID"] = f"<sastre.{_ID_SAFE.sub('-', message.reference)}@{domain}>"
+    else:
+        email["Message-ID"] = make_msgid(idstring="sastre", domain=domain)
+    references = [_bracketed(r) for r in message.references if r.strip()]
+    if message.in_reply_to:
+        replied = _bracketed(message.in_reply_to)
+        email["In-Reply-To"] = replied
+        if replied not in references:
+            references.append(replied)
+    if references:
+        email["References"] = " ".join(references)
+    # Our mail is answered by people: Exchange's out-of-office replies to it are noise (and
+    # the start of a loop with an auto-replying customer).
+    email["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    if message.unsubscribe_url:
+        links = [f"<{message.unsubscribe_url}>"]
+        if unsubscribe_mailto:
+            links.append(f"<mailto:{unsubscribe_mailto}?subject={quote('unsubscribe')}>")
+        email["List-Unsubscribe"] = ", ".join(links)
+        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    email.set_content(message.text)
+    if message.html:
+        email.add_alternative(message.html, subtype="html")
+    return email
+
+
+def _failure(error: Exception) -> DeliveryFailed:
+    """An aiosmtplib error as our own; see the module's note for which may be retried."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refused.code for refused in error.recipients]
+        permanent = bool(codes) and all(500 <= code < 600 for code in codes)
+        reason = "; ".join(f"{r.code} {r.message}" for r in error.recipients) or str(error)
+        return DeliveryFailed(
+            reason, retryable=not permanent, code=str(codes[0]) if codes else None
+        )
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        return DeliveryFailed(
+            f"the SMTP server refused our login: {error.code} {error.message}",
+            retryable=True,
+            code=str(error.code),
+        )
+    if isinstance(error, aiosmtplib.SMTPResponseException) and not isinstance(
+        error, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPTimeoutError
+    ):
+        return DeliveryFailed(
+            f"{error.code} {error.message}",
+            retryable=not 500 <= error.code < 600,
+            code=str(error.code),
+        )
+    # Connection refused, dropped or timed out, TLS failing: the server may be back later.
+    return DeliveryFailed(f"SMTP connection failed: {error}", retryable=True)
+
+
+class SmtpEmail:
+    """Sends through one SMTP server, over a few connections kept open between sends."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        username: str | None = None,
+        password: str | None = None,
+        tls: TlsMode = "starttls",
+        default_subject: str = "",
+        unsubscribe_mailto: str | None = None,
+        return_path: str | None = None,
+        timeout: float = 30,
+        connections: int = 4,
+        validate_certs: bool = True,
+    ) -> None:
+        if tls not in TLS_MODES:
+            raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
+        _, address = parseaddr(sender)
+        if "@" not in address:
+            raise ValueError(f"the sender {sender!r} is not an e-mail address")
+        self._host, self._port = host, port
+        self._sender = sender
+        self._envelope_from = return_path or address
+        self._domain = address.rsplit("@", 1)[1]
+        self._username, self._password = username, password
+        self._tls = tls
+        self._default_subject = default_subject
+        self._unsubscribe_mailto = unsubscribe_mailto
+        self._timeout = timeout
+        self._validate_certs = validate_certs
+        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(max(1, connections))
+        self._open: set[aiosmtplib.SMTP] = set()
+
+    @property
+    def domain(self) -> str:
+        return self._domain
+
+    async def __aenter__(self) -> SmtpEmail:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            self._idle.get_nowait()
+        for client in list(self._open):
+            await self._drop(client)
+
+    async def send(self, message: OutboundMessage) -> str:
+        """Deliver to the SMTP server; returns our Message-ID (without angle brackets)."""
+        email = build_message(
+            message,
+            sender=self._sender,
+            domain=self._domain,
+            default_subject=self._default_subject,
+            unsubscribe_mailto=self._unsubscribe_mailto,
+        )
+        message_id = str(email["Message-ID"]).strip().strip("<>")
+        async with self._slots:
+            client = await self._client()
+            try:
+                await client.send_message(
+                    email, sender=self._envelope_from, recipients=[message.address]
+                )
+            except aiosmtplib.SMTPRecipientsRefused as error:
+                await self._reset(client)
+                raise _failure(error) from error
+            except aiosmtplib.SMTPResponseException as error:
+                if error.code == 421:  # the server is closing this connection
+                    await self._drop(client)
+                else:
+                    await self._reset(client)
+                raise _failure(error) from error
+            except (aiosmtplib.SMTPException, OSError) as error:
+                await self._drop(client)
+                raise _failure(error) from error
+            self._idle.put_nowait(client)
+        return message_id
+
+    async def _client(self) -> aiosmtplib.SMTP:
+        """An open connection: an idle one that still answers, else a new one."""
+        while not self._idle.empty():
+            client = self._idle.get_nowait()
+            if client.is_connected:
+                return client
+            await self._drop(client)
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            username=self._username or None,
+            password=self._password or None,
+            use_tls=self._tls == "ssl",
+            start_tls=self._tls == "starttls",
+            validate_certs=self._validate_certs,
+            timeout=self._timeout,
+        )
+        try:
+            await client.connect()
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise _failure(error) from error
+        self._open.add(client)
+        return client
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+        """A refused message leaves the connection usable after RSET."""
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            await self._drop(client)
+            return
+        self._idle.put_nowait(client)
+
+    async def _drop(self, client: aiosmtplib.SMTP) -> None:
+        self._open.discard(client)
+        try:
+            if client.is_connected:
+                await client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
