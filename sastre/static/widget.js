@@ -6,64 +6,48 @@
      data-user-id / data-user-hash   identity verification: your user id and
                                       hex(HMAC-SHA256(SASTRE_WEBCHAT_IDENTITY_SECRET, user id))
 
-   Plain JavaScript, no build step, no dependencies. Every text is set with textContent, never as
-   HTML: a message is shown exactly as written. It talks JSON over one WebSocket to /ws/chat on the
-   server the script came from, reconnects with backoff and re-sends what was not acknowledged
-   (the server recognises a re-sent message by its id and answers it once). */
+   Plain JavaScript, no build step, no dependencies. Its own words come from the server's message
+   catalogue (GET /chat/texts, the widget.* messages in the best language it has), fetched before
+   the launcher is shown. Every text is set with textContent, never as HTML: a message is shown
+   exactly as written. It talks JSON over one WebSocket to /ws/chat on the server the script came
+   from, reconnects with backoff and re-sends what was not acknowledged (the server recognises a
+   re-sent message by its id and answers it once).
+
+   On another site, list that site in SASTRE_WEBCHAT_ORIGINS, and let its Content-Security-Policy
+   connect to this server (connect-src, for the texts and the socket). */
 (function () {
   "use strict";
 
-  var MAX_CHARS = 4000;
   var script = document.currentScript;
   var base = new URL(script && script.src ? script.src : "/static/widget.js", document.baseURI);
   var options = script ? script.dataset : {};
+  var requested = options.language || document.documentElement.lang || navigator.language || "";
 
-  var TEXTS = {
-    es: {
-      launcher: "Chatea con nosotros",
-      title: "Atención al cliente",
-      close: "Cerrar el chat",
-      label: "Tu mensaje",
-      placeholder: "Escribe tu pregunta…",
-      send: "Enviar",
-      you: "Tú",
-      bot: "Asistente",
-      agent: "Agente",
-      connecting: "Conectando…",
-      connected: "Conectado",
-      offline: "Sin conexión. Reintentando en {s} s…",
-      empty: "Escribe un mensaje antes de enviarlo.",
-      tooLong: "El mensaje tiene {n} caracteres y el máximo es 4.000: acórtalo o divídelo.",
-      pending: "enviando…",
-      failed: "no enviado",
-      counter: "{n} / 4.000",
-      log: "Mensajes del chat",
-    },
-    en: {
-      launcher: "Chat with us",
-      title: "Customer service",
-      close: "Close the chat",
-      label: "Your message",
-      placeholder: "Type your question…",
-      send: "Send",
-      you: "You",
-      bot: "Assistant",
-      agent: "Agent",
-      connecting: "Connecting…",
-      connected: "Connected",
-      offline: "Offline. Retrying in {s} s…",
-      empty: "Write a message before sending it.",
-      tooLong: "The message has {n} characters and the limit is 4,000: please shorten or split it.",
-      pending: "sending…",
-      failed: "not sent",
-      counter: "{n} / 4,000",
-      log: "Chat messages",
-    },
-  };
-  var language = (
-    options.language || document.documentElement.lang || navigator.language || "en"
-  ).toLowerCase().slice(0, 2);
-  var T = TEXTS[language] || TEXTS.en;
+  /* ---- the texts, from the server's catalogue, before anything is shown ----
+     There is no built-in copy of them: a widget that cannot reach the server could not chat
+     either, so it waits (retrying with backoff) rather than show a launcher to a dead chat. */
+  var T; // the widget.* messages without their prefix, templates with {fields}
+  var language; // the catalogue's choice for `requested` (its fallback rule), for numbers too
+  var MAX_CHARS; // the server's limit: a longer message is refused here, never cut
+
+  function loadTexts(attempt) {
+    var url = new URL("/chat/texts", base);
+    if (requested) url.searchParams.set("lang", requested);
+    fetch(url.href, { credentials: "omit" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (answer) {
+        T = answer.texts;
+        language = answer.language;
+        MAX_CHARS = answer.limit;
+      })
+      .then(build, function () {
+        var delay = Math.min(30000, 1000 * Math.pow(2, attempt)) + Math.floor(Math.random() * 400);
+        setTimeout(function () { loadTexts(attempt + 1); }, delay);
+      });
+  }
 
   function format(text, values) {
     return text.replace(/\{(\w+)\}/g, function (_, key) { return String(values[key]); });
@@ -87,6 +71,10 @@
     return Array.from(text).length; // code points, as the server counts them
   }
 
+  function counted(n) { // the fields of widget.counter and widget.too_long
+    return { count: n.toLocaleString(language), limit: MAX_CHARS.toLocaleString(language) };
+  }
+
   /* ---- the stylesheet, unless the page links it already ---- */
   var cssUrl = new URL("widget.css", base).href;
   var linked = Array.prototype.some.call(
@@ -100,64 +88,73 @@
     document.head.appendChild(link);
   }
 
-  /* ---- the widget's elements ---- */
-  var root = el("div", "sastre-chat");
-  var launcher = el("button", "sastre-chat-launcher", T.launcher);
-  launcher.type = "button";
-  launcher.setAttribute("aria-expanded", "false");
-  launcher.setAttribute("aria-controls", "sastre-chat-panel");
+  /* ---- the widget's elements, built once the texts are in ---- */
+  var launcher, panel, close, status, log, handoff, form, input, counter, error;
 
-  var panel = el("section", "sastre-chat-panel");
-  panel.id = "sastre-chat-panel";
-  panel.hidden = true;
-  panel.setAttribute("role", "dialog");
-  panel.setAttribute("aria-modal", "false");
-  panel.setAttribute("aria-labelledby", "sastre-chat-title");
+  function build() {
+    if (!document.body) { // a script in <head> without `defer`, answered before the body
+      document.addEventListener("DOMContentLoaded", build);
+      return;
+    }
+    var root = el("div", "sastre-chat");
+    launcher = el("button", "sastre-chat-launcher", T.launcher);
+    launcher.type = "button";
+    launcher.setAttribute("aria-expanded", "false");
+    launcher.setAttribute("aria-controls", "sastre-chat-panel");
 
-  var header = el("header", "sastre-chat-header");
-  var title = el("h2", "sastre-chat-title", T.title);
-  title.id = "sastre-chat-title";
-  var close = el("button", "sastre-chat-close", "×");
-  close.type = "button";
-  close.setAttribute("aria-label", T.close);
-  header.append(title, close);
+    panel = el("section", "sastre-chat-panel");
+    panel.id = "sastre-chat-panel";
+    panel.hidden = true;
+    panel.setAttribute("role", "dialog");
+    panel.setAttribute("aria-modal", "false");
+    panel.setAttribute("aria-labelledby", "sastre-chat-title");
 
-  var status = el("p", "sastre-chat-status", "");
-  status.setAttribute("role", "status");
+    var header = el("header", "sastre-chat-header");
+    var title = el("h2", "sastre-chat-title", T.title);
+    title.id = "sastre-chat-title";
+    close = el("button", "sastre-chat-close", "×");
+    close.type = "button";
+    close.setAttribute("aria-label", T.close);
+    header.append(title, close);
 
-  var log = el("ol", "sastre-chat-log");
-  log.setAttribute("role", "log");
-  log.setAttribute("aria-live", "polite");
-  log.setAttribute("aria-label", T.log);
-  log.tabIndex = 0; // scrollable by keyboard
+    status = el("p", "sastre-chat-status", "");
+    status.setAttribute("role", "status");
 
-  var handoff = el("p", "sastre-chat-handoff", "");
-  handoff.setAttribute("role", "status");
-  handoff.hidden = true;
+    log = el("ol", "sastre-chat-log");
+    log.setAttribute("role", "log");
+    log.setAttribute("aria-live", "polite");
+    log.setAttribute("aria-label", T.log);
+    log.tabIndex = 0; // scrollable by keyboard
 
-  var form = el("form", "sastre-chat-form");
-  form.noValidate = true;
-  var label = el("label", "sastre-chat-label", T.label);
-  label.htmlFor = "sastre-chat-input";
-  var input = el("textarea", "sastre-chat-input");
-  input.id = "sastre-chat-input";
-  input.rows = 2;
-  input.placeholder = T.placeholder;
-  input.setAttribute("aria-describedby", "sastre-chat-error sastre-chat-counter");
-  var counter = el("span", "sastre-chat-counter", format(T.counter, { n: 0 }));
-  counter.id = "sastre-chat-counter";
-  var error = el("p", "sastre-chat-error", "");
-  error.id = "sastre-chat-error";
-  error.setAttribute("role", "alert");
-  var send = el("button", "sastre-chat-send", T.send);
-  send.type = "submit";
-  var row = el("div", "sastre-chat-row");
-  row.append(input, send);
-  form.append(label, row, counter, error);
+    handoff = el("p", "sastre-chat-handoff", "");
+    handoff.setAttribute("role", "status");
+    handoff.hidden = true;
 
-  panel.append(header, status, log, handoff, form);
-  root.append(launcher, panel);
-  document.body.appendChild(root);
+    form = el("form", "sastre-chat-form");
+    form.noValidate = true;
+    var label = el("label", "sastre-chat-label", T.label);
+    label.htmlFor = "sastre-chat-input";
+    input = el("textarea", "sastre-chat-input");
+    input.id = "sastre-chat-input";
+    input.rows = 2;
+    input.placeholder = T.placeholder;
+    input.setAttribute("aria-describedby", "sastre-chat-error sastre-chat-counter");
+    counter = el("span", "sastre-chat-counter", format(T.counter, counted(0)));
+    counter.id = "sastre-chat-counter";
+    error = el("p", "sastre-chat-error", "");
+    error.id = "sastre-chat-error";
+    error.setAttribute("role", "alert");
+    var send = el("button", "sastre-chat-send", T.send);
+    send.type = "submit";
+    var row = el("div", "sastre-chat-row");
+    row.append(input, send);
+    form.append(label, row, counter, error);
+
+    panel.append(header, status, log, handoff, form);
+    root.append(launcher, panel);
+    document.body.appendChild(root);
+    listen();
+  }
 
   /* ---- messages ---- */
   var shown = new Map(); // message id -> its <li>
@@ -172,7 +169,7 @@
       return existing;
     }
     var item = el("li", "sastre-chat-message from-" + message.author);
-    var who = el("span", "sastre-chat-author", (T[message.author === "customer" ? "you" : message.author] || T.bot) + ": ");
+    var who = el("span", "sastre-chat-author", (T["author." + message.author] || T["author.bot"]) + ": ");
     var text = el("span", "sastre-chat-text", message.text);
     item.append(who, text);
     if (message.at) {
@@ -191,7 +188,7 @@
     item.classList.remove("is-pending", "is-failed");
     item.classList.add("is-" + state);
     var note = item.querySelector(".sastre-chat-state") || item.appendChild(el("span", "sastre-chat-state"));
-    note.textContent = state === "pending" ? T.pending : T.failed;
+    note.textContent = T["state." + state];
   }
 
   function showError(text) {
@@ -211,7 +208,7 @@
   function socketUrl() {
     var url = new URL("/ws/chat", base);
     url.protocol = base.protocol === "https:" ? "wss:" : "ws:";
-    url.searchParams.set("lang", options.language || document.documentElement.lang || navigator.language || "");
+    url.searchParams.set("lang", requested);
     if (options.userId) url.searchParams.set("user_id", options.userId);
     if (options.userHash) url.searchParams.set("user_hash", options.userHash);
     return url.href;
@@ -226,11 +223,11 @@
   function connect() {
     if (socket) return;
     clearTimeout(retryTimer);
-    status.textContent = T.connecting;
+    status.textContent = T["status.connecting"];
     socket = new WebSocket(socketUrl());
     socket.addEventListener("open", function () {
       attempt = 0;
-      status.textContent = T.connected;
+      status.textContent = T["status.connected"];
     });
     socket.addEventListener("message", function (event) {
       var frame;
@@ -260,7 +257,7 @@
       socket = null;
       var delay = Math.min(30000, 500 * Math.pow(2, attempt)) + Math.floor(Math.random() * 400);
       attempt += 1;
-      status.textContent = format(T.offline, { s: Math.ceil(delay / 1000) });
+      status.textContent = format(T["status.offline"], { seconds: Math.ceil(delay / 1000) });
       retryTimer = setTimeout(connect, delay);
     });
   }
@@ -273,7 +270,7 @@
     }
     var n = characters(input.value);
     if (n > MAX_CHARS) {
-      showError(format(T.tooLong, { n: n.toLocaleString(language) }));
+      showError(format(T.too_long, counted(n)));
       return; // refused, never cut: the visitor decides what to leave out
     }
     showError("");
@@ -288,7 +285,7 @@
 
   function updateCounter() {
     var n = characters(input.value);
-    counter.textContent = format(T.counter, { n: n.toLocaleString(language) });
+    counter.textContent = format(T.counter, counted(n));
     counter.classList.toggle("is-over", n > MAX_CHARS);
   }
 
@@ -306,25 +303,29 @@
     launcher.focus();
   }
 
-  launcher.addEventListener("click", function () {
-    if (panel.hidden) open(); else shut();
-  });
-  close.addEventListener("click", shut);
-  panel.addEventListener("keydown", function (event) {
-    if (event.key === "Escape") {
-      event.preventDefault();
-      shut();
-    }
-  });
-  input.addEventListener("keydown", function (event) {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+  function listen() {
+    launcher.addEventListener("click", function () {
+      if (panel.hidden) open(); else shut();
+    });
+    close.addEventListener("click", shut);
+    panel.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        shut();
+      }
+    });
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        submit();
+      }
+    });
+    input.addEventListener("input", updateCounter);
+    form.addEventListener("submit", function (event) {
       event.preventDefault();
       submit();
-    }
-  });
-  input.addEventListener("input", updateCounter);
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    submit();
-  });
+    });
+  }
+
+  loadTexts(0);
 })();

@@ -1,4 +1,5 @@
-"""The web chat: GET /chat (a demo shop page with the widget) and GET /ws/chat (its WebSocket).
+"""The web chat: GET /chat (a demo shop page with the widget), GET /ws/chat (its WebSocket) and
+GET /chat/texts (the widget's words in the visitor's language, from the catalogue).
 
 The visitor is the random id in a signed, HttpOnly cookie scoped to the socket's path. Every
 message goes through the one inbound path (`InboundProcessor.handle`) with the client's message id
@@ -18,10 +19,15 @@ refused with a 429 before the upgrade when its client address has opened too man
 visitor's first message makes a lead, refused with an error frame when the address has made too
 many. The handshake only reads (a reader session: it never waits for a writer), except when a
 verified user's identity is attached.
+
+The widget fetches its texts before it shows itself (`sastre.web.widget_texts`): a public,
+cookie-less JSON document that any cache may keep (revalidated by ETag, as the widget's script
+is), readable cross-site by the same pages that may open the socket.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -69,6 +75,7 @@ from sastre.web.console import STATIC_DIR
 from sastre.web.errors import json_error
 from sastre.web.json_input import UnacceptableJson
 from sastre.web.json_input import loads as load_json
+from sastre.web.widget_texts import widget_texts
 from wording import translate
 
 __all__ = ["HEADERS", "CookiePolicy", "abuse_limits", "cookie_policy", "routes"]
@@ -78,6 +85,7 @@ routes = web.RouteTableDef()
 
 PAGE: Final = "chat.html"
 SOCKET_PATH: Final = "/ws/chat"
+TEXTS_PATH: Final = "/chat/texts"
 HISTORY_LIMIT: Final = 50
 # The console's policy, plus the one thing this page needs: its own WebSocket ('self' covers
 # ws:/wss: on the same host in CSP3; said explicitly for older engines).
@@ -134,17 +142,61 @@ async def chat_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / PAGE, headers=HEADERS)
 
 
-@routes.get(SOCKET_PATH)
-async def chat_socket(request: web.Request) -> web.StreamResponse:
+def _foreign_origin(request: web.Request) -> web.Response | None:
+    """A 403 for a page from a site that may not embed the chat (nor read its texts)."""
     settings = request.app[SETTINGS]
     origin = request.headers.get("Origin")
     own_hosts = {request.host, urlsplit(settings.external_url).netloc}
-    if not origin_allowed(origin, own_hosts, settings.webchat_origin_list):
-        return json_error(
-            403,
-            "origin not allowed",
-            f"{origin} may not open the chat: list it in SASTRE_WEBCHAT_ORIGINS",
-        )
+    if origin_allowed(origin, own_hosts, settings.webchat_origin_list):
+        return None
+    return json_error(
+        403,
+        "origin not allowed",
+        f"{origin} may not open the chat: list it in SASTRE_WEBCHAT_ORIGINS",
+    )
+
+
+def _visitor_language(request: web.Request) -> str | None:
+    """What the widget asked for (`lang`: its data-language, the page's or the browser's), else
+    the browser's Accept-Language."""
+    return parse_language(request.query.get("lang")) or parse_language(
+        request.headers.get("Accept-Language")
+    )
+
+
+@routes.get(TEXTS_PATH)
+async def chat_texts(request: web.Request) -> web.StreamResponse:
+    """The widget's words and the chat's length limit, in the visitor's language."""
+    forbidden = _foreign_origin(request)
+    if forbidden is not None:
+        return forbidden
+    document = widget_texts(_visitor_language(request), request.app[SETTINGS].default_language)
+    body = json.dumps(document, ensure_ascii=False, sort_keys=True).encode()
+    headers = {
+        "Cache-Control": "public, no-cache",
+        # The answer depends on the language header when `lang` is absent, and on the page's
+        # origin for the CORS header: a shared cache must keep them apart.
+        "Vary": "Origin, Accept-Language",
+        "X-Content-Type-Options": "nosniff",
+    }
+    origin = request.headers.get("Origin")
+    if origin is not None:  # allowed, or refused above; no credentials are ever involved
+        headers["Access-Control-Allow-Origin"] = origin
+    etag = hashlib.sha256(body).hexdigest()[:32]
+    if any(tag.value in (etag, "*") for tag in request.if_none_match or ()):
+        response = web.Response(status=304, headers=headers)
+    else:
+        response = web.Response(body=body, content_type="application/json", headers=headers)
+    response.etag = etag
+    return response
+
+
+@routes.get(SOCKET_PATH)
+async def chat_socket(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    forbidden = _foreign_origin(request)
+    if forbidden is not None:
+        return forbidden
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
     if not ws.can_prepare(request):
         raise web.HTTPBadRequest(reason="expected a WebSocket upgrade")
@@ -157,9 +209,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
             response = json_error(429, "too many new chats", refusal.reason)
             response.headers["Retry-After"] = str(refusal.retry_after)
             return response
-    language = parse_language(request.query.get("lang")) or parse_language(
-        request.headers.get("Accept-Language")
-    )
+    language = _visitor_language(request)
     visitor = await _visitor(request.app, settings, returning, request.query)
     async with request.app[READER]() as session:
         history = await transcript(

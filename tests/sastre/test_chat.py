@@ -5,6 +5,7 @@ The bot is a small fake (the real one has its own tests, and the browser test us
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from channels.webchat import VISITOR_COOKIE, identity_hash
+from channels.webchat import MAX_TEXT, VISITOR_COOKIE, identity_hash
 from crm_core.customers import upsert_customer
 from crm_core.models import Identity, IdentityKind
 from crm_core.records import parse_customer
@@ -673,3 +674,88 @@ async def test_too_many_new_leads_from_one_address_are_refused(
     await say(ws, "a2", "me again")
     assert (await receive(ws))["id"] == "a2"
     await ws.close()
+
+
+# --- the widget's texts -------------------------------------------------------------------------
+
+
+async def widget_texts(client: Client, **params: str) -> dict[str, Any]:
+    response = await client.get("/chat/texts", params=params)
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    document: dict[str, Any] = await response.json()
+    return document
+
+
+async def test_the_widget_gets_its_texts_from_the_catalogue_in_the_visitors_language(
+    client: Client,
+) -> None:
+    spanish = await widget_texts(client, lang="es-ES")
+    assert spanish["language"] == "es"
+    assert spanish["texts"]["launcher"] == translate("es", "widget.launcher")
+    assert spanish["texts"]["too_long"] == translate(
+        "es", "widget.too_long", count="{count}", limit="{limit}"
+    )  # a template: the widget fills in the fields as the visitor types
+    assert spanish["limit"] == MAX_TEXT
+    english = await widget_texts(client, lang="en")
+    assert english["texts"]["launcher"] == translate("en", "widget.launcher")
+    assert english["texts"].keys() == spanish["texts"].keys()
+
+
+async def test_without_lang_the_widget_texts_follow_the_browser_then_the_default_language(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    client: Client = await make_client(with_secret(settings, default_language="es"))
+    asked = await client.get("/chat/texts", headers={"Accept-Language": "en-GB,en;q=0.9"})
+    assert (await asked.json())["language"] == "en"
+    assert (await widget_texts(client, lang="xx"))["language"] == "es"  # no catalogue: default
+    assert (await widget_texts(client, lang="<script>"))["language"] == "es"  # not a language
+
+
+async def test_the_widget_texts_are_cacheable_and_revalidated(client: Client) -> None:
+    first = await client.get("/chat/texts", params={"lang": "es"})
+    assert first.headers["Cache-Control"] == "public, no-cache"
+    assert {"Origin", "Accept-Language"} <= {v.strip() for v in first.headers["Vary"].split(",")}
+    assert "Set-Cookie" not in first.headers
+    etag = first.headers["ETag"]
+    again = await client.get("/chat/texts", params={"lang": "es"}, headers={"If-None-Match": etag})
+    assert again.status == 304
+    other = await client.get("/chat/texts", params={"lang": "en"}, headers={"If-None-Match": etag})
+    assert other.status == 200  # another language, another ETag
+
+
+async def test_the_widget_texts_are_readable_only_by_sites_that_may_embed_the_chat(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    client: Client = await make_client(
+        with_secret(settings, webchat_origins="https://shop.example")
+    )
+    listed = await client.get("/chat/texts", headers={"Origin": "https://shop.example"})
+    assert listed.status == 200
+    assert listed.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert "Access-Control-Allow-Credentials" not in listed.headers
+    refused = await client.get("/chat/texts", headers={"Origin": "https://evil.example"})
+    assert refused.status == 403
+    assert (await refused.json())["error"] == "origin not allowed"
+    assert "Access-Control-Allow-Origin" not in refused.headers
+    same_site = await client.get("/chat/texts")  # a same-origin GET carries no Origin
+    assert same_site.status == 200
+    assert "Access-Control-Allow-Origin" not in same_site.headers
+
+
+async def test_the_widget_script_holds_no_texts_of_its_own(client: Client) -> None:
+    """Every word the widget shows comes from /chat/texts: each key it reads is there, and no
+    sentence of either language is written into the script."""
+    script = await (await client.get("/static/widget.js")).text()
+    texts = (await widget_texts(client, lang="es"))["texts"]
+    read = set(re.findall(r"\bT\.(\w+)", script)) | set(re.findall(r'\bT\["([\w.]+)"\]', script))
+    # Keys built at run time: "author." + a message's author, "state." + a message's state.
+    read |= {f"author.{a}" for a in ("customer", "bot", "agent")}
+    read |= {f"state.{s}" for s in ("pending", "failed")}
+    assert read <= texts.keys()
+    assert {"launcher", "title", "status.offline", "too_long"} <= read  # the scan finds them
+    for language in ("es", "en"):
+        for key, text in (await widget_texts(client, lang=language))["texts"].items():
+            words = text.split("{", 1)[0].strip()
+            if len(words) > 3:
+                assert words not in script, (language, key)

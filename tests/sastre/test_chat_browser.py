@@ -6,6 +6,7 @@ Only on SQLite: the socket's SQL runs on both databases in test_chat.py."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -36,15 +37,40 @@ def chat_app(settings: Settings) -> web.Application:
 
 @pytest.fixture
 async def served(settings: Settings) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(chat_app(settings), host="127.0.0.1")) as client:
+    app = chat_app(settings)
+    app.router.add_get("/shop-en", english_shop)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield client
 
 
-@pytest.fixture
-async def page(browser: Browser, served: Client) -> AsyncIterator[Page]:
-    """A Spanish-speaking visitor on the demo shop; any script error or Content-Security-Policy
-    violation while the test ran fails it."""
-    context = await browser.new_context(base_url=str(served.make_url("/")), locale="es-ES")
+# A page of the shop in English, on the same server and under the same policy as the demo page
+# (Trusted Types included), embedding the widget as any site would.
+ENGLISH_SHOP = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Shop</title>
+  <link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+  <script src="/static/widget.js" defer></script>
+</head>
+<body><main><h1>The shop</h1></main></body>
+</html>
+"""
+
+
+async def english_shop(request: web.Request) -> web.Response:
+    # Served by the app, not made up in the browser: a page the browser cannot place on the
+    # network may not open a socket to a loopback address (Chromium's local network checks).
+    return web.Response(text=ENGLISH_SHOP, content_type="text/html", headers=chat.HEADERS)
+
+
+@asynccontextmanager
+async def visit(
+    browser: Browser, served: Client, path: str, locale: str = "es-ES"
+) -> AsyncIterator[Page]:
+    """A visitor whose browser speaks `locale` on `path`; any script error or
+    Content-Security-Policy violation while they were there fails the test."""
+    context = await browser.new_context(base_url=str(served.make_url("/")), locale=locale)
     context.set_default_timeout(WAIT_MS)
     page = await context.new_page()
     problems: list[str] = []
@@ -55,10 +81,17 @@ async def page(browser: Browser, served: Client) -> AsyncIterator[Page]:
             problems.append(f"console {message.type}: {message.text}")
 
     page.on("console", on_console)
-    await page.goto("/chat")
+    await page.goto(path)
     yield page
     await context.close()
     assert not problems, problems
+
+
+@pytest.fixture
+async def page(browser: Browser, served: Client) -> AsyncIterator[Page]:
+    """A Spanish-speaking visitor on the demo shop."""
+    async with visit(browser, served, "/chat") as page:
+        yield page
 
 
 async def open_widget(page: Page) -> None:
@@ -114,9 +147,12 @@ async def test_text_is_shown_as_text_and_over_long_messages_are_refused(page: Pa
 
     box = page.get_by_label("Tu mensaje")
     await box.fill("x" * 4001)
-    await expect(page.locator(".sastre-chat-counter")).to_have_text("4001 / 4.000")
+    # Numbers as Spanish writes them (no separator in four digits, RAE and CLDR).
+    await expect(page.locator(".sastre-chat-counter")).to_have_text("4001 / 4000")
     await box.press("Enter")
-    await expect(page.get_by_role("alert")).to_contain_text("el máximo es 4.000")
+    await expect(page.get_by_role("alert")).to_have_text(
+        "El mensaje tiene 4001 caracteres y el máximo es 4000: acórtalo o divídelo."
+    )
     await expect(box).to_have_value("x" * 4001)  # kept for the visitor to shorten, never cut
     await expect(log.locator(".from-customer")).to_have_count(1)
 
@@ -125,3 +161,30 @@ async def test_text_is_shown_as_text_and_over_long_messages_are_refused(page: Pa
     launcher = page.get_by_role("button", name="Chatea con nosotros")
     await expect(launcher).to_be_focused()
     await expect(launcher).to_have_attribute("aria-expanded", "false")
+
+
+async def test_the_widget_speaks_the_pages_language_from_the_catalogue(
+    browser: Browser, served: Client
+) -> None:
+    """The demo shop is in Spanish, the other page in English: each shows the widget in its
+    page's language, whatever the browser's, with the catalogue's words."""
+    pages = (("/chat", "en-GB", "es", "4000"), ("/shop-en", "es-ES", "en", "4,000"))
+    for path, browser_locale, language, limit in pages:
+        async with visit(browser, served, path, browser_locale) as page:
+
+            def word(key: str, language: str = language) -> str:
+                return translate(language, f"widget.{key}", count="{count}", limit="{limit}")
+
+            launcher = page.get_by_role("button", name=word("launcher"))
+            await launcher.click()
+            await expect(page.get_by_role("dialog", name=word("title"))).to_be_visible()
+            box = page.get_by_label(word("label"))
+            await expect(box).to_be_focused()
+            await expect(box).to_have_attribute("placeholder", word("placeholder"))
+            await expect(page.get_by_role("button", name=word("send"))).to_be_visible()
+            await expect(page.get_by_role("button", name=word("close"))).to_be_visible()
+            await expect(page.get_by_role("log", name=word("log"))).to_be_attached()
+            await expect(page.locator(".sastre-chat-status")).to_have_text(word("status.connected"))
+            await expect(page.locator(".sastre-chat-counter")).to_have_text(f"0 / {limit}")
+            await box.press("Enter")
+            await expect(page.get_by_role("alert")).to_have_text(word("empty"))
