@@ -77,6 +77,7 @@ __all__ = [
     "Language",
     "classify",
     "default_rules",
+    "with_provider_reading",
 ]
 
 Language = Literal["en", "es"]
@@ -453,3 +454,24 @@ def classify(text: str, rules: KeywordRules = DEFAULT_RULES) -> KeywordMatch:
     if exact is not None:
         return exact
     return _plain_words(words) or rules._courteous(core) or NO_MATCH
+
+
+MAX_PROVIDER_KEYWORD = 40  # kept as evidence: a provider's keyword is one word
+
+
+def with_provider_reading(match: KeywordMatch, said: str | None, text: str) -> KeywordMatch:
+    """Our reading of `text`, unless the provider read another keyword in it (`said`, a
+    `KeywordKind` value, e.g. from Twilio's OptOutType): then the provider's.
+
+    The provider has acted on its reading already (Twilio blocks a number after its STOP, and
+    may know keywords an account added that we do not), so the ledger must agree with what will
+    happen. Agreeing readings keep ours, which knows more (the language, a YES answering a
+    pending opt-in); a value we do not know changes nothing."""
+    try:
+        kind = KeywordKind(said) if said else KeywordKind.NONE
+    except ValueError:
+        return match
+    if kind is KeywordKind.NONE or kind is match.kind:
+        return match
+    word = _core(text).upper()[:MAX_PROVIDER_KEYWORD] or None
+    return KeywordMatch(kind, word, exact=True)
