@@ -5,13 +5,14 @@ Only on SQLite: the socket's SQL runs on both databases in test_chat.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from playwright.async_api import Browser, ConsoleMessage, Page, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, Route, expect
 
 from sastre.app import create_app
 from sastre.config import Settings
@@ -66,17 +67,28 @@ async def english_shop(request: web.Request) -> web.Response:
 
 @asynccontextmanager
 async def visit(
-    browser: Browser, served: Client, path: str, locale: str = "es-ES"
+    browser: Browser,
+    served: Client,
+    path: str,
+    locale: str = "es-ES",
+    *,
+    texts: Callable[[Route], Awaitable[None]] | None = None,
+    tolerated: str | None = None,
 ) -> AsyncIterator[Page]:
     """A visitor whose browser speaks `locale` on `path`; any script error or
-    Content-Security-Policy violation while they were there fails the test."""
+    Content-Security-Policy violation while they were there fails the test (except a console
+    line holding `tolerated`). `texts`, if given, handles the widget's requests for its texts."""
     context = await browser.new_context(base_url=str(served.make_url("/")), locale=locale)
     context.set_default_timeout(WAIT_MS)
+    if texts is not None:
+        await context.route("**/chat/texts*", texts)
     page = await context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
 
     def on_console(message: ConsoleMessage) -> None:
+        if tolerated is not None and tolerated in message.text:
+            return
         if message.type in ("error", "warning"):
             problems.append(f"console {message.type}: {message.text}")
 
@@ -188,3 +200,31 @@ async def test_the_widget_speaks_the_pages_language_from_the_catalogue(
             await expect(page.locator(".sastre-chat-counter")).to_have_text(f"0 / {limit}")
             await box.press("Enter")
             await expect(page.get_by_role("alert")).to_have_text(word("empty"))
+
+
+async def test_the_widget_shows_itself_once_it_has_its_texts_and_retries_for_them(
+    browser: Browser, served: Client
+) -> None:
+    """No words of its own: until the server has answered, there is no launcher; a failed
+    request for the texts is tried again."""
+    held = asyncio.Event()
+    asked: list[str] = []
+
+    async def first_one_fails(route: Route) -> None:
+        asked.append(route.request.url)
+        if len(asked) == 1:
+            await held.wait()
+            await route.abort()
+        else:
+            await route.continue_()
+
+    async with visit(
+        browser, served, "/chat", texts=first_one_fails, tolerated="net::ERR_FAILED"
+    ) as page:
+        launcher = page.locator(".sastre-chat-launcher")
+        await expect(page.get_by_role("heading", name="Sastre · Tienda")).to_be_visible()
+        assert await launcher.count() == 0  # the first request is still unanswered
+        held.set()
+        await expect(launcher).to_have_text(translate("es", "widget.launcher"))
+        assert len(asked) == 2
+        assert all(url.endswith("/chat/texts?lang=es") for url in asked)
