@@ -243,9 +243,9 @@ async def claim(
     confirmation, is sent all the same); `admit` (the rate limits) may hold rows back until a
     time, leaving them queued."""
     now = now or utcnow()
-    rows = (
-        await session.execute(_DUE[session.get_bind().dialect.name], {"now": now, "limit": limit})
-    ).all()
+    dialect = session.get_bind().dialect.name
+    params = {"now": now, "limit": limit, "channels": [c.value for c in channels]}
+    rows = (await session.execute(_DUE[dialect], params)).all()
     if not rows:
         return []
     picked = [_claimed(row) for row in rows]

@@ -6,12 +6,13 @@ A row the limit holds back is not claimed: it stays queued, due again when the w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import ConnectionPool
 
 from channels.base import ChannelName
 from crm_core.sqltypes import utcnow
@@ -22,12 +23,23 @@ __all__ = ["ChannelRates", "storage_for"]
 NAMESPACE = "sastre-send"
 
 
-def storage_for(redis_url: str | None) -> Storage:
-    """Redis when configured (shared by every process), else this process's memory."""
+def storage_for(redis_url: str | None) -> tuple[Storage, Callable[[], Awaitable[None]]]:
+    """Redis when configured (shared by every process), else this process's memory; with the
+    function that closes its connections."""
     if redis_url:
+        pool = ConnectionPool.from_url(redis_url)
         scheme, _, rest = redis_url.partition("://")
-        return RedisStorage(f"async+{scheme}://{rest}")
-    return MemoryStorage()
+        storage = RedisStorage(
+            f"async+{scheme}://{rest}",
+            implementation="redispy",
+            connection_pool=pool,  # type: ignore[arg-type]  # passed on to redis-py
+        )
+        return storage, pool.aclose
+
+    async def nothing() -> None:
+        return None
+
+    return MemoryStorage(), nothing
 
 
 def _item(per_second: float) -> RateLimitItem:
@@ -40,7 +52,10 @@ def _item(per_second: float) -> RateLimitItem:
 class ChannelRates:
     """The `admit` of a claim: which rows may go now, and when the others may try again."""
 
-    def __init__(self, rates: Mapping[ChannelName, float], storage: Storage) -> None:
+    def __init__(
+        self, rates: Mapping[ChannelName, float], storage: Storage, *, namespace: str = NAMESPACE
+    ) -> None:
+        self._namespace = namespace
         self._items = {channel: _item(rate) for channel, rate in rates.items() if rate > 0}
         self._limiter = MovingWindowRateLimiter(storage)
         self._storage = storage
@@ -57,15 +72,14 @@ class ChannelRates:
             if item is None:
                 decided.append((row, None))
                 continue
-            if row.channel not in full and await self._limiter.hit(item, NAMESPACE, row.channel):
+            if row.channel not in full and await self._limiter.hit(
+                item, self._namespace, row.channel
+            ):
                 decided.append((row, None))
                 continue
             if row.channel not in full:  # the window is full: when does it have room again?
-                stats = await self._limiter.get_window_stats(item, NAMESPACE, row.channel)
+                stats = await self._limiter.get_window_stats(item, self._namespace, row.channel)
                 reset = datetime.fromtimestamp(stats.reset_time, tz=utcnow().tzinfo)
                 full[row.channel] = max(reset, utcnow() + timedelta(milliseconds=10))
             decided.append((row, full[row.channel]))
         return decided
-
-    async def reset(self) -> None:
-        await self._storage.reset()

@@ -1,0 +1,146 @@
+"""The inbound path queues its replies in the outbox; workers' claims re-check consent; the
+providers' reports move a message's state forward only."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from channels.base import ChannelName, InboundMessage
+from consent.replies import Brand
+from crm_core.models import Interaction
+from dialog.inbound import InboundProcessor
+from dialog.models import Message
+from dialog.outbox import Purpose, claim, record_delivery
+from dialog.outbox.models import DeliveryAttempt, OutboxEntry
+from sastre.db import SessionMaker
+from tests.dialog.test_inbound import FakeBrain
+
+_ids = itertools.count(1)
+ALL = list(ChannelName)
+
+
+def make(sessionmaker: SessionMaker) -> InboundProcessor:
+    return InboundProcessor(
+        sessionmaker,
+        FakeBrain(),
+        default_region="US",
+        default_language="en",
+        default_timezone="UTC",
+        brand=Brand("Sastre", "support@example.com"),
+    )
+
+
+def sms(text: str, sender: str = "+14155552671", **extra: object) -> InboundMessage:
+    return InboundMessage(ChannelName.SMS, sender, text, f"SM{next(_ids)}", **extra)  # type: ignore[arg-type]
+
+
+async def rows(sessionmaker: SessionMaker) -> list[OutboxEntry]:
+    async with sessionmaker() as session:
+        return list((await session.scalars(select(OutboxEntry))).all())
+
+
+async def test_a_reply_by_sms_is_queued_with_its_message(sessionmaker: SessionMaker) -> None:
+    result = await make(sessionmaker).handle(sms("opening hours?"))
+    [row] = await rows(sessionmaker)
+    assert row.message_id == result.replies[0].message_id
+    assert (row.state, row.purpose, row.channel) == ("queued", "service", "sms")
+
+
+async def test_a_web_chat_reply_is_not_queued(sessionmaker: SessionMaker) -> None:
+    message = InboundMessage(ChannelName.WEBCHAT, "visitor-1", "hi", "w-1")
+    result = await make(sessionmaker).handle(message)
+    assert result.replies
+    assert await rows(sessionmaker) == []
+
+
+async def test_an_auto_reply_is_stored_and_never_answered(sessionmaker: SessionMaker) -> None:
+    message = InboundMessage(ChannelName.EMAIL, "a@example.com", "I am away", "m-1", auto=True)
+    result = await make(sessionmaker).handle(message)
+    assert result.message_id is not None
+    assert result.replies == ()
+    assert await rows(sessionmaker) == []
+
+
+async def test_a_reply_queued_before_stop_is_not_sent_but_the_confirmation_is(
+    sessionmaker: SessionMaker,
+) -> None:
+    processor = make(sessionmaker)
+    await processor.handle(sms("opening hours?"))
+    await processor.handle(sms("STOP"))
+    async with sessionmaker.begin() as session:
+        sending = await claim(
+            session, worker="w", channels=ALL, limit=10, lease=timedelta(seconds=30)
+        )
+    [confirmation] = sending
+    assert confirmation.purpose == Purpose.COMPLIANCE
+    states = {row.purpose: (row.state, row.error_code) for row in await rows(sessionmaker)}
+    assert states == {"service": ("failed", "revoked"), "compliance": ("sending", None)}
+    async with sessionmaker() as session:
+        outcomes = (await session.scalars(select(DeliveryAttempt.outcome))).all()
+    assert outcomes == ["revoked"]
+
+
+async def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(
+    sessionmaker: SessionMaker,
+) -> None:
+    await make(sessionmaker).handle(sms("hello"))
+    lease = timedelta(seconds=30)
+    async with sessionmaker.begin() as session:
+        first = await claim(session, worker="a", channels=ALL, limit=10, lease=lease)
+    async with sessionmaker.begin() as session:
+        assert await claim(session, worker="b", channels=ALL, limit=10, lease=lease) == []
+    [row] = await rows(sessionmaker)
+    later = row.due_at + timedelta(seconds=1)
+    async with sessionmaker.begin() as session:
+        taken = await claim(session, worker="b", channels=ALL, limit=10, lease=lease, now=later)
+    assert [c.message_id for c in taken] == [c.message_id for c in first]
+    assert taken[0].interrupted
+    assert taken[0].attempts == 2
+
+
+async def test_a_worker_claims_only_the_channels_it_can_send(sessionmaker: SessionMaker) -> None:
+    await make(sessionmaker).handle(sms("hello"))
+    async with sessionmaker.begin() as session:
+        got = await claim(
+            session,
+            worker="w",
+            channels=[ChannelName.EMAIL],
+            limit=10,
+            lease=timedelta(seconds=30),
+        )
+    assert got == []
+
+
+async def test_delivery_reports_move_forward_only_and_reach_the_timeline(
+    sessionmaker: SessionMaker,
+) -> None:
+    result = await make(sessionmaker).handle(sms("hello"))
+    message_id = result.replies[0].message_id
+    async with sessionmaker.begin() as session:
+        row = await session.get(OutboxEntry, message_id)
+        assert row is not None
+        row.state, row.provider_id = "sent", "SMabc"
+    report = {"channel": "sms", "provider_id": "SMabc"}
+    async with sessionmaker.begin() as session:
+        assert await record_delivery(session, state="delivered", **report)
+        assert not await record_delivery(session, state="sent", **report)
+        assert not await record_delivery(session, state="undelivered", code="30003", **report)
+        assert not await record_delivery(session, channel="sms", provider_id="nope", state="read")
+    async with sessionmaker() as session:
+        row = await session.get(OutboxEntry, message_id)
+        assert row is not None
+        assert row.state == "delivered"
+        entries = (
+            await session.scalars(select(Interaction.summary).where(Interaction.kind == "delivery"))
+        ).all()
+    assert entries == ["delivered"]
+
+
+async def test_the_reply_message_is_on_the_transcript(sessionmaker: SessionMaker) -> None:
+    await make(sessionmaker).handle(sms("hello"))
+    async with sessionmaker() as session:
+        directions = (await session.scalars(select(Message.direction))).all()
+    assert sorted(directions) == ["in", "out"]

@@ -1,0 +1,121 @@
+"""The worker sends what is queued, retries what may succeed later, and wakes on a commit."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from channels.base import ChannelName, DeliveryFailed, InboundMessage, OutboundMessage
+from channels.fake import FakeSender
+from dialog.outbox import listen
+from dialog.outbox.models import DeliveryAttempt, OutboxEntry
+from sastre.db import SessionMaker
+from sastre.worker import RetryPolicy, Worker
+from tests.dialog.test_outbox import make
+
+_ids = itertools.count(1)
+
+
+def sms(text: str) -> InboundMessage:
+    return InboundMessage(ChannelName.SMS, "+14155552671", text, f"SMw{next(_ids)}")
+
+
+class Signalling(FakeSender):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending = asyncio.Event()
+
+    async def send(self, message: OutboundMessage) -> str:
+        self.sending.set()
+        return await super().send(message)
+
+
+async def entry(sessionmaker: SessionMaker) -> OutboxEntry:
+    async with sessionmaker() as session:
+        return (await session.scalars(select(OutboxEntry))).one()
+
+
+async def test_a_queued_reply_is_sent_once(sessionmaker: SessionMaker) -> None:
+    await make(sessionmaker).handle(sms("hello"))
+    fake = FakeSender()
+    worker = Worker(sessionmaker, {ChannelName.SMS: fake})
+    assert await worker.drain() == 1
+    assert await worker.drain() == 0
+    row = await entry(sessionmaker)
+    assert (row.state, row.provider_id, row.attempts) == ("sent", fake.sent[0].provider_id, 1)
+    assert fake.sent[0].message.reference == f"sastre-{row.message_id}"
+
+
+async def test_a_retryable_failure_waits_at_least_its_retry_after(
+    sessionmaker: SessionMaker,
+) -> None:
+    await make(sessionmaker).handle(sms("hello"))
+    fake = FakeSender()
+    fake.fail_next(DeliveryFailed("slow down", retryable=True, code="429", retry_after=120))
+    worker = Worker(sessionmaker, {ChannelName.SMS: fake}, jitter=lambda: 0.0)
+    assert await worker.drain() == 1
+    row = await entry(sessionmaker)
+    assert (row.state, row.error_code) == ("sending", "429")
+    assert row.due_at - row.updated_at >= timedelta(seconds=119)  # minus the time to settle
+    later = Worker(
+        sessionmaker, {ChannelName.SMS: fake}, clock=lambda: row.due_at + timedelta(seconds=1)
+    )
+    assert await later.drain() == 1
+    assert (await entry(sessionmaker)).state == "sent"
+    async with sessionmaker() as session:
+        outcomes = (await session.scalars(select(DeliveryAttempt.outcome))).all()
+    assert sorted(outcomes) == ["retry", "sent"]
+
+
+async def test_a_permanent_failure_is_final_with_the_providers_code(
+    sessionmaker: SessionMaker,
+) -> None:
+    await make(sessionmaker).handle(sms("hello"))
+    fake = FakeSender()
+    fake.fail_next(DeliveryFailed("unsubscribed recipient", retryable=False, code="21610"))
+    worker = Worker(sessionmaker, {ChannelName.SMS: fake})
+    await worker.drain()
+    row = await entry(sessionmaker)
+    assert (row.state, row.error_code, row.error) == ("failed", "21610", "unsubscribed recipient")
+
+
+async def test_the_attempts_run_out(sessionmaker: SessionMaker) -> None:
+    await make(sessionmaker).handle(sms("hello"))
+    fake = FakeSender()
+    fake.fail_next(*(DeliveryFailed("down", retryable=True) for _ in range(2)))
+    worker = Worker(
+        sessionmaker,
+        {ChannelName.SMS: fake},
+        policy=RetryPolicy(max_attempts=2, base=0.001, cap=0.001),
+        jitter=lambda: 0.0,
+    )
+    await worker.drain()
+    await worker.drain()
+    assert (await entry(sessionmaker)).state == "failed"
+    assert fake.calls == 2
+
+
+async def test_an_idle_worker_sends_a_committed_reply_at_once(
+    sessionmaker: SessionMaker,
+) -> None:
+    fake = Signalling()
+    # A poll far longer than the bound: only the wake-up can meet it.
+    worker = Worker(sessionmaker, {ChannelName.SMS: fake}, poll=30)
+    stop = asyncio.Event()
+    undo = listen(worker.wake)
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.sleep(0.05)  # the worker is idle, waiting
+        handed = time.monotonic()
+        await make(sessionmaker).handle(sms("hello"))
+        async with asyncio.timeout(5):
+            await fake.sending.wait()
+        assert time.monotonic() - handed < 0.1 + 0.5  # the handle itself included, generous
+    finally:
+        undo()
+        stop.set()
+        await running

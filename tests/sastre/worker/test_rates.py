@@ -1,0 +1,37 @@
+"""Per-channel rates hold across workers sharing a storage: memory, and the real Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+from channels.base import ChannelName
+from dialog.outbox import Claimed
+from sastre.worker.rates import ChannelRates, storage_for
+
+
+def row(n: int, channel: ChannelName = ChannelName.SMS) -> Claimed:
+    return Claimed(n, 1, channel, "+14155552671", "hi", "service", {}, 1, False)
+
+
+async def _two_workers_share_one_limit(url: str | None) -> None:
+    rates = {ChannelName.SMS: 3.0, ChannelName.EMAIL: 0.0}
+    storage, close = storage_for(url)
+    namespace = uuid.uuid4().hex  # the suite's Redis is shared by the tests
+    first = ChannelRates(rates, storage, namespace=namespace)
+    second = ChannelRates(rates, storage, namespace=namespace)
+    a = await first([row(n) for n in range(2)])
+    b = await second([row(n) for n in range(2, 5)] + [row(9, ChannelName.EMAIL)])
+    admitted = [c.message_id for c, later in a + b if later is None]
+    held = [later for _, later in a + b if later is not None]
+    assert sorted(admitted) == [0, 1, 2, 9]  # three SMS a second; e-mail unlimited
+    assert len(held) == 2
+    assert held[0] == held[1]
+    await close()
+
+
+async def test_rates_in_memory() -> None:
+    await _two_workers_share_one_limit(None)
+
+
+async def test_rates_in_redis(redis_url: str) -> None:
+    await _two_workers_share_one_limit(redis_url)
