@@ -36,8 +36,10 @@ from channels.base import ChannelName, DeliveryFailed, OutboundMessage
 
 __all__ = [
     "DEFAULT_API_BASE",
+    "OPTED_OUT_CODES",
     "PERMANENT_CODES",
     "RETRYABLE_CODES",
+    "UNDELIVERABLE_CODES",
     "TwilioSms",
     "failure_for",
     "retry_after_seconds",
@@ -72,6 +74,14 @@ RETRYABLE_CODES: Final = frozenset(
         30022,  # US A2P 10DLC throughput exceeded
     }
 )
+
+
+# What a delivery error says about the number itself (a status callback's ErrorCode, or a
+# refusal at sending). 21610: the number sent STOP to Twilio, which now blocks every message:
+# our ledger must say so too. 30003 (unreachable handset), 30005 (unknown handset), 30006
+# (landline or unreachable carrier): the contact policy must stop choosing SMS for it.
+OPTED_OUT_CODES: Final = frozenset({"21610"})
+UNDELIVERABLE_CODES: Final = frozenset({"30003", "30005", "30006"})
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -27,7 +27,7 @@ from sastre.config import Settings
 from sastre.db import create_engine, reader_for, sessionmaker_for
 from sastre.dialogs import build_brain
 from sastre.metrics import Metrics, metrics_middleware
-from sastre.web import chat, consent, console, customers, faq, health, public
+from sastre.web import chat, consent, console, customers, faq, health, public, twilio
 from sastre.web.auth import auth_middleware
 from sastre.web.edge import install_headers, path_guard
 from sastre.web.errors import error_middleware
@@ -100,4 +100,5 @@ def create_app(settings: Settings, *, brain: Bot | None = None) -> web.Applicati
     app.add_routes(chat.routes)
     app.add_routes(faq.routes)
     app.add_routes(console.routes)
+    app.add_routes(twilio.routes)  # SMS in, and delivery states of what we sent
     return app

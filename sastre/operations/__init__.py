@@ -19,18 +19,21 @@ from sastre.operations.customers import (
 )
 from sastre.operations.export import do_export_customer
 from sastre.operations.purge import do_purge_idle_leads
+from sastre.operations.sms import SmsStatusOutcome, do_record_sms_status
 from sastre.operations.unit import Event, listening
 
 __all__ = [
     "Confirmation",
     "Event",
     "Recorded",
+    "SmsStatusOutcome",
     "do_add_interaction",
     "do_confirm_consent",
     "do_export_customer",
     "do_merge_customers",
     "do_purge_idle_leads",
     "do_record_consent",
+    "do_record_sms_status",
     "do_unsubscribe",
     "do_update_preferences",
     "do_upsert_customer",

@@ -1,0 +1,124 @@
+"""Acts on what Twilio tells us about a message we sent: its delivery state, and what its error
+says about the number.
+
+A status callback moves the message's delivery state forward only (`dialog.outbox`: callbacks
+arrive out of order, twice, late). Its error code may say more than "this message failed":
+21610 means the number sent STOP to Twilio itself, so SMS consent is revoked in our ledger too
+(source `provider`: Twilio blocks the number already, and what we record must agree with what
+will happen); 30003/30005/30006 mean the number cannot receive SMS, and the contact policy stops
+choosing that channel for it (`consent.models.Undeliverable`). All of it in one transaction,
+audited as the provider; the number's customer is found by their phone identity, so a message
+that is not ours (or an identity since removed) changes nothing but the delivery state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.base import ChannelName
+from channels.sms import OPTED_OUT_CODES, UNDELIVERABLE_CODES
+from channels.sms_webhooks import DeliveryReport
+from consent.ledger import record_consent
+from consent.models import Undeliverable
+from consent.replies import service_revoked
+from consent.types import Action, Channel, Purpose, Source
+from crm_core.customers import CustomerNotFound, find_customer
+from crm_core.identities import InvalidIdentity, normalise
+from crm_core.models import IdentityKind
+from crm_core.sqltypes import utcnow
+from dialog.outbox import record_delivery
+from sastre.db import SessionMaker
+from sastre.operations.unit import Unit, unit_of_work
+
+__all__ = ["PROVIDER", "SmsStatusOutcome", "apply_sms_error", "do_record_sms_status"]
+
+PROVIDER = "provider:twilio"  # the actor of what Twilio's reports change
+
+
+@dataclass(frozen=True, slots=True)
+class SmsStatusOutcome:
+    moved: bool  # the message's delivery state moved forward
+    revoked: bool = False  # SMS consent was revoked by this report
+    undeliverable: bool = False  # the number was marked undeliverable by this report
+
+
+async def do_record_sms_status(
+    sessionmaker: SessionMaker, report: DeliveryReport, *, region: str
+) -> SmsStatusOutcome:
+    """A status callback: the delivery state, and what its error code says about the number."""
+    async with unit_of_work(sessionmaker, PROVIDER) as unit:
+        moved = await record_delivery(
+            unit.session,
+            channel=ChannelName.SMS,
+            provider_id=report.provider_id,
+            state=report.state,
+            code=report.code,
+            reason=report.reason,
+        )
+        evidence = {"message_sid": report.provider_id, "status": report.state}
+        revoked, undeliverable = await apply_sms_error(
+            unit, address=report.address, code=report.code, region=region, evidence=evidence
+        )
+    return SmsStatusOutcome(moved, revoked, undeliverable)
+
+
+async def apply_sms_error(
+    unit: Unit, *, address: str, code: str | None, region: str, evidence: dict[str, Any]
+) -> tuple[bool, bool]:
+    """What an SMS error code says about the number, recorded in the unit's transaction:
+    (consent revoked now, marked undeliverable now). Nothing for other codes, for a number no
+    customer holds, or for what is recorded already (a repeated callback adds nothing)."""
+    if code not in OPTED_OUT_CODES and code not in UNDELIVERABLE_CODES:
+        return False, False
+    session = unit.session
+    try:
+        customer = await find_customer(session, IdentityKind.PHONE.value, address, region)
+    except (CustomerNotFound, InvalidIdentity):
+        return False, False
+    proof = {**evidence, "error_code": code, "address": address}
+    if code in OPTED_OUT_CODES:
+        if await service_revoked(session, customer.id, Channel.SMS):
+            return False, False
+        for purpose in (Purpose.SERVICE, Purpose.MARKETING):
+            await record_consent(
+                session,
+                customer.id,
+                Channel.SMS,
+                purpose,
+                Action.REVOKE,
+                Source.PROVIDER,
+                actor=unit.actor,
+                evidence=proof,
+            )
+        unit.publish("consent.changed", customer.id, source=Source.PROVIDER.value)
+        return True, False
+    number = normalise(IdentityKind.PHONE.value, address, region)  # as the identity stores it
+    return False, await _mark_undeliverable(unit, session, customer.id, number, code, proof)
+
+
+async def _mark_undeliverable(
+    unit: Unit,
+    session: AsyncSession,
+    customer_id: int,
+    number: str,
+    code: str | None,
+    proof: dict[str, Any],
+) -> bool:
+    key = (customer_id, Channel.SMS.value, number)
+    if await session.get(Undeliverable, key) is not None:
+        return False
+    session.add(
+        Undeliverable(
+            customer_id=customer_id,
+            channel=Channel.SMS.value,
+            address=number,
+            reason=f"twilio error {code}",
+            at=utcnow(),
+        )
+    )
+    unit.audit("sms.undeliverable", customer_id, proof)
+    unit.publish("contact.undeliverable", customer_id, channel=Channel.SMS.value)
+    return True

@@ -1,0 +1,91 @@
+"""Twilio's webhooks: incoming SMS/MMS, and the delivery states of what we sent.
+
+    POST /webhooks/twilio/sms     an incoming message: stored, then 200 with empty TwiML
+    POST /webhooks/twilio/status  a status callback: the delivery state moves forward
+
+Both are signed (`X-Twilio-Signature`, over our public URL and the form): a request that is not
+is a 403 and changes nothing. An incoming message is handed to the inbound path, which dedupes
+it by MessageSid, answers it and stores it all before returning; only then is it acknowledged,
+so every 200 means stored (Twilio does not post it again). The answer is empty TwiML: replies go
+out through the outbox and the REST API, with a status callback, tracked like every message.
+A form Twilio would not send is a 400 naming the field. With SMS not configured both are 404.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+from multidict import MultiDict
+
+from channels.sms_webhooks import (
+    EMPTY_TWIML,
+    SIGNATURE_HEADER,
+    MalformedWebhook,
+    WebhookSignature,
+    parse_inbound,
+    parse_status,
+)
+from sastre.appkeys import INBOUND, SESSIONMAKER, SETTINGS
+from sastre.channels_setup.sms import STATUS_PATH
+from sastre.config import Settings
+from sastre.operations.sms import do_record_sms_status
+from sastre.web.errors import ApiError
+
+__all__ = ["INBOUND_PATH", "STATUS_PATH", "routes", "webhook_signature"]
+
+routes = web.RouteTableDef()
+INBOUND_PATH: Final = "/webhooks/twilio/sms"
+_FORM: Final = "application/x-www-form-urlencoded"
+
+
+def webhook_signature(settings: Settings) -> WebhookSignature | None:
+    """How Twilio's requests are checked; None when SMS is not configured."""
+    if settings.twilio_auth_token is None:
+        return None
+    return WebhookSignature(settings.twilio_auth_token.get_secret_value(), settings.external_url)
+
+
+async def _signed_form(request: web.Request) -> MultiDict[str]:
+    """The POSTed form, once its signature is proven; 404 with SMS off, 403 if unsigned."""
+    signature = webhook_signature(request.app[SETTINGS])  # cheap: it only holds the token
+    if signature is None:
+        raise ApiError(404, "SMS is not configured", "set SASTRE_TWILIO_ACCOUNT_SID")
+    if request.content_type != _FORM:
+        raise ApiError(415, "unsupported media type", f"Twilio posts {_FORM}")
+    posted = await request.post()
+    form: MultiDict[str] = MultiDict()
+    for name, value in posted.items():
+        if not isinstance(value, str):  # a file upload: not something Twilio sends
+            raise ApiError(400, "invalid webhook", {"field": name, "reason": "is not text"})
+        form.add(name, value)
+    if not signature.valid(request.path_qs, form, request.headers.get(SIGNATURE_HEADER)):
+        raise ApiError(403, "invalid signature", f"{SIGNATURE_HEADER} does not match")
+    return form
+
+
+def _malformed(error: MalformedWebhook) -> ApiError:
+    return ApiError(400, "invalid webhook", {"field": error.field, "reason": error.reason})
+
+
+@routes.post(INBOUND_PATH)
+async def incoming_sms(request: web.Request) -> web.Response:
+    form = await _signed_form(request)
+    try:
+        message = parse_inbound(form)
+    except MalformedWebhook as e:
+        raise _malformed(e) from None
+    await request.app[INBOUND].handle(message)
+    return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+
+@routes.post(STATUS_PATH)
+async def delivery_status(request: web.Request) -> web.Response:
+    form = await _signed_form(request)
+    try:
+        report = parse_status(form)
+    except MalformedWebhook as e:
+        raise _malformed(e) from None
+    settings = request.app[SETTINGS]
+    await do_record_sms_status(request.app[SESSIONMAKER], report, region=settings.default_region)
+    return web.Response(text=EMPTY_TWIML, content_type="text/xml")

@@ -1,0 +1,343 @@
+"""Twilio's webhooks through the whole service: signatures, storing before answering, dedupe,
+keywords, and status callbacks moving delivery state forward only (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+from sqlalchemy import func, select, update
+
+from channels.sms_webhooks import EMPTY_TWIML, WebhookSignature
+from consent.models import ConsentEvent, Undeliverable
+from consent.replies import service_revoked
+from consent.types import Channel
+from crm_core.customers import find_customer, resolve
+from crm_core.models import Customer, IdentityKind
+from dialog.models import Direction, Message
+from dialog.outbox import DeliveryState, OutboxEntry
+from sastre.app import create_app
+from sastre.config import Settings
+from sastre.db import SessionMaker
+from tests.sastre.conftest import ClientFactory
+
+Client = TestClient[web.Request, web.Application]
+
+FIXTURES = Path(__file__).parents[1] / "channels" / "fixtures" / "twilio"
+PUBLIC = "https://sastre.example.com"
+TOKEN = "twilio-auth-token-for-tests-0123"
+INBOUND = "/webhooks/twilio/sms"
+STATUS = "/webhooks/twilio/status"
+CUSTOMER = "+14155552671"  # the sender in the fixtures, the recipient in the status callbacks
+SIGNER = WebhookSignature(TOKEN, PUBLIC)
+
+
+def fixture(name: str, **change: str) -> dict[str, str]:
+    form = dict(parse_qsl((FIXTURES / name).read_text().strip(), keep_blank_values=True))
+    return {**form, **change}
+
+
+def sms(body: str, n: int, sender: str = CUSTOMER, **change: str) -> dict[str, str]:
+    sid = f"SM{n:032x}"
+    return (
+        fixture(
+            "inbound_plain.txt",
+            Body=body,
+            MessageSid=sid,
+            SmsSid=sid,
+            SmsMessageSid=sid,
+            From=sender,
+        )
+        | change
+    )
+
+
+@pytest.fixture
+def sms_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "public_url": PUBLIC,
+            "twilio_account_sid": "AC" + "0" * 32,
+            "twilio_auth_token": SecretStr(TOKEN),
+            "twilio_from": "+14155550100",
+        }
+    )
+
+
+@pytest.fixture
+async def twilio_client(aiohttp_client: ClientFactory, sms_settings: Settings) -> Client:
+    return await aiohttp_client(create_app(sms_settings))
+
+
+async def post(
+    client: Client, path: str, form: dict[str, str], *, signature: str | None = None
+) -> Any:
+    signed = SIGNER.sign(path, form) if signature is None else signature
+    return await client.post(path, data=form, headers={"X-Twilio-Signature": signed})
+
+
+async def count(sessionmaker: SessionMaker, *where: Any) -> int:
+    async with sessionmaker() as session:
+        found = await session.scalar(select(func.count()).select_from(Message).where(*where))
+        return int(found or 0)
+
+
+async def replies_to(sessionmaker: SessionMaker, address: str = CUSTOMER) -> list[str]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(Message.text)
+            .where(Message.direction == Direction.OUT.value, Message.address == address)
+            .order_by(Message.id)
+        )
+        return list(rows)
+
+
+# --- incoming messages --------------------------------------------------------------------------
+
+
+async def test_a_signed_sms_is_stored_then_answered_with_empty_twiml(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    answer = await post(twilio_client, INBOUND, fixture("inbound_plain.txt"))
+    assert answer.status == 200
+    assert answer.content_type == "text/xml"
+    assert await answer.text() == EMPTY_TWIML
+    async with sessionmaker() as session:
+        stored = (await session.scalars(select(Message).where(Message.direction == "in"))).one()
+    assert (stored.channel, stored.provider_id) == ("sms", "SM" + "a1" * 16)
+    assert stored.text == "Where is my order?"
+    # The answer is not in the TwiML: it waits in the outbox for a worker to send it.
+    async with sessionmaker() as session:
+        queued = list(await session.scalars(select(OutboxEntry)))
+    assert [(q.channel, q.state) for q in queued] == [("sms", DeliveryState.QUEUED.value)]
+
+
+@pytest.mark.parametrize("signature", ["", "bm90IHRoZSBzaWduYXR1cmU=", "tampered"])
+async def test_a_bad_signature_is_403_and_stores_nothing(
+    twilio_client: Client, sessionmaker: SessionMaker, signature: str
+) -> None:
+    form = fixture("inbound_plain.txt")
+    if signature == "tampered":  # signed, then changed on the way
+        signature = SIGNER.sign(INBOUND, form)
+        form = {**form, "Body": "STOP"}
+    answer = await post(twilio_client, INBOUND, form, signature=signature)
+    assert answer.status == 403
+    assert (await answer.json())["error"] == "invalid signature"
+    assert await count(sessionmaker) == 0
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Customer)) == 0
+
+
+async def test_a_signature_for_another_host_is_refused(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    form = fixture("inbound_plain.txt")
+    elsewhere = WebhookSignature(TOKEN, "http://127.0.0.1:8080").sign(INBOUND, form)
+    assert (await post(twilio_client, INBOUND, form, signature=elsewhere)).status == 403
+    assert await count(sessionmaker) == 0
+
+
+async def test_the_same_message_sid_twice_is_stored_and_answered_once(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    form = fixture("inbound_plain.txt")
+    first = await post(twilio_client, INBOUND, form)
+    again = await post(twilio_client, INBOUND, form)
+    # Twilio's retry after a lost answer, and another at the same moment.
+    together = await asyncio.gather(*(post(twilio_client, INBOUND, form) for _ in range(4)))
+    assert [a.status for a in (first, again, *together)] == [200] * 6
+    assert await count(sessionmaker, Message.direction == "in") == 1
+    assert len(await replies_to(sessionmaker)) == 1
+
+
+async def test_an_mms_keeps_its_media_and_accents_are_kept(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    assert (await post(twilio_client, INBOUND, fixture("inbound_mms_two_media.txt"))).status == 200
+    assert (await post(twilio_client, INBOUND, fixture("inbound_spanish.txt"))).status == 200
+    async with sessionmaker() as session:
+        mms = (await session.scalars(select(Message).where(Message.provider_id.like("MM%")))).one()
+        spanish = (
+            await session.scalars(
+                select(Message).where(
+                    Message.address == "+34612345678", Message.direction == Direction.IN.value
+                )
+            )
+        ).one()
+    assert [url.rsplit("/", 1)[1] for url in mms.attachments] == [
+        "ME" + "01" * 16,
+        "ME" + "02" * 16,
+    ]
+    assert spanish.text == "¿Dónde está mi pedido? Gracias, señora Muñoz"
+
+
+async def test_stop_gets_one_confirmation_and_nothing_else_until_start(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    assert (await post(twilio_client, INBOUND, sms("STOP", 1, OptOutType="STOP"))).status == 200
+    [confirmation] = await replies_to(sessionmaker)
+    assert "START" in confirmation
+    for n, text in enumerate(["Where is my order?", "hello?", "HELP me with my order"], start=2):
+        assert (await post(twilio_client, INBOUND, sms(text, n))).status == 200
+    assert await replies_to(sessionmaker) == [confirmation]  # stored, never answered
+    assert await count(sessionmaker, Message.direction == "in") == 4
+    assert (await post(twilio_client, INBOUND, sms("START", 9, OptOutType="START"))).status == 200
+    assert (await post(twilio_client, INBOUND, sms("Where is my order?", 10))).status == 200
+    assert len(await replies_to(sessionmaker)) == 3  # START's answer, then the bot again
+
+
+async def test_stop_is_confirmed_in_the_customer_s_language(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    async with sessionmaker.begin() as session:
+        await resolve(session, IdentityKind.PHONE, CUSTOMER, "US", language="es")
+    assert (await post(twilio_client, INBOUND, sms("STOP", 1))).status == 200
+    [confirmation] = await replies_to(sessionmaker)
+    assert "ALTA" in confirmation  # Spanish: "Responda ALTA para volver a suscribirse."
+
+
+async def test_twilio_s_opt_out_type_is_honoured_for_a_word_we_do_not_know(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    answer = await post(twilio_client, INBOUND, fixture("inbound_opt_out_type_stop.txt"))
+    assert answer.status == 200
+    async with sessionmaker() as session:
+        customer = await find_customer(session, "phone", CUSTOMER, "US")
+        assert await service_revoked(session, customer.id, Channel.SMS)
+    assert len(await replies_to(sessionmaker)) == 1  # the confirmation
+
+
+async def test_a_signed_form_that_is_not_an_sms_is_400_naming_the_field(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    form = fixture("inbound_plain.txt", MessageSid="")
+    answer = await post(twilio_client, INBOUND, form)
+    assert answer.status == 400
+    assert (await answer.json())["detail"]["field"] == "MessageSid"
+    assert await count(sessionmaker) == 0
+
+
+async def test_a_sender_that_is_no_phone_number_is_400(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    answer = await post(twilio_client, INBOUND, fixture("inbound_plain.txt", From="not a number"))
+    assert answer.status == 400
+    assert await count(sessionmaker) == 0
+
+
+async def test_only_forms_are_taken(twilio_client: Client) -> None:
+    answer = await twilio_client.post(
+        INBOUND, json={"MessageSid": "x"}, headers={"X-Twilio-Signature": "x"}
+    )
+    assert answer.status == 415
+
+
+async def test_with_sms_off_the_webhooks_are_not_there(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    for path in (INBOUND, STATUS):
+        assert (await post(client, path, fixture("inbound_plain.txt"))).status == 404
+
+
+# --- status callbacks ---------------------------------------------------------------------------
+
+SENT_SID = "SM" + "9f" * 16  # the MessageSid of the status fixtures
+
+
+async def sent_reply(client: Client, sessionmaker: SessionMaker) -> int:
+    """An answer the worker handed to Twilio as SENT_SID: the outbox row as a send leaves it."""
+    assert (await post(client, INBOUND, fixture("inbound_plain.txt"))).status == 200
+    async with sessionmaker.begin() as session:
+        message_id = (await session.scalars(select(OutboxEntry.message_id))).one()
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.message_id == message_id)
+            .values(provider_id=SENT_SID, state=DeliveryState.SENDING.value)
+        )
+    return int(message_id)
+
+
+async def state_of(sessionmaker: SessionMaker, message_id: int) -> tuple[str, str | None]:
+    async with sessionmaker() as session:
+        row = await session.get(OutboxEntry, message_id)
+        assert row is not None
+        return row.state, row.error_code
+
+
+async def test_status_callbacks_out_of_order_never_move_backwards(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    for name in ("status_delivered.txt", "status_sent.txt", "status_queued.txt"):
+        assert (await post(twilio_client, STATUS, fixture(name))).status == 200
+        assert (await state_of(sessionmaker, message_id))[0] == "delivered"
+    failed_late = await post(twilio_client, STATUS, fixture("status_failed_21610.txt"))
+    assert failed_late.status == 200
+    assert await state_of(sessionmaker, message_id) == ("delivered", None)
+
+
+async def test_a_status_callback_must_be_signed(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    form = fixture("status_delivered.txt")
+    answer = await post(twilio_client, STATUS, form, signature=SIGNER.sign(INBOUND, form))
+    assert answer.status == 403
+    assert (await state_of(sessionmaker, message_id))[0] == "sending"
+
+
+async def test_error_21610_fails_the_message_and_revokes_sms_consent_from_the_provider(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    for _ in range(2):  # a repeated callback records nothing twice
+        assert (await post(twilio_client, STATUS, fixture("status_failed_21610.txt"))).status == 200
+    assert await state_of(sessionmaker, message_id) == ("failed", "21610")
+    async with sessionmaker() as session:
+        customer = await find_customer(session, "phone", CUSTOMER, "US")
+        assert await service_revoked(session, customer.id, Channel.SMS)
+        events = list(
+            await session.scalars(select(ConsentEvent).where(ConsentEvent.source == "provider"))
+        )
+    assert sorted(e.purpose for e in events) == ["marketing", "service"]
+    assert {e.action for e in events} == {"revoke"}
+
+
+async def test_error_30003_marks_the_number_undeliverable_for_the_contact_policy(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    for _ in range(2):
+        form = fixture("status_undelivered_30003.txt")
+        assert (await post(twilio_client, STATUS, form)).status == 200
+    assert await state_of(sessionmaker, message_id) == ("undelivered", "30003")
+    async with sessionmaker() as session:
+        marks = list(await session.scalars(select(Undeliverable)))
+        customer = await find_customer(session, "phone", CUSTOMER, "US")
+        assert not await service_revoked(session, customer.id, Channel.SMS)
+    assert [(m.customer_id, m.channel, m.address) for m in marks] == [
+        (customer.id, "sms", CUSTOMER)
+    ]
+
+
+async def test_a_callback_for_a_message_we_do_not_know_changes_nothing(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    answer = await post(twilio_client, STATUS, fixture("status_delivered.txt"))
+    assert answer.status == 200
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxEntry)) == 0
+
+
+async def test_a_status_twilio_does_not_send_is_400(twilio_client: Client) -> None:
+    form = fixture("status_sent.txt", MessageStatus="teleported")
+    answer = await post(twilio_client, STATUS, form)
+    assert answer.status == 400
+    assert (await answer.json())["detail"]["field"] == "MessageStatus"
