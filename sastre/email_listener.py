@@ -1,0 +1,54 @@
+"""E-mail in, in the app's lifecycle: the intake both doors share, and the SMTP listener
+(`SASTRE_SMTP_LISTEN`, off when unset), opened after the inbound path and closed before it
+drains, so every message it acknowledged is written."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
+
+from aiohttp import web
+
+from channels.email import Delivery, Refused, listen, parse_listen
+from channels.email.proof import DnsFunc
+from channels.email.smtp_in import bound_port
+from sastre.appkeys import INBOUND, SESSIONMAKER, SETTINGS
+from sastre.email_intake import EmailIntake, NoSender, intake_for
+
+__all__ = ["EMAIL_DNS", "EMAIL_INTAKE", "SMTP_PORT", "deliver", "email_inbound"]
+
+log = logging.getLogger(__name__)
+
+EMAIL_INTAKE = web.AppKey("email_intake", EmailIntake)
+# DKIM's key look-ups: set before start-up to answer with test keys; unset, the real DNS.
+EMAIL_DNS: web.AppKey[DnsFunc | None] = web.AppKey("email_dns")
+# The port the SMTP listener took (SASTRE_SMTP_LISTEN with port 0 takes any free one).
+SMTP_PORT: web.AppKey[int | None] = web.AppKey("smtp_port")
+
+
+async def deliver(intake: EmailIntake, delivery: Delivery) -> None:
+    """The listener's callback: stored when it returns; a message with no sender is refused."""
+    try:
+        await intake.take(delivery.raw, envelope_from=delivery.mail_from)
+    except NoSender as error:
+        raise Refused(str(error)) from error
+
+
+async def email_inbound(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    intake = intake_for(settings, app[INBOUND], app[SESSIONMAKER], dnsfunc=app.get(EMAIL_DNS))
+    app[EMAIL_INTAKE] = intake
+    app[SMTP_PORT] = None
+    if settings.smtp_listen is None:
+        yield
+        return
+    host, port = parse_listen(settings.smtp_listen)
+    server = await listen(partial(deliver, intake), host, port)
+    app[SMTP_PORT] = bound_port(server)
+    log.info("receiving e-mail by SMTP on %s:%d", host, app[SMTP_PORT])
+    try:
+        yield
+    finally:
+        server.close()
+        await server.wait_closed()

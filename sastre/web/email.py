@@ -1,0 +1,89 @@
+"""E-mail in over HTTP: a relay (an MX service's inbound route, a forwarding rule) posts each
+raw message.
+
+    POST /webhooks/email   Content-Type: message/rfc822, Authorization: Bearer <token>
+
+The token is SASTRE_INBOUND_EMAIL_TOKEN, compared in constant time; without it set the route is
+404. The answer comes after the message is stored (and for a bounce, after the address is
+marked): a relay that got no 200 posts it again, and the Message-ID makes that one message.
+`X-Envelope-From`, when the relay sends it, is the SMTP envelope's sender, used only when the
+message has no From.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Final
+
+from aiohttp import web
+
+from channels.email.smtp_in import MAX_SIZE
+from sastre.appkeys import SETTINGS
+from sastre.email_intake import NoSender
+from sastre.email_listener import EMAIL_INTAKE
+from sastre.web.errors import ApiError
+
+__all__ = ["CONTENT_TYPE", "INBOUND_PATH", "routes"]
+
+routes = web.RouteTableDef()
+INBOUND_PATH: Final = "/webhooks/email"
+CONTENT_TYPE: Final = "message/rfc822"
+ENVELOPE_HEADER: Final = "X-Envelope-From"
+
+
+def _authorised(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+async def _raw(request: web.Request) -> bytes:
+    """The body, up to the SMTP listener's limit (the app's default limit is for JSON)."""
+    if request.content_length is not None and request.content_length > MAX_SIZE:
+        raise ApiError(413, "message too large", f"at most {MAX_SIZE} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_SIZE:
+            raise ApiError(413, "message too large", f"at most {MAX_SIZE} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@routes.post(INBOUND_PATH)
+async def incoming_email(request: web.Request) -> web.Response:
+    token = request.app[SETTINGS].inbound_email_token
+    if token is None:
+        raise ApiError(
+            404, "the e-mail webhook is not configured", "set SASTRE_INBOUND_EMAIL_TOKEN"
+        )
+    if not _authorised(request, token.get_secret_value()):
+        raise ApiError(
+            401, "invalid token", "send Authorization: Bearer <the inbound e-mail token>"
+        )
+    if request.content_type != CONTENT_TYPE:
+        raise ApiError(
+            400,
+            "wrong content type",
+            f"post the raw message as {CONTENT_TYPE}, not {request.content_type or 'nothing'}",
+        )
+    raw = await _raw(request)
+    if not raw.strip():
+        raise ApiError(400, "empty message", "the body must be the raw RFC 5322 message")
+    try:
+        taken = await request.app[EMAIL_INTAKE].take(
+            raw, envelope_from=request.headers.get(ENVELOPE_HEADER)
+        )
+    except NoSender as error:
+        raise ApiError(422, "no sender", str(error)) from None
+    return web.json_response(
+        {
+            "status": taken.kind,
+            "message_id": taken.message_id,
+            "auto": taken.auto,
+            "proven": taken.proven,
+            "malformed": taken.malformed,
+        }
+    )

@@ -1,0 +1,237 @@
+"""Raw e-mail in the shapes mail clients and servers write, one fixture per condition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from channels.email.parse import html_to_text, latest_reply, parse_email
+
+FIXTURES = Path(__file__).parent / "fixtures" / "email"
+
+
+def raw(name: str) -> bytes:
+    return (FIXTURES / f"{name}.eml").read_bytes()
+
+
+def test_plain_text_with_encoded_headers() -> None:
+    parsed = parse_email(raw("plain"))
+    assert parsed.sender == "lucia.moreno@example.org"
+    assert parsed.sender_name == "Lucía Moreno"
+    assert parsed.subject == "Pregunta sobre mi pedido"
+    assert parsed.message_id == "CAF3n9xQp8+plain@mail.example.org"
+    assert parsed.dedupe_key == parsed.message_id
+    assert "¿dónde está mi pedido SO-123456?" in parsed.text
+    assert not parsed.malformed
+    assert parsed.auto is None
+
+
+def test_multipart_alternative_reads_the_plain_part() -> None:
+    parsed = parse_email(raw("alternative"))
+    assert parsed.text == "What are your opening hours on Saturday?\n"
+    assert not parsed.from_html
+    assert parsed.attachments == ()  # the HTML twin is not an attachment
+
+
+def test_html_only_is_turned_into_text_without_markup_or_scripts() -> None:
+    parsed = parse_email(raw("html_only"))
+    assert parsed.from_html
+    assert "Quiero cambiar la camisa del pedido SO-654321 por una talla M." in parsed.text
+    assert "Artículo" in parsed.text
+    assert "L → M" in parsed.text
+    assert "<" not in parsed.text
+    assert "alert" not in parsed.text
+    assert "margin" not in parsed.text
+
+
+def test_base64_body() -> None:
+    parsed = parse_email(raw("base64"))
+    assert parsed.text == "¿Podéis enviarme la factura del pedido SO-111222? Muchas gracias.\n"
+
+
+def test_quoted_printable_body_and_soft_line_breaks() -> None:
+    parsed = parse_email(raw("quoted_printable"))
+    assert parsed.subject == "Devolución"
+    assert parsed.sender_name == "José Luis"
+    assert "me quedan pequeñas y la suela está despegada. ¿Cómo lo hago?" in parsed.text
+
+
+def test_iso_8859_1() -> None:
+    parsed = parse_email(raw("latin1"))
+    assert parsed.sender_name == "Ana Muñoz"
+    assert parsed.subject == "Información"
+    assert "¿Tenéis la chaqueta de paño en talla pequeña?" in parsed.text
+
+
+def test_windows_1252() -> None:
+    parsed = parse_email(raw("windows1252"))
+    assert parsed.text.startswith("El abrigo cuesta 120 € en la web")
+    assert "“110 €”" in parsed.text
+    assert parsed.text.rstrip().endswith("…")
+
+
+def test_windows_1252_bytes_labelled_iso_8859_1_read_as_windows_1252() -> None:
+    # Outlook and others label Windows-1252 text ISO-8859-1; read strictly, € and the curly
+    # quotes would become invisible control characters.
+    mislabelled = raw("windows1252").replace(b'charset="Windows-1252"', b'charset="iso-8859-1"')
+    parsed = parse_email(mislabelled)
+    assert "120 €" in parsed.text
+    assert "“110 €”" in parsed.text
+
+
+def test_an_unknown_charset_is_a_defect_not_an_error() -> None:
+    parsed = parse_email(raw("plain").replace(b'charset="UTF-8"', b'charset="x-klingon"'))
+    assert "¿dónde está" in parsed.text
+    assert any("charset" in defect for defect in parsed.defects)
+
+
+def test_missing_headers_dedupe_by_a_hash_of_the_raw_message() -> None:
+    data = raw("missing_headers")
+    parsed = parse_email(data)
+    assert parsed.message_id is None
+    assert parsed.subject is None
+    assert parsed.date is None
+    assert parsed.dedupe_key.startswith("sha256:")
+    assert parsed.dedupe_key == parse_email(data).dedupe_key
+    assert parsed.dedupe_key != parse_email(data + b"again\n").dedupe_key
+    assert parsed.thread_key == parsed.dedupe_key
+    assert "no Message-ID" in parsed.defects
+    assert parsed.text == "hello? is anybody there\n"
+
+
+def test_broken_mime_is_kept_and_flagged() -> None:
+    parsed = parse_email(raw("broken_mime"))
+    assert parsed.malformed
+    assert "CloseBoundaryNotFoundDefect" in parsed.defects
+    assert parsed.text == "Os mando la foto del desperfecto.\n"
+    assert [a.name for a in parsed.attachments] == ["foto.jpg"]
+
+
+def test_attachments_are_metadata_and_their_bytes_only_when_kept() -> None:
+    parsed = parse_email(raw("attachment"))
+    (attachment,) = parsed.attachments
+    assert attachment.name == "ticket nº 42.pdf"
+    assert attachment.content_type == "application/pdf"
+    assert attachment.size == 82
+    assert attachment.content is None
+    kept = parse_email(raw("attachment"), keep_attachments=True).attachments[0]
+    assert kept.content is not None
+    assert kept.content.startswith(b"%PDF-1.4")
+    assert parsed.text == "Adjunto el ticket de la compra para la devolución.\n"
+
+
+def test_outlook_reply_in_spanish_reads_only_the_new_words() -> None:
+    parsed = parse_email(raw("outlook_reply_es"))
+    assert parsed.reply == (
+        "Perfecto, entonces lo recojo en la tienda el jueves. ¿Hasta qué hora abrís?"
+    )
+    assert "De: Tienda" in parsed.text
+    assert "Responsable de compras" in parsed.text
+
+
+def test_outlook_reply_in_english() -> None:
+    parsed = parse_email(raw("outlook_reply_en"))
+    assert parsed.reply == "Could you deliver it to my office address instead?"
+    assert "-----Original Message-----" in parsed.text
+
+
+def test_gmail_reply_in_english() -> None:
+    parsed = parse_email(raw("gmail_reply_en"))
+    assert parsed.reply == "Thanks! Can I bring it to the shop instead of posting it?"
+    assert "> Hello Jane" in parsed.text
+
+
+def test_gmail_reply_in_spanish() -> None:
+    parsed = parse_email(raw("gmail_reply_es"))
+    assert parsed.reply == "¿Podéis llamarme mañana por la tarde en vez de hoy?"
+
+
+def test_threading_keys() -> None:
+    parsed = parse_email(raw("outlook_reply_es"))
+    assert parsed.in_reply_to == "sastre.answer.0002@tienda.example"
+    assert parsed.references == (
+        "sastre.first.0001@tienda.example",
+        "sastre.answer.0002@tienda.example",
+    )
+    assert parsed.thread_key == "sastre.first.0001@tienda.example"  # the thread's root
+    reply = parse_email(raw("gmail_reply_en"))
+    assert reply.thread_key == "sastre.answer.0100@tienda.example"
+    first = parse_email(raw("plain"))
+    assert first.thread_key == first.message_id  # a new thread starts at itself
+
+
+def test_an_auto_reply_is_flagged() -> None:
+    parsed = parse_email(raw("auto_reply"))
+    assert parsed.auto == "Auto-Submitted: auto-replied"
+
+
+def test_bulk_mail_is_flagged() -> None:
+    assert parse_email(raw("bulk")).auto == "Precedence: bulk"
+
+
+def test_each_auto_header_alone_flags_the_message() -> None:
+    base = raw("plain")
+    for header in (
+        b"Auto-Submitted: auto-generated",
+        b"Precedence: junk",
+        b"Precedence: list",
+        b"X-Autoreply: yes",
+        b"X-Auto-Response-Suppress: OOF",
+    ):
+        assert parse_email(header + b"\n" + base).auto is not None, header
+    assert parse_email(b"Auto-Submitted: no\n" + base).auto is None
+
+
+def test_a_permanent_bounce_names_the_address_and_our_message() -> None:
+    parsed = parse_email(raw("bounce_5_1_1"))
+    (bounce,) = parsed.bounces
+    assert bounce.recipient == "nobody.here@example.com"
+    assert bounce.status == "5.1.1"
+    assert bounce.permanent
+    assert bounce.action == "failed"
+    assert bounce.diagnostic is not None
+    assert "User unknown" in bounce.diagnostic
+    assert parsed.bounced_message_id == "sastre.out.0042@tienda.example"
+    assert parsed.auto is not None
+
+
+def test_a_delay_report_is_transient() -> None:
+    parsed = parse_email(raw("delayed_4_4_1"))
+    (bounce,) = parsed.bounces
+    assert bounce.status == "4.4.1"
+    assert not bounce.permanent
+    assert bounce.action == "delayed"
+    assert parsed.bounced_message_id == "sastre.out.0043@tienda.example"
+
+
+def test_a_long_message_id_is_hashed_to_fit() -> None:
+    long_id = b"<" + b"x" * 300 + b"@example.org>"
+    parsed = parse_email(raw("plain").replace(b"<CAF3n9xQp8+plain@mail.example.org>", long_id))
+    assert parsed.dedupe_key.startswith("sha256:")
+    assert len(parsed.dedupe_key) <= 200
+
+
+def test_html_to_text_of_nothing() -> None:
+    assert html_to_text("   ") == ""
+
+
+def test_a_reply_that_is_all_quote_keeps_the_text() -> None:
+    assert latest_reply("> only a quote\n> nothing else\n") == "> only a quote\n> nothing else"
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.binary(max_size=2000))
+def test_any_bytes_parse_without_an_exception(data: bytes) -> None:
+    parsed = parse_email(data)
+    assert parsed.dedupe_key
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.binary(max_size=400), st.integers(min_value=0, max_value=2000))
+def test_a_fixture_cut_or_spliced_anywhere_parses(noise: bytes, at: int) -> None:
+    for name in ("alternative", "bounce_5_1_1", "attachment"):
+        data = raw(name)
+        parse_email(data[:at] + noise + data[at:])
+        parse_email(data[:at])

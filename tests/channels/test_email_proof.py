@@ -1,0 +1,129 @@
+"""A sender is proven by DKIM aligned with the From domain, or by a trusted relay's topmost
+Authentication-Results; a forged From with a "pass" of its own is not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dkim
+
+from channels.email.proof import aligned, organisational_domain, prove_sender
+
+FIXTURES = Path(__file__).parent / "fixtures" / "email"
+KEYS = FIXTURES / "dkim"
+RELAY = "mx.tienda.example"
+
+
+def raw(name: str) -> bytes:
+    return (FIXTURES / f"{name}.eml").read_bytes()
+
+
+def test_keys(*domains: str) -> Any:
+    """A resolver that answers the test key for selectors of these domains only."""
+    record = (KEYS / "test-only.dns.txt").read_bytes().strip()
+    suffixes = tuple(f"._domainkey.{d}.".encode() for d in domains)
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+        return record if name.endswith(suffixes) else None
+
+    return dnsfunc
+
+
+test_keys.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def sign(message: bytes, domain: str) -> bytes:
+    key = (KEYS / "test-only.private.pem").read_bytes()
+    signature: bytes = dkim.sign(message, b"test", domain.encode(), key)
+    return signature + message
+
+
+def test_dkim_aligned_with_from_proves_the_sender() -> None:
+    proof = prove_sender(
+        raw("dkim_signed"), "ceo@bigcustomer.example", dnsfunc=test_keys("bigcustomer.example")
+    )
+    assert proof.proven
+    assert proof.how == "dkim d=bigcustomer.example"
+
+
+def test_a_changed_body_breaks_the_signature() -> None:
+    tampered = raw("dkim_signed").replace(b"SO-123456", b"SO-999999")
+    proof = prove_sender(
+        tampered, "ceo@bigcustomer.example", dnsfunc=test_keys("bigcustomer.example")
+    )
+    assert not proof.proven
+
+
+def test_a_key_dns_does_not_publish_proves_nothing() -> None:
+    proof = prove_sender(raw("dkim_signed"), "ceo@bigcustomer.example", dnsfunc=test_keys())
+    assert not proof.proven
+
+
+def test_a_valid_signature_of_another_domain_is_not_aligned() -> None:
+    unsigned = raw("dkim_signed").split(b"\r\nFrom:", 1)[1]
+    message = sign(b"From:" + unsigned, "attacker.example")
+    proof = prove_sender(message, "ceo@bigcustomer.example", dnsfunc=test_keys("attacker.example"))
+    assert not proof.proven
+    assert "not aligned" in proof.how
+
+
+def test_a_subdomain_signature_is_aligned_relaxed() -> None:
+    unsigned = raw("dkim_signed").split(b"\r\nFrom:", 1)[1]
+    message = sign(b"From:" + unsigned, "mail.bigcustomer.example")
+    proof = prove_sender(
+        message, "ceo@bigcustomer.example", dnsfunc=test_keys("mail.bigcustomer.example")
+    )
+    assert proof.proven
+
+
+def test_a_second_from_header_proves_nothing() -> None:
+    message = b"From: ceo@attacker.example\r\n" + raw("dkim_signed")
+    proof = prove_sender(
+        message, "ceo@bigcustomer.example", dnsfunc=test_keys("bigcustomer.example")
+    )
+    assert not proof.proven
+
+
+def test_a_trusted_relays_topmost_pass_proves_the_sender() -> None:
+    stamped = (
+        b"Authentication-Results: mx.tienda.example;\n\tdkim=pass header.d=example.org"
+        b" header.s=s1;\n\tdmarc=pass header.from=example.org\n" + raw("plain")
+    )
+    proof = prove_sender(stamped, "lucia.moreno@example.org", trusted_relays=[RELAY])
+    assert proof.proven
+    assert proof.how == "relay mx.tienda.example: dkim=pass"
+
+
+def test_a_pass_from_a_relay_not_configured_proves_nothing() -> None:
+    stamped = b"Authentication-Results: mx.other.example; dmarc=pass header.from=example.org\n"
+    proof = prove_sender(stamped + raw("plain"), "lucia.moreno@example.org", trusted_relays=[RELAY])
+    assert not proof.proven
+
+
+def test_a_forged_lower_pass_under_the_relays_fail_proves_nothing() -> None:
+    proof = prove_sender(raw("forged_from"), "ceo@bigcustomer.example", trusted_relays=[RELAY])
+    assert not proof.proven
+
+
+def test_a_relays_pass_for_another_domain_is_not_aligned() -> None:
+    stamped = b"Authentication-Results: mx.tienda.example; dkim=pass header.d=attacker.example\n"
+    proof = prove_sender(stamped + raw("plain"), "lucia.moreno@example.org", trusted_relays=[RELAY])
+    assert not proof.proven
+
+
+def test_a_garbled_authentication_results_proves_nothing() -> None:
+    stamped = b"Authentication-Results: ;;;===\n"
+    proof = prove_sender(stamped + raw("plain"), "lucia.moreno@example.org", trusted_relays=[RELAY])
+    assert not proof.proven
+
+
+def test_no_from_address() -> None:
+    assert not prove_sender(raw("plain"), None).proven
+
+
+def test_alignment_uses_the_organisational_domain() -> None:
+    assert organisational_domain("mail.shop.example.co.uk") == "example.co.uk"
+    assert aligned("shop.example.co.uk", "example.co.uk")
+    assert not aligned("example.co.uk", "other.co.uk")
+    assert not aligned("co.uk", "example.co.uk")

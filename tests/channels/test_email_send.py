@@ -1,0 +1,176 @@
+"""`SmtpEmail` against aiosmtpd on 127.0.0.1: what goes on the wire, and SMTP's answers as
+DeliveryFailed (4xx and connection errors may be retried, 5xx not)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from channels.base import ChannelName, DeliveryFailed, OutboundMessage
+from channels.email.send import SmtpEmail
+from tests.support.smtp_peer import SmtpPeer, smtp_peer
+
+SENDER = "Tienda <hola@tienda.example>"
+
+
+def email(**fields: object) -> OutboundMessage:
+    values: dict[str, object] = {
+        "channel": ChannelName.EMAIL,
+        "address": "lucia.moreno@example.org",
+        "text": "Hola Lucía, tu pedido está en camino.",
+        "reference": "42",
+    }
+    values.update(fields)
+    return OutboundMessage(**values)  # type: ignore[arg-type]
+
+
+def sender_for(peer: SmtpPeer, **options: object) -> SmtpEmail:
+    return SmtpEmail(
+        host="127.0.0.1",
+        port=peer.port,
+        sender=SENDER,
+        tls="none",
+        default_subject="Tienda",
+        unsubscribe_mailto="baja@tienda.example",
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_text_message_with_our_message_id() -> None:
+    async with smtp_peer() as peer, sender_for(peer) as smtp:
+        provider_id = await smtp.send(email())
+    (received,) = peer.received
+    message = received.message
+    assert provider_id == "sastre.42@tienda.example"
+    assert message["Message-ID"] == "<sastre.42@tienda.example>"
+    assert received.mail_from == "hola@tienda.example"
+    assert received.recipients == ("lucia.moreno@example.org",)
+    assert message["From"] == SENDER
+    assert message["Subject"] == "Tienda"
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content().strip() == "Hola Lucía, tu pedido está en camino."
+    assert message["List-Unsubscribe"] is None  # service mail: no unsubscribe headers
+
+
+async def test_without_a_reference_a_fresh_message_id_in_our_domain() -> None:
+    async with smtp_peer() as peer, sender_for(peer) as smtp:
+        first = await smtp.send(email(reference=""))
+        second = await smtp.send(email(reference=""))
+    assert first != second
+    assert first.endswith("@tienda.example")
+    assert second.endswith("@tienda.example")
+
+
+async def test_text_and_html_parts() -> None:
+    async with smtp_peer() as peer, sender_for(peer) as smtp:
+        await smtp.send(email(html="<p>Hola <b>Lucía</b></p>", subject="Tu pedido"))
+    message = peer.received[0].message
+    assert message.get_content_type() == "multipart/alternative"
+    plain = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert plain is not None
+    assert "tu pedido está en camino" in plain.get_content()
+    assert html is not None
+    assert "<b>Lucía</b>" in html.get_content()
+    assert message["Subject"] == "Tu pedido"
+
+
+async def test_a_reply_carries_the_threading_headers() -> None:
+    async with smtp_peer() as peer, sender_for(peer) as smtp:
+        await smtp.send(
+            email(
+                in_reply_to="AM0PR02MB5523E1C0FFEE0000@example.org",
+                references=("sastre.first.0001@tienda.example",),
+                subject="Re: Tu pedido",
+            )
+        )
+    message = peer.received[0].message
+    assert message["In-Reply-To"] == "<AM0PR02MB5523E1C0FFEE0000@example.org>"
+    assert message["References"].split() == [
+        "<sastre.first.0001@tienda.example>",
+        "<AM0PR02MB5523E1C0FFEE0000@example.org>",
+    ]
+
+
+async def test_marketing_mail_has_one_click_unsubscribe() -> None:
+    url = "https://sastre.example.com/u/abc.def"
+    async with smtp_peer() as peer, sender_for(peer) as smtp:
+        await smtp.send(email(unsubscribe_url=url))
+    message = peer.received[0].message
+    assert message["List-Unsubscribe"] == (
+        f"<{url}>, <mailto:baja@tienda.example?subject=unsubscribe>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_one_connection_carries_many_messages() -> None:
+    async with smtp_peer() as peer, sender_for(peer, connections=1) as smtp:
+        for n in range(5):
+            await smtp.send(email(reference=str(n)))
+    assert len(peer.received) == 5
+    assert peer.connections == 1
+
+
+async def test_a_5xx_recipient_refusal_is_permanent_with_its_code() -> None:
+    async with smtp_peer() as peer, sender_for(peer) as smtp:
+        peer.rcpt_answers.append("550 5.1.1 <lucia.moreno@example.org>: user unknown")
+        with pytest.raises(DeliveryFailed) as failed:
+            await smtp.send(email())
+        await smtp.send(email())  # the connection is still good after RSET
+    assert not failed.value.retryable
+    assert failed.value.code == "550"
+    assert "user unknown" in failed.value.reason
+    assert len(peer.received) == 1
+
+
+async def test_a_4xx_is_retryable() -> None:
+    async with smtp_peer() as peer, sender_for(peer) as smtp:
+        peer.data_answers.append("451 4.3.0 try again later")
+        with pytest.raises(DeliveryFailed) as failed:
+            await smtp.send(email())
+    assert failed.value.retryable
+    assert failed.value.code == "451"
+
+
+async def test_a_5xx_to_data_is_permanent() -> None:
+    async with smtp_peer() as peer, sender_for(peer) as smtp:
+        peer.data_answers.append("554 5.7.1 rejected as spam")
+        with pytest.raises(DeliveryFailed) as failed:
+            await smtp.send(email())
+    assert not failed.value.retryable
+    assert failed.value.code == "554"
+
+
+async def test_a_refused_connection_is_retryable() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, never listening: connections are refused
+        smtp = SmtpEmail(host="127.0.0.1", port=port, sender=SENDER, tls="none", timeout=5)
+        with pytest.raises(DeliveryFailed) as failed:
+            await smtp.send(email())
+        await smtp.close()
+    assert failed.value.retryable
+    assert isinstance(failed.value.__cause__, Exception)
+
+
+async def test_a_dropped_connection_is_replaced() -> None:
+    async with smtp_peer() as peer, sender_for(peer, connections=1) as smtp:
+        await smtp.send(email(reference="1"))
+        peer.data_answers.append("421 4.3.2 shutting down")
+        with pytest.raises(DeliveryFailed) as failed:
+            await smtp.send(email(reference="2"))
+        await smtp.send(email(reference="3"))
+    assert failed.value.retryable
+    assert [r.message["Message-ID"] for r in peer.received] == [
+        "<sastre.1@tienda.example>",
+        "<sastre.3@tienda.example>",
+    ]
+    assert peer.connections == 2
+
+
+def test_a_wrong_tls_mode_or_sender_is_refused() -> None:
+    with pytest.raises(ValueError, match="tls"):
+        SmtpEmail(host="h", port=25, sender=SENDER, tls="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not an e-mail address"):
+        SmtpEmail(host="h", port=25, sender="Tienda")
