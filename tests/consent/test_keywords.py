@@ -20,6 +20,7 @@ from consent.keywords import (
     Language,
     classify,
     default_rules,
+    with_provider_reading,
 )
 
 
@@ -474,3 +475,45 @@ def test_stop_as_a_word_anywhere_is_an_opt_out(before: str, after: str) -> None:
 def test_the_no_stem_alphabet_still_has_letters() -> None:
     # The no-stem property above is only meaningful if it still generates letters.
     assert "".join(filter(_has_no_vowel, string.ascii_lowercase)) == "bcdfghjklmnpqrstvwxz"
+
+
+# --- a provider's own reading (Twilio's OptOutType) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "said", "kind"),
+    [
+        ("ARRET", "opt_out", KeywordKind.OPT_OUT),  # a keyword the account taught Twilio
+        ("Where is my order?", "help", KeywordKind.HELP),
+        ("UNSTOP!", "opt_in", KeywordKind.OPT_IN),
+        ("ARRET", None, KeywordKind.NONE),  # no reading: ours
+        ("ARRET", "", KeywordKind.NONE),
+        ("ARRET", "teleport", KeywordKind.NONE),  # a reading we do not know changes nothing
+        ("please stop texting me", None, KeywordKind.OPT_OUT),  # ours stands alone
+    ],
+)
+def test_a_provider_s_reading_wins_when_it_names_a_keyword(
+    text: str, said: str | None, kind: KeywordKind
+) -> None:
+    assert with_provider_reading(classify(text), said, text).kind is kind
+
+
+def test_a_provider_s_stop_is_exact_with_the_word_as_evidence() -> None:
+    match = with_provider_reading(classify(" Arrêt! "), "opt_out", " Arrêt! ")
+    assert (match.kind, match.keyword, match.exact) == (KeywordKind.OPT_OUT, "ARRET", True)
+
+
+def test_an_agreeing_reading_keeps_ours() -> None:
+    ours = classify("SÍ")  # a YES: an opt-in only where it answers a pending one
+    assert with_provider_reading(ours, "opt_in", "SÍ") is ours
+    baja = classify("BAJA")
+    assert with_provider_reading(baja, "opt_out", "BAJA") is baja  # keeps its language
+
+
+@given(st.text(max_size=60), st.sampled_from([None, "opt_out", "opt_in", "help", "none", "x"]))
+def test_a_provider_s_reading_never_turns_a_keyword_into_nothing(
+    text: str, said: str | None
+) -> None:
+    ours = classify(text)
+    read = with_provider_reading(ours, said, text)
+    assert read.kind is not KeywordKind.NONE or ours.kind is KeywordKind.NONE

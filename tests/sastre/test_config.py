@@ -227,3 +227,61 @@ def test_bad_quiet_hours_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("SASTRE_QUIET_HOURS", "GB=nine-to-five")
     with pytest.raises(ConfigError, match="SASTRE_QUIET_HOURS"):
         load_settings(_env_file=None)
+
+
+# --- SMS through Twilio ---------------------------------------------------------------------------
+
+ACCOUNT = "AC" + "0123456789abcdef" * 2
+
+
+@pytest.mark.parametrize(
+    ("variables", "reason"),
+    [
+        (
+            {"SASTRE_TWILIO_ACCOUNT_SID": "AC123"},
+            "SASTRE_TWILIO_ACCOUNT_SID='AC123': is not a Twilio",
+        ),
+        (
+            {"SASTRE_TWILIO_MESSAGING_SERVICE_SID": ACCOUNT},
+            "SASTRE_TWILIO_MESSAGING_SERVICE_SID",
+        ),
+        ({"SASTRE_TWILIO_FROM": "call me maybe!"}, "SASTRE_TWILIO_FROM"),
+        ({"SASTRE_TWILIO_API_BASE": "api.twilio.com"}, "SASTRE_TWILIO_API_BASE"),
+        ({"SASTRE_TWILIO_ACCOUNT_SID": ACCOUNT}, "SASTRE_TWILIO_AUTH_TOKEN is required"),
+        (
+            {"SASTRE_TWILIO_ACCOUNT_SID": ACCOUNT, "SASTRE_TWILIO_AUTH_TOKEN": "tok-secret-99"},
+            "SASTRE_TWILIO_FROM or SASTRE_TWILIO_MESSAGING_SERVICE_SID is required",
+        ),
+    ],
+)
+def test_a_wrong_twilio_setting_stops_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], reason: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+    assert reason in str(raised.value)
+    assert "tok-secret-99" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("sender", "kept"),
+    [("+1 (415) 555-0100", "+14155550100"), ("Sastre", "Sastre"), ("12345", "12345")],
+)
+def test_sms_is_on_with_an_account_a_token_and_a_sender(
+    monkeypatch: pytest.MonkeyPatch, sender: str, kept: str
+) -> None:
+    monkeypatch.setenv("SASTRE_TWILIO_ACCOUNT_SID", ACCOUNT)
+    monkeypatch.setenv("SASTRE_TWILIO_AUTH_TOKEN", "tok-secret-99")
+    monkeypatch.setenv("SASTRE_TWILIO_FROM", sender)
+    settings = load_settings(_env_file=None)
+    assert settings.sms_enabled
+    assert settings.twilio_from == kept
+    assert settings.twilio_api_base == "https://api.twilio.com"
+    assert "tok-secret-99" not in repr(settings)
+    assert settings.masked()["twilio_auth_token"] == "**********"
+
+
+def test_sms_is_off_by_default() -> None:
+    assert not load_settings(_env_file=None).sms_enabled
