@@ -26,8 +26,20 @@ from sastre.appkeys import (
 from sastre.config import Settings
 from sastre.db import create_engine, reader_for, sessionmaker_for
 from sastre.dialogs import build_brain
+from sastre.email_listener import email_inbound
 from sastre.metrics import Metrics, metrics_middleware
-from sastre.web import chat, consent, console, customers, faq, health, public, twilio
+from sastre.web import (
+    chat,
+    consent,
+    console,
+    customers,
+    email,
+    faq,
+    health,
+    messages,
+    public,
+    twilio,
+)
 from sastre.web.auth import auth_middleware
 from sastre.web.edge import install_headers, path_guard
 from sastre.web.errors import error_middleware
@@ -93,6 +105,8 @@ def create_app(settings: Settings, *, brain: Bot | None = None) -> web.Applicati
     # One catalogue: the FAQ API invalidates the very index the bot reads.
     app[faq.FAQ_CATALOGUE] = FaqCatalogue(matcher=settings.faq_matcher)
     app.cleanup_ctx.extend([_database, _redis, _dialog, chat.abuse_limits])
+    app.cleanup_ctx.append(email_inbound)  # after the inbound path: it hands messages to it
+    app.cleanup_ctx.append(messages.outbox_wakeups)  # after Redis: it publishes there
     app.add_routes(health.routes)
     app.add_routes(customers.routes)
     app.add_routes(consent.routes)
@@ -101,4 +115,6 @@ def create_app(settings: Settings, *, brain: Bot | None = None) -> web.Applicati
     app.add_routes(faq.routes)
     app.add_routes(console.routes)
     app.add_routes(twilio.routes)  # SMS in, and delivery states of what we sent
+    app.add_routes(email.routes)  # e-mail in from a relay (the SMTP listener is the other door)
+    app.add_routes(messages.routes)  # outbound messages: delivery, retries, staff sending
     return app

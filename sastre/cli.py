@@ -173,7 +173,30 @@ def serve(ctx: click.Context) -> None:
     settings = _settings(ctx)
     listeners = _listen(settings)
     _run(_migrate(settings.database_url))
-    _serve(settings, listeners)
+    worker = None
+    if settings.serve_worker:  # the outbox's sender, in its own process (SASTRE_SERVE_WORKER=0)
+        from sastre.worker.process import spawn_worker
+
+        worker = spawn_worker(settings)
+    try:
+        _serve(settings, listeners)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.join(10)
+
+
+@cli.command("worker")
+@click.pass_context
+def worker_command(ctx: click.Context) -> None:
+    """Send the outbox's messages until stopped (run as many as wanted on PostgreSQL)."""
+    from sastre.worker.process import worker_main
+
+    settings = _settings(ctx)
+    _run(_migrate(settings.database_url))
+    click.echo("Sastre worker started.")
+    worker_main(settings)
+    click.echo("Sastre worker stopped.")
 
 
 @cli.command("migrate")

@@ -1,0 +1,143 @@
+"""A worker as a process: `sastre worker`, or the one `sastre serve` starts beside the web
+server (unless `SASTRE_SERVE_WORKER=0`).
+
+Woken across processes by Redis pub/sub when `SASTRE_REDIS_URL` is set (the web process
+publishes after every commit that queued rows); otherwise it looks every 50 ms, a cheap indexed
+read that takes no lock, so an idle system still hands a reply over within 100 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import timedelta
+
+from redis.asyncio import Redis
+
+from channels.base import ChannelName, Sender
+from dialog.outbox import listen
+from sastre.config import Settings
+from sastre.db import create_engine, reader_for, sessionmaker_for
+from sastre.worker.backoff import RetryPolicy
+from sastre.worker.loop import Worker
+from sastre.worker.rates import ChannelRates, storage_for
+
+__all__ = ["WAKE_CHANNEL", "publish_wakeups", "run_worker", "spawn_worker", "worker_main"]
+
+log = logging.getLogger(__name__)
+WAKE_CHANNEL = "sastre:outbox"
+
+
+def rates_of(settings: Settings) -> dict[ChannelName, float]:
+    return {
+        ChannelName.SMS: settings.rate_sms,
+        ChannelName.EMAIL: settings.rate_email,
+        ChannelName.TELEGRAM: settings.rate_telegram,
+    }
+
+
+@contextlib.asynccontextmanager
+async def publish_wakeups(redis: Redis | None) -> AsyncIterator[None]:
+    """In a web process: tell the workers of other processes about every commit that queued."""
+    if redis is None:
+        yield
+        return
+    tasks: set[asyncio.Task[object]] = set()
+
+    def wake() -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(redis.publish(WAKE_CHANNEL, b"1"))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    undo = listen(wake)
+    try:
+        yield
+    finally:
+        undo()
+
+
+async def _hear(redis_url: str, wake: Callable[[], None]) -> None:
+    client = Redis.from_url(redis_url)
+    try:
+        async with client.pubsub() as pubsub:
+            await pubsub.subscribe(WAKE_CHANNEL)
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    wake()
+    finally:
+        await client.aclose()
+
+
+async def run_worker(
+    settings: Settings,
+    senders: Mapping[ChannelName, Sender],
+    stop: asyncio.Event,
+    *,
+    concurrency: int | None = None,
+) -> Worker:
+    """Run one worker with these senders until `stop`."""
+    engine = create_engine(settings.database_url)
+    storage, close_storage = storage_for(settings.redis_url)
+    rates = ChannelRates(rates_of(settings), storage)
+    worker = Worker(
+        sessionmaker_for(engine),
+        senders,
+        reader=reader_for(engine),
+        concurrency=concurrency or settings.worker_concurrency,
+        lease=timedelta(seconds=settings.worker_lease_seconds),
+        policy=RetryPolicy(
+            settings.retry_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds
+        ),
+        admit=rates if rates.limited else None,
+        poll=1.0 if settings.redis_url else 0.05,
+    )
+    undo = listen(worker.wake)
+    hearing = (
+        asyncio.ensure_future(_hear(settings.redis_url, worker.wake))
+        if settings.redis_url
+        else None
+    )
+    try:
+        await worker.run(stop)
+    finally:
+        undo()
+        if hearing is not None:
+            hearing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await hearing
+        await close_storage()
+        await engine.dispose()
+    return worker
+
+
+async def _main(settings: Settings) -> None:
+    from sastre.senders import built_senders
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with built_senders(settings) as senders:
+        if not senders:
+            log.warning("no channel is configured to send on: the worker only waits")
+        log.info("outbox worker sending on %s", ", ".join(sorted(senders)) or "nothing")
+        await run_worker(settings, senders, stop)
+
+
+def worker_main(settings: Settings) -> None:
+    """`sastre worker`: until SIGTERM or SIGINT."""
+    asyncio.run(_main(settings))
+
+
+def spawn_worker(settings: Settings) -> multiprocessing.process.BaseProcess:
+    """`sastre serve`'s worker, in a process of its own (spawned: no inherited event loop)."""
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(
+        target=worker_main, args=(settings,), name="sastre-worker", daemon=True
+    )
+    process.start()
+    return process

@@ -1,0 +1,116 @@
+"""Staff send through the contact policy and the outbox; delivery is visible and retryable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import update
+
+from channels.base import ChannelName, DeliveryFailed
+from channels.fake import FakeSender
+from dialog.outbox.models import OutboxEntry
+from sastre.db import SessionMaker
+from sastre.worker import Worker
+from tests.sastre.conftest import Client
+from tests.sastre.test_api_consent import _customer, _record
+
+Auth = Callable[..., dict[str, str]]
+
+
+async def _send(client: Client, auth: Auth, **body: Any) -> tuple[int, Any]:
+    response = await client.post("/api/messages", json=body, headers=auth())
+    return response.status, await response.json()
+
+
+async def test_a_service_message_is_queued_sent_and_shown(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer(client, auth)
+    status, body = await _send(
+        client,
+        auth,
+        customer_id=customer,
+        text="Your order shipped",
+        purpose="service",
+        channel="sms",
+    )
+    assert status == 202, body
+    fake = FakeSender()
+    await Worker(sessionmaker, {ChannelName.SMS: fake}).drain()
+    assert [r.message.text for r in fake.sent] == ["Your order shipped"]
+    shown = await (await client.get(f"/api/messages/{body['id']}", headers=auth())).json()
+    assert shown["delivery"]["state"] == "sent"
+    assert shown["delivery"]["provider_id"] == fake.sent[0].provider_id
+    assert [a["outcome"] for a in shown["attempts"]] == ["sent"]
+
+
+async def test_marketing_without_consent_is_refused_with_the_reason(
+    client: Client, auth: Auth
+) -> None:
+    customer = await _customer(client, auth)
+    status, body = await _send(
+        client, auth, customer_id=customer, text="Sale!", purpose="marketing", channel="email"
+    )
+    assert status == 409
+    assert body["detail"]["reason"] == body["error"]
+
+
+async def test_service_after_stop_is_refused(client: Client, auth: Auth) -> None:
+    customer = await _customer(client, auth)
+    status, _ = await _record(
+        client,
+        auth,
+        customer,
+        channel="sms",
+        purpose="service",
+        action="revoke",
+        source="keyword",
+        evidence={"text": "STOP"},
+    )
+    assert status in (200, 201)
+    status, _ = await _send(
+        client, auth, customer_id=customer, text="hi", purpose="service", channel="sms"
+    )
+    assert status == 409
+
+
+async def test_a_failed_message_is_listed_and_retried(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer(client, auth)
+    _, body = await _send(
+        client, auth, customer_id=customer, text="hi", purpose="service", channel="sms"
+    )
+    fake = FakeSender()
+    fake.fail_next(DeliveryFailed("invalid number", retryable=False, code="21211"))
+    await Worker(sessionmaker, {ChannelName.SMS: fake}).drain()
+    listed = await (await client.get("/api/outbox?state=failed", headers=auth())).json()
+    assert [(m["id"], m["error"]["code"]) for m in listed["messages"]] == [(body["id"], "21211")]
+    again = await client.post(f"/api/messages/{body['id']}/retry", headers=auth())
+    assert again.status == 202
+    await Worker(sessionmaker, {ChannelName.SMS: fake}).drain()
+    shown = await (await client.get(f"/api/messages/{body['id']}", headers=auth())).json()
+    assert shown["delivery"]["state"] == "sent"
+    assert [a["outcome"] for a in shown["attempts"]] == ["failed", "sent"]
+
+
+async def test_only_a_failed_message_is_retried(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer(client, auth)
+    _, body = await _send(
+        client, auth, customer_id=customer, text="hi", purpose="service", channel="sms"
+    )
+    response = await client.post(f"/api/messages/{body['id']}/retry", headers=auth())
+    assert response.status == 409
+    async with sessionmaker.begin() as session:
+        await session.execute(update(OutboxEntry).values(state="failed"))
+    assert (await client.post("/api/messages/99999/retry", headers=auth())).status == 404
+
+
+async def test_bad_input_is_a_400(client: Client, auth: Auth) -> None:
+    assert (await client.get("/api/outbox?state=lost", headers=auth())).status == 400
+    assert (await client.get("/api/messages/abc", headers=auth())).status == 400
+    status, _ = await _send(client, auth, customer_id=1, text="", purpose="service")
+    assert status == 400
