@@ -18,6 +18,7 @@ from sastre.operations.customers import (
     do_upsert_customer,
 )
 from sastre.operations.export import do_export_customer
+from sastre.operations.messages import do_retry_message, do_send_message
 from sastre.operations.purge import do_purge_idle_leads
 from sastre.operations.sms import SmsStatusOutcome, do_record_sms_status
 from sastre.operations.unit import Event, listening
@@ -34,6 +35,8 @@ __all__ = [
     "do_purge_idle_leads",
     "do_record_consent",
     "do_record_sms_status",
+    "do_retry_message",
+    "do_send_message",
     "do_unsubscribe",
     "do_update_preferences",
     "do_upsert_customer",
