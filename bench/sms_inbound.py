@@ -1,0 +1,316 @@
+"""Benchmark: signed Twilio SMS webhooks per second through the whole service, beside a ceiling.
+
+    .venv/bin/python -m bench.sms_inbound [--messages 3000] [--concurrency 64]
+                                          [--db sqlite,postgresql] [--postgres-url URL]
+
+A separate load process posts signed `POST /webhooks/twilio/sms` forms, as Twilio does, over
+`--concurrency` connections at once, to the real service (create_app, its own process): the
+signature checked, the message deduped by MessageSid, the customer resolved (demo customers,
+and some numbers never seen), keywords, the embedded bot's self-service answer, all stored and
+the reply queued in the outbox, committed before the 200. One message in twenty is a redelivery
+of an earlier MessageSid (Twilio retrying), which must be stored once.
+
+In the same run the load process posts the same forms to a bare aiohttp handler that only
+checks the signature and returns constant TwiML: the most the HTTP layer and the signature
+allow on this machine (the ceiling). Printed: throughput and p50/p99 latency for both, their
+ratio, and the stored messages counted afterwards (every 200 must be stored).
+Targets (issue #10): >= 1,500 messages/s and p99 <= 50 ms, on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import random
+import socket
+import tempfile
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import func, select
+
+from channels.sms_webhooks import EMPTY_TWIML, SIGNATURE_HEADER, WebhookSignature
+from crm_core.models import Identity, IdentityKind
+from dialog.models import Message
+from sastre.app import create_app
+from sastre.config import load_settings
+from sastre.db import database, migrate
+from sastre.demo import load_demo_data
+from sastre.web.server import SastreRunner
+from sastre.web.twilio import INBOUND_PATH
+
+PUBLIC = "https://sastre.example.com"
+TOKEN = "bench-twilio-auth-token-0123456789"
+ACCOUNT = "AC" + "0" * 32
+QUESTIONS = [
+    "¿Cuál es el horario de la tienda?",
+    "what time do you open on saturday?",
+    "¿Cuánto cuesta el envío?",
+    "how much is shipping to the US?",
+    "can I return a jacket I bought online?",
+    "hola",
+    "thanks!",
+    "do you do alterations?",
+    "where is my order SO-482913?",
+    "¿dónde está mi pedido SO-175520?",
+]
+WARM_UP = 200
+
+
+def _forms(phones: Sequence[str], count: int, first: int) -> list[dict[str, str]]:
+    """Twilio's inbound form for `count` messages; one in twenty repeats an earlier MessageSid."""
+    chooser = random.Random(first)
+    forms: list[dict[str, str]] = []
+    for n in range(count):
+        if n > 20 and n % 20 == 0:
+            forms.append(forms[chooser.randrange(n - 20, n)])  # a redelivery
+            continue
+        sid = f"SM{first + n:032x}"
+        # One sender in ten is a number never seen: a first message creates the customer.
+        sender = phones[n % len(phones)] if n % 10 else f"+1415555{(first + n) % 10_000:04d}"
+        forms.append(
+            {
+                "AccountSid": ACCOUNT,
+                "ApiVersion": "2010-04-01",
+                "Body": QUESTIONS[n % len(QUESTIONS)],
+                "From": sender,
+                "MessageSid": sid,
+                "NumMedia": "0",
+                "NumSegments": "1",
+                "SmsMessageSid": sid,
+                "SmsSid": sid,
+                "SmsStatus": "received",
+                "To": "+14155550100",
+            }
+        )
+    return forms
+
+
+# --- the load process ---------------------------------------------------------------------------
+
+
+async def _post_all(
+    base: str, forms: list[dict[str, str]], concurrency: int
+) -> tuple[float, list[float], dict[int, int], set[str]]:
+    signer = WebhookSignature(TOKEN, PUBLIC)
+    signed = [(form, signer.sign(INBOUND_PATH, form)) for form in forms]  # Twilio's work, not ours
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    stored: set[str] = set()
+    next_one = iter(range(len(signed)))
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(base, connector=connector) as session:
+
+        async def connection() -> None:
+            for i in next_one:
+                form, signature = signed[i]
+                t0 = time.perf_counter()
+                async with session.post(
+                    INBOUND_PATH, data=form, headers={SIGNATURE_HEADER: signature}
+                ) as answer:
+                    await answer.read()
+                latencies.append(time.perf_counter() - t0)
+                statuses[answer.status] = statuses.get(answer.status, 0) + 1
+                if answer.status == 200:
+                    stored.add(form["MessageSid"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(connection() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return elapsed, latencies, statuses, stored
+
+
+def _load(base: str, forms: list[dict[str, str]], concurrency: int, pipe: Connection) -> None:
+    pipe.send(asyncio.run(_post_all(base, forms, concurrency)))
+    pipe.close()
+
+
+def _load_in_a_process(
+    base: str, forms: list[dict[str, str]], concurrency: int
+) -> tuple[float, list[float], dict[int, int], set[str]]:
+    """Run the load in its own process (spawned: nothing of this one's loop is shared)."""
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    process = context.Process(target=_load, args=(base, forms, concurrency, sending))
+    process.start()
+    sending.close()
+    result: tuple[float, list[float], dict[int, int], set[str]] = receiving.recv()
+    process.join()
+    return result
+
+
+async def _load_while_serving(
+    base: str, forms: list[dict[str, str]], concurrency: int
+) -> tuple[float, list[float], dict[int, int], set[str]]:
+    # The server runs in this process's loop; the load process is waited for off the loop.
+    return await asyncio.to_thread(_load_in_a_process, base, forms, concurrency)
+
+
+# --- the servers --------------------------------------------------------------------------------
+
+
+def _bound() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+async def _serving(app: web.Application) -> tuple[SastreRunner, str]:
+    runner = SastreRunner(app, access_log=None)
+    await runner.setup()
+    sock = _bound()
+    site = web.SockSite(runner, sock, backlog=1024)
+    await site.start()
+    return runner, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _ceiling_app() -> web.Application:
+    """Only what no webhook can skip: read the form, check the signature, answer."""
+    signer = WebhookSignature(TOKEN, PUBLIC)
+
+    async def handler(request: web.Request) -> web.Response:
+        form = await request.post()
+        params = {name: str(value) for name, value in form.items()}
+        if not signer.valid(request.path_qs, params, request.headers.get(SIGNATURE_HEADER)):
+            return web.Response(status=403)
+        return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+    app = web.Application()
+    app.router.add_post(INBOUND_PATH, handler)
+    return app
+
+
+# --- one database -------------------------------------------------------------------------------
+
+
+def _figures(elapsed: float, latencies: list[float], count: int) -> tuple[float, float, float]:
+    ordered = sorted(latencies)
+    p50 = ordered[len(ordered) // 2] * 1000
+    p99 = ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000
+    return count / elapsed, p50, p99
+
+
+async def _run(name: str, url: str, messages: int, concurrency: int, customers: int) -> None:
+    await migrate(url)
+    settings = load_settings(
+        _env_file=None,
+        database_url=url,
+        secret_key="bench-secret-0123456789",
+        public_url=PUBLIC,
+        twilio_account_sid=ACCOUNT,
+        twilio_auth_token=TOKEN,
+        twilio_from="+14155550100",
+    )
+    async with database(url) as (_, sessionmaker):
+        async with sessionmaker.begin() as session:
+            await load_demo_data(session, customers=customers)
+        async with sessionmaker() as session:
+            phones = list(
+                await session.scalars(
+                    select(Identity.value).where(Identity.kind == IdentityKind.PHONE.value)
+                )
+            )
+    warm_up = _forms(phones, WARM_UP, 10_000_000)
+    forms = _forms(phones, messages, 20_000_000)
+
+    ceiling_runner, ceiling_base = await _serving(_ceiling_app())
+    try:
+        await _load_while_serving(ceiling_base, warm_up, concurrency)
+        ceiling = await _load_while_serving(ceiling_base, forms, concurrency)
+    finally:
+        await ceiling_runner.cleanup()
+
+    runner, base = await _serving(create_app(settings))
+    try:
+        await _load_while_serving(base, warm_up, concurrency)
+        full = await _load_while_serving(base, forms, concurrency)
+    finally:
+        await runner.cleanup()  # the inbound path drains before the database closes
+
+    async with database(url) as (_, sessionmaker), sessionmaker() as session:
+        sids = sorted(full[3])
+        found = 0
+        for start in range(0, len(sids), 500):
+            found += int(
+                await session.scalar(
+                    select(func.count())
+                    .select_from(Message)
+                    .where(
+                        Message.direction == "in",
+                        Message.channel == "sms",
+                        Message.provider_id.in_(sids[start : start + 500]),
+                    )
+                )
+                or 0
+            )
+        replies = int(
+            await session.scalar(
+                select(func.count()).select_from(Message).where(Message.direction == "out")
+            )
+            or 0
+        )
+
+    rate, p50, p99 = _figures(full[0], full[1], messages)
+    top, top50, top99 = _figures(ceiling[0], ceiling[1], messages)
+    unique = len({form["MessageSid"] for form in forms})
+    print(
+        f"--- {name}: {messages:,} webhooks ({unique:,} distinct MessageSids), "
+        f"{concurrency} connections"
+    )
+    print(
+        f"ceiling (signature + constant TwiML): {top:,.0f} msg/s, p50 {top50:.1f} ms, "
+        f"p99 {top99:.1f} ms; answers {ceiling[2]}"
+    )
+    print(
+        f"whole path:                           {rate:,.0f} msg/s, p50 {p50:.1f} ms, "
+        f"p99 {p99:.1f} ms; answers {full[2]}"
+    )
+    print(
+        f"ratio whole/ceiling: {rate / top:.0%}   "
+        f"target >= 1,500 msg/s: {'PASS' if rate >= 1500 else 'MISS'}, "
+        f"p99 <= 50 ms: {'PASS' if p99 <= 50 else 'MISS'}"
+    )
+    print(
+        f"stored: {found:,} of {len(full[3]):,} MessageSids answered 200 "
+        f"({'every 200 stored' if found == len(full[3]) else 'MISSING MESSAGES'}); "
+        f"{replies:,} replies queued in all (warm-up included)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.sms_inbound", description=__doc__)
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated databases")
+    parser.add_argument("--postgres-url", help="postgresql+asyncpg URL of an EMPTY database")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.db.split(",") if n.strip()]
+    for name in names:
+        if name not in ("sqlite", "postgresql"):
+            parser.error(f"unknown database {name!r}: use sqlite and/or postgresql")
+    print(f"machine: {os.cpu_count()} CPUs")
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            if name == "sqlite":
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sastre-sms-")))
+                url = f"sqlite+aiosqlite:///{tmp / 'sms.db'}"
+            elif args.postgres_url:
+                url = args.postgres_url
+            else:
+                from tests.support.servers import postgres_server
+
+                url = stack.enter_context(postgres_server())
+            asyncio.run(_run(name, url, args.messages, args.concurrency, args.customers))
+
+
+if __name__ == "__main__":
+    main()
