@@ -16,6 +16,8 @@ from typing import Any, Final
 from aiohttp import web
 from sqlalchemy import text
 
+from crm_core.sqltypes import utcnow
+from dialog.outbox import queue as outbox
 from sastre.appkeys import METRICS, READER, REDIS
 from sastre.metrics import render
 
@@ -84,4 +86,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    return render(request.app[METRICS])
+    figures = request.app[METRICS]
+    async with request.app[READER]() as session:
+        depth, oldest = await outbox.depth(session)
+        sends = await outbox.attempts_by_outcome(session)
+    figures.outbox_depth.set(depth)
+    figures.outbox_oldest_age.set(0 if oldest is None else (utcnow() - oldest).total_seconds())
+    for (channel, outcome), count in sends.items():
+        figures.outbox_sends.labels(channel, outcome).set(count)
+    return render(figures)

@@ -114,3 +114,16 @@ async def test_bad_input_is_a_400(client: Client, auth: Auth) -> None:
     assert (await client.get("/api/messages/abc", headers=auth())).status == 400
     status, _ = await _send(client, auth, customer_id=1, text="", purpose="service")
     assert status == 400
+
+
+async def test_metrics_show_the_outbox(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer(client, auth)
+    await _send(client, auth, customer_id=customer, text="a", purpose="service", channel="sms")
+    text = await (await client.get("/metrics")).text()
+    assert "sastre_outbox_depth 1.0" in text
+    await Worker(sessionmaker, {ChannelName.SMS: FakeSender()}).drain()
+    text = await (await client.get("/metrics")).text()
+    assert "sastre_outbox_depth 0.0" in text
+    assert 'sastre_outbox_sends{channel="sms",outcome="sent"} 1.0' in text
