@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import override
 
 from actions.deps import TrackerFacts, deps, spoken_date, unit_of_work
+from actions.proof import generic_answer, note_unproven, sender_proven
 from crm_core.customers import CustomerNotFound
 from crm_core.models import InteractionKind, customers_table, interactions_table
 from wording import N_, translate
@@ -149,6 +150,10 @@ class ActionOrderStatus(Action):  # type: ignore[misc]
         number = normalise_order_number(raw) if raw else None
         async with unit_of_work() as session:
             orders = await customer_orders(session, facts.customer_id)
+            if not sender_proven(facts):  # a forged From gets no one's orders (actions.proof)
+                await note_unproven(session, orders.customer_id, self.name(), facts)
+                dispatcher.utter_message(text=generic_answer(facts.language(orders.language)))
+                return []
         purchase = find_order(orders, number) if number else None
         language = facts.language(orders.language)
         timezone = facts.timezone(orders.timezone, deps().default_timezone)

@@ -10,6 +10,7 @@ from typing_extensions import override
 
 from actions.channel import consent_channel
 from actions.deps import ActionDeps, TrackerFacts, deps, unit_of_work
+from actions.proof import generic_answer, note_unproven, sender_proven
 from consent.tokens import LinkSigner, PreferenceLink
 from consent.types import Channel
 from crm_core.customers import get_customer
@@ -42,7 +43,11 @@ class ActionUpdatePreferences(Action):  # type: ignore[misc]
             customer = await get_customer(session, facts.customer_id)
         language = facts.language(customer.language)
         channel = conversation_channel(facts)
-        if channel is None:
+        if not sender_proven(facts):  # the link opens their account: never to a forged From
+            async with unit_of_work() as session:
+                await note_unproven(session, customer.id, self.name(), facts)
+            dispatcher.utter_message(text=generic_answer(language))
+        elif channel is None:
             dispatcher.utter_message(text=translate(language, "preferences.no_channel"))
         else:
             url = preference_link(deps(), customer.id, channel)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import override
 
 from actions.deps import TrackerFacts, deps, unit_of_work
+from actions.proof import note_unproven, sender_proven
 from crm_core.customers import get_customer
 from wording import pick_language
 
@@ -40,6 +41,14 @@ class ActionCustomerProfile(Action):  # type: ignore[misc]
     ) -> list[dict[str, Any]]:
         facts = TrackerFacts.of(tracker)
         async with unit_of_work() as session:
+            if not sender_proven(facts):
+                # Not their name nor their tier for a sender who may not be them (actions.proof);
+                # the language and time zone of the conversation are theirs to keep.
+                await note_unproven(session, facts.customer_id, self.name(), facts)
+                return [
+                    SlotSet("language", facts.language()),
+                    SlotSet("timezone", facts.slot("timezone") or deps().default_timezone),
+                ]
             slots = await profile_slots(
                 session,
                 facts.customer_id,

@@ -55,6 +55,7 @@ SLOTS = (
     "handoff_reason",
     "awaiting",  # actions.awaiting: the question an action asked
     "opt_out_request",
+    "sender_proven",  # actions.proof: account data only for a proven sender
 )
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5055

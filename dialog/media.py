@@ -10,7 +10,9 @@ Each medium says, in one entry, what the three packages call it and how its text
 * `bot_text`: how much of a message the bot is given (its start). The message itself is
   stored whole whatever its length;
 * `writes`: whether customers write to us on it. Call-backs (voice) are ours to place, so a phone
-  number that writes to us writes by SMS.
+  number that writes to us writes by SMS;
+* `claimable`: whether anyone can write as any address (an e-mail's From can be forged): there a
+  sender the channel did not prove gets no account data (`dialog.turns.Turn.sender_proven`).
 
 The maps between the three vocabularies in `dialog` read this registry; consent keeps its own
 (which identity makes a channel reachable: it may not import `dialog`), and a test holds it to
@@ -51,6 +53,9 @@ class Medium:
     max_text: int | None  # the longest message a customer may send; None: any, stored whole
     bot_text: int  # how many characters of a message the bot is given (its start)
     writes: bool = True  # customers write to us on it (voice: we call them)
+    # Anyone can write as any address on it (an e-mail's From): a sender the channel did not
+    # prove (InboundMessage.verified) is answered, but not with account data.
+    claimable: bool = False
 
     def __post_init__(self) -> None:
         if self.bot_text < 1:
@@ -107,7 +112,7 @@ def bot_part(name: ChannelName | str, text: str) -> str:
 # from several, is stored whole and a person reads the rest.
 register(Medium(ChannelName.SMS, IdentityKind.PHONE, Channel.SMS, None, 1600))
 # An e-mail's question is at its start; the quoted thread below it is for a person.
-register(Medium(ChannelName.EMAIL, IdentityKind.EMAIL, Channel.EMAIL, None, 4000))
+register(Medium(ChannelName.EMAIL, IdentityKind.EMAIL, Channel.EMAIL, None, 4000, claimable=True))
 # Telegram itself bounds a message at 4,096 characters.
 register(Medium(ChannelName.TELEGRAM, IdentityKind.TELEGRAM, Channel.TELEGRAM, None, 4096))
 # The widget refuses longer messages with a reason shown to the visitor (channels.webchat).

@@ -56,6 +56,7 @@ class RasaRestBrain:
                 "timezone": turn.timezone,
                 "channel": turn.conversation.channel,
                 "tier": turn.customer.tier,
+                "sender_proven": turn.sender_proven,
             },
         }
         try:

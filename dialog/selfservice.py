@@ -214,7 +214,9 @@ class SelfServiceBrain:
                 assert faq is not None
                 base.replies = [faq.answer]
             case PlanKind.SMALL_TALK:
-                name = f" {turn.customer.name.split()[0]}" if turn.customer.name else ""
+                # A sender who may not be the customer is not greeted by the customer's name.
+                known = turn.customer.name if turn.sender_proven else None
+                name = f" {known.split()[0]}" if known else ""
                 base.replies = [translate(language, TEXTS[understood.intent], name=name)]
             case PlanKind.REPHRASE:
                 base.replies, base.understood = [translate(language, TEXTS["rephrase"])], False
@@ -241,6 +243,7 @@ class SelfServiceBrain:
                         "language": language,
                         "timezone": turn.timezone,
                         "channel": turn.conversation.channel,
+                        "sender_proven": turn.sender_proven,
                     },
                     session=session,
                 )

@@ -88,6 +88,10 @@ class Turn:
     language: str
     timezone: str
     received_at: datetime
+    # False when the medium lets anyone write as this address and the channel could not prove
+    # the sender owns it (a forged From): actions that reveal account data (orders, profile,
+    # the preferences link) answer generically, and the attempt goes on the timeline.
+    sender_proven: bool = True
 
 
 @dataclass(slots=True)

@@ -39,6 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.base import Executable
 
+from channels.base import ChannelName, InboundMessage
 from consent.models import consent_state_table
 from consent.types import ConsentStatus, Purpose
 from crm_core.models import (
@@ -377,7 +378,12 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
                 # keyword's answer (the STOP confirmation) is sent whatever consent says.
                 keyword = work.intent == "keyword"
                 purpose = SendPurpose.COMPLIANCE if keyword else SendPurpose.SERVICE
-                queued.append(outbox_row(message_id, row["channel"], work.now, purpose=purpose))
+                options = _reply_options(work.message)
+                queued.append(
+                    outbox_row(
+                        message_id, row["channel"], work.now, purpose=purpose, options=options
+                    )
+                )
             work.note(
                 InteractionKind.MESSAGE_OUT,
                 text,
@@ -397,6 +403,22 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
     if intents:
         await session.execute(_SET_INTENT, intents)
     await _update_conversations(session, works)
+
+
+def _reply_options(message: InboundMessage) -> dict[str, Any]:
+    """An e-mail's answer goes in its thread: "Re:" its subject, In-Reply-To its Message-ID and
+    References the thread so far (RFC 5322 3.6.4); other media need nothing."""
+    if message.channel is not ChannelName.EMAIL:
+        return {}
+    options: dict[str, Any] = {}
+    if message.subject:
+        subject = message.subject
+        options["subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
+    replied = message.metadata.get("message_id")
+    if replied:
+        options["in_reply_to"] = replied
+        options["references"] = [*message.metadata.get("references", "").split(), replied]
+    return options
 
 
 async def _update_conversations(session: AsyncSession, works: Sequence[Work]) -> None:

@@ -93,6 +93,10 @@ class TurnSteps:
                 "customer",
                 message_id=work.inbound_id,
                 conversation_id=conversation.id,
+                # The provider's extras, for staff: an e-mail's proof of sender, what was
+                # malformed, why it is not answered, its attachments.
+                **({"provider": dict(message.metadata)} if message.metadata else {}),
+                **({"attachments": list(message.attachments)} if message.attachments else {}),
             )
         if message.auto:
             # An auto-reply or bulk mail: stored and on the timeline, never answered (two
@@ -101,7 +105,10 @@ class TurnSteps:
         channel = work.pending.medium.consent
         language = work.customer.language or message.language_hint or self.language
         # Keywords and the bot read the same bounded start of the message; all of it is stored.
-        text = bot_part(message.channel, message.text)
+        # An e-mail's bot text is its newest reply, without the quoted thread.
+        text = bot_part(
+            message.channel, message.text if message.bot_text is None else message.bot_text
+        )
         # A provider that read a keyword itself (Twilio's OptOutType) has acted on it already.
         said = message.metadata.get("keyword")
         keyword = with_provider_reading(classify(text), said, text)
@@ -135,6 +142,7 @@ class TurnSteps:
             language=language,
             timezone=work.customer.timezone or self.timezone,
             received_at=work.now,
+            sender_proven=message.verified or not work.pending.medium.claimable,
         )
 
     async def catch_up(self, session: AsyncSession, work: Work, held: sql.Held | None) -> bool:

@@ -56,9 +56,7 @@ async def _raw(request: web.Request) -> bytes:
 async def incoming_email(request: web.Request) -> web.Response:
     token = request.app[SETTINGS].inbound_email_token
     if token is None:
-        raise ApiError(
-            404, "the e-mail webhook is not configured", "set SASTRE_INBOUND_EMAIL_TOKEN"
-        )
+        raise ApiError(404, "e-mail webhook not configured", "set SASTRE_INBOUND_EMAIL_TOKEN")
     if not _authorised(request, token.get_secret_value()):
         raise ApiError(
             401, "invalid token", "send Authorization: Bearer <the inbound e-mail token>"

@@ -19,7 +19,7 @@ def raw(name: str) -> bytes:
     return (FIXTURES / f"{name}.eml").read_bytes()
 
 
-def test_keys(*domains: str) -> Any:
+def dkim_keys(*domains: str) -> Any:
     """A resolver that answers the test key for selectors of these domains only."""
     record = (KEYS / "test-only.dns.txt").read_bytes().strip()
     suffixes = tuple(f"._domainkey.{d}.".encode() for d in domains)
@@ -30,9 +30,6 @@ def test_keys(*domains: str) -> Any:
     return dnsfunc
 
 
-test_keys.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
-
-
 def sign(message: bytes, domain: str) -> bytes:
     key = (KEYS / "test-only.private.pem").read_bytes()
     signature: bytes = dkim.sign(message, b"test", domain.encode(), key)
@@ -41,7 +38,7 @@ def sign(message: bytes, domain: str) -> bytes:
 
 def test_dkim_aligned_with_from_proves_the_sender() -> None:
     proof = prove_sender(
-        raw("dkim_signed"), "ceo@bigcustomer.example", dnsfunc=test_keys("bigcustomer.example")
+        raw("dkim_signed"), "ceo@bigcustomer.example", dnsfunc=dkim_keys("bigcustomer.example")
     )
     assert proof.proven
     assert proof.how == "dkim d=bigcustomer.example"
@@ -50,20 +47,20 @@ def test_dkim_aligned_with_from_proves_the_sender() -> None:
 def test_a_changed_body_breaks_the_signature() -> None:
     tampered = raw("dkim_signed").replace(b"SO-123456", b"SO-999999")
     proof = prove_sender(
-        tampered, "ceo@bigcustomer.example", dnsfunc=test_keys("bigcustomer.example")
+        tampered, "ceo@bigcustomer.example", dnsfunc=dkim_keys("bigcustomer.example")
     )
     assert not proof.proven
 
 
 def test_a_key_dns_does_not_publish_proves_nothing() -> None:
-    proof = prove_sender(raw("dkim_signed"), "ceo@bigcustomer.example", dnsfunc=test_keys())
+    proof = prove_sender(raw("dkim_signed"), "ceo@bigcustomer.example", dnsfunc=dkim_keys())
     assert not proof.proven
 
 
 def test_a_valid_signature_of_another_domain_is_not_aligned() -> None:
     unsigned = raw("dkim_signed").split(b"\r\nFrom:", 1)[1]
     message = sign(b"From:" + unsigned, "attacker.example")
-    proof = prove_sender(message, "ceo@bigcustomer.example", dnsfunc=test_keys("attacker.example"))
+    proof = prove_sender(message, "ceo@bigcustomer.example", dnsfunc=dkim_keys("attacker.example"))
     assert not proof.proven
     assert "not aligned" in proof.how
 
@@ -72,7 +69,7 @@ def test_a_subdomain_signature_is_aligned_relaxed() -> None:
     unsigned = raw("dkim_signed").split(b"\r\nFrom:", 1)[1]
     message = sign(b"From:" + unsigned, "mail.bigcustomer.example")
     proof = prove_sender(
-        message, "ceo@bigcustomer.example", dnsfunc=test_keys("mail.bigcustomer.example")
+        message, "ceo@bigcustomer.example", dnsfunc=dkim_keys("mail.bigcustomer.example")
     )
     assert proof.proven
 
@@ -80,7 +77,7 @@ def test_a_subdomain_signature_is_aligned_relaxed() -> None:
 def test_a_second_from_header_proves_nothing() -> None:
     message = b"From: ceo@attacker.example\r\n" + raw("dkim_signed")
     proof = prove_sender(
-        message, "ceo@bigcustomer.example", dnsfunc=test_keys("bigcustomer.example")
+        message, "ceo@bigcustomer.example", dnsfunc=dkim_keys("bigcustomer.example")
     )
     assert not proof.proven
 

@@ -74,6 +74,7 @@ async def test_text_goes_to_the_rest_channel_and_replies_come_back(
                 "timezone": "Europe/Madrid",
                 "channel": "sms",
                 "tier": "CMV",
+                "sender_proven": True,
             },
         }
     ]

@@ -1,0 +1,49 @@
+"""Account data only for a sender who is proven to be the customer.
+
+On a medium where anyone can write as any address (an e-mail's From can be forged), the inbound
+path tells the bot whether the channel proved the sender (`dialog.turns.Turn.sender_proven`); the
+embedded dialog hands it to the actions as the `sender_proven` slot. An action that would reveal
+account data (order status, the profile, the preferences link) answers an unproven sender with a
+generic text instead, and notes the attempt on the customer's timeline for staff: someone may be
+fishing for another customer's orders.
+
+A tracker without the slot (an older Rasa project) counts as proven, as before this existed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from actions.deps import TrackerFacts
+from crm_core.models import InteractionKind
+from crm_core.timeline import add_interaction
+from wording import translate
+
+__all__ = ["PROVEN_SLOT", "generic_answer", "note_unproven", "sender_proven"]
+
+PROVEN_SLOT = "sender_proven"
+
+
+def sender_proven(facts: TrackerFacts) -> bool:
+    return facts.slots.get(PROVEN_SLOT) is not False
+
+
+def generic_answer(language: str) -> str:
+    return translate(language, "account.unproven")
+
+
+async def note_unproven(
+    session: AsyncSession, customer_id: int, action: str, facts: TrackerFacts
+) -> None:
+    """The attempt, on the timeline: which action, on which channel, with the words used."""
+    channel = facts.slot("channel")
+    await add_interaction(
+        session,
+        customer_id,
+        InteractionKind.NOTE,
+        f"Account data withheld from an unproven sender ({action})",
+        channel=channel,
+        actor="bot",
+        data={"action": action, "text": facts.text[:500], "reason": "sender not proven"},
+        flush=False,
+    )

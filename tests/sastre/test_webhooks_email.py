@@ -1,0 +1,351 @@
+"""E-mail in through the whole service: the webhook's token and content type, storing before
+answering, dedupe, auto-replies never answered, bounces marking addresses undeliverable, a forged
+From answered without account data, and the SMTP listener (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from consent.models import Undeliverable
+from crm_core.customers import resolve
+from crm_core.models import AuditEntry, IdentityKind, Interaction, InteractionKind
+from crm_core.timeline import add_interaction
+from dialog.models import Direction, Message
+from dialog.outbox import OutboxEntry
+from sastre.app import create_app
+from sastre.config import Settings
+from sastre.db import SessionMaker
+from sastre.email_listener import EMAIL_DNS, SMTP_PORT
+from tests.sastre.conftest import ClientFactory
+
+Client = TestClient[web.Request, web.Application]
+
+FIXTURES = Path(__file__).parents[1] / "channels" / "fixtures" / "email"
+TOKEN = "inbound-email-token-for-tests-0123"
+PATH = "/webhooks/email"
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "message/rfc822"}
+CEO = "ceo@bigcustomer.example"
+
+
+def raw(name: str) -> bytes:
+    return (FIXTURES / f"{name}.eml").read_bytes()
+
+
+def dkim_keys(name: bytes, timeout: float = 5) -> bytes | None:
+    """DKIM's resolver for these tests: the test key, for bigcustomer.example only."""
+    if name.endswith(b"._domainkey.bigcustomer.example."):
+        return (FIXTURES / "dkim" / "test-only.dns.txt").read_bytes().strip()
+    return None
+
+
+def email_settings(settings: Settings, **more: Any) -> Settings:
+    return settings.model_copy(
+        update={"inbound_email_token": SecretStr(TOKEN), "default_region": "ES", **more}
+    )
+
+
+async def email_client(aiohttp_client: ClientFactory, settings: Settings) -> Client:
+    app = create_app(settings)
+    app[EMAIL_DNS] = dkim_keys
+    return await aiohttp_client(app)
+
+
+async def post(client: Client, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    response = await client.post(PATH, data=body, headers=HEADERS if headers is None else headers)
+    return response.status, await response.json()
+
+
+async def inbound(sessionmaker: SessionMaker) -> list[Message]:
+    async with sessionmaker() as session:
+        query = select(Message).where(Message.direction == Direction.IN.value)
+        return list(await session.scalars(query.order_by(Message.id)))
+
+
+async def replies(sessionmaker: SessionMaker, address: str) -> list[str]:
+    async with sessionmaker() as session:
+        query = select(Message.text).where(
+            Message.direction == Direction.OUT.value, Message.address == address
+        )
+        return list(await session.scalars(query.order_by(Message.id)))
+
+
+async def test_the_webhook_is_off_without_a_token(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    status, body = await post(client, raw("plain"))
+    assert status == 404
+    assert body["error"] == "e-mail webhook not configured"
+
+
+async def test_a_wrong_token_is_401_and_stores_nothing(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    for authorization in ("Bearer not-the-token", "Basic " + TOKEN, ""):
+        headers = {**HEADERS, "Authorization": authorization}
+        status, body = await post(client, raw("plain"), headers)
+        assert status == 401, authorization
+        assert body["error"] == "invalid token"
+    assert await inbound(sessionmaker) == []
+
+
+async def test_a_wrong_content_type_is_400_with_the_reason(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    headers = {**HEADERS, "Content-Type": "application/json"}
+    status, body = await post(client, b'{"raw": "..."}', headers)
+    assert status == 400
+    assert body["error"] == "wrong content type"
+    assert "message/rfc822" in body["detail"]
+    assert await inbound(sessionmaker) == []
+
+
+async def test_a_message_is_stored_before_the_answer_and_its_reply_queued_in_the_thread(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, body = await post(client, raw("outlook_reply_es"))
+    assert status == 200
+    assert body["status"] == "message"
+    assert body["proven"] is False
+    (stored,) = await inbound(sessionmaker)
+    assert stored.channel == "email"
+    assert stored.address == "lucia.moreno@example.org"
+    assert stored.provider_id == "AM0PR02MB5523E1C0FFEE0000@AM0PR02MB5523.eurprd02.prod.example.org"
+    assert "De: Tienda" in stored.text  # the whole body is kept
+    async with sessionmaker() as session:
+        queued = (await session.scalars(select(OutboxEntry))).one()
+        note = (
+            await session.scalars(
+                select(Interaction).where(Interaction.kind == InteractionKind.MESSAGE_IN.value)
+            )
+        ).one()
+    assert queued.channel == "email"
+    assert queued.options["subject"] == "RE: Tu pedido SO-123456"
+    assert queued.options["in_reply_to"] == stored.provider_id
+    assert queued.options["references"] == [
+        "sastre.first.0001@tienda.example",
+        "sastre.answer.0002@tienda.example",
+        stored.provider_id,
+    ]
+    assert note.data["provider"]["sender_proven"] == "no"
+
+
+async def test_the_same_message_twice_is_stored_and_answered_once(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    first = await post(client, raw("plain"))
+    second = await post(client, raw("plain"))
+    assert first[1]["status"] == "message"
+    assert second[1]["status"] == "duplicate"
+    assert len(await inbound(sessionmaker)) == 1
+    assert len(await replies(sessionmaker, "lucia.moreno@example.org")) == 1
+
+
+async def test_without_a_message_id_the_raw_message_dedupes(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    await post(client, raw("missing_headers"))
+    _, again = await post(client, raw("missing_headers"))
+    assert again["status"] == "duplicate"
+    (stored,) = await inbound(sessionmaker)
+    assert stored.provider_id.startswith("sha256:")
+
+
+async def test_auto_replies_and_bulk_mail_are_stored_and_never_answered(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    for name in ("auto_reply", "bulk"):
+        status, body = await post(client, raw(name))
+        assert status == 200
+        assert body["auto"] is not None
+    assert len(await inbound(sessionmaker)) == 2
+    async with sessionmaker() as session:
+        outbound = await session.scalar(
+            select(func.count()).select_from(Message).where(Message.direction == "out")
+        )
+    assert outbound == 0
+
+
+async def test_a_malformed_message_is_stored_and_flagged(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, body = await post(client, raw("broken_mime"))
+    assert status == 200
+    assert body["malformed"] is True
+    (stored,) = await inbound(sessionmaker)
+    assert stored.text == "Os mando la foto del desperfecto.\n"
+    assert '"name": "foto.jpg"' in stored.attachments[0]
+    async with sessionmaker() as session:
+        note = (
+            await session.scalars(
+                select(Interaction).where(Interaction.kind == InteractionKind.MESSAGE_IN.value)
+            )
+        ).one()
+    assert "CloseBoundaryNotFoundDefect" in note.data["provider"]["malformed"]
+
+
+async def test_garbage_is_never_a_500(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, body = await post(client, b"\x00\xff not an e-mail at all \r\n\r\n\x80")
+    assert status == 422
+    assert body["error"] == "no sender"
+    status, body = await post(client, b"   ")
+    assert status == 400
+    assert await inbound(sessionmaker) == []
+
+
+async def test_a_permanent_bounce_marks_the_address_undeliverable(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    async with sessionmaker.begin() as session:
+        customer, _ = await resolve(session, IdentityKind.EMAIL, "nobody.here@example.com", "ES")
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, body = await post(client, raw("bounce_5_1_1"))
+    assert status == 200
+    assert body["status"] == "bounce"
+    _, again = await post(client, raw("bounce_5_1_1"))  # a repeated report adds nothing
+    assert again["status"] == "bounce"
+    async with sessionmaker() as session:
+        (marked,) = await session.scalars(select(Undeliverable))
+        audits = list(
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "email.undeliverable")
+            )
+        )
+    assert (marked.customer_id, marked.channel, marked.address) == (
+        customer.id,
+        "email",
+        "nobody.here@example.com",
+    )
+    assert marked.reason == "bounce 5.1.1"
+    assert len(audits) == 1
+    assert await inbound(sessionmaker) == []  # a report is not a customer's message
+
+
+async def test_a_delay_is_noted_and_marks_nothing(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    async with sessionmaker.begin() as session:
+        customer, _ = await resolve(session, IdentityKind.EMAIL, "slow.box@example.net", "ES")
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, _ = await post(client, raw("delayed_4_4_1"))
+    assert status == 200
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Undeliverable)) == 0
+        note = (
+            await session.scalars(select(Interaction).where(Interaction.customer_id == customer.id))
+        ).one()
+    assert "delayed (4.4.1)" in note.summary
+
+
+async def _ceo_with_an_order(sessionmaker: SessionMaker) -> int:
+    async with sessionmaker.begin() as session:
+        customer, _ = await resolve(session, IdentityKind.EMAIL, CEO, "ES", language="en")
+        customer.name = "Chief Executive"
+        await add_interaction(
+            session,
+            customer.id,
+            InteractionKind.PURCHASE,
+            "Blue shirt",
+            data={"order_id": "SO-123456", "item": "Blue shirt", "status": "shipped"},
+        )
+        return customer.id
+
+
+def order_question(name: str) -> bytes:
+    """The fixture asking where order SO-123456 is, in words the bot reads as order status."""
+    return raw(name).replace(
+        b"Please tell me the status of my order SO-123456 and send me my preferences link.",
+        b"Where is my order SO-123456?",
+    )
+
+
+async def test_a_dkim_proven_sender_gets_their_order_status(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    await _ceo_with_an_order(sessionmaker)
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, body = await post(client, raw("dkim_signed"))
+    assert status == 200
+    assert body["proven"] is True
+    (reply,) = await replies(sessionmaker, CEO)
+    assert "SO-123456" in reply
+    assert "Blue shirt" in reply
+
+
+async def test_a_forged_from_is_answered_without_account_data_and_noted(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer_id = await _ceo_with_an_order(sessionmaker)
+    relays = {"email_trusted_relays": "mx.tienda.example"}
+    client = await email_client(aiohttp_client, email_settings(settings, **relays))
+    status, body = await post(client, order_question("forged_from"))
+    assert status == 200
+    assert body["proven"] is False
+    (reply,) = await replies(sessionmaker, CEO)
+    assert "Blue shirt" not in reply
+    assert "shipped" not in reply.lower()
+    assert "verify" in reply
+    async with sessionmaker() as session:
+        notes = list(
+            await session.scalars(
+                select(Interaction).where(
+                    Interaction.customer_id == customer_id,
+                    Interaction.kind == InteractionKind.NOTE.value,
+                )
+            )
+        )
+    assert [n.data["action"] for n in notes] == ["action_order_status"]
+
+
+async def test_the_smtp_listener_stores_before_it_acknowledges(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings, smtp_listen="127.0.0.1:0"))
+    port = client.app[SMTP_PORT]
+    assert port is not None
+    errors, answer = await aiosmtplib.send(
+        raw("gmail_reply_en"),
+        sender="jane.doe@example.com",
+        recipients=["support@tienda.example"],
+        hostname="127.0.0.1",
+        port=port,
+    )
+    assert errors == {}
+    assert answer.startswith("2.0.0")
+    (stored,) = await inbound(sessionmaker)
+    assert stored.address == "jane.doe@example.com"
+    assert "> Hello Jane" in stored.text
+
+
+async def test_the_smtp_listener_files_a_message_without_from_under_the_envelope(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings, smtp_listen="127.0.0.1:0"))
+    port = client.app[SMTP_PORT]
+    assert port is not None
+    await aiosmtplib.send(
+        b"To: hola@tienda.example\r\nSubject: hi\r\n\r\nno From header here\r\n",
+        sender="someone@example.org",
+        recipients=["hola@tienda.example"],
+        hostname="127.0.0.1",
+        port=port,
+    )
+    (stored,) = await inbound(sessionmaker)
+    assert stored.address == "someone@example.org"
