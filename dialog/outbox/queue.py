@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName
@@ -27,7 +27,7 @@ from crm_core.models import InteractionKind, interactions_table
 from crm_core.sqltypes import utcnow
 from dialog.media import medium
 from dialog.models import messages_table
-from dialog.outbox.models import Purpose, delivery_attempts_table, outbox_table
+from dialog.outbox.models import PENDING_ONLY, Purpose, delivery_attempts_table, outbox_table
 from dialog.outbox.states import PENDING, DeliveryState, advance
 
 __all__ = [
@@ -315,11 +315,14 @@ async def release(session: AsyncSession, ids: Sequence[int], at: datetime) -> No
         await session.execute(_HOLD, [{"id": id_, "at": at} for id_ in ids])
 
 
+# Literal, not expanding: these statements run once per batch with many rows (executemany).
+_STILL_PENDING = text(PENDING_ONLY)
+
 # --- results ------------------------------------------------------------------------------------
 
 _SENT = (
     update(outbox_table)
-    .where(_o.message_id == bindparam("id"), _o.state.in_([s.value for s in PENDING]))
+    .where(_o.message_id == bindparam("id"), _STILL_PENDING)
     .values(
         state=DeliveryState.SENT.value,
         provider_id=bindparam("pid"),
@@ -331,7 +334,7 @@ _SENT = (
 )
 _RETRY = (
     update(outbox_table)
-    .where(_o.message_id == bindparam("id"), _o.state.in_([s.value for s in PENDING]))
+    .where(_o.message_id == bindparam("id"), _STILL_PENDING)
     .values(
         due_at=bindparam("at"),
         claimed_by=None,
@@ -342,7 +345,7 @@ _RETRY = (
 )
 _FAILED = (
     update(outbox_table)
-    .where(_o.message_id == bindparam("id"), _o.state.in_([s.value for s in PENDING]))
+    .where(_o.message_id == bindparam("id"), _STILL_PENDING)
     .values(
         state=DeliveryState.FAILED.value,
         claimed_by=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -123,7 +124,7 @@ async def test_delivery_reports_move_forward_only_and_reach_the_timeline(
         row = await session.get(OutboxEntry, message_id)
         assert row is not None
         row.state, row.provider_id = "sent", "SMabc"
-    report = {"channel": "sms", "provider_id": "SMabc"}
+    report: dict[str, Any] = {"channel": "sms", "provider_id": "SMabc"}
     async with sessionmaker.begin() as session:
         assert await record_delivery(session, state="delivered", **report)
         assert not await record_delivery(session, state="sent", **report)

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 from sqlalchemy import select
+from typing_extensions import override
 
 from channels.base import ChannelName, DeliveryFailed, InboundMessage, OutboundMessage
 from channels.fake import FakeSender
@@ -29,6 +30,7 @@ class Signalling(FakeSender):
         super().__init__()
         self.sending = asyncio.Event()
 
+    @override
     async def send(self, message: OutboundMessage) -> str:
         self.sending.set()
         return await super().send(message)
@@ -48,6 +50,20 @@ async def test_a_queued_reply_is_sent_once(sessionmaker: SessionMaker) -> None:
     row = await entry(sessionmaker)
     assert (row.state, row.provider_id, row.attempts) == ("sent", fake.sent[0].provider_id, 1)
     assert fake.sent[0].message.reference == f"sastre-{row.message_id}"
+
+
+async def test_a_round_settles_many_results_at_once(sessionmaker: SessionMaker) -> None:
+    processor = make(sessionmaker)
+    for n in range(3):
+        await processor.handle(
+            InboundMessage(ChannelName.SMS, f"+1415555000{n}", "hi", f"SMm{next(_ids)}")
+        )
+    fake = FakeSender()
+    fake.fail_next(DeliveryFailed("no", retryable=False), DeliveryFailed("later", retryable=True))
+    assert await Worker(sessionmaker, {ChannelName.SMS: fake}).round() == 3
+    async with sessionmaker() as session:
+        states = sorted((await session.scalars(select(OutboxEntry.state))).all())
+    assert states == ["failed", "sending", "sent"]
 
 
 async def test_a_retryable_failure_waits_at_least_its_retry_after(
