@@ -613,7 +613,15 @@ def load_settings(**overrides: Any) -> Settings:
 
 # Settings whose value may hold a password: a message about them never repeats the value.
 _NEVER_SHOWN = frozenset(
-    {"secret_key", "webchat_identity_secret", "database_url", "redis_url", "twilio_auth_token"}
+    {
+        "secret_key",
+        "webchat_identity_secret",
+        "database_url",
+        "redis_url",
+        "twilio_auth_token",
+        "smtp_password",
+        "inbound_email_token",
+    }
 )
 
 

@@ -1,0 +1,64 @@
+"""The e-mail settings: each wrong value stops start-up naming its variable; secrets never shown;
+the sender is built only when a host and a From address are set."""
+
+from __future__ import annotations
+
+import pytest
+
+from channels.email import SmtpEmail
+from sastre.channels_setup.email import build_sender
+from sastre.config import ConfigError, load_settings
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"smtp_listen": "8025"}, "SASTRE_SMTP_LISTEN"),
+        ({"smtp_host": "not a host!"}, "SASTRE_SMTP_HOST"),
+        ({"smtp_tls": "sometimes"}, "SASTRE_SMTP_TLS"),
+        ({"smtp_port": "0"}, "SASTRE_SMTP_PORT"),
+        ({"email_from": "Tienda"}, "SASTRE_EMAIL_FROM"),
+        ({"email_trusted_relays": "mx.ok.example, not/a/host"}, "SASTRE_EMAIL_TRUSTED_RELAYS"),
+        ({"inbound_email_token": "short"}, "SASTRE_INBOUND_EMAIL_TOKEN"),
+        ({"smtp_host": "smtp.example.com"}, "SASTRE_EMAIL_FROM is required"),
+    ],
+)
+def test_a_wrong_value_names_its_variable(overrides: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None, **overrides)
+    assert named in str(raised.value)
+
+
+def test_the_inbound_token_is_never_shown() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None, inbound_email_token="tiny-secret")
+    assert "tiny-secret" not in str(raised.value)
+    settings = load_settings(
+        _env_file=None, inbound_email_token="x" * 20, smtp_password="hunter2-password"
+    )
+    assert "hunter2" not in repr(settings)
+    assert "x" * 20 not in repr(settings)
+
+
+def test_email_is_off_until_configured() -> None:
+    settings = load_settings(_env_file=None)
+    assert settings.smtp_listen is None
+    assert not settings.email_enabled
+    assert build_sender(settings) is None
+
+
+def test_the_sender_is_built_from_the_settings() -> None:
+    settings = load_settings(
+        _env_file=None,
+        smtp_host="smtp.example.com",
+        smtp_port="465",
+        smtp_tls="ssl",
+        email_from="Tienda <hola@tienda.example>",
+        email_trusted_relays="MX.Relay.example,mx2.relay.example",
+        smtp_listen="127.0.0.1:8025",
+    )
+    sender = build_sender(settings)
+    assert isinstance(sender, SmtpEmail)
+    assert sender.domain == "tienda.example"
+    assert settings.email_trusted_relay_list == ["mx.relay.example", "mx2.relay.example"]
+    assert settings.smtp_listen == "127.0.0.1:8025"
