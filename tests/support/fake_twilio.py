@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from aiohttp import ClientSession, web
 from twilio.request_validator import RequestValidator
@@ -173,12 +174,18 @@ class FakeTwilio:
         }
 
     async def report(
-        self, sid: str, status: str, *, error_code: int | None = None, url: str | None = None
+        self, sid: str, status: str, *, error_code: int | None = None, via: str | None = None
     ) -> int:
-        """Post a status callback for message `sid`, signed; returns the HTTP status we got."""
+        """Post a status callback for message `sid`, signed for the StatusCallback URL it named;
+        `via` sends it to another base URL (as a proxy in front of the service would), keeping
+        the path. Returns the HTTP status the service answered."""
         taken = next(m for m in self.messages if m.sid == sid)
-        target = url or taken.status_callback
-        assert target, "the message named no StatusCallback"
+        callback = taken.status_callback
+        assert callback, "the message named no StatusCallback"
+        target = callback
+        if via is not None:
+            parts = urlsplit(callback)
+            target = via.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
         form = {
             "AccountSid": self.account_sid,
             "ApiVersion": API_VERSION,
@@ -191,7 +198,7 @@ class FakeTwilio:
         }
         if error_code is not None:
             form["ErrorCode"] = str(error_code)
-        signature = RequestValidator(self.auth_token).compute_signature(target, form)
+        signature = RequestValidator(self.auth_token).compute_signature(callback, form)
         async with (
             ClientSession() as session,
             session.post(target, data=form, headers={"X-Twilio-Signature": signature}) as answer,
