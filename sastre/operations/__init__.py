@@ -17,6 +17,7 @@ from sastre.operations.customers import (
     do_merge_customers,
     do_upsert_customer,
 )
+from sastre.operations.email import BounceOutcome, do_record_email_bounces
 from sastre.operations.export import do_export_customer
 from sastre.operations.messages import do_retry_message, do_send_message
 from sastre.operations.purge import do_purge_idle_leads
@@ -24,6 +25,7 @@ from sastre.operations.sms import SmsStatusOutcome, do_record_sms_status
 from sastre.operations.unit import Event, listening
 
 __all__ = [
+    "BounceOutcome",
     "Confirmation",
     "Event",
     "Recorded",
@@ -34,6 +36,7 @@ __all__ = [
     "do_merge_customers",
     "do_purge_idle_leads",
     "do_record_consent",
+    "do_record_email_bounces",
     "do_record_sms_status",
     "do_retry_message",
     "do_send_message",

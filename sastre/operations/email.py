@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from channels.base import ChannelName
-from channels.email.parse import Bounce
 from consent.models import Undeliverable
 from consent.types import Channel
 from crm_core.identities import InvalidIdentity, normalise
@@ -28,6 +28,9 @@ from crm_core.timeline import add_interaction
 from dialog.outbox import record_delivery
 from sastre.db import SessionMaker
 from sastre.operations.unit import Unit, unit_of_work
+
+if TYPE_CHECKING:  # the parser's libraries load with the e-mail intake, not with every act
+    from channels.email.parse import Bounce
 
 __all__ = ["MAIL_SYSTEM", "BounceOutcome", "do_record_email_bounces"]
 
