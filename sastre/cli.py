@@ -194,8 +194,7 @@ def worker_command(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     _run(_migrate(settings.database_url))
-    click.echo("Sastre worker started.")
-    worker_main(settings)
+    worker_main(settings, ready=lambda: click.echo("Sastre worker started."))
     click.echo("Sastre worker stopped.")
 
 

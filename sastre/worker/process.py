@@ -114,13 +114,15 @@ async def run_worker(
     return worker
 
 
-async def _main(settings: Settings) -> None:
+async def _main(settings: Settings, ready: Callable[[], None] | None) -> None:
     from sastre.senders import built_senders
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if ready is not None:  # told only once a SIGTERM would stop it gracefully
+        ready()
     async with built_senders(settings) as senders:
         if not senders:
             log.warning("no channel is configured to send on: the worker only waits")
@@ -128,9 +130,9 @@ async def _main(settings: Settings) -> None:
         await run_worker(settings, senders, stop)
 
 
-def worker_main(settings: Settings) -> None:
+def worker_main(settings: Settings, ready: Callable[[], None] | None = None) -> None:
     """`sastre worker`: until SIGTERM or SIGINT."""
-    asyncio.run(_main(settings))
+    asyncio.run(_main(settings, ready))
 
 
 def spawn_worker(settings: Settings) -> multiprocessing.process.BaseProcess:
