@@ -2,12 +2,14 @@
 written in the transaction that caused it; workers (`sastre.worker`) send the rows.
 
 * `states`: the delivery states and the rule that they never move backwards;
-* `models`: the `outbox` and `delivery_attempts` tables;
+* `models`: the `outbox`, `delivery_attempts` and `delivery_reports` (reports parked until
+  their message's provider id is saved) tables;
 * `queue`: queueing, the workers' claims and results, the providers' reports (`record_delivery`).
 """
 
-from dialog.outbox.models import DeliveryAttempt, OutboxEntry, Purpose
+from dialog.outbox.models import DeliveryAttempt, OutboxEntry, ParkedReport, Purpose
 from dialog.outbox.queue import (
+    PARKED_FOR,
     Admit,
     Claimed,
     Result,
@@ -26,6 +28,7 @@ from dialog.outbox.queue import (
 from dialog.outbox.states import PENDING, TERMINAL, DeliveryState, advance
 
 __all__ = [
+    "PARKED_FOR",
     "PENDING",
     "TERMINAL",
     "Admit",
@@ -33,6 +36,7 @@ __all__ = [
     "DeliveryAttempt",
     "DeliveryState",
     "OutboxEntry",
+    "ParkedReport",
     "Purpose",
     "Result",
     "advance",

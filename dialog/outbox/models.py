@@ -22,9 +22,11 @@ __all__ = [
     "PENDING_ONLY",
     "DeliveryAttempt",
     "OutboxEntry",
+    "ParkedReport",
     "Purpose",
     "delivery_attempts_table",
     "outbox_table",
+    "parked_reports_table",
 ]
 
 PENDING_ONLY = f"state IN ({', '.join(repr(s.value) for s in sorted(PENDING))})"
@@ -91,5 +93,27 @@ class DeliveryAttempt(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ParkedReport(Base):
+    """A provider's report on a message whose provider id we have not saved yet: the worker
+    commits `sent` with the id only after the call returns, and a status callback can come
+    first. Kept until the worker saves that id (then applied, in order) or for a day."""
+
+    __tablename__ = "delivery_reports"
+    __table_args__ = (
+        Index("ix_delivery_reports_provider", "channel", "provider_id", "id"),
+        Index("ix_delivery_reports_received", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(12))
+    code: Mapped[str | None] = mapped_column(String(32), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    at: Mapped[datetime] = mapped_column()  # when the provider said it
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 outbox_table = cast(Table, OutboxEntry.__table__)
 delivery_attempts_table = cast(Table, DeliveryAttempt.__table__)
+parked_reports_table = cast(Table, ParkedReport.__table__)

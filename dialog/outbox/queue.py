@@ -15,9 +15,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName
@@ -27,10 +28,17 @@ from crm_core.models import InteractionKind, interactions_table
 from crm_core.sqltypes import utcnow
 from dialog.media import medium
 from dialog.models import messages_table
-from dialog.outbox.models import PENDING_ONLY, Purpose, delivery_attempts_table, outbox_table
+from dialog.outbox.models import (
+    PENDING_ONLY,
+    Purpose,
+    delivery_attempts_table,
+    outbox_table,
+    parked_reports_table,
+)
 from dialog.outbox.states import PENDING, DeliveryState, advance
 
 __all__ = [
+    "PARKED_FOR",
     "Admit",
     "Claimed",
     "Result",
@@ -450,40 +458,57 @@ async def settle(
     ]
     if timeline:
         await session.execute(insert(interactions_table), timeline)
+    # Reports that outran this commit (a status callback before the id was saved) go after
+    # the `sent` entry, in the order the provider sent them.
+    saved = [(r.claimed.channel.value, r.provider_id) for r in by["sent"] if r.provider_id]
+    if saved:
+        await _apply_parked(session, saved, now)
 
 
 # --- the providers' reports ---------------------------------------------------------------------
 
+# How long a report for a provider id we do not know is kept: the worker saves the id within
+# seconds of the call; a report still unmatched after a day is about a message not ours.
+PARKED_FOR = timedelta(days=1)
+_r = parked_reports_table.c
+_PARK = insert(parked_reports_table)
+_LOCK_ONE = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_LOCK_MANY = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[])) AS k"
+)
 
-async def record_delivery(
+
+def _report_key(channel: str, provider_id: str) -> str:
+    return f"{channel}:{provider_id}"
+
+
+async def _lock_reports(session: AsyncSession, keys: Sequence[tuple[str, str]]) -> None:
+    """On PostgreSQL, a report and the worker saving its provider id take the same lock, so
+    one always sees the other's commit: without it, a report could look for the id just before
+    the worker commits it, while the worker looked for parked reports just before the report's
+    commit, and the report would be parked for nothing. SQLite's writers are serial already."""
+    if session.get_bind().dialect.name != "postgresql" or not keys:
+        return
+    if len(keys) == 1:
+        await session.execute(_LOCK_ONE, {"key": _report_key(*keys[0])})
+    else:
+        await session.execute(_LOCK_MANY, {"keys": sorted(_report_key(*k) for k in keys)})
+
+
+async def _advance_row(
     session: AsyncSession,
+    row: Any,
+    new: DeliveryState,
+    now: datetime,
     *,
-    channel: ChannelName | str,
-    provider_id: str,
-    state: DeliveryState | str,
-    code: str | None = None,
-    reason: str | None = None,
-    at: datetime | None = None,
-) -> bool:
-    """A provider reported a message's state (a status callback, a bounce). Stored only when
-    it moves the message forward; returns whether it did. A report for a message we do not
-    know, or one that would move it backwards (callbacks arrive out of order), changes nothing.
-    Consent and undeliverable addresses are the caller's to record (consent's own functions)."""
-    now = at or utcnow()
-    new = DeliveryState(state)
-    query = (
-        select(_o.message_id, _o.state, _o.channel, _m.customer_id)
-        .join(messages_table, _m.id == _o.message_id)
-        .where(_o.channel == ChannelName(channel).value, _o.provider_id == provider_id)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(of=outbox_table)
-    row = (await session.execute(query)).first()
-    if row is None:
-        return False
+    code: str | None,
+    reason: str | None,
+) -> DeliveryState | None:
+    """Move one outbox row (message_id, state, channel, customer_id) to `new` if that is
+    forward; the state stored afterwards, or None when nothing changed."""
     moved = advance(DeliveryState(row.state), new)
     if moved is None:
-        return False
+        return None
     values: dict[str, Any] = {"state": moved.value, "updated_at": now, "claimed_by": None}
     if code is not None or reason is not None:
         values.update(error_code=code, error=reason)
@@ -505,7 +530,112 @@ async def record_delivery(
             actor="provider",
         ),
     )
-    return True
+    return moved
+
+
+def _by_provider_id(session: AsyncSession) -> Any:
+    query = select(_o.message_id, _o.state, _o.channel, _o.provider_id, _m.customer_id).join(
+        messages_table, _m.id == _o.message_id
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=outbox_table)
+    return query
+
+
+async def record_delivery(
+    session: AsyncSession,
+    *,
+    channel: ChannelName | str,
+    provider_id: str,
+    state: DeliveryState | str,
+    code: str | None = None,
+    reason: str | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """A provider reported a message's state (a status callback, a bounce). Stored only when
+    it moves the message forward; returns whether it did. One that would move it backwards
+    (callbacks arrive out of order) changes nothing. One for a provider id not saved yet (the
+    callback outran the worker's commit) is parked, and applied when the worker saves the id.
+    Consent and undeliverable addresses are the caller's to record (consent's own functions)."""
+    now = at or utcnow()
+    new = DeliveryState(state)
+    name = ChannelName(channel).value
+    await _lock_reports(session, [(name, provider_id)])
+    query = _by_provider_id(session).where(_o.channel == name, _o.provider_id == provider_id)
+    row = (await session.execute(query)).first()
+    if row is None:
+        await _park(session, name, provider_id, new, code, reason, now)
+        return False
+    return await _advance_row(session, row, new, now, code=code, reason=reason) is not None
+
+
+async def _park(
+    session: AsyncSession,
+    channel: str,
+    provider_id: str,
+    state: DeliveryState,
+    code: str | None,
+    reason: str | None,
+    at: datetime,
+) -> None:
+    received = utcnow()
+    await session.execute(
+        delete(parked_reports_table).where(_r.received_at < received - PARKED_FOR)
+    )
+    await session.execute(
+        _PARK,
+        {
+            "channel": channel,
+            "provider_id": provider_id,
+            "state": state.value,
+            "code": code,
+            "reason": reason,
+            "at": at,
+            "received_at": received,
+        },
+    )
+
+
+async def _apply_parked(
+    session: AsyncSession, keys: Sequence[tuple[str, str]], now: datetime
+) -> int:
+    """The worker just saved these (channel, provider id)s: apply the reports that came
+    first, in the order they arrived, each only if it moves the message forward; returns how
+    many were applied. They are removed either way."""
+    await _lock_reports(session, keys)
+    parked = (
+        await session.execute(
+            select(parked_reports_table)
+            .where(tuple_(_r.channel, _r.provider_id).in_(bindparam("keys", expanding=True)))
+            .order_by(_r.id),
+            {"keys": list(keys)},
+        )
+    ).all()
+    if not parked:
+        return 0
+    wanted = {(p.channel, p.provider_id) for p in parked}
+    query = _by_provider_id(session).where(
+        tuple_(_o.channel, _o.provider_id).in_(bindparam("keys", expanding=True))
+    )
+    rows = {
+        (r.channel, r.provider_id): SimpleNamespace(**r._mapping)
+        for r in (await session.execute(query, {"keys": list(wanted)})).all()
+    }
+    applied = 0
+    for report in parked:
+        row = rows.get((report.channel, report.provider_id))
+        if row is None:  # its message was not saved as sent after all: leave it to expire
+            continue
+        # Dated now, not when the provider said it: after the `sent` entry on the timeline.
+        moved = await _advance_row(
+            session, row, DeliveryState(report.state), now, code=report.code, reason=report.reason
+        )
+        if moved is not None:
+            row.state = moved.value
+            applied += 1
+    done = [p.id for p in parked if (p.channel, p.provider_id) in rows]
+    await session.execute(delete(parked_reports_table).where(_r.id.in_(done)))
+    return applied
 
 
 async def next_due(session: AsyncSession, channels: Sequence[ChannelName]) -> datetime | None:

@@ -7,15 +7,17 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from channels.base import ChannelName, InboundMessage
 from consent.replies import Brand
 from crm_core.models import Interaction
+from crm_core.sqltypes import utcnow
 from dialog.inbound import InboundProcessor
 from dialog.models import Message
-from dialog.outbox import Purpose, claim, record_delivery
-from dialog.outbox.models import DeliveryAttempt, OutboxEntry
+from dialog.outbox import Claimed, Purpose, Result, claim, record_delivery, settle
+from dialog.outbox.models import DeliveryAttempt, OutboxEntry, ParkedReport
+from dialog.outbox.queue import PARKED_FOR
 from sastre.db import SessionMaker
 from tests.dialog.test_inbound import FakeBrain
 
@@ -145,3 +147,68 @@ async def test_the_reply_message_is_on_the_transcript(sessionmaker: SessionMaker
     async with sessionmaker() as session:
         directions = (await session.scalars(select(Message.direction))).all()
     assert sorted(directions) == ["in", "out"]
+
+
+async def _claim_one(sessionmaker: SessionMaker) -> Claimed:
+    async with sessionmaker.begin() as session:
+        [claimed] = await claim(
+            session, worker="w", channels=ALL, limit=10, lease=timedelta(seconds=30)
+        )
+    return claimed
+
+
+async def test_a_report_that_outruns_the_workers_commit_is_applied_when_it_saves_the_id(
+    sessionmaker: SessionMaker,
+) -> None:
+    await make(sessionmaker).handle(sms("hello"))
+    claimed = await _claim_one(sessionmaker)
+    # The provider took the message and called back (out of order) before the worker's commit.
+    report: dict[str, Any] = {"channel": "sms", "provider_id": "SMearly"}
+    async with sessionmaker.begin() as session:
+        assert not await record_delivery(session, state="delivered", **report)
+        assert not await record_delivery(session, state="sent", **report)
+    async with sessionmaker.begin() as session:
+        await settle(session, [Result(claimed, "sent", provider_id="SMearly")], worker="w")
+    async with sessionmaker() as session:
+        row = await session.get(OutboxEntry, claimed.message_id)
+        assert row is not None
+        assert row.state == "delivered"
+        entries = (
+            await session.scalars(
+                select(Interaction.summary)
+                .where(Interaction.kind == "delivery")
+                .order_by(Interaction.occurred_at, Interaction.id)
+            )
+        ).all()
+        left = (await session.scalars(select(ParkedReport))).all()
+    assert entries == ["sent", "delivered"]
+    assert left == []
+
+
+async def test_a_parked_failure_after_a_delivery_changes_nothing(
+    sessionmaker: SessionMaker,
+) -> None:
+    await make(sessionmaker).handle(sms("hello"))
+    claimed = await _claim_one(sessionmaker)
+    report: dict[str, Any] = {"channel": "sms", "provider_id": "SMlate"}
+    async with sessionmaker.begin() as session:
+        await record_delivery(session, state="delivered", **report)
+        await record_delivery(session, state="undelivered", code="30003", **report)
+    async with sessionmaker.begin() as session:
+        await settle(session, [Result(claimed, "sent", provider_id="SMlate")], worker="w")
+    async with sessionmaker() as session:
+        row = await session.get(OutboxEntry, claimed.message_id)
+    assert row is not None
+    assert (row.state, row.error_code) == ("delivered", None)
+
+
+async def test_an_unmatched_report_expires_after_a_day(sessionmaker: SessionMaker) -> None:
+    old = utcnow() - PARKED_FOR - timedelta(minutes=1)
+    async with sessionmaker.begin() as session:
+        await record_delivery(session, channel="sms", provider_id="SMold", state="sent")
+        await session.execute(update(ParkedReport).values(received_at=old))
+    async with sessionmaker.begin() as session:
+        await record_delivery(session, channel="sms", provider_id="SMnew", state="sent")
+    async with sessionmaker() as session:
+        kept = (await session.scalars(select(ParkedReport.provider_id))).all()
+    assert kept == ["SMnew"]
