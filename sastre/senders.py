@@ -3,6 +3,10 @@
 Each medium's builder (`sastre.channels_setup.<medium>.build_sender`) returns None when that
 medium is not configured; a worker claims only the channels it has a sender for, so a message on
 an unconfigured channel waits in the outbox (and shows in its depth) instead of failing.
+
+`failure_hooks` is the other half of a channel's knowledge the worker needs: what a permanent
+refusal on that channel means beyond the message (Twilio's 21610: the number sent STOP to the
+carrier, so SMS consent is revoked), run in the transaction that records the failure.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from channels.base import ChannelName, Sender
+from dialog.outbox import Result
 from sastre.config import Settings
+from sastre.operations.unit import Unit
+from sastre.worker.loop import FailureHook
 
-__all__ = ["BUILDERS", "built_senders"]
+__all__ = ["BUILDERS", "built_senders", "failure_hooks"]
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +64,15 @@ async def built_senders(settings: Settings) -> AsyncIterator[dict[ChannelName, S
                 await _close(sender)
             except Exception:
                 log.exception("closing a sender")
+
+
+def failure_hooks(settings: Settings) -> dict[ChannelName, FailureHook]:
+    """Each channel's "on permanent failure" act, for the workers."""
+    from sastre.operations.sms import settle_sms_refusal
+
+    region = settings.default_region
+
+    async def sms(unit: Unit, result: Result) -> None:
+        await settle_sms_refusal(unit, result, region=region)
+
+    return {ChannelName.SMS: sms}

@@ -9,6 +9,9 @@ will happen); 30003/30005/30006 mean the number cannot receive SMS, and the cont
 choosing that channel for it (`consent.models.Undeliverable`). All of it in one transaction,
 audited as the provider; the number's customer is found by their phone identity, so a message
 that is not ours (or an identity since removed) changes nothing but the delivery state.
+
+Twilio may say the same when it refuses a send (21610 at the API): the worker's hook
+`settle_sms_refusal` applies it in the transaction that records the failure.
 """
 
 from __future__ import annotations
@@ -29,11 +32,17 @@ from crm_core.customers import CustomerNotFound, find_customer
 from crm_core.identities import InvalidIdentity, normalise
 from crm_core.models import IdentityKind
 from crm_core.sqltypes import utcnow
-from dialog.outbox import record_delivery
+from dialog.outbox import Result, record_delivery
 from sastre.db import SessionMaker
 from sastre.operations.unit import Unit, unit_of_work
 
-__all__ = ["PROVIDER", "SmsStatusOutcome", "apply_sms_error", "do_record_sms_status"]
+__all__ = [
+    "PROVIDER",
+    "SmsStatusOutcome",
+    "apply_sms_error",
+    "do_record_sms_status",
+    "settle_sms_refusal",
+]
 
 PROVIDER = "provider:twilio"  # the actor of what Twilio's reports change
 
@@ -63,6 +72,16 @@ async def do_record_sms_status(
             unit, address=report.address, code=report.code, region=region, evidence=evidence
         )
     return SmsStatusOutcome(moved, revoked, undeliverable)
+
+
+async def settle_sms_refusal(unit: Unit, result: Result, *, region: str) -> None:
+    """A send Twilio refused for good: what its code says about the number, recorded in the
+    worker's unit (the one that marks the message failed), as the provider's act."""
+    provider = Unit(unit.session, PROVIDER, unit.events)  # same transaction, same events
+    evidence = {"message_id": result.claimed.message_id, "refused": result.reason or ""}
+    await apply_sms_error(
+        provider, address=result.claimed.address, code=result.code, region=region, evidence=evidence
+    )
 
 
 async def apply_sms_error(

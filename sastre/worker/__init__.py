@@ -7,11 +7,12 @@
 """
 
 from sastre.worker.backoff import RetryPolicy, Verdict, next_attempt
-from sastre.worker.loop import Worker, outbound
+from sastre.worker.loop import FailureHook, Worker, outbound
 from sastre.worker.rates import ChannelRates, storage_for
 
 __all__ = [
     "ChannelRates",
+    "FailureHook",
     "RetryPolicy",
     "Verdict",
     "Worker",

@@ -6,6 +6,10 @@ calls are in flight at once, so a crash re-sends at most that many. Between roun
 sleeps until woken (`wake`: a commit in this process, a Redis message from another) or until
 the soonest due row (a retry, a deferred message), checking at least every `poll` seconds, so a
 wake-up lost between processes without Redis costs at most that.
+
+A permanent failure may say more than "this message failed" (an SMS refused because the number
+sent STOP to the carrier): the channel's hook (`on_failure`, from `sastre.senders`) records that
+in the transaction that settles the failure. The loop itself knows no channel.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import random
 import socket
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,9 +28,14 @@ from channels.base import ChannelName, DeliveryFailed, OutboundMessage, Sender
 from crm_core.sqltypes import utcnow
 from dialog.outbox import Admit, Claimed, Result, claim, next_due, settle
 from sastre.db import SessionMaker
+from sastre.operations.unit import Unit, unit_of_work
 from sastre.worker.backoff import RetryPolicy, next_attempt
 
-__all__ = ["Worker", "outbound"]
+__all__ = ["FailureHook", "Worker", "outbound"]
+
+# What a permanent failure on a channel means beyond the message (consent, the address), run in
+# the unit that settles it.
+FailureHook = Callable[[Unit, Result], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,7 @@ class Worker:
         poll: float = 0.05,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], datetime] = utcnow,
+        on_failure: Mapping[ChannelName, FailureHook] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._reader = reader or sessionmaker
@@ -76,6 +86,7 @@ class Worker:
         self._poll = poll
         self._jitter = jitter
         self._clock = clock
+        self._on_failure = dict(on_failure or {})
         self._woken = asyncio.Event()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (channel, outcome) → sends
 
@@ -100,11 +111,25 @@ class Worker:
         if not rows:
             return 0
         results = await asyncio.gather(*(self._send(row) for row in rows))
-        async with self._sessionmaker.begin() as session:
-            await settle(session, results, worker=self.name, now=self._clock())
+        await self._settle(results)
         for result in results:
             self.outcomes[(result.claimed.channel.value, result.outcome)] += 1
         return len(rows)
+
+    async def _settle(self, results: list[Result]) -> None:
+        hooked = [
+            (hook, r)
+            for r in results
+            if r.outcome == "failed" and (hook := self._on_failure.get(r.claimed.channel))
+        ]
+        if not hooked:
+            async with self._sessionmaker.begin() as session:
+                await settle(session, results, worker=self.name, now=self._clock())
+            return
+        async with unit_of_work(self._sessionmaker, f"worker:{self.name}") as unit:
+            await settle(unit.session, results, worker=self.name, now=self._clock())
+            for hook, result in hooked:
+                await hook(unit, result)
 
     async def _send(self, row: Claimed) -> Result:
         sender = self._senders[row.channel]

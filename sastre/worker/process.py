@@ -80,6 +80,8 @@ async def run_worker(
     concurrency: int | None = None,
 ) -> Worker:
     """Run one worker with these senders until `stop`."""
+    from sastre.senders import failure_hooks
+
     engine = create_engine(settings.database_url)
     storage, close_storage = storage_for(settings.redis_url)
     rates = ChannelRates(rates_of(settings), storage)
@@ -94,6 +96,7 @@ async def run_worker(
         ),
         admit=rates if rates.limited else None,
         poll=1.0 if settings.redis_url else 0.05,
+        on_failure=failure_hooks(settings),
     )
     undo = listen(worker.wake)
     hearing = (
