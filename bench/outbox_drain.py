@@ -1,14 +1,23 @@
-"""Benchmark: how fast workers drain the outbox to a provider that answers at once.
+"""Benchmark: how fast workers drain the outbox through the real adapters to local provider fakes.
 
     .venv/bin/python -m bench.outbox_drain [--messages 100000] [--database postgresql|sqlite]
-                                           [--workers 2] [--concurrency 256]
+        [--channels sms,email,mixed] [--senders real|fake] [--workers 2] [--concurrency 256]
+        [--ceiling-messages 10000]
 
-Queues N outbound SMS (rows written in bulk, as many inbound batches would), then runs workers
-(each its own claim → calls → results rounds, as `sastre worker` does, rate limits off) against
-fake senders until the outbox is empty, and prints messages/s beside the fake's own ceiling
-(the same sends with no database at all). PostgreSQL is a throwaway server started for the run
-(as the test suite does) unless SASTRE_TEST_POSTGRES_URL names one. Target (issue #10):
->= 2,000 messages/s on PostgreSQL.
+For each of `--channels` (SMS only, e-mail only, both alternating) it queues N outbound
+messages (rows written in bulk, as many inbound batches would), then runs workers (each its own
+claim → calls → results rounds, as `sastre worker` does, rate limits off) until the outbox is
+empty, and checks that every row is `sent` and that the fake took as many.
+
+`--senders real` (the default) sends through the senders `sastre worker` builds from its settings
+(`TwilioSms` through the twilio library's async client; `SmtpEmail` through aiosmtplib) over
+127.0.0.1 to the fake Twilio REST API and an aiosmtpd peer, each in a process of its own
+(bench.peers). Beside each figure, the fake's own ceiling with no database and as many sends in
+flight: driven by the client library alone, and by our adapter alone (bench.provider_ceiling).
+`--senders fake` uses in-process `FakeSender`s instead: the outbox's own cost, nothing sent.
+
+PostgreSQL is a throwaway server started for the run (as the test suite does) unless
+SASTRE_TEST_POSTGRES_URL names one. Target (issue #10): >= 2,000 messages/s on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,24 +25,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from channels.base import ChannelName, OutboundMessage
+from bench.peers import ACCOUNT_SID, AUTH_TOKEN, Peer, peer_process
+from bench.provider_ceiling import EMAIL_FROM, SMS_FROM, adapter_rate, library_rate
+from channels.base import ChannelName, Sender
+from channels.email import SmtpEmail
 from channels.fake import FakeSender
 from crm_core.models import Customer
 from crm_core.sqltypes import utcnow
 from dialog.models import Conversation, messages_table
 from dialog.outbox import enqueue, outbox_row
 from dialog.outbox.models import OutboxEntry
+from sastre.config import load_settings
 from sastre.db import database, migrate
+from sastre.senders import built_senders
 from sastre.worker import Worker
 
 CHUNK = 5_000
+TARGET = 2_000
+ADDRESSES = {ChannelName.SMS: "+14155550199", ChannelName.EMAIL: "cliente@example.org"}
+SCENARIOS: dict[str, tuple[ChannelName, ...]] = {
+    "sms": (ChannelName.SMS,),
+    "email": (ChannelName.EMAIL,),
+    "mixed": (ChannelName.SMS, ChannelName.EMAIL),
+}
 
 
 @contextlib.contextmanager
@@ -48,90 +72,224 @@ def _database_url(kind: str) -> Iterator[str]:
         yield url
 
 
-async def _queue(url: str, n: int) -> None:
-    async with database(url) as (_, sessionmaker):
-        async with sessionmaker.begin() as session:
-            customer = Customer(name="Bench")
+# --- the queue ----------------------------------------------------------------------------------
+
+
+async def _conversations(url: str) -> dict[ChannelName, tuple[int, int]]:
+    """A customer and their conversation per channel: (customer id, conversation id)."""
+    ids: dict[ChannelName, tuple[int, int]] = {}
+    async with database(url) as (_, sessionmaker), sessionmaker.begin() as session:
+        for channel, address in ADDRESSES.items():
+            customer = Customer(name=f"Bench {channel.value}")
             session.add(customer)
             await session.flush()
             conversation = Conversation(
-                customer_id=customer.id, channel="sms", address="+14155550100"
+                customer_id=customer.id, channel=channel.value, address=address
             )
             session.add(conversation)
             await session.flush()
-            ids = (customer.id, conversation.id)
-        now = utcnow()
+            ids[channel] = (customer.id, conversation.id)
+    return ids
+
+
+async def _queue(url: str, n: int, channels: Sequence[ChannelName], tag: str) -> None:
+    """N messages and their outbox rows, the i-th on channels[i % len(channels)]."""
+    ids = await _conversations(url)
+    now = utcnow()
+    async with database(url) as (_, sessionmaker):
         for start in range(0, n, CHUNK):
-            rows = [
+            numbers = range(start, min(n, start + CHUNK))
+            chosen = [channels[i % len(channels)] for i in numbers]
+            rows: list[dict[str, Any]] = [
                 {
-                    "conversation_id": ids[1],
-                    "customer_id": ids[0],
-                    "channel": "sms",
+                    "conversation_id": ids[channel][1],
+                    "customer_id": ids[channel][0],
+                    "channel": channel.value,
                     "direction": "out",
-                    "provider_id": f"bench-{i}",
-                    "address": "+14155550100",
+                    "provider_id": f"bench-{tag}-{i}",
+                    "address": ADDRESSES[channel],
                     "text": f"message {i}",
                     "attachments": [],
                     "author": "bot",
                     "created_at": now,
                 }
-                for i in range(start, min(n, start + CHUNK))
+                for i, channel in zip(numbers, chosen, strict=True)
             ]
             async with sessionmaker.begin() as session:
                 stored = await session.execute(
                     insert(messages_table).returning(messages_table.c.id), rows
                 )
-                await enqueue(session, [outbox_row(id_, "sms", now) for id_ in stored.scalars()])
+                await enqueue(
+                    session,
+                    [
+                        outbox_row(
+                            id_,
+                            channel.value,
+                            now,
+                            options={"subject": "Bench"} if channel is ChannelName.EMAIL else {},
+                        )
+                        for id_, channel in zip(stored.scalars(), chosen, strict=True)
+                    ],
+                )
 
 
-async def _ceiling(n: int) -> float:
-    fake = FakeSender()
-    message = OutboundMessage(ChannelName.SMS, "+14155550100", "hi")
-    started = time.perf_counter()
-    for _ in range(n):
-        await fake.send(message)
-    return n / (time.perf_counter() - started)
+# --- the senders --------------------------------------------------------------------------------
 
 
-async def _drain(url: str, workers: int, concurrency: int) -> tuple[int, float]:
+@dataclass
+class Peers:
+    twilio: Peer | None = None
+    smtp: Peer | None = None
+
+    def accepted(self) -> dict[ChannelName, int]:
+        counts: dict[ChannelName, int] = {}
+        if self.twilio is not None:
+            counts[ChannelName.SMS] = self.twilio.accepted()
+        if self.smtp is not None:
+            counts[ChannelName.EMAIL] = self.smtp.accepted()
+        return counts
+
+    def of(self, channel: ChannelName) -> Peer:
+        peer = self.twilio if channel is ChannelName.SMS else self.smtp
+        assert peer is not None
+        return peer
+
+
+@contextlib.asynccontextmanager
+async def _senders(kind: str, url: str, peers: Peers) -> AsyncIterator[dict[ChannelName, Sender]]:
+    """What `sastre worker` builds from its settings (or the in-process fakes)."""
+    if kind == "fake":
+        yield {channel: FakeSender(channel) for channel in ADDRESSES}
+        return
+    assert peers.twilio is not None
+    assert peers.smtp is not None
+    settings = load_settings(
+        _env_file=None,
+        database_url=url,
+        secret_key="bench-secret-0123456789",
+        public_url="https://sastre.example.com",
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_from=SMS_FROM,
+        twilio_api_base=peers.twilio.address,
+        smtp_host=peers.smtp.host,
+        smtp_port=peers.smtp.port,
+        smtp_tls="none",
+        email_from=EMAIL_FROM,
+    )
+    async with built_senders(settings) as senders:
+        yield senders
+
+
+# --- the runs -----------------------------------------------------------------------------------
+
+
+async def _drain(
+    url: str, senders: Mapping[ChannelName, Sender], workers: int, concurrency: int
+) -> tuple[int, float]:
     async with database(url) as (_, sessionmaker):
-        pool = [
-            Worker(sessionmaker, {ChannelName.SMS: FakeSender()}, concurrency=concurrency)
-            for _ in range(workers)
-        ]
+        async with sessionmaker() as session:
+            before = await session.scalar(
+                select(func.count()).select_from(OutboxEntry).where(OutboxEntry.state == "sent")
+            )
+        pool = [Worker(sessionmaker, senders, concurrency=concurrency) for _ in range(workers)]
         started = time.perf_counter()
         handled = await asyncio.gather(*(worker.drain() for worker in pool))
         elapsed = time.perf_counter() - started
         async with sessionmaker() as session:
-            sent = await session.scalar(
+            after = await session.scalar(
                 select(func.count()).select_from(OutboxEntry).where(OutboxEntry.state == "sent")
             )
-        assert sent == sum(handled), (sent, handled)
-        return int(sent or 0), elapsed
+        sent = int(after or 0) - int(before or 0)
+        assert sent == sum(handled), f"{sent} rows sent, {sum(handled)} handled"
+        return sent, elapsed
 
 
-async def _run(args: argparse.Namespace) -> None:
-    with _database_url(args.database) as url:
-        await migrate(url)
-        queued_at = time.perf_counter()
-        await _queue(url, args.messages)
-        print(f"queued {args.messages:,} messages in {time.perf_counter() - queued_at:.1f} s")
-        sent, elapsed = await _drain(url, args.workers, args.concurrency)
-        ceiling = await _ceiling(args.messages)
-        print(
-            f"{args.database}: drained {sent:,} in {elapsed:.1f} s = {sent / elapsed:,.0f} "
-            f"messages/s ({args.workers} workers x {args.concurrency} in flight); "
-            f"the fake sender alone: {ceiling:,.0f}/s"
-        )
+async def _ceilings(
+    kind: str,
+    senders: Mapping[ChannelName, Sender],
+    channels: Sequence[ChannelName],
+    peers: Peers,
+    n: int,
+    in_flight: int,
+) -> str:
+    chosen = {channel: senders[channel] for channel in channels}
+    adapter = await adapter_rate(chosen, n, in_flight)
+    if kind == "fake":
+        return f"the fake senders alone {adapter:,.0f}/s"
+    if len(channels) > 1:
+        return f"our adapters alone {adapter:,.0f}/s"
+    (channel,) = channels
+    sender = senders[channel]
+    connections = sender.connections if isinstance(sender, SmtpEmail) else in_flight
+    library = await library_rate(peers.of(channel), n, in_flight, connections=connections)
+    return f"ceiling: library alone {library:,.0f}/s, our adapter alone {adapter:,.0f}/s"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+async def _scenario(
+    args: argparse.Namespace,
+    url: str,
+    name: str,
+    senders: Mapping[ChannelName, Sender],
+    peers: Peers,
+) -> None:
+    channels = SCENARIOS[name]
+    queued_at = time.perf_counter()
+    await _queue(url, args.messages, channels, name)
+    queued = time.perf_counter() - queued_at
+    before = await asyncio.to_thread(peers.accepted)
+    sent, elapsed = await _drain(url, senders, args.workers, args.concurrency)
+    after = await asyncio.to_thread(peers.accepted)
+    taken = sum(after[c] - before[c] for c in after)
+    in_flight = args.workers * args.concurrency
+    ceiling = await _ceilings(
+        args.senders, senders, channels, peers, args.ceiling_messages, in_flight
+    )
+    rate = sent / elapsed
+    check = "" if args.senders == "fake" else f"; the fakes took {taken:,}"
+    print(
+        f"{args.database} {name:>5}: {sent:,} drained in {elapsed:.1f} s = {rate:,.0f} msg/s "
+        f"[{'PASS' if rate >= TARGET else 'MISS'} >= {TARGET:,}]  ({ceiling}){check}"
+        f"  (queued in {queued:.1f} s)"
+    )
+    if args.senders == "real":
+        assert taken == sent, f"{sent} rows sent but the fakes took {taken}"
+
+
+async def _run(args: argparse.Namespace, url: str, peers: Peers) -> None:
+    await migrate(url)
+    async with _senders(args.senders, url, peers) as senders:
+        for name in args.channels:
+            await _scenario(args, url, name, senders, peers)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.outbox_drain", description=__doc__)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--channels", default="sms,email,mixed", help="comma-separated")
+    parser.add_argument("--senders", choices=("real", "fake"), default="real")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=256)
-    asyncio.run(_run(parser.parse_args()))
+    parser.add_argument("--ceiling-messages", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    args.channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    for name in args.channels:
+        if name not in SCENARIOS:
+            parser.error(f"unknown channel mix {name!r}: use {', '.join(SCENARIOS)}")
+    print(
+        f"machine: {os.cpu_count()} CPUs; {args.messages:,} messages per run, "
+        f"{args.workers} workers x {args.concurrency} in flight, {args.senders} senders"
+    )
+    with contextlib.ExitStack() as stack:
+        peers = Peers()
+        if args.senders == "real":
+            peers = Peers(
+                stack.enter_context(peer_process("twilio")),
+                stack.enter_context(peer_process("smtp")),
+            )
+        url = stack.enter_context(_database_url(args.database))
+        asyncio.run(_run(args, url, peers))
 
 
 if __name__ == "__main__":

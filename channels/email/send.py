@@ -145,12 +145,18 @@ class SmtpEmail:
         self._timeout = timeout
         self._validate_certs = validate_certs
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
-        self._slots = asyncio.Semaphore(max(1, connections))
+        self._connections = max(1, connections)
+        self._slots = asyncio.Semaphore(self._connections)
         self._open: set[aiosmtplib.SMTP] = set()
 
     @property
     def domain(self) -> str:
         return self._domain
+
+    @property
+    def connections(self) -> int:
+        """The most connections it keeps open to the server at once."""
+        return self._connections
 
     async def __aenter__(self) -> SmtpEmail:
         return self

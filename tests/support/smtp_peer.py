@@ -1,5 +1,6 @@
 """aiosmtpd as the SMTP server at the other end: it takes what `SmtpEmail` sends, on 127.0.0.1
-and a port the kernel picks (no races), and answers with programmed failures when told to."""
+and a port the kernel picks (no races), and answers with programmed failures when told to.
+`accepted` counts the messages taken; `keep=False` only counts them (the outbox benchmark)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class SmtpPeer:
     rcpt_answers: deque[str] = field(default_factory=deque)
     data_answers: deque[str] = field(default_factory=deque)
     connections: int = 0
+    accepted: int = 0
+    keep: bool = True
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -54,13 +57,17 @@ class SmtpPeer:
             return self.data_answers.popleft()
         content = envelope.original_content or b""
         assert isinstance(content, bytes)
-        self.received.append(Received(envelope.mail_from or "", tuple(envelope.rcpt_tos), content))
+        self.accepted += 1
+        if self.keep:
+            self.received.append(
+                Received(envelope.mail_from or "", tuple(envelope.rcpt_tos), content)
+            )
         return "250 2.0.0 Queued"
 
 
 @asynccontextmanager
-async def smtp_peer() -> AsyncIterator[SmtpPeer]:
-    peer = SmtpPeer()
+async def smtp_peer(*, keep: bool = True) -> AsyncIterator[SmtpPeer]:
+    peer = SmtpPeer(keep=keep)
 
     def protocol() -> SMTP:
         peer.connections += 1
