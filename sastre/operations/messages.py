@@ -3,7 +3,9 @@
 Nothing company-initiated skips the contact policy: `do_send_message` asks
 `consent.policy.decide` inside the act's transaction (so a STOP committed a moment before is
 seen), queues on `allow`, queues for `defer_until` on `defer`, and refuses on `deny` with the
-decision's reason. The worker checks consent once more when it sends.
+decision's reason. The worker checks consent once more when it sends. A marketing message is
+a contact made (`consent.models.ContactMade`, dated when it is due to go) as soon as it is
+queued, so the next decision's frequency caps count it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from channels.base import ChannelName
+from consent.models import ContactMade
 from consent.policy import ContactHours, Decision, Outcome, PolicyRules, decide
 from consent.snapshot import load_contact_state
 from consent.types import Channel, Purpose
@@ -127,6 +130,16 @@ async def do_send_message(
             session,
             [outbox_row(message.id, medium.value, now, purpose=purpose.value, due_at=due)],
         )
+        if purpose is Purpose.MARKETING:
+            session.add(
+                ContactMade(
+                    customer_id=customer_id,
+                    channel=decision.channel.value,
+                    purpose=purpose.value,
+                    reference=f"message:{message.id}",
+                    at=due or now,
+                )
+            )
         await add_interaction(
             session,
             customer_id,

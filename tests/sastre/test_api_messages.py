@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -10,9 +11,11 @@ from sqlalchemy import update
 from channels.base import ChannelName, DeliveryFailed
 from channels.fake import FakeSender
 from dialog.outbox.models import OutboxEntry
+from sastre.app import create_app
+from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.worker import Worker
-from tests.sastre.conftest import Client
+from tests.sastre.conftest import Client, ClientFactory
 from tests.sastre.test_api_consent import _customer, _record
 
 Auth = Callable[..., dict[str, str]]
@@ -127,3 +130,30 @@ async def test_metrics_show_the_outbox(
     text = await (await client.get("/metrics")).text()
     assert "sastre_outbox_depth 0.0" in text
     assert 'sastre_outbox_sends{channel="sms",outcome="sent"} 1.0' in text
+
+
+async def test_a_marketing_send_counts_towards_the_frequency_cap(
+    aiohttp_client: ClientFactory, settings: Settings, auth: Auth
+) -> None:
+    capped = settings.model_copy(
+        update={
+            "marketing_max_per_day": 1,
+            "marketing_max_per_week": 5,
+            "quiet_hours": "US=00:00-00:00",  # any hour of the day the test runs at
+        }
+    )
+    client = await aiohttp_client(create_app(capped))
+    customer = await _customer(client, auth)
+    await _record(client, auth, customer)
+    await _record(client, auth, customer, action="confirm")
+    sale: dict[str, Any] = {"customer_id": customer, "purpose": "marketing", "channel": "email"}
+    status, first = await _send(client, auth, text="Sale!", **sale)
+    assert status == 202, first
+    assert first["decision"]["outcome"] == "allow"
+    status, second = await _send(client, auth, text="Sale, again!", **sale)
+    assert status == 202, second
+    assert second["decision"]["outcome"] == "defer"
+    assert second["decision"]["reason"] == "frequency_cap"
+    assert datetime.fromisoformat(second["due_at"]) >= datetime.fromisoformat(
+        first["due_at"]
+    ) + timedelta(days=1)
