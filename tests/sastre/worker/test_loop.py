@@ -135,3 +135,24 @@ async def test_an_idle_worker_sends_a_committed_reply_at_once(
         undo()
         stop.set()
         await running
+
+
+async def test_an_email_answer_goes_out_in_the_customers_thread(
+    sessionmaker: SessionMaker,
+) -> None:
+    inbound = InboundMessage(
+        ChannelName.EMAIL,
+        "ana@example.org",
+        "Where is my order?",
+        "CAF00D@mail.example.org",
+        subject="Order SO-1",
+        thread_key="root.1@shop.example",
+        metadata={"message_id": "CAF00D@mail.example.org", "references": "root.1@shop.example"},
+    )
+    await make(sessionmaker).handle(inbound)
+    fake = FakeSender()
+    assert await Worker(sessionmaker, {ChannelName.EMAIL: fake}).drain() == 1
+    [sent] = fake.sent
+    assert sent.message.subject == "Re: Order SO-1"
+    assert sent.message.in_reply_to == "CAF00D@mail.example.org"
+    assert sent.message.references == ("root.1@shop.example", "CAF00D@mail.example.org")
