@@ -26,7 +26,14 @@ from sastre.worker.backoff import RetryPolicy
 from sastre.worker.loop import Worker
 from sastre.worker.rates import ChannelRates, storage_for
 
-__all__ = ["WAKE_CHANNEL", "publish_wakeups", "run_worker", "spawn_worker", "worker_main"]
+__all__ = [
+    "WAKE_CHANNEL",
+    "hear_wakeups",
+    "publish_wakeups",
+    "run_worker",
+    "spawn_worker",
+    "worker_main",
+]
 
 log = logging.getLogger(__name__)
 WAKE_CHANNEL = "sastre:outbox"
@@ -60,14 +67,22 @@ async def publish_wakeups(redis: Redis | None) -> AsyncIterator[None]:
         undo()
 
 
-async def _hear(redis_url: str, wake: Callable[[], None]) -> None:
+async def hear_wakeups(
+    redis_url: str, wake: Callable[[], None], subscribed: Callable[[], None] | None = None
+) -> None:
+    """In a worker's process: call `wake` for every commit another process announced, until
+    cancelled. `subscribed` is told once Redis has confirmed the subscription (from then on no
+    announcement is missed)."""
     client = Redis.from_url(redis_url)
     try:
         async with client.pubsub() as pubsub:
             await pubsub.subscribe(WAKE_CHANNEL)
             async for message in pubsub.listen():
-                if message.get("type") == "message":
+                kind = message.get("type")
+                if kind == "message":
                     wake()
+                elif kind == "subscribe" and subscribed is not None:
+                    subscribed()
     finally:
         await client.aclose()
 
@@ -100,7 +115,7 @@ async def run_worker(
     )
     undo = listen(worker.wake)
     hearing = (
-        asyncio.ensure_future(_hear(settings.redis_url, worker.wake))
+        asyncio.ensure_future(hear_wakeups(settings.redis_url, worker.wake))
         if settings.redis_url
         else None
     )
