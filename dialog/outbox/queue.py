@@ -7,6 +7,11 @@ the claims), consent read again for them, and the rows marked `sending` under th
 before any provider is called. So after a crash, a `sending` row whose lease ran out is one whose
 call may have happened: it is sent again (the honest at-least-once), and recorded as
 `interrupted`. A row the rate limit holds back is not marked at all.
+
+A provider's report can outrun the worker: Twilio may call back before the worker has committed
+`sent` with the provider id. A report for an id not saved yet is parked (`delivery_reports`)
+and applied, in order and forward only, by the transaction that saves the id; one never matched
+is dropped after a day (`PARKED_FOR`).
 """
 
 from __future__ import annotations

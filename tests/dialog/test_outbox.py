@@ -212,3 +212,27 @@ async def test_an_unmatched_report_expires_after_a_day(sessionmaker: SessionMake
     async with sessionmaker() as session:
         kept = (await session.scalars(select(ParkedReport.provider_id))).all()
     assert kept == ["SMnew"]
+
+
+async def test_a_batch_saving_many_ids_applies_only_the_reports_parked_for_them(
+    sessionmaker: SessionMaker,
+) -> None:
+    processor = make(sessionmaker)
+    for n in range(3):
+        await processor.handle(sms("hello", sender=f"+1415555010{n}"))
+    async with sessionmaker.begin() as session:
+        claimed = await claim(
+            session, worker="w", channels=ALL, limit=10, lease=timedelta(seconds=30)
+        )
+    async with sessionmaker.begin() as session:
+        await record_delivery(session, channel="sms", provider_id="SMb1", state="delivered")
+        await record_delivery(session, channel="sms", provider_id="SMother", state="delivered")
+    results = [Result(c, "sent", provider_id=f"SMb{n}") for n, c in enumerate(claimed)]
+    async with sessionmaker.begin() as session:
+        await settle(session, results, worker="w")
+    async with sessionmaker() as session:
+        found = await session.execute(select(OutboxEntry.provider_id, OutboxEntry.state))
+        states = {pid: state for pid, state in found}
+        left = (await session.scalars(select(ParkedReport.provider_id))).all()
+    assert states == {"SMb0": "sent", "SMb1": "delivered", "SMb2": "sent"}
+    assert left == ["SMother"]
