@@ -2,8 +2,10 @@
 
 Domain exceptions become 4xx here, through one table (`DOMAIN_ERRORS`), so handlers stay about
 the happy path and never catch a domain error just to rename it. A new domain error is one line
-in the table. An unexpected exception is logged with its traceback and answered with a 500 that
-reveals nothing.
+in the table. A database too busy to take the request in time (SQLite's write lock held past the
+busy timeout by a long import, PostgreSQL's lock timeout, a serialization failure or deadlock) is
+not a bug but a moment: a 503 with `Retry-After`, logged as one warning line. An unexpected
+exception is logged with its traceback and answered with a 500 that reveals nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from sqlalchemy.exc import DBAPIError
 
 from consent.ledger import InvalidTopic, NothingToConfirm
 from consent.preferences import InvalidPreferences
@@ -27,9 +30,11 @@ from sastre.web.json_input import UnacceptableJson
 from sastre.web.json_input import loads as load_json
 
 __all__ = [
+    "BUSY_RETRY_AFTER",
     "DOMAIN_ERRORS",
     "ApiError",
     "api_error_for",
+    "database_busy",
     "error_middleware",
     "json_error",
     "read_json_object",
@@ -39,13 +44,27 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Exception)
 
+# Seconds a client is asked to wait when the database is busy: long enough for the lock holder
+# to make progress, short enough that a person retrying by hand is not kept waiting.
+BUSY_RETRY_AFTER: Final = 5
+# PostgreSQL's "try again" states: lock_not_available (lock_timeout, NOWAIT),
+# serialization_failure, deadlock_detected.
+_PG_TRANSIENT: Final = frozenset({"55P03", "40001", "40P01"})
+
 
 class ApiError(Exception):
     """Raise from a handler to answer with a JSON error."""
 
-    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(error)
         self.status, self.error, self.detail = status, error, detail
+        self.headers: Mapping[str, str] = headers or {}
 
 
 class _Problem(Protocol):
@@ -61,11 +80,34 @@ def _fields(problems: Iterable[_Problem]) -> list[dict[str, str]]:
     return [{"field": p.field, "reason": p.reason} for p in problems]
 
 
-def _rule(
-    kind: type[E], answer: Callable[[E], ApiError]
-) -> tuple[type[Exception], Callable[[Any], ApiError]]:
+Answer = Callable[[Any], ApiError | None]
+
+
+def _rule(kind: type[E], answer: Callable[[E], ApiError | None]) -> tuple[type[Exception], Answer]:
     # Types each lambda below by its own exception class; the table then holds them side by side.
     return kind, answer
+
+
+def database_busy(exc: DBAPIError) -> bool:
+    """Did the database refuse for a lock it could not get in time (not for a bug)?"""
+    orig = exc.orig
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) in _PG_TRANSIENT:
+        return True
+    # SQLite says it in words; "database table is locked" is a shared-cache variant.
+    return "is locked" in str(orig) and "database" in str(orig)
+
+
+def _busy(exc: DBAPIError) -> ApiError | None:
+    if not database_busy(exc):
+        return None  # any other database error is a bug: a 500 with its traceback
+    return ApiError(
+        503,
+        "the database is busy; try again",
+        f"another operation holds the lock; retry in {BUSY_RETRY_AFTER} seconds",
+        {"Retry-After": str(BUSY_RETRY_AFTER)},
+    )
 
 
 def _merge_refused(exc: MergeRefused) -> ApiError:
@@ -77,7 +119,8 @@ def _merge_refused(exc: MergeRefused) -> ApiError:
 
 
 # Domain exception -> HTTP answer. A subclass not listed gets its closest listed ancestor's.
-DOMAIN_ERRORS: Final[Mapping[type[Exception], Callable[[Any], ApiError]]] = dict(
+# An answer of None means "not one of ours after all": a 500.
+DOMAIN_ERRORS: Final[Mapping[type[Exception], Answer]] = dict(
     [
         # crm_core
         _rule(CustomerNotFound, lambda e: ApiError(404, str(e))),
@@ -104,6 +147,8 @@ DOMAIN_ERRORS: Final[Mapping[type[Exception], Callable[[Any], ApiError]]] = dict
         _rule(FaqEntryInvalid, lambda e: ApiError(400, "invalid FAQ entry", _fields(e.problems))),
         # the HTTP edge
         _rule(UnacceptableJson, lambda e: ApiError(400, "invalid request body", _fields([e]))),
+        # the database: a lock not granted in time
+        _rule(DBAPIError, _busy),
     ]
 )
 
@@ -119,8 +164,10 @@ def api_error_for(exc: Exception) -> ApiError | None:
     return None
 
 
-def json_error(status: int, error: str, detail: Any = None) -> web.Response:
-    return web.json_response({"error": error, "detail": detail}, status=status)
+def json_error(
+    status: int, error: str, detail: Any = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
 
 
 @web.middleware
@@ -136,7 +183,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if api_error is None:
             log.exception("unhandled error in %s %s", request.method, request.path)
             return json_error(500, "internal error")
-        return json_error(api_error.status, api_error.error, api_error.detail)
+        if api_error.status >= 500:
+            # Expected and transient (a busy database): one line, not a traceback.
+            log.warning(
+                "%s %s answered %d: %s (%s)",
+                request.method,
+                request.path,
+                api_error.status,
+                api_error.error,
+                str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            )
+        return json_error(api_error.status, api_error.error, api_error.detail, api_error.headers)
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

@@ -6,10 +6,12 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from consent.ledger import InvalidTopic, NothingToConfirm
 from consent.preferences import InvalidPreferences
@@ -24,10 +26,12 @@ from crm_core.customers import (
 from crm_core.identities import InvalidIdentity
 from crm_core.records import FieldError, RecordErrors, parse_customer
 from dialog.faq import FaqEntryInvalid, FaqProblem
+from sastre.appkeys import ENGINE
 from sastre.auth import Role
 from sastre.db import SessionMaker
-from sastre.web.errors import DOMAIN_ERRORS, ApiError, api_error_for
+from sastre.web.errors import BUSY_RETRY_AFTER, DOMAIN_ERRORS, ApiError, api_error_for
 from tests.sastre.conftest import Client
+from tests.support.busy_database import impatient, lock_held
 
 Headers = Callable[[Role], dict[str, str]]
 
@@ -191,3 +195,47 @@ async def test_a_malformed_consent_topic_is_answered_by_the_table(
     assert (await response.json())["detail"] == [
         {"field": "topic", "reason": "must be up to 64 letters, digits, '-' or '_'"}
     ]
+
+
+async def _a_customer(sessionmaker: SessionMaker) -> int:
+    async with sessionmaker.begin() as session:
+        customer, _ = await upsert_customer(session, parse_customer({"external_id": "B-1"}, "US"))
+    return customer.id
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/customers/{id}/interactions", {"kind": "note", "summary": "called"}),
+        ("GET", "/api/customers/{id}/export", None),
+    ],
+)
+async def test_a_busy_database_is_a_503_to_retry_not_a_500(
+    client: Client,
+    auth: Headers,
+    sessionmaker: SessionMaker,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+) -> None:
+    # A large import holds the write lock longer than the busy timeout: what needs it waits,
+    # then is told to come back, with one warning line and no traceback.
+    customer_id = await _a_customer(sessionmaker)
+    await impatient(client.app[ENGINE])
+    async with lock_held(database_url, ["interactions", "audit_log"]):
+        response = await client.request(
+            method, path.format(id=customer_id), json=body, headers=auth(Role.ADMIN)
+        )
+    assert response.status == 503
+    assert response.headers["Retry-After"] == str(BUSY_RETRY_AFTER)
+    assert (await response.json())["error"] == "the database is busy; try again"
+    warnings = [r for r in caplog.records if r.name == "sastre.web.errors"]
+    assert [r.levelname for r in warnings] == ["WARNING"]
+    assert warnings[0].exc_info is None
+
+
+def test_other_database_errors_stay_bugs() -> None:
+    error = DBAPIError("INSERT ...", {}, sqlite3.OperationalError("no such table: x"))
+    assert api_error_for(error) is None
