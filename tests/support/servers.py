@@ -121,8 +121,9 @@ def postgres_server() -> Iterator[str]:
             )
             yield f"postgresql+asyncpg://sastre@127.0.0.1:{port}/sastre"
         finally:
+            stop = ["-m", "immediate", "-w", "-t", "120", "stop"]
             subprocess.run(
-                [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "-t", "120", "stop"],
+                [*prefix, _pg_bin("pg_ctl"), "-D", str(data), *stop],
                 capture_output=True,
             )
 
