@@ -221,7 +221,8 @@ class FaqCatalogue:
 
     async def index(self, source: AsyncSession | async_sessionmaker[AsyncSession]) -> FaqMatcher:
         """The current index; `source` is the caller's session (reused for the look, e.g. the
-        turn's own) or a sessionmaker to open one with."""
+        turn's own) or a sessionmaker to open one with. The refresh only reads: give it a
+        reader's sessionmaker (sastre.db.reader_for), so that it never waits for a writer."""
         if (index := self._fresh()) is not None:
             return index
         async with self._lock:  # one rebuild, however many messages arrive meanwhile

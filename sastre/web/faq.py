@@ -1,7 +1,8 @@
 """The staff FAQ API: read and edit the knowledge base, and try questions against it.
 
 Every role that may read customers may read the KB and test it (POST /api/faq/match shows what
-the bot would answer and how sure it is); changing it needs the write permission. A change is
+the bot would answer and how sure it is); changing it needs the write permission. Reading and
+matching go through reader sessions: a long write (an import) never delays them. A change is
 live at once in this process (the catalogue is invalidated) and within a few seconds in the
 others (see dialog.faq_store.FaqCatalogue).
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from dialog.faq import LANGUAGES, MAX_ANSWER, FaqMatch, build_entry, entry_to_dict
 from dialog.faq_store import FaqCatalogue, delete_entry, get_entry, load_entries, save_entry
-from sastre.appkeys import SESSIONMAKER, SETTINGS
+from sastre.appkeys import READER, SESSIONMAKER, SETTINGS
 from sastre.auth import Permission
+from sastre.config import Settings
 from sastre.web.auth import require
 from sastre.web.customers import validated
 from sastre.web.errors import ApiError, read_json_object
@@ -46,8 +48,19 @@ class MatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=MAX_ANSWER)
-    language: Literal["es", "en"] | None = None  # default: the service's default language
-    k: int = Field(default=3, ge=1, le=10)
+    # default: the text's language as the bot reads it (a tie: the service's default language)
+    language: Literal["es", "en"] | None = None
+    k: StrictInt = Field(default=3, ge=1, le=10)
+
+
+def _detected_language(text: str, settings: Settings) -> str:
+    """The language the bot would answer `text` in: what staff try is what customers get."""
+    # Imported here: the understanding's libraries are slow to load and only matching needs them
+    # (the bot has loaded them already when it is the embedded one).
+    from dialog.nlu import detect_language
+
+    language = detect_language(text, hint=settings.default_language)
+    return language if language in LANGUAGES else LANGUAGES[0]
 
 
 def _entry_id(request: web.Request) -> str:
@@ -73,7 +86,7 @@ def _match_view(match: FaqMatch) -> dict[str, Any]:
 async def list_entries(request: web.Request) -> web.Response:
     require(request, Permission.CUSTOMERS_READ)
     tag = request.query.get("tag")
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READER]() as session:
         entries = await load_entries(session)
     shown = [entry_to_dict(e) for e in entries if tag is None or tag.lower() in e.tags]
     return web.json_response({"count": len(shown), "entries": shown})
@@ -83,7 +96,7 @@ async def list_entries(request: web.Request) -> web.Response:
 async def show_entry(request: web.Request) -> web.Response:
     require(request, Permission.CUSTOMERS_READ)
     entry_id = _entry_id(request)
-    async with request.app[SESSIONMAKER]() as session:
+    async with request.app[READER]() as session:
         entry = await get_entry(session, entry_id)
     if entry is None:
         raise _not_found(entry_id)
@@ -125,10 +138,10 @@ async def try_match(request: web.Request) -> web.Response:
     """What the bot would answer to `text`: the best entries with their scores, best first."""
     require(request, Permission.CUSTOMERS_READ)
     body = validated(MatchIn, await read_json_object(request))
-    default = request.app[SETTINGS].default_language
-    language = body.language or (default if default in LANGUAGES else LANGUAGES[0])
+    language = body.language or _detected_language(body.text, request.app[SETTINGS])
     catalogue = request.app[FAQ_CATALOGUE]
-    index = await catalogue.index(request.app[SESSIONMAKER])
+    # A read: the index is refreshed through a reader, which never waits for a writer's lock.
+    index = await catalogue.index(request.app[READER])
     return web.json_response(
         {
             "language": language,

@@ -17,6 +17,7 @@ from sastre.db import SessionMaker
 from sastre.web import faq
 from sastre.web.faq import FAQ_CATALOGUE
 from tests.sastre.conftest import Client, ClientFactory
+from tests.support.held_write import write_held
 
 Auth = Callable[..., dict[str, str]]
 
@@ -223,13 +224,57 @@ async def test_match_answers_in_the_requested_language(faq_client: Client, auth:
     assert body["matches"][0]["answer"] == "Tienes 30 días para devolverlo."
 
 
-async def test_match_defaults_to_the_service_language(
+@pytest.mark.parametrize(
+    ("text", "language", "answer"),
+    [
+        ("¿cómo devuelvo un artículo?", "es", "Tienes 30 días para devolverlo."),
+        ("how do I return an item", "en", "You have 30 days to return it."),
+    ],
+)
+async def test_match_without_a_language_reads_the_text_s_language_as_the_bot_does(
+    faq_client: Client, auth: Auth, text: str, language: str, answer: str
+) -> None:
+    # Once matched against the default language's (English) entries whatever the text's.
+    body = await _json(
+        await faq_client.post("/api/faq/match", json={"text": text}, headers=auth()), 200
+    )
+    assert body["language"] == language
+    assert body["matches"][0]["answer"] == answer
+
+
+async def test_match_of_a_text_in_no_clear_language_uses_the_service_language(
     faq_client: Client, auth: Auth, settings: Settings
 ) -> None:
     body = await _json(
-        await faq_client.post("/api/faq/match", json={"text": "horario"}, headers=auth()), 200
+        await faq_client.post("/api/faq/match", json={"text": "ok"}, headers=auth()), 200
     )
     assert body["language"] == settings.default_language
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/faq/match", {"text": "opening hours", "language": "en"}),
+        ("GET", "/api/faq", None),
+        ("GET", "/api/faq/returns", None),
+    ],
+)
+async def test_reading_and_matching_do_not_wait_for_a_writer(
+    faq_client: Client,
+    auth: Auth,
+    sessionmaker: SessionMaker,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+) -> None:
+    # The match refreshed the index through a writer's session: on SQLite it queued for the
+    # write lock behind an import. The writer still holding its transaction after the answer
+    # proves nothing waited for it (no clock involved).
+    faq_client.app[FAQ_CATALOGUE].invalidate()
+    async with write_held(sessionmaker) as writer:
+        response = await faq_client.request(method, path, json=body, headers=auth())
+        assert response.status == 200, await response.text()
+        assert not writer.done()
 
 
 async def test_an_unanswerable_question_is_not_confident(faq_client: Client, auth: Auth) -> None:
