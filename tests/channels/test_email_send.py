@@ -4,11 +4,12 @@ DeliveryFailed (4xx and connection errors may be retried, 5xx not)."""
 from __future__ import annotations
 
 import socket
+from email.message import EmailMessage
 
 import pytest
 
 from channels.base import ChannelName, DeliveryFailed, OutboundMessage
-from channels.email.send import SmtpEmail
+from channels.email.send import SmtpEmail, build_message
 from tests.support.smtp_peer import SmtpPeer, smtp_peer
 
 SENDER = "Tienda <hola@tienda.example>"
@@ -174,3 +175,23 @@ def test_a_wrong_tls_mode_or_sender_is_refused() -> None:
         SmtpEmail(host="h", port=25, sender=SENDER, tls="maybe")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not an e-mail address"):
         SmtpEmail(host="h", port=25, sender="Tienda")
+
+
+def test_headers_parsed_once_are_each_messages_own() -> None:
+    def built(to: str, subject: str, sender: str) -> EmailMessage:
+        return build_message(
+            email(address=to, subject=subject),
+            sender=sender,
+            domain="tienda.example",
+            default_subject="Tienda",
+        )
+
+    first = built("ana@example.org", "Uno", "Tienda <hola@tienda.example>")
+    second = built("luis@example.org", "Dos", "Otra <info@otra.example>")
+    again = built("ana@example.org", "Uno", "Tienda <hola@tienda.example>")
+    assert [(m["From"], m["To"], m["Subject"]) for m in (first, second, again)] == [
+        ("Tienda <hola@tienda.example>", "ana@example.org", "Uno"),
+        ("Otra <info@otra.example>", "luis@example.org", "Dos"),
+        ("Tienda <hola@tienda.example>", "ana@example.org", "Uno"),
+    ]
+    assert second["From"].addresses[0].domain == "otra.example"
