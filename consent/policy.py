@@ -88,6 +88,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from consent.hours import MIDNIGHT as _MIDNIGHT
+from consent.hours import ContactHours
+from consent.hours import hm as _hm
+from consent.hours import require_naive as _require_naive
 from consent.types import GENERAL, Channel, ConsentStatus, Purpose
 from crm_core.models import Tier
 
@@ -107,7 +111,6 @@ __all__ = [
     "next_opening",
 ]
 
-_MIDNIGHT = time(0)
 _DAY = timedelta(days=1)
 _WEEK = timedelta(days=7)
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -121,11 +124,6 @@ _SAMPLE = timedelta(hours=6)
 # --- small helpers ------------------------------------------------------------------------------
 
 
-def _require_naive(value: time, what: str) -> None:
-    if value.tzinfo is not None:
-        raise ValueError(f"{what} is a local wall time and takes no time zone, got {value!r}")
-
-
 def _require_aware(value: datetime, what: str) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got {value!r}")
@@ -133,10 +131,6 @@ def _require_aware(value: datetime, what: str) -> None:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
-
-
-def _hm(value: time) -> str:
-    return value.strftime("%H:%M:%S" if value.second or value.microsecond else "%H:%M")
 
 
 def _clock(local: datetime) -> str:
@@ -185,26 +179,6 @@ class ContactWindow:
             raise ValueError(f"window days must be 0 (Monday) to 6 (Sunday), got {self.days}")
         _require_naive(self.start, "window start")
         _require_naive(self.end, "window end")
-
-
-@dataclass(frozen=True, slots=True)
-class ContactHours:
-    """The span of the day in which company-initiated contact is allowed, local time: from
-    `start` to `end`. The rest of the day is quiet hours.
-
-    `end` 00:00 means the midnight that ends the day; otherwise `start` must precede `end`.
-    """
-
-    start: time = time(8)
-    end: time = time(21)
-
-    def __post_init__(self) -> None:
-        _require_naive(self.start, "contact hours start")
-        _require_naive(self.end, "contact hours end")
-        if self.end != _MIDNIGHT and self.end <= self.start:
-            raise ValueError(
-                f"contact hours must not cross midnight: {_hm(self.start)}-{_hm(self.end)}"
-            )
 
 
 DEFAULT_CONTACT_HOURS = ContactHours(time(8), time(21))  # TCPA, 47 CFR 64.1200(c)(1)

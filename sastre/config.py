@@ -16,7 +16,7 @@ import secrets
 from datetime import time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,8 +34,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from typing_extensions import override
 
-from consent.policy import ContactHours, PolicyRules
+# Only the contact-hours type, not the contact policy: the policy's tiers load the customer
+# models and the ORM, a third of a second that `sastre token create` would pay for nothing.
+from consent.hours import ContactHours
 from wording import available_languages
+
+if TYPE_CHECKING:
+    from consent.policy import PolicyRules
 
 __all__ = ["ConfigError", "Environment", "Settings", "load_settings"]
 
@@ -482,6 +487,8 @@ class Settings(BaseSettings):
 
     @property
     def policy_rules(self) -> PolicyRules:
+        from consent.policy import PolicyRules
+
         return PolicyRules(
             complaint_cooldown=timedelta(days=self.complaint_cooldown_days),
             max_per_day_per_channel=self.marketing_max_per_day,

@@ -15,10 +15,8 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -37,6 +35,9 @@ __all__ = [
     "reader_for",
     "sessionmaker_for",
 ]
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 SessionMaker = async_sessionmaker[AsyncSession]
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -117,6 +118,9 @@ async def database(url: str) -> AsyncIterator[tuple[AsyncEngine, SessionMaker]]:
 
 
 def _alembic_config(url: str) -> AlembicConfig:
+    # Alembic is loaded only to migrate: a command on an up-to-date database never needs it.
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_url"] = url
@@ -124,6 +128,8 @@ def _alembic_config(url: str) -> AlembicConfig:
 
 
 def _upgrade(url: str) -> None:
+    from alembic import command
+
     command.upgrade(_alembic_config(url), "head")
 
 
