@@ -153,10 +153,7 @@ def _serve(settings: Settings, listeners: list[socket.socket], banner: str = "")
     log.info("settings: %s", settings.masked())
 
     def announce(message: Any) -> None:
-        click.echo(
-            f"Sastre listening on {settings.external_url} (database: "
-            f"{settings.masked()['database_url']}, redis: {(settings.redis_url and 'on') or 'off'})"
-        )
+        click.echo(_listening_line(settings, listeners))
         if banner:
             click.echo(banner)
 
@@ -164,6 +161,21 @@ def _serve(settings: Settings, listeners: list[socket.socket], banner: str = "")
     # its server answers a malformed request (a 20 KB header) in JSON, without echoing it.
     run_app(create_app(settings), sock=listeners, announce=announce)
     click.echo("Sastre stopped.")
+
+
+def _listening_line(settings: Settings, listeners: list[socket.socket]) -> str:
+    """Where the service listens, then the public URL when that is somewhere else (a proxy's
+    address is not where to look when the service does not answer)."""
+    from sastre.listeners import listening_urls
+
+    where = listening_urls(listeners)
+    public = settings.public_url.rstrip("/")
+    also = f"public URL {public}; " if public and public not in where else ""
+    redis = "on" if settings.redis_url else "off"
+    return (
+        f"Sastre listening on {' and '.join(where)} "
+        f"({also}database: {settings.masked()['database_url']}, redis: {redis})"
+    )
 
 
 @cli.command()
@@ -208,7 +220,15 @@ def migrate_command(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.option("--customers", default=300, show_default=True, help="How many demo customers.")
+@click.option(
+    "--customers",
+    # Checked before anything starts: a wrong count would otherwise fail only after the database
+    # was created and migrated. Past 100,000 the demo's plan alone would not fit in memory.
+    type=click.IntRange(1, 100_000),
+    default=300,
+    show_default=True,
+    help="How many demo customers.",
+)
 @click.pass_context
 def demo(ctx: click.Context, customers: int) -> None:
     """Load the demo data set (idempotent) and run the service."""
@@ -272,7 +292,7 @@ def actions_command(ctx: click.Context, host: str, port: int) -> None:
     from actions.deps import ActionDeps
     from actions.runner import serve as serve_actions
     from sastre.db import database
-    from sastre.listeners import PortUnavailable, Service, bind_listener
+    from sastre.listeners import PortUnavailable, Service, bind_listener, listening_urls
 
     settings = _settings(ctx)
     # As serve and demo do: the port is taken before the database is touched, and the very socket
@@ -296,13 +316,8 @@ def actions_command(ctx: click.Context, host: str, port: int) -> None:
             )
 
     _run(_migrate(settings.database_url))
-    bound_host, bound_port = listener.getsockname()[:2]
-    click.echo(f"Sastre actions listening on {_where(bound_host, bound_port)}/webhook")
+    click.echo(f"Sastre actions listening on {listening_urls([listener])[0]}/webhook")
     serve_actions(resources=resources, sock=listener)
-
-
-def _where(host: str, port: int) -> str:
-    return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
 
 
 # --- tokens -------------------------------------------------------------------------------------

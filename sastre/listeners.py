@@ -11,7 +11,16 @@ import errno
 import socket
 from dataclasses import dataclass
 
-__all__ = ["BACKLOG", "SASTRE", "PortUnavailable", "Service", "bind_listener", "bind_listeners"]
+__all__ = [
+    "BACKLOG",
+    "SASTRE",
+    "PortUnavailable",
+    "Service",
+    "bind_listener",
+    "bind_listeners",
+    "http_url",
+    "listening_urls",
+]
 
 BACKLOG = 128  # aiohttp's default; connections made while the service starts wait in it
 
@@ -82,3 +91,14 @@ def _bind(host: str, port: int, service: Service, *, every_address: bool) -> lis
             f"set {service.host_setting} or {service.port_setting}"
         ) from None
     return sockets
+
+
+def http_url(host: str, port: int) -> str:
+    """http://host:port, with an IPv6 address in brackets."""
+    return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+
+def listening_urls(sockets: list[socket.socket]) -> list[str]:
+    """Where the sockets really listen, one URL per bound address (a host name such as
+    localhost may have bound two): what an operator on this machine can connect to."""
+    return list(dict.fromkeys(http_url(*listener.getsockname()[:2]) for listener in sockets))

@@ -109,7 +109,7 @@ def test_starting_on_a_port_in_use_changes_nothing(
     assert not (tmp_path / "cli.db").exists()
 
 
-def _modules_after(code: str, tmp_path: Path) -> set[str]:
+def _all_modules_after(code: str, tmp_path: Path) -> set[str]:
     """The modules a fresh interpreter holds after running `code`, which prints nothing else."""
     probe = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
     result = subprocess.run(
@@ -121,7 +121,12 @@ def _modules_after(code: str, tmp_path: Path) -> set[str]:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    return {name.partition(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def _modules_after(code: str, tmp_path: Path) -> set[str]:
+    """The top-level packages of what `_all_modules_after` finds."""
+    return {name.partition(".")[0] for name in _all_modules_after(code, tmp_path)}
 
 
 HEAVY = {"sklearn", "numpy", "scipy", "rasa_sdk", "aiohttp", "dateparser"}
@@ -144,7 +149,20 @@ def test_help_loads_no_application_code(tmp_path: Path) -> None:
     assert not loaded & (HEAVY | {"sqlalchemy", "alembic", "pydantic"})
 
 
-def test_token_create_loads_neither_the_web_app_nor_the_faq_matcher(tmp_path: Path) -> None:
+# What `token create` on a migrated database has no use for: Alembic (only to migrate), the
+# contact policy (the settings need only its contact hours), the customer resolution with its
+# e-mail checker (the token table needs only the models).
+NOT_FOR_TOKENS = {
+    "alembic",
+    "email_validator",
+    "consent.policy",
+    "crm_core.customers",
+    "crm_core.identities",
+    "crm_core.tiers",
+}
+
+
+def test_token_create_loads_only_the_settings_and_the_tables(tmp_path: Path) -> None:
     assert sastre(tmp_path, "migrate").returncode == 0
     code = (
         "import contextlib, io, sastre.cli\n"
@@ -152,8 +170,10 @@ def test_token_create_loads_neither_the_web_app_nor_the_faq_matcher(tmp_path: Pa
         "    sastre.cli.cli(['token', 'create', '--role', 'agent', '--name', 'A'],"
         " prog_name='sastre')"
     )
-    loaded = _modules_after(code, tmp_path)
-    assert not loaded & HEAVY
+    loaded = _all_modules_after(code, tmp_path)
+    assert "sastre.auth" in loaded  # the token was made, not refused before the work began
+    assert not {name.partition(".")[0] for name in loaded} & HEAVY
+    assert not loaded & NOT_FOR_TOKENS
 
 
 def test_the_role_choices_are_the_roles() -> None:
@@ -291,3 +311,61 @@ def test_demo_prints_where_to_open_the_console_and_a_token_that_signs_in(tmp_pat
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "100001", "many"])
+def test_demo_refuses_a_customer_count_by_name_and_creates_nothing(
+    tmp_path: Path, count: str
+) -> None:
+    result = sastre(tmp_path, "demo", "--customers", count)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Invalid value for '--customers'" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "cli.db").exists()
+
+
+@pytest.mark.timeout(120)
+def test_serve_says_where_it_listens_and_the_public_url_apart(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [SASTRE, "serve"],
+        env=_env(
+            tmp_path,
+            SASTRE_PORT=str(port),
+            SASTRE_PUBLIC_URL="https://chat.qa.example",
+            SASTRE_SERVE_WORKER="0",
+        ),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert first.startswith(f"Sastre listening on http://127.0.0.1:{port} ("), first
+    assert "public URL https://chat.qa.example;" in first
+
+
+def test_a_public_url_that_is_where_it_listens_is_not_named_twice(tmp_path: Path) -> None:
+    from sastre.config import load_settings
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        settings = load_settings(
+            _env_file=None,
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+            secret_key="cli-test-secret-0123456789",
+            public_url=f"http://127.0.0.1:{port}/",
+        )
+        line = cli._listening_line(settings, [listener])
+    assert line.startswith(f"Sastre listening on http://127.0.0.1:{port} (database: "), line
