@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import yaml  # type: ignore[import-untyped]
@@ -39,6 +37,7 @@ from sklearn.feature_extraction.text import (
 from sklearn.preprocessing import normalize
 from typing_extensions import override
 
+from dialog.ngrams import WordColumns, tfidf_rows
 from wording import fold as fold_text
 
 __all__ = [
@@ -57,6 +56,7 @@ __all__ = [
     "entry_to_dict",
     "fold",
     "load_faq_file",
+    "match_all",
     "rank_matches",
 ]
 
@@ -283,6 +283,22 @@ class FaqMatcher(Protocol):
     def match(self, text: str, language: str) -> FaqMatch | None: ...
 
 
+@runtime_checkable
+class _MatchesMany(Protocol):
+    def match_all(
+        self, texts: Sequence[str], languages: Sequence[str]
+    ) -> list[FaqMatch | None]: ...
+
+
+def match_all(
+    matcher: FaqMatcher, texts: Sequence[str], languages: Sequence[str]
+) -> list[FaqMatch | None]:
+    """`matcher.match` of each text in its language; in one go when the matcher can."""
+    if isinstance(matcher, _MatchesMany):
+        return matcher.match_all(texts, languages)
+    return [matcher.match(text, language) for text, language in zip(texts, languages, strict=True)]
+
+
 class FaqIndex:
     """Every question variant and answer of every entry, vectorised once; a match is one sparse
     dot product of the question with all of them.
@@ -330,8 +346,7 @@ class FaqIndex:
         self._centroid_starts = np.array(centroid_starts, dtype=np.intp)
         self._answer_starts = np.array(answer_starts, dtype=np.intp)
         self._centroid_count = len(set(centroid_of))
-        self._vocabulary: Mapping[str, int] = {}
-        self._analyze: Callable[[str], list[str]] = lambda _text: []
+        self._columns = WordColumns(lambda _word: [], {})
         self._idf: NDArray[np.float32] = np.zeros(0, np.float32)
         if not self._variants:
             return
@@ -356,44 +371,40 @@ class FaqIndex:
         answer_rows = vectorizer.transform(answers)
         self._rows = sparse.vstack([variants, centroids, answer_rows]).tocsr()
         self._idf = vectorizer.idf_.astype(np.float32)
-        self._vocabulary = vectorizer.vocabulary_
-        self._analyze = vectorizer.build_analyzer()
+        # Folded text is folded already: each word's n-grams are read (and cached) on their own.
+        self._columns = WordColumns(vectorizer.build_analyzer(), vectorizer.vocabulary_)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def _scores(self, text: str) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """(score per entry, similarity per variant); zeros when nothing is shared."""
+        per_entry, per_variant = self._scores_all([text])
+        return per_entry[:, 0], per_variant[:, 0]
+
+    def _scores_all(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """(score per entry, similarity per variant), one column per text; a column of zeros
+        for a text that shares nothing."""
         # The same weighting as TfidfVectorizer.transform (sublinear tf x idf, L2 norm), done by
-        # hand: sklearn's per-call validation costs ~5x the arithmetic for a single short text.
-        counts = Counter(self._analyze(text))
-        known = [
-            (j, n)
-            for j, n in ((self._vocabulary.get(g), n) for g, n in counts.items())
-            if j is not None
-        ]
-        if not known:
-            return (
-                np.zeros(len(self.entries), np.float32),
-                np.zeros(len(self._variants), np.float32),
-            )
-        columns = np.fromiter((j for j, _ in known), np.intp, len(known))
-        tf = np.fromiter((n for _, n in known), np.float32, len(known))
-        weights = (1.0 + np.log(tf)) * self._idf[columns]
-        weights /= np.float32(math.sqrt(float(weights @ weights)))
-        # One CSR product with a dense query: cheaper than slicing the matrix by the query's
+        # hand for every text at once: sklearn's per-call validation costs ~5x the arithmetic
+        # for a single short text, and one product serves the whole batch.
+        rows = tfidf_rows(
+            [self._columns.counts(fold(text)) for text in texts], self._idf, dtype=np.float32
+        )
+        # One CSR product with dense queries: cheaper than slicing the matrix by the queries'
         # n-grams, whose per-call bookkeeping costs more than the arithmetic for ~40 entries.
-        query = np.zeros(self._rows.shape[1], np.float32)
-        query[columns] = weights
-        per_row = np.asarray(self._rows @ query, dtype=np.float32)
+        queries = np.zeros((self._rows.shape[1], len(texts)), np.float32)
+        owner = np.repeat(np.arange(len(texts)), np.diff(rows.starts))
+        queries[rows.columns, owner] = rows.weights
+        per_row = np.asarray(self._rows @ queries, dtype=np.float32)
         variants_end = len(self._variants)
         centroids_end = variants_end + self._centroid_count
         per_variant = per_row[:variants_end]
-        best_variant = np.maximum.reduceat(per_variant, self._variant_starts)
+        best_variant = np.maximum.reduceat(per_variant, self._variant_starts, axis=0)
         best_centroid = np.maximum.reduceat(
-            per_row[variants_end:centroids_end], self._centroid_starts
+            per_row[variants_end:centroids_end], self._centroid_starts, axis=0
         )
-        best_answer = np.maximum.reduceat(per_row[centroids_end:], self._answer_starts)
+        best_answer = np.maximum.reduceat(per_row[centroids_end:], self._answer_starts, axis=0)
         blended = (
             _CENTROID_WEIGHT * best_centroid
             + _VARIANT_WEIGHT * best_variant
@@ -412,6 +423,19 @@ class FaqIndex:
         """The best entry for `text`, confident or not; None when nothing is shared at all."""
         best = self.top(text, language, k=1)
         return best[0] if best else None
+
+    def match_all(self, texts: Sequence[str], languages: Sequence[str]) -> list[FaqMatch | None]:
+        """`match` for many texts (each answered in its language), scored in one product."""
+        if not texts:
+            return []
+        if not self._variants:
+            return [None] * len(texts)
+        per_entry, per_variant = self._scores_all(texts)
+        found: list[FaqMatch | None] = []
+        for j, language in enumerate(languages):
+            best = rank_matches(self, per_entry[:, j], per_variant[:, j], language, 1)
+            found.append(best[0] if best else None)
+        return found
 
 
 class _Ranked(Protocol):

@@ -24,7 +24,7 @@ keeps slots in its tracker; the state is kept only while a question is open.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -35,8 +35,8 @@ from actions.awaiting import AWAITING_SLOT, Awaiting
 from actions.opt_out import is_confirmation
 from actions.runner import EmbeddedActions
 from crm_core.models import Tier
-from dialog.faq import FaqMatch, FaqMatcher
-from dialog.nlu import Understander, Understanding
+from dialog.faq import FaqMatch, FaqMatcher, match_all
+from dialog.nlu import Reading, Understander, Understanding, understand_all
 from dialog.turns import BotTurn, Turn
 from wording import N_, translate
 
@@ -185,19 +185,54 @@ class SelfServiceBrain:
         self._config = config or BrainConfig()
 
     async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
-        understood = self._understander.understand(
-            turn.text, timezone=turn.timezone, now=turn.received_at, language_hint=turn.language
-        )
+        return (await self.respond_all(session, [turn]))[0]
+
+    async def respond_all(self, session: AsyncSession, turns: Sequence[Turn]) -> list[BotTurn]:
+        """Each turn answered as `respond` answers it, in order. The messages are read, and
+        those that need it looked up in the FAQ, all at once: for one message most of that
+        work is fixed cost, which a batch pays once (see dialog.ngrams)."""
+        readings = [Reading(t.text, t.timezone, t.received_at, t.language) for t in turns]
+        understood = understand_all(self._understander, readings)
+        questions: list[int] = []
+        asked: list[Awaiting | None] = []
+        for n, (turn, reading) in enumerate(zip(turns, understood, strict=True)):
+            awaiting = Awaiting.of((turn.conversation.flags.get("slots") or {}).get(AWAITING_SLOT))
+            answered = awaiting if answers(awaiting, turn.text) else None
+            asked.append(answered)
+            tier = Tier(turn.customer.tier)
+            if answered is None and needs_faq(reading, tier=tier, config=self._config):
+                questions.append(n)
+        faqs: list[FaqMatch | None] = [None] * len(turns)
+        if questions:
+            matcher = await self._faq(session)
+            found = match_all(
+                matcher,
+                [turns[n].text for n in questions],
+                [understood[n].language for n in questions],
+            )
+            for n, match in zip(questions, found, strict=True):
+                faqs[n] = match
+        return [
+            await self._answer(session, turn, reading, faq, answered)
+            for turn, reading, faq, answered in zip(turns, understood, faqs, asked, strict=True)
+        ]
+
+    async def _answer(
+        self,
+        session: AsyncSession,
+        turn: Turn,
+        understood: Understanding,
+        faq: FaqMatch | None,
+        answered: Awaiting | None,
+    ) -> BotTurn:
         language = understood.language
         tier = Tier(turn.customer.tier)
         slots: dict[str, Any] = dict(turn.conversation.flags.get("slots") or {})
-        awaiting = Awaiting.of(slots.get(AWAITING_SLOT))
-        answered = awaiting if answers(awaiting, turn.text) else None
-        if awaiting is Awaiting.OPT_OUT_CONFIRMATION and answered is None:
+        if (
+            Awaiting.of(slots.get(AWAITING_SLOT)) is Awaiting.OPT_OUT_CONFIRMATION
+            and answered is None
+        ):
             slots.clear()  # anything but a yes: the question lapses, consent stays as it was
-        faq = None
-        if answered is None and needs_faq(understood, tier=tier, config=self._config):
-            faq = (await self._faq(session)).match(turn.text, language)
         plan = plan_turn(
             understood,
             faq,

@@ -12,6 +12,7 @@ A bot is one of two kinds, told apart by the port it implements (not by a flag):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.base import ChannelName
 
 __all__ = [
+    "BatchBrain",
     "Bot",
     "BotTurn",
     "Brain",
@@ -30,6 +32,7 @@ __all__ = [
     "RemoteBot",
     "Reply",
     "Turn",
+    "respond_all",
 ]
 
 
@@ -113,6 +116,23 @@ class Brain(Protocol):
     """A bot that answers inside the turn's transaction, through its session."""
 
     async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn: ...
+
+
+@runtime_checkable
+class BatchBrain(Protocol):
+    """A `Brain` that can answer a batch's turns (each another customer's) in one call, each as
+    `respond` would, sharing the work they have in common (reading every message at once)."""
+
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn: ...
+
+    async def respond_all(self, session: AsyncSession, turns: Sequence[Turn]) -> list[BotTurn]: ...
+
+
+async def respond_all(brain: Brain, session: AsyncSession, turns: Sequence[Turn]) -> list[BotTurn]:
+    """The brain's answer to each turn, in order: in one call when it can."""
+    if isinstance(brain, BatchBrain):
+        return await brain.respond_all(session, turns)
+    return [await brain.respond(session, turn) for turn in turns]
 
 
 @runtime_checkable

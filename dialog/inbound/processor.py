@@ -33,7 +33,7 @@ from dialog.inbound.steps import TurnSteps
 from dialog.inbound.work import Pending, Work
 from dialog.media import medium
 from dialog.outbox import announce
-from dialog.turns import Bot, BotTurn, Brain, InboundResult, RemoteBot, Turn
+from dialog.turns import Bot, BotTurn, Brain, InboundResult, RemoteBot, Turn, respond_all
 
 __all__ = ["BOT_TIMEOUT", "MAX_BATCH", "InboundProcessor"]
 
@@ -205,8 +205,10 @@ class InboundProcessor:
             if turn is not None:
                 asking.append((work, turn))
         if self._brain is not None:
-            for work, turn in asking:
-                await self._steps.apply(session, work, await self._brain.respond(session, turn))
+            # Every turn of the batch is another customer's: the bot reads them all at once.
+            decided = await respond_all(self._brain, session, [turn for _, turn in asking])
+            for (work, _), answer in zip(asking, decided, strict=True):
+                await self._steps.apply(session, work, answer)
             await sql.write(session, answered)
             await sql.answered(session, [work for work in answered if work.resumed])
             return works, later, []

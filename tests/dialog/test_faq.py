@@ -505,3 +505,15 @@ async def test_the_catalogue_of_an_empty_kb_matches_nothing(sessionmaker: Sessio
     assert index.match("opening hours", "en") is None
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(FaqRow)) == 0
+
+
+def test_a_batch_matches_as_each_question_alone(index: FaqIndex) -> None:
+    """match_all (the inbound path's batches) finds what match finds, question by question."""
+    questions = load_labelled()
+    texts = [q.text for q in questions] + ["", "¿?", "zzqx wvvk"]
+    languages = [q.language for q in questions] + ["es", "en", "es"]
+    together = index.match_all(texts, languages)
+    alone = [index.match(text, language) for text, language in zip(texts, languages, strict=True)]
+    assert together == alone
+    assert together[-3:-1] == [None, None]  # nothing to match in an empty or "¿?" question
+    assert index.match_all([], []) == []

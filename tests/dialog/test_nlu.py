@@ -15,6 +15,7 @@ from dialog.nlu import (
     LANGUAGES,
     EmbeddedUnderstander,
     Entity,
+    Reading,
     Understander,
     Understanding,
     detect_language,
@@ -368,3 +369,25 @@ def test_understand_never_raises(
         assert entity.text
         if entity.kind == "datetime":
             assert datetime.fromisoformat(entity.value).tzinfo is not None
+
+
+def test_a_batch_is_read_as_each_message_alone(nlu: EmbeddedUnderstander) -> None:
+    """understand_all (the inbound path's batches) gives what understand gives, message by
+    message, whatever else is in the batch: empty texts, dates, order numbers, gibberish."""
+    texts = [item.text for item in load_test_set()] + ["", "?", "x" * 3000, "mañana a las 10"]
+    readings = [
+        Reading(text, "Europe/Madrid" if n % 2 else "America/Mexico_City", NOW, ("es", None)[n % 2])
+        for n, text in enumerate(texts)
+    ]
+    alone = [
+        nlu.understand(r.text, timezone=r.timezone, now=r.now, language_hint=r.language_hint)
+        for r in readings
+    ]
+    together = nlu.understand_all(readings)
+    assert [u.intent for u in together] == [u.intent for u in alone]
+    for batch, single in zip(together, alone, strict=True):
+        assert (batch.language, batch.entities) == (single.language, single.entities)
+        assert [p for _, p in batch.ranking] == pytest.approx(
+            [p for _, p in single.ranking], abs=1e-12
+        )
+    assert nlu.understand_all([]) == []
