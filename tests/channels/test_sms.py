@@ -321,6 +321,16 @@ def test_a_signature_made_with_the_auth_token_for_our_public_url_is_valid() -> N
     assert WebhookSignature("secret-token", PUBLIC + "/").valid(PATH, params, signature)
 
 
+def test_a_signature_over_our_url_with_its_default_port_is_valid_too() -> None:
+    """Twilio may sign the URL with the port spelled out (the validator accepts both forms);
+    the quick check of the URL as configured must not lose that."""
+    params = form("inbound_plain.txt")
+    assert PUBLIC.startswith("https://")
+    assert ":" not in PUBLIC.removeprefix("https://")
+    signature = WebhookSignature("secret-token", PUBLIC + ":443").sign(PATH, params)
+    assert WebhookSignature("secret-token", PUBLIC).valid(PATH, params, signature)
+
+
 @pytest.mark.parametrize("what", ["token", "url", "param", "missing"])
 def test_any_difference_makes_a_signature_invalid(what: str) -> None:
     params = form("inbound_plain.txt")
