@@ -30,6 +30,7 @@ from sastre.operations import (
 from sastre.web.auth import require
 from sastre.web.customers import customer_id_of, validated
 from sastre.web.errors import ApiError, read_json_object
+from sastre.web.json_input import RecordId
 
 __all__ = ["routes"]
 
@@ -83,7 +84,7 @@ class ConsentIn(BaseModel):
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: int = Field(gt=0, lt=2**63)
+    customer_id: RecordId
     purpose: Purpose
     channel: Channel | None = None
     topic: str | None = Field(default=None, max_length=64)

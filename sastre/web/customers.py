@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from crm_core.customers import customer_view, find_customer
 from crm_core.models import IdentityKind, InteractionKind
@@ -19,6 +19,7 @@ from sastre.auth import Permission
 from sastre.operations import do_add_interaction, do_merge_customers, do_upsert_customer
 from sastre.web.auth import require
 from sastre.web.errors import ApiError, read_json_object
+from sastre.web.json_input import RecordId
 
 __all__ = ["routes"]
 
@@ -44,7 +45,7 @@ class CustomerIn(BaseModel):
     name: str | None = None
     email: str | None = None
     phone: str | None = None
-    telegram: str | int | None = None
+    telegram: str | StrictInt | None = None  # a user id; true is not one
     country: str | None = None
     timezone: str | None = None
     language: str | None = None
@@ -57,7 +58,7 @@ class CustomerIn(BaseModel):
 class MergeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    other_id: int = Field(gt=0, lt=2**63)
+    other_id: RecordId
     force: bool = False
 
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
 
 from consent.types import Channel, Purpose
@@ -25,6 +25,7 @@ from sastre.operations.messages import NotRetryable, Refused, do_retry_message, 
 from sastre.web.auth import require
 from sastre.web.customers import validated
 from sastre.web.errors import ApiError, read_json_object
+from sastre.web.json_input import RecordId
 from sastre.worker.process import publish_wakeups
 
 __all__ = ["outbox_wakeups", "routes"]
@@ -36,7 +37,7 @@ LIST_LIMIT = 200
 
 class SendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    customer_id: int = Field(ge=1, lt=MAX_ID)
+    customer_id: RecordId
     text: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
     purpose: Purpose
     channel: Channel | None = None
