@@ -11,7 +11,11 @@ The protocol, one JSON object per WebSocket text frame:
     server → client  {"type": "history", "messages": [<message>, ...]}   (on connect)
                      {"type": "message", "id", "author": "customer"|"bot"|"agent", "text", "at"}
                      {"type": "handoff", "text"}
-                     {"type": "error", "reason", "id"?}
+                     {"type": "error", "code", "reason", "id"?}
+
+An error's `code` is for programs (`too_long`, `empty`, `unknown_type`...); its `reason` is the
+sentence for the visitor, in their language, which the service fills in from the catalogue
+(`webchat.<code>`): this module only says what went wrong, not in which words.
 
 The client's id makes a re-sent message (after a reconnect) recognisable: it is part of the
 provider id the inbound path dedupes on. Pure: no database, no customers, no dialog.
@@ -67,12 +71,14 @@ Author = Literal["customer", "bot", "agent"]
 
 
 class ProtocolError(ValueError):
-    """A frame we refuse; `reason` is shown to the visitor, `id` names their message if known."""
+    """A frame we refuse: `code` says why, `params` fill in the visitor's sentence for it, and
+    `message_id` names their message if known."""
 
-    def __init__(self, reason: str, message_id: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, code: str, message_id: str | None = None, **params: object) -> None:
+        super().__init__(code, params)
+        self.code = code
         self.message_id = message_id
+        self.params = params
 
 
 def new_visitor_id() -> str:
@@ -138,33 +144,29 @@ class ChatLine:
 
 
 def parse_client_frame(raw: str | bytes) -> ClientMessage:
-    """A client frame, validated; raises ProtocolError with a reason the visitor can read."""
+    """A client frame, validated; raises ProtocolError saying what is wrong with it."""
     try:
         frame = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise ProtocolError("the frame is not JSON") from None
+        raise ProtocolError("not_json") from None
     return read_client_frame(frame)
 
 
 def read_client_frame(frame: Any) -> ClientMessage:
     """A client frame already parsed (by a parser with limits of its own), validated."""
     if not isinstance(frame, dict):
-        raise ProtocolError("the frame must be a JSON object")
+        raise ProtocolError("not_an_object")
     kind = frame.get("type")
     if kind != "message":
-        raise ProtocolError(f"unknown frame type: {str(kind)[:40]!r}")
+        raise ProtocolError("unknown_type", type=repr(str(kind)[:40]))
     message_id = frame.get("id")
     if not isinstance(message_id, str) or not _CLIENT_ID.fullmatch(message_id):
-        raise ProtocolError("the message id must be 1-64 letters, digits, '-' or '_'")
+        raise ProtocolError("bad_id")
     text = frame.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise ProtocolError("the message is empty: write something", message_id)
+        raise ProtocolError("empty", message_id)
     if len(text) > MAX_TEXT:
-        raise ProtocolError(
-            f"the message is too long ({len(text)} characters); "
-            f"the limit is {MAX_TEXT:,}: please shorten it or split it",
-            message_id,
-        )
+        raise ProtocolError("too_long", message_id, count=len(text), limit=MAX_TEXT)
     return ClientMessage(message_id, text.strip())
 
 
@@ -199,8 +201,8 @@ def handoff_frame(text: str) -> dict[str, Any]:
     return {"type": "handoff", "text": text}
 
 
-def error_frame(reason: str, message_id: str | None = None) -> Mapping[str, Any]:
-    frame: dict[str, Any] = {"type": "error", "reason": reason}
+def error_frame(code: str, reason: str, message_id: str | None = None) -> Mapping[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "reason": reason}
     if message_id is not None:
         frame["id"] = message_id
     return frame

@@ -20,6 +20,10 @@ visitor's first message makes a lead, refused with an error frame when the addre
 many. The handshake only reads (a reader session: it never waits for a writer), except when a
 verified user's identity is attached.
 
+Every refusal and notice the visitor reads is in the language the socket was opened with (then
+the service's default), from the catalogue (`sastre.web.chat_wording`); the error frame's `code`
+and the 429's `error` stay the same in every language, for programs.
+
 The widget fetches its texts before it shows itself (`sastre.web.widget_texts`): a public,
 cookie-less JSON document that any cache may keep (revalidated by ETag, as the widget's script
 is), readable cross-site by the same pages that may open the socket.
@@ -69,6 +73,7 @@ from dialog.models import ConversationState, Direction, Message
 from sastre.appkeys import CHAT_LIMITS, INBOUND, READER, SESSIONMAKER, SETTINGS
 from sastre.config import Settings
 from sastre.web.chat_limits import ChatLimits
+from sastre.web.chat_wording import limit_refusal, refusal
 from sastre.web.client_address import request_client
 from sastre.web.console import HEADERS as STATIC_HEADERS
 from sastre.web.console import STATIC_DIR
@@ -134,7 +139,7 @@ class Visitor:
     id: str
     verified: bool
     known: bool  # has a customer already: their next message makes no new lead
-    problem: str | None = None  # to tell the visitor
+    problem: str | None = None  # to tell the visitor: a code of sastre.web.chat_wording
 
 
 @routes.get("/chat")
@@ -203,13 +208,15 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     cookies = VisitorCookies(settings.secret())
     returning = cookies.read(request.cookies.get(VISITOR_COOKIE))
     address = request_client(request, settings.trusted_proxy_networks)
+    language, default = _visitor_language(request), settings.default_language
     if returning is None:
-        refusal = await request.app[CHAT_LIMITS].new_visitor(address)
-        if refusal is not None:
-            response = json_error(429, "too many new chats", refusal.reason)
-            response.headers["Retry-After"] = str(refusal.retry_after)
+        refused = await request.app[CHAT_LIMITS].new_visitor(address)
+        if refused is not None:
+            response = json_error(
+                429, "too many new chats", limit_refusal(refused, language, default)
+            )
+            response.headers["Retry-After"] = str(refused.retry_after)
             return response
-    language = _visitor_language(request)
     visitor = await _visitor(request.app, settings, returning, request.query)
     async with request.app[READER]() as session:
         history = await transcript(
@@ -238,7 +245,8 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     # which would write an HTTP response onto it. A failure closes the socket with a reason.
     try:
         if visitor.problem:
-            await ws.send_json(error_frame(visitor.problem))
+            notice = refusal(visitor.problem, language, default)
+            await ws.send_json(error_frame(visitor.problem, notice))
         await ws.send_json(history_frame(_line(m) for m in history))
         if with_human:
             notice = translate(language, "webchat.handoff", default=settings.default_language)
@@ -247,12 +255,13 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         rate = MessageRate()
         async for frame in ws:
             if frame.type is WSMsgType.TEXT and not rate.allow(time.monotonic()):
-                wait = translate(language, "webchat.slow_down", default=settings.default_language)
-                await ws.send_json(error_frame(wait))
+                await ws.send_json(
+                    error_frame("slow_down", refusal("slow_down", language, default))
+                )
             elif frame.type is WSMsgType.TEXT:
                 await _answer(request, ws, frame.data, state)
             elif frame.type is WSMsgType.BINARY:
-                await ws.send_json(error_frame("send JSON text frames"))
+                await ws.send_json(error_frame("binary", refusal("binary", language, default)))
             elif frame.type is WSMsgType.ERROR:
                 break
     except ConnectionResetError:
@@ -298,10 +307,10 @@ async def _visitor(
     if not user_id and not user_hash:
         return anonymous()
     if not user_id or not user_hash:
-        return anonymous("identity verification needs both user_id and user_hash")
+        return anonymous("identity_incomplete")
     secret = _site_secret(settings)
     if secret is None:
-        return anonymous("identity verification is not configured on this server")
+        return anonymous("identity_unconfigured")
     # One string, the stored form, is both checked and looked up: a proof for " C-1" (another
     # user of the site, as far as the HMAC goes) must not open C-1's chat.
     try:
@@ -309,7 +318,7 @@ async def _visitor(
     except InvalidIdentity:
         external_id = None
     if external_id is None or not IdentityProof(external_id, user_hash).verify(secret):
-        return anonymous("identity verification failed: the chat continues anonymously")
+        return anonymous("identity_failed")
     async with app[READER]() as session:
         try:
             customer = await find_customer(
@@ -358,16 +367,19 @@ def _site_secret(settings: Settings) -> bytes | None:
 async def _answer(
     request: web.Request, ws: web.WebSocketResponse, data: str, socket: _Socket
 ) -> None:
+    default = request.app[SETTINGS].default_language
     try:
         incoming = _read_frame(data)
     except ProtocolError as e:
-        await ws.send_json(error_frame(e.reason, e.message_id))
+        reason = refusal(e.code, socket.language, default, **e.params)
+        await ws.send_json(error_frame(e.code, reason, e.message_id))
         return
     visitor = socket.visitor
     if not visitor.known:
-        refusal = await request.app[CHAT_LIMITS].new_lead(socket.address)
-        if refusal is not None:
-            await ws.send_json(error_frame(refusal.reason, incoming.id))
+        refused = await request.app[CHAT_LIMITS].new_lead(socket.address)
+        if refused is not None:
+            reason = limit_refusal(refused, socket.language, default)
+            await ws.send_json(error_frame(refused.code, reason, incoming.id))
             return
     message = InboundMessage(
         ChannelName.WEBCHAT,
@@ -381,9 +393,8 @@ async def _answer(
         result = await request.app[INBOUND].handle(message)
     except Exception:
         log.exception("webchat: could not handle message %s", message.provider_id)
-        default = request.app[SETTINGS].default_language
-        reason = translate(socket.language, "webchat.not_delivered", default=default)
-        await ws.send_json(error_frame(reason, incoming.id))
+        reason = refusal("not_delivered", socket.language, default)
+        await ws.send_json(error_frame("not_delivered", reason, incoming.id))
         return
     socket.visitor = Visitor(visitor.id, visitor.verified, known=True)
     now = datetime.now(UTC)
@@ -393,7 +404,6 @@ async def _answer(
     for reply in result.replies:
         await ws.send_json(message_frame(ChatLine(f"m{reply.message_id}", "bot", reply.text, now)))
     if result.handed_off:
-        default = request.app[SETTINGS].default_language
         notice = translate(socket.language, "webchat.handoff", default=default)
         await ws.send_json(handoff_frame(notice))
 
@@ -416,16 +426,23 @@ def _utc(message: Message) -> datetime:
 
 def _read_frame(data: str) -> ClientMessage:
     """A client frame, held to the limits of JSON from outside (`json_input`): nesting too deep,
-    NaN, a number past a float or a lone UTF-16 surrogate is a ProtocolError with the reason."""
+    NaN, a number past a float, a lone UTF-16 surrogate or a NUL is a ProtocolError."""
     try:
         return read_client_frame(load_json(data))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ProtocolError("the frame is not JSON") from None
+        raise ProtocolError("not_json") from None
     except UnacceptableJson as e:
-        if not e.field:  # the frame as a whole: too deep, NaN, too many digits
-            raise ProtocolError(f"the frame cannot be taken: {e.reason}") from None
-        # One member is refused (a lone surrogate in the text), so the frame parses as plain
-        # JSON: the refusal names the message, and the widget marks that one as not sent.
-        message = read_client_frame(json.loads(data))
-        problem = f"the message cannot be taken: {e.field} {e.reason}"
-        raise ProtocolError(problem, message.id) from None
+        if e.whole:  # the frame as a whole: too deep, not an object
+            raise ProtocolError("frame_not_taken", reason=e.reason) from None
+        # One member is refused (a NUL or a lone surrogate in the text): the refusal names the
+        # message if its id can be read, and the widget marks that one as not sent.
+        message_id = _claimed_id(data)
+        raise ProtocolError("not_taken", message_id, field=e.field, reason=e.reason) from None
+
+
+def _claimed_id(data: str) -> str | None:
+    """The message id of a frame refused for one of its members, if it has a valid one."""
+    try:
+        return read_client_frame(json.loads(data)).id
+    except (ValueError, RecursionError):  # ProtocolError included: no valid id to name
+        return None

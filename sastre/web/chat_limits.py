@@ -6,6 +6,7 @@ a script opening sockets could fill the customer table. So new visitors are coun
 address per minute, and new leads per hour (`SASTRE_WEBCHAT_NEW_VISITORS_PER_MINUTE`,
 `SASTRE_WEBCHAT_NEW_LEADS_PER_HOUR`). The windows move (no burst at a window's edge) and are kept
 in memory, per process; the `limits` library also keeps them in Redis, for several processes.
+A refusal says which limit and how long to wait; the chat words it in the visitor's language.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
@@ -31,7 +32,8 @@ _NAMESPACE: Final = "sastre.webchat"
 class Refusal:
     """Why a new visitor or lead is refused, and when to try again."""
 
-    reason: str
+    code: Literal["too_many_chats", "too_many_leads"]  # machine-readable; webchat.<code> words it
+    limit: int  # new chats a minute, or new conversations an hour
     retry_after: int  # seconds
 
 
@@ -49,27 +51,22 @@ class ChatLimits:
 
     async def new_visitor(self, address: str) -> Refusal | None:
         """Count a new visitor from `address`; a refusal if it has made too many."""
-        return await self._hit(self._visitors, "visitor", address, "new chats")
+        return await self._hit(self._visitors, "visitor", address, "too_many_chats")
 
     async def new_lead(self, address: str) -> Refusal | None:
         """Count a new lead (a new visitor's first message); a refusal if too many."""
-        return await self._hit(self._leads, "lead", address, "new conversations")
+        return await self._hit(self._leads, "lead", address, "too_many_leads")
 
-    async def _hit(self, item: RateLimitItem, kind: str, address: str, what: str) -> Refusal | None:
+    async def _hit(
+        self,
+        item: RateLimitItem,
+        kind: str,
+        address: str,
+        code: Literal["too_many_chats", "too_many_leads"],
+    ) -> Refusal | None:
         key = limit_key(address)
         if await self._limiter.hit(item, kind, key):
             return None
         stats = await self._limiter.get_window_stats(item, kind, key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        per = "a minute" if item.GRANULARITY.name == "minute" else "an hour"
-        return Refusal(
-            f"too many {what} from your network (the limit is {item.amount} {per}): "
-            f"please try again in {_duration(retry_after)}",
-            retry_after,
-        )
-
-
-def _duration(seconds: int) -> str:
-    if seconds < 90:
-        return f"{seconds} seconds" if seconds != 1 else "a second"
-    return f"{math.ceil(seconds / 60)} minutes"
+        return Refusal(code, item.amount, retry_after)

@@ -222,8 +222,8 @@ async def test_an_over_long_message_is_refused_with_a_reason(
     await say(ws, "long", "x" * 4001)
     error = await receive(ws)
     assert error["type"] == "error"
-    assert error["id"] == "long"
-    assert "too long (4001 characters)" in error["reason"]
+    assert (error["id"], error["code"]) == ("long", "too_long")
+    assert "too long (4,001 characters)" in error["reason"]
     assert "4,000" in error["reason"]
     await say(ws, "ok", "x" * 4000)  # the limit itself is fine
     assert (await receive(ws))["id"] == "ok"
@@ -392,6 +392,7 @@ async def test_an_invalid_hash_is_refused_and_the_chat_stays_anonymous(
     ws, error = await connect(client, **wrong)
     assert error == {
         "type": "error",
+        "code": "identity_failed",
         "reason": "identity verification failed: the chat continues anonymously",
     }
     assert (await receive(ws))["type"] == "history"
@@ -524,9 +525,9 @@ _MESSAGE = '{"type": "message", "id": "m1", "text": "hi", "extra": '
     ("frame", "reason"),
     [
         ("[" * 50_000, "the frame cannot be taken: nested deeper than 64 levels"),
-        (_MESSAGE + "NaN}", "the frame cannot be taken: NaN is not a number JSON allows"),
-        (_MESSAGE + "-Infinity}", "the frame cannot be taken: -Infinity is not a number"),
-        (_MESSAGE + "1" + "0" * 5000 + "}", "the frame cannot be taken: holds a number with too"),
+        (_MESSAGE + "NaN}", "the message cannot be taken: extra NaN is not a number JSON allows"),
+        (_MESSAGE + "-Infinity}", "the message cannot be taken: extra -Infinity is not a number"),
+        (_MESSAGE + "1" + "0" * 5000 + "}", "the message cannot be taken: extra holds a number"),
     ],
     ids=["deep", "nan", "infinity", "huge-number"],
 )
@@ -759,3 +760,79 @@ async def test_the_widget_script_holds_no_texts_of_its_own(client: Client) -> No
             words = text.split("{", 1)[0].strip()
             if len(words) > 3:
                 assert words not in script, (language, key)
+
+
+# --- in the visitor's language ------------------------------------------------------------------
+
+
+async def test_refusals_are_in_the_language_the_chat_was_opened_with(client: Client) -> None:
+    # Once in English whatever the visitor's language; the codes stay the same for programs.
+    ws, _ = await connect(client, lang="es")
+    await say(ws, "long", "x" * 4001)
+    too_long = await receive(ws)
+    assert (too_long["code"], too_long["id"]) == ("too_long", "long")
+    assert too_long["reason"] == translate("es", "webchat.too_long", count="4.001", limit="4.000")
+    await say(ws, "e", " ")
+    empty = await receive(ws)
+    assert (empty["code"], empty["reason"]) == ("empty", translate("es", "webchat.empty"))
+    await ws.send_json({"type": "typing"})
+    unknown = await receive(ws)
+    assert unknown["code"] == "unknown_type"
+    assert unknown["reason"] == translate("es", "webchat.unknown_type", type="'typing'")
+    await ws.close()
+
+
+async def test_identity_notices_are_in_the_visitor_s_language(client: Client) -> None:
+    _, error = await connect(client, lang="es", user_id="C-1")
+    assert error == {
+        "type": "error",
+        "code": "identity_incomplete",
+        "reason": translate("es", "webchat.identity_incomplete"),
+    }
+
+
+async def test_the_limit_on_new_chats_is_said_in_the_visitor_s_language(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    client: Client = await make_client(with_secret(settings, webchat_new_visitors_per_minute=1))
+    assert await new_visitor(client) == 101
+    client.session.cookie_jar.clear()
+    refused = await client.get("/ws/chat", params={"lang": "es"}, headers=UPGRADE)
+    assert refused.status == 429
+    body = await refused.json()
+    assert body["error"] == "too many new chats"  # for programs: the same in every language
+    assert body["detail"].startswith("demasiados chats nuevos desde tu red")
+    assert "1 por minuto" in body["detail"]
+
+
+async def test_the_limit_on_new_conversations_is_said_in_the_visitor_s_language(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> None:
+    client: Client = await make_client(with_secret(settings, webchat_new_leads_per_hour=1))
+    ws, _ = await connect(client, lang="es")
+    await say(ws, "a1", "hola")
+    assert (await receive(ws))["id"] == "a1"
+    await receive(ws)
+    await ws.close()
+    client.session.cookie_jar.clear()
+    ws, _ = await connect(client, lang="es")
+    await say(ws, "b1", "hola")
+    refused = await receive(ws)
+    assert (refused["id"], refused["code"]) == ("b1", "too_many_leads")
+    assert refused["reason"].startswith("demasiadas conversaciones nuevas desde tu red")
+    await ws.close()
+
+
+async def test_a_nul_in_the_text_is_refused_naming_the_message_and_nothing_is_stored(
+    client: Client, sessionmaker: SessionMaker
+) -> None:
+    # Once stored (SQLite) or a failure (PostgreSQL refuses NUL in text).
+    ws, _ = await connect(client)
+    await ws.send_str('{"type": "message", "id": "n", "text": "hola\\u0000"}')
+    error = await receive(ws)
+    assert (error["id"], error["code"]) == ("n", "not_taken")
+    assert error["reason"].startswith("the message cannot be taken: text holds a NUL character")
+    await say(ws, "fine", "still here")
+    assert (await receive(ws))["id"] == "fine"
+    await ws.close()
+    assert await count(sessionmaker, Message, Message.text.like("hola%")) == 0
