@@ -13,7 +13,8 @@ The rules, applied in the order events were recorded:
 
 `transition` is that rule as a pure function; `record_consent` is the only way an event is written
 (event and state in one transaction); `replay` rebuilds the state from the events, and a test
-proves it always equals the stored state.
+proves it always equals the stored state of a live record (a record merged away keeps its events
+and has no state: `merge_consents`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent.evidence import redact_evidence
@@ -283,7 +284,10 @@ async def merge_consents(
     A revocation on either record revokes on the survivor; a consent only the merged record
     held carries over (a record with no statement about a channel restricts nothing). Every
     change is a new event on the survivor with source `merge`, citing the event it came from;
-    the merged record's own ledger stays where it is, untouched.
+    the merged record's own ledger stays where it is, untouched: it is the history, and an access
+    request reads it. Its derived state rows are deleted: a tombstone has no consent of its own
+    any more (a look-up by its id reads the survivor's), and a row left `pending` or `granted`
+    there would count the person twice in an audience query over `consent_state`.
     """
     mine = {key: row for key, (row, _) in _by_key(await current_consents(session, survivor_id))}
     theirs = _by_key(await current_consents(session, merged_id))
@@ -322,6 +326,7 @@ async def merge_consents(
                     occurred_at=origin.occurred_at,
                 )
             )
+    await session.execute(delete(ConsentState).where(ConsentState.customer_id == merged_id))
     return recorded
 
 

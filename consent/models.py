@@ -63,7 +63,8 @@ class ConsentEvent(Base):
 
 class ConsentState(Base):
     """The current status per (customer, channel, purpose, topic), always equal to replaying the
-    ledger. Kept as a table so a million customers can be filtered with one indexed query."""
+    ledger; a record merged away has none (its events stay, `consent.ledger.merge_consents`).
+    Kept as a table so a million customers can be filtered with one indexed query."""
 
     __tablename__ = "consent_state"
     __table_args__ = (

@@ -4,6 +4,10 @@ A person has at most one open conversation (the database enforces it), so when b
 one, one of them lives on with every message of both and the other is closed. Which one is a pure
 rule, `choose_kept`; `merge_conversations` applies it in the caller's transaction. The messages'
 own owner moves with the other tables a customer owns (`sastre.operations.owned`).
+
+A conversation that came from the other record, alone or combined, is now the survivor's and
+waits with the survivor's priority: a queued lead merged into a CMV customer is a CMV customer
+waiting, and the routing queue orders by the conversation's `priority_tier`.
 """
 
 from __future__ import annotations
@@ -77,12 +81,19 @@ def _facts(row: Conversation) -> OpenConversation:
 
 
 async def merge_conversations(
-    session: AsyncSession, survivor_id: int, other_id: int, *, now: datetime
+    session: AsyncSession,
+    survivor_id: int,
+    other_id: int,
+    *,
+    survivor_tier: str,
+    now: datetime,
 ) -> dict[str, Any]:
     """Give the other record's conversations to the survivor; two open ones become one.
 
     The closed one's messages move into the kept one (a transcript is read by conversation), it
-    is resolved and says where it went. Returns what the merge's audit entry keeps of it."""
+    is resolved and says where it went; the open one that came from the other record, or was
+    combined with it, takes `survivor_tier` as its priority once handed off. Returns what the
+    merge's audit entry keeps of it."""
     open_rows: Sequence[Conversation] = list(
         await session.scalars(
             select(Conversation)
@@ -94,6 +105,9 @@ async def merge_conversations(
             .with_for_update()
         )
     )
+    # Read before the move below rewrites the rows' owner in the session.
+    came_over = any(row.customer_id == other_id for row in open_rows)
+    still_open = open_rows[0] if len(open_rows) == 1 else None
     combined: dict[str, Any] | None = None
     if len(open_rows) == 2:
         rows = {row.id: row for row in open_rows}
@@ -122,11 +136,28 @@ async def merge_conversations(
             "reason": choice.reason,
             "messages_moved": int(moved.rowcount),  # type: ignore[attr-defined]
         }
+        still_open = kept
     result = await session.execute(
         update(Conversation)
         .where(Conversation.customer_id == other_id)
         .values(customer_id=survivor_id)
         .execution_options(synchronize_session="fetch")
     )
+    moved_rows = int(result.rowcount)  # type: ignore[attr-defined]
+    facts: dict[str, Any] = {"moved": moved_rows, "combined": combined}
+    if came_over and still_open is not None and _takes_a_tier(still_open, survivor_tier):
+        facts["priority_tier"] = {
+            "conversation": still_open.id,
+            "from": still_open.priority_tier,
+            "to": survivor_tier,
+        }
+        still_open.priority_tier = survivor_tier
     await session.flush()
-    return {"moved": int(result.rowcount), "combined": combined}  # type: ignore[attr-defined]
+    return facts
+
+
+def _takes_a_tier(row: Conversation, tier: str) -> bool:
+    """A conversation waiting for or held by a person is ordered by its tier; one still with the
+    bot has none until it is handed off, which sets the customer's tier then."""
+    handed_off = row.state != ConversationState.BOT.value or row.priority_tier is not None
+    return handed_off and row.priority_tier != tier

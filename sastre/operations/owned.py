@@ -159,7 +159,11 @@ async def _merge_preferences(session: AsyncSession, merging: Merging) -> Any:
 
 async def _merge_conversations(session: AsyncSession, merging: Merging) -> Any:
     return await merge_conversations(
-        session, merging.survivor_id, merging.other_id, now=merging.now
+        session,
+        merging.survivor_id,
+        merging.other_id,
+        survivor_tier=merging.plan.survivor.tier,
+        now=merging.now,
     )
 
 
@@ -249,7 +253,8 @@ OWNED_TABLES: Final[Sequence[OwnedTable]] = (
         _table(ConsentState),
         _merge_consents,
         rows_of(ConsentState),
-        "the most restrictive state wins, as new events on the survivor",
+        "the most restrictive state wins, as new events on the survivor; the other's derived rows"
+        " go (its events stay, and an export reads them)",
     ),
     OwnedTable(
         _table(Preferences),

@@ -207,6 +207,24 @@ async def test_after_a_merge_the_most_restrictive_state_wins(sessionmaker: Sessi
     assert all(e.evidence["merged_customer_id"] == other for e in recorded)
 
 
+async def test_a_merged_away_record_keeps_its_events_and_no_state(
+    sessionmaker: SessionMaker,
+) -> None:
+    """The bug: the tombstone kept its `pending` row beside the survivor's."""
+    survivor, other = await _customer(sessionmaker), await _customer(sessionmaker)
+    await _record(sessionmaker, other, Channel.EMAIL, Action.GRANT)  # pending
+    await _record(sessionmaker, other, Channel.TELEGRAM, Action.REVOKE)
+    async with sessionmaker.begin() as session:
+        await fold_customer(session, await plan_merge(session, survivor, other))
+        await merge_consents(session, survivor, other, ACTOR)
+    async with sessionmaker() as session:
+        left = await current_consents(session, other)
+        history = await consent_history(session, other)
+    assert left == []
+    assert [(e.channel, e.action) for e in history] == [("email", "grant"), ("telegram", "revoke")]
+    assert await _status(sessionmaker, survivor, Channel.EMAIL) == "pending"
+
+
 async def test_the_status_of_a_merged_id_is_its_survivors(sessionmaker: SessionMaker) -> None:
     survivor, other = await _customer(sessionmaker), await _customer(sessionmaker)
     await _record(sessionmaker, other, Channel.EMAIL, Action.GRANT)  # the tombstone's: pending

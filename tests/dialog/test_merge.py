@@ -4,10 +4,11 @@ kept, every message with it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import example, given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from crm_core.models import Customer, CustomerStatus
 from dialog.merge import OpenConversation, choose_kept, merge_conversations
@@ -80,10 +81,14 @@ def test_the_kept_one_is_the_furthest_towards_a_human_and_waits_since_the_earlie
 
 
 async def _person_with(
-    sessionmaker: SessionMaker, state: ConversationState, waiting_minutes: int | None
+    sessionmaker: SessionMaker,
+    state: ConversationState,
+    waiting_minutes: int | None,
+    tier: str = "STANDARD",
 ) -> tuple[int, int]:
+    handed_off = state is not ConversationState.BOT
     async with sessionmaker.begin() as session:
-        customer = Customer(status=CustomerStatus.LEAD.value)
+        customer = Customer(status=CustomerStatus.LEAD.value, tier=tier)
         session.add(customer)
         await session.flush()
         row = Conversation(
@@ -94,6 +99,7 @@ async def _person_with(
             waiting_since=None
             if waiting_minutes is None
             else T0 + timedelta(minutes=waiting_minutes),
+            priority_tier=tier if handed_off else None,
         )
         session.add(row)
         await session.flush()
@@ -117,7 +123,9 @@ async def test_two_open_conversations_become_one(sessionmaker: SessionMaker) -> 
     survivor, bot_conversation = await _person_with(sessionmaker, ConversationState.BOT, None)
     other, queued = await _person_with(sessionmaker, ConversationState.QUEUED, 5)
     async with sessionmaker.begin() as session:
-        facts = await merge_conversations(session, survivor, other, now=T0 + timedelta(hours=1))
+        facts = await merge_conversations(
+            session, survivor, other, survivor_tier="STANDARD", now=T0 + timedelta(hours=1)
+        )
     async with sessionmaker() as session:
         rows = {c.id: c for c in await session.scalars(select(Conversation))}
         in_kept = list(
@@ -138,8 +146,55 @@ async def test_a_single_open_conversation_just_moves(sessionmaker: SessionMaker)
         session.add(survivor)
     other, queued = await _person_with(sessionmaker, ConversationState.QUEUED, 5)
     async with sessionmaker.begin() as session:
-        facts = await merge_conversations(session, survivor.id, other, now=T0)
+        facts = await merge_conversations(
+            session, survivor.id, other, survivor_tier="STANDARD", now=T0
+        )
     async with sessionmaker() as session:
         row = await session.get_one(Conversation, queued)
     assert facts == {"moved": 1, "combined": None}
     assert (row.customer_id, row.state) == (survivor.id, "queued")
+
+
+async def merged(sessionmaker: SessionMaker, survivor: int, other: int) -> dict[str, Any]:
+    async with sessionmaker.begin() as session:
+        return await merge_conversations(session, survivor, other, survivor_tier="CMV", now=T0)
+
+
+async def priority(sessionmaker: SessionMaker, conversation_id: int) -> str | None:
+    async with sessionmaker() as session:
+        return (await session.get_one(Conversation, conversation_id)).priority_tier
+
+
+async def test_a_queued_conversation_that_moves_takes_the_survivors_tier(
+    sessionmaker: SessionMaker,
+) -> None:
+    """The bug: a queued lead merged into a CMV customer kept waiting as STANDARD."""
+    survivor, _ = await _person_with(sessionmaker, ConversationState.BOT, None, tier="CMV")
+    async with sessionmaker.begin() as session:  # the survivor has no open conversation
+        await session.execute(update(Conversation).values(state="resolved"))
+    other, queued = await _person_with(sessionmaker, ConversationState.QUEUED, 5)
+    facts = await merged(sessionmaker, survivor, other)
+    assert await priority(sessionmaker, queued) == "CMV"
+    assert facts["priority_tier"] == {"conversation": queued, "from": "STANDARD", "to": "CMV"}
+
+
+async def test_a_combined_conversation_takes_the_survivors_tier(
+    sessionmaker: SessionMaker,
+) -> None:
+    survivor, _ = await _person_with(sessionmaker, ConversationState.BOT, None, tier="CMV")
+    other, queued = await _person_with(sessionmaker, ConversationState.QUEUED, 5)
+    facts = await merged(sessionmaker, survivor, other)
+    assert facts["combined"]["kept"] == queued
+    assert await priority(sessionmaker, queued) == "CMV"
+
+
+async def test_a_conversation_still_with_the_bot_gets_its_tier_when_handed_off(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        survivor = Customer(status=CustomerStatus.CUSTOMER.value, tier="CMV")
+        session.add(survivor)
+    other, with_bot = await _person_with(sessionmaker, ConversationState.BOT, None)
+    facts = await merged(sessionmaker, survivor.id, other)
+    assert await priority(sessionmaker, with_bot) is None
+    assert "priority_tier" not in facts

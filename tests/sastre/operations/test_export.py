@@ -129,6 +129,17 @@ async def test_a_merged_id_exports_the_whole_person_with_the_tombstones_ledger(
     assert {"customer.merge", "customer.export"} <= set(actions)
 
 
+async def test_the_tombstones_consent_shows_through_its_events_not_a_stale_state(
+    sessionmaker: SessionMaker,
+) -> None:
+    ana, lead = await a_person_in_every_table(sessionmaker)  # the lead's SMS grant was pending
+    document: dict[str, Any] = await do_export_customer(sessionmaker, ana, actor=ACTOR)
+    states = {(s["customer_id"], s["channel"], s["status"]) for s in document["consent_state"]}
+    assert states == {(ana, "sms", "pending")}
+    [own] = [e for e in document["consent_events"] if e["customer_id"] == lead]
+    assert (own["channel"], own["action"], own["source"]) == ("sms", "grant", "web_form")
+
+
 async def test_the_export_itself_is_audited(sessionmaker: SessionMaker) -> None:
     ana, lead = await a_person_in_every_table(sessionmaker)
     await do_export_customer(sessionmaker, lead, actor=ACTOR)

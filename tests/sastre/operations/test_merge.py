@@ -82,6 +82,21 @@ async def test_a_queued_customer_merged_away_stays_queued_and_the_bot_stays_sile
     assert (queued.customer_id, queued.state) == (known, "queued")
 
 
+async def test_a_queued_lead_merged_into_a_cmv_customer_waits_as_cmv(
+    sessionmaker: SessionMaker,
+) -> None:
+    """The bug: the conversation kept the lead's STANDARD priority, which the queue reads."""
+    inbound = processor(sessionmaker, Brain())
+    handed = await inbound.handle(sms("human", "SM1"))
+    known = await customer(sessionmaker, external_id="SHOP-1", email="ana@example.com")
+    async with sessionmaker.begin() as session:
+        (await session.get_one(Customer, known)).tier = "CMV"
+    await do_merge_customers(sessionmaker, known, handed.customer_id or 0, actor=ACTOR)
+    async with sessionmaker() as session:
+        queued = await session.get_one(Conversation, handed.conversation_id)
+    assert (queued.customer_id, queued.state, queued.priority_tier) == (known, "queued", "CMV")
+
+
 async def test_the_survivors_bot_conversation_gives_way_to_the_queued_one(
     sessionmaker: SessionMaker,
 ) -> None:
