@@ -44,6 +44,27 @@ class InboundMessage:
     # without the quoted thread and the signature (the whole text is stored all the same).
     bot_text: str | None = None
 
+    def __post_init__(self) -> None:
+        # A NUL (an SMS gateway's padding, a broken mail client) is no text: PostgreSQL refuses
+        # it in every text and JSON column. Replaced once, here, for every channel and every
+        # field that is stored, so the message is kept and answered, never an error.
+        for name in ("address", "text", "provider_id", "subject", "thread_key", "bot_text"):
+            value = getattr(self, name)
+            if value is not None and _NUL in value:
+                object.__setattr__(self, name, _without_nul(value))
+        if any(_NUL in name for name in self.attachments):
+            object.__setattr__(self, "attachments", tuple(map(_without_nul, self.attachments)))
+        if any(_NUL in key or _NUL in value for key, value in self.metadata.items()):
+            clean = {_without_nul(key): _without_nul(value) for key, value in self.metadata.items()}
+            object.__setattr__(self, "metadata", clean)
+
+
+_NUL = "\x00"
+
+
+def _without_nul(text: str) -> str:
+    return text.replace(_NUL, "\ufffd")  # U+FFFD REPLACEMENT CHARACTER: something was here
+
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:

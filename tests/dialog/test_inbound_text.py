@@ -1,0 +1,66 @@
+"""Text no database can store arrives on every channel (an SMS or an e-mail with a NUL): it is
+stored with the character replaced, and answered, never an error. PostgreSQL refuses NUL in text
+columns, SQLite keeps it; both must end the same."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from channels.base import ChannelName, InboundMessage
+from dialog.models import Message
+from sastre.config import Settings
+from sastre.db import SessionMaker
+from tests.dialog.test_inbound import FakeBrain, make_processor
+from tests.sastre.conftest import ClientFactory
+from tests.sastre.test_webhooks_email import email_client, email_settings, inbound, post, replies
+
+REPLACEMENT = "\ufffd"
+
+
+def test_a_nul_is_replaced_wherever_an_inbound_message_carries_text() -> None:
+    message = InboundMessage(
+        ChannelName.EMAIL,
+        "ana@example.com",
+        "hola\x00",
+        "<id\x00@example.com>",
+        subject="pedido\x00",
+        bot_text="hola\x00",
+        thread_key="<id\x00@example.com>",
+        attachments=("factura\x00.pdf",),
+        metadata={"dkim\x00": "pass\x00"},
+    )
+    assert message.text == "hola" + REPLACEMENT
+    assert message.bot_text == "hola" + REPLACEMENT
+    assert message.subject == "pedido" + REPLACEMENT
+    assert message.provider_id == message.thread_key == f"<id{REPLACEMENT}@example.com>"
+    assert message.attachments == (f"factura{REPLACEMENT}.pdf",)
+    assert message.metadata == {f"dkim{REPLACEMENT}": f"pass{REPLACEMENT}"}
+
+
+async def test_an_sms_with_a_nul_is_stored_with_it_replaced_and_answered(
+    sessionmaker: SessionMaker,
+) -> None:
+    processor = make_processor(sessionmaker, FakeBrain())
+    message = InboundMessage(ChannelName.SMS, "+14155552671", "where\x00 is it", "SM-nul")
+    result = await processor.handle(message)
+    assert [reply.text for reply in result.replies] == [f"echo: where{REPLACEMENT} is it"]
+    async with sessionmaker() as session:
+        texts = list(await session.scalars(select(Message.text).order_by(Message.id)))
+    assert texts == [f"where{REPLACEMENT} is it", f"echo: where{REPLACEMENT} is it"]
+
+
+async def test_an_e_mail_with_a_nul_is_stored_with_it_replaced_and_answered(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    mail = (
+        b"From: Ana <ana@example.org>\r\nTo: tienda@example.com\r\n"
+        b"Subject: mi pedido\x00\r\nMessage-ID: <nul.1@example.org>\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"\xc2\xbfd\xc3\xb3nde est\xc3\xa1 mi pedido?\x00\r\n"
+    )
+    status, _ = await post(client, mail)
+    assert status == 200
+    (stored,) = await inbound(sessionmaker)
+    assert stored.text.startswith(f"¿dónde está mi pedido?{REPLACEMENT}")
+    assert await replies(sessionmaker, "ana@example.org")
