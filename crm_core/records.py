@@ -11,7 +11,7 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -50,6 +50,13 @@ _MAX_NAME = 200
 # Digits with an optional '.' for decimals; ',' only as a thousands separator in groups of three.
 # "1.234,56" is refused rather than guessed: misreading money is worse than asking.
 _MONEY = re.compile(r"\+?(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?|\+?\.\d+")
+# What a JSON number or a spreadsheet may write: 1e13, 1.5E+3, 1e-21.
+_SCIENTIFIC = re.compile(r"\+?(?:\d+(?:\.\d*)?|\.\d+)[eE][+-]?\d{1,9}")
+_CENT = Decimal("0.01")
+# The largest amount, as people write it, for the reason that names the limit.
+_MAX_SHOWN = f"{(_MAX_MONEY_UNITS - _CENT):,.2f}"
+_TOO_LARGE = f"is implausibly large (at most {_MAX_SHOWN})"
+_TOO_PRECISE = "has more than 2 decimals"
 _NOT_FINITE = frozenset({"nan", "snan", "inf", "infinity"})
 # Whole units with at most two decimals, as nearly every file writes money: exact in integers.
 _PLAIN_MONEY = re.compile(r"(\d{1,15})(?:\.(\d{1,2}))?")
@@ -140,20 +147,21 @@ def _parse_money(name: str, value: Any, errors: list[FieldError]) -> int | None:
     if text.lstrip("+").lower() in _NOT_FINITE:
         errors.append(FieldError(name, "must be a finite number"))
         return None
-    if not _MONEY.fullmatch(text):
+    if not (_MONEY.fullmatch(text) or _SCIENTIFIC.fullmatch(text)):
         errors.append(FieldError(name, f"{text!r} is not an amount like 1234.56 (or 1,234.56)"))
         return None
     amount = Decimal(text.replace(",", ""))
     # Compared before any arithmetic: Decimal arithmetic works to 28 digits, and quantizing a
     # larger amount (10**30) raises InvalidOperation instead of answering.
     if amount >= _MAX_MONEY_UNITS:
-        errors.append(FieldError(name, "is implausibly large"))
+        errors.append(FieldError(name, _TOO_LARGE))
         return None
-    cents = int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-    if cents >= MAX_MONEY_CENTS:  # rounding up to the limit (9999999999999.999)
-        errors.append(FieldError(name, "is implausibly large"))
+    # Money has cents, not fractions of one: 0.999 or 1e-21 is a mistake to point at, not an
+    # amount to round silently. (Trailing zeros, as in 12.500, are no decimals.)
+    if amount.quantize(_CENT) != amount:
+        errors.append(FieldError(name, _TOO_PRECISE))
         return None
-    return cents
+    return int(amount.scaleb(2))
 
 
 def _parse_country(value: Any, errors: list[FieldError]) -> str | None:

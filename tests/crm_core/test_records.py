@@ -83,7 +83,8 @@ def test_every_money_field_is_parsed() -> None:
         ("ten", "'ten' is not an amount like 1234.56 (or 1,234.56)"),
         ("NaN", "must be a finite number"),
         ("Infinity", "must be a finite number"),
-        ("10000000000000", "is implausibly large"),
+        ("10000000000000", "is implausibly large (at most 9,999,999,999,999.99)"),
+        ("0.999", "has more than 2 decimals"),
     ],
 )
 def test_bad_money_is_refused(text: str, reason: str) -> None:
@@ -99,16 +100,36 @@ def test_bad_money_is_refused(text: str, reason: str) -> None:
         "1" + "0" * 30,
         "1,000,000,000,000,000,000,000,000,000,000",
         "1" * 5000,
-        "9999999999999.995",  # rounds up to the limit
         Decimal("1" + "0" * 30),  # as the API hands it over
+        1e30,
+        "1E+30",
+        1e13,
+        "1e999999999",
     ],
 )
-def test_money_beyond_decimal_precision_is_implausibly_large(value: Any) -> None:
+def test_money_beyond_the_limit_is_implausibly_large_naming_the_limit(value: Any) -> None:
     # 10**30 once reached Decimal.quantize, which raises past 28 digits: a 500 on the API and a
-    # whole CSV import aborted.
+    # whole CSV import aborted. 1e30 was "not an amount", 1e13 "implausibly large".
     assert errors_of({"external_id": "CRM-1", "revenue": value}) == [
-        FieldError("revenue", "is implausibly large")
+        FieldError("revenue", "is implausibly large (at most 9,999,999,999,999.99)")
     ]
+
+
+@pytest.mark.parametrize(
+    "value", [1e-21, "1e-21", "0.001", "9999999999999.995", 0.1 + 0.2, Decimal("1.005")]
+)
+def test_money_with_more_than_cents_is_refused_not_rounded(value: Any) -> None:
+    # 1e-21 was "not an amount", 0.001 silently 0.
+    assert errors_of({"external_id": "CRM-1", "revenue": value}) == [
+        FieldError("revenue", "has more than 2 decimals")
+    ]
+
+
+@pytest.mark.parametrize(("value", "cents"), [(1.5e3, 150000), ("2E+2", 20000), ("12.500", 1250)])
+def test_money_in_scientific_notation_or_with_trailing_zeros_is_an_amount(
+    value: Any, cents: int
+) -> None:
+    assert parse(revenue=value).revenue_cents == cents
 
 
 @settings(max_examples=200, deadline=None)

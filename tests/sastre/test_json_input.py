@@ -179,7 +179,7 @@ async def test_a_revenue_of_ten_to_the_thirty_is_a_400(client: Client, auth: Hea
     )
     assert (status, answer["detail"]) == (
         400,
-        [{"field": "revenue", "reason": "is implausibly large"}],
+        [{"field": "revenue", "reason": "is implausibly large (at most 9,999,999,999,999.99)"}],
     )
 
 
