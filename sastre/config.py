@@ -100,7 +100,9 @@ class Settings(BaseSettings):
     quiet_hours: str = ""
     # Named in every compliance reply (HELP, STOP) and in customer-facing pages.
     brand_name: str = "Sastre"
-    support_contact: str = "our web chat or support@example.com"
+    # A bare contact (an address, a phone, a URL): the sentence around it is the catalogue's,
+    # in the customer's language ("ayuda en support@example.com").
+    support_contact: str = "support@example.com"
     # A real Rasa server's base URL; unset = the embedded understanding.
     rasa_url: str | None = None
     # FAQ matcher: "lexical" (default, light) or "semantic" (pip install 'sastre[semantic]').

@@ -836,3 +836,16 @@ async def test_a_nul_in_the_text_is_refused_naming_the_message_and_nothing_is_st
     assert (await receive(ws))["id"] == "fine"
     await ws.close()
     assert await count(sessionmaker, Message, Message.text.like("hola%")) == 0
+
+
+async def test_help_in_spanish_is_spanish_throughout(client: Client) -> None:
+    # The default support contact was English prose ("our web chat or ..."), set inside the
+    # Spanish sentence; a bare contact lets the catalogue's sentence say it.
+    ws, _ = await connect(client, lang="es")
+    await say(ws, "h", "AYUDA")
+    assert (await receive(ws))["id"] == "h"
+    reply = await receive(ws)
+    await ws.close()
+    assert reply["author"] == "bot"
+    assert "ayuda en support@example.com." in reply["text"]
+    assert "web chat" not in reply["text"]
