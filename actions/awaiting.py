@@ -16,7 +16,8 @@ AWAITING_SLOT = "awaiting"
 
 
 class Awaiting(StrEnum):
-    OPT_OUT_CONFIRMATION = "opt_out_confirmation"  # "stop marketing by e-mail? Reply YES"
+    # "stop marketing by e-mail? Reply YES": a yes withdraws, a plain no keeps it (opt_out.py)
+    OPT_OUT_CONFIRMATION = "opt_out_confirmation"
     CALLBACK_PHONE = "callback_phone"  # "which number shall we call?"
 
     @property

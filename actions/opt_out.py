@@ -4,12 +4,15 @@ Withdrawing consent is the customer's decision, never the intent model's guess: 
 una camisa que no me queda bien" once read as an opt-out. So marketing is revoked at once only
 when the words are a clear revocation (`consent.keywords`, the same reading as STOP's); a guess
 asks first ("stop marketing messages by e-mail? Reply YES") and the revocation is recorded when
-the next message confirms it (the `awaiting` slot, `actions.awaiting`). Anything else than a yes
+the next message confirms it (the `awaiting` slot, `actions.awaiting`). A plain no declines: the
+customer is told that nothing changes and the question is closed (the intent model reads a bare
+"no" as an opt-out, so without this the answer asked the same question again). Anything else
 lets the question lapse, and consent stays as it was.
 """
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -27,15 +30,17 @@ from consent.ledger import record_consent
 from consent.types import Action as ConsentAction
 from consent.types import Channel, Purpose, Source
 from crm_core.customers import get_customer
-from wording import N_, translate
+from wording import N_, fold, translate
 
 __all__ = [
     "REQUEST_SLOT",
     "ActionOptOut",
     "OptOutStep",
     "is_confirmation",
+    "is_decline",
     "opt_out",
     "opt_out_step",
+    "settles_the_question",
 ]
 
 REQUEST_SLOT = "opt_out_request"  # the customer's words while their confirmation is awaited
@@ -55,17 +60,55 @@ def is_confirmation(text: str) -> bool:
     return match.kind is KeywordKind.OPT_IN and match.confirms_pending
 
 
+# A plain no, in Spanish or English, as the whole message (folded, punctuation aside). Only the
+# whole message: "no quiero más ofertas" is a revocation in words, not an answer to the question.
+_DECLINES = frozenset(
+    {
+        "no",
+        "no gracias",
+        "no muchas gracias",
+        "para nada",
+        "de ninguna manera",
+        "claro que no",
+        "mejor no",
+        "no thanks",
+        "no thank you",
+        "nope",
+        "nah",
+        "no way",
+        "not at all",
+        "of course not",
+    }
+)
+_WORD = re.compile(r"\w+")
+
+
+def is_decline(text: str) -> bool:
+    """A plain no ("no", "no, gracias", "nope", "para nada") as the whole message."""
+    return " ".join(_WORD.findall(fold(text))) in _DECLINES
+
+
+def settles_the_question(text: str) -> bool:
+    """Does this message answer "stop marketing messages…? Reply YES", one way or the other?
+    The embedded dialog gives such a message back to `action_opt_out`."""
+    return is_confirmation(text) or is_decline(text)
+
+
 class OptOutStep(StrEnum):
     REVOKE = "revoke"  # a clear revocation, or the confirmation of one asked
+    DECLINE = "decline"  # no to the question asked: nothing changes
     ASK = "ask"  # the model's guess alone: ask before changing anything
 
 
 def opt_out_step(text: str, awaiting: Awaiting | None) -> OptOutStep:
-    """Pure: revoke now, or ask first."""
+    """Pure: revoke now, keep everything as it is, or ask first."""
     if classify(text).kind is KeywordKind.OPT_OUT:
         return OptOutStep.REVOKE
-    if awaiting is Awaiting.OPT_OUT_CONFIRMATION and is_confirmation(text):
-        return OptOutStep.REVOKE
+    if awaiting is Awaiting.OPT_OUT_CONFIRMATION:
+        if is_confirmation(text):
+            return OptOutStep.REVOKE
+        if is_decline(text):
+            return OptOutStep.DECLINE
     return OptOutStep.ASK
 
 
@@ -125,6 +168,9 @@ class ActionOptOut(Action):  # type: ignore[misc]
             dispatcher.utter_message(text=translate(language, "optout.no_channel"))
             return done
         name = translate(language, _CHANNEL_NAMES[channel])
+        if step is OptOutStep.DECLINE:
+            dispatcher.utter_message(text=translate(language, "optout.declined", channel=name))
+            return done
         if step is OptOutStep.ASK:
             dispatcher.utter_message(text=translate(language, "optout.confirm", channel=name))
             return [

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.awaiting import AWAITING_SLOT, Awaiting
-from actions.opt_out import is_confirmation
+from actions.opt_out import settles_the_question
 from actions.runner import EmbeddedActions
 from crm_core.models import Tier
 from dialog.faq import FaqMatch, FaqMatcher, match_all
@@ -110,7 +110,7 @@ def needs_faq(understood: Understanding, *, tier: Tier, config: BrainConfig) -> 
 def answers(awaiting: Awaiting | None, text: str) -> bool:
     """Does this message answer the question the bot asked?"""
     if awaiting is Awaiting.OPT_OUT_CONFIRMATION:
-        return is_confirmation(text)
+        return settles_the_question(text)  # a yes or a plain no
     if awaiting is Awaiting.CALLBACK_PHONE:
         return _PHONE_LIKE.search(text) is not None
     return False

@@ -103,7 +103,14 @@ class TurnSteps:
             # autoresponders answering each other would never stop).
             return None
         channel = work.pending.medium.consent
-        language = work.customer.language or message.language_hint or self.language
+        # A short answer ("no", "ok") reads as either language: the one this conversation is held
+        # in breaks the tie, as for a keyword's reply below, before the deployment's default.
+        language = (
+            work.customer.language
+            or message.language_hint
+            or (None if work.opened else conversation.language)
+            or self.language
+        )
         # Keywords and the bot read the same bounded start of the message; all of it is stored.
         # An e-mail's bot text is its newest reply, without the quoted thread.
         text = bot_part(

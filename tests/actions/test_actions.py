@@ -495,6 +495,22 @@ async def test_a_confirmed_opt_out_is_recorded_with_the_request_and_the_answer(
     assert event.evidence["confirmed_by"] == "Sí"
 
 
+async def test_a_no_to_the_question_keeps_consent_and_closes_the_question(
+    sessionmaker: SessionMaker, embedded: EmbeddedActions
+) -> None:
+    """As a Rasa server runs it: the `awaiting` slot still set when "no" reads as an opt-out."""
+    async with sessionmaker.begin() as session:
+        customer_id = await new_customer(session, "C-23", language="en")
+    asked = {"channel": "email", "awaiting": "opt_out_confirmation", "opt_out_request": "ugh"}
+    outcome = await run(embedded, "action_opt_out", customer_id, text="No", slots=asked)
+    assert outcome.texts == [
+        "OK, nothing changes: your marketing messages by e-mail stay as they were."
+    ]
+    assert outcome.slots == {"awaiting": None, "opt_out_request": None}
+    async with sessionmaker() as session:
+        assert await consent_history(session, customer_id) == []
+
+
 async def test_a_yes_with_no_question_asked_changes_nothing(
     sessionmaker: SessionMaker, embedded: EmbeddedActions
 ) -> None:
