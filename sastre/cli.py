@@ -596,8 +596,9 @@ def _merge_refusal(refused: MergeRefused) -> str:
     type=click.Path(path_type=Path, dir_okay=False, writable=True),
     help="Write to this file (a new one readable by this account only), not standard output.",
 )
+@click.option("--force", is_flag=True, help="Overwrite the --output file if it exists.")
 @click.pass_context
-def customer_export(ctx: click.Context, query: Wanted, output: Path | None) -> None:
+def customer_export(ctx: click.Context, query: Wanted, output: Path | None, *, force: bool) -> None:
     """Print everything Sastre holds about a person as JSON (a GDPR access request).
 
     Records merged into the customer are included; the export is recorded in the audit log as
@@ -608,6 +609,9 @@ def customer_export(ctx: click.Context, query: Wanted, output: Path | None) -> N
     from sastre.operations import do_export_customer
 
     settings = _settings(ctx)
+    # Checked before the export, which the audit log records: a refusal exports nothing.
+    if output is not None and not force and os.path.lexists(output):
+        raise click.ClickException(_exists(output))
 
     async def work(sessionmaker: SessionMaker) -> dict[str, Any]:
         # An id goes to the act as given: it follows a merge itself and records what was asked.
@@ -626,14 +630,23 @@ def customer_export(ctx: click.Context, query: Wanted, output: Path | None) -> N
     if output is None:
         click.echo(text)
         return
-    # Everything about a person: a new file is made readable by this account alone.
+    # Everything about a person: the file is made readable by this account alone, an existing
+    # one only with --force (O_EXCL: not even one created while the export ran).
+    replace = os.O_TRUNC if force else os.O_EXCL
     try:
-        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | replace, 0o600)
+    except FileExistsError:
+        raise click.ClickException(_exists(output)) from None
     except OSError as e:
         raise click.ClickException(f"{click.format_filename(output)}: {e.strerror}") from None
     with open(descriptor, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), 0o600)  # a file overwritten keeps its mode otherwise
         file.write(text + "\n")
     click.echo(f"exported customer {document['customer_id']} to {click.format_filename(output)}")
+
+
+def _exists(output: Path) -> str:
+    return f"{click.format_filename(output)} already exists; use --force to overwrite it"
 
 
 # --- leads --------------------------------------------------------------------------------------

@@ -136,6 +136,35 @@ async def test_export_to_a_file_makes_it_readable_by_this_account_only(
     assert written.stat().st_mode & 0o777 == 0o600
 
 
+async def test_export_refuses_to_overwrite_a_file_and_exports_nothing(
+    tmp_path: Path, database_url: str, sessionmaker: SessionMaker
+) -> None:
+    """The bug: an existing file was overwritten without a word."""
+    await customer(sessionmaker, external_id="C-1", email="ana@example.com")
+    kept = tmp_path / "notes.json"
+    kept.write_text("my own notes\n", encoding="utf-8")
+    result = sastre(tmp_path, database_url, "customer", "export", "C-1", "-o", "notes.json")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "Error: notes.json already exists; use --force to overwrite it\n"
+    assert kept.read_text(encoding="utf-8") == "my own notes\n"
+    assert await audited(sessionmaker, "customer.export") == []
+
+
+async def test_export_with_force_overwrites_and_makes_the_file_private(
+    tmp_path: Path, database_url: str, sessionmaker: SessionMaker
+) -> None:
+    known = await customer(sessionmaker, external_id="C-1", email="ana@example.com")
+    old = tmp_path / "ana.json"
+    old.write_text("an older export, longer than the new one will be" * 1000, encoding="utf-8")
+    old.chmod(0o644)
+    result = sastre(
+        tmp_path, database_url, "customer", "export", "C-1", "-o", "ana.json", "--force"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(old.read_text(encoding="utf-8"))["customer_id"] == known
+    assert old.stat().st_mode & 0o777 == 0o600
+
+
 async def test_export_of_nobody_is_an_error_and_writes_no_file(
     tmp_path: Path, database_url: str, sessionmaker: SessionMaker
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy import select
 
 from consent.ledger import consent_history, record_consent
@@ -64,7 +65,7 @@ async def test_the_unsubscribe_page_has_one_button(
     page = await response.text()
     assert response.status == 200
     assert page.count("<button") == 1
-    assert "Stop receiving marketing messages by E-mail?" in page
+    assert "Stop receiving marketing messages by e-mail?" in page
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
 
 
@@ -156,6 +157,24 @@ async def test_the_language_menu_offers_every_catalogue_in_its_own_name(
     assert '<label class="check"><input type="checkbox" name="day" value="sat" checked> sáb' in page
 
 
+@pytest.mark.parametrize(
+    ("language", "labels"),
+    [
+        ("en", ["E-mail", "SMS", "Telegram", "Web chat", "Phone call"]),
+        ("es", ["Correo electrónico", "SMS", "Telegram", "Chat web", "Llamada"]),
+    ],
+)
+async def test_a_channel_is_lower_case_inside_a_sentence_and_capitalised_as_a_label(
+    client: Client, settings: Settings, sessionmaker: SessionMaker, language: str, labels: list[str]
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker, language=language)
+    page = await (await client.get(_preferences_url(settings, customer))).text()
+    for label in labels:
+        assert f">{label}</option>" in page, label
+    if language == "en":
+        assert "Marketing by e-mail: yes" in page
+
+
 async def test_the_preference_centre_saves_choices_with_evidence(
     client: Client, settings: Settings, sessionmaker: SessionMaker
 ) -> None:
@@ -211,7 +230,7 @@ async def test_withdraw_everything_in_one_click(
     assert response.status == 200
     page = await response.text()
     assert "All your marketing consents are withdrawn." in page
-    assert "Marketing by E-mail: no" in page
+    assert "Marketing by e-mail: no" in page
 
 
 async def _customer_with_pending_email_marketing(sessionmaker: SessionMaker) -> int:
@@ -242,7 +261,7 @@ async def test_the_confirmation_link_completes_double_opt_in(
 ) -> None:
     customer = await _customer_with_pending_email_marketing(sessionmaker)
     page = await (await client.get(_confirm_url(settings, customer))).text()
-    assert "Confirm that you want to receive marketing messages by E-mail." in page
+    assert "Confirm that you want to receive marketing messages by e-mail." in page
     response = await client.post(_confirm_url(settings, customer))
     assert "your subscription is confirmed" in await response.text()
     again = await client.post(_confirm_url(settings, customer))
