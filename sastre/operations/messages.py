@@ -46,6 +46,10 @@ class NotRetryable(Exception):
     """Only a failed message can be sent again."""
 
 
+class MessageNotFound(LookupError):
+    """No outbound message has that id."""
+
+
 @dataclass(frozen=True, slots=True)
 class Queued:
     message_id: int
@@ -162,7 +166,7 @@ async def do_send_message(
 
 
 async def do_retry_message(sessionmaker: SessionMaker, message_id: int, *, actor: str) -> int:
-    """Queue a failed message again, now; returns its customer's id. Raises LookupError,
+    """Queue a failed message again, now; returns its customer's id. Raises MessageNotFound,
     NotRetryable. The worker checks consent again before it sends."""
     now = utcnow()
     async with unit_of_work(sessionmaker, actor) as unit:
@@ -170,7 +174,7 @@ async def do_retry_message(sessionmaker: SessionMaker, message_id: int, *, actor
         entry = await session.get(OutboxEntry, message_id, with_for_update=True)
         message = await session.get(Message, message_id)
         if entry is None or message is None:
-            raise LookupError(f"no outbound message {message_id}")
+            raise MessageNotFound(f"no outbound message {message_id}")
         if entry.state != DeliveryState.FAILED.value:
             raise NotRetryable(f"message {message_id} is {entry.state}, not failed")
         # A staff decision to try again: a new delivery, not a provider's report going back.

@@ -19,7 +19,6 @@ from aiohttp import web
 
 from channels.email.smtp_in import MAX_SIZE
 from sastre.appkeys import SETTINGS
-from sastre.email_intake import NoSender
 from sastre.email_listener import EMAIL_INTAKE
 from sastre.web.errors import ApiError
 
@@ -70,12 +69,10 @@ async def incoming_email(request: web.Request) -> web.Response:
     raw = await _raw(request)
     if not raw.strip():
         raise ApiError(400, "empty message", "the body must be the raw RFC 5322 message")
-    try:
-        taken = await request.app[EMAIL_INTAKE].take(
-            raw, envelope_from=request.headers.get(ENVELOPE_HEADER)
-        )
-    except NoSender as error:
-        raise ApiError(422, "no sender", str(error)) from None
+    # NoSender (no From, no envelope sender) is a 422 through sastre.web.errors.
+    taken = await request.app[EMAIL_INTAKE].take(
+        raw, envelope_from=request.headers.get(ENVELOPE_HEADER)
+    )
     return web.json_response(
         {
             "status": taken.kind,

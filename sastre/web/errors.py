@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError
 
+from channels.sms_webhooks import MalformedWebhook
 from consent.ledger import InvalidTopic, NothingToConfirm
 from consent.preferences import InvalidPreferences
 from consent.tokens import BadToken
@@ -26,6 +27,8 @@ from crm_core.customers import CustomerNotFound, IdentityConflict, MergeRefused
 from crm_core.identities import InvalidIdentity
 from crm_core.records import RecordErrors
 from dialog.faq import FaqEntryInvalid
+from sastre.email_intake import NoSender
+from sastre.operations.messages import MessageNotFound, NotRetryable, Refused
 from sastre.web.json_input import UnacceptableJson
 from sastre.web.json_input import loads as load_json
 
@@ -120,6 +123,14 @@ def _merge_refused(exc: MergeRefused) -> ApiError:
 
 # Domain exception -> HTTP answer. A subclass not listed gets its closest listed ancestor's.
 # An answer of None means "not one of ours after all": a 500.
+def _refused(e: Refused) -> ApiError:
+    """The contact policy said no: its reason, and the whole decision when there was one."""
+    detail: dict[str, Any] = {"reason": e.reason, "explanation": e.explanation}
+    if e.decision is not None:
+        detail["decision"] = e.decision.to_json()
+    return ApiError(409, e.reason, detail)
+
+
 DOMAIN_ERRORS: Final[Mapping[type[Exception], Answer]] = dict(
     [
         # crm_core
@@ -145,6 +156,17 @@ DOMAIN_ERRORS: Final[Mapping[type[Exception], Answer]] = dict(
         _rule(BadToken, lambda e: ApiError(400, "invalid link", str(e))),
         # dialog
         _rule(FaqEntryInvalid, lambda e: ApiError(400, "invalid FAQ entry", _fields(e.problems))),
+        # channels: a signed webhook whose form is not what the provider sends; a raw e-mail
+        # with no address to file it under
+        _rule(
+            MalformedWebhook,
+            lambda e: ApiError(400, "invalid webhook", {"field": e.field, "reason": e.reason}),
+        ),
+        _rule(NoSender, lambda e: ApiError(422, "no sender", str(e))),
+        # operations
+        _rule(Refused, _refused),
+        _rule(MessageNotFound, lambda e: ApiError(404, "not_found", str(e))),
+        _rule(NotRetryable, lambda e: ApiError(409, "not_failed", str(e))),
         # the HTTP edge
         _rule(UnacceptableJson, lambda e: ApiError(400, "invalid request body", _fields([e]))),
         # the database: a lock not granted in time

@@ -21,7 +21,7 @@ from dialog.outbox import DeliveryState
 from dialog.outbox.models import DeliveryAttempt, OutboxEntry
 from sastre.appkeys import READER, REDIS, SESSIONMAKER, SETTINGS
 from sastre.auth import Permission
-from sastre.operations.messages import NotRetryable, Refused, do_retry_message, do_send_message
+from sastre.operations.messages import do_retry_message, do_send_message
 from sastre.web.auth import require
 from sastre.web.customers import validated
 from sastre.web.errors import ApiError, read_json_object
@@ -114,11 +114,10 @@ async def show_message(request: web.Request) -> web.Response:
 async def list_outbox(request: web.Request) -> web.Response:
     require(request, Permission.CUSTOMERS_READ)
     raw = request.query.get("state", DeliveryState.FAILED.value)
-    try:
-        state = DeliveryState(raw)
-    except ValueError:
-        names = ", ".join(s.value for s in DeliveryState)
-        raise ApiError(400, "bad_state", f"state is one of {names}") from None
+    names = [s.value for s in DeliveryState]
+    if raw not in names:
+        raise ApiError(400, "bad_state", f"state is one of {', '.join(names)}")
+    state = DeliveryState(raw)
     async with request.app[READER]() as session:
         rows = (
             await session.execute(
@@ -146,12 +145,7 @@ async def list_outbox(request: web.Request) -> web.Response:
 async def retry_message(request: web.Request) -> web.Response:
     staff = require(request, Permission.CUSTOMERS_WRITE)
     message_id = _message_id(request)
-    try:
-        await do_retry_message(request.app[SESSIONMAKER], message_id, actor=staff.actor)
-    except LookupError as e:
-        raise ApiError(404, "not_found", str(e)) from None
-    except NotRetryable as e:
-        raise ApiError(409, "not_failed", str(e)) from None
+    await do_retry_message(request.app[SESSIONMAKER], message_id, actor=staff.actor)
     return web.json_response({"id": message_id, "state": DeliveryState.QUEUED.value}, status=202)
 
 
@@ -160,23 +154,17 @@ async def send_message(request: web.Request) -> web.Response:
     staff = require(request, Permission.CUSTOMERS_WRITE)
     body = validated(SendIn, await read_json_object(request))
     settings = request.app[SETTINGS]
-    try:
-        queued = await do_send_message(
-            request.app[SESSIONMAKER],
-            customer_id=body.customer_id,
-            text=body.text,
-            purpose=body.purpose,
-            channel=body.channel,
-            actor=staff.actor,
-            default_timezone=settings.default_timezone,
-            rules=settings.policy_rules,
-            quiet_overrides=settings.quiet_hour_overrides,
-        )
-    except Refused as refused:
-        detail = {"reason": refused.reason, "explanation": refused.explanation}
-        if refused.decision is not None:
-            detail["decision"] = refused.decision.to_json()  # type: ignore[assignment]
-        raise ApiError(409, refused.reason, detail) from None
+    queued = await do_send_message(
+        request.app[SESSIONMAKER],
+        customer_id=body.customer_id,
+        text=body.text,
+        purpose=body.purpose,
+        channel=body.channel,
+        actor=staff.actor,
+        default_timezone=settings.default_timezone,
+        rules=settings.policy_rules,
+        quiet_overrides=settings.quiet_hour_overrides,
+    )
     return web.json_response(
         {
             "id": queued.message_id,

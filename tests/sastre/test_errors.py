@@ -35,12 +35,15 @@ from tests.support.busy_database import impatient, lock_held
 
 Headers = Callable[[Role], dict[str, str]]
 
-DOMAIN_PACKAGES = ("crm_core", "consent", "dialog")
+DOMAIN_PACKAGES = ("crm_core", "consent", "dialog", "channels", "sastre.operations")
 # Domain errors no HTTP request can cause, each with the reason.
 NOT_FROM_HTTP = {
     "crm_core.importer.ImportFileError",  # a whole CSV file is unreadable: the CLI says so
     "dialog.faq.FaqFileError",  # a knowledge-base file is unreadable: the CLI says so
     "dialog.rasa.RasaUnavailable",  # the bot is down: the inbound path hands the turn off
+    "channels.base.DeliveryFailed",  # a provider refused a send: the worker records it
+    "channels.webchat.ProtocolError",  # a bad chat frame: an error frame on the socket
+    "channels.email.smtp_in.Refused",  # a message the SMTP listener answers with a 5xx
 }
 
 
@@ -149,7 +152,15 @@ def test_an_exception_nobody_expected_has_no_answer(exc: Exception) -> None:
 
 # Modules whose handlers answer in JSON and so leave domain errors to the table. public.py
 # (HTML pages for customers) and chat.py (a socket protocol) render their own refusals.
-JSON_HANDLER_MODULES = ("faq.py", "customers.py", "consent.py", "console.py")
+JSON_HANDLER_MODULES = (
+    "faq.py",
+    "customers.py",
+    "consent.py",
+    "console.py",
+    "messages.py",
+    "twilio.py",
+    "email.py",
+)
 
 
 @pytest.mark.parametrize("module", JSON_HANDLER_MODULES)
