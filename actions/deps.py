@@ -97,10 +97,14 @@ class TrackerFacts:
     intent: str | None
     entities: tuple[Mapping[str, Any], ...]
     slots: Mapping[str, Any]
+    # What Sastre itself attached to the message when it asked a Rasa server (`dialog.rasa`):
+    # not the customer's to set.
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, tracker: Any) -> TrackerFacts:
         latest: Mapping[str, Any] = tracker.latest_message or {}
+        metadata = latest.get("metadata")
         intent = latest.get("intent") or {}
         return cls(
             customer_id=int(tracker.sender_id),
@@ -108,6 +112,9 @@ class TrackerFacts:
             intent=intent.get("name") if isinstance(intent, Mapping) else None,
             entities=tuple(e for e in latest.get("entities") or () if isinstance(e, Mapping)),
             slots=dict(tracker.slots or {}),
+            metadata=dict(metadata)
+            if isinstance(metadata := latest.get("metadata"), Mapping)
+            else {},
         )
 
     def entity(self, name: str) -> str | None:

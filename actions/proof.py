@@ -7,7 +7,9 @@ account data (order status, the profile, the preferences link) answers an unprov
 generic text instead, and notes the attempt on the customer's timeline for staff: someone may be
 fishing for another customer's orders.
 
-A tracker without the slot (an older Rasa project) counts as proven, as before this existed.
+With a Rasa server, `dialog.rasa` sends `sender_proven` in the message's metadata, which Rasa
+hands to the action server with the tracker: the actions read it there, so no Rasa rule has to
+copy it into the slot. A tracker with neither (an older Rasa project) counts as proven.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ PROVEN_SLOT = "sender_proven"
 
 
 def sender_proven(facts: TrackerFacts) -> bool:
-    return facts.slots.get(PROVEN_SLOT) is not False
+    # The embedded dialog sets the slot; a Rasa server passes on the message's metadata, which
+    # Sastre wrote when it asked (`dialog.rasa`), and either saying False withholds the data.
+    return (
+        facts.slots.get(PROVEN_SLOT) is not False and facts.metadata.get(PROVEN_SLOT) is not False
+    )
 
 
 def generic_answer(language: str) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from actions.deps import TrackerFacts
+from actions.proof import sender_proven
 from actions.runner import EmbeddedActions
 from crm_core.models import Interaction, InteractionKind
 from sastre.db import SessionMaker
@@ -84,3 +86,23 @@ async def test_the_profile_is_withheld_from_an_unproven_sender(sessionmaker: Ses
     assert "tier" not in outcome.slots
     (note,) = await notes(sessionmaker, customer_id)
     assert note.data["action"] == "action_customer_profile"
+
+
+class _RasaTracker:
+    """What a Rasa server hands the action server: no slot set, Sastre's metadata on the message."""
+
+    sender_id = "7"
+
+    def __init__(self, metadata: dict[str, object]) -> None:
+        self.slots: dict[str, object] = {}
+        self.latest_message = {"text": "where is SO-123456?", "metadata": metadata}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "proven"),
+    [({"sender_proven": False}, False), ({"sender_proven": True}, True), ({}, True)],
+)
+def test_a_rasa_server_s_message_metadata_says_whether_the_sender_is_proven(
+    metadata: dict[str, object], proven: bool
+) -> None:
+    assert sender_proven(TrackerFacts.of(_RasaTracker(metadata))) is proven
