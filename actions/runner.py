@@ -6,6 +6,7 @@ embedded dialog or a real Rasa server asked for it.
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -176,5 +177,20 @@ def serve(
 
         app.register_listener(open_resources, "before_server_start")
         app.register_listener(close_resources, "after_server_stop")
+    # Sanic takes over SIGTERM only once its server is up, and the socket may already be serving
+    # then (it listened before the server started): a SIGTERM in between would kill the process
+    # mid-start. Until Sanic's own handler replaces this one, a SIGTERM is remembered, and the
+    # server stops as soon as it has started.
+    stop_asked: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: stop_asked.append(signum))
+
+    async def stop_if_asked(app_: Any, *_: Any) -> None:
+        if stop_asked:
+            app_.stop(terminate=False)
+
+    app.register_listener(stop_if_asked, "after_server_start")
     where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port}
-    app.run(**where, single_process=True, access_log=False, motd=False)
+    try:
+        app.run(**where, single_process=True, access_log=False, motd=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
