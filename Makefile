@@ -3,7 +3,7 @@
 PYTHON ?= .venv/bin/python
 ARGS ?=
 
-.PHONY: bench bench-nlu bench-faq bench-dialog test run
+.PHONY: bench bench-nlu bench-faq bench-dialog bench-sms bench-outbox test run
 
 # Issue #2: import a million customers and recompute their tiers on SQLite and PostgreSQL.
 bench:
@@ -18,6 +18,13 @@ bench-faq:
 
 bench-dialog:
 	$(PYTHON) -m bench.dialog_turns $(ARGS)
+
+# Issue #10: signed Twilio webhooks through the whole inbound path; the outbox drained to local fakes.
+bench-sms:
+	$(PYTHON) -m bench.sms_inbound $(ARGS)
+
+bench-outbox:
+	$(PYTHON) -m bench.outbox_drain $(ARGS)
 
 test:
 	bash scripts/test.sh $(ARGS)
