@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from channels.base import ChannelName, DeliveryFailed
 from channels.fake import FakeSender
+from crm_core.sqltypes import utcnow
 from dialog.outbox.models import OutboxEntry
 from sastre.app import create_app
 from sastre.config import Settings
@@ -19,6 +20,13 @@ from tests.sastre.conftest import Client, ClientFactory
 from tests.sastre.test_api_consent import _customer, _record
 
 Auth = Callable[..., dict[str, str]]
+
+
+def _worker(sessionmaker: SessionMaker, sender: FakeSender, due_at: str) -> Worker:
+    """A worker whose clock is at the message's due time at the earliest: a service SMS is
+    deferred to the morning at night in the customer's time zone, and tests run at any hour."""
+    due = datetime.fromisoformat(due_at)
+    return Worker(sessionmaker, {ChannelName.SMS: sender}, clock=lambda: max(utcnow(), due))
 
 
 async def _send(client: Client, auth: Auth, **body: Any) -> tuple[int, Any]:
@@ -40,7 +48,7 @@ async def test_a_service_message_is_queued_sent_and_shown(
     )
     assert status == 202, body
     fake = FakeSender()
-    await Worker(sessionmaker, {ChannelName.SMS: fake}).drain()
+    await _worker(sessionmaker, fake, body["due_at"]).drain()
     assert [r.message.text for r in fake.sent] == ["Your order shipped"]
     shown = await (await client.get(f"/api/messages/{body['id']}", headers=auth())).json()
     assert shown["delivery"]["state"] == "sent"
@@ -87,12 +95,12 @@ async def test_a_failed_message_is_listed_and_retried(
     )
     fake = FakeSender()
     fake.fail_next(DeliveryFailed("invalid number", retryable=False, code="21211"))
-    await Worker(sessionmaker, {ChannelName.SMS: fake}).drain()
+    await _worker(sessionmaker, fake, body["due_at"]).drain()
     listed = await (await client.get("/api/outbox?state=failed", headers=auth())).json()
     assert [(m["id"], m["error"]["code"]) for m in listed["messages"]] == [(body["id"], "21211")]
     again = await client.post(f"/api/messages/{body['id']}/retry", headers=auth())
     assert again.status == 202
-    await Worker(sessionmaker, {ChannelName.SMS: fake}).drain()
+    await _worker(sessionmaker, fake, body["due_at"]).drain()
     shown = await (await client.get(f"/api/messages/{body['id']}", headers=auth())).json()
     assert shown["delivery"]["state"] == "sent"
     assert [a["outcome"] for a in shown["attempts"]] == ["failed", "sent"]
@@ -123,10 +131,12 @@ async def test_metrics_show_the_outbox(
     client: Client, auth: Auth, sessionmaker: SessionMaker
 ) -> None:
     customer = await _customer(client, auth)
-    await _send(client, auth, customer_id=customer, text="a", purpose="service", channel="sms")
+    _, body = await _send(
+        client, auth, customer_id=customer, text="a", purpose="service", channel="sms"
+    )
     text = await (await client.get("/metrics")).text()
     assert "sastre_outbox_depth 1.0" in text
-    await Worker(sessionmaker, {ChannelName.SMS: FakeSender()}).drain()
+    await _worker(sessionmaker, FakeSender(), body["due_at"]).drain()
     text = await (await client.get("/metrics")).text()
     assert "sastre_outbox_depth 0.0" in text
     assert 'sastre_outbox_sends{channel="sms",outcome="sent"} 1.0' in text
