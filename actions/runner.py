@@ -6,6 +6,7 @@ embedded dialog or a real Rasa server asked for it.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -156,41 +157,60 @@ def serve(
     *,
     resources: Callable[[], AbstractAsyncContextManager[ActionDeps]] | None = None,
     sock: socket.socket | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve the actions with rasa-sdk's own action server (Sanic), in this process.
+    """Serve the actions with rasa-sdk's own action server (Sanic) until SIGTERM or SIGINT.
 
-    `resources` opens what the actions need (the database engine, ...) on the server's event loop
-    and closes it when the server stops; without it, `configure` must have been called already.
+    `resources` opens what the actions need (the database engine, ...) before the server answers
+    and closes it once the server has stopped; without it, `configure` must have been called.
     `sock`, a socket already listening, is served instead of binding `host` and `port`.
+    `ready` is called once the server answers and a SIGTERM would stop it cleanly.
     """
+    asyncio.run(_serve(host, port, resources=resources, sock=sock, ready=ready))
+
+
+async def _serve(
+    host: str,
+    port: int,
+    *,
+    resources: Callable[[], AbstractAsyncContextManager[ActionDeps]] | None,
+    sock: socket.socket | None,
+    ready: Callable[[], None] | None,
+) -> None:
     from rasa_sdk.endpoint import create_app  # Sanic: only for the server, not the dialog
 
-    app = create_app(build_executor(), cors_origins="")
-    if resources is not None:
-        stack = AsyncExitStack()
-
-        async def open_resources(*_: Any) -> None:
-            configure(await stack.enter_async_context(resources()))
-
-        async def close_resources(*_: Any) -> None:
-            await stack.aclose()
-
-        app.register_listener(open_resources, "before_server_start")
-        app.register_listener(close_resources, "after_server_stop")
-    # Sanic takes over SIGTERM only once its server is up, and the socket may already be serving
-    # then (it listened before the server started): a SIGTERM in between would kill the process
-    # mid-start. Until Sanic's own handler replaces this one, a SIGTERM is remembered, and the
-    # server stops as soon as it has started.
-    stop_asked: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: stop_asked.append(signum))
-
-    async def stop_if_asked(app_: Any, *_: Any) -> None:
-        if stop_asked:
-            app_.stop(terminate=False)
-
-    app.register_listener(stop_if_asked, "after_server_start")
-    where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port}
+    # Sanic's own runner (`app.run`) installs its signal handlers only once the server is up, and
+    # a stop asked for while it still runs its start-up events is lost: the process then never
+    # stops. On Sanic's low-level API the loop and its signals are ours from the first instant, so
+    # a SIGTERM at any moment stops the server once, cleanly.
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
-        app.run(**where, single_process=True, access_log=False, motd=False)
+        async with AsyncExitStack() as stack:
+            if resources is not None:
+                configure(await stack.enter_async_context(resources()))
+            app = create_app(build_executor(), cors_origins="")
+            where: dict[str, Any] = (
+                {"sock": sock} if sock is not None else {"host": host, "port": port}
+            )
+            server = await app.create_server(**where, access_log=False)
+            if server is None:  # pragma: no cover - Sanic always returns it now
+                raise RuntimeError("Sanic did not create the action server")
+            await server.startup()
+            await server.before_start()
+            await server.after_start()
+            if ready is not None:
+                ready()
+            try:
+                await stop.wait()
+            finally:
+                await server.before_stop()
+                await server.close()
+                for connection in server.connections:  # idle keep-alive ones; busy ones finish
+                    connection.close_if_idle()
+                await server.after_stop()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -316,8 +316,13 @@ def actions_command(ctx: click.Context, host: str, port: int) -> None:
             )
 
     _run(_migrate(settings.database_url))
-    click.echo(f"Sastre actions listening on {listening_urls([listener])[0]}/webhook")
-    serve_actions(resources=resources, sock=listener)
+    url = f"{listening_urls([listener])[0]}/webhook"
+    # Said once the server answers and a SIGTERM would stop it cleanly, not before.
+    serve_actions(
+        resources=resources,
+        sock=listener,
+        ready=lambda: click.echo(f"Sastre actions listening on {url}"),
+    )
 
 
 # --- tokens -------------------------------------------------------------------------------------

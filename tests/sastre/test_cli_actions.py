@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,9 +56,38 @@ def test_the_action_server_serves_the_socket_it_took_and_stops_on_sigterm(
         first = process.stdout.readline()
         assert first.startswith("Sastre actions listening on http://127.0.0.1:"), first
         url = first.split()[-1].removesuffix("/webhook")
-        # The socket listens before the server starts: this waits in its backlog if need be.
+        # Said once it answers: the health check needs no retry.
         with urllib.request.urlopen(f"{url}/health", timeout=30) as response:
             assert json.loads(response.read()) == {"status": "ok"}
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2, 0.5])
+def test_a_sigterm_at_any_moment_of_the_start_stops_the_action_server_cleanly(
+    tmp_path: Path, delay: float
+) -> None:
+    # Whether the signal comes while the database opens, while the server runs its start-up
+    # events or once it serves, the process stops once and says nothing alarming.
+    process = subprocess.Popen(
+        [SASTRE, "actions", "--port", "0"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("Sastre actions listening on")
+        time.sleep(delay)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=20)
     finally:
