@@ -136,14 +136,18 @@ def cli(ctx: click.Context) -> None:
 # --- running ------------------------------------------------------------------------------------
 
 
-def _listen(settings: Settings) -> list[socket.socket]:
-    """Take the port before anything else: a second start must change nothing."""
-    from sastre.listeners import PortUnavailable, bind_listeners
+def _listen(settings: Settings) -> tuple[Settings, list[socket.socket]]:
+    """Take the port before anything else: a second start must change nothing. With
+    SASTRE_PORT=0 the settings returned name the port the system picked (links, the banner)."""
+    from sastre.listeners import PortUnavailable, bind_listeners, bound_port
 
     try:
-        return bind_listeners(settings.host, settings.port)
+        listeners = bind_listeners(settings.host, settings.port)
     except PortUnavailable as e:
         raise click.ClickException(str(e)) from None
+    if settings.port == 0:
+        settings = settings.model_copy(update={"port": bound_port(listeners)})
+    return settings, listeners
 
 
 def _serve(settings: Settings, listeners: list[socket.socket], banner: str = "") -> None:
@@ -182,8 +186,7 @@ def _listening_line(settings: Settings, listeners: list[socket.socket]) -> str:
 @click.pass_context
 def serve(ctx: click.Context) -> None:
     """Apply migrations and run the service."""
-    settings = _settings(ctx)
-    listeners = _listen(settings)
+    settings, listeners = _listen(_settings(ctx))
     _run(_migrate(settings.database_url))
     worker = None
     if settings.serve_worker:  # the outbox's sender, in its own process (SASTRE_SERVE_WORKER=0)
@@ -235,8 +238,7 @@ def demo(ctx: click.Context, customers: int) -> None:
     from sastre.auth import Role, create_token
     from sastre.demo import load_demo_data
 
-    settings = _settings(ctx)
-    listeners = _listen(settings)
+    settings, listeners = _listen(_settings(ctx))
 
     async def load(sessionmaker: SessionMaker) -> tuple[str, str]:
         async with sessionmaker.begin() as session:

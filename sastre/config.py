@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     database_url: str = Field(default_factory=_default_database_url)
     redis_url: str | None = None
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
+    # 0: the system picks a free port when the service binds; the command says which.
+    port: int = Field(default=8080, ge=0, le=65535)
     public_url: str = ""
     secret_key: SecretStr | None = None
     default_region: str = "US"

@@ -18,6 +18,7 @@ __all__ = [
     "Service",
     "bind_listener",
     "bind_listeners",
+    "bound_port",
     "http_url",
     "listening_urls",
 ]
@@ -69,6 +70,10 @@ def _bind(host: str, port: int, service: Service, *, every_address: bool) -> lis
     sockets: list[socket.socket] = []
     try:
         for family, kind, protocol, _, address in addresses if every_address else addresses[:1]:
+            if port == 0 and sockets:
+                # Port 0: the system picked one for the first address; the others (localhost's
+                # ::1 beside 127.0.0.1) take the same, so the service has one port.
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
             listener = socket.socket(family, kind, protocol)
             sockets.append(listener)
             # As asyncio does: a restart may reuse a port whose old connections linger in
@@ -91,6 +96,11 @@ def _bind(host: str, port: int, service: Service, *, every_address: bool) -> lis
             f"set {service.host_setting} or {service.port_setting}"
         ) from None
     return sockets
+
+
+def bound_port(sockets: list[socket.socket]) -> int:
+    """The port the sockets listen on: the one asked for, or the one the system picked for 0."""
+    return int(sockets[0].getsockname()[1])
 
 
 def http_url(host: str, port: int) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from sastre.db import SessionMaker
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = """
-import sys
+import socket
 from contextlib import asynccontextmanager
 
 from actions.deps import ActionDeps
@@ -51,20 +50,16 @@ async def resources():
         )
 
 
-serve("127.0.0.1", int(sys.argv[1]), resources=resources)
+# Port 0: the system picks a free port as the socket binds, so no other process can race for
+# it; the port is said once the server answers.
+listener = socket.create_server(("127.0.0.1", 0))
+port = listener.getsockname()[1]
+serve(resources=resources, sock=listener, ready=lambda: print("PORT", port, flush=True))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 async def action_server(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
-    port = free_port()
     env = {
         **os.environ,
         "SASTRE_DATABASE_URL": database_url,
@@ -74,11 +69,23 @@ async def action_server(database_url: str, tmp_path: Path) -> AsyncIterator[str]
     log = tmp_path / "action-server.log"
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", SERVER, str(port), cwd=ROOT, env=env, stdout=output, stderr=output
+            sys.executable,
+            "-c",
+            SERVER,
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=output,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        await wait_until_healthy(url, process, log)
+        assert process.stdout is not None
+        async with asyncio.timeout(60):
+            # Whatever else the server prints comes first; an empty line is its end.
+            while (line := await process.stdout.readline()) and not line.startswith(b"PORT "):
+                pass
+        assert line, f"the action server did not start:\n{tail(log)}"
+        url = f"http://127.0.0.1:{int(line.split()[1])}"
+        await assert_healthy(url)
         yield url
     finally:
         process.terminate()
@@ -93,19 +100,9 @@ def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-4000:]
 
 
-async def wait_until_healthy(url: str, process: asyncio.subprocess.Process, log: Path) -> None:
-    async with aiohttp.ClientSession() as client:
-        for _ in range(200):
-            if process.returncode is not None:
-                raise AssertionError(f"the action server exited:\n{tail(log)}")
-            try:
-                async with client.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"the action server did not start:\n{tail(log)}")
+async def assert_healthy(url: str) -> None:
+    async with aiohttp.ClientSession() as client, client.get(f"{url}/health") as response:
+        assert response.status == 200
 
 
 def action_call(action: str, customer_id: int, entities: list[dict[str, Any]]) -> dict[str, Any]:

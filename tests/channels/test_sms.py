@@ -152,14 +152,16 @@ async def test_no_answer_in_time_is_retryable(fake: FakeTwilio) -> None:
 
 
 async def test_an_unreachable_api_is_retryable() -> None:
-    with socket.socket() as closed:  # a port nobody listens on once this socket is closed
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    async with TwilioSms(
-        "AC" + "0" * 32, "token", sender="+1", api_base=f"http://127.0.0.1:{port}"
-    ) as sender:
-        with pytest.raises(DeliveryFailed) as failed:
-            await sender.send(sms("hi"))
+    # Bound, never listening: connections are refused, and no other process can take the port
+    # (closed first, it could be anyone's by the time the adapter connects).
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        async with TwilioSms(
+            "AC" + "0" * 32, "token", sender="+1", api_base=f"http://127.0.0.1:{port}"
+        ) as sender:
+            with pytest.raises(DeliveryFailed) as failed:
+                await sender.send(sms("hi"))
     assert failed.value.retryable is True
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +17,6 @@ import pytest
 
 from sastre import cli
 from sastre.auth import Role
-from tests.support.servers import free_port
 
 SASTRE = str(Path(sys.executable).with_name("sastre"))
 
@@ -243,31 +242,33 @@ def test_customer_show_unknown_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def _get(url: str) -> tuple[int, dict[str, str]]:
-    with urllib.request.urlopen(url, timeout=2) as response:
+    with urllib.request.urlopen(url, timeout=30) as response:
         return response.status, json.loads(response.read())
+
+
+def listening_url(first_line: str) -> str:
+    """The URL `sastre serve` or `demo` names on its first line: with SASTRE_PORT=0 the system
+    picked the port when the command bound it, so no other process can have raced for it."""
+    found = re.match(r"Sastre listening on (http://127\.0\.0\.1:\d+) \(", first_line)
+    assert found, first_line
+    return found[1]
 
 
 @pytest.mark.timeout(120)
 def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
     process = subprocess.Popen(
         [SASTRE, "serve"],
-        env=_env(tmp_path, SASTRE_PORT=str(port)),
+        env=_env(tmp_path, SASTRE_PORT="0"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, body = _get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except OSError:
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "the service did not start"
-                time.sleep(0.1)
+        assert process.stdout is not None
+        url = listening_url(process.stdout.readline())
+        # Said once the server answers: the health check needs no retry.
+        status, body = _get(f"{url}/healthz")
         assert status == 200
         assert body["database"] == "ok"
         process.send_signal(signal.SIGTERM)
@@ -281,10 +282,9 @@ def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
 
 @pytest.mark.timeout(120)
 def test_demo_prints_where_to_open_the_console_and_a_token_that_signs_in(tmp_path: Path) -> None:
-    port = free_port()
     process = subprocess.Popen(
         [SASTRE, "demo", "--customers", "3"],
-        env=_env(tmp_path, SASTRE_PORT=str(port)),
+        env=_env(tmp_path, SASTRE_PORT="0"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -298,10 +298,11 @@ def test_demo_prints_where_to_open_the_console_and_a_token_that_signs_in(tmp_pat
             if line.startswith("Press Ctrl+C"):
                 break
         banner = "".join(printed)
-        assert f"Open the staff console at http://127.0.0.1:{port}/ and sign in" in banner, banner
+        url = listening_url(printed[0])
+        assert f"Open the staff console at {url}/ and sign in" in banner, banner
         token = next(line.strip() for line in printed if line.strip().startswith("sst_"))
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/me", headers={"Authorization": f"Bearer {token}"}
+            f"{url}/api/me", headers={"Authorization": f"Bearer {token}"}
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.loads(response.read())["role"] == "admin"
@@ -329,12 +330,11 @@ def test_demo_refuses_a_customer_count_by_name_and_creates_nothing(
 
 @pytest.mark.timeout(120)
 def test_serve_says_where_it_listens_and_the_public_url_apart(tmp_path: Path) -> None:
-    port = free_port()
     process = subprocess.Popen(
         [SASTRE, "serve"],
         env=_env(
             tmp_path,
-            SASTRE_PORT=str(port),
+            SASTRE_PORT="0",
             SASTRE_PUBLIC_URL="https://chat.qa.example",
             SASTRE_SERVE_WORKER="0",
         ),
@@ -351,7 +351,7 @@ def test_serve_says_where_it_listens_and_the_public_url_apart(tmp_path: Path) ->
     finally:
         if process.poll() is None:
             process.kill()
-    assert first.startswith(f"Sastre listening on http://127.0.0.1:{port} ("), first
+    assert listening_url(first) != "http://127.0.0.1:0", first
     assert "public URL https://chat.qa.example;" in first
 
 

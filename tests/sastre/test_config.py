@@ -41,6 +41,11 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.default_region == "ES"
 
 
+def test_port_0_asks_the_system_for_a_free_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SASTRE_PORT", "0")
+    assert load_settings(_env_file=None).port == 0
+
+
 def test_a_dotenv_file_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("SASTRE_PORT=9100\n")
     assert load_settings().port == 9100
@@ -51,7 +56,7 @@ BAD_VALUES = [
     # ports and numbers
     ("SASTRE_PORT", "http", "integer"),
     ("SASTRE_PORT", "70000", "65535"),
-    ("SASTRE_PORT", "0", "greater than or equal to 1"),
+    ("SASTRE_PORT", "-1", "greater than or equal to 0"),
     ("SASTRE_COMPLAINT_COOLDOWN_DAYS", "-1", "greater than or equal to 0"),
     ("SASTRE_COMPLAINT_COOLDOWN_DAYS", "99999999999", "less than or equal to 3650"),
     ("SASTRE_MARKETING_MAX_PER_DAY", "many", "integer"),

@@ -18,8 +18,8 @@ from aiohttp import ClientSession
 from typing_extensions import override
 
 from channels.sms_webhooks import WebhookSignature
+from tests.sastre.test_cli import listening_url
 from tests.support.fake_twilio import FakeTwilio, Taken
-from tests.support.servers import free_port
 
 SASTRE = str(Path(sys.executable).with_name("sastre"))
 FIXTURE = Path(__file__).parents[2] / "channels" / "fixtures" / "twilio" / "inbound_plain.txt"
@@ -47,12 +47,12 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
         yield fake
 
 
-def _env(tmp_path: Path, twilio: FakeTwilio, port: int, **extra: str) -> dict[str, str]:
+def _env(tmp_path: Path, twilio: FakeTwilio, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SASTRE_")}
     env.update(
         SASTRE_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
         SASTRE_SECRET_KEY="serve-test-secret-0123456789",
-        SASTRE_PORT=str(port),
+        SASTRE_PORT="0",  # the system picks the port as the command binds: no race for it
         SASTRE_PUBLIC_URL=PUBLIC,
         SASTRE_TWILIO_ACCOUNT_SID=twilio.account_sid,
         SASTRE_TWILIO_AUTH_TOKEN=twilio.auth_token,
@@ -115,30 +115,30 @@ def _sms(body: str, account_sid: str) -> dict[str, str]:
 
 async def _started(
     tmp_path: Path, twilio: FakeTwilio, **extra: str
-) -> tuple[asyncio.subprocess.Process, int]:
-    port = free_port()
+) -> tuple[asyncio.subprocess.Process, str]:
+    """`sastre serve`, running, and the URL its first line says it listens on."""
     process = await asyncio.create_subprocess_exec(
         SASTRE,
         "serve",
-        env=_env(tmp_path, twilio, port, **extra),
+        env=_env(tmp_path, twilio, **extra),
         cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
     assert process.stdout is not None
     async with asyncio.timeout(60):
-        while not (await process.stdout.readline()).startswith(b"Sastre listening on"):
-            assert process.returncode is None, "sastre serve stopped while starting"
-    return process, port
+        first = (await process.stdout.readline()).decode()
+    assert first, "sastre serve stopped while starting"
+    return process, listening_url(first)
 
 
-async def _post_help(port: int, twilio: FakeTwilio) -> None:
+async def _post_help(url: str, twilio: FakeTwilio) -> None:
     form = _sms("HELP", twilio.account_sid)
     signature = WebhookSignature(twilio.auth_token, PUBLIC).sign(INBOUND, form)
     async with (
         ClientSession() as http,
         http.post(
-            f"http://127.0.0.1:{port}{INBOUND}",
+            f"{url}{INBOUND}",
             data=form,
             headers={"X-Twilio-Signature": signature},
         ) as response,
@@ -159,14 +159,14 @@ async def _stop(process: asyncio.subprocess.Process) -> bytes:
 async def test_serve_sends_a_webhooks_answer_through_its_own_worker_and_stops_both(
     tmp_path: Path, twilio: FakeTwilio
 ) -> None:
-    process, port = await _started(tmp_path, twilio)
+    process, url = await _started(tmp_path, twilio)
     try:
         # The worker, and the helper process the standard library starts beside it.
         children = _children(process.pid)
         assert any("spawn_main" in cmd for cmd in children.values()), children
         helpers = [pid for pid, cmd in children.items() if "multiprocessing" in cmd]
         with _watching(helpers) as ended:
-            await _post_help(port, twilio)
+            await _post_help(url, twilio)
             assert isinstance(twilio.messages, Watched)
             async with asyncio.timeout(60):  # a bound, not a figure: usually milliseconds
                 await twilio.messages.arrived.wait()
@@ -184,10 +184,10 @@ async def test_serve_sends_a_webhooks_answer_through_its_own_worker_and_stops_bo
 
 @pytest.mark.timeout(180)
 async def test_serve_without_its_worker_sends_nothing(tmp_path: Path, twilio: FakeTwilio) -> None:
-    process, port = await _started(tmp_path, twilio, SASTRE_SERVE_WORKER="0")
+    process, url = await _started(tmp_path, twilio, SASTRE_SERVE_WORKER="0")
     try:
         assert not [cmd for cmd in _children(process.pid).values() if "spawn_main" in cmd]
-        await _post_help(port, twilio)
+        await _post_help(url, twilio)
         await _stop(process)
     finally:
         if process.returncode is None:
