@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,18 +21,23 @@ from crm_core.models import (
     CustomerStatus,
     Identity,
     IdentityKind,
+    customers_table,
+    identities_table,
 )
 from crm_core.records import CustomerRecord, cents_to_units
+from crm_core.sqltypes import utcnow
 from crm_core.tiers import tier_reason
 from crm_core.timeline import TIMELINE_LIMIT, interaction_view, timeline
 
 __all__ = [
     "CustomerNotFound",
     "IdentityConflict",
+    "Lead",
     "MergeConflict",
     "MergePlan",
     "MergeRefused",
     "attach_identity",
+    "create_leads",
     "customer_view",
     "find_customer",
     "fold_customer",
@@ -131,6 +136,64 @@ async def resolve(
     except IntegrityError:
         return await find_customer(session, kind, normalised, region), False
     return customer, True
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """An address nobody may hold yet, already normalised, as `resolve` would create it."""
+
+    kind: str
+    value: str
+    verified: bool = False
+    language: str | None = None
+
+
+_NEW_CUSTOMERS = insert(customers_table).returning(customers_table.c.id)
+_NEW_IDENTITIES = insert(identities_table)
+
+
+async def create_leads(session: AsyncSession, leads: Sequence[Lead]) -> int:
+    """A lead for each address nobody holds, in a few statements however many there are (a
+    burst of first messages); returns how many were created. An address someone holds (a
+    merged record's survivor, say) is left to `resolve`.
+
+    What `resolve` does for one address, for many at once: the same rows, in one INSERT for the
+    customers and one for their identities. The new customers differ only by language, so the
+    ids an INSERT returns (in no promised order) are handed out within a language. Two processes
+    creating the same address race on the identity's key: the savepoint is rolled back, nothing
+    is created, and `resolve` settles each address as usual (raises only other errors)."""
+    unique: dict[tuple[str, str], Lead] = {}
+    for lead in leads:
+        unique.setdefault((lead.kind, lead.value), lead)  # an address twice: the first says how
+    owners = await _identity_owners(session, unique)
+    wanted = [lead for key, lead in unique.items() if key not in owners]
+    if not wanted:
+        return 0
+    by_language: dict[str | None, list[Lead]] = {}
+    for lead in wanted:
+        by_language.setdefault(lead.language, []).append(lead)
+    now = utcnow()
+    try:
+        async with session.begin_nested():
+            identities: list[dict[str, Any]] = []
+            for language, group in by_language.items():
+                row = {"status": CustomerStatus.LEAD.value, "language": language}
+                rows = [{**row, "created_at": now, "updated_at": now} for _ in group]
+                ids = (await session.scalars(_NEW_CUSTOMERS, rows)).all()
+                identities += [
+                    {
+                        "kind": lead.kind,
+                        "value": lead.value,
+                        "customer_id": customer_id,
+                        "verified": lead.verified,
+                        "created_at": now,
+                    }
+                    for lead, customer_id in zip(group, ids, strict=True)
+                ]
+            await session.execute(_NEW_IDENTITIES, identities)
+    except IntegrityError:
+        return 0
+    return len(wanted)
 
 
 async def attach_identity(

@@ -30,7 +30,7 @@ from crm_core.identities import normalise
 from crm_core.sqltypes import utcnow
 from dialog.inbound import sql
 from dialog.inbound.steps import TurnSteps
-from dialog.inbound.work import Pending, Work
+from dialog.inbound.work import Context, Pending, Work
 from dialog.media import medium
 from dialog.outbox import announce
 from dialog.turns import Bot, BotTurn, Brain, InboundResult, RemoteBot, Turn, respond_all
@@ -179,22 +179,37 @@ class InboundProcessor:
         database. Returns the works done, the messages for a later batch, and the turns for
         a bot outside the database (their messages stored, each awaiting it in a row)."""
         contexts = await sql.load_contexts(session, batch)
-        works: list[Work] = []
+        first = [p for p in batch if (p.kind.value, p.sender) not in contexts]
+        if first and await self._steps.create_leads(session, first):
+            contexts.update(await sql.load_contexts(session, first))
+        turns: list[tuple[Pending, Context]] = []
         later: Later = []
         customers: set[int] = set()
         for pending in batch:
             context = contexts.get((pending.kind.value, pending.sender))
-            if context is None:
+            if context is None:  # a merged record's address, or another process's new lead
                 context = await self._steps.resolve(session, pending)
             customer_id = context.customer.id
             if customer_id in customers or customer_id in self._asking:
                 later.append((pending, customer_id))  # their earlier turn first: this one sees it
                 continue
             customers.add(customer_id)
-            opened = context.conversation is None
-            conversation = await self._steps.conversation(session, context, pending.message)
+            turns.append((pending, context))
+        opened = {id(context) for _, context in turns if context.conversation is None}
+        await self._steps.open_conversations(
+            session, [(context, p.message) for p, context in turns if id(context) in opened]
+        )
+        works: list[Work] = []
+        for pending, context in turns:
+            assert context.conversation is not None  # open_conversations has opened it
             works.append(
-                Work(pending, context.customer, conversation, context.revoked, opened=opened)
+                Work(
+                    pending,
+                    context.customer,
+                    context.conversation,
+                    context.revoked,
+                    opened=id(context) in opened,
+                )
             )
         await sql.store_inbound(session, works)
         await sql.resume_awaiting(session, works)

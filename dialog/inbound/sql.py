@@ -70,6 +70,7 @@ __all__ = [
     "load_contexts",
     "lock_conversations",
     "open_conversation",
+    "open_conversations",
     "resume_awaiting",
     "store_inbound",
     "write",
@@ -177,6 +178,10 @@ _CONTEXT_BY_CUSTOMER = {name: _context_query(name, by_identity=False) for name i
 _STORE_INBOUND = {name: _store_inbound_statement(name) for name in DIALECTS}
 _CONVERSATIONS = {name: _conversations_query(name) for name in DIALECTS}
 _OPEN_CONVERSATION = insert(conversations_table).returning(conversations_table.c.id)
+# Matched back by customer (one opening each), for the same reason as the replies below.
+_OPEN_CONVERSATIONS = insert(conversations_table).returning(
+    conversations_table.c.id, conversations_table.c.customer_id
+)
 # Matched back by provider id: asking for the rows in parameter order would make SQLite insert
 # them one statement at a time.
 _STORE_REPLIES = insert(messages_table).returning(messages_table.c.id, messages_table.c.provider_id)
@@ -266,22 +271,33 @@ async def lock_conversations(session: AsyncSession, ids: Sequence[int]) -> dict[
     }
 
 
+def _opening_row(customer_id: int, opening: ConversationFacts) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "state": opening.state,
+        "channel": opening.channel,
+        "address": opening.address,
+        "language": opening.language,
+        "flags": opening.flags,
+    }
+
+
 async def open_conversation(
     session: AsyncSession, customer_id: int, opening: ConversationFacts
 ) -> int:
-    opened = await session.scalar(
-        _OPEN_CONVERSATION,
-        {
-            "customer_id": customer_id,
-            "state": opening.state,
-            "channel": opening.channel,
-            "address": opening.address,
-            "language": opening.language,
-            "flags": opening.flags,
-        },
-    )
+    opened = await session.scalar(_OPEN_CONVERSATION, _opening_row(customer_id, opening))
     assert opened is not None
     return int(opened)
+
+
+async def open_conversations(
+    session: AsyncSession, openings: Sequence[tuple[int, ConversationFacts]]
+) -> dict[int, int]:
+    """A conversation for each (customer id, opening), in one INSERT: their ids by customer.
+    One opening per customer (the partial unique index allows one open conversation)."""
+    rows = [_opening_row(customer_id, opening) for customer_id, opening in openings]
+    opened = await session.execute(_OPEN_CONVERSATIONS, rows if len(rows) > 1 else rows[0])
+    return {row.customer_id: row.id for row in opened}
 
 
 async def store_inbound(session: AsyncSession, works: Sequence[Work]) -> None:

@@ -3,6 +3,7 @@ and their conversation, keywords and silence, and the bot's decision applied."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy.exc import IntegrityError
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.base import InboundMessage
 from consent.keywords import KeywordKind, classify, with_provider_reading
 from consent.replies import Brand, apply_keyword, service_revoked
-from crm_core.customers import get_customer, resolve
+from crm_core.customers import Lead, create_leads, get_customer, resolve
 from crm_core.models import InteractionKind
 from dialog.handoff import HELD_BY_A_PERSON, hand_off, retention_flags
 from dialog.inbound import sql
@@ -47,6 +48,57 @@ class TurnSteps:
         assert context is not None  # resolve has just found or created them
         return context
 
+    async def create_leads(self, session: AsyncSession, first: Sequence[Pending]) -> bool:
+        """Messages from addresses no customer holds: a lead for each, created together (a
+        burst of first messages costs a few statements, not a few each). Whether any was."""
+        leads = [
+            Lead(
+                pending.kind.value,
+                pending.sender,
+                verified=pending.message.verified,
+                language=pending.message.language_hint,
+            )
+            for pending in first
+        ]
+        return await create_leads(session, leads) > 0
+
+    def _opening(self, context: Context, message: InboundMessage) -> ConversationFacts:
+        customer = context.customer
+        return ConversationFacts(
+            id=0,
+            state=ConversationState.BOT.value,
+            channel=message.channel.value,
+            address=message.address,
+            language=customer.language or self.language,
+            failed_turns=0,
+            flags=retention_flags(customer),
+        )
+
+    async def open_conversations(
+        self, session: AsyncSession, needed: Sequence[tuple[Context, InboundMessage]]
+    ) -> None:
+        """A new conversation for each customer with none open (one customer once), in one
+        INSERT; each context then holds its own. Another process opening one of them at the
+        same moment: the savepoint is rolled back, and each is opened or found on its own."""
+        if not needed:
+            return
+        openings = [self._opening(context, message) for context, message in needed]
+        try:
+            async with session.begin_nested():
+                ids = await sql.open_conversations(
+                    session,
+                    [
+                        (context.customer.id, opening)
+                        for (context, _), opening in zip(needed, openings, strict=True)
+                    ],
+                )
+        except IntegrityError:
+            for context, message in needed:
+                context.conversation = await self.conversation(session, context, message)
+            return
+        for (context, _), opening in zip(needed, openings, strict=True):
+            context.conversation = replace(opening, id=ids[context.customer.id])
+
     async def conversation(
         self, session: AsyncSession, context: Context, message: InboundMessage
     ) -> ConversationFacts:
@@ -57,21 +109,13 @@ class TurnSteps:
         for _ in range(2):
             if context.conversation is not None:
                 return context.conversation
-            customer = context.customer
-            opening = ConversationFacts(
-                id=0,
-                state=ConversationState.BOT.value,
-                channel=message.channel.value,
-                address=message.address,
-                language=customer.language or self.language,
-                failed_turns=0,
-                flags=retention_flags(customer),
-            )
+            opening = self._opening(context, message)
             try:
                 async with session.begin_nested():
-                    opened = await sql.open_conversation(session, customer.id, opening)
+                    opened = await sql.open_conversation(session, context.customer.id, opening)
             except IntegrityError:
-                reloaded = await sql.load_context(session, customer.id, message.channel.value)
+                channel = message.channel.value
+                reloaded = await sql.load_context(session, context.customer.id, channel)
                 assert reloaded is not None
                 context.conversation = reloaded.conversation
                 continue

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import func, select
 
-from crm_core import Customer, IdentityKind, resolve
+from crm_core import Customer, Identity, IdentityKind, customers, resolve
+from crm_core.customers import Lead, create_leads
 from sastre.db import SessionMaker
 
 
@@ -33,3 +35,57 @@ async def test_concurrent_first_messages_resolve_to_one_customer(
     assert len(set(ids)) == 1
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Customer)) == 1
+
+
+async def test_create_leads_makes_what_resolve_would_for_the_unheld_addresses(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        held, _ = await resolve(session, IdentityKind.PHONE, "+14155550001", "US")
+    leads = [
+        Lead(IdentityKind.PHONE.value, "+14155550001"),  # held already: left alone
+        Lead(IdentityKind.PHONE.value, "+14155550002", language="es"),
+        Lead(IdentityKind.PHONE.value, "+14155550003"),
+        Lead(IdentityKind.EMAIL.value, "ana@example.com", verified=True, language="es"),
+        Lead(IdentityKind.PHONE.value, "+14155550003", language="fr"),  # twice: the first wins
+    ]
+    async with sessionmaker.begin() as session:
+        assert await create_leads(session, leads) == 3
+    async with sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(Identity.value, Identity.verified, Customer.language, Customer.status)
+                .join(Customer, Customer.id == Identity.customer_id)
+                .order_by(Identity.value)
+            )
+        ).all()
+        again, created = await resolve(session, IdentityKind.PHONE, "+14155550002", "US")
+    assert [tuple(row) for row in rows] == [
+        ("+14155550001", False, None, "lead"),
+        ("+14155550002", False, "es", "lead"),
+        ("+14155550003", False, None, "lead"),
+        ("ana@example.com", True, "es", "lead"),
+    ]
+    assert len({held.id, again.id}) == 2
+    assert not created
+
+
+async def test_create_leads_leaves_an_address_taken_meanwhile_to_resolve(
+    sessionmaker: SessionMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process created the lead between the look-up and the insert: nothing is created
+    # (not even the other addresses' customers), and the transaction goes on.
+    async with sessionmaker.begin() as session:
+        await resolve(session, IdentityKind.PHONE, "+14155550001", "US")
+
+    async def nobody(*_: object) -> dict[tuple[str, str], int]:
+        return {}
+
+    monkeypatch.setattr(customers, "_identity_owners", nobody)
+    leads = [Lead(IdentityKind.PHONE.value, v) for v in ("+14155550002", "+14155550001")]
+    async with sessionmaker.begin() as session:
+        assert await create_leads(session, leads) == 0
+        again, created = await resolve(session, IdentityKind.PHONE, "+14155550002", "US")
+    assert created
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Customer)) == 2

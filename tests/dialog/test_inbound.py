@@ -306,6 +306,32 @@ async def test_a_batch_costs_the_statements_of_one_message(
     assert alone <= 7  # context, messages in, replies, timeline, intents (+ BEGIN on SQLite)
 
 
+async def test_first_messages_arriving_together_create_their_customers_together(
+    processor: InboundProcessor, engine: AsyncEngine, sessionmaker: SessionMaker
+) -> None:
+    # A burst of first messages (a campaign's answers) costs a batch's handful of statements,
+    # not a handful for each new customer and conversation.
+    await processor.handle(sms("hi", "+14155550999"))
+    statements: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    await processor.handle(sms("alone", "+14155550998"))
+    alone = len(statements)
+    statements.clear()
+    senders = [f"+1415555{n:04d}" for n in range(8)]
+    first = asyncio.create_task(processor.handle(sms("first", senders[0])))
+    await asyncio.sleep(0)  # the writer takes it alone; the seven others queue behind it
+    results = await asyncio.gather(
+        first, *(processor.handle(sms(f"q {n}", sender)) for n, sender in enumerate(senders[1:]))
+    )
+    assert len(statements) == 2 * alone
+    assert [r.replies[0].text for r in results] == [
+        "echo: first",
+        *(f"echo: q {n}" for n in range(7)),
+    ]
+    assert len({r.customer_id for r in results}) == len({r.conversation_id for r in results}) == 8
+    assert await count(sessionmaker, Conversation) == 10
+
+
 class Paced(Answers):
     """Takes a moment to answer, as a bot across the network does; counts answers in flight."""
 
