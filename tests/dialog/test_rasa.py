@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from actions.awaiting import AWAITING_SLOT, Awaiting
+from actions.opt_out import is_confirmation, is_decline
 from actions.runner import ACTIONS, SLOTS
 from crm_core.models import Customer
 from dialog.models import Conversation
@@ -201,3 +202,46 @@ def test_every_question_an_action_asks_gets_its_answer_back() -> None:
                     actions = {step["action"] for step in rule["steps"] if "action" in step}
                     answered.setdefault(slot_set[AWAITING_SLOT], set()).update(actions)
     assert answered == {question.value: {question.action} for question in Awaiting}
+
+
+# The answers that settle "stop marketing messages…? Reply YES", by intent, with what
+# action_opt_out itself reads as that answer: the embedded dialog gives exactly these back.
+OPT_OUT_ANSWERS = {"affirm": is_confirmation, "deny": is_decline}
+
+
+def _examples(intent: str) -> list[str]:
+    [item] = [item for item in _load("data/nlu.yml")["nlu"] if item.get("intent") == intent]
+    return [line.removeprefix("- ") for line in item["examples"].splitlines() if line.strip()]
+
+
+def test_a_yes_and_a_no_after_the_opt_out_question_both_go_back_to_it() -> None:
+    """Without the NO's rule, "no gracias" left the question open with a real Rasa; with it,
+    action_opt_out says that nothing changes and clears it, as in the embedded dialog."""
+    question = Awaiting.OPT_OUT_CONFIRMATION
+    given_back: set[str] = set()
+    unasked: set[str] = set()
+    for rule in _load("data/rules.yml")["rules"]:
+        intents = [step["intent"] for step in rule["steps"] if "intent" in step]
+        actions = [step["action"] for step in rule["steps"] if "action" in step]
+        awaited = [
+            slot_set[AWAITING_SLOT]
+            for condition in rule.get("condition", [])
+            for slot_set in condition.get("slot_was_set", [])
+            if AWAITING_SLOT in slot_set
+        ]
+        if awaited == [question.value] and actions == [question.action]:
+            given_back.update(intents)
+        elif not awaited and set(intents) & set(OPT_OUT_ANSWERS):
+            assert actions == ["utter_default"], rule["rule"]  # nothing asked: not understood
+            unasked.update(intents)
+    assert given_back >= set(OPT_OUT_ANSWERS)
+    assert unasked == set(OPT_OUT_ANSWERS)
+
+
+@pytest.mark.parametrize("intent", sorted(OPT_OUT_ANSWERS))
+def test_every_example_of_a_yes_or_a_no_is_one_to_the_action(intent: str) -> None:
+    """What the model learns as YES / NO is what action_opt_out takes as the answer: an example
+    it did not would have it ask the same question again."""
+    examples = _examples(intent)
+    assert examples
+    assert [text for text in examples if not OPT_OUT_ANSWERS[intent](text)] == []
