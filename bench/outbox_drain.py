@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
+from bench import cpu
 from bench.peers import ACCOUNT_SID, AUTH_TOKEN, Peer, peer_process
 from bench.provider_ceiling import EMAIL_FROM, SMS_FROM, adapter_rate, library_rate
 from channels.base import ChannelName, Sender
@@ -141,12 +142,13 @@ class Peers:
     twilio: Peer | None = None
     smtp: Peer | None = None
 
-    def accepted(self) -> dict[ChannelName, int]:
-        counts: dict[ChannelName, int] = {}
+    def tally(self) -> dict[ChannelName, tuple[int, float]]:
+        """Per channel: (messages its fake has taken, the fake's CPU seconds)."""
+        counts: dict[ChannelName, tuple[int, float]] = {}
         if self.twilio is not None:
-            counts[ChannelName.SMS] = self.twilio.accepted()
+            counts[ChannelName.SMS] = self.twilio.tally()
         if self.smtp is not None:
-            counts[ChannelName.EMAIL] = self.smtp.accepted()
+            counts[ChannelName.EMAIL] = self.smtp.tally()
         return counts
 
     def of(self, channel: ChannelName) -> Peer:
@@ -156,7 +158,9 @@ class Peers:
 
 
 @contextlib.asynccontextmanager
-async def _senders(kind: str, url: str, peers: Peers) -> AsyncIterator[dict[ChannelName, Sender]]:
+async def _senders(
+    kind: str, url: str, peers: Peers, in_flight: int, smtp_connections: int
+) -> AsyncIterator[dict[ChannelName, Sender]]:
     """What `sastre worker` builds from its settings (or the in-process fakes)."""
     if kind == "fake":
         yield {channel: FakeSender(channel) for channel in ADDRESSES}
@@ -176,6 +180,8 @@ async def _senders(kind: str, url: str, peers: Peers) -> AsyncIterator[dict[Chan
         smtp_port=peers.smtp.port,
         smtp_tls="none",
         email_from=EMAIL_FROM,
+        worker_concurrency=in_flight,  # the senders' connections, as `sastre worker` sizes them
+        smtp_connections=smtp_connections,
     )
     async with built_senders(settings) as senders:
         yield senders
@@ -237,10 +243,20 @@ async def _scenario(
     queued_at = time.perf_counter()
     await _queue(url, args.messages, channels, name)
     queued = time.perf_counter() - queued_at
-    before = await asyncio.to_thread(peers.accepted)
+    postmaster = cpu.postgres_pid(url)
+    before = await asyncio.to_thread(peers.tally)
+    cpu_before = (cpu.own(), cpu.tree(postmaster) if postmaster else 0.0)
     sent, elapsed = await _drain(url, senders, args.workers, args.concurrency)
-    after = await asyncio.to_thread(peers.accepted)
-    taken = sum(after[c] - before[c] for c in after)
+    cpu_after = (cpu.own(), cpu.tree(postmaster) if postmaster else 0.0)
+    after = await asyncio.to_thread(peers.tally)
+    taken = sum(after[c][0] - before[c][0] for c in after)
+    fakes = sum(after[c][1] - before[c][1] for c in after)
+    per = 1000 / max(sent, 1)
+    usage = f"worker {(cpu_after[0] - cpu_before[0]) * per:.2f}"
+    if postmaster:
+        usage += f", PostgreSQL {(cpu_after[1] - cpu_before[1]) * per:.2f}"
+    if args.senders == "real":
+        usage += f", the fake {fakes * per:.2f}"
     in_flight = args.workers * args.concurrency
     ceiling = await _ceilings(
         args.senders, senders, channels, peers, args.ceiling_messages, in_flight
@@ -250,7 +266,7 @@ async def _scenario(
     print(
         f"{args.database} {name:>5}: {sent:,} drained in {elapsed:.1f} s = {rate:,.0f} msg/s "
         f"[{'PASS' if rate >= TARGET else 'MISS'} >= {TARGET:,}]  ({ceiling}){check}"
-        f"  (queued in {queued:.1f} s)"
+        f"  (queued in {queued:.1f} s)\n    CPU ms per message: {usage}"
     )
     if args.senders == "real":
         assert taken == sent, f"{sent} rows sent but the fakes took {taken}"
@@ -258,7 +274,8 @@ async def _scenario(
 
 async def _run(args: argparse.Namespace, url: str, peers: Peers) -> None:
     await migrate(url)
-    async with _senders(args.senders, url, peers) as senders:
+    in_flight = args.workers * args.concurrency
+    async with _senders(args.senders, url, peers, in_flight, args.smtp_connections) as senders:
         for name in args.channels:
             await _scenario(args, url, name, senders, peers)
 
@@ -272,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--ceiling-messages", type=int, default=10_000)
+    parser.add_argument(
+        "--smtp-connections", type=int, default=64, help="SASTRE_SMTP_CONNECTIONS for the run"
+    )
     args = parser.parse_args(argv)
     args.channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     for name in args.channels:
@@ -279,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"unknown channel mix {name!r}: use {', '.join(SCENARIOS)}")
     print(
         f"machine: {os.cpu_count()} CPUs; {args.messages:,} messages per run, "
-        f"{args.workers} workers x {args.concurrency} in flight, {args.senders} senders"
+        f"{args.workers} workers x {args.concurrency} in flight, {args.senders} senders, "
+        f"{args.smtp_connections} SMTP connections"
     )
     with contextlib.ExitStack() as stack:
         peers = Peers()

@@ -4,7 +4,7 @@ The fake Twilio REST API (`tests.support.fake_twilio`) and the aiosmtpd peer
 (`tests.support.smtp_peer`) are the ones the tests use; here each runs in a spawned process
 (nothing of the benchmark's event loop shared, and its CPU not charged to the worker) on
 127.0.0.1 and a port the kernel picks. The parent asks it over a pipe how many messages it has
-taken, and stops it when done.
+taken and how much CPU it has used, and stops it when done.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -25,10 +26,11 @@ AUTH_TOKEN = "bench-twilio-auth-token-0123456789"
 
 
 async def _answer(pipe: Connection, accepted: object) -> None:
-    """Answer the parent's questions ("count", "stop") until it says stop."""
+    """Answer the parent's questions ("count", "stop") with (messages taken, CPU seconds)
+    until it says stop."""
     while True:
         question = await asyncio.to_thread(pipe.recv)
-        pipe.send(getattr(accepted, "accepted", 0))
+        pipe.send((getattr(accepted, "accepted", 0), time.process_time()))
         if question == "stop":
             return
 
@@ -70,9 +72,13 @@ class Peer:
 
     def accepted(self) -> int:
         """The messages the fake has taken so far (called off the event loop, or briefly)."""
+        return self.tally()[0]
+
+    def tally(self) -> tuple[int, float]:
+        """(messages taken so far, the fake's CPU seconds so far)."""
         self._pipe.send("count")
-        count: int = self._pipe.recv()
-        return count
+        count, cpu = self._pipe.recv()
+        return int(count), float(cpu)
 
 
 @contextlib.contextmanager

@@ -190,9 +190,10 @@ def _due(dialect: str) -> Any:
 
 
 _DUE = {name: _due(name) for name in ("sqlite", "postgresql")}
+# One statement for the whole claim (the values are the same for every row).
 _START = (
     update(outbox_table)
-    .where(_o.message_id == bindparam("id"))
+    .where(_o.message_id.in_(bindparam("ids", expanding=True)))
     .values(
         state=DeliveryState.SENDING.value,
         attempts=_o.attempts + 1,
@@ -216,6 +217,9 @@ _REVOKED = select(
     ),
 )
 
+
+# Well under SQLite's limit of bound parameters in one statement.
+_IDS_PER_STATEMENT = 1_000
 
 # Which of these rows may go now (None), and which wait until when: the rate limits.
 Admit = Callable[[Sequence["Claimed"]], Awaitable[list[tuple["Claimed", datetime | None]]]]
@@ -291,14 +295,11 @@ async def claim(
         sending = admitted
     if held:
         await session.execute(_HOLD, held)
-    if sending:
-        lease_until = now + lease
+    lease_until = now + lease
+    for start in range(0, len(sending), _IDS_PER_STATEMENT):
+        ids = [c.message_id for c in sending[start : start + _IDS_PER_STATEMENT]]
         await session.execute(
-            _START,
-            [
-                {"id": c.message_id, "worker": worker, "lease_until": lease_until, "now": now}
-                for c in sending
-            ],
+            _START, {"ids": ids, "worker": worker, "lease_until": lease_until, "now": now}
         )
     if refused:
         await settle(session, refused, worker=worker, now=now)

@@ -1,11 +1,16 @@
 """A worker: claim due rows, call the providers, record what happened, and wait for more.
 
-Each round is two transactions around the calls: the claim (rows marked `sending` under this
-worker's lease, committed before any provider is called) and the results. Up to `concurrency`
-calls are in flight at once, so a crash re-sends at most that many. Between rounds the worker
-sleeps until woken (`wake`: a commit in this process, a Redis message from another) or until
-the soonest due row (a retry, a deferred message), checking at least every `poll` seconds, so a
-wake-up lost between processes without Redis costs at most that.
+Every claim is a transaction that marks its rows `sending` under this worker's lease, committed
+before any provider is called; results are recorded in transactions of their own. While
+running (`run`, `drain`) the worker keeps its calls flowing instead of working in rounds that
+each wait for their slowest call: it claims again as soon as enough earlier rows are settled,
+and records results in batches as they come in (everything finished while the last batch was
+being written). A row counts against `concurrency` from its claim until its result is
+committed, so at most that many calls are in flight or unrecorded at any moment: a crash
+re-sends at most `concurrency`. Between claims that find nothing the worker sleeps until woken
+(`wake`: a commit in this process, a Redis message from another) or until the soonest due row
+(a retry, a deferred message), checking at least every `poll` seconds, so a wake-up lost
+between processes without Redis costs at most that.
 
 A permanent failure may say more than "this message failed" (an SMS refused because the number
 sent STOP to the carrier): the channel's hook (`on_failure`, from `sastre.senders`) records that
@@ -15,12 +20,13 @@ in the transaction that settles the failure. The loop itself knows no channel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import socket
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +36,7 @@ from dialog.outbox import Admit, Claimed, Result, claim, next_due, settle
 from sastre.db import SessionMaker
 from sastre.operations.unit import Unit, unit_of_work
 from sastre.worker.backoff import RetryPolicy, next_attempt
+from sastre.worker.flight import Flight
 
 __all__ = ["FailureHook", "Worker", "outbound"]
 
@@ -94,27 +101,33 @@ class Worker:
         """Rows were committed: look now (safe to call from any task of this loop)."""
         self._woken.set()
 
-    async def round(self) -> int:
-        """One claim, its calls and their results; returns how many rows were sent or tried."""
-        if not self._channels:
-            return 0
+    async def _claim(self, limit: int) -> list[Claimed]:
         async with self._sessionmaker.begin() as session:
-            rows = await claim(
+            return await claim(
                 session,
                 worker=self.name,
                 channels=self._channels,
-                limit=self._concurrency,
+                limit=limit,
                 lease=self._lease,
                 now=self._clock(),
                 admit=self._admit,
             )
+
+    async def round(self) -> int:
+        """One claim, its calls and their results; returns how many rows were sent or tried."""
+        if not self._channels:
+            return 0
+        rows = await self._claim(self._concurrency)
         if not rows:
             return 0
         results = await asyncio.gather(*(self._send(row) for row in rows))
         await self._settle(results)
+        self._count(results)
+        return len(rows)
+
+    def _count(self, results: Sequence[Result]) -> None:
         for result in results:
             self.outcomes[(result.claimed.channel.value, result.outcome)] += 1
-        return len(rows)
 
     async def _settle(self, results: list[Result]) -> None:
         hooked = [
@@ -169,26 +182,80 @@ class Worker:
         return Result(row, "failed", code=code, reason=reason)
 
     async def drain(self) -> int:
-        """Rounds until nothing is due now (tests, the benchmark); returns the rows handled."""
-        total = 0
-        while handled := await self.round():
-            total += handled
-        return total
+        """Until nothing is due now and every call is settled (tests, the benchmark); returns
+        the rows handled."""
+        return await self._pump(asyncio.Event(), until_idle=True)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Until `stop` is set (or the task is cancelled)."""
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            self._woken.clear()
-            try:
-                handled = await self.round()
-            except Exception:  # the database went away for a moment: try again shortly
-                log.exception("outbox worker round failed")
-                handled = 0
-                await asyncio.sleep(1)
-            if handled:
-                continue
-            await self._idle(stop)
+        """Until `stop` is set (the calls in flight are finished and recorded first), or the
+        task is cancelled (they are abandoned to their lease)."""
+        await self._pump(stop or asyncio.Event(), until_idle=False)
+
+    async def _pump(self, stop: asyncio.Event, *, until_idle: bool) -> int:
+        """Claim while there is room, send each row as soon as it is claimed, settle results
+        as they come; returns the rows handled."""
+        if not self._channels:
+            return 0
+        flight = Flight(self._send)
+        settler = asyncio.ensure_future(self._settler(flight, stop))
+        # Claim once a few rows have room (not one by one), or at once when nothing is held.
+        refill = max(1, self._concurrency // 8)
+        handled = 0
+        try:
+            while not stop.is_set():
+                room = self._concurrency - flight.held
+                if flight.held and room < refill:
+                    await _first(flight.settled, stop)
+                    flight.settled.clear()
+                    continue
+                self._woken.clear()
+                try:
+                    rows = await self._claim(room)
+                except Exception:  # the database went away for a moment: try again shortly
+                    if until_idle:
+                        raise
+                    log.exception("outbox worker claim failed")
+                    await _first(stop, within=1)
+                    continue
+                if rows:
+                    flight.start(rows)
+                    handled += len(rows)
+                    continue
+                if flight.held:  # nothing due now; calls out: their settling, or a wake-up
+                    flight.settled.clear()
+                    await _first(flight.settled, self._woken, stop, within=self._poll)
+                    continue
+                if until_idle:
+                    break
+                await self._idle(stop)
+            while flight.held:  # stopping: the calls out finish and are recorded
+                flight.settled.clear()
+                await flight.settled.wait()
+        except BaseException:
+            flight.cancel()
+            raise
+        finally:
+            settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await settler
+        return handled
+
+    async def _settler(self, flight: Flight, stop: asyncio.Event) -> None:
+        """Record finished calls, all those waiting in one transaction, until cancelled."""
+        while True:
+            await flight.ready.wait()
+            batch = flight.take()
+            while True:
+                try:
+                    await self._settle(batch)
+                    break
+                except Exception:
+                    log.exception("recording %d outbox results failed", len(batch))
+                    if stop.is_set():  # given up: their leases run out and they go again
+                        break
+                    await _first(stop, within=1)
+            self._count(batch)
+            flight.release(len(batch))
 
     async def _idle(self, stop: asyncio.Event) -> None:
         timeout = self._poll
@@ -200,9 +267,16 @@ class Worker:
         if due is not None:
             timeout = max(0.0, min(timeout, (due - self._clock()).total_seconds()))
         timeout = max(timeout, 0.005)  # a due row another worker is claiming right now
-        waiters = [asyncio.ensure_future(self._woken.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await _first(self._woken, stop, within=timeout)
+
+
+async def _first(*events: asyncio.Event, within: float | None = None) -> None:
+    """Until one of the events is set, or the timeout."""
+    if any(event.is_set() for event in events):
+        return
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,56 @@
+"""The rows a running worker holds: claimed and not yet settled.
+
+A row is held from its claim until its result is committed, so `held` is both "calls in flight"
+and "calls made whose result is not recorded yet": what a crash at this moment would send again.
+The worker never holds more than its concurrency; results wait in `finished` for the settler,
+which takes them all at once (one batch per transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from dialog.outbox import Claimed, Result
+
+__all__ = ["Flight"]
+
+
+class Flight:
+    def __init__(self, send: Callable[[Claimed], Awaitable[Result]]) -> None:
+        self._send = send
+        self.held = 0
+        self.finished: list[Result] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.ready = asyncio.Event()  # results wait for the settler
+        self.settled = asyncio.Event()  # a batch was settled: room for more claims
+
+    def start(self, rows: Sequence[Claimed]) -> None:
+        """Send these rows, each in a task of its own."""
+        self.held += len(rows)
+        for row in rows:
+            task = asyncio.ensure_future(self._call(row))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _call(self, row: Claimed) -> None:
+        result = await self._send(row)  # never raises: a failure is a Result
+        self.finished.append(result)
+        self.ready.set()
+
+    def take(self) -> list[Result]:
+        """Every result not settled yet (the settler's next batch)."""
+        batch, self.finished = self.finished, []
+        self.ready.clear()
+        return batch
+
+    def release(self, count: int) -> None:
+        """A batch was committed (or given up on): its rows are no longer held."""
+        self.held -= count
+        self.settled.set()
+
+    def cancel(self) -> None:
+        """Abandon the calls in flight (the worker's task was cancelled): their rows stay
+        `sending` under the lease and are taken over when it runs out."""
+        for task in list(self._tasks):
+            task.cancel()
