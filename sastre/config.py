@@ -403,6 +403,9 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
+    # Connections kept open to the SMTP server per worker process, each sending one message
+    # after another (a relay may cap how many one client opens: Postfix allows 50).
+    smtp_connections: int = Field(default=8, ge=1, le=1000)
     email_from: str | None = None
     email_unsubscribe_mailto: str | None = None  # List-Unsubscribe's mailto; default: From
     email_trusted_relays: str = ""

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime, make_msgid, parseaddr
 from types import TracebackType
 from typing import Any, Literal
@@ -39,18 +40,47 @@ TLS_MODES: tuple[TlsMode, ...] = ("starttls", "ssl", "none")
 _ID_SAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]")
 
 
+class _FoldedOnce(BaseHeader):
+    """A header that keeps its folded form per policy: folding (line breaks, encoded words)
+    is the costliest part of writing a message out, and a header never changes once made."""
+
+    @override
+    def fold(self, *, policy: Policy) -> str:
+        key = (policy.max_line_length, policy.linesep, getattr(policy, "utf8", False))
+        folds: dict[tuple[object, ...], str] = self.__dict__.setdefault("_folds", {})
+        folded = folds.get(key)
+        if folded is None:
+            folded = folds[key] = super().fold(policy=policy)
+        return folded
+
+
 class _RepeatedHeaders(HeaderRegistry):
     """The standard header classes, each (name, text) parsed once and the result reused.
 
     Parsing headers is most of the cost of building a message, and most of ours repeat from
     one message to the next: From, the subject, the customer's address, the Date within a
     second, Content-Type. A parsed header is an immutable string, so sharing one between
-    messages changes nothing in them. Message-IDs never repeat: parsed each time."""
+    messages changes nothing in them (and, each folding itself once, it is folded once for
+    all of them). Message-IDs never repeat: parsed each time. The standard registry also
+    makes a new class for every header it is asked about (`max_count` at every assignment):
+    here one per header name."""
+
+    def __init__(self) -> None:
+        super().__init__(base_class=_FoldedOnce)
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one registry for the module's life
     def _parsed(self, name: str, value: str) -> BaseHeader:
         header: BaseHeader = super().__call__(name, value)
         return header
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one registry for the module's life
+    def _class(self, name: str) -> type[BaseHeader]:
+        cls: type[BaseHeader] = super().__getitem__(name)
+        return cls
+
+    @override
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        return self._class(name.lower())
 
     @override
     def __call__(self, name: str, value: Any) -> Any:
@@ -72,7 +102,7 @@ def _from_header(sender: str) -> BaseHeader:
     """The From header for a sender, parsed once (an adapter sends from one address)."""
     name, address = parseaddr(sender)
     value = Address(display_name=name, addr_spec=address) if name else address
-    header: BaseHeader = policy.default.header_factory("From", value)
+    header: BaseHeader = _POLICY.header_factory("From", value)
     return header
 
 

@@ -24,4 +24,5 @@ def build_sender(settings: Settings) -> SmtpEmail | None:
         tls=settings.smtp_tls,
         default_subject=settings.brand_name,
         unsubscribe_mailto=settings.email_unsubscribe_mailto or settings.email_from,
+        connections=settings.smtp_connections,
     )

@@ -28,4 +28,5 @@ def build_sender(settings: Settings) -> TwilioSms | None:
         messaging_service_sid=settings.twilio_messaging_service_sid,
         status_callback=status_callback_url(settings),
         api_base=settings.twilio_api_base,
+        connections=settings.worker_concurrency,  # one kept-alive connection per call in flight
     )
