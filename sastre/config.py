@@ -377,14 +377,34 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _require_twilio_parts(self) -> Self:
-        if self.twilio_account_sid is None:
+        # Any one part means SMS was meant to be on: a missing one is named at start-up rather
+        # than leaving SMS silently off (a token without its SID) or unable to take replies.
+        given = [
+            name
+            for name, value in (
+                ("SASTRE_TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                ("SASTRE_TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                ("SASTRE_TWILIO_FROM", self.twilio_from),
+                ("SASTRE_TWILIO_MESSAGING_SERVICE_SID", self.twilio_messaging_service_sid),
+            )
+            if value is not None
+        ]
+        if not given:
             return self
+        with_ = f"with {given[0]}"
+        if self.twilio_account_sid is None:
+            raise ValueError(f"SASTRE_TWILIO_ACCOUNT_SID is required {with_}")
         if self.twilio_auth_token is None:
-            raise ValueError("SASTRE_TWILIO_AUTH_TOKEN is required with SASTRE_TWILIO_ACCOUNT_SID")
+            raise ValueError(f"SASTRE_TWILIO_AUTH_TOKEN is required {with_}")
         if self.twilio_from is None and self.twilio_messaging_service_sid is None:
             raise ValueError(
-                "SASTRE_TWILIO_FROM or SASTRE_TWILIO_MESSAGING_SERVICE_SID is required with "
-                "SASTRE_TWILIO_ACCOUNT_SID"
+                f"SASTRE_TWILIO_FROM or SASTRE_TWILIO_MESSAGING_SERVICE_SID is required {with_}"
+            )
+        if not self.public_url:
+            # Twilio signs its webhooks for the URL it was given: without the public one no
+            # inbound SMS or delivery report can be checked, and no status callback is sent.
+            raise ValueError(
+                "SASTRE_PUBLIC_URL is required for SMS (the address Twilio posts webhooks to)"
             )
         return self
 
@@ -421,6 +441,16 @@ class Settings(BaseSettings):
 
         parse_listen(value)  # ValueError names the expected form
         return value.strip()
+
+    @field_validator("smtp_username")
+    @classmethod
+    def _check_smtp_username(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else value.strip()
+
+    @field_validator("smtp_password")
+    @classmethod
+    def _check_smtp_password(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None or not value.get_secret_value() else value
 
     @field_validator("inbound_email_token")
     @classmethod
@@ -466,6 +496,13 @@ class Settings(BaseSettings):
     def _require_email_parts(self) -> Self:
         if self.smtp_host is not None and self.email_from is None:
             raise ValueError("SASTRE_EMAIL_FROM is required with SASTRE_SMTP_HOST")
+        # A login needs both halves: one alone would fail at the first send, not at start-up.
+        if self.smtp_username is not None and self.smtp_password is None:
+            raise ValueError("SASTRE_SMTP_PASSWORD is required with SASTRE_SMTP_USERNAME")
+        if self.smtp_password is not None and self.smtp_username is None:
+            raise ValueError("SASTRE_SMTP_USERNAME is required with SASTRE_SMTP_PASSWORD")
+        if self.smtp_username is not None and self.smtp_host is None:
+            raise ValueError("SASTRE_SMTP_HOST is required with SASTRE_SMTP_USERNAME")
         return self
 
     @property

@@ -257,6 +257,25 @@ ACCOUNT = "AC" + "0123456789abcdef" * 2
             {"SASTRE_TWILIO_ACCOUNT_SID": ACCOUNT, "SASTRE_TWILIO_AUTH_TOKEN": "tok-secret-99"},
             "SASTRE_TWILIO_FROM or SASTRE_TWILIO_MESSAGING_SERVICE_SID is required",
         ),
+        # Half a configuration from the other side: SMS must not be silently off.
+        (
+            {"SASTRE_TWILIO_AUTH_TOKEN": "tok-secret-99", "SASTRE_TWILIO_FROM": "+14155550100"},
+            "SASTRE_TWILIO_ACCOUNT_SID is required with SASTRE_TWILIO_AUTH_TOKEN",
+        ),
+        ({"SASTRE_TWILIO_FROM": "+14155550100"}, "SASTRE_TWILIO_ACCOUNT_SID is required"),
+        (
+            {"SASTRE_TWILIO_MESSAGING_SERVICE_SID": "MG" + "0" * 32},
+            "SASTRE_TWILIO_ACCOUNT_SID is required",
+        ),
+        # Twilio configured, but nowhere for its webhooks to reach us.
+        (
+            {
+                "SASTRE_TWILIO_ACCOUNT_SID": ACCOUNT,
+                "SASTRE_TWILIO_AUTH_TOKEN": "tok-secret-99",
+                "SASTRE_TWILIO_FROM": "+14155550100",
+            },
+            "SASTRE_PUBLIC_URL is required for SMS",
+        ),
     ],
 )
 def test_a_wrong_twilio_setting_stops_start_up_naming_it(
@@ -280,6 +299,7 @@ def test_sms_is_on_with_an_account_a_token_and_a_sender(
     monkeypatch.setenv("SASTRE_TWILIO_ACCOUNT_SID", ACCOUNT)
     monkeypatch.setenv("SASTRE_TWILIO_AUTH_TOKEN", "tok-secret-99")
     monkeypatch.setenv("SASTRE_TWILIO_FROM", sender)
+    monkeypatch.setenv("SASTRE_PUBLIC_URL", "https://crm.example.com")
     settings = load_settings(_env_file=None)
     assert settings.sms_enabled
     assert settings.twilio_from == kept

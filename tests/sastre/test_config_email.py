@@ -21,6 +21,19 @@ from sastre.config import ConfigError, load_settings
         ({"email_trusted_relays": "mx.ok.example, not/a/host"}, "SASTRE_EMAIL_TRUSTED_RELAYS"),
         ({"inbound_email_token": "short"}, "SASTRE_INBOUND_EMAIL_TOKEN"),
         ({"smtp_host": "smtp.example.com"}, "SASTRE_EMAIL_FROM is required"),
+        # A login needs both halves, and a server to log in to.
+        (
+            {"smtp_host": "smtp.example.com", "email_from": "a@b.example", "smtp_username": "u"},
+            "SASTRE_SMTP_PASSWORD is required with SASTRE_SMTP_USERNAME",
+        ),
+        (
+            {"smtp_host": "smtp.example.com", "email_from": "a@b.example", "smtp_password": "pw"},
+            "SASTRE_SMTP_USERNAME is required with SASTRE_SMTP_PASSWORD",
+        ),
+        (
+            {"smtp_username": "u", "smtp_password": "pw"},
+            "SASTRE_SMTP_HOST is required with SASTRE_SMTP_USERNAME",
+        ),
     ],
 )
 def test_a_wrong_value_names_its_variable(overrides: dict[str, str], named: str) -> None:
@@ -34,7 +47,12 @@ def test_the_inbound_token_is_never_shown() -> None:
         load_settings(_env_file=None, inbound_email_token="tiny-secret")
     assert "tiny-secret" not in str(raised.value)
     settings = load_settings(
-        _env_file=None, inbound_email_token="x" * 20, smtp_password="hunter2-password"
+        _env_file=None,
+        inbound_email_token="x" * 20,
+        smtp_host="smtp.example.com",
+        email_from="hola@tienda.example",
+        smtp_username="tienda",
+        smtp_password="hunter2-password",
     )
     assert "hunter2" not in repr(settings)
     assert "x" * 20 not in repr(settings)
