@@ -64,6 +64,7 @@ class EmailIntake:
                 parsed.bounces,
                 message_id=parsed.bounced_message_id,
                 region=self.region,
+                reported_by=parsed.sender,
             )
             return Intake("bounce", auto=parsed.auto, malformed=parsed.malformed)
         address = sender_of(parsed, envelope_from)

@@ -68,6 +68,7 @@ async def built_senders(settings: Settings) -> AsyncIterator[dict[ChannelName, S
 
 def failure_hooks(settings: Settings) -> dict[ChannelName, FailureHook]:
     """Each channel's "on permanent failure" act, for the workers."""
+    from sastre.operations.email import settle_email_refusal
     from sastre.operations.sms import settle_sms_refusal
 
     region = settings.default_region
@@ -75,4 +76,7 @@ def failure_hooks(settings: Settings) -> dict[ChannelName, FailureHook]:
     async def sms(unit: Unit, result: Result) -> None:
         await settle_sms_refusal(unit, result, region=region)
 
-    return {ChannelName.SMS: sms}
+    async def email(unit: Unit, result: Result) -> None:  # 5.1.1 user unknown: undeliverable
+        await settle_email_refusal(unit, result, region=region)
+
+    return {ChannelName.SMS: sms, ChannelName.EMAIL: email}

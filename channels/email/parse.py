@@ -75,6 +75,7 @@ class Bounce:
     status: str  # e.g. "5.1.1"
     action: str  # failed, delayed, delivered, relayed, expanded
     diagnostic: str | None
+    original_recipient: str | None = None  # the address as the sender wrote it, when given
 
     @property
     def permanent(self) -> bool:
@@ -360,18 +361,26 @@ def _recipients(part: Message) -> Iterator[Bounce]:
     for block in blocks:
         if not isinstance(block, Message):
             continue
-        recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+        final = _dsn_address(block.get("Final-Recipient"))
+        original = _dsn_address(block.get("Original-Recipient"))
         status = _STATUS.search(str(block.get("Status") or ""))
-        if not recipient or status is None:
+        if not (final or original) or status is None:
             continue
-        address = recipient.split(";", 1)[-1].strip().strip("<>")
         diagnostic = block.get("Diagnostic-Code")
         yield Bounce(
-            recipient=address,
+            recipient=final or original,
             status=".".join(status.groups()),
             action=str(block.get("Action") or "").strip().lower(),
             diagnostic=" ".join(str(diagnostic).split()) if diagnostic else None,
+            original_recipient=original or None,
         )
+
+
+def _dsn_address(value: object) -> str:
+    """ "rfc822; someone@example.com" → "someone@example.com" ("" when absent)."""
+    if value is None:
+        return ""
+    return str(value).split(";", 1)[-1].strip().strip("<>").strip()
 
 
 def _returned_id(part: Message) -> str | None:

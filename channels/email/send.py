@@ -1,6 +1,7 @@
 """`SmtpEmail`: the e-mail `Sender`, through an SMTP server with aiosmtplib.
 
-Each message is a text part and, when given, an HTML alternative; it carries our own Message-ID
+Each message is a text part and an HTML alternative (given, or made from the text by
+`channels.email.render`); it carries our own Message-ID
 (the provider id the outbox keeps, and what a bounce names), In-Reply-To and References when it
 answers a customer's message, and on marketing mail `List-Unsubscribe` (the HTTPS one-click link
 and a mailto) with `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 2369, RFC 8058).
@@ -32,12 +33,16 @@ import aiosmtplib
 from typing_extensions import override
 
 from channels.base import DeliveryFailed, OutboundMessage
+from channels.email.bounces import smtp_code
+from channels.email.render import html_part
 
 __all__ = ["TLS_MODES", "SmtpEmail", "TlsMode", "build_message"]
 
 TlsMode = Literal["starttls", "ssl", "none"]
 TLS_MODES: tuple[TlsMode, ...] = ("starttls", "ssl", "none")
 _ID_SAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]")
+# "=" is encoded in quoted-printable and "_" is not base64: only a 7bit part could hold it.
+_BOUNDARY = "=_sastre.alternative_="
 
 
 class _FoldedOnce(BaseHeader):
@@ -142,8 +147,12 @@ def build_message(
         email["List-Unsubscribe"] = ", ".join(links)
         email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     email.set_content(message.text)
-    if message.html:
-        email.add_alternative(message.html, subtype="html")
+    html = message.html or html_part(message.text)
+    email.add_alternative(html, subtype="html")
+    if _BOUNDARY not in message.text and _BOUNDARY not in html:
+        # One boundary for every message (its Content-Type parsed once) unless this message's
+        # text holds it: a random one costs a regex compiled per message when written out.
+        email.set_boundary(_BOUNDARY)
     return email
 
 
@@ -153,8 +162,12 @@ def _failure(error: Exception) -> DeliveryFailed:
         codes = [refused.code for refused in error.recipients]
         permanent = bool(codes) and all(500 <= code < 600 for code in codes)
         reason = "; ".join(f"{r.code} {r.message}" for r in error.recipients) or str(error)
+        first = error.recipients[0] if error.recipients else None
         return DeliveryFailed(
-            reason, retryable=not permanent, code=str(codes[0]) if codes else None
+            reason,
+            retryable=not permanent,
+            # "5.1.1" rather than "550": the enhanced status says what is wrong with the address
+            code=smtp_code(first.code, first.message) if first is not None else None,
         )
     if isinstance(error, aiosmtplib.SMTPAuthenticationError):
         return DeliveryFailed(
@@ -168,7 +181,7 @@ def _failure(error: Exception) -> DeliveryFailed:
         return DeliveryFailed(
             f"{error.code} {error.message}",
             retryable=not 500 <= error.code < 600,
-            code=str(error.code),
+            code=smtp_code(error.code, error.message),
         )
     # Connection refused, dropped or timed out, TLS failing: the server may be back later.
     return DeliveryFailed(f"SMTP connection failed: {error}", retryable=True)

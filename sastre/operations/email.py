@@ -1,20 +1,27 @@
 """Acts on what a mail server tells us about an e-mail we sent: a delivery status report
-(RFC 3464, a "bounce").
+(RFC 3464, a "bounce") that arrives by mail, or the SMTP server's own refusal when we send.
 
-A permanent failure (status 5.x.x) means the address cannot receive mail: the message we sent is
-`undelivered` (`dialog.outbox.record_delivery`, forward only), and the address is marked
-undeliverable for every customer holding it (`consent.models.Undeliverable`), so the contact
-policy stops choosing e-mail for them. A transient one (4.x.x: the server keeps trying) changes
-no state: it is noted on the customer's timeline and in the audit log, for staff to see why a
-message is late. One transaction, audited as the mail system; a report about an address no
-customer holds changes nothing but the message's state.
+A report is believed only when it is about a message we sent to that recipient
+(`channels.email.bounces.believe_report`: the Message-ID it returns is one of our outbox rows',
+and its Final-Recipient or Original-Recipient is the address that row went to). Anyone can mail
+the inbound address, and a forged report must not silence a customer: a report that is not
+believed changes nothing and is kept in the audit log (`email.report_ignored`) with why.
+
+A believed permanent failure (5.x.x) means the message we sent is `undelivered`
+(`dialog.outbox.record_delivery`, forward only). Whether the *address* is undeliverable is one
+table for reports and SMTP refusals alike (`channels.email.bounces.address_verdict`: 5.1.1 user
+unknown, 5.1.2 no such domain...): then it is marked for every customer holding it
+(`consent.models.Undeliverable`), so the contact policy stops choosing e-mail for them. Any other
+permanent failure (5.7.1 refused as spam, a full mailbox) and a transient one (4.x.x: the server
+keeps trying) are noted on the customer's timeline for staff, and change no state. One
+transaction, audited as the mail system.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -25,14 +32,15 @@ from crm_core.identities import InvalidIdentity, normalise
 from crm_core.models import Customer, Identity, IdentityKind, InteractionKind
 from crm_core.sqltypes import utcnow
 from crm_core.timeline import add_interaction
-from dialog.outbox import record_delivery
+from dialog.models import Message
+from dialog.outbox import OutboxEntry, Result, record_delivery
 from sastre.db import SessionMaker
 from sastre.operations.unit import Unit, unit_of_work
 
 if TYPE_CHECKING:  # the parser's libraries load with the e-mail intake, not with every act
     from channels.email.parse import Bounce
 
-__all__ = ["MAIL_SYSTEM", "BounceOutcome", "do_record_email_bounces"]
+__all__ = ["MAIL_SYSTEM", "BounceOutcome", "do_record_email_bounces", "settle_email_refusal"]
 
 MAIL_SYSTEM = "provider:email"  # the actor of what delivery reports change
 
@@ -41,7 +49,23 @@ MAIL_SYSTEM = "provider:email"  # the actor of what delivery reports change
 class BounceOutcome:
     moved: bool  # the bounced message's delivery state moved forward
     undeliverable: tuple[str, ...] = ()  # addresses marked undeliverable by this report
-    noted: tuple[str, ...] = ()  # addresses with a transient failure noted
+    noted: tuple[str, ...] = ()  # addresses with a failure noted, the address kept
+    ignored: tuple[str, ...] = ()  # recipients of a report not about our message to them
+
+
+async def _sent_to(unit: Unit, message_id: str | None) -> list[str]:
+    """The addresses our outbox sent a message with this Message-ID to."""
+    if not message_id:
+        return []
+    rows = await unit.session.scalars(
+        select(Message.address)
+        .join(OutboxEntry, OutboxEntry.message_id == Message.id)
+        .where(
+            OutboxEntry.channel == ChannelName.EMAIL.value,
+            OutboxEntry.provider_id == message_id,
+        )
+    )
+    return list(rows)
 
 
 async def do_record_email_bounces(
@@ -50,30 +74,79 @@ async def do_record_email_bounces(
     *,
     message_id: str | None,
     region: str,
+    reported_by: str | None = None,
 ) -> BounceOutcome:
-    """A delivery status report: see the module's note."""
+    """A delivery status report: see the module's note. `reported_by` is the report's From,
+    kept with a report that is not believed."""
+    from channels.email.bounces import address_verdict, believe_report
+
     async with unit_of_work(sessionmaker, MAIL_SYSTEM) as unit:
+        sent_to = await _sent_to(unit, message_id)
         moved = False
-        permanent = [b for b in bounces if b.permanent and b.action in ("failed", "")]
-        if message_id and permanent:
-            first = permanent[0]
-            moved = await record_delivery(
-                unit.session,
-                channel=ChannelName.EMAIL,
-                provider_id=message_id,
-                state="undelivered",
-                code=first.status,
-                reason=first.diagnostic or f"bounced: {first.status}",
-            )
         marked: list[str] = []
         noted: list[str] = []
+        ignored: list[str] = []
         for bounce in bounces:
-            if bounce in permanent:
+            verdict = believe_report(bounce, about=message_id, sent_to=sent_to)
+            if not verdict.believed:
+                unit.audit(
+                    "email.report_ignored",
+                    None,
+                    {**_facts(bounce, message_id), "from": reported_by, "why": verdict.reason},
+                )
+                ignored.append(bounce.recipient)
+                continue
+            failed = bounce.permanent and bounce.action in ("failed", "")
+            if failed and not moved:
+                moved = await record_delivery(
+                    unit.session,
+                    channel=ChannelName.EMAIL,
+                    provider_id=str(message_id),
+                    state="undelivered",
+                    code=bounce.status,
+                    reason=bounce.diagnostic or f"bounced: {bounce.status}",
+                )
+            if not bounce.permanent:
+                if await _note(unit, bounce, message_id, region, "delayed"):
+                    noted.append(bounce.recipient)
+            elif failed and address_verdict(bounce.status).undeliverable:
                 if await _mark_undeliverable(unit, bounce, message_id, region):
                     marked.append(bounce.recipient)
-            elif not bounce.permanent and await _note_transient(unit, bounce, message_id, region):
+            elif failed and await _note(unit, bounce, message_id, region, "failed"):
                 noted.append(bounce.recipient)
-    return BounceOutcome(moved, tuple(marked), tuple(noted))
+    return BounceOutcome(moved, tuple(marked), tuple(noted), tuple(ignored))
+
+
+def _facts(bounce: Bounce, message_id: str | None) -> dict[str, Any]:
+    return {
+        "recipient": bounce.recipient,
+        "original_recipient": bounce.original_recipient,
+        "status": bounce.status,
+        "action": bounce.action,
+        "diagnostic": bounce.diagnostic,
+        "message_id": message_id,
+    }
+
+
+async def settle_email_refusal(unit: Unit, result: Result, *, region: str) -> None:
+    """A send the SMTP server refused for good: if its status says the address cannot receive
+    mail (5.1.1 user unknown...), the address is marked undeliverable, in the worker's unit (the
+    one that marks the message failed), as the mail system's act."""
+    from channels.email.bounces import address_verdict
+
+    verdict = address_verdict(result.code)
+    if not verdict.undeliverable:
+        return
+    system = Unit(unit.session, MAIL_SYSTEM, unit.events)  # same transaction, same events
+    address, customers = await _holders(system, result.claimed.address, region)
+    proof = {
+        "address": address,
+        "status": result.code,
+        "refused": result.reason or "",
+        "message_id": result.claimed.message_id,
+        "why": verdict.reason,
+    }
+    await _mark(system, address, customers, f"refused {result.code}", proof)
 
 
 async def _holders(unit: Unit, address: str, region: str) -> tuple[str, list[int]]:
@@ -104,6 +177,12 @@ async def _mark_undeliverable(
         "diagnostic": bounce.diagnostic,
         "message_id": message_id,
     }
+    return await _mark(unit, address, customers, f"bounce {bounce.status}", proof)
+
+
+async def _mark(
+    unit: Unit, address: str, customers: list[int], reason: str, proof: dict[str, Any]
+) -> bool:
     marked = False
     for customer_id in customers:
         key = (customer_id, Channel.EMAIL.value, address)
@@ -114,7 +193,7 @@ async def _mark_undeliverable(
                 customer_id=customer_id,
                 channel=Channel.EMAIL.value,
                 address=address,
-                reason=f"bounce {bounce.status}"[:200],
+                reason=reason[:200],
                 at=utcnow(),
             )
         )
@@ -124,25 +203,26 @@ async def _mark_undeliverable(
     return marked
 
 
-async def _note_transient(unit: Unit, bounce: Bounce, message_id: str | None, region: str) -> bool:
+_NOTES = {
+    "delayed": "E-mail to {address} delayed ({status}): the mail server keeps trying",
+    "failed": "E-mail to {address} not delivered ({status}); the address is kept",
+}
+
+
+async def _note(unit: Unit, bounce: Bounce, message_id: str | None, region: str, what: str) -> bool:
+    """A failure that changes no state, on the timeline of every customer holding the address."""
     address, customers = await _holders(unit, bounce.recipient, region)
-    data = {
-        "address": address,
-        "status": bounce.status,
-        "action": bounce.action,
-        "diagnostic": bounce.diagnostic,
-        "message_id": message_id,
-    }
+    data = {**_facts(bounce, message_id), "address": address}
     for customer_id in customers:
         await add_interaction(
             unit.session,
             customer_id,
             InteractionKind.NOTE,
-            f"E-mail to {address} delayed ({bounce.status}): the mail server keeps trying",
+            _NOTES[what].format(address=address, status=bounce.status),
             channel=Channel.EMAIL.value,
             actor=MAIL_SYSTEM,
             data=data,
             flush=False,
         )
-        unit.audit("email.delayed", customer_id, data)
+        unit.audit(f"email.{what}", customer_id, data)
     return bool(customers)

@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 from consent.models import Undeliverable
 from crm_core.customers import resolve
 from crm_core.models import AuditEntry, IdentityKind, Interaction, InteractionKind
+from crm_core.sqltypes import utcnow
 from crm_core.timeline import add_interaction
-from dialog.models import Direction, Message
+from dialog.models import Conversation, Direction, Message
 from dialog.outbox import OutboxEntry
 from sastre.app import create_app
 from sastre.config import Settings
@@ -210,11 +211,55 @@ async def test_garbage_is_never_a_500(
     assert await inbound(sessionmaker) == []
 
 
-async def test_a_permanent_bounce_marks_the_address_undeliverable(
+OURS = "sastre.out.0042@tienda.example"  # the Message-ID bounce_5_1_1.eml returns
+
+
+async def sent_email(sessionmaker: SessionMaker, address: str, provider_id: str = OURS) -> int:
+    """A customer holding `address` and an e-mail our outbox sent them with `provider_id`."""
+    async with sessionmaker.begin() as session:
+        customer, _ = await resolve(session, IdentityKind.EMAIL, address, "ES")
+        conversation = Conversation(customer_id=customer.id, channel="email", address=address)
+        session.add(conversation)
+        await session.flush()
+        sent = Message(
+            conversation_id=conversation.id,
+            customer_id=customer.id,
+            channel="email",
+            direction=Direction.OUT.value,
+            provider_id=provider_id,
+            address=address,
+            text="Tu pedido SO-999000 ha salido.",
+            author="bot",
+        )
+        session.add(sent)
+        await session.flush()
+        session.add(
+            OutboxEntry(
+                message_id=sent.id,
+                channel="email",
+                state="sent",
+                provider_id=provider_id,
+                due_at=utcnow(),
+            )
+        )
+        return customer.id
+
+
+async def undeliverable(sessionmaker: SessionMaker) -> list[tuple[int, str, str, str]]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(select(Undeliverable).order_by(Undeliverable.customer_id))
+        return [(r.customer_id, r.channel, r.address, r.reason) for r in rows]
+
+
+async def outbox_states(sessionmaker: SessionMaker) -> list[str]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(OutboxEntry.state)))
+
+
+async def test_a_permanent_bounce_of_our_message_marks_the_address_undeliverable(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
 ) -> None:
-    async with sessionmaker.begin() as session:
-        customer, _ = await resolve(session, IdentityKind.EMAIL, "nobody.here@example.com", "ES")
+    customer = await sent_email(sessionmaker, "nobody.here@example.com")
     client = await email_client(aiohttp_client, email_settings(settings))
     status, body = await post(client, raw("bounce_5_1_1"))
     assert status == 200
@@ -222,34 +267,89 @@ async def test_a_permanent_bounce_marks_the_address_undeliverable(
     _, again = await post(client, raw("bounce_5_1_1"))  # a repeated report adds nothing
     assert again["status"] == "bounce"
     async with sessionmaker() as session:
-        (marked,) = await session.scalars(select(Undeliverable))
         audits = list(
             await session.scalars(
                 select(AuditEntry).where(AuditEntry.action == "email.undeliverable")
             )
         )
-    assert (marked.customer_id, marked.channel, marked.address) == (
-        customer.id,
-        "email",
-        "nobody.here@example.com",
-    )
-    assert marked.reason == "bounce 5.1.1"
+    assert await undeliverable(sessionmaker) == [
+        (customer, "email", "nobody.here@example.com", "bounce 5.1.1")
+    ]
     assert len(audits) == 1
+    assert await outbox_states(sessionmaker) == ["undelivered"]
     assert await inbound(sessionmaker) == []  # a report is not a customer's message
+
+
+async def test_a_forged_bounce_about_a_message_we_never_sent_changes_nothing(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    await sent_email(sessionmaker, "nobody.here@example.com")
+    forged = raw("bounce_5_1_1").replace(OURS.encode(), b"random-123@evil.example")
+    forged = forged.replace(b"MAILER-DAEMON@mx.tienda.example", b"attacker@evil.example")
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, body = await post(client, forged)
+    assert (status, body["status"]) == (200, "bounce")  # taken, so the relay stops resending
+    assert await undeliverable(sessionmaker) == []
+    assert await outbox_states(sessionmaker) == ["sent"]
+    async with sessionmaker() as session:
+        (noted,) = await session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "email.report_ignored")
+        )
+    assert noted.data["recipient"] == "nobody.here@example.com"
+    assert noted.data["from"] == "attacker@evil.example"
+    assert "never sent" in noted.data["why"]
+
+
+async def test_a_forged_bounce_naming_our_message_to_someone_else_changes_nothing(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    await sent_email(sessionmaker, "chloe.scott@example.net")  # our message went to Chloe
+    async with sessionmaker.begin() as session:  # the attacker names Charlotte instead
+        await resolve(session, IdentityKind.EMAIL, "nobody.here@example.com", "ES")
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, _ = await post(client, raw("bounce_5_1_1"))
+    assert status == 200
+    assert await undeliverable(sessionmaker) == []
+    assert await outbox_states(sessionmaker) == ["sent"]
+    async with sessionmaker() as session:
+        (noted,) = await session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "email.report_ignored")
+        )
+    assert "another address" in noted.data["why"]
+
+
+async def test_a_bounce_refusing_the_message_fails_it_and_keeps_the_address(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await sent_email(sessionmaker, "nobody.here@example.com")
+    spam = raw("bounce_5_1_1").replace(b"Status: 5.1.1", b"Status: 5.7.1")
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, _ = await post(client, spam)
+    assert status == 200
+    assert await undeliverable(sessionmaker) == []
+    assert await outbox_states(sessionmaker) == ["undelivered"]
+    async with sessionmaker() as session:
+        notes = list(
+            await session.scalars(
+                select(Interaction.summary).where(Interaction.customer_id == customer)
+            )
+        )
+    assert [n for n in notes if "not delivered (5.7.1)" in n], notes
 
 
 async def test_a_delay_is_noted_and_marks_nothing(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
 ) -> None:
-    async with sessionmaker.begin() as session:
-        customer, _ = await resolve(session, IdentityKind.EMAIL, "slow.box@example.net", "ES")
+    customer = await sent_email(
+        sessionmaker, "slow.box@example.net", "sastre.out.0043@tienda.example"
+    )
     client = await email_client(aiohttp_client, email_settings(settings))
     status, _ = await post(client, raw("delayed_4_4_1"))
     assert status == 200
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Undeliverable)) == 0
         note = (
-            await session.scalars(select(Interaction).where(Interaction.customer_id == customer.id))
+            await session.scalars(select(Interaction).where(Interaction.customer_id == customer))
         ).one()
     assert "delayed (4.4.1)" in note.summary
 
