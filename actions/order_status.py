@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
@@ -27,6 +30,8 @@ __all__ = [
     "find_order",
     "normalise_order_number",
     "order_reply",
+    "orders_known",
+    "read_orders",
 ]
 
 _STATUS = {
@@ -63,28 +68,80 @@ class CustomerOrders:
     purchases: tuple[Purchase, ...]  # newest first
 
 
-def _orders_query() -> Select[Any]:
+def _orders_query(*, many: bool) -> Select[Any]:
     customers, interactions = customers_table, interactions_table
     purchases = and_(
         interactions.c.customer_id == customers.c.id,
         interactions.c.kind == InteractionKind.PURCHASE.value,
     )
-    return (
-        select(
-            customers.c.id,
-            customers.c.merged_into_id,
-            customers.c.language,
-            customers.c.timezone,
-            interactions.c.data,
-            interactions.c.occurred_at,
+    query = select(
+        customers.c.id,
+        customers.c.merged_into_id,
+        customers.c.language,
+        customers.c.timezone,
+        interactions.c.data,
+        interactions.c.occurred_at,
+    ).select_from(customers.outerjoin(interactions, purchases))
+    newest_first = (interactions.c.occurred_at.desc(), interactions.c.id.desc())
+    if many:
+        return query.where(customers.c.id.in_(bindparam("ids", expanding=True))).order_by(
+            customers.c.id, *newest_first
         )
-        .select_from(customers.outerjoin(interactions, purchases))
-        .where(customers.c.id == bindparam("customer_id"))
-        .order_by(interactions.c.occurred_at.desc(), interactions.c.id.desc())
+    return query.where(customers.c.id == bindparam("customer_id")).order_by(*newest_first)
+
+
+_ORDERS = _orders_query(many=False)
+_MANY_ORDERS = _orders_query(many=True)
+
+
+class _Known(NamedTuple):
+    session: AsyncSession
+    orders: Mapping[int, CustomerOrders]
+
+
+# Orders read ahead for the turns of a batch (`orders_known`), valid in that session only.
+_known: ContextVar[_Known | None] = ContextVar("sastre_orders_known", default=None)
+
+
+def _orders_of(rows: Sequence[Any]) -> CustomerOrders:
+    """One live customer's rows (newest first) as their orders."""
+    purchases = tuple(
+        Purchase(
+            order_id=str(data["order_id"]),
+            item=data.get("item"),
+            status=str(data.get("status") or "received"),
+            occurred_at=row.occurred_at,
+        )
+        for row in rows
+        if (data := row.data) is not None and data.get("order_id") is not None
     )
+    first = rows[0]
+    return CustomerOrders(first.id, first.language, first.timezone, purchases)
 
 
-_ORDERS = _orders_query()
+async def read_orders(
+    session: AsyncSession, customer_ids: Sequence[int]
+) -> dict[int, CustomerOrders]:
+    """Several customers' orders in one query (a batch's order-status questions, read ahead:
+    one round trip instead of one each). A merged record is left out: `customer_orders`
+    follows it to the survivor."""
+    rows = (await session.execute(_MANY_ORDERS, {"ids": sorted(set(customer_ids))})).all()
+    by_customer: dict[int, list[Any]] = {}
+    for row in rows:
+        if row.merged_into_id is None:
+            by_customer.setdefault(row.id, []).append(row)
+    return {customer_id: _orders_of(found) for customer_id, found in by_customer.items()}
+
+
+@contextmanager
+def orders_known(session: AsyncSession, orders: Mapping[int, CustomerOrders]) -> Iterator[None]:
+    """Within this block, `customer_orders` in `session` answers from `orders` when it can.
+    For reads ahead within one transaction that writes no purchases meanwhile."""
+    token = _known.set(_Known(session, orders))
+    try:
+        yield
+    finally:
+        _known.reset(token)
 
 
 async def customer_orders(session: AsyncSession, customer_id: int) -> CustomerOrders:
@@ -92,6 +149,9 @@ async def customer_orders(session: AsyncSession, customer_id: int) -> CustomerOr
 
     A customer has few purchases, so order numbers are matched in Python (`find_order`) rather
     than with JSON operators that differ between SQLite and PostgreSQL."""
+    known = _known.get()
+    if known is not None and known.session is session and customer_id in known.orders:
+        return known.orders[customer_id]
     for _ in range(16):  # a merge chain is short; the bound only guards against a cycle
         rows = (await session.execute(_ORDERS, {"customer_id": customer_id})).all()
         if not rows:
@@ -99,18 +159,7 @@ async def customer_orders(session: AsyncSession, customer_id: int) -> CustomerOr
         if rows[0].merged_into_id is not None:
             customer_id = rows[0].merged_into_id
             continue
-        purchases = tuple(
-            Purchase(
-                order_id=str(data["order_id"]),
-                item=data.get("item"),
-                status=str(data.get("status") or "received"),
-                occurred_at=row.occurred_at,
-            )
-            for row in rows
-            if (data := row.data) is not None and data.get("order_id") is not None
-        )
-        first = rows[0]
-        return CustomerOrders(first.id, first.language, first.timezone, purchases)
+        return _orders_of(rows)
     raise CustomerNotFound(f"customer {customer_id} has a broken merge chain")
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.awaiting import AWAITING_SLOT, Awaiting
 from actions.opt_out import settles_the_question
+from actions.order_status import orders_known, read_orders
 from actions.runner import EmbeddedActions
 from crm_core.models import Tier
 from dialog.faq import FaqMatch, FaqMatcher, match_all
@@ -212,10 +213,28 @@ class SelfServiceBrain:
             )
             for n, match in zip(questions, found, strict=True):
                 faqs[n] = match
-        return [
-            await self._answer(session, turn, reading, faq, answered)
+        plans = [
+            plan_turn(
+                reading,
+                faq,
+                tier=Tier(turn.customer.tier),
+                failed_turns=turn.conversation.failed_turns,
+                config=self._config,
+                answered=answered,
+            )
             for turn, reading, faq, answered in zip(turns, understood, faqs, asked, strict=True)
         ]
+        # Every order-status question of the batch reads its customer's orders in one query
+        # (the turns are different customers' and none writes a purchase).
+        wanting = [t.customer.id for t, p in zip(turns, plans, strict=True) if _reads_orders(p)]
+        known = await read_orders(session, wanting) if len(wanting) > 1 else {}
+        with orders_known(session, known):
+            return [
+                await self._answer(session, turn, reading, faq, answered, plan)
+                for turn, reading, faq, answered, plan in zip(
+                    turns, understood, faqs, asked, plans, strict=True
+                )
+            ]
 
     async def _answer(
         self,
@@ -224,23 +243,15 @@ class SelfServiceBrain:
         understood: Understanding,
         faq: FaqMatch | None,
         answered: Awaiting | None,
+        plan: Plan,
     ) -> BotTurn:
         language = understood.language
-        tier = Tier(turn.customer.tier)
         slots: dict[str, Any] = dict(turn.conversation.flags.get("slots") or {})
         if (
             Awaiting.of(slots.get(AWAITING_SLOT)) is Awaiting.OPT_OUT_CONFIRMATION
             and answered is None
         ):
             slots.clear()  # anything but a yes: the question lapses, consent stays as it was
-        plan = plan_turn(
-            understood,
-            faq,
-            tier=tier,
-            failed_turns=turn.conversation.failed_turns,
-            config=self._config,
-            answered=answered,
-        )
         base = BotTurn(
             intent=understood.intent, confidence=understood.confidence, language=language
         )
@@ -287,6 +298,10 @@ class SelfServiceBrain:
                 slots.update(outcome.slots)
         base.flags = _with_slots(turn.conversation.flags, slots)
         return base
+
+
+def _reads_orders(plan: Plan) -> bool:
+    return plan.kind is PlanKind.ACTION and plan.action == ACTIONS["order_status"]
 
 
 def _with_slots(flags: Mapping[str, Any], slots: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from actions.awaiting import Awaiting
 from channels.base import ChannelName, InboundMessage
@@ -17,6 +19,7 @@ from consent.replies import Brand
 from crm_core.customers import get_customer, upsert_customer
 from crm_core.models import Identity, Interaction, InteractionKind, Tier
 from crm_core.records import parse_customer
+from crm_core.timeline import add_interaction
 from dialog.faq import FaqEntry, FaqMatch
 from dialog.inbound import InboundProcessor
 from dialog.models import Conversation
@@ -293,3 +296,41 @@ async def test_a_cmv_customer_is_handed_off_at_once_when_not_understood(
     message = InboundMessage(ChannelName.EMAIL, "vip@example.com", "blorf quux zzz", "<m1@x>")
     result = await processor.handle(message)
     assert result.handed_off
+
+
+async def test_order_questions_arriving_together_are_answered_as_alone_from_one_read(
+    processor: InboundProcessor, sessionmaker: SessionMaker, engine: AsyncEngine
+) -> None:
+    phones = [f"+1415555{n:04d}" for n in range(4)]
+    async with sessionmaker.begin() as session:
+        for n, phone in enumerate(phones):
+            record = parse_customer({"external_id": f"C-{n}", "phone": phone}, "US")
+            customer, _ = await upsert_customer(session, record)
+            await add_interaction(
+                session,
+                customer.id,
+                InteractionKind.PURCHASE,
+                f"Purchase SO-10000{n}",
+                data={"order_id": f"SO-10000{n}", "item": f"item {n}", "status": "shipped"},
+            )
+
+    def asking(n: int) -> InboundMessage:
+        text = f"where is my order SO-10000{n}?"
+        return InboundMessage(ChannelName.SMS, phones[n], text, f"SM{n}", verified=True)
+
+    alone = await processor.handle(asking(0))
+    orders: list[str] = []
+    event.listen(
+        engine.sync_engine,
+        "before_cursor_execute",
+        lambda *a: orders.append(a[2]) if "interactions.data" in a[2] else None,
+    )
+    first = asyncio.create_task(processor.handle(asking(1)))
+    await asyncio.sleep(0)  # the writer takes it alone; the two others queue behind it
+    together = await asyncio.gather(first, processor.handle(asking(2)), processor.handle(asking(3)))
+    assert alone.intent == "order_status"
+    for n, result in enumerate([alone, *together]):
+        assert result.replies[0].text == alone.replies[0].text.replace(
+            "SO-100000", f"SO-10000{n}"
+        ).replace("item 0", f"item {n}")
+    assert len(orders) == 2  # the first alone, then one read for the two together
