@@ -289,7 +289,10 @@ def normalise_phone(value: str, region: str) -> str:
     except phonenumbers.NumberParseException as e:
         raise InvalidIdentity(IdentityKind.PHONE, f"not a phone number ({e._msg})") from None
     if not phonenumbers.is_valid_number(number):
-        where = phonenumbers.region_code_for_number(number) or region
+        # An invalid number has no region of its own; its country code still names its country.
+        where = phonenumbers.region_code_for_country_code(number.country_code or 0)
+        if where in (phonenumbers.UNKNOWN_REGION, phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY):
+            where = f"+{number.country_code}"
         raise InvalidIdentity(IdentityKind.PHONE, f"{value!r} is not a valid number in {where}")
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 

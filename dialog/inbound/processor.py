@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channels.base import InboundMessage
 from consent.replies import Brand
-from crm_core.identities import normalise
 from crm_core.sqltypes import utcnow
 from dialog.inbound import sql
 from dialog.inbound.steps import TurnSteps
 from dialog.inbound.work import Context, Pending, Work
 from dialog.media import medium
 from dialog.outbox import announce
+from dialog.senders import identify
 from dialog.turns import Bot, BotTurn, Brain, InboundResult, RemoteBot, Turn, respond_all
 
 __all__ = ["BOT_TIMEOUT", "MAX_BATCH", "InboundProcessor"]
@@ -89,10 +89,12 @@ class InboundProcessor:
         on = medium(message.channel)
         if not on.writes:
             raise ValueError(f"customers do not write to us by {on.name}")
+        # An SMS sender no customer writes from (a short code) is kept as written, unanswered.
+        message, sender = identify(on, message, self._region)
         pending = Pending(
             message,
             on,
-            normalise(on.identity, message.address, self._region),
+            sender,
             message.received_at or self._now(),
             asyncio.get_running_loop().create_future(),
         )
