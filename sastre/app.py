@@ -28,6 +28,7 @@ from sastre.db import create_engine, reader_for, sessionmaker_for
 from sastre.dialogs import build_brain
 from sastre.email_listener import email_inbound
 from sastre.metrics import Metrics, metrics_middleware
+from sastre.serve_worker import SERVE_WORKER, serve_worker
 from sastre.web import (
     chat,
     consent,
@@ -43,6 +44,7 @@ from sastre.web import (
 from sastre.web.auth import auth_middleware
 from sastre.web.edge import install_headers, path_guard
 from sastre.web.errors import error_middleware
+from sastre.worker.supervisor import WorkerSupervisor
 
 __all__ = ["create_app"]
 
@@ -89,10 +91,14 @@ async def _dialog(app: web.Application) -> AsyncIterator[None]:
         await app[INBOUND].drained()  # messages already accepted are written before we stop
 
 
-def create_app(settings: Settings, *, brain: Bot | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, brain: Bot | None = None, worker: WorkerSupervisor | None = None
+) -> web.Application:
     """The whole service; nothing connects until the app starts (cleanup contexts).
 
-    `brain` replaces the bot (tests); by default the embedded one is built at start-up."""
+    `brain` replaces the bot (tests); by default the embedded one is built at start-up.
+    `worker` is the outbox worker `sastre serve` keeps running beside it (started with the
+    app, stopped first when it shuts down, reported by /healthz)."""
     metrics = Metrics()
     app = web.Application(
         middlewares=[metrics_middleware(metrics), error_middleware, path_guard, auth_middleware],
@@ -107,6 +113,8 @@ def create_app(settings: Settings, *, brain: Bot | None = None) -> web.Applicati
     app.cleanup_ctx.extend([_database, _redis, _dialog, chat.abuse_limits])
     app.cleanup_ctx.append(email_inbound)  # after the inbound path: it hands messages to it
     app.cleanup_ctx.append(messages.outbox_wakeups)  # after Redis: it publishes there
+    app[SERVE_WORKER] = worker
+    app.cleanup_ctx.append(serve_worker)  # last: stopped first, while the rest still runs
     app.add_routes(health.routes)
     app.add_routes(customers.routes)
     app.add_routes(consent.routes)

@@ -125,12 +125,9 @@ def cli(ctx: click.Context) -> None:
         ctx.obj = load_settings()
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
-    logging.basicConfig(
-        level=ctx.obj.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Alembic reports its plug-ins and every check at INFO; only a failure is worth a line.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from sastre.logs import configure_logging
+
+    configure_logging(ctx.obj.log_level)
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -151,8 +148,19 @@ def _listen(settings: Settings) -> tuple[Settings, list[socket.socket]]:
 
 
 def _serve(settings: Settings, listeners: list[socket.socket], banner: str = "") -> None:
+    """Run the web service, and beside it the outbox's worker in its own process, kept running
+    (SASTRE_SERVE_WORKER=0 leaves it to `sastre worker` processes): serve and demo alike."""
     from sastre.app import create_app
     from sastre.web.server import run_app
+
+    worker = None
+    if settings.serve_worker:
+        from functools import partial
+
+        from sastre.worker.process import spawn_worker
+        from sastre.worker.supervisor import WorkerSupervisor
+
+        worker = WorkerSupervisor(partial(spawn_worker, settings))
 
     log.info("settings: %s", settings.masked())
 
@@ -163,7 +171,7 @@ def _serve(settings: Settings, listeners: list[socket.socket], banner: str = "")
 
     # run_app turns SIGTERM and SIGINT into a graceful shutdown that runs every cleanup context;
     # its server answers a malformed request (a 20 KB header) in JSON, without echoing it.
-    run_app(create_app(settings), sock=listeners, announce=announce)
+    run_app(create_app(settings, worker=worker), sock=listeners, announce=announce)
     click.echo("Sastre stopped.")
 
 
@@ -188,17 +196,7 @@ def serve(ctx: click.Context) -> None:
     """Apply migrations and run the service."""
     settings, listeners = _listen(_settings(ctx))
     _run(_migrate(settings.database_url))
-    worker = None
-    if settings.serve_worker:  # the outbox's sender, in its own process (SASTRE_SERVE_WORKER=0)
-        from sastre.worker.process import spawn_worker
-
-        worker = spawn_worker(settings)
-    try:
-        _serve(settings, listeners)
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.join(10)
+    _serve(settings, listeners)
 
 
 @cli.command("worker")

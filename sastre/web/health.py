@@ -20,6 +20,7 @@ from crm_core.sqltypes import utcnow
 from dialog.outbox import queue as outbox
 from sastre.appkeys import METRICS, READER, REDIS
 from sastre.metrics import render
+from sastre.serve_worker import SERVE_WORKER
 
 __all__ = ["CHECK_TIMEOUT", "routes"]
 
@@ -74,11 +75,18 @@ async def healthz(request: web.Request) -> web.Response:
         checks["redis"] = _problem("redis", _ping_redis(app))
     problems = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
     failed = {name: reason for name, reason in problems.items() if reason is not None}
+    # The outbox worker serve runs beside it: while none runs nothing is sent (a 503 lets a
+    # load balancer or an orchestrator see it). Absent when this process runs no worker.
+    worker = app[SERVE_WORKER]
+    if worker is not None and worker.state != "ok":
+        failed["worker"] = f"the outbox worker {worker.last_exit or 'is not running'}"
     body: dict[str, Any] = {
         "status": "error" if failed else "ok",
         "database": "error" if "database" in failed else "ok",
         "redis": "disabled" if "redis" not in problems else "error" if "redis" in failed else "ok",
     }
+    if worker is not None:
+        body["worker"] = worker.state
     if failed:
         body["detail"] = failed
     return web.json_response(body, status=503 if failed else 200)

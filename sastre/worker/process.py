@@ -32,6 +32,7 @@ __all__ = [
     "publish_wakeups",
     "run_worker",
     "spawn_worker",
+    "spawned_worker",
     "worker_main",
 ]
 
@@ -132,12 +133,14 @@ async def run_worker(
     return worker
 
 
-async def _main(settings: Settings, ready: Callable[[], None] | None) -> None:
+async def _main(
+    settings: Settings, ready: Callable[[], None] | None, signals: tuple[signal.Signals, ...]
+) -> None:
     from sastre.senders import built_senders
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     if ready is not None:  # told only once a SIGTERM would stop it gracefully
         ready()
@@ -148,16 +151,33 @@ async def _main(settings: Settings, ready: Callable[[], None] | None) -> None:
         await run_worker(settings, senders, stop)
 
 
-def worker_main(settings: Settings, ready: Callable[[], None] | None = None) -> None:
+def worker_main(
+    settings: Settings,
+    ready: Callable[[], None] | None = None,
+    *,
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
+) -> None:
     """`sastre worker`: until SIGTERM or SIGINT."""
-    asyncio.run(_main(settings, ready))
+    asyncio.run(_main(settings, ready, signals))
 
 
-def spawn_worker(settings: Settings) -> multiprocessing.process.BaseProcess:
-    """`sastre serve`'s worker, in a process of its own (spawned: no inherited event loop)."""
+def spawned_worker(settings: Settings) -> None:
+    """The worker `sastre serve` and `sastre demo` spawn. A spawned interpreter starts with no
+    logging set up: it logs as the command does (SASTRE_LOG_LEVEL). Its parent decides when it
+    stops (SIGTERM): a Ctrl+C in the terminal reaches the whole process group, and the parent
+    stops its worker itself as it shuts down, after the web server stopped taking messages."""
+    from sastre.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker_main(settings, signals=(signal.SIGTERM,))
+
+
+def spawn_worker(
+    settings: Settings, target: Callable[[Settings], None] = spawned_worker
+) -> multiprocessing.process.BaseProcess:
+    """A worker in a process of its own (spawned: no inherited event loop), started."""
     context = multiprocessing.get_context("spawn")
-    process = context.Process(
-        target=worker_main, args=(settings,), name="sastre-worker", daemon=True
-    )
+    process = context.Process(target=target, args=(settings,), name="sastre-worker", daemon=True)
     process.start()
     return process
