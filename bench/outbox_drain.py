@@ -25,11 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -157,31 +159,48 @@ class Peers:
         return peer
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What a worker process needs to build its senders, as `sastre worker` does (picklable)."""
+
+    kind: str  # real or fake
+    url: str
+    twilio: str | None  # the fake Twilio's base URL
+    smtp: str | None  # the SMTP peer's host:port
+    workers: int
+    concurrency: int
+    smtp_connections: int
+
+    @property
+    def in_flight(self) -> int:
+        return self.workers * self.concurrency
+
+
 @contextlib.asynccontextmanager
-async def _senders(
-    kind: str, url: str, peers: Peers, in_flight: int, smtp_connections: int
-) -> AsyncIterator[dict[ChannelName, Sender]]:
+async def _senders(setup: Setup) -> AsyncIterator[dict[ChannelName, Sender]]:
     """What `sastre worker` builds from its settings (or the in-process fakes)."""
-    if kind == "fake":
+    if setup.kind == "fake":
         yield {channel: FakeSender(channel) for channel in ADDRESSES}
         return
-    assert peers.twilio is not None
-    assert peers.smtp is not None
+    assert setup.twilio is not None
+    assert setup.smtp is not None
+    host, port = setup.smtp.rsplit(":", 1)
     settings = load_settings(
         _env_file=None,
-        database_url=url,
+        database_url=setup.url,
         secret_key="bench-secret-0123456789",
         public_url="https://sastre.example.com",
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=AUTH_TOKEN,
         twilio_from=SMS_FROM,
-        twilio_api_base=peers.twilio.address,
-        smtp_host=peers.smtp.host,
-        smtp_port=peers.smtp.port,
+        twilio_api_base=setup.twilio,
+        smtp_host=host,
+        smtp_port=int(port),
         smtp_tls="none",
         email_from=EMAIL_FROM,
-        worker_concurrency=in_flight,  # the senders' connections, as `sastre worker` sizes them
-        smtp_connections=smtp_connections,
+        # the senders' connections, as `sastre worker` sizes them
+        worker_concurrency=setup.in_flight,
+        smtp_connections=setup.smtp_connections,
     )
     async with built_senders(settings) as senders:
         yield senders
@@ -190,25 +209,63 @@ async def _senders(
 # --- the runs -----------------------------------------------------------------------------------
 
 
-async def _drain(
-    url: str, senders: Mapping[ChannelName, Sender], workers: int, concurrency: int
-) -> tuple[int, float]:
-    async with database(url) as (_, sessionmaker):
-        async with sessionmaker() as session:
-            before = await session.scalar(
-                select(func.count()).select_from(OutboxEntry).where(OutboxEntry.state == "sent")
-            )
-        pool = [Worker(sessionmaker, senders, concurrency=concurrency) for _ in range(workers)]
-        started = time.perf_counter()
+async def _drain_here(setup: Setup, pipe: Connection) -> None:
+    """In a worker process: build the senders and the workers, say so, wait for the go, drain,
+    and report (rows handled, CPU seconds spent draining)."""
+    async with _senders(setup) as senders, database(setup.url) as (_, sessionmaker):
+        pool = [
+            Worker(sessionmaker, senders, concurrency=setup.concurrency)
+            for _ in range(setup.workers)
+        ]
+        pipe.send("ready")
+        await asyncio.to_thread(pipe.recv)
+        started = cpu.own()
         handled = await asyncio.gather(*(worker.drain() for worker in pool))
+        pipe.send((sum(handled), cpu.own() - started))
+
+
+def _drain_process(setup: Setup, pipe: Connection) -> None:
+    asyncio.run(_drain_here(setup, pipe))
+
+
+async def _sent(url: str) -> int:
+    async with database(url) as (_, sessionmaker), sessionmaker() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(OutboxEntry).where(OutboxEntry.state == "sent")
+        )
+    return int(count or 0)
+
+
+def _drain(setup: Setup, processes: int) -> tuple[int, float, float]:
+    """Workers in `processes` processes of their own (as `sastre worker` runs), all started
+    together once ready: (rows handled, seconds, their CPU seconds)."""
+    context = multiprocessing.get_context("spawn")
+    pipes: list[Connection] = []
+    children = []
+    for n in range(processes):
+        ours, theirs = context.Pipe()
+        child = context.Process(
+            target=_drain_process, args=(setup, theirs), name=f"worker-{n}", daemon=True
+        )
+        child.start()
+        theirs.close()
+        pipes.append(ours)
+        children.append(child)
+    try:
+        for pipe in pipes:
+            if not pipe.poll(120) or pipe.recv() != "ready":
+                raise RuntimeError("a worker process did not start")
+        started = time.perf_counter()
+        for pipe in pipes:
+            pipe.send("go")
+        reports = [pipe.recv() for pipe in pipes]
         elapsed = time.perf_counter() - started
-        async with sessionmaker() as session:
-            after = await session.scalar(
-                select(func.count()).select_from(OutboxEntry).where(OutboxEntry.state == "sent")
-            )
-        sent = int(after or 0) - int(before or 0)
-        assert sent == sum(handled), f"{sent} rows sent, {sum(handled)} handled"
-        return sent, elapsed
+    finally:
+        for child in children:
+            child.join(30)
+            if child.is_alive():
+                child.kill()
+    return sum(r[0] for r in reports), elapsed, sum(r[1] for r in reports)
 
 
 async def _ceilings(
@@ -234,30 +291,33 @@ async def _ceilings(
 
 async def _scenario(
     args: argparse.Namespace,
-    url: str,
+    setup: Setup,
     name: str,
     senders: Mapping[ChannelName, Sender],
     peers: Peers,
 ) -> None:
     channels = SCENARIOS[name]
     queued_at = time.perf_counter()
-    await _queue(url, args.messages, channels, name)
+    await _queue(setup.url, args.messages, channels, name)
     queued = time.perf_counter() - queued_at
-    postmaster = cpu.postgres_pid(url)
+    postmaster = cpu.postgres_pid(setup.url)
     before = await asyncio.to_thread(peers.tally)
-    cpu_before = (cpu.own(), cpu.tree(postmaster) if postmaster else 0.0)
-    sent, elapsed = await _drain(url, senders, args.workers, args.concurrency)
-    cpu_after = (cpu.own(), cpu.tree(postmaster) if postmaster else 0.0)
+    sent_before = await _sent(setup.url)
+    database_cpu = cpu.tree(postmaster) if postmaster else 0.0
+    handled, elapsed, worker_cpu = await asyncio.to_thread(_drain, setup, args.processes)
+    database_cpu = (cpu.tree(postmaster) if postmaster else 0.0) - database_cpu
     after = await asyncio.to_thread(peers.tally)
+    sent = await _sent(setup.url) - sent_before
+    assert sent == handled, f"{sent} rows sent, {handled} handled"
     taken = sum(after[c][0] - before[c][0] for c in after)
     fakes = sum(after[c][1] - before[c][1] for c in after)
     per = 1000 / max(sent, 1)
-    usage = f"worker {(cpu_after[0] - cpu_before[0]) * per:.2f}"
+    usage = f"worker {worker_cpu * per:.2f}"
     if postmaster:
-        usage += f", PostgreSQL {(cpu_after[1] - cpu_before[1]) * per:.2f}"
+        usage += f", PostgreSQL {database_cpu * per:.2f}"
     if args.senders == "real":
         usage += f", the fake {fakes * per:.2f}"
-    in_flight = args.workers * args.concurrency
+    in_flight = args.processes * setup.in_flight
     ceiling = await _ceilings(
         args.senders, senders, channels, peers, args.ceiling_messages, in_flight
     )
@@ -274,10 +334,18 @@ async def _scenario(
 
 async def _run(args: argparse.Namespace, url: str, peers: Peers) -> None:
     await migrate(url)
-    in_flight = args.workers * args.concurrency
-    async with _senders(args.senders, url, peers, in_flight, args.smtp_connections) as senders:
+    setup = Setup(
+        kind=args.senders,
+        url=url,
+        twilio=peers.twilio.address if peers.twilio else None,
+        smtp=peers.smtp.address if peers.smtp else None,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        smtp_connections=args.smtp_connections,
+    )
+    async with _senders(setup) as senders:  # for the ceilings, in this process
         for name in args.channels:
-            await _scenario(args, url, name, senders, peers)
+            await _scenario(args, setup, name, senders, peers)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -286,8 +354,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--channels", default="sms,email,mixed", help="comma-separated")
     parser.add_argument("--senders", choices=("real", "fake"), default="real")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--processes", type=int, default=1, help="worker processes")
+    parser.add_argument("--workers", type=int, default=1, help="workers per process")
+    parser.add_argument("--concurrency", type=int, default=512, help="calls in flight per worker")
     parser.add_argument("--ceiling-messages", type=int, default=10_000)
     parser.add_argument(
         "--smtp-connections", type=int, default=64, help="SASTRE_SMTP_CONNECTIONS for the run"
@@ -299,7 +368,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"unknown channel mix {name!r}: use {', '.join(SCENARIOS)}")
     print(
         f"machine: {os.cpu_count()} CPUs; {args.messages:,} messages per run, "
-        f"{args.workers} workers x {args.concurrency} in flight, {args.senders} senders, "
+        f"{args.processes} worker process(es) x {args.workers} worker(s) x {args.concurrency} "
+        f"in flight, {args.senders} senders, "
         f"{args.smtp_connections} SMTP connections"
     )
     with contextlib.ExitStack() as stack:

@@ -346,6 +346,14 @@ _SENT = (
         updated_at=bindparam("now"),
     )
 )
+# On PostgreSQL, one statement for the whole batch rather than one execution per row: the
+# ids and provider ids as two arrays, joined back row by row.
+_SENT_PG = text(
+    "UPDATE outbox SET state = :sent, provider_id = v.pid, claimed_by = NULL, "
+    "error_code = NULL, error = NULL, updated_at = :now "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS text[])) AS v(id, pid) "
+    f"WHERE outbox.message_id = v.id AND outbox.{PENDING_ONLY}"
+)
 _RETRY = (
     update(outbox_table)
     .where(_o.message_id == bindparam("id"), _STILL_PENDING)
@@ -407,7 +415,17 @@ async def settle(
     by: dict[str, list[Result]] = {"sent": [], "retry": [], "failed": []}
     for result in results:
         by[result.outcome].append(result)
-    if by["sent"]:
+    if by["sent"] and session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            _SENT_PG,
+            {
+                "sent": DeliveryState.SENT.value,
+                "ids": [r.claimed.message_id for r in by["sent"]],
+                "pids": [r.provider_id for r in by["sent"]],
+                "now": now,
+            },
+        )
+    elif by["sent"]:
         await session.execute(
             _SENT,
             [{"id": r.claimed.message_id, "pid": r.provider_id, "now": now} for r in by["sent"]],

@@ -144,18 +144,33 @@ class Worker:
             for hook, result in hooked:
                 await hook(unit, result)
 
+    @property
+    def _patience(self) -> float:
+        """How long a call may take: one that outlives the lease would race the worker that
+        takes the row over."""
+        return self._lease.total_seconds() * 0.8
+
     async def _send(self, row: Claimed) -> Result:
+        """One call, within the lease (`round`; a running worker times whole claims)."""
+        try:
+            async with asyncio.timeout(self._patience):
+                return await self._call(row)
+        except TimeoutError:
+            return self._late(row)
+
+    def _late(self, row: Claimed) -> Result:
+        return self._failed(row, "the provider did not answer in time", None, True, None)
+
+    async def _call(self, row: Claimed) -> Result:
         sender = self._senders[row.channel]
         try:
-            # A call that outlives the lease would race the worker that takes the row over.
-            async with asyncio.timeout(self._lease.total_seconds() * 0.8):
-                provider_id = await sender.send(outbound(row))
+            provider_id = await sender.send(outbound(row))
         except DeliveryFailed as failed:
             return self._failed(
                 row, failed.reason, failed.code, failed.retryable, failed.retry_after
             )
         except TimeoutError:
-            return self._failed(row, "the provider did not answer in time", None, True, None)
+            return self._late(row)
         except Exception as error:  # an adapter's bug or an unmapped network error: try again
             log.exception("sending message %s", row.message_id)
             return self._failed(row, f"{type(error).__name__}: {error}", None, True, None)
@@ -196,7 +211,7 @@ class Worker:
         as they come; returns the rows handled."""
         if not self._channels:
             return 0
-        flight = Flight(self._send)
+        flight = Flight(self._call, late=self._late, patience=self._patience)
         settler = asyncio.ensure_future(self._settler(flight, stop))
         # Claim once a few rows have room (not one by one), or at once when nothing is held.
         refill = max(1, self._concurrency // 8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -156,3 +157,77 @@ async def test_an_email_answer_goes_out_in_the_customers_thread(
     assert sent.message.subject == "Re: Order SO-1"
     assert sent.message.in_reply_to == "CAF00D@mail.example.org"
     assert sent.message.references == ("root.1@shop.example", "CAF00D@mail.example.org")
+
+
+class Holding(FakeSender):
+    """Holds every call to one address until released; the others go at once."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @override
+    async def send(self, message: OutboundMessage) -> str:
+        if message.address == self.address:
+            self.holding.set()
+            await self.release.wait()
+        return await super().send(message)
+
+
+async def _queue_replies(sessionmaker: SessionMaker, senders: list[str]) -> None:
+    processor = make(sessionmaker)
+    for sender in senders:  # queued in this order: the first is the oldest, claimed first
+        await processor.handle(InboundMessage(ChannelName.SMS, sender, "hi", f"SMh{next(_ids)}"))
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110 - in-memory counters, no event to wait on
+            await asyncio.sleep(0.01)
+
+
+async def test_a_slow_call_does_not_hold_back_the_others(sessionmaker: SessionMaker) -> None:
+    slow, others = "+14155550100", [f"+1415555020{n}" for n in range(4)]
+    await _queue_replies(sessionmaker, [slow, *others])
+    fake = Holding(slow)
+    worker = Worker(sessionmaker, {ChannelName.SMS: fake}, concurrency=2)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        # While the slow call is out, the other slot keeps sending, and results are recorded.
+        await _until(lambda: worker.outcomes[("sms", "sent")] == len(others))
+        assert fake.holding.is_set()
+    finally:
+        fake.release.set()
+        stop.set()
+        await running
+    async with sessionmaker() as session:
+        states = (await session.scalars(select(OutboxEntry.state))).all()
+    assert states == ["sent"] * 5  # stopping finished and recorded the held call
+
+
+async def test_a_call_that_outlives_the_lease_is_given_up_and_tried_again(
+    sessionmaker: SessionMaker,
+) -> None:
+    slow, other = "+14155550101", "+14155550201"
+    await _queue_replies(sessionmaker, [slow, other])
+    fake = Holding(slow)
+    worker = Worker(
+        sessionmaker,
+        {ChannelName.SMS: fake},
+        lease=timedelta(seconds=0.5),
+        policy=RetryPolicy(base=3600, cap=3600),
+        jitter=lambda: 1.0,
+    )
+    assert await worker.drain() == 2  # returns: the slow call was cut short at 0.4 s
+    async with sessionmaker() as session:
+        attempts = (
+            await session.execute(select(DeliveryAttempt.outcome, DeliveryAttempt.reason))
+        ).all()
+    assert sorted(attempts) == [
+        ("retry", "the provider did not answer in time"),
+        ("sent", None),
+    ]
+    fake.release.set()
