@@ -3,6 +3,7 @@ signatures as Twilio posts them (fixtures/twilio, one file per message condition
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -149,6 +150,30 @@ async def test_no_answer_in_time_is_retryable(fake: FakeTwilio) -> None:
         with pytest.raises(DeliveryFailed) as failed:
             await sender.send(sms("hi"))
     assert failed.value.retryable is True
+
+
+async def test_calls_in_flight_share_kept_alive_connections_up_to_the_limit(
+    fake: FakeTwilio,
+) -> None:
+    fake.delay = 0.05  # every call is still out when the next ones start
+    async with adapter(fake, connections=2) as sender:
+        await asyncio.gather(*(sender.send(sms(f"hello {n}")) for n in range(6)))
+        await asyncio.gather(*(sender.send(sms(f"again {n}")) for n in range(6)))
+    assert fake.accepted == 12
+    assert len(fake.clients) == 2
+
+
+def test_at_least_one_connection_is_needed() -> None:
+    with pytest.raises(ValueError, match="connection"):
+        TwilioSms("AC" + "0" * 32, "token", sender="+14155550100", connections=0)
+
+
+async def test_the_form_reaches_twilio_as_the_library_built_it(fake: FakeTwilio) -> None:
+    text = "¿Dónde está mi pedido? 50% & más + = ok"
+    async with adapter(fake) as sender:
+        await sender.send(sms(text, to="+34600111222"))
+    (taken,) = fake.messages
+    assert (taken.to, taken.body) == ("+34600111222", text)
 
 
 async def test_an_unreachable_api_is_retryable() -> None:

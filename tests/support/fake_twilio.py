@@ -8,6 +8,8 @@ queues errors (with a Retry-After if wanted), `delay` makes every answer slow. `
 status callback for a message it took, signed as Twilio signs them, to the StatusCallback URL
 the message named. Bound to port 0: no races between test runs. `accepted` counts the messages
 taken; `keep=False` only counts them (the outbox benchmark sends hundreds of thousands).
+`clients` holds the client ends (address, port) of the connections requests came on, kept
+with the messages.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class FakeTwilio:
     requests: int = 0
     accepted: int = 0
     keep: bool = True
+    clients: set[tuple[str, int]] = field(default_factory=set)
     _errors: deque[Programmed] = field(default_factory=deque)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
@@ -114,6 +117,8 @@ class FakeTwilio:
 
     async def _create_message(self, request: web.Request) -> web.Response:
         self.requests += 1
+        if self.keep and request.transport is not None:
+            self.clients.add(request.transport.get_extra_info("peername")[:2])
         if self.delay:
             await asyncio.sleep(self.delay)
         if not self._authorised(request):
