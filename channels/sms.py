@@ -224,6 +224,7 @@ class TwilioSms:
             connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
         )
         self._http = _NotingHttpClient(inner)
+        self._connections = connections
         client = Client(account_sid, auth_token, http_client=self._http)
         # The base URL says everything about where requests go: the library would otherwise
         # rewrite its host from TWILIO_EDGE / TWILIO_REGION in the environment.
@@ -235,6 +236,11 @@ class TwilioSms:
         self._service = messaging_service_sid
         self._status_callback = status_callback
         self._timeout = timeout
+
+    @property
+    def connections(self) -> int:
+        """The most HTTP connections it keeps open to Twilio at once."""
+        return self._connections
 
     async def __aenter__(self) -> Self:
         return self

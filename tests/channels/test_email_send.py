@@ -4,9 +4,12 @@ DeliveryFailed (4xx and connection errors may be retried, 5xx not)."""
 from __future__ import annotations
 
 import socket
+from email import message_from_bytes
 from email.message import EmailMessage
+from email.policy import default
 
 import pytest
+from aiosmtplib.email import flatten_message
 
 from channels.base import ChannelName, DeliveryFailed, OutboundMessage
 from channels.email.send import SmtpEmail, build_message
@@ -197,3 +200,34 @@ def test_headers_parsed_once_are_each_messages_own() -> None:
         ("Tienda <hola@tienda.example>", "ana@example.org", "Uno"),
     ]
     assert second["From"].addresses[0].domain == "otra.example"
+
+
+def _written(message: EmailMessage) -> list[bytes]:
+    """The message as it goes on the wire, header by header (aiosmtplib's own flattening)."""
+    return flatten_message(message).split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+def test_a_header_made_once_is_written_the_same_in_every_message_as_afresh() -> None:
+    subject = "Su pedido nº 1234 — confirmación del envío, con seguimiento y factura adjunta " * 2
+    first = build_message(
+        email(subject=subject, reference="r-1"),
+        sender=SENDER,
+        domain="t.example",
+        default_subject="",
+    )
+    second = build_message(
+        email(subject=subject, reference="r-2"),
+        sender=SENDER,
+        domain="t.example",
+        default_subject="",
+    )
+    afresh = EmailMessage()
+    afresh["Subject"] = subject
+    folded = _written(afresh)
+    for message in (first, second):
+        lines = _written(message)
+        start = next(i for i, line in enumerate(lines) if line.startswith(b"Subject:"))
+        assert lines[start : start + len(folded)] == folded
+        assert str(message_from_bytes(flatten_message(message), policy=default)["Subject"]) == (
+            subject
+        )

@@ -17,6 +17,7 @@ from sastre.config import ConfigError, load_settings
         ({"smtp_host": "not a host!"}, "SASTRE_SMTP_HOST"),
         ({"smtp_tls": "sometimes"}, "SASTRE_SMTP_TLS"),
         ({"smtp_port": "0"}, "SASTRE_SMTP_PORT"),
+        ({"smtp_connections": "0"}, "SASTRE_SMTP_CONNECTIONS"),
         ({"email_from": "Tienda"}, "SASTRE_EMAIL_FROM"),
         ({"email_trusted_relays": "mx.ok.example, not/a/host"}, "SASTRE_EMAIL_TRUSTED_RELAYS"),
         ({"inbound_email_token": "short"}, "SASTRE_INBOUND_EMAIL_TOKEN"),
@@ -74,9 +75,11 @@ def test_the_sender_is_built_from_the_settings() -> None:
         email_from="Tienda <hola@tienda.example>",
         email_trusted_relays="MX.Relay.example,mx2.relay.example",
         smtp_listen="127.0.0.1:8025",
+        smtp_connections="16",
     )
     sender = build_sender(settings)
     assert isinstance(sender, SmtpEmail)
     assert sender.domain == "tienda.example"
+    assert sender.connections == 16
     assert settings.email_trusted_relay_list == ["mx.relay.example", "mx2.relay.example"]
     assert settings.smtp_listen == "127.0.0.1:8025"

@@ -43,3 +43,17 @@ async def test_the_sender_talks_to_the_configured_api_with_our_callback() -> Non
     assert [(m.sid, m.sender, m.status_callback) for m in fake.messages] == [
         (sid, "+14155550100", "https://crm.example.com/webhooks/twilio/status")
     ]
+
+
+async def test_the_sender_keeps_a_connection_per_call_the_worker_has_in_flight() -> None:
+    settings = _settings(
+        public_url="https://crm.example.com",
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token=SecretStr("token-0123456789"),
+        twilio_from="+14155550100",
+        worker_concurrency=200,
+    )
+    sender = build_sender(settings)
+    assert isinstance(sender, TwilioSms)
+    async with sender:
+        assert sender.connections == 200
