@@ -4,6 +4,8 @@
 
 0. A message that answers the question an action asked (a phone number for a call-back, YES to
    "stop marketing messages?") goes back to that action (`actions.awaiting`).
+   Files with no words (a photo-only MMS) are acknowledged and handed to a person
+   (`attachment`): there is nothing for the bot to understand, and it is no failed turn.
 1. The customer asks for a person → hand off (`customer_asked`).
 2. A complaint → hand off (`complaint`), recorded on the timeline (it starts the marketing
    cooldown). "I called to complain and now you sell me something?" must not happen.
@@ -67,6 +69,7 @@ TEXTS = {
     "rephrase": N_("bot.rephrase"),
     "handoff": N_("handoff.notice"),
     "complaint": N_("handoff.complaint"),
+    "attachment": N_("handoff.attachment"),
 }
 # The slots an open question needs on the next turn: the question, and what it is about.
 KEPT_SLOTS = (AWAITING_SLOT, "opt_out_request", "callback_time")
@@ -125,12 +128,20 @@ def plan_turn(
     failed_turns: int,
     config: BrainConfig,
     answered: Awaiting | None = None,
+    attachments: int = 0,
 ) -> Plan:
     """What to do with one message. Pure; see the module docstring for the rule.
 
-    `answered`: the question this message answers, if it answers one (`answers`)."""
+    `answered`: the question this message answers, if it answers one (`answers`).
+    `attachments`: how many files came with it."""
     if answered is not None:
         return Plan(PlanKind.ACTION, f"answers {answered.value}", action=answered.action)
+    if attachments and not understood.text.strip():
+        return Plan(
+            PlanKind.HANDOFF,
+            f"{attachments} attachment(s) and no text: for a person to look at",
+            handoff="attachment",
+        )
     intent, confidence = understood.intent, understood.confidence
     confident = confidence >= config.intent_threshold
     if intent == "human" and confident:
@@ -221,6 +232,7 @@ class SelfServiceBrain:
                 failed_turns=turn.conversation.failed_turns,
                 config=self._config,
                 answered=answered,
+                attachments=turn.attachments,
             )
             for turn, reading, faq, answered in zip(turns, understood, faqs, asked, strict=True)
         ]
@@ -270,7 +282,7 @@ class SelfServiceBrain:
                 base.handoff = plan.handoff
                 base.complaint = plan.handoff == "complaint"
                 base.understood = plan.handoff != "not_understood"
-                key = "complaint" if base.complaint else "handoff"
+                key = plan.handoff if plan.handoff in ("complaint", "attachment") else "handoff"
                 base.replies = [translate(language, TEXTS[key])]
             case PlanKind.ACTION:
                 assert plan.action is not None

@@ -95,6 +95,9 @@ class Turn:
     # the sender owns it (a forged From): actions that reveal account data (orders, profile,
     # the preferences link) answer generically, and the attempt goes on the timeline.
     sender_proven: bool = True
+    # How many files came with it (MMS media, e-mail attachments): a photo with no words is
+    # for a person to look at, not a question the bot failed to understand.
+    attachments: int = 0
 
 
 @dataclass(slots=True)

@@ -194,6 +194,7 @@ class TurnSteps:
             timezone=work.customer.timezone or self.timezone,
             received_at=work.now,
             sender_proven=message.verified or not work.pending.medium.claimable,
+            attachments=len(message.attachments),
         )
 
     async def catch_up(self, session: AsyncSession, work: Work, held: sql.Held | None) -> bool:
