@@ -3,8 +3,8 @@ ceilings.
 
 Two figures per fake, both with as many sends in flight as the workers have:
 * `library`: the client library alone (the twilio client's `create_async` through its
-  `AsyncTwilioHttpClient`; aiosmtplib's `send_message` over as many connections as our adapter
-  opens), so what the fake and the library allow;
+  `AsyncTwilioHttpClient`; aiosmtplib's `sendmail` of a message written out once, over as many
+  connections as our adapter opens), so what the fake and the library allow;
 * `adapter`: our own `Sender` (`TwilioSms`, `SmtpEmail`), so what is left for the outbox.
 """
 
@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
+from aiosmtplib.email import flatten_message
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
@@ -99,16 +100,23 @@ async def _smtp_rate(peer: Peer, n: int, connections: int) -> float:
         opened.append(client)
         idle.put_nowait(client)
 
+    # The message is written out once: only its Message-ID changes from one send to the next.
+    email = EmailMessage()
+    email["From"] = EMAIL_FROM
+    email["To"] = "cliente@example.org"
+    email["Subject"] = "Bench"
+    email["Message-ID"] = "<b-MESSAGE@tienda.example>"
+    email.set_content("message MESSAGE")
+    raw = flatten_message(email)
+
     async def call(i: int) -> object:
-        email = EmailMessage()
-        email["From"] = EMAIL_FROM
-        email["To"] = "cliente@example.org"
-        email["Subject"] = "Bench"
-        email["Message-ID"] = f"<b-{i}@tienda.example>"
-        email.set_content(f"message {i}")
         client = await idle.get()
         try:
-            return await client.send_message(email)
+            return await client.sendmail(
+                "hola@tienda.example",
+                ["cliente@example.org"],
+                raw.replace(b"MESSAGE", str(i).encode()),
+            )
         finally:
             idle.put_nowait(client)
 
