@@ -80,7 +80,8 @@ class _RepeatedHeaders(HeaderRegistry):
 
     def __init__(self) -> None:
         super().__init__(base_class=_FoldedOnce)
-        self.map_to_type("message-id", _OwnMessageId)
+        # The registry holds mixins (combined with the base class on use), as its defaults are.
+        self.map_to_type("message-id", _OwnMessageId)  # type: ignore[arg-type]
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one registry for the module's life
     def _parsed(self, name: str, value: str) -> BaseHeader:
