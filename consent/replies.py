@@ -29,7 +29,8 @@ __all__ = ["Brand", "KeywordOutcome", "apply_keyword", "reply_language", "servic
 class Brand:
     name: str
     support: str  # how to reach a person, e.g. "support@example.com or +1 555 0100"
-    frequency: str = "up to 4 msgs/month"
+    # The message frequency the programme states (HELP must say it); 0: it varies.
+    messages_per_month: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,14 @@ def reply_language(match: KeywordMatch, *, known: str | None, default: str) -> s
     return known or match.language or default
 
 
+def _frequency(language: str, default: str, brand: Brand) -> str:
+    """The stated frequency, a sentence of its own in the reply's language (the catalogue's)."""
+    if brand.messages_per_month:
+        count = brand.messages_per_month
+        return translate(language, N_("keyword.frequency"), default=default, count=count)
+    return translate(language, N_("keyword.frequency.varies"), default=default)
+
+
 def _text(key: str, language: str, default: str, brand: Brand) -> str:
     return translate(
         language,
@@ -63,7 +72,7 @@ def _text(key: str, language: str, default: str, brand: Brand) -> str:
         default=default,
         brand=brand.name,
         support=brand.support,
-        frequency=brand.frequency,
+        frequency=_frequency(language, default, brand),
     )
 
 

@@ -85,7 +85,11 @@ async def _dialog(app: web.Application) -> AsyncIterator[None]:
             default_region=settings.default_region,
             default_language=settings.default_language,
             default_timezone=settings.default_timezone,
-            brand=Brand(settings.brand_name, settings.support_contact),
+            brand=Brand(
+                settings.brand_name,
+                settings.support_contact,
+                messages_per_month=settings.sms_messages_per_month,
+            ),
         )
         yield
         await app[INBOUND].drained()  # messages already accepted are written before we stop

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # A bare contact (an address, a phone, a URL): the sentence around it is the catalogue's,
     # in the customer's language ("ayuda en support@example.com").
     support_contact: str = "support@example.com"
+    # The message frequency the SMS programme states (CTIA: the HELP reply says it), per month;
+    # 0: "varies". Worded by the catalogue in the customer's language (keyword.frequency).
+    sms_messages_per_month: int = Field(default=4, ge=0, le=10_000)
     # A real Rasa server's base URL; unset = the embedded understanding.
     rasa_url: str | None = None
     # FAQ matcher: "lexical" (default, light) or "semantic" (pip install 'sastre[semantic]').
