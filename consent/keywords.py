@@ -73,10 +73,12 @@ __all__ = [
     "NO_MATCH",
     "KeywordKind",
     "KeywordMatch",
+    "KeywordPermission",
     "KeywordRules",
     "Language",
     "classify",
     "default_rules",
+    "permitted",
     "with_provider_reading",
 ]
 
@@ -475,3 +477,29 @@ def with_provider_reading(match: KeywordMatch, said: str | None, text: str) -> K
         return match
     word = _core(text).upper()[:MAX_PROVIDER_KEYWORD] or None
     return KeywordMatch(kind, word, exact=True)
+
+
+# --- who may act on a keyword -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordPermission:
+    allowed: bool
+    reason: str
+
+
+def permitted(match: KeywordMatch, *, sender_proven: bool) -> KeywordPermission:
+    """May this keyword act, given whether the sender is proven to own the address it came from?
+
+    On a channel where anyone can write as anyone (an e-mail's From), an unproven sender may
+    withdraw consent but never give it: a revocation by any reasonable means must be honoured
+    at once (FCC 24-18; GDPR art. 7(3)), and a forged one costs the customer one message saying
+    how to come back, while a forged START or YES would put words in the customer's mouth and a
+    ledger entry that reads as their own consent. HELP changes nothing and is always answered."""
+    if match.kind is not KeywordKind.OPT_IN:
+        return KeywordPermission(True, f"{match.kind.value} needs no proof of sender")
+    if sender_proven:
+        return KeywordPermission(True, "the sender is proven to own the address")
+    return KeywordPermission(
+        False, "an unproven sender may withdraw consent, never give, restore or confirm it"
+    )

@@ -5,6 +5,11 @@ included, and gets one confirmation without marketing; nothing else follows unti
 undoes a keyword STOP. YES confirms a pending double opt-in, and only then is it a keyword. HELP
 gets brand, support contact, frequency, rates and how to opt out. None of them reach the bot.
 The rules, in words: docs/permission-marketing.md.
+
+A sender not proven to own the address (an e-mail whose From nothing vouches for) may withdraw,
+never give: their START or YES changes nothing, is kept in the audit log, and is answered with
+how to subscribe again (`consent.keywords.permitted`). E-mail replies are worded for e-mail (no
+"Msg & data rates", nothing SMS-only): each reply has an e-mail variant in the catalogue.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consent.keywords import KeywordKind, KeywordMatch
+from consent.keywords import KeywordKind, KeywordMatch, permitted
 from consent.ledger import DOUBLE_OPT_IN, current_consents, record_consent, replay
 from consent.models import ConsentEvent, ConsentState
 from consent.types import Action, Channel, ConsentStatus, Purpose, Source
+from crm_core.models import AuditEntry
 from wording import N_, translate
 
 __all__ = ["Brand", "KeywordOutcome", "apply_keyword", "reply_language", "service_revoked"]
@@ -45,6 +51,15 @@ _REPLIES = {
     "start": N_("keyword.start"),
     "confirmed": N_("keyword.confirmed"),
     "help": N_("keyword.help"),
+    "unproven": N_("keyword.unproven"),
+}
+# The same replies for e-mail: a mail is answered in a mail's words, not an SMS's.
+_EMAIL_REPLIES = {
+    "stop": N_("keyword.stop.email"),
+    "start": N_("keyword.start.email"),
+    "confirmed": N_("keyword.confirmed.email"),
+    "help": N_("keyword.help.email"),
+    "unproven": N_("keyword.unproven.email"),
 }
 
 
@@ -65,10 +80,11 @@ def _frequency(language: str, default: str, brand: Brand) -> str:
     return translate(language, N_("keyword.frequency.varies"), default=default)
 
 
-def _text(key: str, language: str, default: str, brand: Brand) -> str:
+def _text(key: str, language: str, default: str, brand: Brand, channel: Channel) -> str:
+    replies = _EMAIL_REPLIES if channel is Channel.EMAIL else _REPLIES
     return translate(
         language,
-        _REPLIES[key],
+        replies[key],
         default=default,
         brand=brand.name,
         support=brand.support,
@@ -118,16 +134,30 @@ async def apply_keyword(
     default_language: str,
     brand: Brand,
     evidence: Mapping[str, Any],
+    sender_proven: bool = True,
 ) -> KeywordOutcome:
     """Record what the keyword means in the ledger (same transaction) and say what to reply.
 
     `language` is the customer's as far as known (None: nothing is known of them yet); see
-    `reply_language`."""
+    `reply_language`. `sender_proven`: the sender is proven to own the address (false for an
+    e-mail nothing vouches for); see the module's note."""
     proof = {**evidence, "keyword": match.keyword}
     lang = reply_language(match, known=language, default=default_language)
+    permission = permitted(match, sender_proven=sender_proven)
 
     def reply(key: str) -> str:
-        return _text(key, lang, default_language, brand)
+        return _text(key, lang, default_language, brand, channel)
+
+    def refused() -> KeywordOutcome:
+        session.add(
+            AuditEntry(
+                actor="customer",
+                action="consent.keyword_refused",
+                customer_id=customer_id,
+                data={**proof, "channel": channel.value, "why": permission.reason},
+            )
+        )
+        return KeywordOutcome(True, reply("unproven"))
 
     async def record(purpose: Purpose, action: Action, topic: str = "") -> None:
         await record_consent(
@@ -157,10 +187,14 @@ async def apply_keyword(
             ]
             if not pending:
                 return KeywordOutcome(False, None)  # a plain "yes": the conversation's business
+            if not permission.allowed:
+                return refused()
             for state in pending:
                 await record(Purpose(state.purpose), Action.CONFIRM, state.topic)
             return KeywordOutcome(True, reply("confirmed"), len(pending))
         case KeywordKind.OPT_IN:
+            if not permission.allowed:
+                return refused()
             await record(Purpose.SERVICE, Action.GRANT)
             events = 1
             if await _marketing_before_keyword_stop(session, customer_id, channel):

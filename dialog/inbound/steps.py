@@ -176,6 +176,8 @@ class TurnSteps:
                 default_language=self.language,
                 brand=self.brand,
                 evidence={"message_id": message.provider_id, "text": text},
+                # An e-mail nothing vouches for may withdraw consent, never give it.
+                sender_proven=message.verified or not work.pending.medium.claimable,
             )
             if outcome.handled:
                 work.intent = "keyword"

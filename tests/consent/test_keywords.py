@@ -20,6 +20,7 @@ from consent.keywords import (
     Language,
     classify,
     default_rules,
+    permitted,
     with_provider_reading,
 )
 
@@ -517,3 +518,22 @@ def test_a_provider_s_reading_never_turns_a_keyword_into_nothing(
     ours = classify(text)
     read = with_provider_reading(ours, said, text)
     assert read.kind is not KeywordKind.NONE or ours.kind is KeywordKind.NONE
+
+
+# --- who may act on a keyword -------------------------------------------------------------------
+
+
+@given(st.text(max_size=60))
+def test_an_unproven_sender_may_do_anything_but_give_consent(text: str) -> None:
+    match = classify(text)
+    assert permitted(match, sender_proven=True).allowed
+    assert permitted(match, sender_proven=False).allowed == (match.kind is not KeywordKind.OPT_IN)
+
+
+def test_an_unproven_start_or_yes_is_refused_with_the_reason() -> None:
+    for text in ("START", "YES", "alta", "sí"):
+        verdict = permitted(classify(text), sender_proven=False)
+        assert not verdict.allowed
+        assert "never give" in verdict.reason
+    assert permitted(classify("STOP"), sender_proven=False).allowed
+    assert permitted(classify("please stop emailing me"), sender_proven=False).allowed
