@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import click
 from typing_extensions import override
@@ -133,24 +133,48 @@ def cli(ctx: click.Context) -> None:
 # --- running ------------------------------------------------------------------------------------
 
 
-def _listen(settings: Settings) -> tuple[Settings, list[socket.socket]]:
-    """Take the port before anything else: a second start must change nothing. With
-    SASTRE_PORT=0 the settings returned name the port the system picked (links, the banner)."""
-    from sastre.listeners import PortUnavailable, bind_listeners, bound_port
+def _listen(settings: Settings) -> tuple[Settings, Listening]:
+    """Take the ports before anything else: the HTTP one, and the SMTP listener's when
+    SASTRE_SMTP_LISTEN is set. A second start, or a port in use, must change nothing (one line,
+    exit 1). With SASTRE_PORT=0 the settings returned name the port the system picked."""
+    from channels.email.smtp_in import parse_listen
+    from sastre.listeners import (
+        SMTP_LISTENER,
+        PortUnavailable,
+        bind_listener,
+        bind_listeners,
+        bound_port,
+    )
 
+    smtp: socket.socket | None = None
     try:
         listeners = bind_listeners(settings.host, settings.port)
+        if settings.smtp_listen is not None:
+            try:
+                smtp = bind_listener(*parse_listen(settings.smtp_listen), SMTP_LISTENER)
+            except PortUnavailable:
+                for listener in listeners:
+                    listener.close()
+                raise
     except PortUnavailable as e:
         raise click.ClickException(str(e)) from None
     if settings.port == 0:
         settings = settings.model_copy(update={"port": bound_port(listeners)})
-    return settings, listeners
+    return settings, Listening(listeners, smtp)
 
 
-def _serve(settings: Settings, listeners: list[socket.socket], banner: str = "") -> None:
+class Listening(NamedTuple):
+    """The sockets serve and demo took first: HTTP, and the SMTP listener's when it is on."""
+
+    http: list[socket.socket]
+    smtp: socket.socket | None
+
+
+def _serve(settings: Settings, listening: Listening, banner: str = "") -> None:
     """Run the web service, and beside it the outbox's worker in its own process, kept running
     (SASTRE_SERVE_WORKER=0 leaves it to `sastre worker` processes): serve and demo alike."""
     from sastre.app import create_app
+    from sastre.email_listener import SMTP_SOCKET
     from sastre.web.server import run_app
 
     worker = None
@@ -165,13 +189,15 @@ def _serve(settings: Settings, listeners: list[socket.socket], banner: str = "")
     log.info("settings: %s", settings.masked())
 
     def announce(message: Any) -> None:
-        click.echo(_listening_line(settings, listeners))
+        click.echo(_listening_line(settings, listening.http))
         if banner:
             click.echo(banner)
 
     # run_app turns SIGTERM and SIGINT into a graceful shutdown that runs every cleanup context;
     # its server answers a malformed request (a 20 KB header) in JSON, without echoing it.
-    run_app(create_app(settings, worker=worker), sock=listeners, announce=announce)
+    app = create_app(settings, worker=worker)
+    app[SMTP_SOCKET] = listening.smtp
+    run_app(app, sock=listening.http, announce=announce)
     click.echo("Sastre stopped.")
 
 
@@ -194,9 +220,9 @@ def _listening_line(settings: Settings, listeners: list[socket.socket]) -> str:
 @click.pass_context
 def serve(ctx: click.Context) -> None:
     """Apply migrations and run the service."""
-    settings, listeners = _listen(_settings(ctx))
+    settings, listening = _listen(_settings(ctx))
     _run(_migrate(settings.database_url))
-    _serve(settings, listeners)
+    _serve(settings, listening)
 
 
 @cli.command("worker")
@@ -236,7 +262,7 @@ def demo(ctx: click.Context, customers: int) -> None:
     from sastre.auth import Role, create_token
     from sastre.demo import load_demo_data
 
-    settings, listeners = _listen(_settings(ctx))
+    settings, listening = _listen(_settings(ctx))
 
     async def load(sessionmaker: SessionMaker) -> tuple[str, str]:
         async with sessionmaker.begin() as session:
@@ -253,7 +279,7 @@ def demo(ctx: click.Context, customers: int) -> None:
         )
 
     token, loaded = _run(_with_database(settings, load))
-    _serve(settings, listeners, _demo_banner(_browser_url(settings), token, loaded))
+    _serve(settings, listening, _demo_banner(_browser_url(settings), token, loaded))
 
 
 def _browser_url(settings: Settings) -> str:

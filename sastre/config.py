@@ -434,6 +434,9 @@ class Settings(BaseSettings):
     email_trusted_relays: str = ""
     # Where attachments' bytes are kept (one file per content); empty: kept as metadata only.
     email_attachments_dir: str = ""
+    # The largest inbound message taken, at both doors (the SMTP listener says so in EHLO and
+    # refuses more with 552; the webhook answers 413). 25 MiB, as common mail services.
+    email_max_bytes: int = Field(default=25 * 1024 * 1024, ge=64 * 1024, le=1024**3)
 
     @field_validator("smtp_listen")
     @classmethod

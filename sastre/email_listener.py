@@ -1,10 +1,15 @@
 """E-mail in, in the app's lifecycle: the intake both doors share, and the SMTP listener
 (`SASTRE_SMTP_LISTEN`, off when unset), opened after the inbound path and closed before it
-drains, so every message it acknowledged is written."""
+drains, so every message it acknowledged is written.
+
+`sastre serve` and `sastre demo` bind the listener's socket with the HTTP one, before anything
+changes (`SMTP_SOCKET`): a port in use stops them in one line. Without one (tests) it binds here.
+Both doors take messages up to SASTRE_EMAIL_MAX_BYTES."""
 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -16,7 +21,7 @@ from channels.email.smtp_in import bound_port
 from sastre.appkeys import INBOUND, SESSIONMAKER, SETTINGS
 from sastre.email_intake import EmailIntake, NoSender, intake_for
 
-__all__ = ["EMAIL_DNS", "EMAIL_INTAKE", "SMTP_PORT", "deliver", "email_inbound"]
+__all__ = ["EMAIL_DNS", "EMAIL_INTAKE", "SMTP_PORT", "SMTP_SOCKET", "deliver", "email_inbound"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,8 @@ EMAIL_INTAKE = web.AppKey("email_intake", EmailIntake)
 EMAIL_DNS: web.AppKey[DnsFunc | None] = web.AppKey("email_dns")
 # The port the SMTP listener took (SASTRE_SMTP_LISTEN with port 0 takes any free one).
 SMTP_PORT: web.AppKey[int | None] = web.AppKey("smtp_port")
+# The SMTP listener's socket, already bound and listening (set before start-up by the command).
+SMTP_SOCKET: web.AppKey[socket.socket | None] = web.AppKey("smtp_socket")
 
 
 async def deliver(intake: EmailIntake, delivery: Delivery) -> None:
@@ -44,7 +51,13 @@ async def email_inbound(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     host, port = parse_listen(settings.smtp_listen)
-    server = await listen(partial(deliver, intake), host, port)
+    server = await listen(
+        partial(deliver, intake),
+        host,
+        port,
+        max_size=settings.email_max_bytes,
+        sock=app.get(SMTP_SOCKET),
+    )
     app[SMTP_PORT] = bound_port(server)
     log.info("receiving e-mail by SMTP on %s:%d", host, app[SMTP_PORT])
     try:

@@ -1,8 +1,9 @@
 """The service's listening sockets, taken before anything else happens.
 
-`sastre serve`, `sastre demo` and `sastre actions` bind their port first and hand the very sockets
-to their server later. A second start on a port in use therefore stops before it migrates, loads
-demo data or creates a token, and no other process can take the port in between.
+`sastre serve`, `sastre demo` and `sastre actions` bind their port first (serve and demo their
+SMTP listener's too, SASTRE_SMTP_LISTEN) and hand the very sockets to their server later. A
+second start on a port in use therefore stops before it migrates, loads demo data or creates a
+token, and no other process can take the port in between.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 __all__ = [
     "BACKLOG",
     "SASTRE",
+    "SMTP_LISTENER",
     "PortUnavailable",
     "Service",
     "bind_listener",
@@ -40,6 +42,7 @@ class Service:
 
 
 SASTRE = Service("Sastre", "SASTRE_HOST", "SASTRE_PORT")
+SMTP_LISTENER = Service("Sastre's SMTP listener", "SASTRE_SMTP_LISTEN", "SASTRE_SMTP_LISTEN")
 
 
 def bind_listeners(host: str, port: int, service: Service = SASTRE) -> list[socket.socket]:
@@ -91,9 +94,9 @@ def _bind(host: str, port: int, service: Service, *, every_address: bool) -> lis
                 f"{where} is already in use (is {service.name} already running?); stop that "
                 f"process or set {service.port_setting} to a free port"
             ) from None
+        settings = dict.fromkeys((service.host_setting, service.port_setting))  # one if alike
         raise PortUnavailable(
-            f"cannot listen on {where}: {e.strerror}; "
-            f"set {service.host_setting} or {service.port_setting}"
+            f"cannot listen on {where}: {e.strerror}; set {' or '.join(settings)}"
         ) from None
     return sockets
 

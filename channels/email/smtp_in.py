@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -81,8 +82,10 @@ async def listen(
     *,
     hostname: str | None = None,
     max_size: int = MAX_SIZE,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
-    """Start listening (port 0: any free port; read it from the server's sockets)."""
+    """Start listening (port 0: any free port; read it from the server's sockets), or serve
+    `sock`, a socket already bound and listening (host and port are then not used)."""
     handler = InboundHandler(callback)
     loop = asyncio.get_running_loop()
     factory = partial(
@@ -93,6 +96,8 @@ async def listen(
         enable_SMTPUTF8=True,
         decode_data=False,
     )
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock)
     return await loop.create_server(factory, host, port)
 
 
