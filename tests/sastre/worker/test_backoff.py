@@ -19,10 +19,26 @@ def test_the_wait_is_within_the_exponential_bound(n: int, jitter: float) -> None
     assert 0 <= verdict.delay <= min(POLICY.cap, POLICY.base * 2 ** (n - 1))
 
 
-@given(attempts, jitters, st.floats(min_value=0, max_value=3600))
-def test_retry_after_is_never_cut_short(n: int, jitter: float, after: float) -> None:
+@given(attempts, jitters, st.floats(min_value=0, max_value=POLICY.cap))
+def test_retry_after_is_never_cut_short_up_to_the_cap(n: int, jitter: float, after: float) -> None:
     verdict = next_attempt(POLICY, n, retryable=True, retry_after=after, jitter=jitter)
     assert verdict.delay >= after
+
+
+@given(attempts, jitters, st.floats(min_value=0, max_value=10 * 86_400))
+def test_no_wait_is_longer_than_the_cap_whatever_the_provider_asks(
+    n: int, jitter: float, after: float
+) -> None:
+    verdict = next_attempt(POLICY, n, retryable=True, retry_after=after, jitter=jitter)
+    assert verdict.retry
+    assert verdict.delay <= POLICY.cap
+
+
+def test_a_day_long_retry_after_waits_the_cap_and_says_so() -> None:
+    verdict = next_attempt(POLICY, 1, retryable=True, retry_after=86_400, jitter=0.5)
+    assert verdict.delay == POLICY.cap
+    assert "86400" in verdict.reason
+    assert "SASTRE_RETRY_MAX_SECONDS" in verdict.reason
 
 
 @given(st.integers(min_value=1, max_value=100), jitters)
