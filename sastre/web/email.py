@@ -17,7 +17,6 @@ from typing import Final
 
 from aiohttp import web
 
-from channels.email.smtp_in import MAX_SIZE
 from sastre.appkeys import SETTINGS
 from sastre.email_listener import EMAIL_INTAKE
 from sastre.web.errors import ApiError
@@ -38,15 +37,20 @@ def _authorised(request: web.Request, token: str) -> bool:
 
 
 async def _raw(request: web.Request) -> bytes:
-    """The body, up to the SMTP listener's limit (the app's default limit is for JSON)."""
-    if request.content_length is not None and request.content_length > MAX_SIZE:
-        raise ApiError(413, "message too large", f"at most {MAX_SIZE} bytes")
+    """The body, up to SASTRE_EMAIL_MAX_BYTES as at the SMTP listener (the app's default limit
+    is for JSON)."""
+    limit = request.app[SETTINGS].email_max_bytes
+    too_large = ApiError(
+        413, "message too large", f"a message may be at most {limit} bytes (SASTRE_EMAIL_MAX_BYTES)"
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):
         size += len(chunk)
-        if size > MAX_SIZE:
-            raise ApiError(413, "message too large", f"at most {MAX_SIZE} bytes")
+        if size > limit:
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
 

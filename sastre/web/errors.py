@@ -39,6 +39,7 @@ __all__ = [
     "api_error_for",
     "database_busy",
     "error_middleware",
+    "http_error_detail",
     "json_error",
     "read_json_object",
 ]
@@ -53,6 +54,10 @@ BUSY_RETRY_AFTER: Final = 5
 # PostgreSQL's "try again" states: lock_not_available (lock_timeout, NOWAIT),
 # serialization_failure, deadlock_detected.
 _PG_TRANSIENT: Final = frozenset({"55P03", "40001", "40P01"})
+
+
+# The headers of an aiohttp exception that describe its own body, replaced by the JSON one.
+_BODY_HEADERS: Final = frozenset({"content-type", "content-length", "content-encoding"})
 
 
 class ApiError(Exception):
@@ -192,6 +197,20 @@ def json_error(
     return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
 
 
+def http_error_detail(request: web.Request, exc: web.HTTPException) -> str | None:
+    """The reason aiohttp's own 4xx answers leave out: the methods a route takes (405), the
+    size a body may have (413). The route's own text, when it gave one, otherwise."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"{request.path} takes {allowed}, not {exc.method}"
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return f"a request body may be at most {request.client_max_size} bytes"
+    text = exc.text
+    if text and text != f"{exc.status}: {exc.reason}":  # aiohttp's placeholder says nothing
+        return text
+    return None
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -199,7 +218,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.empty_body or exc.status < 400:
             raise
-        return json_error(exc.status, exc.reason)
+        # Its headers stay (a 405's Allow); only the body becomes ours.
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+        return json_error(exc.status, exc.reason, http_error_detail(request, exc), headers)
     except Exception as exc:
         api_error = api_error_for(exc)
         if api_error is None:
