@@ -4,6 +4,13 @@
                         → the sender (From, else the envelope's) → proven? (DKIM, trusted relay)
                         → the inbound path: stored, answered unless it is an auto-reply or bulk
 
+A message we could parse at all is stored, whatever is wrong with it: one with no sender (no
+From, no envelope sender) or a sender that is no e-mail address is filed under one lead for such
+mail (`UNATTRIBUTED`, an address in a reserved domain, marked undeliverable so nothing is ever
+sent to it), flagged (`sender`, `unanswered` in its metadata, on the timeline for staff) and not
+answered. Refusing it would lose it: a relay told 4xx resends it for ever, an MTA told 5xx
+bounces it to a null sender, that is, nowhere.
+
 The caller acknowledges only after `take` returned: the message is stored by then. Parsing,
 DKIM's DNS look-ups and writing attachments run off the event loop.
 """
@@ -11,9 +18,11 @@ DKIM's DNS look-ups and writing attachments run off the event loop.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Final
 
+from channels.base import InboundMessage
 from channels.email import (
     AttachmentStore,
     ParsedEmail,
@@ -24,16 +33,37 @@ from channels.email import (
     to_inbound,
 )
 from channels.email.proof import DnsFunc
+from crm_core.identities import InvalidIdentity, normalise
+from crm_core.models import IdentityKind
 from dialog.inbound import InboundProcessor
+from dialog.senders import SENDER, UNANSWERED
 from sastre.config import Settings
 from sastre.db import SessionMaker
-from sastre.operations.email import do_record_email_bounces
+from sastre.operations.email import do_file_unattributed, do_record_email_bounces
 
-__all__ = ["EmailIntake", "Intake", "NoSender", "intake_for"]
+__all__ = ["UNATTRIBUTED", "EmailIntake", "Intake", "NoSender", "intake_for"]
+
+# The lead mail with no usable sender is filed under (RFC 2606: .example receives no mail).
+UNATTRIBUTED: Final = "no-sender@unattributed.example"
 
 
 class NoSender(Exception):
-    """A message with no address to file it under (no From, no envelope sender)."""
+    """Kept for callers that catch it: `take` files such a message instead of raising."""
+
+
+def _printable(text: str) -> str:
+    """A sender as staff may read it: undecodable bytes and control characters replaced."""
+    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates become "?"
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)[:200]
+
+
+def _unattributed(message: InboundMessage, sender: str, why: str) -> InboundMessage:
+    return replace(
+        message,
+        address=UNATTRIBUTED,
+        auto=True,  # nobody to answer
+        metadata={**message.metadata, SENDER: sender, UNANSWERED: why},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +75,7 @@ class Intake:
     auto: str | None = None  # why it will not be answered
     proven: bool = False
     malformed: bool = False
+    unattributed: bool = False  # filed under UNATTRIBUTED: no usable sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +99,40 @@ class EmailIntake:
             )
             return Intake("bounce", auto=parsed.auto, malformed=parsed.malformed)
         address = sender_of(parsed, envelope_from)
-        if address is None:
-            raise NoSender("the message has no From address and no envelope sender")
         message = await asyncio.to_thread(
-            to_inbound, parsed, proof, address=address, store=self.store
+            to_inbound, parsed, proof, address=address or UNATTRIBUTED, store=self.store
         )
+        why = self._unusable(address)
+        if why is not None:
+            message = _unattributed(message, _printable(address or ""), why)
         try:
             result = await self.inbound.handle(message)
-        except ValueError as error:  # InvalidIdentity: an address no customer can have
-            raise NoSender(f"the sender {address!r} is not an e-mail address: {error}") from error
+        except ValueError as error:  # an address the inbound path refuses after all
+            why = f"the sender is not an e-mail address: {_printable(str(error))}"
+            message = _unattributed(message, _printable(address or ""), why)
+            result = await self.inbound.handle(message)
+        unattributed = message.address == UNATTRIBUTED
+        if unattributed and result.customer_id is not None and not result.duplicate:
+            await do_file_unattributed(self.sessionmaker, result.customer_id, UNATTRIBUTED)
         return Intake(
             "duplicate" if result.duplicate else "message",
             message_id=result.message_id,
-            auto=parsed.auto,
+            auto=parsed.auto or (why if unattributed else None),
             proven=proof.proven,
-            malformed=parsed.malformed,
+            malformed=parsed.malformed or unattributed,
+            unattributed=unattributed,
         )
+
+    def _unusable(self, address: str | None) -> str | None:
+        """Why a message cannot be filed under its sender's address, or None."""
+        if address is None:
+            return "no From address and no envelope sender: filed as unattributed, not answered"
+        try:
+            normalise(IdentityKind.EMAIL.value, address, self.region)
+        except InvalidIdentity as invalid:
+            reason = _printable(invalid.reason)
+            return f"the sender is not an e-mail address ({reason}): filed as unattributed"
+        return None
 
     def _read(self, raw: bytes, envelope_from: str | None) -> tuple[ParsedEmail, Proof]:
         parsed = parse_email(raw, keep_attachments=self.store is not None)

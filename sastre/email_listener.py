@@ -35,7 +35,7 @@ SMTP_SOCKET: web.AppKey[socket.socket | None] = web.AppKey("smtp_socket")
 
 
 async def deliver(intake: EmailIntake, delivery: Delivery) -> None:
-    """The listener's callback: stored when it returns; a message with no sender is refused."""
+    """The listener's callback: stored when it returns (with no usable sender, as unattributed)."""
     try:
         await intake.take(delivery.raw, envelope_from=delivery.mail_from)
     except NoSender as error:

@@ -10,6 +10,8 @@ The stdlib `email` package with policy `default` does the parsing. Around it:
 * what the bot reads (`reply`): the newest reply, without the quoted thread under it and the
   signature, in Spanish and English (mail-parser-reply). The full body is kept (`text`);
 * attachments as metadata (name, type, size), their bytes only when the caller keeps them;
+* header values in raw UTF-8 (RFC 6532, what SMTPUTF8 mail carries: `From: josé@ejemplo.es`)
+  read as UTF-8 (the stdlib leaves such bytes as surrogate escapes), else as Windows-1252;
 * threading keys from Message-ID, In-Reply-To and References, and the key that makes a message
   delivered twice one message (`dedupe_key`: the Message-ID, else a hash of the raw bytes);
 * mail that must never be answered (`auto`: auto-replies, bulk and list mail, bounces) and
@@ -209,6 +211,21 @@ def _defect_name(defect: object) -> str:
     return type(defect).__name__
 
 
+_ESCAPED = re.compile("[\udc80-\udcff]")  # a byte the parser could not decode as ASCII
+
+
+def _utf8(text: str) -> str:
+    """A header value with the raw bytes the parser left as surrogate escapes decoded: as UTF-8
+    (RFC 6532), else as Windows-1252 (an old client's 8-bit header), never a surrogate."""
+    if _ESCAPED.search(text) is None:
+        return text
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("windows-1252", errors="replace")
+
+
 def _header(message: Message, name: str, defects: list[str]) -> str | None:
     """A header's decoded value; a header the parser cannot read is a defect, not an error."""
     try:
@@ -218,7 +235,7 @@ def _header(message: Message, name: str, defects: list[str]) -> str | None:
         return None
     if value is None:
         return None
-    text = str(value).strip()
+    text = _utf8(str(value)).strip()
     return text or None
 
 
@@ -237,7 +254,7 @@ def _sender(message: EmailMessage, defects: list[str]) -> tuple[str | None, str 
         defects.append("no From address")
         return None, None
     name, address = found[0]
-    return address, name
+    return _utf8(address), _utf8(name) if name else None
 
 
 def _date(value: str | None) -> datetime | None:
@@ -426,4 +443,4 @@ def _filename(part: Message) -> str | None:
         name = part.get_filename()
     except Exception:
         return None
-    return str(name) if name else None
+    return _utf8(str(name)) if name else None

@@ -3,9 +3,9 @@ callback that stores it.
 
 The answer to DATA is the receipt: 250 only after the callback returned, so the message is
 stored; a failure answers 451 and the sending MTA tries again later (nothing is lost, and the
-dedupe key makes the second delivery one message). A message the callback refuses for good
-(`Refused`: no sender to file it under) answers 550. It runs on the app's own event loop:
-`listen` opens the server, `close()` on what it returns stops it.
+dedupe key makes the second delivery one message). A callback may refuse a message for good
+(`Refused`) with a 550; Sastre's stores every message it can parse, so it never does. It runs
+on the app's own event loop: `listen` opens the server, `close()` on what it returns stops it.
 """
 
 from __future__ import annotations

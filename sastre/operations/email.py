@@ -40,7 +40,13 @@ from sastre.operations.unit import Unit, unit_of_work
 if TYPE_CHECKING:  # the parser's libraries load with the e-mail intake, not with every act
     from channels.email.parse import Bounce
 
-__all__ = ["MAIL_SYSTEM", "BounceOutcome", "do_record_email_bounces", "settle_email_refusal"]
+__all__ = [
+    "MAIL_SYSTEM",
+    "BounceOutcome",
+    "do_file_unattributed",
+    "do_record_email_bounces",
+    "settle_email_refusal",
+]
 
 MAIL_SYSTEM = "provider:email"  # the actor of what delivery reports change
 
@@ -147,6 +153,14 @@ async def settle_email_refusal(unit: Unit, result: Result, *, region: str) -> No
         "why": verdict.reason,
     }
     await _mark(system, address, customers, f"refused {result.code}", proof)
+
+
+async def do_file_unattributed(sessionmaker: SessionMaker, customer_id: int, address: str) -> bool:
+    """The lead that mail with no usable sender is filed under is never written to: its address
+    (in a reserved domain) is marked undeliverable, once. Whether it was marked now."""
+    async with unit_of_work(sessionmaker, MAIL_SYSTEM) as unit:
+        proof = {"address": address, "why": "mail with no usable sender is filed here"}
+        return await _mark(unit, address, [customer_id], "no sender: unattributed mail", proof)
 
 
 async def _holders(unit: Unit, address: str, region: str) -> tuple[str, list[int]]:

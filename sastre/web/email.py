@@ -7,7 +7,8 @@ The token is SASTRE_INBOUND_EMAIL_TOKEN, compared in constant time; without it s
 404. The answer comes after the message is stored (and for a bounce, after the address is
 marked): a relay that got no 200 posts it again, and the Message-ID makes that one message.
 `X-Envelope-From`, when the relay sends it, is the SMTP envelope's sender, used only when the
-message has no From.
+message has no From. A message with neither (or whose sender is no e-mail address) is stored all
+the same, filed as unattributed and not answered (`"unattributed": true`): never a 4xx.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ async def incoming_email(request: web.Request) -> web.Response:
     raw = await _raw(request)
     if not raw.strip():
         raise ApiError(400, "empty message", "the body must be the raw RFC 5322 message")
-    # NoSender (no From, no envelope sender) is a 422 through sastre.web.errors.
+    # Whatever we could parse is stored: with no usable sender, filed as unattributed (200).
     taken = await request.app[EMAIL_INTAKE].take(
         raw, envelope_from=request.headers.get(ENVELOPE_HEADER)
     )
@@ -84,5 +85,6 @@ async def incoming_email(request: web.Request) -> web.Response:
             "auto": taken.auto,
             "proven": taken.proven,
             "malformed": taken.malformed,
+            "unattributed": taken.unattributed,
         }
     )

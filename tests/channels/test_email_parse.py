@@ -235,3 +235,29 @@ def test_a_fixture_cut_or_spliced_anywhere_parses(noise: bytes, at: int) -> None
         data = raw(name)
         parse_email(data[:at] + noise + data[at:])
         parse_email(data[:at])
+
+
+def test_raw_utf8_headers_are_read_as_utf8_never_as_surrogates() -> None:
+    raw = (
+        "From: José Núñez <josé@ejemplo.es>\r\nSubject: ¿Abren el sábado?\r\n"
+        "Message-ID: <utf8.1@ejemplo.es>\r\n\r\nhola\r\n"
+    ).encode()
+    parsed = parse_email(raw)
+    assert (parsed.sender, parsed.sender_name) == ("josé@ejemplo.es", "José Núñez")
+    assert parsed.subject == "¿Abren el sábado?"
+    assert parsed.defects == ()
+
+
+def test_an_old_clients_8_bit_header_is_read_as_windows_1252() -> None:
+    parsed = parse_email(
+        "From: Jos\xe9 <jose@ejemplo.es>\r\nSubject: x\r\n\r\nhola\r\n".encode("cp1252")
+    )
+    assert (parsed.sender, parsed.sender_name) == ("jose@ejemplo.es", "José")
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=30))
+def test_no_header_value_carries_a_surrogate(name: str) -> None:
+    raw = f"From: {name} <ana@example.com>\r\nSubject: {name}\r\n\r\nhola\r\n"
+    parsed = parse_email(raw.encode("utf-8"))
+    for value in (parsed.sender, parsed.sender_name, parsed.subject):
+        assert value is None or not any("\udc80" <= c <= "\udcff" for c in value)

@@ -20,9 +20,11 @@ from crm_core.sqltypes import utcnow
 from crm_core.timeline import add_interaction
 from dialog.models import Conversation, Direction, Message
 from dialog.outbox import OutboxEntry
+from dialog.senders import SENDER, UNANSWERED
 from sastre.app import create_app
 from sastre.config import Settings
 from sastre.db import SessionMaker
+from sastre.email_intake import UNATTRIBUTED
 from sastre.email_listener import EMAIL_DNS, SMTP_PORT
 from tests.sastre.conftest import ClientFactory
 
@@ -199,16 +201,64 @@ async def test_a_malformed_message_is_stored_and_flagged(
     assert "CloseBoundaryNotFoundDefect" in note.data["provider"]["malformed"]
 
 
-async def test_garbage_is_never_a_500(
+async def test_garbage_is_stored_unattributed_and_flagged_never_refused(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
 ) -> None:
     client = await email_client(aiohttp_client, email_settings(settings))
-    status, body = await post(client, b"\x00\xff not an e-mail at all \r\n\r\n\x80")
-    assert status == 422
-    assert body["error"] == "no sender"
+    status, body = await post(client, b"\x00\xff\xfe garbage not an email at all \r\n\r\n\x80")
+    assert status == 200  # the relay must not resend it for ever
+    assert (body["status"], body["unattributed"], body["malformed"]) == ("message", True, True)
+    (stored,) = await inbound(sessionmaker)
+    assert stored.address == UNATTRIBUTED
+    assert await replies(sessionmaker, UNATTRIBUTED) == []  # nobody to answer
+    async with sessionmaker() as session:
+        note = (
+            await session.scalars(
+                select(Interaction).where(Interaction.kind == InteractionKind.MESSAGE_IN.value)
+            )
+        ).one()
+        (marked,) = await session.scalars(select(Undeliverable))
+    assert "no From address and no envelope sender" in note.data["provider"][UNANSWERED]
+    assert (marked.customer_id, marked.address) == (stored.customer_id, UNATTRIBUTED)
     status, body = await post(client, b"   ")
-    assert status == 400
-    assert await inbound(sessionmaker) == []
+    assert status == 400  # an empty body is no message at all
+
+
+async def test_a_sender_that_is_no_address_is_stored_unattributed(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    message = b"From: Someone <someone@localhost>\r\nSubject: hi\r\n\r\nhello\r\n"
+    status, body = await post(client, message)
+    assert (status, body["unattributed"]) == (200, True)
+    (stored,) = await inbound(sessionmaker)
+    assert stored.address == UNATTRIBUTED
+    async with sessionmaker() as session:
+        note = (
+            await session.scalars(
+                select(Interaction).where(Interaction.kind == InteractionKind.MESSAGE_IN.value)
+            )
+        ).one()
+    assert note.data["provider"][SENDER] == "someone@localhost"
+    assert "not an e-mail address" in note.data["provider"][UNANSWERED]
+
+
+UTF8_SENDER = (
+    "From: José Núñez <josé@ejemplo.es>\r\nTo: hola@tienda.example\r\n"
+    "Subject: ¿Abren el sábado?\r\nMessage-ID: <utf8.1@ejemplo.es>\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n\r\n¿A qué hora abren el sábado?\r\n"
+).encode()
+
+
+async def test_an_internationalised_sender_is_stored_under_their_address(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, body = await post(client, UTF8_SENDER)
+    assert (status, body["unattributed"]) == (200, False)
+    (stored,) = await inbound(sessionmaker)
+    assert stored.address == "josé@ejemplo.es"
+    assert await replies(sessionmaker, "josé@ejemplo.es")  # answered like anyone else
 
 
 OURS = "sastre.out.0042@tienda.example"  # the Message-ID bounce_5_1_1.eml returns
@@ -449,3 +499,36 @@ async def test_the_smtp_listener_files_a_message_without_from_under_the_envelope
     )
     (stored,) = await inbound(sessionmaker)
     assert stored.address == "someone@example.org"
+
+
+async def test_the_smtp_listener_stores_a_message_with_no_sender_at_all(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings, smtp_listen="127.0.0.1:0"))
+    port = client.app[SMTP_PORT]
+    assert port is not None
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as smtp:
+        await smtp.mail("")  # MAIL FROM:<>, as a bounce is sent
+        await smtp.rcpt("hola@tienda.example")
+        answer = await smtp.data(
+            b"To: hola@tienda.example\r\nSubject: hi\r\n\r\nno From header, null sender\r\n"
+        )
+    assert answer.code == 250
+    (stored,) = await inbound(sessionmaker)
+    assert stored.address == UNATTRIBUTED
+
+
+async def test_the_smtp_listener_takes_an_internationalised_sender(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings, smtp_listen="127.0.0.1:0"))
+    port = client.app[SMTP_PORT]
+    assert port is not None
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as smtp:
+        assert smtp.supports_extension("SMTPUTF8")
+        await smtp.mail("josé@ejemplo.es", options=["SMTPUTF8"], encoding="utf-8")
+        await smtp.rcpt("hola@tienda.example")
+        answer = await smtp.data(UTF8_SENDER)
+    assert answer.code == 250
+    (stored,) = await inbound(sessionmaker)
+    assert stored.address == "josé@ejemplo.es"
