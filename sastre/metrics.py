@@ -10,6 +10,8 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from sastre.outbox_gauges import OutboxGauges
+
 __all__ = ["Metrics", "metrics_middleware", "render"]
 
 
@@ -31,15 +33,8 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        # The outbox, read from the database at each scrape (its workers are other processes).
-        self.outbox_depth = Gauge(
-            "sastre_outbox_depth", "Outbound messages still to send", registry=self.registry
-        )
-        self.outbox_oldest_age = Gauge(
-            "sastre_outbox_oldest_age_seconds",
-            "How long the oldest message still to send has waited",
-            registry=self.registry,
-        )
+        # The outbox's backlog, due and deferred apart (sastre.outbox_gauges).
+        self.outbox = OutboxGauges(self.registry)
         self.outbox_sends = Gauge(
             "sastre_outbox_sends",
             "Calls to providers recorded, by channel and outcome (sent, retry, failed, ...)",

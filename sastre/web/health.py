@@ -20,6 +20,7 @@ from crm_core.sqltypes import utcnow
 from dialog.outbox import queue as outbox
 from sastre.appkeys import METRICS, READER, REDIS
 from sastre.metrics import render
+from sastre.outbox_gauges import outbox_backlog
 from sastre.serve_worker import SERVE_WORKER
 
 __all__ = ["CHECK_TIMEOUT", "routes"]
@@ -95,11 +96,11 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     figures = request.app[METRICS]
+    now = utcnow()
     async with request.app[READER]() as session:
-        depth, oldest = await outbox.depth(session)
+        backlog = await outbox_backlog(session, now)
         sends = await outbox.attempts_by_outcome(session)
-    figures.outbox_depth.set(depth)
-    figures.outbox_oldest_age.set(0 if oldest is None else (utcnow() - oldest).total_seconds())
+    figures.outbox.set(backlog, now)
     for (channel, outcome), count in sends.items():
         figures.outbox_sends.labels(channel, outcome).set(count)
     return render(figures)

@@ -135,7 +135,8 @@ async def test_metrics_show_the_outbox(
         client, auth, customer_id=customer, text="a", purpose="service", channel="sms"
     )
     text = await (await client.get("/metrics")).text()
-    assert "sastre_outbox_depth 1.0" in text
+    # Due now, or deferred to the morning in the customer's time zone: counted once either way.
+    assert ("sastre_outbox_depth 1.0" in text) != ("sastre_outbox_deferred 1.0" in text)
     await _worker(sessionmaker, FakeSender(), body["due_at"]).drain()
     text = await (await client.get("/metrics")).text()
     assert "sastre_outbox_depth 0.0" in text
