@@ -53,6 +53,8 @@ class Medium:
     max_text: int | None  # the longest message a customer may send; None: any, stored whole
     bot_text: int  # how many characters of a message the bot is given (its start)
     writes: bool = True  # customers write to us on it (voice: we call them)
+    # The longest message we may send on it (the provider refuses longer ones); None: any.
+    max_send: int | None = None
     # Anyone can write as any address on it (an e-mail's From): a sender the channel did not
     # prove (InboundMessage.verified) is answered, but not with account data.
     claimable: bool = False
@@ -110,11 +112,13 @@ def bot_part(name: ChannelName | str, text: str) -> str:
 
 # Providers take an SMS body of up to 1,600 characters (ten segments); a longer text, joined
 # from several, is stored whole and a person reads the rest.
-register(Medium(ChannelName.SMS, IdentityKind.PHONE, Channel.SMS, None, 1600))
+register(Medium(ChannelName.SMS, IdentityKind.PHONE, Channel.SMS, None, 1600, max_send=1600))
 # An e-mail's question is at its start; the quoted thread below it is for a person.
 register(Medium(ChannelName.EMAIL, IdentityKind.EMAIL, Channel.EMAIL, None, 4000, claimable=True))
 # Telegram itself bounds a message at 4,096 characters.
-register(Medium(ChannelName.TELEGRAM, IdentityKind.TELEGRAM, Channel.TELEGRAM, None, 4096))
+register(
+    Medium(ChannelName.TELEGRAM, IdentityKind.TELEGRAM, Channel.TELEGRAM, None, 4096, max_send=4096)
+)
 # The widget refuses longer messages with a reason shown to the visitor (channels.webchat).
 register(
     Medium(

@@ -3,9 +3,17 @@
 Nothing company-initiated skips the contact policy: `do_send_message` asks
 `consent.policy.decide` inside the act's transaction (so a STOP committed a moment before is
 seen), queues on `allow`, queues for `defer_until` on `defer`, and refuses on `deny` with the
-decision's reason. The worker checks consent once more when it sends. A marketing message is
-a contact made (`consent.models.ContactMade`, dated when it is due to go) as soon as it is
-queued, so the next decision's frequency caps count it.
+decision's reason; `do_retry_message` asks again, the same way, before a failed message is
+queued again. The policy is offered only channels a sender is configured for and that take a
+text that long (`outreach.carriers`): a message nobody can send is refused now, not left queued
+for ever. The worker checks consent once more when it sends. A marketing message is a contact
+made (`consent.models.ContactMade`, dated when it is due to go) as soon as it is queued, so the
+next decision's frequency caps count it.
+
+An e-mail gets a subject (the staff's, else "Re:" the thread it continues, else "A message from
+<brand>" in the customer's language); marketing e-mail gets the signed one-click unsubscribe
+link (`/u/{token}`) for its List-Unsubscribe headers and a line in its text saying how to
+unsubscribe, in the customer's language. The sender makes the HTML part from the text.
 """
 
 from __future__ import annotations
@@ -14,24 +22,46 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from channels.base import ChannelName
 from consent.models import ContactMade
-from consent.policy import ContactHours, Decision, Outcome, PolicyRules, decide
+from consent.policy import Decision, Outcome, decide
 from consent.snapshot import load_contact_state
 from consent.types import Channel, Purpose
-from crm_core.models import Identity, InteractionKind
+from crm_core.customers import CustomerNotFound, get_customer
+from crm_core.models import Customer
 from crm_core.sqltypes import utcnow
-from crm_core.timeline import add_interaction
-from dialog.media import by_consent_channel
-from dialog.models import Conversation, ConversationState, Direction, Message
-from dialog.outbox import DeliveryState, announce, enqueue, outbox_row, through_outbox
+from dialog.media import by_consent_channel, medium
+from dialog.models import Direction, Message
+from dialog.outbox import DeliveryState, announce, through_outbox
 from dialog.outbox.models import OutboxEntry
 from sastre.db import SessionMaker
+from sastre.operations.outreach import (
+    NoSuchRecipient,
+    Outbound,
+    Outreach,
+    TextTooLong,
+    address_on,
+    carriers,
+    customer_language,
+    offered,
+    queue_outbound,
+)
 from sastre.operations.unit import unit_of_work
+from wording import translate
 
-__all__ = ["NotRetryable", "Queued", "Refused", "do_retry_message", "do_send_message"]
+__all__ = [
+    "MessageNotFound",
+    "NotRetryable",
+    "Queued",
+    "Refused",
+    "do_retry_message",
+    "do_send_message",
+]
+
+# How far back a staff e-mail looks for the thread it continues (the newest first).
+_THREAD_LOOKBACK = 20
 
 
 class Refused(Exception):
@@ -58,30 +88,68 @@ class Queued:
     decision: dict[str, Any]
 
 
-async def _address(session: Any, customer_id: int, channel: Channel) -> str | None:
-    kind = by_consent_channel(channel).identity
-    query = (
-        select(Identity.value)
-        .where(Identity.customer_id == customer_id, Identity.kind == kind.value)
-        .order_by(Identity.verified.desc(), Identity.created_at)
-        .limit(1)
-    )
-    address: str | None = await session.scalar(query)
-    return address
+def _carriers(text: str, channel: Channel | None, outreach: Outreach) -> tuple[Channel, ...]:
+    channels, refusal, reason = carriers(len(text), channel, outreach.sendable)
+    if refusal == "text_too_long":
+        raise TextTooLong(reason or "the text is too long")
+    if refusal is not None:
+        raise Refused(refusal, reason or refusal)
+    return channels
 
 
-async def _conversation(session: Any, customer_id: int, channel: str, address: str) -> int:
-    query = select(Conversation.id).where(
-        Conversation.customer_id == customer_id,
-        Conversation.state != ConversationState.RESOLVED.value,
+async def _live_customer(session: Any, customer_id: int) -> Customer:
+    try:
+        return await get_customer(session, customer_id)
+    except CustomerNotFound:
+        raise NoSuchRecipient(customer_id) from None
+
+
+async def _thread(session: Any, conversation_customer: int) -> dict[str, Any]:
+    """The e-mail thread a staff message continues: the threading our last answer by e-mail
+    in the customer's open conversation carried ("Re:" their subject, In-Reply-To, References),
+    or nothing."""
+    rows = await session.execute(
+        select(OutboxEntry.options)
+        .join(Message, Message.id == OutboxEntry.message_id)
+        .where(
+            Message.customer_id == conversation_customer,
+            Message.channel == ChannelName.EMAIL.value,
+            Message.direction == Direction.OUT.value,
+        )
+        .order_by(Message.id.desc())
+        .limit(_THREAD_LOOKBACK)
     )
-    found = await session.scalar(query)
-    if found is not None:
-        return int(found)
-    opened = Conversation(customer_id=customer_id, channel=channel, address=address)
-    session.add(opened)
-    await session.flush()
-    return opened.id
+    for (options,) in rows:
+        if options and options.get("in_reply_to"):
+            keep = ("subject", "in_reply_to", "references")
+            return {name: options[name] for name in keep if name in options}
+    return {}
+
+
+async def _email_options(
+    session: Any,
+    customer: Customer,
+    purpose: Purpose,
+    subject: str | None,
+    outreach: Outreach,
+) -> tuple[dict[str, Any], str | None]:
+    """An e-mail's options (subject, threading, unsubscribe link) and, for marketing, the line
+    its text ends with."""
+    language = await customer_language(session, customer, outreach.default_language)
+    options: dict[str, Any] = {}
+    if subject is None and purpose is Purpose.SERVICE:
+        options = await _thread(session, customer.id)
+    if subject is not None:
+        options["subject"] = subject
+    options.setdefault(
+        "subject", translate(language, "email.subject.default", brand=outreach.brand)
+    )
+    footer = None
+    if purpose is Purpose.MARKETING:
+        link = outreach.unsubscribe_url(customer.id, Channel.EMAIL)
+        options["unsubscribe_url"] = link
+        footer = translate(language, "email.unsubscribe", brand=outreach.brand, link=link)
+    return options, footer
 
 
 async def do_send_message(
@@ -92,82 +160,83 @@ async def do_send_message(
     purpose: Purpose,
     channel: Channel | None,
     actor: str,
-    default_timezone: str,
-    rules: PolicyRules,
-    quiet_overrides: dict[str, ContactHours] | None = None,
+    outreach: Outreach,
+    subject: str | None = None,
 ) -> Queued:
-    """Queue a staff message after the contact policy allows (or defers) it; raises Refused."""
+    """Queue a staff message after the contact policy allows (or defers) it. Raises Refused
+    (the policy's no, or no sender for the channel), TextTooLong, NoSuchRecipient. `subject`
+    is an e-mail's; a message that goes by another channel has none."""
     now = utcnow()
+    candidates = _carriers(text, channel, outreach)
     async with unit_of_work(sessionmaker, actor) as unit:
         session = unit.session
+        customer = await _live_customer(session, customer_id)
         state = await load_contact_state(
             session,
-            customer_id,
+            customer.id,
             at=now,
-            default_timezone=default_timezone,
-            quiet_overrides=quiet_overrides,
+            default_timezone=outreach.default_timezone,
+            quiet_overrides=outreach.quiet_overrides,
         )
+        state, rules = offered(state, outreach.rules, candidates)
         decision = decide(state, purpose, channel, now, rules=rules)
         if decision.outcome is Outcome.DENY or decision.channel is None:
             raise Refused(decision.reason.value, decision.explanation, decision)
-        address = await _address(session, customer_id, decision.channel)
+        address = await address_on(session, customer.id, decision.channel)
         if address is None:
             raise Refused("no_address", f"no address on {decision.channel.value}", decision)
         medium = by_consent_channel(decision.channel).name
         if not through_outbox(medium) or medium is ChannelName.VOICE:
             raise Refused("not_sendable", f"staff messages do not go out by {medium.value}")
-        conversation_id = await _conversation(session, customer_id, medium.value, address)
-        message = Message(
-            conversation_id=conversation_id,
-            customer_id=customer_id,
-            channel=medium.value,
-            direction=Direction.OUT.value,
-            provider_id=f"staff-{now.timestamp()}-{customer_id}",
-            address=address,
-            text=text,
-            author=actor,
-        )
-        session.add(message)
-        await session.flush()
+        options: dict[str, Any] = {}
+        if medium is ChannelName.EMAIL:
+            options, footer = await _email_options(session, customer, purpose, subject, outreach)
+            if footer:
+                text = f"{text}\n\n-- \n{footer}"
         due = decision.defer_until if decision.outcome is Outcome.DEFER else None
-        await enqueue(
+        message = await queue_outbound(
             session,
-            [outbox_row(message.id, medium.value, now, purpose=purpose.value, due_at=due)],
+            Outbound(
+                customer_id=customer.id,
+                medium=medium,
+                address=address,
+                text=text,
+                purpose=purpose.value,
+                author=actor,
+                reference=f"staff-{now.timestamp()}-{customer.id}",
+                due_at=due,
+                options=options,
+            ),
+            now,
         )
         if purpose is Purpose.MARKETING:
             session.add(
                 ContactMade(
-                    customer_id=customer_id,
+                    customer_id=customer.id,
                     channel=decision.channel.value,
                     purpose=purpose.value,
                     reference=f"message:{message.id}",
                     at=due or now,
                 )
             )
-        await add_interaction(
-            session,
-            customer_id,
-            InteractionKind.MESSAGE_OUT,
-            text,
-            channel=medium.value,
-            actor=actor,
-            data={"message_id": message.id, "conversation_id": conversation_id},
-            flush=False,
-        )
         unit.audit(
             "message.queued",
-            customer_id,
+            customer.id,
             {"message_id": message.id, "decision": decision.to_json()},
         )
-        unit.publish("message.queued", customer_id, message_id=message.id)
+        unit.publish("message.queued", customer.id, message_id=message.id)
         queued = Queued(message.id, medium.value, due or now, decision.to_json())
     announce()
     return queued
 
 
-async def do_retry_message(sessionmaker: SessionMaker, message_id: int, *, actor: str) -> int:
-    """Queue a failed message again, now; returns its customer's id. Raises MessageNotFound,
-    NotRetryable. The worker checks consent again before it sends."""
+async def do_retry_message(
+    sessionmaker: SessionMaker, message_id: int, *, actor: str, outreach: Outreach
+) -> Queued:
+    """Queue a failed message again, once the contact policy allows (now) or defers it (then).
+    Raises MessageNotFound, NotRetryable, and Refused with the policy's reason (a STOP, a
+    revoked consent, a bounced address since) or when no sender is configured for it. The
+    worker checks consent again before it sends."""
     now = utcnow()
     async with unit_of_work(sessionmaker, actor) as unit:
         session = unit.session
@@ -177,11 +246,43 @@ async def do_retry_message(sessionmaker: SessionMaker, message_id: int, *, actor
             raise MessageNotFound(f"no outbound message {message_id}")
         if entry.state != DeliveryState.FAILED.value:
             raise NotRetryable(f"message {message_id} is {entry.state}, not failed")
+        channel = medium(message.channel).consent
+        _carriers(message.text, channel, outreach)
+        purpose = Purpose(entry.purpose)
+        reference = f"message:{message_id}"
+        # The failed attempt reached nobody: it no longer counts against the caps (and would
+        # otherwise defer its own retry); the retry is counted when it is due.
+        await session.execute(delete(ContactMade).where(ContactMade.reference == reference))
+        state = await load_contact_state(
+            session,
+            message.customer_id,
+            at=now,
+            default_timezone=outreach.default_timezone,
+            quiet_overrides=outreach.quiet_overrides,
+        )
+        decision = decide(state, purpose, channel, now, rules=outreach.rules)
+        if decision.outcome is Outcome.DENY:
+            raise Refused(decision.reason.value, decision.explanation, decision)
+        due = decision.defer_until if decision.outcome is Outcome.DEFER else None
         # A staff decision to try again: a new delivery, not a provider's report going back.
-        entry.state, entry.due_at, entry.attempts = DeliveryState.QUEUED.value, now, 0
+        entry.state, entry.due_at, entry.attempts = DeliveryState.QUEUED.value, due or now, 0
         entry.error_code = entry.error = entry.claimed_by = None
         entry.updated_at = now
-        unit.audit("message.retried", message.customer_id, {"message_id": message_id})
-        customer_id = message.customer_id
+        if purpose is Purpose.MARKETING:
+            session.add(
+                ContactMade(
+                    customer_id=message.customer_id,
+                    channel=channel.value,
+                    purpose=purpose.value,
+                    reference=reference,
+                    at=due or now,
+                )
+            )
+        unit.audit(
+            "message.retried",
+            message.customer_id,
+            {"message_id": message_id, "decision": decision.to_json()},
+        )
+        queued = Queued(message_id, message.channel, due or now, decision.to_json())
     announce()
-    return customer_id
+    return queued

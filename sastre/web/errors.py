@@ -29,6 +29,7 @@ from crm_core.records import RecordErrors
 from dialog.faq import FaqEntryInvalid
 from sastre.email_intake import NoSender
 from sastre.operations.messages import MessageNotFound, NotRetryable, Refused
+from sastre.operations.outreach import NoSuchRecipient, TextTooLong
 from sastre.web.json_input import UnacceptableJson
 from sastre.web.json_input import loads as load_json
 
@@ -172,6 +173,11 @@ DOMAIN_ERRORS: Final[Mapping[type[Exception], Answer]] = dict(
         _rule(Refused, _refused),
         _rule(MessageNotFound, lambda e: ApiError(404, "not_found", str(e))),
         _rule(NotRetryable, lambda e: ApiError(409, "not_failed", str(e))),
+        _rule(TextTooLong, lambda e: ApiError(400, "invalid request body", _fields([e]))),
+        _rule(
+            NoSuchRecipient,
+            lambda e: ApiError(404, str(e), {"field": e.field, "reason": e.reason}),
+        ),
         # the HTTP edge
         _rule(UnacceptableJson, lambda e: ApiError(400, "invalid request body", _fields([e]))),
         # the database: a lock not granted in time

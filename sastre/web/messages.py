@@ -1,19 +1,26 @@
 """Outbound messages in the API: their delivery, the failed ones, a retry, and staff sending.
 
 GET  /api/messages/{id}            states, attempts, provider id, error
-GET  /api/outbox?state=failed      the outbox by state, newest first
-POST /api/messages/{id}/retry      a failed message queued again (202)
-POST /api/messages                 {"customer_id", "text", "purpose", "channel"?} (202, 409)
+GET  /api/outbox?state=failed      the outbox by state, newest first, a page at a time
+                                   (`limit`, 1-200, default 50; `cursor`: the previous page's
+                                   `next_cursor`)
+POST /api/messages/{id}/retry      a failed message queued again once the policy allows (202, 409)
+POST /api/messages                 {"customer_id", "text", "purpose", "channel"?, "subject"?}
+                                   (202, 400, 404, 409)
+
+`subject` is an e-mail's: with an explicit channel other than e-mail it is a 400; when the
+policy picks the channel, it is used if that is e-mail and has nothing to apply to otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Final
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from consent.types import Channel, Purpose
 from dialog.models import Message
@@ -21,18 +28,26 @@ from dialog.outbox import DeliveryState
 from dialog.outbox.models import DeliveryAttempt, OutboxEntry
 from sastre.appkeys import READER, REDIS, SESSIONMAKER, SETTINGS
 from sastre.auth import Permission
-from sastre.operations.messages import do_retry_message, do_send_message
+from sastre.operations.messages import Queued, do_retry_message, do_send_message
+from sastre.operations.outreach import Outreach
 from sastre.web.auth import require
 from sastre.web.customers import validated
 from sastre.web.errors import ApiError, read_json_object
 from sastre.web.json_input import RecordId
+from sastre.web.paging import read_cursor, write_cursor
 from sastre.worker.process import publish_wakeups
 
 __all__ = ["outbox_wakeups", "routes"]
 
 routes = web.RouteTableDef()
 MAX_ID = 2**63
-LIST_LIMIT = 200
+LIST_LIMIT: Final = 200  # the most rows one page of /api/outbox holds
+LIST_DEFAULT: Final = 50
+# A subject is one line: a CR or LF in it would be a header of its own (header injection).
+Subject = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\r\n]*$"),
+]
 
 
 class SendIn(BaseModel):
@@ -41,6 +56,7 @@ class SendIn(BaseModel):
     text: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
     purpose: Purpose
     channel: Channel | None = None
+    subject: Subject | None = None
 
 
 def _message_id(request: web.Request) -> int:
@@ -110,6 +126,28 @@ async def show_message(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", str(LIST_DEFAULT))
+    if not raw.isdecimal() or not 1 <= int(raw) <= LIST_LIMIT:
+        raise ApiError(
+            400,
+            "invalid query",
+            [{"field": "limit", "reason": f"a whole number from 1 to {LIST_LIMIT}"}],
+        )
+    return int(raw)
+
+
+def _cursor(request: web.Request) -> tuple[datetime, int] | None:
+    raw = request.query.get("cursor")
+    if raw is None:
+        return None
+    after = read_cursor(raw)
+    if after is None:
+        reason = "not a cursor this list gave (next_cursor)"
+        raise ApiError(400, "invalid query", [{"field": "cursor", "reason": reason}])
+    return after
+
+
 @routes.get("/api/outbox")
 async def list_outbox(request: web.Request) -> web.Response:
     require(request, Permission.CUSTOMERS_READ)
@@ -118,16 +156,26 @@ async def list_outbox(request: web.Request) -> web.Response:
     if raw not in names:
         raise ApiError(400, "bad_state", f"state is one of {', '.join(names)}")
     state = DeliveryState(raw)
-    async with request.app[READER]() as session:
-        rows = (
-            await session.execute(
-                select(OutboxEntry, Message.customer_id, Message.address)
-                .join(Message, Message.id == OutboxEntry.message_id)
-                .where(OutboxEntry.state == state.value)
-                .order_by(OutboxEntry.updated_at.desc(), OutboxEntry.message_id.desc())
-                .limit(LIST_LIMIT)
+    limit, after = _limit(request), _cursor(request)
+    query = (
+        select(OutboxEntry, Message.customer_id, Message.address)
+        .join(Message, Message.id == OutboxEntry.message_id)
+        .where(OutboxEntry.state == state.value)
+        .order_by(OutboxEntry.updated_at.desc(), OutboxEntry.message_id.desc())
+        .limit(limit + 1)  # one more: whether there is a next page
+    )
+    if after is not None:
+        at, message_id = after
+        query = query.where(
+            or_(
+                OutboxEntry.updated_at < at,
+                and_(OutboxEntry.updated_at == at, OutboxEntry.message_id < message_id),
             )
-        ).all()
+        )
+    async with request.app[READER]() as session:
+        rows = (await session.execute(query)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
     items = [
         {
             "id": entry.message_id,
@@ -138,43 +186,58 @@ async def list_outbox(request: web.Request) -> web.Response:
         }
         for entry, customer_id, address in rows
     ]
-    return web.json_response({"state": state.value, "messages": items})
+    return web.json_response(
+        {
+            "state": state.value,
+            "messages": items,
+            "next_cursor": write_cursor(rows[-1][0].updated_at, rows[-1][0].message_id)
+            if more
+            else None,
+        }
+    )
+
+
+def _queued_view(queued: Queued) -> dict[str, Any]:
+    return {
+        "id": queued.message_id,
+        "channel": queued.channel,
+        "state": DeliveryState.QUEUED.value,
+        "due_at": queued.due_at.isoformat(),
+        "decision": queued.decision,
+    }
 
 
 @routes.post("/api/messages/{message_id}/retry")
 async def retry_message(request: web.Request) -> web.Response:
     staff = require(request, Permission.CUSTOMERS_WRITE)
     message_id = _message_id(request)
-    await do_retry_message(request.app[SESSIONMAKER], message_id, actor=staff.actor)
-    return web.json_response({"id": message_id, "state": DeliveryState.QUEUED.value}, status=202)
+    queued = await do_retry_message(
+        request.app[SESSIONMAKER],
+        message_id,
+        actor=staff.actor,
+        outreach=Outreach.from_settings(request.app[SETTINGS]),
+    )
+    return web.json_response(_queued_view(queued), status=202)
 
 
 @routes.post("/api/messages")
 async def send_message(request: web.Request) -> web.Response:
     staff = require(request, Permission.CUSTOMERS_WRITE)
     body = validated(SendIn, await read_json_object(request))
-    settings = request.app[SETTINGS]
+    if body.subject is not None and body.channel not in (None, Channel.EMAIL):
+        reason = f"only an e-mail has a subject, not a message by {body.channel}"
+        raise ApiError(400, "invalid request body", [{"field": "subject", "reason": reason}])
     queued = await do_send_message(
         request.app[SESSIONMAKER],
         customer_id=body.customer_id,
         text=body.text,
         purpose=body.purpose,
         channel=body.channel,
+        subject=body.subject,
         actor=staff.actor,
-        default_timezone=settings.default_timezone,
-        rules=settings.policy_rules,
-        quiet_overrides=settings.quiet_hour_overrides,
+        outreach=Outreach.from_settings(request.app[SETTINGS]),
     )
-    return web.json_response(
-        {
-            "id": queued.message_id,
-            "channel": queued.channel,
-            "state": DeliveryState.QUEUED.value,
-            "due_at": queued.due_at.isoformat(),
-            "decision": queued.decision,
-        },
-        status=202,
-    )
+    return web.json_response(_queued_view(queued), status=202)
 
 
 async def outbox_wakeups(app: web.Application) -> AsyncIterator[None]:

@@ -1,0 +1,245 @@
+"""What every company-initiated message needs, whichever act sends it: where it may go, in
+which words, and its row in the outbox.
+
+`Outreach` is the deployment's part (from the settings): the channels a sender is configured
+for, the contact policy's rules and the brand, language and public address the words and links
+are made with. A message on a channel nobody can send on would wait in the outbox for ever, so
+the acts offer the contact policy only the channels in `Outreach.sendable`, and only those that
+take a text that long (`dialog.media.Medium.max_send`); `carriers` says which, or why none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.base import ChannelName
+from consent.policy import ContactHours, ContactState, PolicyRules
+from consent.preferences import load_preferences
+from consent.tokens import ConfirmLink, LinkSigner, UnsubscribeLink
+from consent.types import Channel
+from crm_core.models import Customer, Identity, InteractionKind
+from crm_core.timeline import add_interaction
+from dialog.media import by_consent_channel, media
+from dialog.models import Conversation, ConversationState, Direction, Message
+from dialog.outbox import enqueue, outbox_row
+from sastre.config import Settings
+from wording import pick_language
+
+__all__ = [
+    "NoSuchRecipient",
+    "Outreach",
+    "TextTooLong",
+    "address_on",
+    "carriers",
+    "customer_language",
+    "offered",
+    "queue_outbound",
+    "sendable_channels",
+]
+
+
+class TextTooLong(ValueError):
+    """The text is longer than the channel (or every channel it could go on) takes."""
+
+    field = "text"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NoSuchRecipient(LookupError):
+    """A message addressed to a customer id nobody has."""
+
+    field = "customer_id"
+
+    def __init__(self, customer_id: int) -> None:
+        super().__init__(f"no customer {customer_id}")
+        self.reason = (
+            f"no customer has the id {customer_id}: it was never used, or the customer was erased"
+        )
+
+
+def sendable_channels(settings: Settings) -> frozenset[ChannelName]:
+    """The media a worker of this deployment has a sender for (`sastre.channels_setup`: a
+    medium's sender is built when these settings are present)."""
+    configured = {
+        ChannelName.SMS: settings.sms_enabled,
+        ChannelName.EMAIL: settings.email_enabled,
+    }
+    return frozenset(name for name, on in configured.items() if on)
+
+
+@dataclass(frozen=True, slots=True)
+class Outreach:
+    sendable: frozenset[ChannelName]
+    default_timezone: str = "UTC"
+    rules: PolicyRules = field(default_factory=PolicyRules)
+    quiet_overrides: Mapping[str, ContactHours] = field(default_factory=dict)
+    brand: str = "Sastre"
+    default_language: str = "en"
+    public_url: str = "http://127.0.0.1:8080"  # where the customer's links point
+    secret: bytes = b""  # signs the links (consent.tokens)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Outreach:
+        return cls(
+            sendable=sendable_channels(settings),
+            default_timezone=settings.default_timezone,
+            rules=settings.policy_rules,
+            quiet_overrides=settings.quiet_hour_overrides,
+            brand=settings.brand_name,
+            default_language=settings.default_language,
+            public_url=settings.external_url.rstrip("/"),
+            secret=settings.secret(),
+        )
+
+    def unsubscribe_url(self, customer_id: int, channel: Channel, topic: str = "") -> str:
+        """The one-click link (RFC 8058) `sastre.web.public` serves at /u/{token}."""
+        token = LinkSigner(self.secret).unsubscribe_token(
+            UnsubscribeLink(customer_id, channel, topic)
+        )
+        return f"{self.public_url}/u/{token}"
+
+    def confirm_url(self, customer_id: int, channel: Channel, topic: str = "") -> str:
+        """The double opt-in confirmation link `sastre.web.public` serves at /c/{token}."""
+        token = LinkSigner(self.secret).confirm_token(ConfirmLink(customer_id, channel, topic))
+        return f"{self.public_url}/c/{token}"
+
+
+def _limit_words(channel: Channel, limit: int) -> str:
+    return f"{channel.value} takes at most {limit:,}"
+
+
+def carriers(
+    length: int, requested: Channel | None, sendable: Collection[ChannelName]
+) -> tuple[tuple[Channel, ...], str | None, str | None]:
+    """The channels a message of `length` characters may be offered to the policy on.
+
+    Returns (channels, refusal, reason): channels empty when none will do, with `refusal`
+    "no_sender" (nobody can send there: a conflict with the deployment, not the request) or
+    "text_too_long" (the request's text), and a sentence naming the channel or limits."""
+    if requested is not None:
+        medium = by_consent_channel(requested)
+        if medium.name not in sendable:
+            return (), "no_sender", f"no sender is configured for {requested.value}"
+        if medium.max_send is not None and length > medium.max_send:
+            words = _limit_words(requested, medium.max_send)
+            return (), "text_too_long", f"the text is {length:,} characters; {words}"
+        return (requested,), None, None
+    possible = [m for m in media() if m.name in sendable]
+    if not possible:
+        return (), "no_sender", "no channel has a sender configured"
+    fitting = tuple(m.consent for m in possible if m.max_send is None or length <= m.max_send)
+    if not fitting:
+        limits = "; ".join(_limit_words(m.consent, m.max_send or 0) for m in possible)
+        return (), "text_too_long", f"the text is {length:,} characters; {limits}"
+    return fitting, None, None
+
+
+def offered(
+    state: ContactState, rules: PolicyRules, channels: Collection[Channel]
+) -> tuple[ContactState, PolicyRules]:
+    """The policy's inputs with only `channels` to choose from, in the customer's order of
+    preference and then the rules' (the policy judges what it is offered)."""
+    return (
+        replace(
+            state, preferred_channels=tuple(c for c in state.preferred_channels if c in channels)
+        ),
+        replace(rules, channel_order=tuple(c for c in rules.channel_order if c in channels)),
+    )
+
+
+async def customer_language(session: AsyncSession, customer: Customer, default: str) -> str:
+    """The language the customer reads: chosen in the preference centre, else the one we know
+    them in, else the deployment's."""
+    preferences = await load_preferences(session, customer.id)
+    return pick_language(preferences.language, customer.language, default)
+
+
+async def address_on(session: AsyncSession, customer_id: int, channel: Channel) -> str | None:
+    """The customer's address on `channel`: a verified one first, then the oldest."""
+    kind = by_consent_channel(channel).identity
+    query = (
+        select(Identity.value)
+        .where(Identity.customer_id == customer_id, Identity.kind == kind.value)
+        .order_by(Identity.verified.desc(), Identity.created_at)
+        .limit(1)
+    )
+    address: str | None = await session.scalar(query)
+    return address
+
+
+async def _conversation(session: AsyncSession, customer_id: int, channel: str, address: str) -> int:
+    query = select(Conversation.id).where(
+        Conversation.customer_id == customer_id,
+        Conversation.state != ConversationState.RESOLVED.value,
+    )
+    found = await session.scalar(query)
+    if found is not None:
+        return int(found)
+    opened = Conversation(customer_id=customer_id, channel=channel, address=address)
+    session.add(opened)
+    await session.flush()
+    return opened.id
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One company-initiated message, ready for its row."""
+
+    customer_id: int
+    medium: ChannelName
+    address: str
+    text: str
+    purpose: str
+    author: str
+    reference: str  # unique among our outbound messages: what the Message's provider_id holds
+    due_at: datetime | None = None  # None: now
+    options: dict[str, Any] = field(default_factory=dict)  # e-mail's subject, links, threading
+
+
+async def queue_outbound(session: AsyncSession, outbound: Outbound, now: datetime) -> Message:
+    """The message, its outbox row and its timeline entry, in the caller's transaction (the
+    caller announces the row after the commit)."""
+    conversation_id = await _conversation(
+        session, outbound.customer_id, outbound.medium.value, outbound.address
+    )
+    message = Message(
+        conversation_id=conversation_id,
+        customer_id=outbound.customer_id,
+        channel=outbound.medium.value,
+        direction=Direction.OUT.value,
+        provider_id=outbound.reference,
+        address=outbound.address,
+        text=outbound.text,
+        author=outbound.author,
+    )
+    session.add(message)
+    await session.flush()
+    row = outbox_row(
+        message.id,
+        outbound.medium.value,
+        now,
+        purpose=outbound.purpose,
+        due_at=outbound.due_at,
+        options=outbound.options,
+    )
+    await enqueue(session, [row])
+    await add_interaction(
+        session,
+        outbound.customer_id,
+        InteractionKind.MESSAGE_OUT,
+        outbound.text,
+        channel=outbound.medium.value,
+        actor=outbound.author,
+        data={"message_id": message.id, "conversation_id": conversation_id},
+        flush=False,
+    )
+    return message
