@@ -6,6 +6,10 @@ confirming and unsubscribing write no second entry; preference changes and withd
 everything are audited by `consent.preferences`. Each act reads and writes the live customer (a
 merged id speaks for its survivor) in one transaction, so a check and the write it guards can
 never disagree.
+
+A marketing grant that waits for the customer's confirmation (double opt-in) asks for it: given
+the deployment's `Outreach`, `do_record_consent` queues the request in the same transaction
+(`sastre.operations.consent_request`).
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from consent.ledger import consent_status, current_consents, record_consent
+from consent.ledger import DOUBLE_OPT_IN, consent_status, current_consents, record_consent
 from consent.models import ConsentEvent, ConsentState
 from consent.preferences import ContactPreferences, update_preferences, withdraw_everything
 from consent.types import GENERAL, Action, Channel, ConsentStatus, Purpose, Source
 from crm_core.customers import get_customer
+from crm_core.sqltypes import utcnow
+from dialog.outbox import announce
 from sastre.db import SessionMaker
+from sastre.operations.consent_request import ConfirmationRequest, queue_confirmation_request
+from sastre.operations.outreach import Outreach
 from sastre.operations.unit import Unit, unit_of_work
 
 __all__ = [
@@ -41,6 +49,8 @@ CUSTOMER = "customer"  # the actor when the customer acts through a signed link
 class Recorded:
     event: ConsentEvent
     current: list[tuple[ConsentState, ConsentEvent]]  # every state row of the customer after it
+    # A grant now waiting for confirmation: the request sent for it (or why none was).
+    confirmation: ConfirmationRequest | None = None
 
 
 class Confirmation(StrEnum):
@@ -61,11 +71,18 @@ async def do_record_consent(
     evidence: Mapping[str, Any],
     topic: str = GENERAL,
     occurred_at: datetime | None = None,
+    outreach: Outreach | None = None,
 ) -> Recorded:
     """One statement in the ledger, on the live customer (a merged id speaks for its survivor).
     NothingToConfirm for a confirm with nothing pending, InvalidTopic for a malformed topic
-    (`consent.ledger.record_consent`), CustomerNotFound for an unknown id."""
+    (`consent.ledger.record_consent`), CustomerNotFound for an unknown id. With `outreach`, a
+    grant that makes a double opt-in pending queues the request to confirm it."""
+    asks = outreach is not None and action is Action.GRANT and (channel, purpose) in DOUBLE_OPT_IN
+    confirmation = None
     async with unit_of_work(sessionmaker, actor) as unit:
+        before = None
+        if asks:
+            before = await consent_status(unit.session, customer_id, channel, purpose, topic)
         event = await record_consent(
             unit.session,
             customer_id,
@@ -79,8 +96,23 @@ async def do_record_consent(
             occurred_at=occurred_at,
         )
         current = await current_consents(unit.session, event.customer_id)
+        key = (channel.value, purpose.value, topic)
+        after = next((s.status for s, _ in current if (s.channel, s.purpose, s.topic) == key), None)
+        # Asked once, when the grant makes it pending: a second grant while it waits (a form
+        # sent twice) would only repeat the question.
+        pending = after == ConsentStatus.PENDING.value and before is not ConsentStatus.PENDING
+        if outreach is not None and asks and pending:
+            confirmation = await queue_confirmation_request(unit.session, event, outreach, utcnow())
+            if confirmation.message_id is not None:
+                unit.audit(
+                    "consent.confirmation_requested",
+                    event.customer_id,
+                    {"event_id": event.id, **confirmation.to_json()},
+                )
         unit.publish("consent.changed", event.customer_id, event_id=event.id)
-    return Recorded(event, current)
+    if confirmation is not None and confirmation.message_id is not None:
+        announce()
+    return Recorded(event, current, confirmation)
 
 
 async def do_confirm_consent(

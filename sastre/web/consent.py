@@ -27,6 +27,7 @@ from sastre.operations import (
     do_record_consent,
     do_update_preferences,
 )
+from sastre.operations.outreach import Outreach
 from sastre.web.auth import require
 from sastre.web.customers import customer_id_of, validated
 from sastre.web.errors import ApiError, read_json_object
@@ -165,11 +166,15 @@ async def add_consent(request: web.Request) -> web.Response:
         evidence={**body.evidence, "recorded_via": _request_facts(request)},
         topic=body.topic,
         occurred_at=body.occurred_at,
+        outreach=Outreach.from_settings(request.app[SETTINGS]),
     )
+    confirmation = recorded.confirmation
     return web.json_response(
         {
             "event": event_view(recorded.event, full_evidence=evidence),
             "consents": [_state_view(s, e, evidence=evidence) for s, e in recorded.current],
+            # A double opt-in grant: the request to confirm it, queued (or why not).
+            "confirmation": None if confirmation is None else confirmation.to_json(),
         },
         status=201,
     )
