@@ -35,6 +35,8 @@ from email.utils import getaddresses, parsedate_to_datetime
 from inscriptis import get_text
 from mailparser_reply import EmailReplyParser
 
+from channels.email.signature import strip_signature
+
 __all__ = [
     "MAX_ID",
     "Attachment",
@@ -169,7 +171,7 @@ def _parse(raw: bytes, *, keep_attachments: bool) -> ParsedEmail:
         in_reply_to=_first_id(_header(message, "In-Reply-To", defects)),
         references=message_ids(_header(message, "References", defects) or ""),
         text=text,
-        reply=latest_reply(text),
+        reply=latest_reply(text, sender_name=sender_name),
         from_html=from_html,
         attachments=attachments,
         auto=auto_reason(message) or ("delivery report" if bounces else None),
@@ -319,20 +321,23 @@ def html_to_text(html: str) -> str:
     return str(get_text(html)).strip("\n") + "\n"
 
 
-def latest_reply(text: str) -> str:
+def latest_reply(text: str, *, sender_name: str | None = None) -> str:
     """The newest reply in a message: without the quoted thread and the signature.
 
     mail-parser-reply finds the clients' "On ... wrote:" / "El ... escribió:" lines and Outlook's
-    "From:/De:" blocks. A block of "> " lines at the end is the thread too, whatever line
-    introduced it (Gmail in Spanish writes "escribió:" after one space, which the library's
-    pattern misses). Nothing left: the whole text, so the bot never reads an empty message."""
+    "From:/De:" blocks, and signatures that announce themselves ("-- ", "Saludos,"). A block of
+    "> " lines at the end is the thread too, whatever line introduced it (Gmail in Spanish writes
+    "escribió:" after one space, which the library's pattern misses); a trailing name-and-contact
+    block with no sign-off is a signature too (`channels.email.signature`, which knows the
+    sender's name). Nothing left: the whole text, so the bot never reads an empty message."""
     unquoted = _TRAILING_QUOTE.sub("", "\n" + text.rstrip()).strip()
     try:
         parsed = _REPLY_PARSER.read(unquoted)
         reply = parsed.replies[0].body if parsed.replies else ""
     except Exception:  # a pathological body: the library's regexes are not ours to trust
         reply = ""
-    return reply.strip() or unquoted or text.strip()
+    newest = reply.strip() or unquoted or text.strip()
+    return strip_signature(newest, sender_name)
 
 
 def auto_reason(message: Message) -> str | None:
