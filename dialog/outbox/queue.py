@@ -202,10 +202,12 @@ _START = (
         updated_at=bindparam("now"),
     )
 )
+# A row nobody holds is `queued` (with the time it is due), whatever it went through before:
+# `sending` means a worker holds it and a call may be in flight (see states.py).
 _HOLD = (
     update(outbox_table)
-    .where(_o.message_id == bindparam("id"))
-    .values(due_at=bindparam("at"), claimed_by=None)
+    .where(_o.message_id == bindparam("id"), text(PENDING_ONLY))
+    .values(state=DeliveryState.QUEUED.value, due_at=bindparam("at"), claimed_by=None)
 )
 _REVOKED = select(
     consent_state_table.c.customer_id, consent_state_table.c.channel, consent_state_table.c.purpose
@@ -358,6 +360,7 @@ _RETRY = (
     update(outbox_table)
     .where(_o.message_id == bindparam("id"), _STILL_PENDING)
     .values(
+        state=DeliveryState.QUEUED.value,  # waiting for its next attempt, held by nobody
         due_at=bindparam("at"),
         claimed_by=None,
         error_code=bindparam("code"),

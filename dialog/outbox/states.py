@@ -1,12 +1,15 @@
-"""Delivery states and the one rule about them: they never move backwards.
+"""Delivery states and the one rule about them: once a provider has it, they never move back.
 
-    queued → sending → sent → delivered → read
+    queued ⇄ sending → sent → delivered → read
                  ↘        ↘          (failed, undelivered: terminal)
 
 A provider's status callbacks arrive out of order (a `sent` after the `delivered`), twice, or
 late after a `failed`; each is judged against what is stored, and only a step forward is taken.
-A retry does not go back to `queued`: the message stays `sending` (still being delivered) with
-its next attempt's time. Pure: no database.
+`sending` means a worker holds the row and its call may be in flight. A row the worker gives
+back without a provider having taken it (an attempt that failed and waits for its retry, a worker
+stopping) is `queued` again, with the time it is due (`due_at`) and the last attempt's error:
+nothing left our hands, and no provider's report can be about it (it has no provider id yet).
+Pure: no database.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ async def test_a_round_settles_many_results_at_once(sessionmaker: SessionMaker) 
     assert await Worker(sessionmaker, {ChannelName.SMS: fake}).round() == 3
     async with sessionmaker() as session:
         states = sorted((await session.scalars(select(OutboxEntry.state))).all())
-    assert states == ["failed", "sending", "sent"]
+    assert states == ["failed", "queued", "sent"]  # the retry waits, held by nobody
 
 
 async def test_a_retryable_failure_waits_at_least_its_retry_after(
@@ -76,7 +76,7 @@ async def test_a_retryable_failure_waits_at_least_its_retry_after(
     worker = Worker(sessionmaker, {ChannelName.SMS: fake}, jitter=lambda: 0.0)
     assert await worker.drain() == 1
     row = await entry(sessionmaker)
-    assert (row.state, row.error_code) == ("sending", "429")
+    assert (row.state, row.error_code) == ("queued", "429")
     assert row.due_at - row.updated_at >= timedelta(seconds=119)  # minus the time to settle
     later = Worker(
         sessionmaker, {ChannelName.SMS: fake}, clock=lambda: row.due_at + timedelta(seconds=1)
