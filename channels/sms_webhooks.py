@@ -21,6 +21,7 @@ from typing import Final
 from twilio.request_validator import RequestValidator, compare
 
 from channels.base import ChannelName, InboundMessage
+from channels.sms_senders import read_sender
 
 __all__ = [
     "EMPTY_TWIML",
@@ -139,6 +140,8 @@ def parse_inbound(form: Form) -> InboundMessage:
     the attachments, by URL (Twilio keeps them until deleted), their types in the metadata."""
     sid = _sid(form)
     sender = _required(form, "From")
+    if (read := read_sender(sender)).refused:  # another channel's address (whatsapp:): no SMS
+        raise MalformedWebhook("From", f"{read.address!r} {read.reason}")
     attachments, types = _media(form)
     metadata = {name: value for name in _EXTRAS if (value := (form.get(name) or "").strip())}
     metadata.update(types)

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from channels.sms_senders import MAX_SENDER, SenderKind, read_sender
+from channels.sms_webhooks import MalformedWebhook, parse_inbound
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,16 @@ def test_any_channel_prefix_is_refused_as_not_an_sms(channel: str, number: str) 
 @given(st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True))
 def test_an_e164_shaped_sender_is_a_number_to_normalise(raw: str) -> None:
     assert read_sender(raw).answerable
+
+
+def test_the_webhook_form_from_another_channel_is_refused_naming_from() -> None:
+    form = {"MessageSid": "SM" + "a1" * 16, "From": "whatsapp:+12136116957", "Body": "hi"}
+    with pytest.raises(MalformedWebhook) as refused:
+        parse_inbound(form)
+    assert refused.value.field == "From"
+    assert "whatsapp" in refused.value.reason
+
+
+def test_a_short_code_s_form_is_parsed_as_written() -> None:
+    form = {"MessageSid": "SM" + "a1" * 16, "From": "22395", "Body": "Your code is 1234"}
+    assert parse_inbound(form).address == "22395"

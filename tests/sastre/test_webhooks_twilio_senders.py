@@ -87,6 +87,7 @@ async def test_another_channel_s_address_is_refused_as_not_an_sms(
     answer = await post(twilio_client, INBOUND, sms("hi", 1, sender=sender))
     assert answer.status == 400
     body = await answer.json()
+    assert body["detail"]["field"] == "From"
     assert "takes SMS and MMS only" in body["detail"]["reason"]
     assert await stored_in(sessionmaker) == []
     assert await outbox_size(sessionmaker) == 0
