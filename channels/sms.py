@@ -221,7 +221,8 @@ class TwilioSms:
         # The library's own session would cap the pool at aiohttp's default (100 connections,
         # whatever the concurrency): ours holds one per send in flight, kept alive.
         inner.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
+            connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections),
+            cookie_jar=aiohttp.DummyCookieJar(),  # the API sets none; filtering them costs
         )
         self._http = _NotingHttpClient(inner)
         self._connections = connections
