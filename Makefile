@@ -24,7 +24,8 @@ bench-sms:
 	$(PYTHON) -m bench.sms_inbound $(ARGS)
 
 bench-outbox:
-	$(PYTHON) -m bench.outbox_drain $(ARGS)
+	$(PYTHON) -m bench.outbox_drain --database postgresql $(ARGS)
+	$(PYTHON) -m bench.outbox_drain --database sqlite $(ARGS)
 
 test:
 	bash scripts/test.sh $(ARGS)

@@ -1,20 +1,27 @@
 """Benchmark: how fast workers drain the outbox through the real adapters to local provider fakes.
 
     .venv/bin/python -m bench.outbox_drain [--messages 100000] [--database postgresql|sqlite]
-        [--channels sms,email,mixed] [--senders real|fake] [--workers 2] [--concurrency 256]
-        [--ceiling-messages 10000]
+        [--channels sms,email,mixed] [--senders real|fake] [--processes N] [--workers 1]
+        [--concurrency C] [--smtp-connections 64] [--ceiling-messages 10000]
 
 For each of `--channels` (SMS only, e-mail only, both alternating) it queues N outbound
-messages (rows written in bulk, as many inbound batches would), then runs workers (each its own
-claim → calls → results rounds, as `sastre worker` does, rate limits off) until the outbox is
-empty, and checks that every row is `sent` and that the fake took as many.
+messages (rows written in bulk, as many inbound batches would), then runs workers until the
+outbox is empty, and checks that every row is `sent` and that the fake took as many. The
+workers run as `sastre worker` runs them, rate limits off: each `--processes` is a process of
+its own (2 on PostgreSQL, whose claims they share; 1 on SQLite), with `--workers` workers of
+`--concurrency` calls in flight each (512 in all by default), all started together.
 
 `--senders real` (the default) sends through the senders `sastre worker` builds from its settings
-(`TwilioSms` through the twilio library's async client; `SmtpEmail` through aiosmtplib) over
-127.0.0.1 to the fake Twilio REST API and an aiosmtpd peer, each in a process of its own
-(bench.peers). Beside each figure, the fake's own ceiling with no database and as many sends in
-flight: driven by the client library alone, and by our adapter alone (bench.provider_ceiling).
-`--senders fake` uses in-process `FakeSender`s instead: the outbox's own cost, nothing sent.
+(`TwilioSms` through the twilio library's async client; `SmtpEmail` through aiosmtplib, over
+`--smtp-connections` connections per process) over 127.0.0.1 to the fake Twilio REST API and an
+aiosmtpd peer, each in a process of its own (bench.peers). Beside each figure, the fake's own
+ceiling with no database and as many sends in flight: driven by the client library alone, and
+by our adapter alone (bench.provider_ceiling). `--senders fake` uses in-process `FakeSender`s
+instead: the outbox's own cost, nothing sent.
+
+The machine is shared, so each figure comes with the CPU milliseconds per message of the
+worker processes, of PostgreSQL's server processes and of the fake: what the run costs,
+whatever else the machine was doing.
 
 PostgreSQL is a throwaway server started for the run (as the test suite does) unless
 SASTRE_TEST_POSTGRES_URL names one. Target (issue #10): >= 2,000 messages/s on PostgreSQL.
@@ -354,15 +361,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--channels", default="sms,email,mixed", help="comma-separated")
     parser.add_argument("--senders", choices=("real", "fake"), default="real")
-    parser.add_argument("--processes", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="worker processes (`sastre worker`s); default 2 on PostgreSQL, 1 on SQLite",
+    )
     parser.add_argument("--workers", type=int, default=1, help="workers per process")
-    parser.add_argument("--concurrency", type=int, default=512, help="calls in flight per worker")
+    parser.add_argument(
+        "--concurrency", type=int, help="calls in flight per worker; default 512 in all"
+    )
     parser.add_argument("--ceiling-messages", type=int, default=10_000)
     parser.add_argument(
         "--smtp-connections", type=int, default=64, help="SASTRE_SMTP_CONNECTIONS for the run"
     )
     args = parser.parse_args(argv)
     args.channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    # Several `sastre worker`s share PostgreSQL's claims (SKIP LOCKED); on SQLite they would
+    # only take turns at its one write lock.
+    if args.processes is None:
+        args.processes = 2 if args.database == "postgresql" else 1
+    if args.concurrency is None:
+        args.concurrency = max(1, 512 // (args.processes * args.workers))
     for name in args.channels:
         if name not in SCENARIOS:
             parser.error(f"unknown channel mix {name!r}: use {', '.join(SCENARIOS)}")
