@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +33,8 @@ SENDERS: dict[str, Any] = {
     "email_from": "Tienda <hola@tienda.example>",
 }
 Auth = Callable[..., dict[str, str]]
+EMAIL_FIXTURES = Path(__file__).parents[1] / "channels" / "fixtures" / "email"
+EMAIL_TOKEN = "inbound-email-token-for-tests-0123"
 
 
 @pytest.fixture
@@ -197,6 +200,10 @@ def _anytime(settings: Settings, **update: Any) -> Settings:
     return settings.model_copy(update=changes)
 
 
+def _a_day_ahead() -> datetime:
+    return utcnow() + timedelta(days=1)
+
+
 async def _drain_email(sessionmaker: SessionMaker) -> list[Any]:
     """Send what is queued by e-mail through `SmtpEmail` to a local SMTP server; what it got."""
     async with smtp_peer() as peer:
@@ -208,7 +215,9 @@ async def _drain_email(sessionmaker: SessionMaker) -> list[Any]:
             unsubscribe_mailto="baja@tienda.example",
         )
         async with smtp:
-            await Worker(sessionmaker, {ChannelName.EMAIL: smtp}).drain()
+            # A day ahead: whatever the contact policy deferred to the morning is due by then.
+            later = Worker(sessionmaker, {ChannelName.EMAIL: smtp}, clock=_a_day_ahead)
+            await later.drain()
     return [received.message for received in peer.received]
 
 
@@ -455,3 +464,29 @@ async def test_the_outbox_is_paged_and_a_bad_limit_is_a_400(
     response = await client.get("/api/outbox?state=failed&cursor=nonsense", headers=auth())
     assert response.status == 400
     assert (await response.json())["detail"][0]["field"] == "cursor"
+
+
+async def test_a_staff_email_without_subject_continues_the_customers_thread(
+    aiohttp_client: ClientFactory, settings: Settings, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    inbound = _anytime(settings, inbound_email_token=SecretStr(EMAIL_TOKEN))
+    client = await aiohttp_client(create_app(inbound))
+    received = await client.post(
+        "/webhooks/email",
+        data=(EMAIL_FIXTURES / "gmail_reply_en.eml").read_bytes(),
+        headers={"Authorization": f"Bearer {EMAIL_TOKEN}", "Content-Type": "message/rfc822"},
+    )
+    shown = await client.get(
+        f"/api/messages/{(await received.json())['message_id']}", headers=auth()
+    )
+    customer = (await shown.json())["customer_id"]
+    status, body = await _send(
+        client, auth, customer_id=customer, text="A person here.", purpose="service"
+    )
+    assert (status, body["channel"]) == (202, "email")
+    sent = await _drain_email(sessionmaker)
+    (staff,) = [m for m in sent if "A person here." in str(m.get_body(("plain",)))]
+    replied = "<CAJx8Zk1Gm4iLrEpLyEn+abcdef0123456789@mail.example.com>"
+    assert staff["Subject"] == "Re: Your return"
+    assert staff["In-Reply-To"] == replied
+    assert replied in staff["References"].split()

@@ -79,7 +79,8 @@ async def test_an_email_grant_sends_the_confirmation_link_and_the_link_confirms(
             assert await Worker(sessionmaker, {ChannelName.EMAIL: smtp}).drain() == 1
     mail = peer.received[0].message
     plain, html = mail.get_body(("plain",)), mail.get_body(("html",))
-    assert plain is not None and html is not None
+    assert plain is not None
+    assert html is not None
     link = re.search(r"https://\S+/c/\S+", plain.get_content())
     assert link is not None
     assert f'href="{link.group()}"' in html.get_content()
