@@ -275,9 +275,10 @@ class SmtpEmail:
         async with self._slots:
             client = await self._client()
             try:
-                await client.send_message(
-                    email, sender=self._envelope_from, recipients=[message.address]
-                )
+                async with asyncio.timeout(self._timeout):
+                    await client.send_message(
+                        email, sender=self._envelope_from, recipients=[message.address]
+                    )
             except aiosmtplib.SMTPRecipientsRefused as error:
                 await self._reset(client)
                 raise _failure(error) from error
@@ -287,6 +288,12 @@ class SmtpEmail:
                 else:
                     await self._reset(client)
                 raise _failure(error) from error
+            except TimeoutError as error:  # mid-conversation: the connection is of no more use
+                self._open.discard(client)
+                client.close()
+                raise DeliveryFailed(
+                    f"the SMTP server did not answer within {self._timeout:g} s", retryable=True
+                ) from error
             except (aiosmtplib.SMTPException, OSError) as error:
                 await self._drop(client)
                 raise _failure(error) from error
@@ -314,13 +321,17 @@ class SmtpEmail:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError) as error:
             raise _failure(error) from error
+        # From here each send is timed as a whole (one timer), not each of its four commands
+        # (a timer apiece, a tenth of the client's work).
+        client.timeout = None
         self._open.add(client)
         return client
 
     async def _reset(self, client: aiosmtplib.SMTP) -> None:
         """A refused message leaves the connection usable after RSET."""
         try:
-            await client.rset()
+            async with asyncio.timeout(self._timeout):
+                await client.rset()
         except (aiosmtplib.SMTPException, OSError):
             await self._drop(client)
             return
@@ -330,6 +341,7 @@ class SmtpEmail:
         self._open.discard(client)
         try:
             if client.is_connected:
-                await client.quit()
+                async with asyncio.timeout(self._timeout):
+                    await client.quit()
         except (aiosmtplib.SMTPException, OSError):
             client.close()

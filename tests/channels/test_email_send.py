@@ -3,6 +3,7 @@ DeliveryFailed (4xx and connection errors may be retried, 5xx not)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -172,6 +173,21 @@ async def test_a_dropped_connection_is_replaced() -> None:
         "<sastre.1@tienda.example>",
         "<sastre.3@tienda.example>",
     ]
+    assert peer.connections == 2
+
+
+async def test_a_server_that_stops_answering_is_retryable_and_its_connection_replaced() -> None:
+    async with smtp_peer() as peer, sender_for(peer, connections=1, timeout=0.3) as smtp:
+        stall = peer.stall = asyncio.Event()  # DATA is not answered
+        with pytest.raises(DeliveryFailed) as failed:
+            await smtp.send(email(reference="1"))
+        peer.stall = None
+        stall.set()  # the abandoned conversation's handler ends
+        await smtp.send(email(reference="2"))
+    assert failed.value.retryable
+    assert "did not answer within 0.3 s" in failed.value.reason
+    # The stalled one may have reached the server after all (hence retryable, not failed).
+    assert "<sastre.2@tienda.example>" in [r.message["Message-ID"] for r in peer.received]
     assert peer.connections == 2
 
 

@@ -66,6 +66,7 @@ class SmtpPeer:
     connections: int = 0
     accepted: int = 0
     keep: bool = True
+    stall: asyncio.Event | None = None  # when given, DATA is answered only once it is set
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -76,6 +77,8 @@ class SmtpPeer:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.stall is not None:
+            await self.stall.wait()
         if self.data_answers:
             return self.data_answers.popleft()
         content = envelope.original_content or b""
