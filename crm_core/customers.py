@@ -11,9 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import Row, and_, bindparam, delete, insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.base import Executable
 
 from crm_core.identities import normalise
 from crm_core.models import (
@@ -148,52 +150,67 @@ class Lead:
     language: str | None = None
 
 
-_NEW_CUSTOMERS = insert(customers_table).returning(customers_table.c.id)
-_NEW_IDENTITIES = insert(identities_table)
+_NEW_CUSTOMERS = insert(customers_table).returning(*customers_table.c)
+_ORPHANS = delete(customers_table).where(customers_table.c.id.in_(bindparam("ids", expanding=True)))
 
 
-async def create_leads(session: AsyncSession, leads: Sequence[Lead]) -> int:
-    """A lead for each address nobody holds, in a few statements however many there are (a
-    burst of first messages); returns how many were created. An address someone holds (a
-    merged record's survivor, say) is left to `resolve`.
+def _new_identities(dialect: str) -> Executable:
+    """INSERT ... ON CONFLICT DO NOTHING: an address someone holds by now is skipped, not an
+    error that would abort the caller's transaction; the rows that come back are the new ones."""
+    identities = identities_table
+    made = postgresql.insert(identities) if dialect == "postgresql" else sqlite.insert(identities)
+    return made.on_conflict_do_nothing(
+        index_elements=[identities.c.kind, identities.c.value]
+    ).returning(identities.c.kind, identities.c.value)
+
+
+_NEW_IDENTITIES = {name: _new_identities(name) for name in ("sqlite", "postgresql")}
+
+
+async def create_leads(
+    session: AsyncSession, leads: Sequence[Lead]
+) -> dict[tuple[str, str], Row[Any]]:
+    """A lead for each address nobody holds, in two statements however many there are (a burst
+    of first messages); returns the customers rows created, as stored, by (kind, value). An
+    address someone holds (a merged record's survivor, or another process's lead created
+    meanwhile) is left to `resolve`.
 
     What `resolve` does for one address, for many at once: the same rows, in one INSERT for the
     customers and one for their identities. The new customers differ only by language, so the
-    ids an INSERT returns (in no promised order) are handed out within a language. Two processes
-    creating the same address race on the identity's key: the savepoint is rolled back, nothing
-    is created, and `resolve` settles each address as usual (raises only other errors)."""
+    ids an INSERT returns (in no promised order) are handed out within a language. An identity
+    that someone holds is skipped, and the customer made for it deleted (nothing refers to it)."""
     unique: dict[tuple[str, str], Lead] = {}
     for lead in leads:
         unique.setdefault((lead.kind, lead.value), lead)  # an address twice: the first says how
-    owners = await _identity_owners(session, unique)
-    wanted = [lead for key, lead in unique.items() if key not in owners]
-    if not wanted:
-        return 0
+    if not unique:
+        return {}
     by_language: dict[str | None, list[Lead]] = {}
-    for lead in wanted:
+    for lead in unique.values():
         by_language.setdefault(lead.language, []).append(lead)
     now = utcnow()
-    try:
-        async with session.begin_nested():
-            identities: list[dict[str, Any]] = []
-            for language, group in by_language.items():
-                row = {"status": CustomerStatus.LEAD.value, "language": language}
-                rows = [{**row, "created_at": now, "updated_at": now} for _ in group]
-                ids = (await session.scalars(_NEW_CUSTOMERS, rows)).all()
-                identities += [
-                    {
-                        "kind": lead.kind,
-                        "value": lead.value,
-                        "customer_id": customer_id,
-                        "verified": lead.verified,
-                        "created_at": now,
-                    }
-                    for lead, customer_id in zip(group, ids, strict=True)
-                ]
-            await session.execute(_NEW_IDENTITIES, identities)
-    except IntegrityError:
-        return 0
-    return len(wanted)
+    identities: list[dict[str, Any]] = []
+    made: dict[tuple[str, str], Row[Any]] = {}
+    for language, group in by_language.items():
+        row = {"status": CustomerStatus.LEAD.value, "language": language}
+        rows = [{**row, "created_at": now, "updated_at": now} for _ in group]
+        stored = (await session.execute(_NEW_CUSTOMERS, rows if len(rows) > 1 else rows[0])).all()
+        for lead, customer in zip(group, stored, strict=True):
+            made[(lead.kind, lead.value)] = customer
+            identities.append(
+                {
+                    "kind": lead.kind,
+                    "value": lead.value,
+                    "customer_id": customer.id,
+                    "verified": lead.verified,
+                    "created_at": now,
+                }
+            )
+    statement = _NEW_IDENTITIES[session.get_bind().dialect.name]
+    taken = await session.execute(statement, identities if len(identities) > 1 else identities[0])
+    created = {(row.kind, row.value) for row in taken}
+    if orphans := [customer.id for key, customer in made.items() if key not in created]:
+        await session.execute(_ORPHANS, {"ids": orphans})
+    return {key: customer for key, customer in made.items() if key in created}
 
 
 async def attach_identity(

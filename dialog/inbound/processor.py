@@ -182,8 +182,8 @@ class InboundProcessor:
         a bot outside the database (their messages stored, each awaiting it in a row)."""
         contexts = await sql.load_contexts(session, batch)
         first = [p for p in batch if (p.kind.value, p.sender) not in contexts]
-        if first and await self._steps.create_leads(session, first):
-            contexts.update(await sql.load_contexts(session, first))
+        if first:
+            contexts.update(await self._steps.create_leads(session, first))
         turns: list[tuple[Pending, Context]] = []
         later: Later = []
         customers: set[int] = set()

@@ -52,6 +52,7 @@ from dialog.inbound.work import Context, Pending, Work
 from dialog.media import writing_channels
 from dialog.models import (
     INBOUND_ONLY,
+    OPEN_STATES,
     ConversationState,
     Direction,
     awaiting_bot_table,
@@ -178,10 +179,27 @@ _CONTEXT_BY_CUSTOMER = {name: _context_query(name, by_identity=False) for name i
 _STORE_INBOUND = {name: _store_inbound_statement(name) for name in DIALECTS}
 _CONVERSATIONS = {name: _conversations_query(name) for name in DIALECTS}
 _OPEN_CONVERSATION = insert(conversations_table).returning(conversations_table.c.id)
-# Matched back by customer (one opening each), for the same reason as the replies below.
-_OPEN_CONVERSATIONS = insert(conversations_table).returning(
-    conversations_table.c.id, conversations_table.c.customer_id
-)
+
+
+def _open_conversations_statement(dialect: str) -> Executable:
+    """INSERT ... ON CONFLICT DO NOTHING on the one-open-conversation-per-customer index: a
+    customer whose conversation another process has just opened is skipped, not an error that
+    would abort the batch's transaction. Matched back by customer (one opening each), for the
+    same reason as the replies below."""
+    conversations = conversations_table
+    target: dict[str, Any] = {
+        "index_elements": [conversations.c.customer_id],
+        "index_where": text(OPEN_STATES),  # the partial unique index's own predicate
+    }
+    returning = (conversations.c.id, conversations.c.customer_id)
+    if dialect == "postgresql":
+        return (
+            postgresql.insert(conversations).on_conflict_do_nothing(**target).returning(*returning)
+        )
+    return sqlite.insert(conversations).on_conflict_do_nothing(**target).returning(*returning)
+
+
+_OPEN_CONVERSATIONS = {name: _open_conversations_statement(name) for name in DIALECTS}
 # Matched back by provider id: asking for the rows in parameter order would make SQLite insert
 # them one statement at a time.
 _STORE_REPLIES = insert(messages_table).returning(messages_table.c.id, messages_table.c.provider_id)
@@ -294,9 +312,10 @@ async def open_conversations(
     session: AsyncSession, openings: Sequence[tuple[int, ConversationFacts]]
 ) -> dict[int, int]:
     """A conversation for each (customer id, opening), in one INSERT: their ids by customer.
-    One opening per customer (the partial unique index allows one open conversation)."""
+    One opening per customer; a customer who has an open conversation by now is left out."""
     rows = [_opening_row(customer_id, opening) for customer_id, opening in openings]
-    opened = await session.execute(_OPEN_CONVERSATIONS, rows if len(rows) > 1 else rows[0])
+    statement = _OPEN_CONVERSATIONS[_dialect(session)]
+    opened = await session.execute(statement, rows if len(rows) > 1 else rows[0])
     return {row.customer_id: row.id for row in opened}
 
 

@@ -19,7 +19,7 @@ from dialog.inbound import sql
 from dialog.inbound.work import Context, Pending, Work
 from dialog.media import bot_part
 from dialog.models import ConversationState
-from dialog.turns import BotTurn, ConversationFacts, Turn
+from dialog.turns import BotTurn, ConversationFacts, CustomerFacts, Turn
 
 __all__ = ["TurnSteps"]
 
@@ -48,9 +48,12 @@ class TurnSteps:
         assert context is not None  # resolve has just found or created them
         return context
 
-    async def create_leads(self, session: AsyncSession, first: Sequence[Pending]) -> bool:
+    async def create_leads(
+        self, session: AsyncSession, first: Sequence[Pending]
+    ) -> dict[tuple[str, str], Context]:
         """Messages from addresses no customer holds: a lead for each, created together (a
-        burst of first messages costs a few statements, not a few each). Whether any was."""
+        burst of first messages costs two statements, not a few each). Their contexts by
+        (kind, address): just created, so no conversation and no consent recorded yet."""
         leads = [
             Lead(
                 pending.kind.value,
@@ -60,7 +63,22 @@ class TurnSteps:
             )
             for pending in first
         ]
-        return await create_leads(session, leads) > 0
+        created = await create_leads(session, leads)
+        return {
+            key: Context(
+                CustomerFacts(
+                    id=row.id,
+                    name=row.name,
+                    language=row.language,
+                    timezone=row.timezone,
+                    tier=row.tier,
+                    attributes=row.attributes or {},
+                ),
+                conversation=None,
+                revoked=False,
+            )
+            for key, row in created.items()
+        }
 
     def _opening(self, context: Context, message: InboundMessage) -> ConversationFacts:
         customer = context.customer
@@ -78,26 +96,24 @@ class TurnSteps:
         self, session: AsyncSession, needed: Sequence[tuple[Context, InboundMessage]]
     ) -> None:
         """A new conversation for each customer with none open (one customer once), in one
-        INSERT; each context then holds its own. Another process opening one of them at the
-        same moment: the savepoint is rolled back, and each is opened or found on its own."""
+        INSERT; each context then holds its own. A customer whose conversation another process
+        opened meanwhile is skipped by the INSERT, and joins that one (`conversation`)."""
         if not needed:
             return
         openings = [self._opening(context, message) for context, message in needed]
-        try:
-            async with session.begin_nested():
-                ids = await sql.open_conversations(
-                    session,
-                    [
-                        (context.customer.id, opening)
-                        for (context, _), opening in zip(needed, openings, strict=True)
-                    ],
-                )
-        except IntegrityError:
-            for context, message in needed:
+        ids = await sql.open_conversations(
+            session,
+            [
+                (context.customer.id, opening)
+                for (context, _), opening in zip(needed, openings, strict=True)
+            ],
+        )
+        for (context, message), opening in zip(needed, openings, strict=True):
+            opened = ids.get(context.customer.id)
+            if opened is not None:
+                context.conversation = replace(opening, id=opened)
+            else:
                 context.conversation = await self.conversation(session, context, message)
-            return
-        for (context, _), opening in zip(needed, openings, strict=True):
-            context.conversation = replace(opening, id=ids[context.customer.id])
 
     async def conversation(
         self, session: AsyncSession, context: Context, message: InboundMessage

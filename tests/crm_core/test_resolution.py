@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import func, select
 
-from crm_core import Customer, Identity, IdentityKind, customers, resolve
+from crm_core import Customer, Identity, IdentityKind, resolve
 from crm_core.customers import Lead, create_leads
 from sastre.db import SessionMaker
 
@@ -50,7 +49,13 @@ async def test_create_leads_makes_what_resolve_would_for_the_unheld_addresses(
         Lead(IdentityKind.PHONE.value, "+14155550003", language="fr"),  # twice: the first wins
     ]
     async with sessionmaker.begin() as session:
-        assert await create_leads(session, leads) == 3
+        created = await create_leads(session, leads)
+    assert sorted(created) == [
+        ("email", "ana@example.com"),
+        ("phone", "+14155550002"),
+        ("phone", "+14155550003"),
+    ]
+    assert created[("phone", "+14155550002")].language == "es"
     async with sessionmaker() as session:
         rows = (
             await session.execute(
@@ -59,33 +64,28 @@ async def test_create_leads_makes_what_resolve_would_for_the_unheld_addresses(
                 .order_by(Identity.value)
             )
         ).all()
-        again, created = await resolve(session, IdentityKind.PHONE, "+14155550002", "US")
+        again, created_now = await resolve(session, IdentityKind.PHONE, "+14155550002", "US")
     assert [tuple(row) for row in rows] == [
         ("+14155550001", False, None, "lead"),
         ("+14155550002", False, "es", "lead"),
         ("+14155550003", False, None, "lead"),
         ("ana@example.com", True, "es", "lead"),
     ]
-    assert len({held.id, again.id}) == 2
-    assert not created
+    assert (again.id, created_now) == (created[("phone", "+14155550002")].id, False)
+    assert held.id != again.id
 
 
-async def test_create_leads_leaves_an_address_taken_meanwhile_to_resolve(
-    sessionmaker: SessionMaker, monkeypatch: pytest.MonkeyPatch
+async def test_create_leads_leaves_a_held_address_alone_and_no_customer_for_it(
+    sessionmaker: SessionMaker,
 ) -> None:
-    # Another process created the lead between the look-up and the insert: nothing is created
-    # (not even the other addresses' customers), and the transaction goes on.
+    # Held already, or by another process's lead created meanwhile: skipped, the transaction
+    # goes on, and no customer is left without an identity.
     async with sessionmaker.begin() as session:
-        await resolve(session, IdentityKind.PHONE, "+14155550001", "US")
-
-    async def nobody(*_: object) -> dict[tuple[str, str], int]:
-        return {}
-
-    monkeypatch.setattr(customers, "_identity_owners", nobody)
+        held, _ = await resolve(session, IdentityKind.PHONE, "+14155550001", "US")
     leads = [Lead(IdentityKind.PHONE.value, v) for v in ("+14155550002", "+14155550001")]
     async with sessionmaker.begin() as session:
-        assert await create_leads(session, leads) == 0
-        again, created = await resolve(session, IdentityKind.PHONE, "+14155550002", "US")
-    assert created
+        assert list(await create_leads(session, leads)) == [("phone", "+14155550002")]
+        again, created = await resolve(session, IdentityKind.PHONE, "+14155550001", "US")
+    assert (again.id, created) == (held.id, False)
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Customer)) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import event, func, select
@@ -17,10 +18,12 @@ from typing_extensions import override
 from channels.base import ChannelName, InboundMessage
 from consent.ledger import consent_history
 from consent.replies import Brand
-from crm_core.customers import upsert_customer
-from crm_core.models import Interaction
+from crm_core.customers import resolve, upsert_customer
+from crm_core.models import IdentityKind, Interaction
 from crm_core.records import parse_customer
 from dialog.inbound import BOT_TIMEOUT, InboundProcessor
+from dialog.inbound.sql import load_context
+from dialog.inbound.steps import TurnSteps
 from dialog.media import medium
 from dialog.models import AwaitingBot, Conversation, Message
 from dialog.turns import Bot, BotTurn, InboundResult, Turn
@@ -330,6 +333,31 @@ async def test_first_messages_arriving_together_create_their_customers_together(
     ]
     assert len({r.customer_id for r in results}) == len({r.conversation_id for r in results}) == 8
     assert await count(sessionmaker, Conversation) == 10
+
+
+async def test_a_conversation_opened_meanwhile_by_another_process_is_joined(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    # The batch read no open conversation, but another process opened one before the INSERT:
+    # that customer is skipped by it and the turn goes to the conversation that exists.
+    first = await processor.handle(sms("hi", "+14155550001"))
+    steps = TurnSteps("US", "en", "UTC", Brand("Sastre", "support@example.com"))
+    async with sessionmaker.begin() as session:
+        fresh = await resolve(session, IdentityKind.PHONE, "+14155550002", "US")
+        contexts = [
+            await load_context(session, customer_id, "sms")
+            for customer_id in (first.customer_id or 0, fresh[0].id)
+        ]
+        stale = [replace(context, conversation=None) for context in contexts if context]
+        senders = ("+14155550001", "+14155550002")
+        needed = [
+            (context, sms("again", sender)) for context, sender in zip(stale, senders, strict=True)
+        ]
+        await steps.open_conversations(session, needed)
+    assert stale[0].conversation is not None
+    assert stale[0].conversation.id == first.conversation_id
+    assert stale[1].conversation is not None
+    assert await count(sessionmaker, Conversation) == 2
 
 
 class Paced(Answers):
