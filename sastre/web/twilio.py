@@ -13,10 +13,11 @@ A form Twilio would not send is a 400 naming the field. With SMS not configured 
 
 from __future__ import annotations
 
-from typing import Final
+import functools
+from typing import Final, cast
 
 from aiohttp import web
-from multidict import MultiDict
+from multidict import MultiDictProxy
 
 from channels.sms_webhooks import (
     EMPTY_TWIML,
@@ -42,22 +43,27 @@ def webhook_signature(settings: Settings) -> WebhookSignature | None:
     """How Twilio's requests are checked; None when SMS is not configured."""
     if settings.twilio_auth_token is None:
         return None
-    return WebhookSignature(settings.twilio_auth_token.get_secret_value(), settings.external_url)
+    return _signature(settings.twilio_auth_token.get_secret_value(), settings.external_url)
 
 
-async def _signed_form(request: web.Request) -> MultiDict[str]:
+@functools.lru_cache(maxsize=16)
+def _signature(auth_token: str, public_url: str) -> WebhookSignature:
+    # One per configuration, not one per webhook (it is immutable).
+    return WebhookSignature(auth_token, public_url)
+
+
+async def _signed_form(request: web.Request) -> MultiDictProxy[str]:
     """The POSTed form, once its signature is proven; 404 with SMS off, 403 if unsigned."""
-    signature = webhook_signature(request.app[SETTINGS])  # cheap: it only holds the token
+    signature = webhook_signature(request.app[SETTINGS])
     if signature is None:
         raise ApiError(404, "SMS is not configured", "set SASTRE_TWILIO_ACCOUNT_SID")
     if request.content_type != _FORM:
         raise ApiError(415, "unsupported media type", f"Twilio posts {_FORM}")
     posted = await request.post()
-    form: MultiDict[str] = MultiDict()
     for name, value in posted.items():
         if not isinstance(value, str):  # a file upload: not something Twilio sends
             raise ApiError(400, "invalid webhook", {"field": name, "reason": "is not text"})
-        form.add(name, value)
+    form = cast("MultiDictProxy[str]", posted)  # every value is text: checked just above
     if not signature.valid(request.path_qs, form, request.headers.get(SIGNATURE_HEADER)):
         raise ApiError(403, "invalid signature", f"{SIGNATURE_HEADER} does not match")
     return form
