@@ -13,22 +13,25 @@ import contextlib
 import logging
 import multiprocessing
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
 
 from redis.asyncio import Redis
 
 from channels.base import ChannelName, Sender
-from dialog.outbox import listen
+from crm_core.sqltypes import utcnow
+from dialog.outbox import listen, next_due
 from sastre.config import Settings
-from sastre.db import create_engine, reader_for, sessionmaker_for
+from sastre.db import SessionMaker, create_engine, reader_for, sessionmaker_for
 from sastre.worker.backoff import RetryPolicy
 from sastre.worker.loop import Worker
-from sastre.worker.rates import ChannelRates, storage_for
+from sastre.worker.outage import REDIS_ERRORS, Outage
+from sastre.worker.rates import REDIS_TIMEOUT, ChannelRates, storage_for
 
 __all__ = [
     "WAKE_CHANNEL",
     "hear_wakeups",
+    "poll_database",
     "publish_wakeups",
     "run_worker",
     "spawn_worker",
@@ -38,6 +41,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 WAKE_CHANNEL = "sastre:outbox"
+POLL = 0.05  # seconds between looks in the database when no wake-up can come (no Redis)
 
 
 def rates_of(settings: Settings) -> dict[ChannelName, float]:
@@ -50,14 +54,30 @@ def rates_of(settings: Settings) -> dict[ChannelName, float]:
 
 @contextlib.asynccontextmanager
 async def publish_wakeups(redis: Redis | None) -> AsyncIterator[None]:
-    """In a web process: tell the workers of other processes about every commit that queued."""
+    """In a web process: tell the workers of other processes about every commit that queued.
+
+    Redis unreachable loses nothing (the workers poll the database meanwhile): a failed publish
+    is one warning while the outage lasts, not an error per commit, and Redis is tried again
+    only every couple of seconds."""
     if redis is None:
         yield
         return
-    tasks: set[asyncio.Task[object]] = set()
+    tasks: set[asyncio.Task[None]] = set()
+    outage = Outage("worker wake-ups", "the workers look in the database every 50 ms")
+
+    async def publish() -> None:
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT):
+                await redis.publish(WAKE_CHANNEL, b"1")
+        except REDIS_ERRORS as error:  # a timeout is an OSError too
+            outage.failed(error)
+        else:
+            outage.succeeded()
 
     def wake() -> None:
-        task: asyncio.Task[object] = asyncio.ensure_future(redis.publish(WAKE_CHANNEL, b"1"))
+        if not outage.may_try():
+            return
+        task = asyncio.ensure_future(publish())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
@@ -66,26 +86,69 @@ async def publish_wakeups(redis: Redis | None) -> AsyncIterator[None]:
         yield
     finally:
         undo()
+        if tasks:  # the last announcements go out (or fail quietly) before Redis is closed
+            await asyncio.wait(tasks)
 
 
 async def hear_wakeups(
-    redis_url: str, wake: Callable[[], None], subscribed: Callable[[], None] | None = None
+    redis_url: str,
+    wake: Callable[[], None],
+    subscribed: Callable[[], None] | None = None,
+    *,
+    reachable: Callable[[bool], None] | None = None,
+    retry: float = 1.0,
 ) -> None:
     """In a worker's process: call `wake` for every commit another process announced, until
     cancelled. `subscribed` is told once Redis has confirmed the subscription (from then on no
-    announcement is missed)."""
-    client = Redis.from_url(redis_url)
+    announcement is missed). When Redis goes away it subscribes again every `retry` seconds;
+    `reachable(False)` is told when it went, `reachable(True)` once subscribed again (and `wake`
+    then, for what was committed meanwhile)."""
+    client = Redis.from_url(
+        redis_url, socket_connect_timeout=REDIS_TIMEOUT, health_check_interval=30
+    )
+    outage = Outage("worker wake-ups", "this worker looks in the database every 50 ms")
     try:
-        async with client.pubsub() as pubsub:
-            await pubsub.subscribe(WAKE_CHANNEL)
-            async for message in pubsub.listen():
-                kind = message.get("type")
-                if kind == "message":
-                    wake()
-                elif kind == "subscribe" and subscribed is not None:
-                    subscribed()
+        while True:
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(WAKE_CHANNEL)
+                    async for message in pubsub.listen():
+                        kind = message.get("type")
+                        if kind == "message":
+                            wake()
+                        elif kind == "subscribe":
+                            if outage.down:
+                                outage.succeeded()
+                                if reachable is not None:
+                                    reachable(True)
+                                wake()
+                            if subscribed is not None:
+                                subscribed()
+            except REDIS_ERRORS as error:
+                if not outage.down:
+                    outage.failed(error)
+                    if reachable is not None:
+                        reachable(False)
+                await asyncio.sleep(retry)
     finally:
         await client.aclose()
+
+
+async def poll_database(
+    reader: SessionMaker, channels: Sequence[ChannelName], wake: Callable[[], None]
+) -> None:
+    """Wake the worker whenever a row is due, looking every `POLL` seconds, until cancelled: the
+    wake-up while Redis, which carries them between processes, is unreachable (a cheap indexed
+    read that takes no lock)."""
+    while True:
+        await asyncio.sleep(POLL)
+        try:
+            async with reader() as session:
+                due = await next_due(session, channels)
+        except Exception:  # the database's own trouble is the worker's to report
+            continue
+        if due is not None and due <= utcnow():
+            wake()
 
 
 async def run_worker(
@@ -111,12 +174,24 @@ async def run_worker(
             settings.retry_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds
         ),
         admit=rates if rates.limited else None,
-        poll=1.0 if settings.redis_url else 0.05,
+        poll=1.0 if settings.redis_url else POLL,
         on_failure=failure_hooks(settings),
     )
     undo = listen(worker.wake)
+    polling: asyncio.Task[None] | None = None
+
+    def reachable(up: bool) -> None:
+        nonlocal polling
+        if up and polling is not None:
+            polling.cancel()
+            polling = None
+        elif not up and polling is None:
+            polling = asyncio.ensure_future(
+                poll_database(reader_for(engine), list(senders), worker.wake)
+            )
+
     hearing = (
-        asyncio.ensure_future(hear_wakeups(settings.redis_url, worker.wake))
+        asyncio.ensure_future(hear_wakeups(settings.redis_url, worker.wake, reachable=reachable))
         if settings.redis_url
         else None
     )
@@ -124,10 +199,11 @@ async def run_worker(
         await worker.run(stop)
     finally:
         undo()
-        if hearing is not None:
-            hearing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await hearing
+        for task in (hearing, polling):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await close_storage()
         await engine.dispose()
     return worker

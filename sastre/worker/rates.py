@@ -2,12 +2,18 @@
 when Redis is configured (the `limits` library's moving window; its Redis storage is shared).
 
 A row the limit holds back is not claimed: it stays queued, due again when the window has room.
+
+Redis unreachable does not stop the sends: each process limits its own, in memory, until Redis
+answers again (tried every couple of seconds), saying so once each way (`outage`). With several
+processes the channel's rate may then be exceeded up to that many times; a provider that minds
+answers 429 and the retry waits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -17,22 +23,29 @@ from redis.asyncio import ConnectionPool
 from channels.base import ChannelName
 from crm_core.sqltypes import utcnow
 from dialog.outbox import Claimed
+from sastre.worker.outage import REDIS_ERRORS, Outage
 
 __all__ = ["ChannelRates", "storage_for"]
 
 NAMESPACE = "sastre-send"
+REDIS_TIMEOUT = 2.0  # seconds to connect to Redis, or for it to answer
+T = TypeVar("T")
 
 
 def storage_for(redis_url: str | None) -> tuple[Storage, Callable[[], Awaitable[None]]]:
     """Redis when configured (shared by every process), else this process's memory; with the
     function that closes its connections."""
     if redis_url:
-        pool = ConnectionPool.from_url(redis_url)
+        # A claim waits for the limiter: a Redis that stops answering must fail fast.
+        pool = ConnectionPool.from_url(
+            redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
+        )
         scheme, _, rest = redis_url.partition("://")
         storage = RedisStorage(
             f"async+{scheme}://{rest}",
             implementation="redispy",
             connection_pool=pool,  # type: ignore[arg-type]  # passed on to redis-py
+            wrap_exceptions=True,  # its errors as limits' StorageError, whatever the driver
         )
         return storage, pool.aclose
 
@@ -57,8 +70,12 @@ class ChannelRates:
     ) -> None:
         self._namespace = namespace
         self._items = {channel: _item(rate) for channel, rate in rates.items() if rate > 0}
-        self._limiter = MovingWindowRateLimiter(storage)
-        self._storage = storage
+        # Shared: Redis, when configured. Local: this process's memory, alone without Redis, and
+        # the fallback while Redis is unreachable.
+        local = storage if isinstance(storage, MemoryStorage) else MemoryStorage()
+        self._local = MovingWindowRateLimiter(local)
+        self._shared = None if storage is local else MovingWindowRateLimiter(storage)
+        self.outage = Outage("the shared rate limits", "each process limits its own sends")
 
     @property
     def limited(self) -> bool:
@@ -72,14 +89,31 @@ class ChannelRates:
             if item is None:
                 decided.append((row, None))
                 continue
-            if row.channel not in full and await self._limiter.hit(
-                item, self._namespace, row.channel
+            if row.channel not in full and await self._ask(
+                MovingWindowRateLimiter.hit, item, row.channel
             ):
                 decided.append((row, None))
                 continue
             if row.channel not in full:  # the window is full: when does it have room again?
-                stats = await self._limiter.get_window_stats(item, self._namespace, row.channel)
+                stats = await self._ask(MovingWindowRateLimiter.get_window_stats, item, row.channel)
                 reset = datetime.fromtimestamp(stats.reset_time, tz=utcnow().tzinfo)
                 full[row.channel] = max(reset, utcnow() + timedelta(milliseconds=10))
             decided.append((row, full[row.channel]))
         return decided
+
+    async def _ask(
+        self,
+        call: Callable[[MovingWindowRateLimiter, RateLimitItem, str, str], Awaitable[T]],
+        item: RateLimitItem,
+        channel: ChannelName,
+    ) -> T:
+        """The shared limiter's answer, or the local one's while Redis is unreachable."""
+        if self._shared is not None and self.outage.may_try():
+            try:
+                answer = await call(self._shared, item, self._namespace, channel)
+            except REDIS_ERRORS as error:
+                self.outage.failed(error)
+            else:
+                self.outage.succeeded()
+                return answer
+        return await call(self._local, item, self._namespace, channel)
