@@ -3,7 +3,9 @@
 * `backoff`: when a failed send is tried again, or given up (pure);
 * `rates`: messages per second per channel, across workers and processes;
 * `loop`: the worker itself (claim with a lease, send, record, sleep until woken);
-* `process`: a worker as a process of its own (`sastre worker`, or beside `sastre serve`).
+* `process`: a worker as a process of its own (`sastre worker`, or beside `sastre serve`);
+* `supervisor`: the one `sastre serve` and `sastre demo` run, started again if it dies;
+* `outage`: Redis going away and coming back, said once each way (the workers carry on).
 """
 
 from sastre.worker.backoff import RetryPolicy, Verdict, next_attempt
