@@ -3,7 +3,9 @@ server (unless `SASTRE_SERVE_WORKER=0`).
 
 Woken across processes by Redis pub/sub when `SASTRE_REDIS_URL` is set (the web process
 publishes after every commit that queued rows); otherwise it looks every 50 ms, a cheap indexed
-read that takes no lock, so an idle system still hands a reply over within 100 ms.
+read that takes no lock, so an idle system still hands a reply over within 100 ms. While Redis is
+unreachable a worker looks in the database the same way and limits its rate in its own memory
+(`rates`), and says so once when Redis goes and once when it is back (`outage`).
 """
 
 from __future__ import annotations

@@ -147,6 +147,7 @@ class WorkerSupervisor:
         self.starts += 1
         assert process.sentinel is not None
         asyncio.get_running_loop().add_reader(process.sentinel, self._ended, process)
+        log.info("outbox worker started (pid %s)", process.pid)
         self._set("ok")
 
     def _ended(self, process: multiprocessing.process.BaseProcess) -> None:
