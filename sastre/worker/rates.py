@@ -41,6 +41,9 @@ def storage_for(redis_url: str | None) -> tuple[Storage, Callable[[], Awaitable[
             redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
         )
         scheme, _, rest = redis_url.partition("://")
+        # limits picks its storage by scheme only (the pool above is what connects), and it
+        # spells redis-py's `unix://` as `redis+unix://`.
+        scheme = "redis+unix" if scheme == "unix" else scheme
         storage = RedisStorage(
             f"async+{scheme}://{rest}",
             implementation="redispy",

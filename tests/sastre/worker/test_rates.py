@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from limits.aio.storage import RedisStorage
+
 from channels.base import ChannelName
 from dialog.outbox import Claimed
 from sastre.worker.rates import ChannelRates, storage_for
@@ -35,3 +37,12 @@ async def test_rates_in_memory() -> None:
 
 async def test_rates_in_redis(redis_url: str) -> None:
     await _two_workers_share_one_limit(redis_url)
+
+
+async def test_a_redis_url_on_a_unix_socket_is_taken_by_the_shared_limiter() -> None:
+    # redis-py spells it unix://, limits redis+unix://: the worker must start with either.
+    storage, close = storage_for("unix:///tmp/no-such-redis.sock")
+    try:
+        assert isinstance(storage, RedisStorage)
+    finally:
+        await close()
