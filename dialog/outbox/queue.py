@@ -16,6 +16,7 @@ is dropped after a day (`PARKED_FOR`).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from channels.base import ChannelName
 from consent.models import consent_state_table
 from consent.types import ConsentStatus
 from crm_core.models import InteractionKind, interactions_table
-from crm_core.sqltypes import utcnow
+from crm_core.sqltypes import UTCDateTime, utcnow
 from dialog.media import medium
 from dialog.models import messages_table
 from dialog.outbox.models import (
@@ -356,6 +357,20 @@ _SENT_PG = text(
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS text[])) AS v(id, pid) "
     f"WHERE outbox.message_id = v.id AND outbox.{PENDING_ONLY}"
 )
+_ATTEMPTS_PG = text(
+    "INSERT INTO delivery_attempts (message_id, worker, outcome, code, reason, provider_id, at) "
+    "SELECT v.id, :worker, v.outcome, v.code, v.reason, v.pid, :at FROM unnest("
+    "CAST(:ids AS bigint[]), CAST(:outcomes AS text[]), CAST(:codes AS text[]), "
+    "CAST(:reasons AS text[]), CAST(:pids AS text[])) AS v(id, outcome, code, reason, pid)"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+_TIMELINE_PG = text(
+    "INSERT INTO interactions (customer_id, kind, channel, summary, actor, data, occurred_at) "
+    "SELECT v.customer, v.kind, v.channel, v.summary, v.actor, CAST(v.data AS jsonb), v.at "
+    "FROM unnest(CAST(:customers AS bigint[]), CAST(:kinds AS text[]), "
+    "CAST(:channels AS text[]), CAST(:summaries AS text[]), CAST(:actors AS text[]), "
+    "CAST(:data AS text[]), CAST(:ats AS timestamptz[])) "
+    "AS v(customer, kind, channel, summary, actor, data, at)"
+)
 _RETRY = (
     update(outbox_table)
     .where(_o.message_id == bindparam("id"), _STILL_PENDING)
@@ -455,21 +470,37 @@ async def settle(
                 for r in by["failed"]
             ],
         )
-    await session.execute(
-        insert(delivery_attempts_table),
-        [
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    outcomes = ["revoked" if r.code == "revoked" else r.outcome for r in results]
+    if postgresql:
+        await session.execute(
+            _ATTEMPTS_PG,
             {
-                "message_id": r.claimed.message_id,
                 "worker": worker,
-                "outcome": "revoked" if r.code == "revoked" else r.outcome,
-                "code": r.code,
-                "reason": r.reason,
-                "provider_id": r.provider_id,
                 "at": now,
-            }
-            for r in results
-        ],
-    )
+                "ids": [r.claimed.message_id for r in results],
+                "outcomes": outcomes,
+                "codes": [r.code for r in results],
+                "reasons": [r.reason for r in results],
+                "pids": [r.provider_id for r in results],
+            },
+        )
+    else:
+        await session.execute(
+            insert(delivery_attempts_table),
+            [
+                {
+                    "message_id": r.claimed.message_id,
+                    "worker": worker,
+                    "outcome": outcome,
+                    "code": r.code,
+                    "reason": r.reason,
+                    "provider_id": r.provider_id,
+                    "at": now,
+                }
+                for r, outcome in zip(results, outcomes, strict=True)
+            ],
+        )
     timeline = [
         _timeline(
             r.claimed.customer_id,
@@ -483,7 +514,20 @@ async def settle(
         for r in results
         if r.outcome != "retry"
     ]
-    if timeline:
+    if timeline and postgresql:
+        await session.execute(
+            _TIMELINE_PG,
+            {
+                "customers": [t["customer_id"] for t in timeline],
+                "kinds": [t["kind"] for t in timeline],
+                "channels": [t["channel"] for t in timeline],
+                "summaries": [t["summary"] for t in timeline],
+                "actors": [t["actor"] for t in timeline],
+                "data": [json.dumps(t["data"]) for t in timeline],
+                "ats": [t["occurred_at"] for t in timeline],
+            },
+        )
+    elif timeline:
         await session.execute(insert(interactions_table), timeline)
     # Reports that outran this commit (a status callback before the id was saved) go after
     # the `sent` entry, in the order the provider sent them.
