@@ -7,7 +7,8 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import event, select, update
 
 from channels.base import ChannelName, InboundMessage
 from consent.replies import Brand
@@ -15,7 +16,7 @@ from crm_core.models import Interaction
 from crm_core.sqltypes import utcnow
 from dialog.inbound import InboundProcessor
 from dialog.models import Message
-from dialog.outbox import Claimed, Purpose, Result, claim, record_delivery, settle
+from dialog.outbox import Claimed, Purpose, Result, claim, next_due, record_delivery, settle
 from dialog.outbox.models import DeliveryAttempt, OutboxEntry, ParkedReport
 from dialog.outbox.queue import PARKED_FOR
 from sastre.db import SessionMaker
@@ -236,3 +237,35 @@ async def test_a_batch_saving_many_ids_applies_only_the_reports_parked_for_them(
         left = (await session.scalars(select(ParkedReport.provider_id))).all()
     assert states == {"SMb0": "sent", "SMb1": "delivered", "SMb2": "sent"}
     assert left == ["SMother"]
+
+
+async def test_a_claim_walks_the_pending_rows_in_due_order_not_the_whole_channel(
+    sessionmaker: SessionMaker,
+) -> None:
+    """The claim and `next_due` read the partial index of pending rows; on SQLite, with no
+    statistics, the planner took the channel's index and read every row the channel ever had."""
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM outbox" in statement and statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    async with sessionmaker() as session:
+        engine = session.get_bind()  # the driver-level engine under the async one
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans from its statistics; the statement names the index rows")
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        async with sessionmaker.begin() as session:
+            await claim(session, worker="w", channels=ALL, limit=10, lease=timedelta(seconds=30))
+        async with sessionmaker() as session:
+            await next_due(session, ALL)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert len(seen) == 2
+    async with sessionmaker() as session:
+        connection = await session.connection()
+        for statement, parameters in seen:
+            plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            details = " ".join(str(row[-1]) for row in plan)
+            assert "SEARCH outbox USING INDEX ix_outbox_due" in details, details
