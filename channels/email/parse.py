@@ -2,13 +2,17 @@
 
 The stdlib `email` package with policy `default` does the parsing. Around it:
 
-* the body: the text/plain part, else the HTML one turned into text by inscriptis (it writes
-  plain text laid out as a browser would, tables included; html2text writes Markdown and is GPL,
-  which this Apache-licensed project cannot ship). Any charset; a part labelled ISO-8859-1 or
+* the body: the text/plain part, else (none, or a blank one) the HTML one turned into text by
+  inscriptis (it writes plain text laid out as a browser would, tables included; html2text writes
+  Markdown and is GPL, which this Apache-licensed project cannot ship), at most the first
+  `MAX_HTML_CHARS` of it (`channels.email.html`). Any charset; a part labelled ISO-8859-1 or
   US-ASCII is read as Windows-1252, its superset, as browsers do, because mail clients label
   Windows-1252 text that way; a charset nobody knows is read as UTF-8 with replacements;
 * what the bot reads (`reply`): the newest reply, without the quoted thread under it and the
-  signature, in Spanish and English (mail-parser-reply). The full body is kept (`text`);
+  signature, in Spanish and English (mail-parser-reply; in HTML mail the clients' quote markup
+  is cut before the text is made). The full body is kept (`text`);
+* the subject as one line: line breaks folded to spaces, control characters dropped (it is
+  shown to staff and reused in our "Re:", where a line break cannot go in a header);
 * attachments as metadata (name, type, size), their bytes only when the caller keeps them;
 * header values in raw UTF-8 (RFC 6532, what SMTPUTF8 mail carries: `From: josé@ejemplo.es`)
   read as UTF-8 (the stdlib leaves such bytes as surrogate escapes), else as Windows-1252;
@@ -32,9 +36,9 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
-from inscriptis import get_text
 from mailparser_reply import EmailReplyParser
 
+from channels.email.html import MAX_HTML_CHARS, html_text
 from channels.email.signature import strip_signature
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "html_to_text",
     "latest_reply",
     "message_ids",
+    "one_line",
     "parse_email",
 ]
 
@@ -157,21 +162,26 @@ def _parse(raw: bytes, *, keep_attachments: bool) -> ParsedEmail:
     attachments = tuple(_attachments(message, body, keep=keep_attachments))
     for part in _parts(message):
         defects.extend(_defect_name(defect) for defect in part.defects)
-    text = body_text = _part_text(body, defects) if body is not None else ""
+    text = _part_text(body, defects) if body is not None else ""
+    reply_text = text
     if from_html:
-        text = html_to_text(body_text)
+        converted = html_text(text)
+        if converted.truncated:
+            defects.append(f"HTML body of {len(text)} characters: the first {MAX_HTML_CHARS} read")
+        # Layout indents blocks and quotes; the reply finders look at the starts of lines.
+        text, reply_text = converted.text, "\n".join(map(str.lstrip, converted.reply.split("\n")))
     if message_id is None:
         defects.append("no Message-ID")
     return ParsedEmail(
         sender=sender,
         sender_name=sender_name,
-        subject=_header(message, "Subject", defects),
+        subject=one_line(_header(message, "Subject", defects)),
         date=_date(_header(message, "Date", defects)),
         message_id=message_id,
         in_reply_to=_first_id(_header(message, "In-Reply-To", defects)),
         references=message_ids(_header(message, "References", defects) or ""),
         text=text,
-        reply=latest_reply(text, sender_name=sender_name),
+        reply=latest_reply(reply_text, sender_name=sender_name),
         from_html=from_html,
         attachments=attachments,
         auto=auto_reason(message) or ("delivery report" if bounces else None),
@@ -241,6 +251,19 @@ def _header(message: Message, name: str, defects: list[str]) -> str | None:
     return text or None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(value: str | None) -> str | None:
+    """A header value as one line: whitespace runs (line breaks, tabs) folded to one space,
+    control characters dropped. An encoded word may hold a CR/LF the header's own folding
+    did not; in a subject we store, show and answer with "Re:" it must not survive."""
+    if value is None:
+        return None
+    folded = " ".join(_CONTROL.sub(" ", value).split())
+    return folded or None
+
+
 def _sender(message: EmailMessage, defects: list[str]) -> tuple[str | None, str | None]:
     """The From address (the first, if there are several) and the name with it."""
     try:
@@ -278,9 +301,12 @@ def _parts(message: Message) -> Iterator[Message]:
 
 
 def _body(message: EmailMessage, defects: list[str]) -> tuple[EmailMessage | None, bool]:
-    """The part the customer wrote: text/plain if there is one, else the HTML."""
+    """The part the customer wrote: text/plain if there is one with any text in it, else the
+    HTML (some webmail and mobile clients send a blank plain alternative)."""
     try:
         body = message.get_body(preferencelist=("plain", "html"))
+        if body is not None and body.get_content_type() == "text/plain" and _blank(body):
+            body = message.get_body(preferencelist=("html",)) or body
     except Exception as error:
         defects.append(f"unreadable MIME structure: {type(error).__name__}")
         body = None
@@ -300,6 +326,14 @@ def _body(message: EmailMessage, defects: list[str]) -> tuple[EmailMessage | Non
     return body, body.get_content_type() == "text/html"
 
 
+def _blank(part: Message) -> bool:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        return False
+    return isinstance(payload, bytes) and not payload.strip()
+
+
 def _part_text(part: EmailMessage, defects: list[str]) -> str:
     """A text part decoded: its transfer encoding, then its charset (see the module's note)."""
     payload = part.get_payload(decode=True)
@@ -315,10 +349,9 @@ def _part_text(part: EmailMessage, defects: list[str]) -> str:
 
 
 def html_to_text(html: str) -> str:
-    """HTML as a person would read it (scripts and styles dropped, tables laid out)."""
-    if not html.strip():
-        return ""
-    return str(get_text(html)).strip("\n") + "\n"
+    """HTML as a person would read it (scripts and styles dropped, tables laid out), at most
+    its first `MAX_HTML_CHARS` characters."""
+    return html_text(html).text
 
 
 def latest_reply(text: str, *, sender_name: str | None = None) -> str:

@@ -261,3 +261,53 @@ def test_no_header_value_carries_a_surrogate(name: str) -> None:
     parsed = parse_email(raw.encode("utf-8"))
     for value in (parsed.sender, parsed.sender_name, parsed.subject):
         assert value is None or not any("\udc80" <= c <= "\udcff" for c in value)
+
+
+def test_html_gmail_reply_in_spanish_drops_the_quoted_thread() -> None:
+    # The quote asks the reader to answer "BAJA": the bot must never read it as the customer's.
+    parsed = parse_email(raw("gmail_html_es"))
+    assert parsed.from_html
+    assert parsed.reply == "¿Tienen trajes de lino?"
+    assert "escribió" in parsed.text  # the whole body is kept
+
+
+def test_html_outlook_reply_drops_its_header_block_and_what_follows() -> None:
+    parsed = parse_email(raw("outlook_html_es"))
+    assert parsed.reply == "¿Cuál es el horario del sábado?"
+    assert "STOP" in parsed.text
+
+
+def test_html_outlook_desktop_reply_drops_the_bordered_header_and_what_follows() -> None:
+    assert parse_email(raw("outlook_desktop_html")).reply == "Do you do alterations?"
+
+
+def test_html_apple_reply_drops_the_cited_blockquote_and_keeps_what_follows() -> None:
+    reply = parse_email(raw("apple_html")).reply
+    assert "STOP" not in reply
+    assert "wrote" not in reply
+    assert "When does the shop open?" in reply
+    assert "Thanks!" in reply
+
+
+def test_blank_plain_alternative_falls_back_to_the_html() -> None:
+    parsed = parse_email(raw("blank_plain_alternative"))
+    assert parsed.from_html
+    assert parsed.text == "Do you do alterations?\n"
+    assert parsed.reply == "Do you do alterations?"
+
+
+def test_subject_with_an_encoded_line_break_is_one_line() -> None:
+    assert parse_email(raw("subject_crlf")).subject == "hours Bcc: victim@evil.example"
+
+
+def test_a_huge_html_body_is_read_only_so_far() -> None:
+    table = "<table>" + "<tr><td>x</td><td>y</td></tr>" * 120_000 + "</table>"
+    message = (
+        "From: a@example.com\nMessage-ID: <big@example.com>\n"
+        "Content-Type: text/html; charset=utf-8\n\n<p>Do you sell linen?</p>" + table
+    )
+    parsed = parse_email(message.encode())
+    assert parsed.reply.startswith("Do you sell linen?")
+    assert len(parsed.text) < 40_000  # the first MAX_HTML_CHARS of the HTML, not 3.5 MB of it
+    assert "<" not in parsed.text  # cut before a tag, never inside one
+    assert any("HTML body of" in defect for defect in parsed.defects)
