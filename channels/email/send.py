@@ -228,7 +228,8 @@ class SmtpEmail:
         self._username, self._password = username, password
         self._tls = tls
         self._default_subject = default_subject
-        self._unsubscribe_mailto = unsubscribe_mailto
+        # A URI goes in List-Unsubscribe's brackets: the bare address, not "Shop <addr>".
+        self._unsubscribe_mailto = parseaddr(unsubscribe_mailto or "")[1] or None
         self._timeout = timeout
         self._validate_certs = validate_certs
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
@@ -264,13 +265,18 @@ class SmtpEmail:
 
     async def send(self, message: OutboundMessage) -> str:
         """Deliver to the SMTP server; returns our Message-ID (without angle brackets)."""
-        email = build_message(
-            message,
-            sender=self._sender,
-            domain=self._domain,
-            default_subject=self._default_subject,
-            unsubscribe_mailto=self._unsubscribe_mailto,
-        )
+        try:
+            email = build_message(
+                message,
+                sender=self._sender,
+                domain=self._domain,
+                default_subject=self._default_subject,
+                unsubscribe_mailto=self._unsubscribe_mailto,
+            )
+        except (ValueError, TypeError) as error:  # e.g. a line break in a header: no retry helps
+            raise DeliveryFailed(
+                f"the message cannot be built: {error}", retryable=False, code="unbuildable"
+            ) from error
         message_id = str(email["Message-ID"]).strip().strip("<>")
         async with self._slots:
             client = await self._client()

@@ -31,14 +31,14 @@ def email(**fields: object) -> OutboundMessage:
 
 
 def sender_for(peer: SmtpPeer, **options: object) -> SmtpEmail:
+    settings: dict[str, object] = {"unsubscribe_mailto": "baja@tienda.example", **options}
     return SmtpEmail(
         host="127.0.0.1",
         port=peer.port,
         sender=SENDER,
         tls="none",
         default_subject="Tienda",
-        unsubscribe_mailto="baja@tienda.example",
-        **options,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
     )
 
 
@@ -247,3 +247,21 @@ def test_a_header_made_once_is_written_the_same_in_every_message_as_afresh() -> 
         assert str(message_from_bytes(flatten_message(message), policy=default)["Subject"]) == (
             subject
         )
+
+
+async def test_the_unsubscribe_mailto_is_the_bare_address_of_a_named_one() -> None:
+    url = "https://sastre.example.com/u/abc.def"
+    async with smtp_peer() as peer, sender_for(peer, unsubscribe_mailto=SENDER) as smtp:
+        await smtp.send(email(unsubscribe_url=url))
+    assert peer.received[0].message["List-Unsubscribe"] == (
+        f"<{url}>, <mailto:hola@tienda.example?subject=unsubscribe>"
+    )
+
+
+async def test_a_message_that_cannot_be_built_fails_for_good() -> None:
+    async with smtp_peer() as peer, sender_for(peer) as smtp:
+        with pytest.raises(DeliveryFailed) as failed:
+            await smtp.send(email(subject="Re: hours\r\nBcc: victim@evil.example"))
+    assert not failed.value.retryable
+    assert failed.value.code == "unbuildable"
+    assert peer.received == []
