@@ -25,6 +25,7 @@ from actions.awaiting import AWAITING_SLOT, Awaiting
 from actions.deps import TrackerFacts, deps, spoken_appointment, unit_of_work
 from crm_core.customers import IdentityConflict, attach_identity, get_customer
 from crm_core.models import Identity, IdentityKind, Interaction, InteractionKind
+from crm_core.phones import is_dialable
 from crm_core.sqltypes import utcnow
 from crm_core.timeline import add_interaction
 from wording import N_, translate
@@ -63,13 +64,14 @@ def find_phone(text: str, region: str) -> str | None:
 
 
 async def known_phone(session: AsyncSession, customer_id: int) -> str | None:
-    """A phone number the customer is known by, a verified one first."""
-    return await session.scalar(
+    """A phone number the customer is known by, a verified one first (not a short code's or a
+    sender id's address, which nobody can call)."""
+    phones = await session.scalars(
         select(Identity.value)
         .where(Identity.customer_id == customer_id, Identity.kind == IdentityKind.PHONE.value)
         .order_by(Identity.verified.desc(), Identity.value)
-        .limit(1)
     )
+    return next((str(phone) for phone in phones if is_dialable(phone)), None)
 
 
 async def request_callback(

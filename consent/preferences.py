@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from datetime import time
 from typing import Any
 
-import phonenumbers
 from phonenumbers import timezone as phone_timezones
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +21,7 @@ from consent.models import Preferences
 from consent.types import Action, Channel, Purpose, Source
 from crm_core.customers import get_customer
 from crm_core.models import AuditEntry, Customer, Identity, IdentityKind
+from crm_core.phones import dialable
 
 __all__ = [
     "ContactPreferences",
@@ -319,7 +319,10 @@ async def resolve_timezone(
         )
     )
     for phone in phones:
-        zones = phone_timezones.time_zones_for_number(phonenumbers.parse(phone))
+        number = dialable(phone)
+        if number is None:  # a short code or a sender id, kept as written: in no time zone
+            continue
+        zones = phone_timezones.time_zones_for_number(number)
         if len(zones) == 1 and zones[0] in zoneinfo.available_timezones():
             return str(zones[0])
     return default

@@ -18,6 +18,7 @@ from consent.preferences import load_preferences, resolve_timezone
 from consent.types import Channel, ConsentStatus, Purpose
 from crm_core.customers import get_customer
 from crm_core.models import Identity, IdentityKind, Interaction, InteractionKind, Tier
+from crm_core.phones import dialable
 
 __all__ = ["CHANNEL_IDENTITIES", "load_contact_state", "region_of_phone"]
 
@@ -42,9 +43,12 @@ def _subdivisions(country: str) -> dict[str, str]:
 def region_of_phone(e164: str) -> tuple[str | None, str | None]:
     """(country, region) a number belongs to, e.g. ('US', 'FL'), for location-based contact hours.
 
-    phonenumbers' geocoder names the place ("Florida", "Miami, FL", "Washington State").
+    phonenumbers' geocoder names the place ("Florida", "Miami, FL", "Washington State"). A phone
+    identity kept as written (a short code, a sender id: `crm_core.phones`) is in no place.
     """
-    number = phonenumbers.parse(e164)
+    number = dialable(e164)
+    if number is None:
+        return None, None
     country = phonenumbers.region_code_for_number(number)
     if not country:
         return None, None
@@ -75,9 +79,14 @@ async def load_contact_state(
             select(Identity.kind, Identity.value).where(Identity.customer_id == customer.id)
         )
     )
-    kinds = {kind for kind, _ in identities}
+    # A phone identity that is no number (a short code's, a sender id's) makes nothing
+    # reachable: those senders take no replies, so the policy never picks them.
+    phones = [
+        value for kind, value in identities if kind == IdentityKind.PHONE.value and dialable(value)
+    ]
+    kinds = {kind for kind, _ in identities if kind != IdentityKind.PHONE.value}
+    kinds |= {IdentityKind.PHONE.value} if phones else set()
     reachable = frozenset(ch for ch, kind in CHANNEL_IDENTITIES.items() if kind.value in kinds)
-    phones = [value for kind, value in identities if kind == IdentityKind.PHONE.value]
     country, region = region_of_phone(phones[0]) if phones else (None, None)
     undeliverable = frozenset(
         Channel(ch)

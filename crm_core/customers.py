@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.base import Executable
 
-from crm_core.identities import normalise
+from crm_core.identities import InvalidIdentity, normalise
 from crm_core.models import (
     Customer,
     CustomerStatus,
@@ -90,8 +90,19 @@ async def get_customer(session: AsyncSession, customer_id: int) -> Customer:
 
 
 async def find_customer(session: AsyncSession, kind: str, value: str, region: str) -> Customer:
-    """The customer holding identity (kind, value); raises InvalidIdentity or CustomerNotFound."""
-    normalised = normalise(kind, value, region)
+    """The customer holding identity (kind, value); raises InvalidIdentity or CustomerNotFound.
+
+    A phone identity kept as written (a short code's, a sender id's: `crm_core.phones`) is
+    found by that value too; a value that is neither is refused with the number's reason."""
+    try:
+        normalised = normalise(kind, value, region)
+    except InvalidIdentity:
+        if kind != IdentityKind.PHONE or not value.strip():
+            raise
+        written = await _holder_as_written(session, kind, value.strip())
+        if written is None:
+            raise
+        return written
     # One round trip for the usual case; a merged tombstone is followed by get_customer.
     customer = await session.scalar(
         select(Customer)
@@ -101,6 +112,17 @@ async def find_customer(session: AsyncSession, kind: str, value: str, region: st
     if customer is None:
         raise CustomerNotFound(f"no customer with {kind} {normalised}")
     if customer.merged_into_id is None:
+        return customer
+    return await get_customer(session, customer.merged_into_id)
+
+
+async def _holder_as_written(session: AsyncSession, kind: str, value: str) -> Customer | None:
+    customer = await session.scalar(
+        select(Customer)
+        .join(Identity, Identity.customer_id == Customer.id)
+        .where(Identity.kind == kind, Identity.value == value)
+    )
+    if customer is None or customer.merged_into_id is None:
         return customer
     return await get_customer(session, customer.merged_into_id)
 

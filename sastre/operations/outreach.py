@@ -23,7 +23,8 @@ from consent.policy import ContactHours, ContactState, PolicyRules
 from consent.preferences import load_preferences
 from consent.tokens import ConfirmLink, LinkSigner, UnsubscribeLink
 from consent.types import Channel
-from crm_core.models import Customer, Identity, InteractionKind
+from crm_core.models import Customer, Identity, IdentityKind, InteractionKind
+from crm_core.phones import is_dialable
 from crm_core.timeline import add_interaction
 from dialog.media import by_consent_channel, media
 from dialog.models import Conversation, ConversationState, Direction, Message
@@ -164,16 +165,18 @@ async def customer_language(session: AsyncSession, customer: Customer, default: 
 
 
 async def address_on(session: AsyncSession, customer_id: int, channel: Channel) -> str | None:
-    """The customer's address on `channel`: a verified one first, then the oldest."""
+    """The customer's address on `channel`: a verified one first, then the oldest. A phone
+    identity kept as written (a short code's, a sender id's) is not sent to."""
     kind = by_consent_channel(channel).identity
     query = (
         select(Identity.value)
         .where(Identity.customer_id == customer_id, Identity.kind == kind.value)
         .order_by(Identity.verified.desc(), Identity.created_at)
-        .limit(1)
     )
-    address: str | None = await session.scalar(query)
-    return address
+    for address in await session.scalars(query):
+        if kind is not IdentityKind.PHONE or is_dialable(address):
+            return str(address)
+    return None
 
 
 async def _conversation(session: AsyncSession, customer_id: int, channel: str, address: str) -> int:

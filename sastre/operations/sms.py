@@ -114,7 +114,10 @@ async def apply_sms_error(
             )
         unit.publish("consent.changed", customer.id, source=Source.PROVIDER.value)
         return True, False
-    number = normalise(IdentityKind.PHONE.value, address, region)  # as the identity stores it
+    try:
+        number = normalise(IdentityKind.PHONE.value, address, region)  # as the identity stores it
+    except InvalidIdentity:  # an address kept as written (a short code's): stored so
+        number = address.strip()
     return False, await _mark_undeliverable(unit, session, customer.id, number, code, proof)
 
 

@@ -12,8 +12,8 @@ from consent.policy import ContactHours, ContactState
 from consent.preferences import update_preferences
 from consent.snapshot import load_contact_state, region_of_phone
 from consent.types import Action, Channel, ConsentStatus, Purpose, Source
-from crm_core.customers import upsert_customer
-from crm_core.models import InteractionKind, Tier
+from crm_core.customers import Lead, create_leads, upsert_customer
+from crm_core.models import Identity, InteractionKind, Tier
 from crm_core.records import parse_customer
 from crm_core.timeline import add_interaction
 from sastre.db import SessionMaker
@@ -136,3 +136,30 @@ async def test_consents_complaints_contacts_and_bounces_are_loaded(
     assert [channel for channel, _ in state.recent_marketing] == [Channel.EMAIL]
     assert state.undeliverable == {Channel.EMAIL}
     assert state.tier is Tier.STANDARD
+
+
+def test_an_address_kept_as_written_is_in_no_region() -> None:
+    for written in ("22395", "ACME", "+999123"):
+        assert region_of_phone(written) == (None, None)
+
+
+async def test_a_short_code_identity_reaches_nothing_and_takes_the_default_zone(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        created = await create_leads(session, [Lead("phone", "22395"), Lead("phone", "ACME")])
+    for lead in created.values():
+        state = await _state(sessionmaker, lead.id)
+        assert state.reachable == frozenset()
+        assert state.timezone == "UTC"  # the default: a short code is in no time zone
+
+
+async def test_a_real_number_beside_a_short_code_is_the_one_used(
+    sessionmaker: SessionMaker,
+) -> None:
+    customer = await _customer(sessionmaker, phone="+14155552671")
+    async with sessionmaker.begin() as session:
+        session.add(Identity(kind="phone", value="22395", customer_id=customer))
+    state = await _state(sessionmaker, customer)
+    assert state.reachable == {Channel.SMS, Channel.VOICE}
+    assert state.timezone == "America/Los_Angeles"
