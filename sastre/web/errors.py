@@ -30,6 +30,7 @@ from dialog.faq import FaqEntryInvalid
 from sastre.email_intake import NoSender
 from sastre.operations.messages import MessageNotFound, NotRetryable, Refused
 from sastre.operations.outreach import NoSuchRecipient, TextTooLong
+from sastre.web.form_input import UnreadableForm
 from sastre.web.json_input import UnacceptableJson
 from sastre.web.json_input import loads as load_json
 
@@ -180,6 +181,7 @@ DOMAIN_ERRORS: Final[Mapping[type[Exception], Answer]] = dict(
         ),
         # the HTTP edge
         _rule(UnacceptableJson, lambda e: ApiError(400, "invalid request body", _fields([e]))),
+        _rule(UnreadableForm, lambda e: ApiError(400, "invalid form body", _fields([e]))),
         # the database: a lock not granted in time
         _rule(DBAPIError, _busy),
     ]

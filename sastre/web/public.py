@@ -32,6 +32,7 @@ from sastre.operations import (
     do_update_preferences,
     do_withdraw_consents,
 )
+from sastre.web.form_input import read_form
 from wording import (
     FALLBACK_LANGUAGE,
     N_,
@@ -225,7 +226,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
         link = _read_unsubscribe(request)
     except BadToken:
         return _bad_link(_NOT_AN_UNSUBSCRIBE_LINK)
-    form = await request.post()
+    form = await read_form(request)
     one_click = form.get("List-Unsubscribe") == "One-Click"
     try:
         await do_unsubscribe(
@@ -371,7 +372,7 @@ async def preference_centre(request: web.Request) -> web.Response:
 async def save_preferences(request: web.Request) -> web.Response:
     try:
         link = _read_preferences(request)
-        form = await request.post()
+        form = await read_form(request)
         changes = _changes_from_form(form, request.app[SETTINGS].topic_list)
         await do_update_preferences(
             request.app[SESSIONMAKER],

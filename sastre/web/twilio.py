@@ -14,7 +14,7 @@ A form Twilio would not send is a 400 naming the field. With SMS not configured 
 from __future__ import annotations
 
 import functools
-from typing import Final, cast
+from typing import Final
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -31,6 +31,7 @@ from sastre.channels_setup.sms import STATUS_PATH
 from sastre.config import Settings
 from sastre.operations.sms import do_record_sms_status
 from sastre.web.errors import ApiError
+from sastre.web.form_input import read_form
 
 __all__ = ["INBOUND_PATH", "STATUS_PATH", "routes", "webhook_signature"]
 
@@ -59,11 +60,7 @@ async def _signed_form(request: web.Request) -> MultiDictProxy[str]:
         raise ApiError(404, "SMS is not configured", "set SASTRE_TWILIO_ACCOUNT_SID")
     if request.content_type != _FORM:
         raise ApiError(415, "unsupported media type", f"Twilio posts {_FORM}")
-    posted = await request.post()
-    for name, value in posted.items():
-        if not isinstance(value, str):  # a file upload: not something Twilio sends
-            raise ApiError(400, "invalid webhook", {"field": name, "reason": "is not text"})
-    form = cast("MultiDictProxy[str]", posted)  # every value is text: checked just above
+    form = await read_form(request)  # not a form (bad bytes, a file): a 400 naming what
     if not signature.valid(request.path_qs, form, request.headers.get(SIGNATURE_HEADER)):
         raise ApiError(403, "invalid signature", f"{SIGNATURE_HEADER} does not match")
     return form
