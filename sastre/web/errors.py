@@ -4,8 +4,11 @@ Domain exceptions become 4xx here, through one table (`DOMAIN_ERRORS`), so handl
 the happy path and never catch a domain error just to rename it. A new domain error is one line
 in the table. A database too busy to take the request in time (SQLite's write lock held past the
 busy timeout by a long import, PostgreSQL's lock timeout, a serialization failure or deadlock) is
-not a bug but a moment: a 503 with `Retry-After`, logged as one warning line. An unexpected
-exception is logged with its traceback and answered with a 500 that reveals nothing.
+not a bug but a moment: a 503 with `Retry-After`, logged as one warning line. So is a database
+that cannot be reached (refused, no such socket or host, shutting down, the connection lost):
+an inbound webhook's sender keeps the message and posts it again later, which a 500 does not
+promise. An unexpected exception is logged with its traceback and answered with a 500 that
+reveals nothing.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ from sastre.web.json_input import loads as load_json
 __all__ = [
     "BUSY_RETRY_AFTER",
     "DOMAIN_ERRORS",
+    "UNREACHABLE_RETRY_AFTER",
     "ApiError",
     "api_error_for",
     "database_busy",
+    "database_unreachable",
     "error_middleware",
     "http_error_detail",
     "json_error",
@@ -56,6 +61,18 @@ BUSY_RETRY_AFTER: Final = 5
 # PostgreSQL's "try again" states: lock_not_available (lock_timeout, NOWAIT),
 # serialization_failure, deadlock_detected.
 _PG_TRANSIENT: Final = frozenset({"55P03", "40001", "40P01"})
+# Seconds a client is asked to wait when the database cannot be reached: a restart or a
+# fail-over takes tens of seconds, and every sender retrying at once would not help it.
+UNREACHABLE_RETRY_AFTER: Final = 30
+# PostgreSQL's "not there now" states: the connection_exception class (08xxx), the server
+# shutting down, crashed or starting (admin_shutdown, crash_shutdown, cannot_connect_now), and
+# too_many_connections.
+_PG_UNREACHABLE: Final = frozenset(
+    {"08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03", "53300"}
+)
+# The modules whose frames show that an exception came from talking to the database: the
+# PostgreSQL driver raises a refused connection as the bare OSError it got from the socket.
+_DATABASE_MODULES: Final = ("sqlalchemy.", "asyncpg.", "aiosqlite.", "psycopg")
 
 
 # The headers of an aiohttp exception that describe its own body, replaced by the JSON one.
@@ -109,15 +126,54 @@ def database_busy(exc: DBAPIError) -> bool:
     return "is locked" in str(orig) and "database" in str(orig)
 
 
-def _busy(exc: DBAPIError) -> ApiError | None:
-    if not database_busy(exc):
-        return None  # any other database error is a bug: a 500 with its traceback
+def _raised_by_database(exc: BaseException) -> bool:
+    """Did `exc` come up through the database's driver or SQLAlchemy (not, say, a file write)?"""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.startswith(_DATABASE_MODULES):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Could the database not be reached at all (as opposed to refusing the statement)?"""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:  # SQLAlchemy saw the connection drop mid-statement
+            return True
+        orig = exc.orig
+        if getattr(orig, "sqlstate", None) in _PG_UNREACHABLE:
+            return True
+        # SQLite: the file's directory is gone or cannot be read.
+        return "unable to open database file" in str(orig)
+    if getattr(exc, "sqlstate", None) in _PG_UNREACHABLE:  # the driver's own, at connect
+        return _raised_by_database(exc)
+    # Connection refused, no such socket or host, a connect timeout (TimeoutError is one).
+    return isinstance(exc, OSError) and _raised_by_database(exc)
+
+
+def _unreachable(exc: BaseException) -> ApiError | None:
+    if not database_unreachable(exc):
+        return None
     return ApiError(
         503,
-        "the database is busy; try again",
-        f"another operation holds the lock; retry in {BUSY_RETRY_AFTER} seconds",
-        {"Retry-After": str(BUSY_RETRY_AFTER)},
+        "the database is unavailable; try again",
+        f"the database cannot be reached; retry in {UNREACHABLE_RETRY_AFTER} seconds",
+        {"Retry-After": str(UNREACHABLE_RETRY_AFTER)},
     )
+
+
+def _database(exc: DBAPIError) -> ApiError | None:
+    if database_busy(exc):
+        return ApiError(
+            503,
+            "the database is busy; try again",
+            f"another operation holds the lock; retry in {BUSY_RETRY_AFTER} seconds",
+            {"Retry-After": str(BUSY_RETRY_AFTER)},
+        )
+    # Not there at all: a 503 too. Any other database error is a bug: a 500 with its traceback.
+    return _unreachable(exc)
 
 
 def _merge_refused(exc: MergeRefused) -> ApiError:
@@ -182,8 +238,8 @@ DOMAIN_ERRORS: Final[Mapping[type[Exception], Answer]] = dict(
         # the HTTP edge
         _rule(UnacceptableJson, lambda e: ApiError(400, "invalid request body", _fields([e]))),
         _rule(UnreadableForm, lambda e: ApiError(400, "invalid form body", _fields([e]))),
-        # the database: a lock not granted in time
-        _rule(DBAPIError, _busy),
+        # the database: a lock not granted in time, or no database to talk to
+        _rule(DBAPIError, _database),
     ]
 )
 
@@ -196,7 +252,8 @@ def api_error_for(exc: Exception) -> ApiError | None:
         answer = DOMAIN_ERRORS.get(kind)
         if answer is not None:
             return answer(exc)
-    return None
+    # Not ours by type: the driver's bare OSError when the database refuses connections.
+    return _unreachable(exc)
 
 
 def json_error(
