@@ -47,6 +47,9 @@ FailureHook = Callable[[Unit, Result], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 DEFAULT_POLICY = RetryPolicy()
+# A batch of results is written again (the database away for a moment) this many times, a
+# second apart, before its rows are left to their lease.
+_SETTLE_ATTEMPTS = 5
 _OPTIONS = ("html", "subject", "in_reply_to", "unsubscribe_url", "status_callback")
 
 
@@ -260,13 +263,15 @@ class Worker:
         while True:
             await flight.ready.wait()
             batch = flight.take()
-            while True:
+            for attempt in range(1, _SETTLE_ATTEMPTS + 1):
                 try:
                     await self._settle(batch)
                     break
                 except Exception:
                     log.exception("recording %d outbox results failed", len(batch))
-                    if stop.is_set():  # given up: their leases run out and they go again
+                    # Given up (stopping, or a batch that cannot be written): the rows stay
+                    # `sending` and go again when their lease runs out, as after a crash.
+                    if stop.is_set() or attempt == _SETTLE_ATTEMPTS:
                         break
                     await _first(stop, within=1)
             self._count(batch)

@@ -13,7 +13,7 @@ from typing_extensions import override
 
 from channels.base import ChannelName, DeliveryFailed, InboundMessage, OutboundMessage
 from channels.fake import FakeSender
-from dialog.outbox import listen
+from dialog.outbox import Result, listen
 from dialog.outbox.models import DeliveryAttempt, OutboxEntry
 from sastre.db import SessionMaker
 from sastre.worker import RetryPolicy, Worker
@@ -231,3 +231,24 @@ async def test_a_call_that_outlives_the_lease_is_given_up_and_tried_again(
         ("sent", None),
     ]
     fake.release.set()
+
+
+async def test_results_the_database_refused_for_a_moment_are_written_again_not_resent(
+    sessionmaker: SessionMaker,
+) -> None:
+    await _queue_replies(sessionmaker, ["+14155550102"])
+    fake = FakeSender()
+    worker = Worker(sessionmaker, {ChannelName.SMS: fake})
+    settle = worker._settle
+    refusals = [RuntimeError("the database went away for a moment")]
+
+    async def flaky(results: list[Result]) -> None:
+        if refusals:
+            raise refusals.pop()
+        await settle(results)
+
+    worker._settle = flaky  # type: ignore[method-assign]
+    assert await worker.drain() == 1
+    assert fake.calls == 1
+    row = await entry(sessionmaker)
+    assert (row.state, row.attempts) == ("sent", 1)
