@@ -29,7 +29,6 @@ from consent.models import ContactMade
 from consent.policy import Decision, Outcome, decide
 from consent.snapshot import load_contact_state
 from consent.types import Channel, Purpose
-from crm_core.customers import CustomerNotFound, get_customer
 from crm_core.models import Customer
 from crm_core.sqltypes import utcnow
 from dialog.media import by_consent_channel, medium
@@ -38,13 +37,13 @@ from dialog.outbox import DeliveryState, announce, through_outbox
 from dialog.outbox.models import OutboxEntry
 from sastre.db import SessionMaker
 from sastre.operations.outreach import (
-    NoSuchRecipient,
     Outbound,
     Outreach,
     TextTooLong,
     address_on,
     carriers,
     customer_language,
+    hold_customer,
     offered,
     queue_outbound,
 )
@@ -95,13 +94,6 @@ def _carriers(text: str, channel: Channel | None, outreach: Outreach) -> tuple[C
     if refusal is not None:
         raise Refused(refusal, reason or refusal)
     return channels
-
-
-async def _live_customer(session: Any, customer_id: int) -> Customer:
-    try:
-        return await get_customer(session, customer_id)
-    except CustomerNotFound:
-        raise NoSuchRecipient(customer_id) from None
 
 
 async def _thread(session: Any, conversation_customer: int) -> dict[str, Any]:
@@ -170,7 +162,9 @@ async def do_send_message(
     candidates = _carriers(text, channel, outreach)
     async with unit_of_work(sessionmaker, actor) as unit:
         session = unit.session
-        customer = await _live_customer(session, customer_id)
+        # Held till the commit: the caps this decision reads count what it queues (see
+        # hold_customer), so sends to one customer at once take turns.
+        customer = await hold_customer(session, customer_id)
         state = await load_contact_state(
             session,
             customer.id,
@@ -240,9 +234,14 @@ async def do_retry_message(
     now = utcnow()
     async with unit_of_work(sessionmaker, actor) as unit:
         session = unit.session
-        entry = await session.get(OutboxEntry, message_id, with_for_update=True)
         message = await session.get(Message, message_id)
-        if entry is None or message is None:
+        if message is None:
+            raise MessageNotFound(f"no outbound message {message_id}")
+        # The customer first, as a send holds it (the same order everywhere: no deadlock):
+        # this retry and a send to them at the same time must not both pass the caps.
+        await hold_customer(session, message.customer_id)
+        entry = await session.get(OutboxEntry, message_id, with_for_update=True)
+        if entry is None:
             raise MessageNotFound(f"no outbound message {message_id}")
         if entry.state != DeliveryState.FAILED.value:
             raise NotRetryable(f"message {message_id} is {entry.state}, not failed")

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName
@@ -23,11 +24,19 @@ from consent.policy import ContactHours, ContactState, PolicyRules
 from consent.preferences import load_preferences
 from consent.tokens import ConfirmLink, LinkSigner, UnsubscribeLink
 from consent.types import Channel
+from crm_core.customers import CustomerNotFound, get_customer
 from crm_core.models import Customer, Identity, IdentityKind, InteractionKind
 from crm_core.phones import is_dialable
 from crm_core.timeline import add_interaction
 from dialog.media import by_consent_channel, media
-from dialog.models import Conversation, ConversationState, Direction, Message
+from dialog.models import (
+    OPEN_STATES,
+    Conversation,
+    ConversationState,
+    Direction,
+    Message,
+    conversations_table,
+)
 from dialog.outbox import enqueue, outbox_row
 from sastre.config import Settings
 from wording import pick_language
@@ -39,6 +48,7 @@ __all__ = [
     "address_on",
     "carriers",
     "customer_language",
+    "hold_customer",
     "offered",
     "queue_outbound",
     "sendable_channels",
@@ -179,18 +189,73 @@ async def address_on(session: AsyncSession, customer_id: int, channel: Channel) 
     return None
 
 
+# At most this many merges are followed to the survivor (get_customer's own bound).
+_MERGE_HOPS = 16
+
+
+async def hold_customer(session: AsyncSession, customer_id: int) -> Customer:
+    """The live customer (following merges), its row held until the transaction ends.
+
+    Every act that decides on the contact policy and then writes what the next decision counts
+    (a queued marketing message is a contact made) holds the customer first: two staff sends at
+    once would otherwise both read the caps before either wrote, and both pass. On PostgreSQL
+    the row is locked FOR NO KEY UPDATE, as a merge locks it: acts on one customer take turns,
+    while rows that refer to the customer (a foreign key takes KEY SHARE) can still be added by
+    others meanwhile, so an inbound turn holding its conversation cannot deadlock with us.
+    SQLite needs no lock: a writer's `BEGIN IMMEDIATE` already serialises write transactions.
+    Raises NoSuchRecipient."""
+    asked = customer_id
+    for _ in range(_MERGE_HOPS):
+        try:
+            customer = await get_customer(session, customer_id)
+        except CustomerNotFound:
+            raise NoSuchRecipient(asked) from None
+        held = await session.scalar(
+            select(Customer)
+            .where(Customer.id == customer.id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)  # as it is once we hold it
+        )
+        if held is None:
+            raise NoSuchRecipient(asked)
+        if held.merged_into_id is None:
+            return held
+        customer_id = held.merged_into_id  # merged while we waited: hold the survivor instead
+    raise NoSuchRecipient(asked)
+
+
+def _open_conversation(dialect: str, customer_id: int, channel: str, address: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING on the one-open-conversation-per-customer index: when
+    another transaction (an inbound message, another send) opens the customer's conversation
+    first, ours is skipped rather than a unique violation that aborts the act."""
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        dialect_insert(conversations_table)
+        .values(customer_id=customer_id, channel=channel, address=address)
+        .on_conflict_do_nothing(
+            index_elements=[conversations_table.c.customer_id],
+            index_where=text(OPEN_STATES),  # the partial unique index's own predicate
+        )
+        .returning(conversations_table.c.id)
+    )
+
+
 async def _conversation(session: AsyncSession, customer_id: int, channel: str, address: str) -> int:
+    """The customer's open conversation, opened now if they have none."""
     query = select(Conversation.id).where(
         Conversation.customer_id == customer_id,
         Conversation.state != ConversationState.RESOLVED.value,
     )
-    found = await session.scalar(query)
-    if found is not None:
-        return int(found)
-    opened = Conversation(customer_id=customer_id, channel=channel, address=address)
-    session.add(opened)
-    await session.flush()
-    return opened.id
+    dialect = session.get_bind().dialect.name
+    for _ in range(3):  # another round only if the one we lost to was resolved in between
+        found = await session.scalar(query)
+        if found is not None:
+            return int(found)
+        opened = await session.scalar(_open_conversation(dialect, customer_id, channel, address))
+        if opened is not None:
+            return int(opened)
+        # Someone else opened it first; it is committed now, so the next SELECT sees it.
+    raise RuntimeError(f"customer {customer_id}'s conversation keeps opening and closing")
 
 
 @dataclass(frozen=True, slots=True)
