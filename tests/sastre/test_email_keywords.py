@@ -151,3 +151,28 @@ async def test_e_mail_keyword_replies_are_worded_for_e_mail(
         assert "Msg & data" not in reply
         assert "Reply START" not in reply
         assert "e-mail" in reply
+
+
+async def test_a_quoted_baja_in_an_html_reply_unsubscribes_nobody(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """Gmail in Spanish, HTML only: the quote of our mail says "responda BAJA"; the customer
+    asked about linen suits."""
+    customer = await subscribed_ceo(sessionmaker)
+    client = await email_client(aiohttp_client, email_settings(settings))
+    html = (
+        '<div dir="ltr">¿Tienen trajes de lino?</div><br><div class="gmail_quote">'
+        '<div class="gmail_attr">El dom, 6 dic 2026 a las 3:00, Tienda &lt;hola@tienda.example'
+        '&gt; escribió:<br></div><blockquote class="gmail_quote">Si no desea recibir más '
+        "mensajes responda BAJA.<br>Quiero darme de baja.</blockquote></div>"
+    )
+    message = (
+        f"From: Chief Executive <{CEO}>\r\nTo: hola@tienda.example\r\nSubject: Re: Novedades\r\n"
+        f"Message-ID: <kw.{next(_ids)}@bigcustomer.example>\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n\r\n"
+        f"{html}\r\n"
+    ).encode()
+    status, _ = await post(client, message)
+    assert status == 200
+    assert await email_marketing(sessionmaker, customer) == "granted"
+    assert await keyword_events(sessionmaker) == []
