@@ -1,7 +1,10 @@
 """What a keyword does to the ledger, and the compliance reply it gets.
 
 STOP (or a plain-words revocation) revokes every message on that channel at once, service
-included, and gets one confirmation without marketing; nothing else follows until START. START
+included, and gets one confirmation without marketing; nothing else follows until START, not
+even another confirmation: a STOP from someone opted out of everything on the channel already is
+kept in the audit log (`consent.keyword_repeated`) and not answered (CTIA: one confirmation per
+opt-out; a phone that resends STOP would otherwise be texted each time). START
 undoes a keyword STOP. YES confirms a pending double opt-in, and only then is it a keyword. HELP
 gets brand, support contact, frequency, rates and how to opt out. None of them reach the bot.
 The rules, in words: docs/permission-marketing.md.
@@ -105,6 +108,27 @@ async def service_revoked(session: AsyncSession, customer_id: int, channel: Chan
     return status == ConsentStatus.REVOKED.value
 
 
+async def _opted_out_of_all(session: AsyncSession, customer_id: int, channel: Channel) -> bool:
+    """Nothing is left to revoke on this channel: service is revoked and marketing is not
+    granted nor pending (an opt-out revokes those two; a topic follows marketing)."""
+    states = dict(
+        (row.purpose, row.status)
+        for row in await session.execute(
+            select(ConsentState.purpose, ConsentState.status).where(
+                ConsentState.customer_id == customer_id,
+                ConsentState.channel == channel.value,
+                ConsentState.topic == "",
+                ConsentState.purpose.in_((Purpose.SERVICE.value, Purpose.MARKETING.value)),
+            )
+        )
+    )
+    live = (ConsentStatus.GRANTED.value, ConsentStatus.PENDING.value)
+    return (
+        states.get(Purpose.SERVICE.value) == ConsentStatus.REVOKED.value
+        and states.get(Purpose.MARKETING.value) not in live
+    )
+
+
 async def _marketing_before_keyword_stop(
     session: AsyncSession, customer_id: int, channel: Channel
 ) -> bool:
@@ -174,6 +198,18 @@ async def apply_keyword(
 
     match match.kind:
         case KeywordKind.OPT_OUT:
+            if await _opted_out_of_all(session, customer_id, channel):
+                # One confirmation per opt-out (CTIA): a repeated STOP (or a phone that resends
+                # it) changes nothing and is not answered; the audit log keeps that it came.
+                session.add(
+                    AuditEntry(
+                        actor="customer",
+                        action="consent.keyword_repeated",
+                        customer_id=customer_id,
+                        data={**proof, "channel": channel.value},
+                    )
+                )
+                return KeywordOutcome(True, None)
             await record(Purpose.SERVICE, Action.REVOKE)
             await record(Purpose.MARKETING, Action.REVOKE)
             return KeywordOutcome(True, reply("stop"), 2)
