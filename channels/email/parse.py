@@ -66,6 +66,10 @@ _REPLY_PARSER = EmailReplyParser(languages=["es", "en"])
 _TRAILING_QUOTE = re.compile(
     r"(?:(?:\n[^\n>]*)?\n[^\n>]*:[ \t]*)?(?:\n[ \t]*)*(?:\n[ \t]*>[^\n]*)+\s*\Z"
 )
+# The line Spanish clients put above the thread ("El dom, 6 dic 2026 a las 3:00, Tienda
+# <hola@tienda.example> escribió:", wrapped onto two lines by some), which mail-parser-reply
+# does not know when no "> " lines follow it (HTML mail turned into text, Outlook's plain text).
+_SPANISH_HEADER = re.compile(r"(?m)^[ \t]*El\b[^\n]{0,300}?(?:\n[^\n]{0,300}?)?\bescribió:[ \t]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,10 +364,14 @@ def latest_reply(text: str, *, sender_name: str | None = None) -> str:
     mail-parser-reply finds the clients' "On ... wrote:" / "El ... escribió:" lines and Outlook's
     "From:/De:" blocks, and signatures that announce themselves ("-- ", "Saludos,"). A block of
     "> " lines at the end is the thread too, whatever line introduced it (Gmail in Spanish writes
-    "escribió:" after one space, which the library's pattern misses); a trailing name-and-contact
+    "escribió:" after one space, which the library's pattern misses), and so is what follows an
+    "El ... escribió:" line with no "> " under it; a trailing name-and-contact
     block with no sign-off is a signature too (`channels.email.signature`, which knows the
     sender's name). Nothing left: the whole text, so the bot never reads an empty message."""
     unquoted = _TRAILING_QUOTE.sub("", "\n" + text.rstrip()).strip()
+    header = _SPANISH_HEADER.search(unquoted)
+    if header is not None and unquoted[: header.start()].strip():
+        unquoted = unquoted[: header.start()].rstrip()
     try:
         parsed = _REPLY_PARSER.read(unquoted)
         reply = parsed.replies[0].body if parsed.replies else ""

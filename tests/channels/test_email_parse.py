@@ -311,3 +311,21 @@ def test_a_huge_html_body_is_read_only_so_far() -> None:
     assert len(parsed.text) < 40_000  # the first MAX_HTML_CHARS of the HTML, not 3.5 MB of it
     assert "<" not in parsed.text  # cut before a tag, never inside one
     assert any("HTML body of" in defect for defect in parsed.defects)
+
+
+def test_a_spanish_header_line_without_quote_marks_starts_the_thread() -> None:
+    text = (
+        "¿Tienen trajes de lino?\n\nEl dom, 6 dic 2026 a las 3:00, Tienda <hola@tienda.example>\n"
+        "escribió:\nSi no desea recibir más mensajes responda BAJA.\n"
+    )
+    assert latest_reply(text) == "¿Tienen trajes de lino?"
+
+
+def test_html_with_an_unmarked_spanish_quote_is_cut_at_its_header_line() -> None:
+    html = (
+        "<div><div>¿Tienen trajes de lino?</div><div><br></div><div>El dom, 6 dic 2026 a las "
+        "3:00, Tienda &lt;hola@tienda.example&gt; escribió:</div>"
+        '<div style="margin-left:2em">Si no desea recibir más mensajes responda BAJA.</div></div>'
+    )
+    message = "From: a@example.com\nContent-Type: text/html; charset=utf-8\n\n" + html
+    assert parse_email(message.encode()).reply == "¿Tienen trajes de lino?"
