@@ -49,6 +49,17 @@ cross. Emoji and symbols are therefore ignored like punctuation: "STOP 🙏" is 
 
    A request about calls ("don't call me, text me instead") is not read as revoking texts; a
    request to stop e-mails sent by text ("cancel my e-mails") is, since it is about messages.
+
+   A phrase the customer says they do *not* want is no revocation: "I don't want to
+   unsubscribe", "Please do not stop sending me texts", "I'm not opting out", "no quiero darme
+   de baja", "no quiero que dejen de enviarme mensajes", "no me den de baja". The negation must
+   be in the same clause, with nothing between it and the phrase but wanting or intending
+   ("want to", "going to", "quiero", "que"); in English it must be the customer's own ("I",
+   "we", an imperative "please don't"), since "it won't stop texting me" and "why don't you
+   stop" are complaints, and so are the Spanish indicatives "no para de escribirme" and "no me
+   dan de baja". A phrase that is itself a negation ("don't text me", "no, no me escriban")
+   stays one. The search goes on after a negated phrase: "I won't stop complaining until you
+   stop texting me" is a revocation.
 3. **Help** and **opt-in** only as the single word. "I need help with my order" is a normal
    message for the bot; "yes please" is not a confirmation (an opt-in must be unambiguous, so
    opt-in errs the other way from opt-out).
@@ -425,18 +436,75 @@ _SPANISH_HINT = re.compile(
 )
 
 
+# --- negation: "I don't want to unsubscribe", "no quiero darme de baja" ------------------------
+
+# Words that may stand between a negation and the phrase it negates: wanting, intending,
+# needing ("I don't *want to* unsubscribe", "no *quiero que* dejen de enviarme"). Anything
+# else between them ("don't care, stop") leaves the phrase a revocation.
+_BETWEEN_EN = (
+    r"(?:ever|really|actually|even|want to|wanna|wish to|need to|intend to|mean to|plan to"
+    r"|plan on|trying to|try to|going to|gonna|have to|like to|care to|ask(?:ing)? (?:you )?to"
+    r"|want (?:you|u) to|need (?:you|u) to|be|get|being|getting)"
+)
+_BETWEEN_ES = (
+    r"(?:quiero|queremos|quisiera|quisieramos|deseo|deseamos|pienso|pensamos|voy a|vamos a"
+    r"|necesito|necesitamos|hace falta|es necesario|hay que|que|me|nos|os|te|les|le)"
+)
+# English: an imperative or the customer speaking of themselves ("Please don't stop", "I'm not
+# unsubscribing"), never a complaint about the sender ("it won't stop texting me", "why don't you
+# stop"): only these may come before the negation in its clause.
+_SPEAKER_EN = (
+    r"(?:i|we|please|pls|plz|so|and|but|ok|okay|oh|yes|no|really|honestly|seriously|actually"
+    r"|just|i really|i just|we really|we just)"
+)
+_NEGATION_EN = (
+    r"(?:dont|do not|never|wont|will not|would not|wouldnt|am not|im not|are not|were not"
+    r"|no need to)"
+)
+_NEGATED = {
+    "en": re.compile(rf"(?:^ | [|] | {_SPEAKER_EN} ){_NEGATION_EN}(?: {_BETWEEN_EN})* $"),
+    "es": re.compile(rf" (?:no|nunca|jamas|tampoco)(?: {_BETWEEN_ES})* $"),
+}
+# Phrases a negation before them does not undo: those that are a negation themselves ("don't
+# text me", "no me escriban": "no, no me escriban" stays one), and Spanish forms that are also
+# the indicative, where "no" makes a complaint, not a wish ("no para de escribirme": it does not
+# stop texting me; "no me dan de baja": they will not unsubscribe me; "no cancela los avisos").
+_NOT_NEGATABLE = re.compile(
+    r"(?:no|dont|do not|never|nunca|para|deja|cancela|anula"
+    r"|(?:me|nos) (?:da|dan|das|puede|pueden|podria|podrian)|des\w*ben?)\b"
+)
+
+
+def _negated(spaced: str, start: int, language: Language) -> bool:
+    """The phrase at `start` is said not to be wanted: "I don't want to unsubscribe", "please do
+    not stop sending me texts", "no quiero darme de baja", "no quiero que dejen de enviarme"."""
+    if _NOT_NEGATABLE.match(spaced, start):
+        return False
+    return _NEGATED[language].search(spaced, 0, start) is not None
+
+
+def _phrase_at(spaced: str, start: int) -> tuple[re.Match[str], str | None, Language]:
+    """Which plain-words pattern the combined search found at `start` (the first that fits)."""
+    for pattern, canonical, language in _PLAIN_WORDS_EACH:
+        phrase = pattern.match(spaced, start)
+        if phrase is not None:
+            return phrase, canonical, language
+    raise AssertionError("unreachable: the combined pattern matched")
+
+
 def _plain_words(words: str) -> KeywordMatch | None:
+    """The first revocation in plain words that no negation before it undoes."""
     spaced = " " + words
     found = _PLAIN_WORDS_ANY.search(spaced)
-    if found is None:
-        return None
-    for pattern, canonical, language in _PLAIN_WORDS_EACH:
-        phrase = pattern.match(spaced, found.start() + 1)
-        if phrase is not None:
+    while found is not None:
+        start = found.start() + 1
+        phrase, canonical, language = _phrase_at(spaced, start)
+        if not _negated(spaced, start, language):
             if language == "en" and _SPANISH_HINT.search(words):
                 language = "es"
             return KeywordMatch(KeywordKind.OPT_OUT, canonical or phrase.group(), language)
-    raise AssertionError("unreachable: the combined pattern matched")
+        found = _PLAIN_WORDS_ANY.search(spaced, start)
+    return None
 
 
 # --- the classifier -----------------------------------------------------------------------------

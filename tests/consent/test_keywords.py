@@ -328,6 +328,116 @@ def test_spanish_sentences_that_are_not_a_revocation(text: str) -> None:
     assert classify(text) == NO_MATCH
 
 
+# --- negated revocations -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I don't want to unsubscribe, I just want to know your opening hours",
+        "Please do not stop sending me texts",
+        "I'm not opting out, I have a question",
+        "we don't need to cancel our subscription",
+        "never stop texting me",
+        "No quiero darme de baja, solo quiero saber el horario",
+        "no dejéis de enviarme mensajes",
+        "no dejen de enviarme mensajes",
+        "no quiero que dejen de escribirme",
+        "no me den de baja",
+        "nunca me doy de baja",
+    ],
+)
+def test_a_negated_revocation_is_not_one(text: str) -> None:
+    assert classify(text) == NO_MATCH
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "it won't stop texting me",  # a complaint about us, not the customer's wish
+        "why don't you stop texting me",
+        "you never stop texting me",
+        "I don't care, stop",
+        "I dont care stop texting me",
+        "I won't stop complaining until you stop texting me",
+        "I can't unsubscribe, the link is broken",
+        "no stop",
+        "este número no para de escribirme",  # the indicative: it does not stop
+        "no me dan de baja",  # they will not unsubscribe me
+        "no, dejen de enviarme mensajes",
+        "no no me escriban más",
+        "no puedo darme de baja",
+        "no sé cómo darme de baja",
+    ],
+)
+def test_a_complaint_or_a_negation_elsewhere_still_revokes(text: str) -> None:
+    assert classify(text).kind is KeywordKind.OPT_OUT
+
+
+_REVOCATIONS: dict[Language, tuple[str, ...]] = {
+    "en": (
+        "stop",
+        "stop texting me",
+        "stop sending me texts",
+        "unsubscribe",
+        "unsubscribe me",
+        "opt out",
+        "quit",
+        "revoke my consent",
+        "cancel my subscription",
+        "end these texts",
+        "remove me from your list",
+    ),
+    "es": (
+        "darme de baja",
+        "me doy de baja",
+        "quiero la baja",
+        "dejen de enviarme mensajes",
+        "paren de escribirme",
+        "cancelen los mensajes",
+        "me den de baja",
+        "dar de baja los sms",
+        "cancelar la suscripcion",
+    ),
+}
+_NEGATIONS: dict[Language, tuple[str, ...]] = {
+    "en": (
+        "don't",
+        "Please do not",
+        "I don't want to",
+        "I really do not wish to",
+        "we're not going to",
+        "I won't",
+        "I never want to",
+        "no need to",
+        "I don't want you to",
+    ),
+    "es": ("no", "No quiero", "nunca", "no quiero que", "yo no pienso", "no hace falta"),
+}
+_TAILS = ("", "please", "I just want to know your opening hours", "solo quiero saber el horario")
+
+
+@st.composite
+def _negated_revocation(draw: st.DrawFn) -> tuple[str, str]:
+    language: Language = draw(st.sampled_from(["en", "es"]))
+    phrase = draw(st.sampled_from(_REVOCATIONS[language]))
+    negation = draw(st.sampled_from(_NEGATIONS[language]))
+    tail = draw(st.sampled_from(_TAILS))
+    return phrase, f"{negation} {phrase} {tail}"
+
+
+@given(_negated_revocation())
+def test_a_negated_revocation_phrase_never_revokes(drawn: tuple[str, str]) -> None:
+    phrase, negated = drawn
+    assert classify(phrase).kind is KeywordKind.OPT_OUT  # the phrase alone revokes
+    assert classify(negated).kind is not KeywordKind.OPT_OUT
+
+
+def test_a_keyword_alone_stays_immediate_whatever_the_negation_rules() -> None:
+    for word in ("STOP", "stop.", "BAJA", "Unsubscribe", "no more texts", "don't text me"):
+        assert classify(word).kind is KeywordKind.OPT_OUT, word
+
+
 # --- configurable rules -------------------------------------------------------------------------
 
 
@@ -470,7 +580,8 @@ def test_classify_never_raises_on_arbitrary_unicode(text: str) -> None:
 
 @given(before=st.text(), after=st.text())
 def test_stop_as_a_word_anywhere_is_an_opt_out(before: str, after: str) -> None:
-    assert classify(f"{before} stop {after}").kind is KeywordKind.OPT_OUT
+    # At the start of a clause: "don't stop" before it would say the opposite (tested below).
+    assert classify(f"{before}\nstop {after}").kind is KeywordKind.OPT_OUT
 
 
 def test_the_no_stem_alphabet_still_has_letters() -> None:
