@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 
 __all__ = ["read_cursor", "write_cursor"]
 
@@ -19,13 +19,20 @@ def write_cursor(at: datetime, row_id: int) -> str:
 
 
 def read_cursor(cursor: str) -> tuple[datetime, int] | None:
-    """The (time, id) a cursor from `write_cursor` holds; None for anything else."""
+    """The (time, id) a cursor from `write_cursor` holds, the time in UTC; None for anything
+    else. The cursor is not signed, so a client may send any text: a time with an offset that
+    puts it outside years 1-9999 once in UTC (0001-01-01T00:00+14:00) is refused here, not an
+    OverflowError when the database query converts it."""
     try:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, _, row_id = decoded.partition("|")
         when = datetime.fromisoformat(at)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        if when.tzinfo is None:
+            return None
+        when = when.astimezone(UTC)
+        number = int(row_id) if row_id.isascii() and row_id.isdecimal() else 0
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
+        return None  # ValueError includes an id too long for int() to read
+    if not 0 < number < MAX_ID:
         return None
-    if when.tzinfo is None or not row_id.isdecimal() or not 0 < int(row_id) < MAX_ID:
-        return None
-    return when, int(row_id)
+    return when, number
