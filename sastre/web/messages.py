@@ -8,6 +8,7 @@ POST /api/messages/{id}/retry      a failed message queued again once the policy
 POST /api/messages                 {"customer_id", "text", "purpose", "channel"?, "subject"?}
                                    (202, 400, 404, 409)
 
+`text` must hold more than spaces and line breaks (1-10,000 characters, sent as written).
 `subject` is an e-mail's: with an explicit channel other than e-mail it is a 400; when the
 policy picks the channel, it is used if that is e-mail and has nothing to apply to otherwise.
 """
@@ -19,7 +20,8 @@ from datetime import datetime
 from typing import Annotated, Any, Final
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic_core import PydanticCustomError
 from sqlalchemy import and_, or_, select
 
 from consent.types import Channel, Purpose
@@ -50,10 +52,21 @@ Subject = Annotated[
 ]
 
 
+# The text is sent as the staff wrote it (line breaks, indentation), but it must say something:
+# a text of only spaces and line breaks would reach the customer as a blank SMS or e-mail.
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise PydanticCustomError("blank", "the text is empty or only spaces and line breaks")
+    return text
+
+
+Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_not_blank)]
+
+
 class SendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     customer_id: RecordId
-    text: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    text: Text
     purpose: Purpose
     channel: Channel | None = None
     subject: Subject | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -146,6 +147,28 @@ async def test_bad_input_is_a_400(client: Client, auth: Auth) -> None:
     assert (await client.get("/api/messages/abc", headers=auth())).status == 400
     status, _ = await _send(client, auth, customer_id=1, text="", purpose="service")
     assert status == 400
+
+
+async def test_a_text_of_only_spaces_and_line_breaks_is_a_400_naming_text(
+    client: Client, auth: Auth
+) -> None:
+    customer = await _customer(client, auth)
+    for blank in ("   \n ", "\t", "\u00a0\r\n"):
+        status, body = await _send(
+            client, auth, customer_id=customer, text=blank, purpose="service", channel="sms"
+        )
+        assert status == 400, body
+        assert body["detail"][0]["field"] == "text"
+
+
+@pytest.mark.parametrize("forged", ["0001-01-01T00:00:00+14:00|1", "9999-12-31T23:59:59-14:00|1"])
+async def test_a_cursor_whose_time_leaves_the_calendar_in_utc_is_a_400(
+    client: Client, auth: Auth, forged: str
+) -> None:
+    cursor = base64.urlsafe_b64encode(forged.encode()).decode()
+    response = await client.get(f"/api/outbox?state=sent&cursor={cursor}", headers=auth())
+    assert response.status == 400
+    assert (await response.json())["detail"][0]["field"] == "cursor"
 
 
 async def test_metrics_show_the_outbox(
