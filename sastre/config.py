@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import logging
+import os
 import re
 import secrets
 from datetime import time, timedelta
@@ -490,6 +491,18 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an e-mail address ({e})") from None
         return value.strip()
 
+    @field_validator("email_attachments_dir")
+    @classmethod
+    def _check_attachments_dir(cls, value: str) -> str:
+        # Checked now, not at the first attachment: a directory that cannot be written would
+        # refuse every e-mail that carries one.
+        if not value.strip():
+            return ""
+        problem = _unwritable_directory(Path(value.strip()))
+        if problem is not None:
+            raise ValueError(f"{problem}: attachments could not be kept there")
+        return value.strip()
+
     @field_validator("email_trusted_relays")
     @classmethod
     def _check_trusted_relays(cls, value: str) -> str:
@@ -654,6 +667,21 @@ def _development_secret() -> str:
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
+
+
+def _unwritable_directory(path: Path) -> str | None:
+    """Why files could not be written under `path` (created on first use if missing), or None.
+
+    The nearest part of the path that exists must be a directory this process may write to; it
+    is not created here (checking settings changes nothing)."""
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} cannot be written by this process"
+    return None
 
 
 def load_settings(**overrides: Any) -> Settings:

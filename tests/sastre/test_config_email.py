@@ -3,6 +3,8 @@ the sender is built only when a host and a From address are set."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from channels.email import SmtpEmail
@@ -83,3 +85,20 @@ def test_the_sender_is_built_from_the_settings() -> None:
     assert sender.connections == 16
     assert settings.email_trusted_relay_list == ["mx.relay.example", "mx2.relay.example"]
     assert settings.smtp_listen == "127.0.0.1:8025"
+
+
+def test_an_attachments_directory_that_cannot_be_written_names_its_variable(tmp_path: Path) -> None:
+    a_file = tmp_path / "not-a-directory"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None, email_attachments_dir=str(a_file / "attachments"))
+    message = str(raised.value)
+    assert "SASTRE_EMAIL_ATTACHMENTS_DIR" in message
+    assert f"{a_file} is not a directory" in message
+
+
+def test_an_attachments_directory_yet_to_be_made_is_accepted_and_not_made(tmp_path: Path) -> None:
+    wanted = tmp_path / "var" / "attachments"
+    settings = load_settings(_env_file=None, email_attachments_dir=f" {wanted} ")
+    assert settings.email_attachments_dir == str(wanted)
+    assert not (tmp_path / "var").exists()  # checking settings changes nothing
