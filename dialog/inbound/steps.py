@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import InboundMessage
-from consent.keywords import KeywordKind, classify, with_provider_reading
-from consent.replies import Brand, apply_keyword, service_revoked
+from consent.keywords import KeywordKind, KeywordMatch, classify, with_provider_reading
+from consent.replies import Brand, apply_keyword, reply_language, service_revoked
 from crm_core.customers import Lead, create_leads, get_customer, resolve
-from crm_core.models import InteractionKind
+from crm_core.models import Customer, InteractionKind
 from dialog.handoff import HELD_BY_A_PERSON, hand_off, retention_flags
 from dialog.inbound import sql
 from dialog.inbound.work import Context, Pending, Work
@@ -198,6 +199,8 @@ class TurnSteps:
             if outcome.handled:
                 work.intent = "keyword"
                 work.replies = [outcome.reply] if outcome.reply else []
+                if known is None and work.opened:
+                    await self._keep_language(session, work, keyword)
                 return None
             work.revoked = await service_revoked(session, work.customer.id, channel)
         if work.revoked or conversation.state in HELD_BY_A_PERSON:
@@ -214,6 +217,26 @@ class TurnSteps:
             sender_proven=message.verified or not work.pending.medium.claimable,
             attachments=len(message.attachments),
         )
+
+    async def _keep_language(
+        self, session: AsyncSession, work: Work, keyword: KeywordMatch
+    ) -> None:
+        """A keyword opened the conversation of someone whose language is unknown: it was answered
+        in the keyword's language, and so is what follows ("AYUDA" then "BAJA": both Spanish,
+        the second telling them to reply ALTA). The customer's language is set too, unless the
+        keyword is one of the carriers' English words, which people text in every language."""
+        language = reply_language(keyword, known=None, default=self.language)
+        if language != work.conversation.language:
+            work.conversation_changes["language"] = language
+            work.conversation = replace(work.conversation, language=language)
+        if keyword.language is None or (keyword.exact and keyword.language == "en"):
+            return
+        await session.execute(
+            update(Customer)
+            .where(Customer.id == work.customer.id, Customer.language.is_(None))
+            .values(language=language)
+        )
+        work.customer = replace(work.customer, language=language)
 
     async def catch_up(self, session: AsyncSession, work: Work, held: sql.Held | None) -> bool:
         """Bring a turn whose answer was decided outside the transaction up to what is stored

@@ -1,5 +1,5 @@
-"""What a keyword does and answers, through an inbound turn: one confirmation per opt-out, and a
-first keyword's language kept for the conversation and the lead (SQLite and PostgreSQL)."""
+"""What a keyword does and answers, through an inbound turn: one confirmation per opt-out
+(SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from consent.ledger import consent_history
 from consent.replies import Brand
 from crm_core.models import AuditEntry, Customer
 from dialog.inbound import InboundProcessor
-from dialog.models import Conversation
 from sastre.db import SessionMaker
 from tests.dialog.test_inbound import FakeBrain
 
