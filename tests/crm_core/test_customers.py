@@ -26,8 +26,10 @@ from crm_core import (
     upsert_customer,
 )
 from crm_core.customers import (
+    Lead,
     MergeConflict,
     attach_identity,
+    create_leads,
     fold_customer,
     merged_into,
     plan_merge,
@@ -518,3 +520,16 @@ async def test_attach_identity_refuses_someone_elses(sessionmaker: SessionMaker)
         await attach_identity(session, ana.id, "webchat", "visitor-0001", "US")
         with pytest.raises(IdentityConflict):
             await attach_identity(session, bob.id, "webchat", "visitor-0001", "US")
+
+
+async def test_a_phone_identity_kept_as_written_is_found_by_that_value(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        created = await create_leads(session, [Lead("phone", "22395"), Lead("phone", "ACME")])
+    async with sessionmaker() as session:
+        for (_, value), lead in created.items():
+            for asked in (value, f" {value} "):
+                assert (await find_customer(session, "phone", asked, "US")).id == lead.id
+        with pytest.raises(InvalidIdentity, match="not a valid number"):
+            await find_customer(session, "phone", "22396", "US")  # held by nobody: its reason

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from crm_core.models import Identity
+from dialog.models import Message
 from sastre.auth import Role
 from sastre.db import SessionMaker
 from tests.sastre.conftest import tokens  # noqa: F401 (fixtures)
@@ -87,3 +88,26 @@ async def test_a_value_no_one_holds_is_still_refused_with_its_reason(
     body = await found.json()
     assert found.status == 400, body
     assert "not a valid number" in str(body["detail"])
+
+
+async def test_a_send_goes_to_the_customer_s_number_not_a_short_code_they_hold(
+    twilio_client: Client,  # noqa: F811
+    sessionmaker: SessionMaker,
+    auth: Auth,
+) -> None:
+    made = await twilio_client.post(
+        "/api/customers", json={"external_id": "C-1", "phone": "+12125550199"}, headers=auth()
+    )
+    customer = (await made.json())["id"]
+    async with sessionmaker.begin() as session:  # merged in from a short code's lead, say
+        session.add(Identity(kind="phone", value="22395", customer_id=customer, verified=True))
+    sent = await twilio_client.post(
+        "/api/messages",
+        json={"customer_id": customer, "text": "hello", "purpose": "service", "channel": "sms"},
+        headers=auth(),
+    )
+    body = await sent.json()
+    assert sent.status == 202, body
+    async with sessionmaker() as session:
+        address = await session.scalar(select(Message.address).where(Message.id == body["id"]))
+    assert address == "+12125550199"
