@@ -237,8 +237,8 @@ async def do_retry_message(
         message = await session.get(Message, message_id)
         if message is None:
             raise MessageNotFound(f"no outbound message {message_id}")
-        # The customer first, as a send holds it (the same order everywhere: no deadlock):
-        # this retry and a send to them at the same time must not both pass the caps.
+        # The customer first, as a send holds them: this retry and a send to them at the same
+        # time must not both pass the caps.
         await hold_customer(session, message.customer_id)
         entry = await session.get(OutboxEntry, message_id, with_for_update=True)
         if entry is None:

@@ -191,36 +191,41 @@ async def address_on(session: AsyncSession, customer_id: int, channel: Channel) 
 
 # At most this many merges are followed to the survivor (get_customer's own bound).
 _MERGE_HOPS = 16
+# PostgreSQL: a transaction-scoped lock per customer, released by the commit or rollback.
+_HOLD = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
 async def hold_customer(session: AsyncSession, customer_id: int) -> Customer:
-    """The live customer (following merges), its row held until the transaction ends.
+    """The live customer (following merges), held until the transaction ends.
 
     Every act that decides on the contact policy and then writes what the next decision counts
     (a queued marketing message is a contact made) holds the customer first: two staff sends at
     once would otherwise both read the caps before either wrote, and both pass. On PostgreSQL
-    the row is locked FOR NO KEY UPDATE, as a merge locks it: acts on one customer take turns,
-    while rows that refer to the customer (a foreign key takes KEY SHARE) can still be added by
-    others meanwhile, so an inbound turn holding its conversation cannot deadlock with us.
-    SQLite needs no lock: a writer's `BEGIN IMMEDIATE` already serialises write transactions.
-    Raises NoSuchRecipient."""
+    the hold is an advisory lock per customer, not a lock on their row: only these acts take
+    it, so an inbound turn (which holds its conversation and may update the customer's row)
+    never waits on it nor deadlocks with it. SQLite needs no lock: a writer's `BEGIN IMMEDIATE`
+    already serialises write transactions. Raises NoSuchRecipient."""
+    postgres = session.get_bind().dialect.name == "postgresql"
     asked = customer_id
     for _ in range(_MERGE_HOPS):
         try:
             customer = await get_customer(session, customer_id)
         except CustomerNotFound:
             raise NoSuchRecipient(asked) from None
+        if not postgres:
+            return customer
+        await session.execute(_HOLD, {"key": f"contact:{customer.id}"})
+        # As it is now that we hold it: merged or erased while we waited?
         held = await session.scalar(
             select(Customer)
             .where(Customer.id == customer.id)
-            .with_for_update(key_share=True)
-            .execution_options(populate_existing=True)  # as it is once we hold it
+            .execution_options(populate_existing=True)
         )
         if held is None:
             raise NoSuchRecipient(asked)
         if held.merged_into_id is None:
             return held
-        customer_id = held.merged_into_id  # merged while we waited: hold the survivor instead
+        customer_id = held.merged_into_id  # hold the survivor instead
     raise NoSuchRecipient(asked)
 
 

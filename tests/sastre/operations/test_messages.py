@@ -10,15 +10,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text, update
 
 from consent.models import ContactMade
 from consent.types import Channel, Purpose
 from crm_core.sqltypes import utcnow
 from dialog.models import Conversation, Message
+from dialog.outbox.models import OutboxEntry
 from sastre.config import Settings
 from sastre.db import SessionMaker
-from sastre.operations.messages import Queued, do_send_message
+from sastre.operations.messages import Queued, do_retry_message, do_send_message
 from sastre.operations.outreach import Outreach
 from tests.sastre.conftest import Client
 from tests.sastre.test_api_consent import _customer, _record
@@ -71,14 +72,38 @@ async def test_marketing_sends_at_once_pass_the_daily_cap_once(
     assert {q.decision["reason"] for q in queued if q.decision["outcome"] == "defer"} == {
         "frequency_cap"
     }
+    assert await _made_soon(sessionmaker, customer) == 1
+
+
+async def _made_soon(sessionmaker: SessionMaker, customer: int) -> int | None:
     async with sessionmaker() as session:
         soon = utcnow() + timedelta(hours=1)
-        made_now = await session.scalar(
+        return await session.scalar(
             select(func.count())
             .select_from(ContactMade)
             .where(ContactMade.customer_id == customer, ContactMade.at < soon)
         )
-    assert made_now == 1
+
+
+async def test_failed_marketing_retried_at_once_passes_the_daily_cap_once(
+    client: Client, auth: Auth, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer(client, auth)
+    await _record(client, auth, customer)
+    await _record(client, auth, customer, action="confirm")
+    queued = await _at_once(settings, sessionmaker, customer, Purpose.MARKETING)
+    async with sessionmaker.begin() as session:  # none of them reached the customer
+        await session.execute(update(OutboxEntry).values(state="failed"))
+        await session.execute(delete(ContactMade))
+    outreach = Outreach.from_settings(settings)
+    retried = await asyncio.gather(
+        *(
+            do_retry_message(sessionmaker, q.message_id, actor="test", outreach=outreach)
+            for q in queued
+        )
+    )
+    assert Counter(r.decision["outcome"] for r in retried) == {"allow": 1, "defer": AT_ONCE - 1}
+    assert await _made_soon(sessionmaker, customer) == 1
 
 
 async def test_sends_at_once_to_a_customer_without_a_conversation_open_one(
