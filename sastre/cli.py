@@ -54,6 +54,7 @@ async def _with_database(settings: Settings, work: Callable[[SessionMaker], Awai
     from sastre.db import database
     from sastre.schema_version import is_up_to_date
 
+    await _require_database(settings.database_url)
     if not await is_up_to_date(settings.database_url):
         await _migrate(settings.database_url)
     async with database(settings.database_url) as (_engine, sessionmaker):
@@ -63,7 +64,45 @@ async def _with_database(settings: Settings, work: Callable[[SessionMaker], Awai
 async def _migrate(url: str) -> None:
     from sastre.db import migrate
 
+    await _require_database(url)
     await migrate(url)
+
+
+async def _require_database(url: str) -> None:
+    """Connect once before anything uses the database: one that cannot be reached (refused, no
+    such socket or host, a wrong password, a SQLite file that cannot be opened) stops the command
+    with one line naming SASTRE_DATABASE_URL, not a traceback through Alembic and the driver.
+    A migration that fails once connected is a bug, and keeps its traceback."""
+    import sqlite3
+    from urllib.parse import unquote
+
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from sastre.db import database
+
+    try:
+        async with database(url) as (engine, _sessionmaker):
+            if engine.dialect.name == "sqlite":
+                # The standard library's module, in this thread: a connect that fails in
+                # aiosqlite leaves its thread answering a loop that is closing (a traceback
+                # after our one line).
+                path = engine.url.database
+                if path and path != ":memory:":
+                    sqlite3.connect(path).close()
+            else:
+                async with engine.connect():
+                    pass
+    except Exception as e:  # whatever the driver raises at connect, said in one line
+        log.debug("cannot connect to the database", exc_info=True)
+        cause: BaseException = e.orig if isinstance(e, DBAPIError) and e.orig else e
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        # As configured (a socket's path unescaped), the password hidden.
+        shown = unquote(make_url(url).render_as_string(hide_password=True))
+        raise click.ClickException(
+            f"SASTRE_DATABASE_URL ({shown}): cannot connect to the database: "
+            f"{type(cause).__name__}{': ' + reason if reason else ''}"
+        ) from None
 
 
 def tier_rules(settings: Settings) -> TierRules:
