@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent.models import ConsentEvent
 from consent.policy import Outcome, decide
-from consent.snapshot import load_contact_state
 from consent.types import GENERAL, Channel, Purpose
 from crm_core.customers import get_customer
 from dialog.media import by_consent_channel
@@ -95,13 +94,7 @@ async def queue_confirmation_request(
     if medium not in outreach.sendable:
         explanation = f"no sender is configured for {channel.value}"
         return ConfirmationRequest(channel.value, reason="no_sender", explanation=explanation)
-    state = await load_contact_state(
-        session,
-        event.customer_id,
-        at=now,
-        default_timezone=outreach.default_timezone,
-        quiet_overrides=outreach.quiet_overrides,
-    )
+    state = await outreach.contact_state(session, event.customer_id, now)
     decision = decide(state, Purpose.SERVICE, channel, now, rules=outreach.rules)
     if decision.outcome is Outcome.DENY:
         return ConfirmationRequest(

@@ -27,7 +27,6 @@ from sqlalchemy import delete, select
 from channels.base import ChannelName
 from consent.models import ContactMade
 from consent.policy import Decision, Outcome, decide
-from consent.snapshot import load_contact_state
 from consent.types import Channel, Purpose
 from crm_core.models import Customer
 from crm_core.sqltypes import utcnow
@@ -165,13 +164,7 @@ async def do_send_message(
         # Held till the commit: the caps this decision reads count what it queues (see
         # hold_customer), so sends to one customer at once take turns.
         customer = await hold_customer(session, customer_id)
-        state = await load_contact_state(
-            session,
-            customer.id,
-            at=now,
-            default_timezone=outreach.default_timezone,
-            quiet_overrides=outreach.quiet_overrides,
-        )
+        state = await outreach.contact_state(session, customer.id, now)
         state, rules = offered(state, outreach.rules, candidates)
         decision = decide(state, purpose, channel, now, rules=rules)
         if decision.outcome is Outcome.DENY or decision.channel is None:
@@ -252,13 +245,7 @@ async def do_retry_message(
         # The failed attempt reached nobody: it no longer counts against the caps (and would
         # otherwise defer its own retry); the retry is counted when it is due.
         await session.execute(delete(ContactMade).where(ContactMade.reference == reference))
-        state = await load_contact_state(
-            session,
-            message.customer_id,
-            at=now,
-            default_timezone=outreach.default_timezone,
-            quiet_overrides=outreach.quiet_overrides,
-        )
+        state = await outreach.contact_state(session, message.customer_id, now)
         decision = decide(state, purpose, channel, now, rules=outreach.rules)
         if decision.outcome is Outcome.DENY:
             raise Refused(decision.reason.value, decision.explanation, decision)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.base import ChannelName
 from consent.policy import ContactHours, ContactState, PolicyRules
 from consent.preferences import load_preferences
+from consent.snapshot import load_contact_state
 from consent.tokens import ConfirmLink, LinkSigner, UnsubscribeLink
 from consent.types import Channel
 from crm_core.customers import CustomerNotFound, get_customer
@@ -109,6 +110,19 @@ class Outreach:
             default_language=settings.default_language,
             public_url=settings.external_url.rstrip("/"),
             secret=settings.secret(),
+        )
+
+    async def contact_state(
+        self, session: AsyncSession, customer_id: int, at: datetime
+    ) -> ContactState:
+        """What the contact policy reads about the customer at `at`, with this site's zone and
+        quiet hours."""
+        return await load_contact_state(
+            session,
+            customer_id,
+            at=at,
+            default_timezone=self.default_timezone,
+            quiet_overrides=self.quiet_overrides,
         )
 
     def unsubscribe_url(self, customer_id: int, channel: Channel, topic: str = "") -> str:
