@@ -18,9 +18,11 @@ __all__ = [
     "Conversation",
     "ConversationState",
     "Direction",
+    "LabelledExample",
     "Message",
     "awaiting_bot_table",
     "conversations_table",
+    "labelled_examples_table",
     "messages_table",
 ]
 
@@ -111,6 +113,28 @@ class Message(Base):
     intent: Mapped[str | None] = mapped_column(String(32), default=None)
     confidence: Mapped[float | None] = mapped_column(Float, default=None)
     in_reply_to: Mapped[int | None] = mapped_column(IdType, ForeignKey("messages.id"), default=None)
+    # An inbound message: what the bot did with it (`BotTurn.plan`: faq:<id>, choices:..., rephrase,
+    # handoff:<reason>...); None when it was never put to the bot. Read to find the KB's gaps.
+    outcome: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LabelledExample(Base):
+    """A customer's words with what they turned out to mean, for the KB owners: when the bot
+    offered options ("Did you mean…?") the customer's choice labels the question they asked."""
+
+    __tablename__ = "labelled_examples"
+    __table_args__ = (Index("ix_labelled_examples_label", "label", "id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    text: Mapped[str] = mapped_column(Text)  # the question as the customer asked it
+    language: Mapped[str] = mapped_column(String(8))
+    label: Mapped[str] = mapped_column(String(200))  # the option chosen: faq:<id>, action:<name>
+    source: Mapped[str] = mapped_column(String(16))  # choice: the customer picked it
+    conversation_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("conversations.id"), default=None
+    )
+    message_id: Mapped[int | None] = mapped_column(IdType, ForeignKey("messages.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -133,3 +157,4 @@ class AwaitingBot(Base):
 conversations_table = cast(Table, Conversation.__table__)
 messages_table = cast(Table, Message.__table__)
 awaiting_bot_table = cast(Table, AwaitingBot.__table__)
+labelled_examples_table = cast(Table, LabelledExample.__table__)

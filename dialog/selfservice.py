@@ -270,20 +270,23 @@ class SelfServiceBrain:
         match plan.kind:
             case PlanKind.FAQ:
                 assert faq is not None
-                base.replies = [faq.answer]
+                base.replies, base.plan = [faq.answer], f"faq:{faq.entry.id}"
             case PlanKind.SMALL_TALK:
                 # A sender who may not be the customer is not greeted by the customer's name.
                 known = turn.customer.name if turn.sender_proven else None
                 name = f" {known.split()[0]}" if known else ""
                 base.replies = [translate(language, TEXTS[understood.intent], name=name)]
+                base.plan = f"small_talk:{understood.intent}"
             case PlanKind.REPHRASE:
                 base.replies, base.understood = [translate(language, TEXTS["rephrase"])], False
+                base.plan = "rephrase"
             case PlanKind.HANDOFF:
                 base.handoff = plan.handoff
                 base.complaint = plan.handoff == "complaint"
                 base.understood = plan.handoff != "not_understood"
                 key = plan.handoff if plan.handoff in ("complaint", "attachment") else "handoff"
                 base.replies = [translate(language, TEXTS[key])]
+                base.plan = f"handoff:{plan.handoff}"
             case PlanKind.ACTION:
                 assert plan.action is not None
                 outcome = await self._actions.run(
@@ -308,8 +311,19 @@ class SelfServiceBrain:
                 base.replies = list(outcome.texts)
                 base.handoff = outcome.handoff
                 slots.update(outcome.slots)
+                base.plan = _action_outcome(plan.action, outcome.handoff, slots)
         base.flags = _with_slots(turn.conversation.flags, slots)
         return base
+
+
+def _action_outcome(action: str, handoff: str | None, slots: Mapping[str, Any]) -> str:
+    """What running an action came to: a hand-off, a state change put to the customer to
+    confirm, or the action's answer."""
+    if handoff:
+        return f"handoff:{handoff}"
+    if Awaiting.of(slots.get(AWAITING_SLOT)) is Awaiting.OPT_OUT_CONFIRMATION:
+        return f"confirm:{action}"
+    return f"action:{action}"
 
 
 def _reads_orders(plan: Plan) -> bool:

@@ -42,6 +42,9 @@ class Reply:
     address: str
     text: str
     message_id: int
+    # The options this reply offers ("Did you mean…?"): the text numbers them for SMS and
+    # e-mail, the web chat shows them as quick-reply buttons. Empty for any other reply.
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,9 @@ class InboundResult:
     replies: tuple[Reply, ...] = ()
     handed_off: bool = False
     intent: str | None = None
+    # What was done with the message (`BotTurn.plan`, or `keyword:<kind>` for a consent keyword);
+    # None for a duplicate and for a message never put to the bot. Stored as `messages.outcome`.
+    plan: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,10 @@ class BotTurn:
     language: str | None = None
     complaint: bool = False
     flags: dict[str, Any] | None = None  # the conversation's flags after this turn; None: as were
+    # What the bot did, machine-readable: faq:<entry-id>, action:<action>, small_talk:<intent>,
+    # choices:<option>|<option>..., confirm:<action>, rephrase, handoff:<reason>.
+    plan: str | None = None
+    choices: tuple[str, ...] = ()  # the labels offered with the last reply, if it offers any
 
 
 @runtime_checkable

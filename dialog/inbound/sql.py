@@ -217,7 +217,11 @@ _AWAITING = (
 _SET_INTENT = (
     update(messages_table)
     .where(messages_table.c.id == bindparam("message_id"))
-    .values(intent=bindparam("new_intent"), confidence=bindparam("new_confidence"))
+    .values(
+        intent=bindparam("new_intent"),
+        confidence=bindparam("new_confidence"),
+        outcome=bindparam("new_outcome"),
+    )
 )
 
 
@@ -431,9 +435,14 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
     if timeline:
         await session.execute(_STORE_TIMELINE, timeline)
     intents = [
-        {"message_id": w.inbound_id, "new_intent": w.intent, "new_confidence": w.confidence}
+        {
+            "message_id": w.inbound_id,
+            "new_intent": w.intent,
+            "new_confidence": w.confidence,
+            "new_outcome": w.plan,
+        }
         for w in works
-        if w.intent is not None
+        if w.intent is not None or w.plan is not None
     ]
     if intents:
         await session.execute(_SET_INTENT, intents)

@@ -198,6 +198,7 @@ class TurnSteps:
             )
             if outcome.handled:
                 work.intent = "keyword"
+                work.plan = f"keyword:{keyword.kind.value}"
                 work.replies = [outcome.reply] if outcome.reply else []
                 if known is None and work.opened:
                     await self._keep_language(session, work, keyword)
@@ -274,6 +275,7 @@ class TurnSteps:
         """What the bot decided becomes this message's replies and effects."""
         conversation = work.conversation
         work.intent, work.confidence = decided.intent, decided.confidence
+        work.plan, work.choices = decided.plan, decided.choices
         work.replies = list(decided.replies)
         failed_turns = 0 if decided.understood else conversation.failed_turns + 1
         if failed_turns != conversation.failed_turns:

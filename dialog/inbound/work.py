@@ -61,6 +61,8 @@ class Work:
     handed_off: bool = False
     intent: str | None = None
     confidence: float | None = None
+    plan: str | None = None  # what was done with it: stored as the message's outcome
+    choices: tuple[str, ...] = ()  # offered with the last reply
     timeline: list[dict[str, Any]] = field(default_factory=list)
     conversation_changes: dict[str, Any] = field(default_factory=dict)
     resumed: bool = False  # stored before, and still awaiting the bot: asked again
@@ -84,6 +86,7 @@ class Work:
         self.written()
         self.replies, self.sent = [], []
         self.handed_off, self.intent, self.confidence = False, None, None
+        self.plan, self.choices = None, ()
 
     def note(self, kind: InteractionKind, summary: str, actor: str, **data: Any) -> None:
         self.timeline.append(
@@ -109,8 +112,16 @@ class Work:
             conversation_id=self.conversation.id,
             message_id=self.inbound_id,
             replies=tuple(
-                Reply(channel, self.conversation.address, text, id_) for text, id_ in self.sent
+                Reply(
+                    channel,
+                    self.conversation.address,
+                    text,
+                    id_,
+                    self.choices if n == len(self.sent) - 1 else (),
+                )
+                for n, (text, id_) in enumerate(self.sent)
             ),
             handed_off=self.handed_off,
             intent=self.intent,
+            plan=self.plan,
         )
