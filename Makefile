@@ -3,7 +3,7 @@
 PYTHON ?= .venv/bin/python
 ARGS ?=
 
-.PHONY: bench bench-nlu bench-faq bench-dialog bench-sms bench-outbox test run
+.PHONY: bench bench-nlu bench-faq bench-dialog bench-selfservice bench-sms bench-outbox test run
 
 # Issue #2: import a million customers and recompute their tiers on SQLite and PostgreSQL.
 bench:
@@ -18,6 +18,10 @@ bench-faq:
 
 bench-dialog:
 	$(PYTHON) -m bench.dialog_turns $(ARGS)
+
+# Issue #13: held-out customer questions through the whole inbound path; the outcome mix per language.
+bench-selfservice:
+	$(PYTHON) -m bench.selfservice $(ARGS)
 
 # Issue #10: signed Twilio webhooks through the whole inbound path; the outbox drained to local fakes.
 bench-sms:
