@@ -36,6 +36,7 @@ from sastre.web import (
     customers,
     email,
     faq,
+    faq_gaps,
     health,
     messages,
     public,
@@ -124,6 +125,7 @@ def create_app(
     app.add_routes(consent.routes)
     app.add_routes(public.routes)
     app.add_routes(chat.routes)
+    app.add_routes(faq_gaps.routes)  # before faq's: /api/faq/gaps is no entry id
     app.add_routes(faq.routes)
     app.add_routes(console.routes)
     app.add_routes(twilio.routes)  # SMS in, and delivery states of what we sent
