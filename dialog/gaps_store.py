@@ -23,7 +23,7 @@ from dialog.nlu import detect_language
 
 __all__ = ["MAX_GAPS", "SCAN_WINDOW", "GapScan", "gap_condition", "read_gaps"]
 
-MAX_GAPS: Final = 2000  # gap messages read for one report: grouping them takes ~a second at most
+MAX_GAPS: Final = 2000  # gap messages read for one report: grouping them is < 1 s of CPU
 SCAN_WINDOW: Final = 200_000  # of the newest messages by id: a primary-key range, always cheap
 
 
