@@ -56,7 +56,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channels.base import ChannelName, InboundMessage
-from consent.ledger import record_consent
+from consent.ledger import DOUBLE_OPT_IN, record_consent
 from consent.models import ConsentState
 from consent.replies import Brand
 from consent.types import Action, Channel, ConsentStatus, Purpose, Source
@@ -255,7 +255,8 @@ async def _customers(
                     value=_address(channel, question, n),
                 )
             )
-        for action in (Action.GRANT, Action.CONFIRM):
+        confirmed = (consent_channel, Purpose.MARKETING) in DOUBLE_OPT_IN
+        for action in (Action.GRANT, Action.CONFIRM) if confirmed else (Action.GRANT,):
             await record_consent(
                 session,
                 customer.id,
@@ -440,9 +441,11 @@ def _report(asked: Sequence[Asked], sent: int, cpu: float) -> None:
             f"  {counts[Outcome.REPHRASE]:3d}  {counts[Outcome.WRONG]:3d}"
         )
     opt_outs = [a for a in asked if a.question.opt_out]
+    told = sum(not a.revoked and a.plan == "faq:unsubscribe" for a in opt_outs)
     print(
         f"opt-outs honoured (marketing revoked, after a YES where asked): "
         f"{sum(a.revoked for a in opt_outs)} of {len(opt_outs)}"
+        + (f"; {told} more told how to unsubscribe" if told else "")
     )
     answerable = [a for a in asked if a.question.answerable]
     right = sum(a.right_in_the_end for a in answerable) / len(answerable)
