@@ -75,6 +75,7 @@ __all__ = [
     "Outcome",
     "Question",
     "classify",
+    "follow_up",
     "load_questions",
     "options",
     "right_option",
@@ -155,7 +156,7 @@ def load_questions(path: Path = QUESTIONS_FILE) -> list[Question]:
 
 
 class Outcome(StrEnum):
-    RIGHT = "right"
+    RIGHT = "right at once"
     CHOICES = "choices, right among them"
     CHOICES_WRONG = "choices, none right"
     HANDOFF = "handed to a person"
@@ -177,6 +178,21 @@ def right_option(plan: str | None, expected: Iterable[str]) -> int | None:
     for number, option in enumerate(options(plan), start=1):
         if option in wanted:
             return number
+    return None
+
+
+def follow_up(
+    plan: str | None, labels: Sequence[str], question: Question, *, words: bool
+) -> str | None:
+    """Pure: what the customer answers next, if anything. To choices that include a right one,
+    its number (or with `words`, its label as offered); to a confirmation the question called
+    for (an opt-out's), YES or SÍ. Nothing to anything else: a customer asked to confirm what
+    they did not ask for does not confirm it."""
+    number = right_option(plan, question.expected)
+    if number is not None:
+        return labels[number - 1] if words and len(labels) >= number else str(number)
+    if plan is not None and plan.startswith("confirm:") and plan in question.expected:
+        return CONFIRMATIONS[question.language]
     return None
 
 
@@ -300,9 +316,14 @@ def _message(channel: ChannelName, address: str, text: str, sid: str) -> Inbound
 
 
 async def _ask_all(
-    processor: InboundProcessor, channel: ChannelName, questions: Sequence[Question]
+    processor: InboundProcessor,
+    channel: ChannelName,
+    questions: Sequence[Question],
+    *,
+    words: bool,
 ) -> tuple[list[tuple[Question, InboundResult, float, str | None]], int, float]:
-    """Each question from its own customer; a chosen option or a YES where it is due. Returns
+    """Each question from its own customer, then the answer a customer gives to choices or to a
+    confirmation (`follow_up`) where one is due. Returns
     (question, first result, its seconds, the follow-up's plan), the messages sent and the CPU
     seconds they cost."""
     done: list[tuple[Question, InboundResult, float, str | None]] = []
@@ -314,22 +335,24 @@ async def _ask_all(
         result = await processor.handle(_message(channel, address, question.text, f"{n}-0"))
         seconds = time.perf_counter() - started
         sent += 1
-        follow_up: str | None = None
-        number = right_option(result.plan, question.expected)
-        if number is not None:
-            follow_up = str(number)
-        elif question.opt_out and (result.plan or "").startswith("confirm:"):
-            follow_up = CONFIRMATIONS[question.language]
+        labels = next((reply.choices for reply in result.replies if reply.choices), ())
+        answer = follow_up(result.plan, labels, question, words=words)
         chosen = None
-        if follow_up is not None:
-            chosen = (await processor.handle(_message(channel, address, follow_up, f"{n}-1"))).plan
+        if answer is not None:
+            chosen = (await processor.handle(_message(channel, address, answer, f"{n}-1"))).plan
             sent += 1
         done.append((question, result, seconds, chosen))
     return done, sent, time.process_time() - cpu
 
 
 async def _run(
-    name: str, url: str, channel: ChannelName, questions: Sequence[Question], customers: int
+    name: str,
+    url: str,
+    channel: ChannelName,
+    questions: Sequence[Question],
+    *,
+    customers: int,
+    words: bool,
 ) -> list[Asked]:
     await migrate(url)
     settings = load_settings(_env_file=None, database_url=url, secret_key="bench-secret-0123456789")
@@ -352,7 +375,7 @@ async def _run(
             brand=Brand("Sastre", "support@example.com"),
         )
         await _warm_up(processor, sessionmaker)
-        done, sent, cpu = await _ask_all(processor, channel, questions)
+        done, sent, cpu = await _ask_all(processor, channel, questions, words=words)
         await processor.drained()
         async with sessionmaker() as session:
             after = await _consents(session, ids)
@@ -500,6 +523,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--postgres-url", help="postgresql+asyncpg URL of an EMPTY database")
     parser.add_argument("--customers", type=int, default=50, help="demo customers loaded beside")
     parser.add_argument("--questions", type=Path, default=QUESTIONS_FILE)
+    parser.add_argument(
+        "--choose",
+        choices=("number", "words"),
+        default="number",
+        help="how a customer answers choices: the option's number, or its label",
+    )
     parser.add_argument("--misses", action="store_true", help="list what was not answered right")
     args = parser.parse_args(argv)
     questions = load_questions(args.questions)
@@ -520,7 +549,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 url,
                 channel,
                 questions,
-                args.customers,
+                customers=args.customers,
+                words=args.choose == "words",
             )
         )
     if args.misses:

@@ -19,6 +19,7 @@ from bench.selfservice import (
     Outcome,
     Question,
     classify,
+    follow_up,
     load_questions,
     options,
     right_option,
@@ -216,3 +217,26 @@ def test_choices_are_credited_only_with_a_right_option(
     else:
         assert number is None
         assert classify(plan, question) is Outcome.CHOICES_WRONG
+
+
+@pytest.mark.parametrize(
+    ("plan", "question", "words", "answer"),
+    [
+        ("choices:faq:exchanges|faq:returns", _question("faq:returns"), False, "2"),
+        ("choices:faq:exchanges|faq:returns", _question("faq:returns"), True, "Returns"),
+        ("choices:faq:exchanges|faq:warranty", _question("faq:returns"), False, None),
+        ("confirm:action_opt_out", _question("confirm:action_opt_out", opt_out=True), False, "YES"),
+        # Asked to confirm what they did not ask for, a customer does not say YES.
+        ("confirm:action_opt_out", _question("faq:privacy-data"), False, None),
+        ("faq:returns", _question("faq:returns"), False, None),
+    ],
+)
+def test_follow_up(plan: str, question: Question, words: bool, answer: str | None) -> None:
+    assert follow_up(plan, ("Exchanges", "Returns"), question, words=words) == answer
+
+
+def test_a_spanish_customer_confirms_in_spanish() -> None:
+    question = Question(
+        "no mas ofertas", "es", frozenset({"confirm:action_opt_out"}), True, True, "opt_out"
+    )
+    assert follow_up("confirm:action_opt_out", (), question, words=False) == "SI"
