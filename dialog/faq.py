@@ -426,16 +426,21 @@ class FaqIndex:
 
     def match_all(self, texts: Sequence[str], languages: Sequence[str]) -> list[FaqMatch | None]:
         """`match` for many texts (each answered in its language), scored in one product."""
+        return [best[0] if best else None for best in self.top_all(texts, languages, 1)]
+
+    def top_all(
+        self, texts: Sequence[str], languages: Sequence[str], k: int = 3
+    ) -> list[list[FaqMatch]]:
+        """`top` for many texts (each answered in its language), scored in one product."""
         if not texts:
             return []
-        if not self._variants:
-            return [None] * len(texts)
+        if k < 1 or not self._variants:
+            return [[] for _ in texts]
         per_entry, per_variant = self._scores_all(texts)
-        found: list[FaqMatch | None] = []
-        for j, language in enumerate(languages):
-            best = rank_matches(self, per_entry[:, j], per_variant[:, j], language, 1)
-            found.append(best[0] if best else None)
-        return found
+        return [
+            rank_matches(self, per_entry[:, j], per_variant[:, j], language, k)
+            for j, language in enumerate(languages)
+        ]
 
 
 class _Ranked(Protocol):

@@ -104,6 +104,7 @@ class Turn:
     # How many files came with it (MMS media, e-mail attachments): a photo with no words is
     # for a person to look at, not a question the bot failed to understand.
     attachments: int = 0
+    message_id: int | None = None  # the stored inbound message: what a choice offered labels
 
 
 @dataclass(slots=True)

@@ -217,6 +217,7 @@ class TurnSteps:
             received_at=work.now,
             sender_proven=message.verified or not work.pending.medium.claimable,
             attachments=len(message.attachments),
+            message_id=work.inbound_id,
         )
 
     async def _keep_language(

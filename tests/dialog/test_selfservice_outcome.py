@@ -72,4 +72,5 @@ async def test_small_talk_and_keywords_say_what_answered_them(
 async def test_a_duplicate_has_no_outcome(processor: InboundProcessor) -> None:
     await processor.handle(web("hello", 1))
     again = await processor.handle(web("hello", 1))
-    assert again.duplicate and again.plan is None
+    assert again.duplicate
+    assert again.plan is None
