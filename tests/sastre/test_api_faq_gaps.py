@@ -8,6 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as fuzzing
+from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +38,7 @@ PLANS = {
     "let me talk to a person": "handoff:customer_asked",
     "what are your opening hours?": "faq:opening-hours",
 }
+QUERY = ["since", "language", "channel", "limit", "cursor"]
 HOURS = build_entry(
     "opening-hours",
     {"en": ["What are your opening hours?", "Are you open on Sundays?"]},
@@ -135,6 +139,7 @@ async def test_filters(asked: Client, auth: Auth) -> None:
     assert (await gaps(asked, auth, channel="email"))["groups"] == []
     assert (await gaps(asked, auth, since="2999-01-01"))["groups"] == []
     assert len((await gaps(asked, auth, since="2000-01-01T00:00:00+02:00"))["groups"]) == 3
+    assert len((await gaps(asked, auth, since="0001-01-01"))["groups"]) == 3
 
 
 async def test_pages_follow_the_cursor(asked: Client, auth: Auth) -> None:
@@ -193,3 +198,36 @@ async def test_bad_parameters_are_a_400_naming_them(
     body = await response.json()
     assert body["error"] == "invalid query"
     assert body["detail"][0]["field"] == field
+
+
+QUERY_VALUES = st.text(st.characters(exclude_categories=["Cs"]), max_size=30) | st.sampled_from(
+    [
+        "0001-01-01",
+        "9999-12-31T23:59:59-12:00",
+        "2026-02-30",
+        "1",
+        "200",
+        "١٢",  # digits, but not ASCII ones
+        "5.",
+        "5.MjAyNi0wMS0wMVQwMDowMDowMCswMDowMHwx",
+        "5.MDAwMS0wMS0wMVQwMDowMCsxNDowMHwx",  # a time past year 1 once in UTC
+        "es",
+        "webchat",
+    ]
+)
+
+
+@fuzzing(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.generate],
+)
+@given(query=st.dictionaries(st.sampled_from(QUERY), QUERY_VALUES, max_size=5))
+async def test_any_query_gets_a_clear_answer(
+    gaps_client: Client, auth: Auth, query: dict[str, str]
+) -> None:
+    response = await gaps_client.get("/api/faq/gaps", params=query, headers=auth())
+    assert response.status in (200, 400), await response.text()
+    body = await response.json()
+    assert "groups" in body if response.status == 200 else body["error"] == "invalid query"
