@@ -23,7 +23,9 @@ from bench.selfservice import (
     load_questions,
     options,
     right_option,
+    run,
 )
+from channels.base import ChannelName
 from consent.keywords import KeywordKind
 from consent.keywords import classify as keyword
 
@@ -240,3 +242,25 @@ def test_a_spanish_customer_confirms_in_spanish() -> None:
         "no mas ofertas", "es", frozenset({"confirm:action_opt_out"}), True, True, "opt_out"
     )
     assert follow_up("confirm:action_opt_out", (), question, words=False) == "SI"
+
+
+# --- the whole run --------------------------------------------------------------------------------
+
+
+async def test_the_benchmark_runs_end_to_end(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the real inbound path: STOP revokes marketing (the keyword, before the bot), a
+    greeting leaves consent as it was, and the figures are printed."""
+    questions = [
+        Question("STOP", "en", frozenset({"keyword:opt_out"}), True, True, "opt_out"),
+        Question("holaa buenas", "es", frozenset({"small_talk:greet"}), True, False, "small_talk"),
+    ]
+    stop, hello = await run(
+        "test", database_url, ChannelName.SMS, questions, customers=1, words=False
+    )
+    assert (stop.plan, stop.outcome, stop.revoked) == ("keyword:opt_out", Outcome.RIGHT, True)
+    assert stop.consent_changed
+    assert hello.plan is not None
+    assert not hello.consent_changed
+    assert "consent changed by a non-opt-out: 0  PASS" in capsys.readouterr().out
