@@ -19,18 +19,13 @@ class Awaiting(StrEnum):
     # "stop marketing by e-mail? Reply YES": a yes withdraws, a plain no keeps it (opt_out.py)
     OPT_OUT_CONFIRMATION = "opt_out_confirmation"
     CALLBACK_PHONE = "callback_phone"  # "which number shall we call?"
-    # "Did you mean…?": the options offered are in the `choice` slot (dialog.choices); the pick
-    # runs the option chosen, and nothing else goes back to an action.
-    CHOICE = "choice"
 
     @property
     def action(self) -> str:
         """The action the answer goes back to."""
         if self is Awaiting.OPT_OUT_CONFIRMATION:
             return "action_opt_out"
-        if self is Awaiting.CALLBACK_PHONE:
-            return "action_request_callback"
-        raise ValueError("a choice goes to the option picked, not back to one action")
+        return "action_request_callback"
 
     @classmethod
     def of(cls, value: object) -> Awaiting | None:

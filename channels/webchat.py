@@ -9,9 +9,13 @@ The protocol, one JSON object per WebSocket text frame:
 
     client → server  {"type": "message", "id": "<client-made unique id>", "text": "..."}
     server → client  {"type": "history", "messages": [<message>, ...]}   (on connect)
-                     {"type": "message", "id", "author": "customer"|"bot"|"agent", "text", "at"}
+                     {"type": "message", "id", "author": "customer"|"bot"|"agent", "text", "at",
+                      "choices"?: ["<label>", ...]}
                      {"type": "handoff", "text"}
                      {"type": "error", "code", "reason", "id"?}
+
+A bot message offering options ("Did you mean…?") lists their labels in `choices`: the widget shows
+them as quick-reply buttons under it, and a click sends the label as the visitor's message.
 
 An error's `code` is for programs (`too_long`, `empty`, `unknown_type`...); its `reason` is the
 sentence for the visitor, in their language, which the service fills in from the catalogue
@@ -141,6 +145,7 @@ class ChatLine:
     author: Author
     text: str
     at: datetime
+    choices: tuple[str, ...] = ()  # options offered: quick-reply buttons under the message
 
 
 def parse_client_frame(raw: str | bytes) -> ClientMessage:
@@ -180,13 +185,16 @@ def parse_language(value: str | None) -> str | None:
 
 
 def _line(line: ChatLine) -> dict[str, Any]:
-    return {
+    frame: dict[str, Any] = {
         "type": "message",
         "id": line.id,
         "author": line.author,
         "text": line.text,
         "at": line.at.isoformat(),
     }
+    if line.choices:
+        frame["choices"] = list(line.choices)
+    return frame
 
 
 def message_frame(line: ChatLine) -> dict[str, Any]:

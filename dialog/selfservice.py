@@ -434,9 +434,8 @@ class SelfServiceBrain:
         awaiting = Awaiting.of(slots.get(AWAITING_SLOT))
         if awaiting is Awaiting.OPT_OUT_CONFIRMATION and reading.answered is None:
             slots.clear()  # anything but a yes: the question lapses, consent stays as it was
-        if awaiting is Awaiting.CHOICE:
-            slots.clear()  # picked or not, the options offered are done with
         pending = reading.pending
+        slots.pop(CHOICE_SLOT, None)  # picked or not, options offered are done with
         if reading.chosen is not None and pending is not None:
             # "2" reads as no language: the answer is in the language the options were in.
             language = pending.language
@@ -475,9 +474,7 @@ class SelfServiceBrain:
                     base.replies = [render(offer.language, offer.labels, buttons=_buttons(turn))]
                     base.choices = offer.labels
                     base.plan = "choices:" + "|".join(offer.options)
-                    slots.update(
-                        {AWAITING_SLOT: Awaiting.CHOICE.value, CHOICE_SLOT: offer.to_slot()}
-                    )
+                    slots[CHOICE_SLOT] = offer.to_slot()
             case PlanKind.REPHRASE:
                 base.replies, base.understood = [translate(language, TEXTS["rephrase"])], False
             case PlanKind.HANDOFF:
@@ -528,14 +525,13 @@ class SelfServiceBrain:
 def _read(turn: Turn, understood: Understanding) -> _Reading:
     """What the message is to the question open in its conversation, if one is."""
     slots = turn.conversation.flags.get("slots") or {}
+    pending = PendingChoice.of(slots.get(CHOICE_SLOT))
+    picked = None if pending is None else pick(turn.text, pending.labels)
+    if pending is not None and picked is not None:
+        return _Reading(turn, understood, None, pending, pending.options[picked])
     awaiting = Awaiting.of(slots.get(AWAITING_SLOT))
-    if awaiting is Awaiting.CHOICE:
-        pending = PendingChoice.of(slots.get(CHOICE_SLOT))
-        picked = None if pending is None else pick(turn.text, pending.labels)
-        chosen = None if pending is None or picked is None else pending.options[picked]
-        return _Reading(turn, understood, None, pending, chosen)
     answered = awaiting if answers(awaiting, turn.text) else None
-    return _Reading(turn, understood, answered, None, None)
+    return _Reading(turn, understood, answered, pending, None)
 
 
 def _top_all(
@@ -617,9 +613,8 @@ def _with_slots(flags: Mapping[str, Any], slots: Mapping[str, Any]) -> dict[str,
     """The conversation's flags keeping what an open question needs; None when unchanged."""
     kept = {name: slots[name] for name in KEPT_SLOTS if slots.get(name) is not None}
     if AWAITING_SLOT not in kept:
-        kept = {}  # no question open: nothing to remember
-    elif kept[AWAITING_SLOT] != Awaiting.CHOICE.value:
-        kept.pop(CHOICE_SLOT, None)  # another question replaced the options
+        # No action's question open: nothing of it to remember (options offered may be).
+        kept = {CHOICE_SLOT: kept[CHOICE_SLOT]} if CHOICE_SLOT in kept else {}
     if kept == (flags.get("slots") or {}):
         return None
     updated = {name: value for name, value in flags.items() if name != "slots"}

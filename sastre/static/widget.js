@@ -180,8 +180,36 @@
     if (state) setState(item, state);
     shown.set(message.id, item);
     log.appendChild(item);
+    if (message.choices && message.choices.length) offer(message.choices);
     log.scrollTop = log.scrollHeight;
     return item;
+  }
+
+  /* ---- options the bot offers ("Did you mean…?"): quick replies under its message ----
+     A click sends the option's label as the visitor's message, as if typed; the server reads it
+     against the options it offered. Only the latest offer stands: anything the visitor sends
+     (a click or their own words) takes the buttons away. */
+  var choices = null; // the <li> holding the buttons on offer, if any
+
+  function offer(labels) {
+    withdraw();
+    choices = el("li", "sastre-chat-choices");
+    var group = el("div", "sastre-chat-choice-group");
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", T.choices);
+    labels.forEach(function (label) {
+      var button = el("button", "sastre-chat-choice", label);
+      button.type = "button";
+      button.addEventListener("click", function () { say(label); });
+      group.appendChild(button);
+    });
+    choices.appendChild(group);
+    log.appendChild(choices);
+  }
+
+  function withdraw() {
+    if (choices) choices.remove();
+    choices = null;
   }
 
   function setState(item, state) {
@@ -274,12 +302,17 @@
       return; // refused, never cut: the visitor decides what to leave out
     }
     showError("");
+    say(text);
+    input.value = "";
+    updateCounter();
+  }
+
+  function say(text) {
+    withdraw();
     var id = clientId();
     pending.set(id, text);
     render({ id: id, author: "customer", text: text, at: new Date().toISOString() }, "pending");
     transmit(id, text);
-    input.value = "";
-    updateCounter();
     connect();
   }
 

@@ -402,7 +402,8 @@ async def _answer(
     # answer is in the history the client got on reconnecting).
     await ws.send_json(message_frame(ChatLine(incoming.id, "customer", incoming.text, now)))
     for reply in result.replies:
-        await ws.send_json(message_frame(ChatLine(f"m{reply.message_id}", "bot", reply.text, now)))
+        line = ChatLine(f"m{reply.message_id}", "bot", reply.text, now, reply.choices)
+        await ws.send_json(message_frame(line))
     if result.handed_off:
         notice = translate(socket.language, "webchat.handoff", default=default)
         await ws.send_json(handoff_frame(notice))

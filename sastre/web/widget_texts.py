@@ -22,6 +22,7 @@ WIDGET_MESSAGES: Final = (
     N_("widget.author.agent"),
     N_("widget.author.bot"),
     N_("widget.author.customer"),
+    N_("widget.choices"),
     N_("widget.close"),
     N_("widget.counter"),
     N_("widget.empty"),

@@ -70,11 +70,11 @@ def web(text: str, n: int) -> InboundMessage:
 @pytest.mark.parametrize(
     ("asked", "answer", "told"),
     [
-        ("olvidé mi contraseña de la web", "no", "De acuerdo, seguirás recibiendo"),
-        ("olvidé mi contraseña de la web", "para nada", "De acuerdo, seguirás recibiendo"),
-        ("olvidé mi contraseña de la web", "No, gracias", "De acuerdo, seguirás recibiendo"),
-        ("I do not want your newsletter anymore", "no thanks", "OK, nothing changes"),
-        ("I do not want your newsletter anymore", "nope", "OK, nothing changes"),
+        ("ya no me interesa nada de lo vuestro", "no", "De acuerdo, seguirás recibiendo"),
+        ("ya no me interesa nada de lo vuestro", "para nada", "De acuerdo, seguirás recibiendo"),
+        ("ya no me interesa nada de lo vuestro", "No, gracias", "De acuerdo, seguirás recibiendo"),
+        ("I don't want offers by email anymore", "no thanks", "OK, nothing changes"),
+        ("I don't want offers by email anymore", "nope", "OK, nothing changes"),
     ],
 )
 async def test_no_to_the_opt_out_question_changes_nothing_and_says_so(
