@@ -1,6 +1,7 @@
 """Benchmark: does self-service answer what customers actually ask, end to end?
 
-    .venv/bin/python -m bench.selfservice [--channel sms|webchat] [--choose number|words]
+    .venv/bin/python -m bench.selfservice [--channel sms|webchat]
+                                          [--choose mixed|number|words]
                                           [--db sqlite|postgresql] [--postgres-url URL]
                                           [--misses]
 
@@ -14,8 +15,8 @@ channel is granted, on a fresh database with the demo data loaded. What the bot 
 
 * right at once: the plan is one of the question's expected outcomes;
 * choices, right among them: the bot offered options and one of them is right. The customer then
-  answers with that option's number (or its label, `--choose words`), and whether that got the
-  right answer is counted;
+  answers with that option's number or its label as offered (by default half the customers
+  each way: `--choose`), and whether that got the right answer is counted;
 * choices, none right: counted apart, and printed beside the wrong answers (a customer offered
   only wrong options was not answered wrongly, but not helped either);
 * handed to a person (when that is not what was expected); asked to rephrase;
@@ -57,7 +58,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml  # type: ignore[import-untyped]
 from sqlalchemy import select
@@ -109,6 +110,9 @@ KINDS = (
 PLAN_KINDS = ("faq", "action", "small_talk", "choices", "confirm", "handoff", "keyword")
 CONFIRMATIONS = {"es": "SI", "en": "YES"}  # what a customer answers to "reply YES to confirm"
 TARGET_RIGHT, TARGET_WRONG = 0.85, 0.03
+# How customers answer choices: by the option's number, by its label (a web chat button sends
+# the label), or half of them each way.
+Choose = Literal["mixed", "number", "words"]
 
 
 # --- the question set -------------------------------------------------------------------------
@@ -330,7 +334,7 @@ async def _ask_all(
     channel: ChannelName,
     questions: Sequence[Question],
     *,
-    words: bool,
+    choose: Choose,
 ) -> tuple[list[tuple[Question, InboundResult, float, str | None]], int, float]:
     """Each question from its own customer, then the answer a customer gives to choices or to a
     confirmation (`follow_up`) where one is due. Returns
@@ -346,6 +350,7 @@ async def _ask_all(
         seconds = time.perf_counter() - started
         sent += 1
         labels = next((reply.choices for reply in result.replies if reply.choices), ())
+        words = choose == "words" or (choose == "mixed" and n % 2 == 1)
         answer = follow_up(result.plan, labels, question, words=words)
         chosen = None
         if answer is not None:
@@ -362,7 +367,7 @@ async def run(
     questions: Sequence[Question],
     *,
     customers: int,
-    words: bool,
+    choose: Choose,
 ) -> list[Asked]:
     """Put `questions` to the bot on a fresh database at `url` (migrated here), print the
     figures under the heading `name`, and return what came of each question."""
@@ -387,7 +392,7 @@ async def run(
             brand=Brand("Sastre", "support@example.com"),
         )
         await _warm_up(processor, sessionmaker)
-        done, sent, cpu = await _ask_all(processor, channel, questions, words=words)
+        done, sent, cpu = await _ask_all(processor, channel, questions, choose=choose)
         await processor.drained()
         async with sessionmaker() as session:
             after = await _consents(session, ids)
@@ -536,7 +541,11 @@ def _misses(asked: Sequence[Asked]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.selfservice", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.selfservice",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--channel", choices=("sms", "webchat"), default="sms")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--postgres-url", help="postgresql+asyncpg URL of an EMPTY database")
@@ -544,9 +553,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--questions", type=Path, default=QUESTIONS_FILE)
     parser.add_argument(
         "--choose",
-        choices=("number", "words"),
-        default="number",
-        help="how a customer answers choices: the option's number, or its label",
+        choices=get_args(Choose),
+        default="mixed",
+        help="how customers answer choices: the option's number, its label, or half each way",
     )
     parser.add_argument("--misses", action="store_true", help="list what was not answered right")
     args = parser.parse_args(argv)
@@ -569,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 channel,
                 questions,
                 customers=args.customers,
-                words=args.choose == "words",
+                choose=args.choose,
             )
         )
     if args.misses:

@@ -257,7 +257,7 @@ async def test_the_benchmark_runs_end_to_end(
         Question("holaa buenas", "es", frozenset({"small_talk:greet"}), True, False, "small_talk"),
     ]
     stop, hello = await run(
-        "test", database_url, ChannelName.SMS, questions, customers=1, words=False
+        "test", database_url, ChannelName.SMS, questions, customers=1, choose="number"
     )
     assert (stop.plan, stop.outcome, stop.revoked) == ("keyword:opt_out", Outcome.RIGHT, True)
     assert stop.consent_changed
