@@ -137,7 +137,7 @@ class BrainConfig:
     faq_near: float = 0.6
     # ...and one this near is answered when the model says "FAQ question" and it leads the
     # next entry by `faq_lead` (of the threshold).
-    faq_agree: float = 0.75
+    faq_agree: float = 0.85
     faq_lead: float = 0.2
     # Entries scoring this fraction of the best are offered beside it.
     faq_close: float = 0.8
