@@ -36,7 +36,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -68,8 +68,9 @@ from channels.webchat import (
 from crm_core.customers import CustomerNotFound, IdentityConflict, attach_identity, find_customer
 from crm_core.identities import InvalidIdentity, normalise
 from crm_core.models import Identity, IdentityKind
+from dialog.choices import CHOICE_SLOT, PendingChoice
 from dialog.history import open_conversation, transcript
-from dialog.models import ConversationState, Direction, Message
+from dialog.models import Conversation, ConversationState, Direction, Message
 from sastre.appkeys import CHAT_LIMITS, INBOUND, READER, SESSIONMAKER, SETTINGS
 from sastre.config import Settings
 from sastre.web.chat_limits import ChatLimits
@@ -247,7 +248,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         if visitor.problem:
             notice = refusal(visitor.problem, language, default)
             await ws.send_json(error_frame(visitor.problem, notice))
-        await ws.send_json(history_frame(_line(m) for m in history))
+        await ws.send_json(history_frame(_with_offer([_line(m) for m in history], conversation)))
         if with_human:
             notice = translate(language, "webchat.handoff", default=settings.default_language)
             await ws.send_json(handoff_frame(notice))
@@ -418,6 +419,16 @@ def _line(message: Message) -> ChatLine:
         )
     author: Author = "agent" if message.author.startswith("agent") else "bot"
     return ChatLine(f"m{message.id}", author, message.text, _utc(message))
+
+
+def _with_offer(lines: list[ChatLine], conversation: Conversation | None) -> list[ChatLine]:
+    """The history with the options still on offer as buttons under the bot's last message (a
+    reload must not leave a bare "Did you mean…?")."""
+    slots = (conversation.flags.get("slots") or {}) if conversation is not None else {}
+    offered = PendingChoice.of(slots.get(CHOICE_SLOT))
+    if offered is not None and lines and lines[-1].author == "bot":
+        lines[-1] = replace(lines[-1], choices=offered.labels)
+    return lines
 
 
 def _utc(message: Message) -> datetime:

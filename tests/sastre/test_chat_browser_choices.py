@@ -70,3 +70,16 @@ async def test_typing_instead_of_clicking_takes_the_buttons_away(page: Page) -> 
     await expect(options).to_have_count(2)
     await ask(page, "what time do you open")
     await expect(options).to_have_count(0)
+
+
+async def test_a_reload_keeps_the_options_on_offer(page: Page) -> None:
+    await open_widget(page)
+    await ask(page, "no me queda bien la camisa")
+    options = page.get_by_role("group", name="Opciones").get_by_role("button")
+    await expect(options).to_have_count(2)
+    await page.reload()
+    await open_widget(page)
+    await expect(options).to_have_text(["¿Cómo devuelvo un artículo?", "¿Puedo cambiar la talla?"])
+    await page.get_by_role("button", name="¿Cómo devuelvo un artículo?").click()
+    bot = page.get_by_role("log", name="Mensajes del chat").locator(".from-bot .sastre-chat-text")
+    await expect(bot.last).to_have_text("Devoluciones: 30 días, gratis.")
