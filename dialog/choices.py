@@ -68,6 +68,14 @@ _FILLER = frozenset(
         *("that", "it"),
     }
 )
+# A yes, as the whole message: with one option offered, it picks that one.
+_YES = frozenset(
+    {
+        *("si", "si gracias", "si por favor", "vale", "claro", "eso", "eso es", "exacto", "sip"),
+        *("yes", "yes please", "yep", "yeah", "yup", "ok", "okay", "sure", "exactly", "correct"),
+        *("that s it", "thats it", "that one", "esa", "ese", "esa misma", "correcto"),
+    }
+)
 # How alike the customer's words and a label must be to count as picking it, and by how much
 # the best must beat the next one (two labels both half-matching is not a pick).
 _ALIKE = 0.6
@@ -163,6 +171,8 @@ def pick(text: str, labels: Sequence[str]) -> int | None:
     folded = fold(text)
     if not folded:
         return None
+    if len(labels) == 1 and folded in _YES:
+        return 0  # "Did you mean X?" "yes"
     number = _NUMBER.match(folded)
     if number is not None:
         n = int(number.group(1))

@@ -53,7 +53,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.awaiting import AWAITING_SLOT, Awaiting
-from actions.opt_out import REQUEST_SLOT, settles_the_question
+from actions.opt_out import REQUEST_SLOT, is_decline, settles_the_question
 from actions.order_status import orders_known, read_orders
 from actions.runner import EmbeddedActions
 from crm_core.models import Tier
@@ -203,13 +203,15 @@ def plan_turn(
     answered: Awaiting | None = None,
     attachments: int = 0,
     chosen: str | None = None,
+    declined: bool = False,
 ) -> Plan:
     """What to do with one message. Pure; see the module docstring for the rule.
 
     `faq`: the FAQ's best entries for it (None: not looked up, as for an answer).
     `answered`: the question this message answers, if it answers one (`answers`).
     `attachments`: how many files came with it.
-    `chosen`: the option it picked among those offered (`dialog.choices.pick`)."""
+    `chosen`: the option it picked among those offered (`dialog.choices.pick`).
+    `declined`: a plain no to the options offered: none of them is what they meant."""
     if answered is not None:
         return Plan(PlanKind.ACTION, f"answers {answered.value}", action=answered.action)
     if chosen is not None:
@@ -229,7 +231,10 @@ def plan_turn(
     if intent == "complaint" and confident:
         return Plan(PlanKind.HANDOFF, "a complaint goes to a person", handoff="complaint")
     found = faq or FaqFound()
-    plan = _weigh(understood, found, config)
+    if declined:
+        plan = Plan(PlanKind.REPHRASE, "none of the options offered is what they meant")
+    else:
+        plan = _weigh(understood, found, config)
     if tier is Tier.CMV:
         return _for_cmv(plan, understood, found, config)
     if plan.kind is PlanKind.REPHRASE and failed_turns + 1 >= config.max_failed_turns:
@@ -350,6 +355,7 @@ class _Reading:
     answered: Awaiting | None  # the action's question it answers
     pending: PendingChoice | None  # the options offered last turn, if any
     chosen: str | None  # the option it picks among them
+    declined: bool = False  # a plain no to them
     faq: FaqFound | None = None
     plan: Plan | None = None
 
@@ -386,7 +392,9 @@ class SelfServiceBrain:
             )
         ]
         matcher = await self._faq(session)
-        questions = [r for r in readings if r.answered is None and r.chosen is None]
+        questions = [
+            r for r in readings if r.answered is None and r.chosen is None and not r.declined
+        ]
         if questions:
             found = _top_all(
                 matcher,
@@ -405,6 +413,7 @@ class SelfServiceBrain:
                 answered=r.answered,
                 attachments=r.turn.attachments,
                 chosen=r.chosen,
+                declined=r.declined,
             )
         entries = (
             {e.id: e for e in matcher.entries} if any(_needs_entries(r) for r in readings) else {}
@@ -531,7 +540,10 @@ def _read(turn: Turn, understood: Understanding) -> _Reading:
         return _Reading(turn, understood, None, pending, pending.options[picked])
     awaiting = Awaiting.of(slots.get(AWAITING_SLOT))
     answered = awaiting if answers(awaiting, turn.text) else None
-    return _Reading(turn, understood, answered, pending, None)
+    # "No" to "Did you mean…?" is not a new message (the model would read a bare "no" as an
+    # opt-out): none of the options fits, so nothing is left to offer but a rephrase.
+    declined = pending is not None and answered is None and is_decline(turn.text)
+    return _Reading(turn, understood, answered, pending, None, declined)
 
 
 def _top_all(

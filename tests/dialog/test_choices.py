@@ -56,6 +56,12 @@ def test_words_pick_the_option_they_clearly_name(text: str, expected: int | None
     assert pick(text, LABELS) == expected
 
 
+@pytest.mark.parametrize("text", ["sí", "Sí, gracias", "yes", "vale", "that's it"])
+def test_a_yes_picks_the_only_option_offered(text: str) -> None:
+    assert pick(text, LABELS[:1]) == 0
+    assert pick(text, LABELS) is None  # which one?
+
+
 def test_words_matching_two_labels_alike_pick_neither() -> None:
     assert pick("size", ("Size guide", "Sizes in store")) is None
 

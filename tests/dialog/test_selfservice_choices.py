@@ -194,6 +194,19 @@ async def test_anything_else_lets_the_question_lapse_and_is_read_as_a_new_messag
     assert await slots(sessionmaker) == {}
 
 
+async def test_no_to_the_options_asks_to_rephrase_and_changes_nothing(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    await processor.handle(sms("no me queda bien la camisa", 1))
+    declined = await processor.handle(sms("No, gracias", 2))
+    assert declined.plan == "rephrase"
+    assert declined.replies[0].text.startswith("Perdona, no te he entendido bien")
+    async with sessionmaker() as session:
+        assert await consent_history(session, declined.customer_id or 0) == []
+    assert await examples(sessionmaker) == []
+    assert await slots(sessionmaker) == {}
+
+
 async def test_a_withdrawal_chosen_among_the_options_still_asks_first(
     processor: InboundProcessor, sessionmaker: SessionMaker
 ) -> None:

@@ -148,6 +148,14 @@ def test_the_option_picked_is_run(chosen: str, kind: PlanKind, target: str) -> N
     assert (result.kind, result.entry or result.action) == (kind, target)
 
 
+def test_no_to_the_options_offered_asks_to_rephrase_once() -> None:
+    kw = {"tier": Tier.STANDARD, "config": CONFIG, "declined": True}
+    first = plan_turn(read(("opt_out", 0.9)), None, failed_turns=0, **kw)  # type: ignore[arg-type]
+    assert first.kind is PlanKind.REPHRASE
+    second = plan_turn(read(("opt_out", 0.9)), None, failed_turns=1, **kw)  # type: ignore[arg-type]
+    assert second.handoff == "not_understood"
+
+
 def test_the_outcome_names_what_was_done() -> None:
     offered = plan(read(("faq", 0.9)), found(("returns", 0.35), ("exchanges", 0.31)))
     assert offered.outcome == "choices:faq:returns|faq:exchanges"
