@@ -16,10 +16,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dialog.faq import FaqEntry, fold
 from wording import N_, translate
+from wording import fold as fold_text
+
+if TYPE_CHECKING:  # the FAQ's scientific libraries stay out of the inbound path's imports
+    from dialog.faq import FaqEntry
 
 __all__ = [
     "BUTTON_CHANNELS",
@@ -30,6 +33,7 @@ __all__ = [
     "option_action",
     "option_entry",
     "pick",
+    "picks_offered",
     "render",
 ]
 
@@ -125,6 +129,14 @@ class PendingChoice:
         )
 
 
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def fold(text: str) -> str:
+    """Folded (case, accents) with punctuation as single spaces: "¿La 2?" is "la 2"."""
+    return _NOT_WORD.sub(" ", fold_text(text)).strip()
+
+
 def option_entry(option: str) -> str | None:
     """The FAQ entry id of an `faq:<id>` option."""
     kind, _, name = option.partition(":")
@@ -187,6 +199,19 @@ def pick(text: str, labels: Sequence[str]) -> int | None:
     best, n = scores[0]
     runner_up = scores[1][0] if len(scores) > 1 else 0.0
     return n if best >= _ALIKE and best - runner_up >= _AHEAD else None
+
+
+def picks_offered(flags: Mapping[str, Any], text: str) -> bool:
+    """Is `text` word for word one of the options the conversation's flags hold on offer?
+
+    Such a message is the customer's pick, whatever its words: a web chat button sends its
+    label, and an FAQ entry's label may well be "How do I unsubscribe?", which read as plain
+    words would withdraw consent the customer only asked about."""
+    pending = PendingChoice.of((flags.get("slots") or {}).get(CHOICE_SLOT))
+    if pending is None:
+        return False
+    folded = fold(text)
+    return bool(folded) and any(folded == fold(label) for label in pending.labels)
 
 
 def _alike(answer: str, label: str) -> float:

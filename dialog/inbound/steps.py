@@ -11,10 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import InboundMessage
-from consent.keywords import KeywordKind, KeywordMatch, classify, with_provider_reading
+from consent.keywords import NO_MATCH, KeywordKind, KeywordMatch, classify, with_provider_reading
 from consent.replies import Brand, apply_keyword, reply_language, service_revoked
 from crm_core.customers import Lead, create_leads, get_customer, resolve
 from crm_core.models import Customer, InteractionKind
+from dialog.choices import picks_offered
 from dialog.handoff import HELD_BY_A_PERSON, hand_off, retention_flags
 from dialog.inbound import sql
 from dialog.inbound.work import Context, Pending, Work
@@ -180,6 +181,8 @@ class TurnSteps:
         # A provider that read a keyword itself (Twilio's OptOutType) has acted on it already.
         said = message.metadata.get("keyword")
         keyword = with_provider_reading(classify(text), said, text)
+        if not keyword.exact and picks_offered(work.conversation.flags, text):
+            keyword = NO_MATCH  # an option the bot offered, picked: not a revocation in words
         if keyword.kind is not KeywordKind.NONE:
             # The reply is in the customer's language, or the one this conversation is held in;
             # only a first message from someone unknown is answered in the keyword's own.

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialog.choices import PendingChoice, label_of, option_action, option_entry, pick, render
+from dialog.choices import (
+    PendingChoice,
+    label_of,
+    option_action,
+    option_entry,
+    pick,
+    picks_offered,
+    render,
+)
 from dialog.faq import FaqEntry
 
 LABELS = ("How do I return an item?", "Can I exchange a size?", "The status of one of my orders")
@@ -119,3 +127,11 @@ def test_a_pending_choice_survives_the_conversations_flags() -> None:
 )
 def test_a_slot_holding_no_valid_choice_reads_as_none(slot: object) -> None:
     assert PendingChoice.of(slot) is None
+
+
+def test_only_an_offered_label_word_for_word_is_a_pick_before_keywords_are_read() -> None:
+    offered = PendingChoice(("faq:unsubscribe",), ("How do I unsubscribe?",), "news", "en", 1)
+    flags = {"slots": {"choice": offered.to_slot()}}
+    assert picks_offered(flags, "how do i unsubscribe")
+    assert not picks_offered(flags, "unsubscribe me")
+    assert not picks_offered({}, "How do I unsubscribe?")

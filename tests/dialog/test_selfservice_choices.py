@@ -39,6 +39,11 @@ ENTRIES = {
         {"en": ("Can I exchange a size?",), "es": ("¿Puedo cambiar la talla?",)},
         {"en": "Exchanges: any shop.", "es": "Cambios: en cualquier tienda."},
     ),
+    "unsubscribe": FaqEntry(
+        "unsubscribe",
+        {"en": ("How do I unsubscribe?",)},
+        {"en": "Unsubscribing: reply STOP, or use the link in any e-mail."},
+    ),
     "order-tracking": FaqEntry(
         "order-tracking",
         {"en": ("How do I track my order?",)},
@@ -60,6 +65,7 @@ READ: dict[str, tuple[str, tuple[tuple[str, float], ...], tuple[tuple[str, float
     # a guessed withdrawal with nothing near it in the KB
     "ya no me interesa nada de lo vuestro": ("es", (("opt_out", 0.6), ("faq", 0.2)), ()),
     "what time do you open": ("en", (("faq", 0.9),), ()),
+    "about your newsletter": ("en", (("faq", 0.9),), (("unsubscribe", 0.33), ("returns", 0.3))),
 }
 
 
@@ -249,3 +255,25 @@ async def test_the_offer_is_stored_as_the_questions_outcome(
             )
         )
     assert stored == ["choices:faq:returns|faq:exchanges", "faq:returns"]
+
+
+async def test_an_option_whose_words_read_as_unsubscribing_is_a_pick_not_a_revocation(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    """A web chat button sends its label: "How do I unsubscribe?" asks how, it withdraws nothing."""
+    asked = await processor.handle(web("about your newsletter", 1))
+    assert asked.replies[0].choices == ("How do I unsubscribe?", "How do I return an item?")
+    picked = await processor.handle(web("How do I unsubscribe?", 2))
+    assert picked.plan == "faq:unsubscribe"
+    async with sessionmaker() as session:
+        assert await consent_history(session, asked.customer_id or 0) == []
+
+
+async def test_stop_while_options_are_offered_still_withdraws_at_once(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    asked = await processor.handle(web("about your newsletter", 1))
+    stopped = await processor.handle(web("STOP", 2))
+    assert stopped.plan == "keyword:opt_out"
+    async with sessionmaker() as session:
+        assert [e.action for e in await consent_history(session, asked.customer_id or 0)] != []
