@@ -61,7 +61,8 @@ def test_the_shipped_kb_is_complete_in_both_languages() -> None:
     for entry in entries:
         assert set(entry.answers) == {"es", "en"}, entry.id
         for language in ("es", "en"):
-            assert 4 <= len(entry.questions[language]) <= 8, (entry.id, language)
+            # Enough ways of asking to match on; few enough that one entry cannot crowd the rest.
+            assert 4 <= len(entry.questions[language]) <= 16, (entry.id, language)
 
 
 def test_the_held_out_questions_are_not_copied_into_the_kb() -> None:
