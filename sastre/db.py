@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -25,6 +26,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from sastre import sqlite_driver
+from sastre.sqlite_driver import OneTripConnection
 
 __all__ = [
     "READ_ONLY",
@@ -84,8 +88,20 @@ def _prepare_sqlite(engine: AsyncEngine, url: str) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def _sqlite_creator(url: str) -> Callable[[], Awaitable[OneTripConnection]]:
+    """aiosqlite connections that take one trip to their thread per statement
+    (`sastre.sqlite_driver`), opened with the arguments SQLAlchemy's own dialect would use."""
+    args, kwargs = SQLiteDialect_aiosqlite().create_connect_args(make_url(url))
+
+    async def connection() -> OneTripConnection:
+        return await sqlite_driver.connect(*args, **kwargs)
+
+    return connection
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
+        kwargs.setdefault("async_creator", _sqlite_creator(url))
         engine = create_async_engine(url, **kwargs)
         _prepare_sqlite(engine, url)
         return engine
