@@ -38,6 +38,7 @@ from sklearn.preprocessing import normalize
 from typing_extensions import override
 
 from dialog.ngrams import WordColumns, tfidf_rows
+from dialog.readahead import ReadAhead
 from wording import fold as fold_text
 
 __all__ = [
@@ -373,6 +374,17 @@ class FaqIndex:
         self._idf = vectorizer.idf_.astype(np.float32)
         # Folded text is folded already: each word's n-grams are read (and cached) on their own.
         self._columns = WordColumns(vectorizer.build_analyzer(), vectorizer.vocabulary_)
+        self._ahead = ReadAhead(self._text_scores)
+
+    def read_ahead(self, texts: Sequence[str]) -> None:
+        """Score `texts` now, for the batch that will ask (see `dialog.readahead`)."""
+        self._ahead.fill(texts)
+
+    def _text_scores(
+        self, texts: Sequence[str]
+    ) -> list[tuple[NDArray[np.float32], NDArray[np.float32]]]:
+        per_entry, per_variant = self._score_texts(texts)
+        return [(per_entry[:, j], per_variant[:, j]) for j in range(len(texts))]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -384,7 +396,16 @@ class FaqIndex:
 
     def _scores_all(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """(score per entry, similarity per variant), one column per text; a column of zeros
-        for a text that shares nothing."""
+        for a text that shares nothing. Texts scored ahead are not scored again."""
+        if not self._ahead:
+            return self._score_texts(texts)
+        columns = self._ahead.take_all(texts)
+        return (
+            np.column_stack([entry for entry, _ in columns]),
+            np.column_stack([variant for _, variant in columns]),
+        )
+
+    def _score_texts(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         # The same weighting as TfidfVectorizer.transform (sublinear tf x idf, L2 norm), done by
         # hand for every text at once: sklearn's per-call validation costs ~5x the arithmetic
         # for a single short text, and one product serves the whole batch.

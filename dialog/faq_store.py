@@ -214,6 +214,11 @@ class FaqCatalogue:
         """The KB changed: look again at the next `index()` (and rebuild if it did change)."""
         self._stale = True
 
+    def current(self) -> FaqMatcher | None:
+        """The index as last built, without a look at the database (None before the first):
+        for work that is merely wasted if the KB changed meanwhile, such as reading ahead."""
+        return self._index
+
     def _fresh(self) -> FaqMatcher | None:
         if self._stale or self._clock() - self._checked_at >= self._recheck:
             return None

@@ -95,6 +95,7 @@ from sklearn.preprocessing import FunctionTransformer
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from dialog.ngrams import WordColumns, tfidf_rows
+from dialog.readahead import ReadAhead
 from wording import fold
 
 __all__ = [
@@ -984,6 +985,7 @@ class EmbeddedUnderstander:
         self.pipeline: Any = pipeline  # the fitted scikit-learn model: predict_proba(raw texts)
         self._scorer = _Scorer(pipeline)
         self._classes = self._scorer.classes
+        self._ahead = ReadAhead(self._texts)
         _warm_up()
         _trigram_odds()
 
@@ -1004,19 +1006,29 @@ class EmbeddedUnderstander:
 
     def understand_all(self, readings: Sequence[Reading]) -> list[Understanding]:
         """Read many messages at once, each exactly as `understand` would: the intent model's
-        arithmetic is done for all of them together, at about the cost of one."""
-        normalised = [_normalise(reading.text) for reading in readings]
-        probabilities = self._scorer.probabilities_all(normalised).tolist()
+        arithmetic is done for all of them together, at about the cost of one (and not at all
+        for a text read ahead)."""
+        texts = self._ahead.take_all([reading.text for reading in readings])
         return [
-            self._understanding(reading, folded, row)
-            for reading, folded, row in zip(readings, normalised, probabilities, strict=True)
+            self._understanding(reading, text)
+            for reading, text in zip(readings, texts, strict=True)
         ]
 
-    def _understanding(
-        self, reading: Reading, normalised: str, probabilities: list[float]
-    ) -> Understanding:
-        text = reading.text
-        language = _decide_language(*_language_scores(text, normalised), reading.language_hint)
+    def read_ahead(self, texts: Sequence[str]) -> None:
+        """Do now what reading `texts` needs of them alone (see `dialog.readahead`)."""
+        self._ahead.fill(texts)
+
+    def _texts(self, texts: Sequence[str]) -> list[_Text]:
+        normalised = [_normalise(text) for text in texts]
+        rows = self._scorer.probabilities_all(normalised).tolist()
+        return [
+            _Text(folded, row, _language_scores(text, folded))
+            for text, folded, row in zip(texts, normalised, rows, strict=True)
+        ]
+
+    def _understanding(self, reading: Reading, read: _Text) -> Understanding:
+        text, probabilities = reading.text, read.probabilities
+        language = _decide_language(*read.languages, reading.language_hint)
         order = sorted(range(len(probabilities)), key=lambda i: (-probabilities[i], i))
         ranking = tuple((self._classes[i], float(probabilities[i])) for i in order[:3])
         now = reading.now
@@ -1024,7 +1036,7 @@ class EmbeddedUnderstander:
             now = datetime.now(UTC)
         elif now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
-        entities = _entities(text, normalised, language, _zone(reading.timezone), now)
+        entities = _entities(text, read.normalised, language, _zone(reading.timezone), now)
         return Understanding(
             text=text,
             intent=ranking[0][0],
@@ -1033,6 +1045,14 @@ class EmbeddedUnderstander:
             entities=tuple(entities),
             ranking=ranking,
         )
+
+
+class _Text(NamedTuple):
+    """What reading a message needs of its text alone."""
+
+    normalised: str
+    probabilities: list[float]  # one per intent, in the model's order
+    languages: tuple[float, float]  # Spanish and English scores (`_language_scores`)
 
 
 @lru_cache(maxsize=1)
