@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
 
 from consent.replies import Brand
 from dialog.faq_store import FaqCatalogue
@@ -25,7 +26,7 @@ from sastre.appkeys import (
 )
 from sastre.config import Settings
 from sastre.db import create_engine, reader_for, sessionmaker_for
-from sastre.dialogs import build_brain
+from sastre.dialogs import build_brain, embedded_read_ahead
 from sastre.email_listener import email_inbound
 from sastre.metrics import Metrics, metrics_middleware
 from sastre.serve_worker import SERVE_WORKER, serve_worker
@@ -73,19 +74,30 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
+def inbound_lanes(database_url: str) -> int:
+    """Batches of inbound messages in flight at once (`dialog.inbound.processor`): two on
+    PostgreSQL, which works on both while each waits for it; one on SQLite's single writer."""
+    return 2 if make_url(database_url).get_backend_name() == "postgresql" else 1
+
+
 async def _dialog(app: web.Application) -> AsyncIterator[None]:
     """The inbound path and its bot: the embedded one, or a real Rasa (SASTRE_RASA_URL)."""
     settings = app[SETTINGS]
     async with AsyncExitStack() as stack:
-        brain = app[BRAIN] or await build_brain(
-            settings, app[SESSIONMAKER], stack, app[faq.FAQ_CATALOGUE]
-        )
+        brain = app[BRAIN]
+        read_ahead = None
+        if brain is None:
+            brain = await build_brain(settings, app[SESSIONMAKER], stack, app[faq.FAQ_CATALOGUE])
+            if not settings.rasa_url:  # the embedded bot: its reading can start in the queue
+                read_ahead = embedded_read_ahead(app[faq.FAQ_CATALOGUE])
         app[INBOUND] = InboundProcessor(
             app[SESSIONMAKER],
             brain,
             default_region=settings.default_region,
             default_language=settings.default_language,
             default_timezone=settings.default_timezone,
+            lanes=inbound_lanes(settings.database_url),
+            read_ahead=read_ahead,
             brand=Brand(
                 settings.brand_name,
                 settings.support_contact,

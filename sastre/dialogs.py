@@ -4,6 +4,7 @@ in-process) or a real Rasa server's REST channel."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from functools import cache
 from pathlib import Path
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import dialog
 from actions.deps import ActionDeps, configure
 from actions.runner import EmbeddedActions
-from dialog.faq import FaqMatcher
+from dialog.faq import FaqIndex, FaqMatcher
 from dialog.faq_store import FaqCatalogue, seed_from_file
 from dialog.nlu import EmbeddedUnderstander
 from dialog.rasa import RasaRestBrain
@@ -24,7 +25,7 @@ from dialog.turns import Bot
 from sastre.config import Settings
 from sastre.db import SessionMaker
 
-__all__ = ["SHIPPED_FAQ", "build_brain"]
+__all__ = ["SHIPPED_FAQ", "build_brain", "embedded_read_ahead"]
 
 log = logging.getLogger(__name__)
 SHIPPED_FAQ = Path(dialog.__file__).parent / "data" / "faq.yaml"
@@ -71,6 +72,19 @@ async def build_brain(
         return await catalogue.index(session)
 
     return SelfServiceBrain(_understander(), faq, EmbeddedActions())
+
+
+def embedded_read_ahead(catalogue: FaqCatalogue) -> Callable[[Sequence[str]], None]:
+    """What the embedded brain can read of queued messages before their batch: the intent
+    model's scores and the current FAQ index's similarities (`dialog.readahead`)."""
+    understander = _understander()
+
+    def read_ahead(texts: Sequence[str]) -> None:
+        understander.read_ahead(texts)
+        if isinstance(index := catalogue.current(), FaqIndex):  # the semantic one does not
+            index.read_ahead(texts)
+
+    return read_ahead
 
 
 @cache

@@ -6,6 +6,12 @@ is a batch of one and waits for nothing. The same customer twice in a batch wait
 one, so each turn sees the one before. If anything in a batch fails, it is rolled back and every
 message in it is run again on its own: only the one at fault fails.
 
+Batches fly in `lanes`, one transaction each. On SQLite one lane: writers take turns for the write
+lock anyway (and a writer that finds it taken sleeps in SQLite's busy handler). On PostgreSQL two:
+while one batch waits for the server, the other's statements run, and the server works on both.
+A sender with a batch in flight waits for it; a customer writing from two addresses at once is
+kept in order by PostgreSQL's row lock on their conversation (`dialog.inbound.sql`).
+
 A bot inside the database (`Brain`) answers in the batch's transaction. A bot outside it
 (`RemoteBot`) is asked after the commit, each turn in a task of its own and within a bound
 (`bot_timeout`), while the writer goes on with the next batch: no customer's turn waits for
@@ -19,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import islice
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,7 +37,7 @@ from crm_core.sqltypes import utcnow
 from dialog.inbound import sql
 from dialog.inbound.steps import TurnSteps
 from dialog.inbound.work import Context, Pending, Work
-from dialog.media import medium
+from dialog.media import bot_part, medium
 from dialog.outbox import announce
 from dialog.senders import identify
 from dialog.turns import Bot, BotTurn, Brain, InboundResult, RemoteBot, Turn, respond_all
@@ -42,6 +49,8 @@ MAX_BATCH = 32  # messages per transaction at most: a bound on how long one batc
 # The longest a remote bot is waited for. Rasa's own client gives up sooner (5 s) and hands the
 # customer to a person; this bound is for a bot that never answers at all.
 BOT_TIMEOUT = 15.0
+# The fewest queued messages worth reading ahead at once (see `_read_queued`).
+READ_AHEAD_MIN = 16
 
 Answer = BotTurn | BaseException
 Later = list[tuple[Pending, int]]  # messages for a later batch, with their customer's id
@@ -61,6 +70,8 @@ class InboundProcessor:
         brand: Brand,
         now: Callable[[], datetime] = utcnow,
         max_batch: int = MAX_BATCH,
+        lanes: int = 1,
+        read_ahead: Callable[[Sequence[str]], None] | None = None,
         bot_timeout: float = BOT_TIMEOUT,
     ) -> None:
         if isinstance(bot, RemoteBot) and isinstance(bot, Brain):
@@ -74,7 +85,12 @@ class InboundProcessor:
         self._max_batch = max_batch
         self._bot_timeout = bot_timeout
         self._queue: deque[Pending] = deque()
-        self._writer: asyncio.Task[None] | None = None
+        self._lanes = lanes
+        self._flying: set[asyncio.Task[None]] = set()  # the batches in flight, one per lane
+        self._senders: set[tuple[str, str]] = set()  # their senders (identity kind, address)
+        self._answering: asyncio.Task[None] | None = None  # a remote bot's answers being written
+        self._read_ahead = read_ahead
+        self._reading: asyncio.Task[None] | None = None
         self._asks: set[asyncio.Task[None]] = set()
         self._answers: list[tuple[Work, Answer]] = []  # back from the remote bot, to be written
         # Customers whose turn awaits the remote bot, and their messages parked meanwhile.
@@ -104,26 +120,96 @@ class InboundProcessor:
 
     async def drained(self) -> None:
         """Wait until every message handed in so far is written and answered (at shutdown)."""
-        while running := [t for t in (self._writer, *self._asks) if t and not t.done()]:
+        while running := [
+            t
+            for t in (self._answering, self._reading, *self._flying, *self._asks)
+            if t and not t.done()
+        ]:
             await asyncio.wait(running)
 
     def _kick(self) -> None:
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="sastre-inbound-writer")
+        """Start what may start now. A remote bot's answers first, alone: they release their
+        customers' parked messages. Then batches, up to `lanes` at once: a lone message starts
+        one at once; a second lane opens only for a crowd (half a batch waiting), so a burst is
+        not cut into batches of one while the first lane commits."""
+        if self._answering is not None and not self._answering.done():
+            return
+        if self._answers:
+            if not self._flying:
+                answers, self._answers = self._answers, []
+                self._answering = asyncio.create_task(
+                    self._answer(answers), name="sastre-inbound-answers"
+                )
+            return
+        while len(self._flying) < self._lanes and self._queue:
+            if self._flying and len(self._queue) < self._max_batch:
+                return
+            batch = self._take()
+            if not batch:
+                return  # every waiting message's sender has a batch in flight
+            task = asyncio.create_task(self._fly(batch), name="sastre-inbound-batch")
+            self._flying.add(task)
+        if (
+            self._read_ahead is not None
+            and self._flying
+            and len(self._queue) >= READ_AHEAD_MIN
+            and (self._reading is None or self._reading.done())
+        ):
+            self._reading = asyncio.create_task(self._read_queued(), name="sastre-read-ahead")
 
-    async def _drain(self) -> None:
+    async def _read_queued(self) -> None:
+        """While a batch waits on the database, the bot reads the messages queued behind it
+        (`dialog.readahead`) in the moments the event loop would be idle: many at once or none,
+        since for a few texts the arithmetic's fixed cost is most of it."""
+        assert self._read_ahead is not None
+        unread = [p for p in islice(self._queue, 2 * self._max_batch) if not p.read_ahead]
+        if len(unread) < READ_AHEAD_MIN or not self._flying:
+            return
+        texts: list[str] = []
+        for pending in unread:
+            pending.read_ahead = True
+            message = pending.message
+            bot_text = message.text if message.bot_text is None else message.bot_text
+            text = bot_part(message.channel, bot_text)  # what the bot will read
+            if text.strip():
+                texts.append(text)
+        self._read_ahead(texts)
+
+    def _take(self) -> list[Pending]:
+        """The next batch, in arrival order: up to `max_batch` messages whose sender has none in
+        flight (each turn sees the one before; see `_batch` for one customer's two senders)."""
+        batch: list[Pending] = []
+        skipped: list[Pending] = []
+        while self._queue and len(batch) < self._max_batch:
+            pending = self._queue.popleft()
+            flying = (pending.kind.value, pending.sender) in self._senders
+            (skipped if flying else batch).append(pending)
+        self._queue.extendleft(reversed(skipped))
+        return batch
+
+    async def _fly(self, batch: list[Pending]) -> None:
+        senders = {(pending.kind.value, pending.sender) for pending in batch}
+        self._senders |= senders
         try:
-            while self._answers or self._queue:
-                if self._answers:  # first: they release the parked messages of their customers
-                    answers, self._answers = self._answers, []
-                    await self._write_answers(answers)
-                    continue
-                size = min(len(self._queue), self._max_batch)
-                batch = [self._queue.popleft() for _ in range(size)]
-                self._queue.extendleft(reversed(self._park(await self._run(batch))))
+            later = await self._run(batch)
         except BaseException as stopped:  # cancelled at shutdown: nobody is left waiting forever
             self._abandon(stopped)
             raise
+        finally:
+            self._senders -= senders
+            self._flying.discard(asyncio.current_task())
+        self._queue.extendleft(reversed(self._park(later)))
+        self._kick()
+
+    async def _answer(self, answers: list[tuple[Work, Answer]]) -> None:
+        try:
+            await self._write_answers(answers)
+        except BaseException as stopped:
+            self._abandon(stopped)
+            raise
+        finally:
+            self._answering = None  # done: the kick below may start what waited for it
+        self._kick()
 
     def _park(self, later: Later) -> list[Pending]:
         """Messages of a customer awaiting the bot wait for its answer; the others, for the next

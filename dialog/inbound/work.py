@@ -33,6 +33,7 @@ class Pending:
     sender: str  # the normalised address: the identity to look up
     received_at: datetime
     result: asyncio.Future[InboundResult]
+    read_ahead: bool = False  # its text was handed to the bot's read-ahead while it waited
 
     @property
     def kind(self) -> IdentityKind:

@@ -1,0 +1,152 @@
+"""Batches in lanes, and the bot reading queued messages ahead (`dialog.inbound.processor`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.base import ChannelName, InboundMessage
+from consent.replies import Brand
+from dialog.inbound import InboundProcessor
+from dialog.inbound.processor import READ_AHEAD_MIN
+from dialog.turns import BotTurn, Turn
+from sastre.db import SessionMaker
+
+
+class HeldBrain:
+    """Echoes every turn, in the order it is asked; the first message waits for `release`."""
+
+    def __init__(self, held: str) -> None:
+        self.held = held
+        self.asked = asyncio.Event()  # the held message has reached the bot
+        self.release = asyncio.Event()
+        self.seen: list[str] = []
+
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+        self.seen.append(turn.text)
+        if turn.text == self.held:
+            self.asked.set()
+            await self.release.wait()
+        return BotTurn([f"echo: {turn.text}"], intent="faq", confidence=0.9)
+
+
+def _processor(
+    sessionmaker: SessionMaker,
+    brain: HeldBrain,
+    *,
+    lanes: int,
+    max_batch: int = 4,
+    read_ahead: list[str] | None = None,
+) -> InboundProcessor:
+    return InboundProcessor(
+        sessionmaker,
+        brain,
+        default_region="US",
+        default_language="en",
+        default_timezone="UTC",
+        brand=Brand("Sastre", "support@example.com"),
+        max_batch=max_batch,
+        lanes=lanes,
+        read_ahead=None if read_ahead is None else read_ahead.extend,
+    )
+
+
+def _sms(text: str, sender: str) -> InboundMessage:
+    return InboundMessage(ChannelName.SMS, sender, text, f"SM-{text}")
+
+
+async def _until(done: Callable[[], bool], what: str) -> None:
+    # Each handle() queues its message before its first await: a few loop turns suffice.
+    for _ in range(100):
+        if done():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never: {what}")
+
+
+async def _until_queued(processor: InboundProcessor, count: int) -> None:
+    await _until(lambda: len(processor._queue) >= count, f"{count} messages queued")
+
+
+async def test_a_second_lane_takes_other_senders_while_the_first_waits(
+    sessionmaker: SessionMaker,
+) -> None:
+    brain = HeldBrain("a1")
+    processor = _processor(sessionmaker, brain, lanes=2)
+    first = asyncio.ensure_future(processor.handle(_sms("a1", "+14155550001")))
+    await brain.asked.wait()
+    # A crowd arrives while a1's batch is in flight: a2 is from the same sender, so it waits for
+    # a1's batch; the others go in the second lane at once.
+    later = [
+        asyncio.ensure_future(processor.handle(_sms(text, sender)))
+        for text, sender in (
+            ("a2", "+14155550001"),
+            ("b1", "+14155550002"),
+            ("c1", "+14155550003"),
+            ("d1", "+14155550004"),
+        )
+    ]
+    await _until(lambda: len(processor._flying) == 2, "a second lane")
+    brain.release.set()
+    results = await asyncio.gather(first, *later)
+    assert [r.replies[0].text for r in results] == [
+        f"echo: {t}" for t in ["a1", "a2", "b1", "c1", "d1"]
+    ]
+    assert brain.seen == ["a1", "b1", "c1", "d1", "a2"]  # a2 saw a1's turn; nobody waited on a2
+
+
+async def test_one_lane_takes_the_queue_in_order(sessionmaker: SessionMaker) -> None:
+    brain = HeldBrain("a1")
+    processor = _processor(sessionmaker, brain, lanes=1)
+    first = asyncio.ensure_future(processor.handle(_sms("a1", "+14155550001")))
+    await brain.asked.wait()
+    later = [
+        asyncio.ensure_future(processor.handle(_sms(text, sender)))
+        for text, sender in (("a2", "+14155550001"), ("b1", "+14155550002"))
+    ]
+    await _until_queued(processor, 2)
+    brain.release.set()
+    await asyncio.gather(first, *later)
+    assert brain.seen == ["a1", "a2", "b1"]
+
+
+async def test_queued_messages_are_read_ahead_while_a_batch_waits(
+    sessionmaker: SessionMaker,
+) -> None:
+    brain = HeldBrain("first")
+    texts: list[str] = []
+    processor = _processor(sessionmaker, brain, lanes=1, max_batch=32, read_ahead=texts)
+    first = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
+    await brain.asked.wait()
+    crowd = [f"question {n}" for n in range(READ_AHEAD_MIN)]
+    later = [
+        asyncio.ensure_future(processor.handle(_sms(text, f"+1415555{n:04d}")))
+        for n, text in enumerate(crowd)
+    ]
+    await _until_queued(processor, READ_AHEAD_MIN)
+    for _ in range(10):  # the read-ahead runs in the moments the batch waits
+        await asyncio.sleep(0)
+    assert sorted(texts) == sorted(crowd)
+    brain.release.set()
+    results = await asyncio.gather(first, *later)
+    assert [r.replies[0].text for r in results[1:]] == [f"echo: {t}" for t in crowd]
+
+
+async def test_a_few_queued_messages_are_not_read_ahead(sessionmaker: SessionMaker) -> None:
+    brain = HeldBrain("first")
+    texts: list[str] = []
+    processor = _processor(sessionmaker, brain, lanes=1, max_batch=32, read_ahead=texts)
+    first = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
+    await brain.asked.wait()
+    few = [
+        asyncio.ensure_future(processor.handle(_sms(f"q{n}", f"+1415555{n:04d}")))
+        for n in range(READ_AHEAD_MIN - 1)
+    ]
+    await _until_queued(processor, READ_AHEAD_MIN - 1)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert texts == []  # for a few texts the arithmetic's fixed cost is most of it
+    brain.release.set()
+    await asyncio.gather(first, *few)
