@@ -131,10 +131,14 @@ class LabelledExample(Base):
     language: Mapped[str] = mapped_column(String(8))
     label: Mapped[str] = mapped_column(String(200))  # the option chosen: faq:<id>, action:<name>
     source: Mapped[str] = mapped_column(String(16))  # choice: the customer picked it
+    # Deleted with its message (a purged lead's words go with them); a conversation merged
+    # into another leaves the example pointing at the message, which moved.
     conversation_id: Mapped[int | None] = mapped_column(
-        IdType, ForeignKey("conversations.id"), default=None
+        IdType, ForeignKey("conversations.id", ondelete="SET NULL"), default=None
     )
-    message_id: Mapped[int | None] = mapped_column(IdType, ForeignKey("messages.id"), default=None)
+    message_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("messages.id", ondelete="CASCADE"), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

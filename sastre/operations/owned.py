@@ -30,7 +30,7 @@ from consent.models import (
 from crm_core.customers import MergePlan, customer_view, fold_customer
 from crm_core.models import AuditEntry, Customer, CustomerTier, Identity, Interaction
 from dialog.merge import merge_conversations
-from dialog.models import AwaitingBot, Conversation, Message
+from dialog.models import AwaitingBot, Conversation, LabelledExample, Message
 from dialog.outbox.models import DeliveryAttempt, OutboxEntry
 
 __all__ = ["OWNED_TABLES", "Exporting", "Merging", "OwnedTable"]
@@ -286,6 +286,12 @@ OWNED_TABLES: Final[Sequence[OwnedTable]] = (
         _kept,
         _awaiting_bot,
         "follows its message",
+    ),
+    OwnedTable(
+        _table(LabelledExample),
+        _kept,
+        of_messages(LabelledExample, "id"),
+        "follows its message: the customer's words and the option they picked",
     ),
     OwnedTable(
         _table(OutboxEntry),

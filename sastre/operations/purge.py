@@ -51,6 +51,7 @@ TREATMENT: Final[Mapping[str, Treatment]] = {
     "conversations": "deleted",
     "messages": "deleted",
     "awaiting_bot": "follows its message",  # deleted with it (ON DELETE CASCADE)
+    "labelled_examples": "follows its message",  # the lead's own words: deleted with them
     "outbox": "follows its message",  # deleted with it (ON DELETE CASCADE)
     "delivery_attempts": "follows its message",  # deleted with it (ON DELETE CASCADE)
 }

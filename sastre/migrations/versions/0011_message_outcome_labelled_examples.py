@@ -40,11 +40,13 @@ def upgrade() -> None:
             ["conversation_id"],
             ["conversations.id"],
             name=op.f("fk_labelled_examples_conversation_id_conversations"),
+            ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
             ["message_id"],
             ["messages.id"],
             name=op.f("fk_labelled_examples_message_id_messages"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_labelled_examples")),
     )

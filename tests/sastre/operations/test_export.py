@@ -14,7 +14,7 @@ from crm_core.customers import upsert_customer
 from crm_core.models import AuditEntry, CustomerTier, InteractionKind
 from crm_core.records import parse_customer
 from crm_core.timeline import add_interaction
-from dialog.models import AwaitingBot, Conversation, Message
+from dialog.models import AwaitingBot, Conversation, LabelledExample, Message
 from dialog.outbox.models import DeliveryAttempt, OutboxEntry
 from sastre.db import SessionMaker
 from sastre.operations import do_export_customer, do_merge_customers
@@ -85,6 +85,17 @@ async def a_person_in_every_table(sessionmaker: SessionMaker) -> tuple[int, int]
         session.add(answer)
         await session.flush()
         session.add(AwaitingBot(message_id=asked.id, asked_at=T0))
+        session.add(
+            LabelledExample(
+                text=asked.text,
+                language="es",
+                label="faq:opening-hours",
+                source="choice",
+                conversation_id=conversation.id,
+                message_id=asked.id,
+                created_at=T0,
+            )
+        )
         session.add(OutboxEntry(message_id=answer.id, channel="sms", state="sent", due_at=T0))
         session.add(DeliveryAttempt(message_id=answer.id, worker="w1", outcome="sent", at=T0))
     await do_merge_customers(sessionmaker, ana.id, lead.id, actor=ACTOR)
