@@ -21,7 +21,7 @@ from crm_core.models import (
     Interaction,
     InteractionKind,
 )
-from dialog.models import Conversation, ConversationState, Message
+from dialog.models import Conversation, ConversationState, LabelledExample, Message
 from sastre.db import SessionMaker
 from sastre.operations.owned import OWNED_TABLES
 from sastre.operations.purge import TREATMENT, do_purge_idle_leads
@@ -88,6 +88,31 @@ async def test_an_idle_lead_is_purged_with_every_row_about_it(sessionmaker: Sess
         entry = await session.scalar(select(AuditEntry).where(AuditEntry.action == "lead.purge"))
         assert entry is not None
         assert (entry.actor, entry.data["customers"]) == (ACTOR, [lead])
+
+
+async def test_a_lead_who_picked_an_offered_option_is_purged_with_their_words(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        lead = await add_lead(session, "visitor-picked-00000001")
+        asked = await session.scalar(
+            select(Message).where(Message.customer_id == lead, Message.direction == "in")
+        )
+        assert asked is not None
+        session.add(
+            LabelledExample(
+                text=asked.text,
+                language="es",
+                label="faq:opening-hours",
+                source="choice",
+                conversation_id=asked.conversation_id,
+                message_id=asked.id,
+                created_at=T0,
+            )
+        )
+    assert await do_purge_idle_leads(sessionmaker, IDLE, actor=ACTOR, now=LATER) == [lead]
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(LabelledExample)) == 0
 
 
 async def test_nothing_is_purged_before_the_idle_time(sessionmaker: SessionMaker) -> None:
