@@ -11,15 +11,13 @@ from sqlalchemy import select
 
 from actions.awaiting import Awaiting
 from actions.opt_out import OptOutStep, is_decline, opt_out_step
-from channels.base import ChannelName, InboundMessage
 from consent.ledger import consent_history
-from consent.replies import Brand
 from dialog.inbound import InboundProcessor
 from dialog.models import Conversation
 from dialog.selfservice import answers
 from sastre.config import Settings
 from sastre.db import SessionMaker
-from sastre.dialogs import build_brain
+from tests.support.embedded import embedded_processor, web
 
 DECLINES = ["no", "No.", "no gracias", "No, gracias", "no thanks", "nope", "para nada", "NO!"]
 
@@ -52,19 +50,7 @@ async def processor(
     sessionmaker: SessionMaker, settings: Settings
 ) -> AsyncIterator[InboundProcessor]:
     async with AsyncExitStack() as stack:
-        brain = await build_brain(settings, sessionmaker, stack)
-        yield InboundProcessor(
-            sessionmaker,
-            brain,
-            default_region="US",
-            default_language="en",
-            default_timezone="UTC",
-            brand=Brand("Sastre", "support@example.com"),
-        )
-
-
-def web(text: str, n: int) -> InboundMessage:
-    return InboundMessage(ChannelName.WEBCHAT, "visitor-000001", text, f"v1:{n}")
+        yield await embedded_processor(sessionmaker, settings, stack)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from actions.awaiting import Awaiting
 from channels.base import ChannelName, InboundMessage
 from consent.ledger import consent_history
-from consent.replies import Brand
 from crm_core.customers import get_customer, upsert_customer
 from crm_core.models import Identity, Interaction, InteractionKind, Tier
 from crm_core.records import parse_customer
@@ -27,7 +26,7 @@ from dialog.nlu import INTENTS, Understanding
 from dialog.selfservice import BrainConfig, FaqFound, Plan, PlanKind, answers, plan_turn
 from sastre.config import Settings
 from sastre.db import SessionMaker
-from sastre.dialogs import build_brain
+from tests.support.embedded import embedded_processor, web
 
 CONFIG = BrainConfig()
 ENTRY = FaqEntry("opening-hours", {"en": ("When do you open?",)}, {"en": "10 to 8."})
@@ -160,19 +159,7 @@ async def processor(
     sessionmaker: SessionMaker, settings: Settings
 ) -> AsyncIterator[InboundProcessor]:
     async with AsyncExitStack() as stack:
-        brain = await build_brain(settings, sessionmaker, stack)
-        yield InboundProcessor(
-            sessionmaker,
-            brain,
-            default_region="US",
-            default_language="en",
-            default_timezone="UTC",
-            brand=Brand("Sastre", "support@example.com"),
-        )
-
-
-def web(text: str, n: int) -> InboundMessage:
-    return InboundMessage(ChannelName.WEBCHAT, "visitor-000001", text, f"v1:{n}")
+        yield await embedded_processor(sessionmaker, settings, stack)
 
 
 async def test_the_embedded_bot_answers_an_faq_in_spanish(processor: InboundProcessor) -> None:

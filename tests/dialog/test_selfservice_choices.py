@@ -27,6 +27,7 @@ from dialog.selfservice import SelfServiceBrain
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.dialogs import build_brain
+from tests.support.embedded import web
 
 ENTRIES = {
     "returns": FaqEntry(
@@ -134,10 +135,6 @@ async def processor(
 
 def sms(text: str, n: int) -> InboundMessage:
     return InboundMessage(ChannelName.SMS, "+34612345678", text, f"SM{n}", verified=True)
-
-
-def web(text: str, n: int) -> InboundMessage:
-    return InboundMessage(ChannelName.WEBCHAT, "visitor-000001", text, f"v1:{n}")
 
 
 async def examples(sessionmaker: SessionMaker) -> list[tuple[str, str, str, str, int | None]]:

@@ -12,11 +12,10 @@ from sqlalchemy import select
 
 from channels.base import ChannelName, InboundMessage
 from consent.models import ConsentEvent
-from consent.replies import Brand
 from dialog.inbound import InboundProcessor
 from sastre.config import Settings
 from sastre.db import SessionMaker
-from sastre.dialogs import build_brain
+from tests.support.embedded import embedded_processor
 
 EXAMPLES = [
     # FAQ questions the intent model once routed to actions
@@ -42,15 +41,7 @@ async def processor(
     sessionmaker: SessionMaker, settings: Settings
 ) -> AsyncIterator[InboundProcessor]:
     async with AsyncExitStack() as stack:
-        brain = await build_brain(settings, sessionmaker, stack)
-        yield InboundProcessor(
-            sessionmaker,
-            brain,
-            default_region="US",
-            default_language="en",
-            default_timezone="UTC",
-            brand=Brand("Sastre", "support@example.com"),
-        )
+        yield await embedded_processor(sessionmaker, settings, stack)
 
 
 async def test_the_issues_examples_get_their_answer_or_options_including_it(

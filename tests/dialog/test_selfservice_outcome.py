@@ -8,13 +8,11 @@ from contextlib import AsyncExitStack
 import pytest
 from sqlalchemy import select
 
-from channels.base import ChannelName, InboundMessage
-from consent.replies import Brand
 from dialog.inbound import InboundProcessor
 from dialog.models import Direction, Message
 from sastre.config import Settings
 from sastre.db import SessionMaker
-from sastre.dialogs import build_brain
+from tests.support.embedded import embedded_processor, web
 
 
 @pytest.fixture
@@ -22,19 +20,7 @@ async def processor(
     sessionmaker: SessionMaker, settings: Settings
 ) -> AsyncIterator[InboundProcessor]:
     async with AsyncExitStack() as stack:
-        brain = await build_brain(settings, sessionmaker, stack)
-        yield InboundProcessor(
-            sessionmaker,
-            brain,
-            default_region="US",
-            default_language="en",
-            default_timezone="UTC",
-            brand=Brand("Sastre", "support@example.com"),
-        )
-
-
-def web(text: str, n: int) -> InboundMessage:
-    return InboundMessage(ChannelName.WEBCHAT, "visitor-000001", text, f"v1:{n}")
+        yield await embedded_processor(sessionmaker, settings, stack)
 
 
 async def outcomes(sessionmaker: SessionMaker) -> list[str | None]:
