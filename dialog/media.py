@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from channels import webchat
-from channels.base import ChannelName
+from channels.base import ChannelName, InboundMessage
 from consent.types import Channel
 from crm_core.models import IdentityKind
 
@@ -37,6 +37,7 @@ __all__ = [
     "NOT_MEDIA",
     "Medium",
     "bot_part",
+    "bot_reads",
     "by_consent_channel",
     "media",
     "medium",
@@ -108,6 +109,13 @@ def writing_channels() -> Mapping[IdentityKind, Channel]:
 def bot_part(name: ChannelName | str, text: str) -> str:
     """What the bot is given of a message on that medium: its start, at most `bot_text` long."""
     return text[: medium(name).bot_text]
+
+
+def bot_reads(message: InboundMessage) -> str:
+    """What the bot reads of an inbound message: its bot text (an e-mail's newest reply, without
+    the quoted thread) or else its text, cut to the medium's `bot_part`."""
+    text = message.text if message.bot_text is None else message.bot_text
+    return bot_part(message.channel, text)
 
 
 # Providers take an SMS body of up to 1,600 characters (ten segments); a longer text, joined

@@ -37,7 +37,7 @@ from crm_core.sqltypes import utcnow
 from dialog.inbound import sql
 from dialog.inbound.steps import TurnSteps
 from dialog.inbound.work import Context, Pending, Work
-from dialog.media import bot_part, medium
+from dialog.media import bot_reads, medium
 from dialog.outbox import announce
 from dialog.senders import identify
 from dialog.turns import Bot, BotTurn, Brain, InboundResult, RemoteBot, Turn, respond_all
@@ -168,9 +168,7 @@ class InboundProcessor:
         texts: list[str] = []
         for pending in unread:
             pending.read_ahead = True
-            message = pending.message
-            bot_text = message.text if message.bot_text is None else message.bot_text
-            text = bot_part(message.channel, bot_text)  # what the bot will read
+            text = bot_reads(pending.message)
             if text.strip():
                 texts.append(text)
         self._read_ahead(texts)

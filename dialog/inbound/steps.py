@@ -19,7 +19,7 @@ from dialog.choices import picks_offered
 from dialog.handoff import HELD_BY_A_PERSON, hand_off, retention_flags
 from dialog.inbound import sql
 from dialog.inbound.work import Context, Pending, Work
-from dialog.media import bot_part
+from dialog.media import bot_reads
 from dialog.models import ConversationState
 from dialog.turns import BotTurn, ConversationFacts, CustomerFacts, Turn
 
@@ -174,10 +174,7 @@ class TurnSteps:
             or self.language
         )
         # Keywords and the bot read the same bounded start of the message; all of it is stored.
-        # An e-mail's bot text is its newest reply, without the quoted thread.
-        text = bot_part(
-            message.channel, message.text if message.bot_text is None else message.bot_text
-        )
+        text = bot_reads(message)
         # A provider that read a keyword itself (Twilio's OptOutType) has acted on it already.
         said = message.metadata.get("keyword")
         keyword = with_provider_reading(classify(text), said, text)
