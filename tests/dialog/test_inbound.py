@@ -9,6 +9,7 @@ import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
@@ -76,8 +77,9 @@ def brain() -> FakeBrain:
 
 
 def make_processor(
-    sessionmaker: SessionMaker, brain: Bot, *, bot_timeout: float = BOT_TIMEOUT
+    sessionmaker: SessionMaker, brain: Bot, *, bot_timeout: float = BOT_TIMEOUT, **options: Any
 ) -> InboundProcessor:
+    """The processor these tests use; `options` as `InboundProcessor` takes them (lanes...)."""
     return InboundProcessor(
         sessionmaker,
         brain,
@@ -86,6 +88,7 @@ def make_processor(
         default_timezone="UTC",
         brand=Brand("Sastre", "support@example.com"),
         bot_timeout=bot_timeout,
+        **options,
     )
 
 

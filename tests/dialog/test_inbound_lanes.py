@@ -8,11 +8,11 @@ from collections.abc import Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName, InboundMessage
-from consent.replies import Brand
 from dialog.inbound import InboundProcessor
 from dialog.inbound.processor import READ_AHEAD_MIN
 from dialog.turns import BotTurn, Turn
 from sastre.db import SessionMaker
+from tests.dialog.test_inbound import make_processor
 
 
 class HeldBrain:
@@ -40,13 +40,9 @@ def _processor(
     max_batch: int = 4,
     read_ahead: list[str] | None = None,
 ) -> InboundProcessor:
-    return InboundProcessor(
+    return make_processor(
         sessionmaker,
         brain,
-        default_region="US",
-        default_language="en",
-        default_timezone="UTC",
-        brand=Brand("Sastre", "support@example.com"),
         max_batch=max_batch,
         lanes=lanes,
         read_ahead=None if read_ahead is None else read_ahead.extend,
