@@ -91,6 +91,7 @@ class InboundProcessor:
         self._answering: asyncio.Task[None] | None = None  # a remote bot's answers being written
         self._read_ahead = read_ahead
         self._reading: asyncio.Task[None] | None = None
+        self._unread = 0  # queued messages not read ahead: what makes a read-ahead worth it
         self._asks: set[asyncio.Task[None]] = set()
         self._answers: list[tuple[Work, Answer]] = []  # back from the remote bot, to be written
         # Customers whose turn awaits the remote bot, and their messages parked meanwhile.
@@ -115,6 +116,7 @@ class InboundProcessor:
             asyncio.get_running_loop().create_future(),
         )
         self._queue.append(pending)
+        self._unread += 1
         self._kick()
         return await pending.result
 
@@ -152,7 +154,7 @@ class InboundProcessor:
         if (
             self._read_ahead is not None
             and self._flying
-            and len(self._queue) >= READ_AHEAD_MIN
+            and self._unread >= READ_AHEAD_MIN
             and (self._reading is None or self._reading.done())
         ):
             self._reading = asyncio.create_task(self._read_queued(), name="sastre-read-ahead")
@@ -162,9 +164,10 @@ class InboundProcessor:
         (`dialog.readahead`) in the moments the event loop would be idle: many at once or none,
         since for a few texts the arithmetic's fixed cost is most of it."""
         assert self._read_ahead is not None
-        unread = [p for p in islice(self._queue, 2 * self._max_batch) if not p.read_ahead]
+        unread = list(islice((p for p in self._queue if not p.read_ahead), 2 * self._max_batch))
         if len(unread) < READ_AHEAD_MIN or not self._flying:
             return
+        self._unread -= len(unread)
         texts: list[str] = []
         for pending in unread:
             pending.read_ahead = True
@@ -183,6 +186,10 @@ class InboundProcessor:
             flying = (pending.kind.value, pending.sender) in self._senders
             (skipped if flying else batch).append(pending)
         self._queue.extendleft(reversed(skipped))
+        for pending in batch:
+            if not pending.read_ahead:  # its batch reads it now: no longer one to read ahead
+                pending.read_ahead = True
+                self._unread -= 1
         return batch
 
     async def _fly(self, batch: list[Pending]) -> None:
@@ -226,6 +233,7 @@ class InboundProcessor:
         for pending in self._queue:
             pending.settle(stopped)
         self._queue.clear()
+        self._unread = 0
         for work, _ in self._answers:
             work.pending.settle(stopped)
             for pending in self._asking.pop(work.customer.id, deque()):

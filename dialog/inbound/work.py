@@ -33,7 +33,8 @@ class Pending:
     sender: str  # the normalised address: the identity to look up
     received_at: datetime
     result: asyncio.Future[InboundResult]
-    read_ahead: bool = False  # its text was handed to the bot's read-ahead while it waited
+    # Its text was handed to the bot's read-ahead while it waited, or its batch took it.
+    read_ahead: bool = False
 
     @property
     def kind(self) -> IdentityKind:
