@@ -110,6 +110,18 @@ class FaqEntry:
                 return self.answers[other]
         raise LookupError(f"FAQ entry {self.id!r} has no answer")  # build_entry prevents it
 
+    @override
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Read-only views of dicts cannot be pickled; the dicts can (to sastre.bot_reading's
+        # process), and become read-only views again on the other side.
+        return (_entry, (self.id, dict(self.questions), dict(self.answers), self.tags))
+
+
+def _entry(
+    id: str, questions: dict[str, tuple[str, ...]], answers: dict[str, str], tags: tuple[str, ...]
+) -> FaqEntry:
+    return FaqEntry(id, MappingProxyType(questions), MappingProxyType(answers), tags)
+
 
 @dataclass(frozen=True, slots=True)
 class FaqMatch:
@@ -381,11 +393,17 @@ class FaqIndex:
         """Score `texts` now, for the batch that will ask (see `dialog.readahead`)."""
         self._ahead.fill(texts)
 
+    def keep_ahead(
+        self, texts: Sequence[str], per_entry: NDArray[np.float32], per_variant: NDArray[np.float32]
+    ) -> None:
+        """Keep `score_texts(texts)` as computed elsewhere (another process, by an index built
+        from the same entries), for the turns that will ask."""
+        self._ahead.keep(texts, _columns(per_entry, per_variant))
+
     def _text_scores(
         self, texts: Sequence[str]
     ) -> list[tuple[NDArray[np.float32], NDArray[np.float32]]]:
-        per_entry, per_variant = self._score_texts(texts)
-        return [(per_entry[:, j], per_variant[:, j]) for j in range(len(texts))]
+        return _columns(*self.score_texts(texts))
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -399,14 +417,16 @@ class FaqIndex:
         """(score per entry, similarity per variant), one column per text; a column of zeros
         for a text that shares nothing. Texts scored ahead are not scored again."""
         if not self._ahead:
-            return self._score_texts(texts)
+            return self.score_texts(texts)
         columns = self._ahead.take_all(texts)
         return (
             np.column_stack([entry for entry, _ in columns]),
             np.column_stack([variant for _, variant in columns]),
         )
 
-    def _score_texts(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    def score_texts(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """(score per entry, similarity per variant), one column per text: the arithmetic of a
+        match that depends on the texts alone."""
         # The same weighting as TfidfVectorizer.transform (sublinear tf x idf, L2 norm), done by
         # hand for every text at once: sklearn's per-call validation costs ~5x the arithmetic
         # for a single short text, and one product serves the whole batch.
@@ -467,6 +487,12 @@ class FaqIndex:
             rank_matches(self, per_entry[:, j], per_variant[:, j], language, k)
             for j, language in enumerate(languages)
         ]
+
+
+def _columns(
+    per_entry: NDArray[np.float32], per_variant: NDArray[np.float32]
+) -> list[tuple[NDArray[np.float32], NDArray[np.float32]]]:
+    return [(per_entry[:, j], per_variant[:, j]) for j in range(per_entry.shape[1])]
 
 
 class _Ranked(Protocol):

@@ -93,6 +93,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+from typing_extensions import override
 
 from dialog.ngrams import WordColumns, tfidf_rows
 from dialog.readahead import ReadAhead
@@ -105,6 +106,8 @@ __all__ = [
     "EmbeddedUnderstander",
     "Entity",
     "Reading",
+    "TextRead",
+    "TextReader",
     "Understander",
     "Understanding",
     "detect_language",
@@ -853,6 +856,29 @@ def _text_counts(
     return counts
 
 
+class TextReader:
+    """What reading needs of texts alone (`TextRead`), from the fitted model: picklable, so that
+    a process of its own can do it with the very model the understander was trained to
+    (`sastre.bot_reading`), and get exactly the numbers the understander would."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self._pipeline = pipeline
+        self._scorer = _Scorer(pipeline)
+        self.classes = self._scorer.classes
+
+    @override
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        return (TextReader, (self._pipeline,))  # the scorer's per-word caches stay behind
+
+    def read_all(self, texts: Sequence[str]) -> list[TextRead]:
+        normalised = [_normalise(text) for text in texts]
+        rows = self._scorer.probabilities_all(normalised).tolist()
+        return [
+            TextRead(folded, row, _language_scores(text, folded))
+            for text, folded, row in zip(texts, normalised, rows, strict=True)
+        ]
+
+
 class _Scorer:
     """`Pipeline.predict_proba` for a batch of texts, without scikit-learn's per-call overhead:
     character n-grams counted word by word (cached per word), the weighting and the dot product
@@ -983,9 +1009,9 @@ class EmbeddedUnderstander:
         with threadpool_limits(limits=1):
             pipeline.fit([text for text, _ in pairs], [intent for _, intent in pairs])
         self.pipeline: Any = pipeline  # the fitted scikit-learn model: predict_proba(raw texts)
-        self._scorer = _Scorer(pipeline)
-        self._classes = self._scorer.classes
-        self._ahead = ReadAhead(self._texts)
+        self.text_reader = TextReader(pipeline)
+        self._classes = self.text_reader.classes
+        self._ahead = ReadAhead(self.text_reader.read_all)
         _warm_up()
         _trigram_odds()
 
@@ -1018,15 +1044,11 @@ class EmbeddedUnderstander:
         """Do now what reading `texts` needs of them alone (see `dialog.readahead`)."""
         self._ahead.fill(texts)
 
-    def _texts(self, texts: Sequence[str]) -> list[_Text]:
-        normalised = [_normalise(text) for text in texts]
-        rows = self._scorer.probabilities_all(normalised).tolist()
-        return [
-            _Text(folded, row, _language_scores(text, folded))
-            for text, folded, row in zip(texts, normalised, rows, strict=True)
-        ]
+    def keep_ahead(self, texts: Sequence[str], read: Sequence[TextRead]) -> None:
+        """Keep what `text_reader` read of `texts` elsewhere (another process), for their turns."""
+        self._ahead.keep(texts, read)
 
-    def _understanding(self, reading: Reading, read: _Text) -> Understanding:
+    def _understanding(self, reading: Reading, read: TextRead) -> Understanding:
         text, probabilities = reading.text, read.probabilities
         language = _decide_language(*read.languages, reading.language_hint)
         order = sorted(range(len(probabilities)), key=lambda i: (-probabilities[i], i))
@@ -1047,7 +1069,7 @@ class EmbeddedUnderstander:
         )
 
 
-class _Text(NamedTuple):
+class TextRead(NamedTuple):
     """What reading a message needs of its text alone."""
 
     normalised: str

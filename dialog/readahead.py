@@ -14,10 +14,11 @@ the FAQ changed meanwhile) is dropped oldest first.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["ReadAhead", "ReadsAhead"]
+__all__ = ["ReadAhead", "Reader", "ReadsAhead"]
 
 V = TypeVar("V")
 
@@ -27,6 +28,17 @@ class ReadsAhead(Protocol):
     """Something that can do part of its work for texts before they are asked about."""
 
     def read_ahead(self, texts: Sequence[str]) -> None: ...
+
+
+class Reader(Protocol):
+    """Reads queued texts for the bot before their turn (`sastre.bot_reading`): on the event
+    loop, or elsewhere (`elsewhere`: then a batch's own texts are worth handing in as it starts,
+    and `read` returns what to await before the turn; None when there is nothing to await).
+    Reading ahead never decides anything: a text not read in time is read at its turn."""
+
+    elsewhere: bool
+
+    def read(self, texts: Sequence[str]) -> asyncio.Future[None] | None: ...
 
 
 class ReadAhead(Generic[V]):
@@ -45,9 +57,16 @@ class ReadAhead(Generic[V]):
         """Compute the values of `texts` (in one call) and keep them until taken."""
         if not texts:
             return
-        for text, value in zip(texts, self._compute_all(texts), strict=True):
+        self.keep(texts, self._compute_all(texts))
+
+    def keep(self, texts: Sequence[str], values: Sequence[V]) -> None:
+        """Keep values computed elsewhere (by `compute_all`'s twin in another process)."""
+        for text, value in zip(texts, values, strict=True):
             self._ready.setdefault(text, []).append(value)
             self._count += 1
+        self._bound()
+
+    def _bound(self) -> None:
         while self._count > self._capacity:
             oldest = next(iter(self._ready))
             self._count -= len(self._ready.pop(oldest))

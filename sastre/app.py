@@ -27,7 +27,7 @@ from sastre.appkeys import (
 )
 from sastre.config import Settings
 from sastre.db import create_engine, reader_for, sessionmaker_for
-from sastre.dialogs import build_brain, embedded_read_ahead
+from sastre.dialogs import build_brain, embedded_reader
 from sastre.email_listener import email_inbound
 from sastre.metrics import Metrics, metrics_middleware
 from sastre.serve_worker import SERVE_WORKER, serve_worker
@@ -101,7 +101,7 @@ async def _dialog(app: web.Application) -> AsyncIterator[None]:
         if brain is None:
             brain = await build_brain(settings, app[SESSIONMAKER], stack, app[faq.FAQ_CATALOGUE])
             if not settings.rasa_url:  # the embedded bot: its reading can start in the queue
-                read_ahead = embedded_read_ahead(app[faq.FAQ_CATALOGUE])
+                read_ahead = await embedded_reader(settings, app[faq.FAQ_CATALOGUE], stack)
         app[INBOUND] = InboundProcessor(
             app[SESSIONMAKER],
             brain,

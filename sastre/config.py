@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     rasa_url: str | None = None
     # FAQ matcher: "lexical" (default, light) or "semantic" (pip install 'sastre[semantic]').
     faq_matcher: Literal["lexical", "semantic"] = "lexical"
+    # Where the embedded bot reads queued messages ahead of their turn (sastre.bot_reading):
+    # "process" (a child process: the second core does it, the event loop stays free),
+    # "loop" (on the event loop), "auto" (a process when the machine has two cores or more).
+    bot_reader: Literal["auto", "process", "loop"] = "auto"
     # Web chat identity verification: a site sends user_id and hex(HMAC-SHA256(this, user_id)).
     webchat_identity_secret: SecretStr | None = None
     # Other sites' origins that embed the widget (comma-separated, "*" for any); our own host is

@@ -4,7 +4,6 @@ in-process) or a real Rasa server's REST channel."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from functools import cache
 from pathlib import Path
@@ -16,16 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import dialog
 from actions.deps import ActionDeps, configure
 from actions.runner import EmbeddedActions
-from dialog.faq import FaqIndex, FaqMatcher
+from dialog.faq import FaqMatcher
 from dialog.faq_store import FaqCatalogue, seed_from_file
 from dialog.nlu import EmbeddedUnderstander
 from dialog.rasa import RasaRestBrain
+from dialog.readahead import Reader
 from dialog.selfservice import SelfServiceBrain
 from dialog.turns import Bot
+from sastre.bot_reading import LoopReader, ProcessReader, reading_in_a_process
 from sastre.config import Settings
 from sastre.db import SessionMaker
 
-__all__ = ["SHIPPED_FAQ", "build_brain", "embedded_read_ahead"]
+__all__ = ["SHIPPED_FAQ", "build_brain", "embedded_reader"]
 
 log = logging.getLogger(__name__)
 SHIPPED_FAQ = Path(dialog.__file__).parent / "data" / "faq.yaml"
@@ -74,17 +75,17 @@ async def build_brain(
     return SelfServiceBrain(_understander(), faq, EmbeddedActions())
 
 
-def embedded_read_ahead(catalogue: FaqCatalogue) -> Callable[[Sequence[str]], None]:
-    """What the embedded brain can read of queued messages before their batch: the intent
-    model's scores and the current FAQ index's similarities (`dialog.readahead`)."""
-    understander = _understander()
-
-    def read_ahead(texts: Sequence[str]) -> None:
-        understander.read_ahead(texts)
-        if isinstance(index := catalogue.current(), FaqIndex):  # the semantic one does not
-            index.read_ahead(texts)
-
-    return read_ahead
+async def embedded_reader(
+    settings: Settings, catalogue: FaqCatalogue, stack: AsyncExitStack
+) -> Reader:
+    """What reads queued messages for the embedded bot before their batch (`sastre.bot_reading`):
+    a process of its own, or the event loop (SASTRE_BOT_READER)."""
+    if not reading_in_a_process(settings.bot_reader):
+        return LoopReader(_understander(), catalogue)
+    reader = ProcessReader(_understander(), catalogue)
+    await reader.start()
+    stack.push_async_callback(reader.close)
+    return reader
 
 
 @cache

@@ -23,6 +23,11 @@ from tests.support.servers import postgres_server, redis_server
 
 _database_numbers = itertools.count(1)
 
+# Each app the tests start would otherwise spawn its own bot reader (a second of imports each);
+# the tests of the reader itself (tests/sastre/test_bot_reading.py) start one on purpose. Set
+# here, it reaches the `sastre serve` processes the tests start too.
+os.environ.setdefault("SASTRE_BOT_READER", "loop")
+
 # Property tests are deterministic unless asked otherwise: a test that fails by chance on one run
 # and passes on the next is a second bug. "ci" (the default, and what CI runs) derives every
 # example from the test itself; `HYPOTHESIS_PROFILE=dev` explores new examples for a while, and a

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from itertools import islice
 
@@ -39,6 +39,7 @@ from dialog.inbound.steps import TurnSteps
 from dialog.inbound.work import Context, Pending, Work
 from dialog.media import bot_reads, medium
 from dialog.outbox import announce
+from dialog.readahead import Reader
 from dialog.senders import identify
 from dialog.turns import Bot, BotTurn, Brain, InboundResult, RemoteBot, Turn, respond_all
 
@@ -51,6 +52,9 @@ MAX_BATCH = 32  # messages per transaction at most: a bound on how long one batc
 BOT_TIMEOUT = 15.0
 # The fewest queued messages worth reading ahead at once (see `_read_queued`).
 READ_AHEAD_MIN = 16
+# The longest a turn waits for its text's reading from elsewhere (`dialog.readahead.Reader`);
+# past it the bot reads the text itself. A reader keeping up answers in a few milliseconds.
+READ_WAIT = 0.5
 
 Answer = BotTurn | BaseException
 Later = list[tuple[Pending, int]]  # messages for a later batch, with their customer's id
@@ -71,7 +75,7 @@ class InboundProcessor:
         now: Callable[[], datetime] = utcnow,
         max_batch: int = MAX_BATCH,
         lanes: int = 1,
-        read_ahead: Callable[[Sequence[str]], None] | None = None,
+        read_ahead: Reader | None = None,
         bot_timeout: float = BOT_TIMEOUT,
     ) -> None:
         if isinstance(bot, RemoteBot) and isinstance(bot, Brain):
@@ -163,18 +167,25 @@ class InboundProcessor:
         """While a batch waits on the database, the bot reads the messages queued behind it
         (`dialog.readahead`) in the moments the event loop would be idle: many at once or none,
         since for a few texts the arithmetic's fixed cost is most of it."""
-        assert self._read_ahead is not None
         unread = list(islice((p for p in self._queue if not p.read_ahead), 2 * self._max_batch))
         if len(unread) < READ_AHEAD_MIN or not self._flying:
             return
         self._unread -= len(unread)
+        self._hand_in(unread)
+
+    def _hand_in(self, unread: list[Pending]) -> None:
+        """Hand texts to the reader; what it reads elsewhere is awaited before their turn."""
+        assert self._read_ahead is not None
         texts: list[str] = []
         for pending in unread:
             pending.read_ahead = True
             text = bot_reads(pending.message)
             if text.strip():
                 texts.append(text)
-        self._read_ahead(texts)
+        reading = self._read_ahead.read(texts)
+        if reading is not None:
+            for pending in unread:
+                pending.reading = reading
 
     def _take(self) -> list[Pending]:
         """The next batch, in arrival order: up to `max_batch` messages whose sender has none in
@@ -186,10 +197,13 @@ class InboundProcessor:
             flying = (pending.kind.value, pending.sender) in self._senders
             (skipped if flying else batch).append(pending)
         self._queue.extendleft(reversed(skipped))
-        for pending in batch:
-            if not pending.read_ahead:  # its batch reads it now: no longer one to read ahead
-                pending.read_ahead = True
-                self._unread -= 1
+        unread = [pending for pending in batch if not pending.read_ahead]
+        self._unread -= len(unread)  # its batch reads it now: no longer one to read ahead
+        if unread and self._read_ahead is not None and self._read_ahead.elsewhere:
+            # Read elsewhere while the batch's statements run; it awaits this before the turn.
+            self._hand_in(unread)
+        for pending in unread:
+            pending.read_ahead = True
         return batch
 
     async def _fly(self, batch: list[Pending]) -> None:
@@ -314,6 +328,7 @@ class InboundProcessor:
             if turn is not None:
                 asking.append((work, turn))
         if self._brain is not None:
+            await _read(work.pending for work, _ in asking)
             # Every turn of the batch is another customer's: the bot reads them all at once.
             decided = await respond_all(self._brain, session, [turn for _, turn in asking])
             for (work, _), answer in zip(asking, decided, strict=True):
@@ -408,3 +423,10 @@ class InboundProcessor:
             announce()
         for work, _ in decided:
             work.pending.settle(work.result())
+
+
+async def _read(pendings: Iterable[Pending]) -> None:
+    """Wait for the readings of these messages done elsewhere, if any is still out."""
+    out = {id(p.reading): p.reading for p in pendings if p.reading and not p.reading.done()}
+    if out:
+        await asyncio.wait(out.values(), timeout=READ_WAIT)

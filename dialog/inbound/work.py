@@ -35,6 +35,7 @@ class Pending:
     result: asyncio.Future[InboundResult]
     # Its text was handed to the bot's read-ahead while it waited, or its batch took it.
     read_ahead: bool = False
+    reading: asyncio.Future[None] | None = None  # that reading, done elsewhere, if not back yet
 
     @property
     def kind(self) -> IdentityKind:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName, InboundMessage
 from dialog.inbound import InboundProcessor
+from dialog.inbound import processor as processor_module
 from dialog.inbound.processor import READ_AHEAD_MIN
 from dialog.turns import BotTurn, Turn
 from sastre.db import SessionMaker
@@ -32,20 +34,37 @@ class HeldBrain:
         return BotTurn([f"echo: {turn.text}"], intent="faq", confidence=0.9)
 
 
+class ListReader:
+    """A reader that notes the texts it is handed; `elsewhere`, it returns a future per call
+    that the test resolves (a reading done in another process, back when the test says)."""
+
+    def __init__(self, texts: list[str], *, elsewhere: bool = False) -> None:
+        self.texts = texts
+        self.elsewhere = elsewhere
+        self.readings: list[asyncio.Future[None]] = []
+
+    def read(self, texts: Sequence[str]) -> asyncio.Future[None] | None:
+        self.texts.extend(texts)
+        if not self.elsewhere:
+            return None
+        self.readings.append(asyncio.get_running_loop().create_future())
+        return self.readings[-1]
+
+
 def _processor(
     sessionmaker: SessionMaker,
     brain: HeldBrain,
     *,
     lanes: int,
     max_batch: int = 4,
-    read_ahead: list[str] | None = None,
+    read_ahead: list[str] | ListReader | None = None,
 ) -> InboundProcessor:
     return make_processor(
         sessionmaker,
         brain,
         max_batch=max_batch,
         lanes=lanes,
-        read_ahead=None if read_ahead is None else read_ahead.extend,
+        read_ahead=ListReader(read_ahead) if isinstance(read_ahead, list) else read_ahead,
     )
 
 
@@ -146,3 +165,32 @@ async def test_a_few_queued_messages_are_not_read_ahead(sessionmaker: SessionMak
     assert texts == []  # for a few texts the arithmetic's fixed cost is most of it
     brain.release.set()
     await asyncio.gather(first, *few)
+
+
+async def test_a_batch_hands_its_texts_to_a_reader_elsewhere_and_awaits_it(
+    sessionmaker: SessionMaker,
+) -> None:
+    brain = HeldBrain("never held")
+    reader = ListReader([], elsewhere=True)
+    processor = _processor(sessionmaker, brain, lanes=1, read_ahead=reader)
+    answered = asyncio.ensure_future(processor.handle(_sms("hello", "+14155550100")))
+    await _until(lambda: reader.texts == ["hello"], "the batch's text handed to the reader")
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert brain.seen == []  # the turn waits for its reading
+    reader.readings[0].set_result(None)
+    result = await answered
+    assert brain.seen == ["hello"]
+    assert result.replies[0].text == "echo: hello"
+
+
+async def test_a_turn_goes_on_without_a_reading_that_is_late(
+    sessionmaker: SessionMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(processor_module, "READ_WAIT", 0.01)
+    brain = HeldBrain("never held")
+    reader = ListReader([], elsewhere=True)
+    processor = _processor(sessionmaker, brain, lanes=1, read_ahead=reader)
+    result = await asyncio.wait_for(processor.handle(_sms("hello", "+14155550100")), 10)
+    assert result.replies[0].text == "echo: hello"  # the bot read it itself
+    assert not reader.readings[0].done()
