@@ -4,7 +4,9 @@ Group commit: a batch is one transaction whose statements each carry every messa
 (`dialog.inbound.sql`), so eight conversations at once cost about what one does. A lone message
 is a batch of one and waits for nothing. The same customer twice in a batch waits for the next
 one, so each turn sees the one before. If anything in a batch fails, it is rolled back and every
-message in it is run again on its own: only the one at fault fails.
+message in it is run again on its own: only the one at fault fails. A provider's redelivery of
+a message still queued or in flight (Twilio retries a webhook it thinks timed out) waits for the
+first delivery instead of a batch of its own, and is its duplicate once that one is stored.
 
 Batches fly in `lanes`, one transaction each. On SQLite one lane: writers take turns for the write
 lock anyway (and a writer that finds it taken sleeps in SQLite's busy handler). On PostgreSQL two:
@@ -31,7 +33,7 @@ from itertools import islice
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from channels.base import InboundMessage
+from channels.base import ChannelName, InboundMessage
 from consent.replies import Brand
 from crm_core.sqltypes import utcnow
 from dialog.inbound import sql
@@ -100,6 +102,8 @@ class InboundProcessor:
         self._answers: list[tuple[Work, Answer]] = []  # back from the remote bot, to be written
         # Customers whose turn awaits the remote bot, and their messages parked meanwhile.
         self._asking: dict[int, deque[Pending]] = {}
+        # Messages queued or in flight by their provider id (channel, id), for redeliveries.
+        self._handling: dict[tuple[ChannelName, str], Pending] = {}
 
     async def handle(self, message: InboundMessage) -> InboundResult:
         """Store, answer and commit one message; its replies are for the channel to send.
@@ -110,6 +114,15 @@ class InboundProcessor:
         on = medium(message.channel)
         if not on.writes:
             raise ValueError(f"customers do not write to us by {on.name}")
+        key = (message.channel, message.provider_id)
+        if (original := self._handling.get(key)) is not None:
+            # The provider sent it again (Twilio does when our answer is slow) while the first
+            # delivery is still queued or in flight: the first one's outcome is this one's.
+            again = asyncio.get_running_loop().create_future()
+            original.redelivered.append(again)
+            if await again:
+                return InboundResult(duplicate=True)
+            # The first delivery failed: this one is tried on its own, as any redelivery is.
         # An SMS sender no customer writes from (a short code) is kept as written, unanswered.
         message, sender = identify(on, message, self._region)
         pending = Pending(
@@ -119,10 +132,15 @@ class InboundProcessor:
             message.received_at or self._now(),
             asyncio.get_running_loop().create_future(),
         )
+        self._handling.setdefault(key, pending)
         self._queue.append(pending)
         self._unread += 1
         self._kick()
-        return await pending.result
+        try:
+            return await pending.result
+        finally:
+            if self._handling.get(key) is pending:
+                del self._handling[key]
 
     async def drained(self) -> None:
         """Wait until every message handed in so far is written and answered (at shutdown)."""

@@ -36,12 +36,23 @@ class Pending:
     # Its text was handed to the bot's read-ahead while it waited, or its batch took it.
     read_ahead: bool = False
     reading: asyncio.Future[None] | None = None  # that reading, done elsewhere, if not back yet
+    # Redeliveries of this very message (its provider id) that arrived while it was handled:
+    # each learns whether it was stored (True), or failed and should be tried itself (False).
+    redelivered: list[asyncio.Future[bool]] = field(default_factory=list)
 
     @property
     def kind(self) -> IdentityKind:
         return self.medium.identity
 
     def settle(self, result: InboundResult | BaseException) -> None:
+        for again in self.redelivered:
+            if again.done():
+                continue
+            if isinstance(result, Exception | InboundResult):
+                again.set_result(not isinstance(result, Exception))
+            else:  # stopped (shutdown): the redelivery is not tried either
+                again.set_exception(result)
+        self.redelivered.clear()
         if self.result.done():  # the caller gave up waiting; the message was still handled
             return
         if isinstance(result, BaseException):

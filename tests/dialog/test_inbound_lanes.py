@@ -12,9 +12,10 @@ from channels.base import ChannelName, InboundMessage
 from dialog.inbound import InboundProcessor
 from dialog.inbound import processor as processor_module
 from dialog.inbound.processor import READ_AHEAD_MIN
+from dialog.models import Message
 from dialog.turns import BotTurn, Turn
 from sastre.db import SessionMaker
-from tests.dialog.test_inbound import make_processor
+from tests.dialog.test_inbound import count, make_processor
 
 
 class HeldBrain:
@@ -194,3 +195,57 @@ async def test_a_turn_goes_on_without_a_reading_that_is_late(
     result = await asyncio.wait_for(processor.handle(_sms("hello", "+14155550100")), 10)
     assert result.replies[0].text == "echo: hello"  # the bot read it itself
     assert not reader.readings[0].done()
+
+
+async def test_a_redelivery_while_the_first_is_handled_gets_its_outcome_at_once(
+    sessionmaker: SessionMaker,
+) -> None:
+    brain = HeldBrain("first")
+    processor = _processor(sessionmaker, brain, lanes=1)
+    first = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
+    await brain.asked.wait()
+    again = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not again.done()  # it waits for the first delivery, not for a batch of its own
+    assert len(processor._queue) == 0
+    brain.release.set()
+    stored, redelivered = await asyncio.gather(first, again)
+    assert not stored.duplicate
+    assert redelivered.duplicate
+    assert brain.seen == ["first"]
+    assert await count(sessionmaker, Message, Message.direction == "in") == 1
+
+
+class FailsOnce:
+    """Fails the first turn it is asked, then echoes."""
+
+    def __init__(self) -> None:
+        self.failed = False
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+        if not self.failed:
+            self.failed = True
+            self.asked.set()
+            await self.release.wait()
+            raise RuntimeError("the bot fell over")
+        return BotTurn([f"echo: {turn.text}"], intent="faq", confidence=0.9)
+
+
+async def test_a_redelivery_of_a_message_that_failed_is_tried_itself(
+    sessionmaker: SessionMaker,
+) -> None:
+    brain = FailsOnce()
+    processor = make_processor(sessionmaker, brain, max_batch=4)
+    first = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
+    await brain.asked.wait()
+    again = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
+    brain.release.set()
+    with pytest.raises(RuntimeError):
+        await first
+    result = await again
+    assert not result.duplicate
+    assert result.replies[0].text == "echo: first"
+    assert await count(sessionmaker, Message, Message.direction == "in") == 1
