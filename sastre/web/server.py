@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from collections.abc import Callable, Sequence
@@ -93,7 +94,25 @@ class _Server(web.Server):
 
 
 class SastreRunner(web.AppRunner):
-    """`web.AppRunner` whose connections answer protocol errors like the app does."""
+    """`web.AppRunner` whose connections answer protocol errors like the app does, and whose
+    start-up leaves the cyclic garbage collector only what serving allocates."""
+
+    @override
+    async def setup(self) -> None:
+        await super().setup()
+        # What start-up built (the bot's model and FAQ index, SQLAlchemy's mappings, the
+        # libraries) lives as long as the process. Frozen, a full collection walks only what
+        # serving allocated since: unfrozen, each one paused the event loop 140-175 ms under
+        # load (bench.sms_inbound), and those pauses were the slowest 1% of the answers.
+        gc.collect()
+        gc.freeze()
+
+    @override
+    async def cleanup(self) -> None:
+        try:
+            await super().cleanup()
+        finally:
+            gc.unfreeze()
 
     @override
     async def _make_server(self) -> web.Server:
