@@ -213,6 +213,8 @@ class Worker:
         """Claim while there is room, send each row as soon as it is claimed, settle results
         as they come; returns the rows handled."""
         if not self._channels:
+            if not until_idle:  # nothing to send on: it waits to be stopped, as it says it does
+                await stop.wait()
             return 0
         flight = Flight(self._call, late=self._late, patience=self._patience)
         settler = asyncio.ensure_future(self._settler(flight, stop))

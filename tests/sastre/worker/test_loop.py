@@ -53,6 +53,17 @@ async def test_a_queued_reply_is_sent_once(sessionmaker: SessionMaker) -> None:
     assert fake.sent[0].message.reference == f"sastre-{row.message_id}"
 
 
+async def test_a_worker_with_no_channel_waits_until_stopped(sessionmaker: SessionMaker) -> None:
+    # `sastre serve` with no channel configured: an early return looked like a crash to the
+    # supervisor, which restarted it forever.
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(Worker(sessionmaker, {}).run(stop))
+    await asyncio.sleep(0.05)
+    assert not running.done()
+    stop.set()
+    await asyncio.wait_for(running, 5)
+
+
 async def test_a_round_settles_many_results_at_once(sessionmaker: SessionMaker) -> None:
     processor = make(sessionmaker)
     for n in range(3):
