@@ -59,6 +59,8 @@ def _env(tmp_path: Path, twilio: FakeTwilio, **extra: str) -> dict[str, str]:
         SASTRE_TWILIO_FROM="+14155550100",
         SASTRE_TWILIO_API_BASE=twilio.base_url,
         SASTRE_RATE_SMS="0",
+        # The outbox worker is then serve's one spawned child, the one these tests look for.
+        SASTRE_BOT_READER="loop",
         **extra,
     )
     return env
