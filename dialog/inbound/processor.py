@@ -115,7 +115,9 @@ class InboundProcessor:
         if not on.writes:
             raise ValueError(f"customers do not write to us by {on.name}")
         key = (message.channel, message.provider_id)
-        if (original := self._handling.get(key)) is not None:
+        original = self._handling.get(key)
+        # One settled already (its caller not yet resumed) is stored: the database dedupes.
+        if original is not None and not original.result.done():
             # The provider sent it again (Twilio does when our answer is slow) while the first
             # delivery is still queued or in flight: the first one's outcome is this one's.
             again = asyncio.get_running_loop().create_future()

@@ -13,7 +13,7 @@ from dialog.inbound import InboundProcessor
 from dialog.inbound import processor as processor_module
 from dialog.inbound.processor import READ_AHEAD_MIN
 from dialog.models import Message
-from dialog.turns import BotTurn, Turn
+from dialog.turns import BotTurn, InboundResult, Turn
 from sastre.db import SessionMaker
 from tests.dialog.test_inbound import count, make_processor
 
@@ -215,6 +215,29 @@ async def test_a_redelivery_while_the_first_is_handled_gets_its_outcome_at_once(
     assert redelivered.duplicate
     assert brain.seen == ["first"]
     assert await count(sessionmaker, Message, Message.direction == "in") == 1
+
+
+async def test_a_redelivery_of_a_message_just_settled_is_a_plain_duplicate(
+    sessionmaker: SessionMaker,
+) -> None:
+    # x and a share a batch; x's caller, resumed first, sends a's redelivery before a's own
+    # caller has resumed: it must not wait on a delivery that has already settled.
+    brain = HeldBrain("first")
+    processor = _processor(sessionmaker, brain, lanes=1)
+    first = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
+    await brain.asked.wait()
+
+    async def x_then_redelivery() -> InboundResult:
+        await processor.handle(_sms("x", "+14155550101"))
+        return await processor.handle(_sms("a", "+14155550102"))
+
+    chained = asyncio.ensure_future(x_then_redelivery())
+    a = asyncio.ensure_future(processor.handle(_sms("a", "+14155550102")))
+    await _until_queued(processor, 2)
+    brain.release.set()
+    results = await asyncio.wait_for(asyncio.gather(first, a, chained), 10)
+    assert [result.duplicate for result in results] == [False, False, True]
+    assert await count(sessionmaker, Message, Message.direction == "in") == 3
 
 
 class FailsOnce:
