@@ -43,6 +43,9 @@ __all__ = ["LoopReader", "ProcessReader", "reading_in_a_process"]
 log = logging.getLogger(__name__)
 
 START_TIMEOUT: Final = 60.0  # a child that has not said it is ready by then is replaced
+# A child that has not answered a request in this long is taken for stuck, and replaced: its
+# texts are read on the loop (whose turns waited for it at most `processor.READ_WAIT` each).
+STUCK_AFTER: Final = 10.0
 
 
 class LoopReader:
@@ -97,11 +100,13 @@ class ProcessReader:
         self._ready = False
         self._next = _Request()
         self._in_flight: _InFlight | None = None
+        self._sent_at = 0.0
         self._child_index: FaqIndex | None = None  # the index whose entries the child holds
         self._restart: asyncio.TimerHandle | None = None
         self._started_at = 0.0
         self._failures = 0
         self._closed = False
+        self._starting: asyncio.Future[None] | None = None  # a restart's start, kept referenced
 
     @property
     def ready(self) -> bool:
@@ -109,7 +114,15 @@ class ProcessReader:
 
     async def start(self) -> None:
         """Start the child; it reads once it has said it is ready (a second or so of imports),
-        and until then `read` leaves the reading to the loop."""
+        and until then `read` leaves the reading to the loop. A child that cannot be started
+        (the system refuses a process) is logged and tried again later: the loop reads."""
+        try:
+            await self._spawn()
+        except Exception:
+            log.exception("bot reader: could not start a child")
+            self._lost()
+
+    async def _spawn(self) -> None:
         loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
@@ -121,13 +134,21 @@ class ProcessReader:
         )
         # Off the loop: spawning writes the model (a few MB) to the child before returning.
         await asyncio.to_thread(process.start)
-        theirs.close()  # the child's end: once the child is gone, reading ours fails at once
+        theirs.close()
+        if self._closed:  # closed while it started
+            process.kill()
+            process.join(timeout=5)
+            ours.close()
+            return  # the child's end: once the child is gone, reading ours fails at once
         self._process, self._connection = process, ours
         self._started_at = time.monotonic()
         loop.add_reader(ours.fileno(), self._readable)
         self._restart = loop.call_later(START_TIMEOUT, self._too_slow)
 
     def read(self, texts: Sequence[str]) -> asyncio.Future[None] | None:
+        if self._in_flight is not None and time.monotonic() - self._sent_at > STUCK_AFTER:
+            log.warning("bot reader: the child has not answered in %.0f s", STUCK_AFTER)
+            self._lost()
         if not self._ready or not texts:
             return None
         waiting = asyncio.get_running_loop().create_future()
@@ -152,6 +173,7 @@ class ProcessReader:
                 self._connection.send(("faq", list(index.entries), index.threshold))
                 self._child_index = index
             self._connection.send(("read", request.texts, index is not None))
+            self._sent_at = time.monotonic()
         except Exception as error:  # the child is gone (its end of the pipe closed), or worse
             self._in_flight = _InFlight(request.texts, index, request.waiting)
             if not isinstance(error, OSError | ValueError):
@@ -207,7 +229,11 @@ class ProcessReader:
         self._failures = restart.failures
         log.warning(
             "bot reader: the child %s; reading on the event loop, starting another in %.1f s",
-            "stopped answering" if stuck or process is None else describe_exit(process.exitcode),
+            "could not start"
+            if process is None
+            else "stopped answering"
+            if stuck
+            else describe_exit(process.exitcode),
             restart.delay,
         )
         self._restart = asyncio.get_running_loop().call_later(restart.delay, self._start_again)
@@ -215,8 +241,7 @@ class ProcessReader:
     def _start_again(self) -> None:
         self._restart = None
         if not self._closed:
-            task = asyncio.ensure_future(self.start())
-            task.add_done_callback(_log_failed_start)
+            self._starting = asyncio.ensure_future(self.start())
 
     def _stop_child(self) -> None:
         self._ready = False
@@ -246,11 +271,6 @@ def _release(waiting: list[asyncio.Future[None]]) -> None:
     for future in waiting:
         if not future.done():
             future.set_result(None)
-
-
-def _log_failed_start(task: asyncio.Future[None]) -> None:
-    if not task.cancelled() and (error := task.exception()) is not None:
-        log.error("bot reader: could not start another child: %s", error)
 
 
 def _child(connection: Connection, reader: TextReader) -> None:

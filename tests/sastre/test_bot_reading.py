@@ -4,6 +4,8 @@ on the loop, for the current FAQ, and nothing lost or stuck when the child dies.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 
@@ -13,6 +15,7 @@ import pytest
 from dialog.faq import FaqIndex, load_faq_file
 from dialog.faq_store import FaqCatalogue
 from dialog.nlu import EmbeddedUnderstander
+from sastre import bot_reading
 from sastre.bot_reading import LoopReader, ProcessReader, reading_in_a_process
 from sastre.config import Settings
 from sastre.dialogs import SHIPPED_FAQ, embedded_reader
@@ -133,6 +136,23 @@ async def test_a_child_that_dies_is_replaced_and_nobody_waits_for_it(
     again = reader.read(TEXTS)
     assert again is not None
     await asyncio.wait_for(again, 30)
+
+
+async def test_a_child_that_stops_answering_is_replaced(
+    reader: ProcessReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bot_reading, "STUCK_AFTER", 0.2)
+    process = reader._process
+    assert process is not None
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGSTOP)  # alive, and answering nothing
+    stuck = reader.read(TEXTS)
+    assert stuck is not None
+    await asyncio.sleep(0.3)
+    reader.read(TEXTS)  # the next hand-in finds it stuck: replaced, and nobody waits for it
+    assert stuck.done()
+    await _until(lambda: reader.ready and reader._process is not process, "a new child ready")
+    assert not process.is_alive()
 
 
 async def test_closing_stops_the_child(understander: EmbeddedUnderstander) -> None:
