@@ -86,6 +86,15 @@ async def _until_queued(processor: InboundProcessor, count: int) -> None:
     await _until(lambda: len(processor._queue) >= count, f"{count} messages queued")
 
 
+async def _first_held(
+    processor: InboundProcessor, brain: HeldBrain
+) -> asyncio.Future[InboundResult]:
+    """brain.held from +14155550100, handed in and held by the bot: a batch in flight."""
+    first = asyncio.ensure_future(processor.handle(_sms(brain.held, "+14155550100")))
+    await brain.asked.wait()
+    return first
+
+
 async def test_a_second_lane_takes_other_senders_while_the_first_waits(
     sessionmaker: SessionMaker,
 ) -> None:
@@ -134,8 +143,7 @@ async def test_queued_messages_are_read_ahead_while_a_batch_waits(
     brain = HeldBrain("first")
     texts: list[str] = []
     processor = _processor(sessionmaker, brain, lanes=1, max_batch=32, read_ahead=texts)
-    first = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
-    await brain.asked.wait()
+    first = await _first_held(processor, brain)
     crowd = [f"question {n}" for n in range(READ_AHEAD_MIN)]
     later = [
         asyncio.ensure_future(processor.handle(_sms(text, f"+1415555{n:04d}")))
@@ -154,8 +162,7 @@ async def test_a_few_queued_messages_are_not_read_ahead(sessionmaker: SessionMak
     brain = HeldBrain("first")
     texts: list[str] = []
     processor = _processor(sessionmaker, brain, lanes=1, max_batch=32, read_ahead=texts)
-    first = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
-    await brain.asked.wait()
+    first = await _first_held(processor, brain)
     few = [
         asyncio.ensure_future(processor.handle(_sms(f"q{n}", f"+1415555{n:04d}")))
         for n in range(READ_AHEAD_MIN - 1)
@@ -202,8 +209,7 @@ async def test_a_redelivery_while_the_first_is_handled_gets_its_outcome_at_once(
 ) -> None:
     brain = HeldBrain("first")
     processor = _processor(sessionmaker, brain, lanes=1)
-    first = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
-    await brain.asked.wait()
+    first = await _first_held(processor, brain)
     again = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
     for _ in range(20):
         await asyncio.sleep(0)
@@ -224,8 +230,7 @@ async def test_a_redelivery_of_a_message_just_settled_is_a_plain_duplicate(
     # caller has resumed: it must not wait on a delivery that has already settled.
     brain = HeldBrain("first")
     processor = _processor(sessionmaker, brain, lanes=1)
-    first = asyncio.ensure_future(processor.handle(_sms("first", "+14155550100")))
-    await brain.asked.wait()
+    first = await _first_held(processor, brain)
 
     async def x_then_redelivery() -> InboundResult:
         await processor.handle(_sms("x", "+14155550101"))
