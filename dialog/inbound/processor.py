@@ -222,8 +222,9 @@ class InboundProcessor:
         if unread and self._read_ahead is not None and self._read_ahead.elsewhere:
             # Read elsewhere while the batch's statements run; it awaits this before the turn.
             self._hand_in(unread)
-        for pending in unread:
-            pending.read_ahead = True
+        else:
+            for pending in unread:
+                pending.read_ahead = True
         return batch
 
     async def _fly(self, batch: list[Pending]) -> None:
@@ -447,6 +448,6 @@ class InboundProcessor:
 
 async def _read(pendings: Iterable[Pending]) -> None:
     """Wait for the readings of these messages done elsewhere, if any is still out."""
-    out = {id(p.reading): p.reading for p in pendings if p.reading and not p.reading.done()}
+    out = {p.reading for p in pendings if p.reading is not None and not p.reading.done()}
     if out:
-        await asyncio.wait(out.values(), timeout=READ_WAIT)
+        await asyncio.wait(out, timeout=READ_WAIT)
