@@ -46,6 +46,7 @@ __all__ = [
     "LANGUAGES",
     "MAX_ANSWER",
     "MAX_QUESTION",
+    "RANKED",
     "FaqEntry",
     "FaqEntryInvalid",
     "FaqFileError",
@@ -53,11 +54,14 @@ __all__ = [
     "FaqMatch",
     "FaqMatcher",
     "FaqProblem",
+    "Ranking",
     "build_entry",
     "entry_to_dict",
     "fold",
     "load_faq_file",
     "match_all",
+    "matches_of",
+    "rank",
     "rank_matches",
 ]
 
@@ -80,6 +84,14 @@ _CENTROID_WEIGHT = 1.0 - _VARIANT_WEIGHT - _ANSWER_WEIGHT
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _NOT_WORD = re.compile(r"[\W_]+")
 _ENTRY_FIELDS = ("id", "questions", "answers", "tags")
+# How many of a text's best entries a reading ahead keeps: more than a turn offers
+# (`dialog.selfservice`); a caller asking for more has them computed afresh.
+RANKED = 8
+
+Ranking = tuple[tuple[int, float, int], ...]
+"""A text's best entries, best first (ties: the entry listed first in the KB), leaving out those
+sharing nothing with it: (the entry's position, its score, its best variant's position). What a
+match needs of the text alone, whatever language it is answered in."""
 _CSV_COLUMNS = ("id", "language", "question", "answer", "tags")
 
 
@@ -361,6 +373,7 @@ class FaqIndex:
         self._centroid_count = len(set(centroid_of))
         self._columns = WordColumns(lambda _word: [], {})
         self._idf: NDArray[np.float32] = np.zeros(0, np.float32)
+        self._ahead = ReadAhead(self.rank_texts)
         if not self._variants:
             return
         vectorizer = TfidfVectorizer(
@@ -387,42 +400,30 @@ class FaqIndex:
         self._idf = vectorizer.idf_.astype(np.float32)
         # Folded text is folded already: each word's n-grams are read (and cached) on their own.
         self._columns = WordColumns(vectorizer.build_analyzer(), vectorizer.vocabulary_)
-        self._ahead = ReadAhead(self._text_scores)
 
     def read_ahead(self, texts: Sequence[str]) -> None:
-        """Score `texts` now, for the batch that will ask (see `dialog.readahead`)."""
+        """Rank the entries for `texts` now, for the batch that will ask (`dialog.readahead`)."""
         self._ahead.fill(texts)
 
-    def keep_ahead(
-        self, texts: Sequence[str], per_entry: NDArray[np.float32], per_variant: NDArray[np.float32]
-    ) -> None:
-        """Keep `score_texts(texts)` as computed elsewhere (another process, by an index built
+    def keep_ahead(self, texts: Sequence[str], rankings: Sequence[Ranking]) -> None:
+        """Keep `rank_texts(texts)` as computed elsewhere (another process, by an index built
         from the same entries), for the turns that will ask."""
-        self._ahead.keep(texts, _columns(per_entry, per_variant))
+        self._ahead.keep(texts, rankings)
 
-    def _text_scores(
-        self, texts: Sequence[str]
-    ) -> list[tuple[NDArray[np.float32], NDArray[np.float32]]]:
-        return _columns(*self.score_texts(texts))
+    def rank_texts(self, texts: Sequence[str]) -> list[Ranking]:
+        """Each text's `RANKED` best entries: all a match needs of the text alone."""
+        if not self._variants:
+            return [() for _ in texts]
+        per_entry, per_variant = self.score_texts(texts)
+        return [rank(self, per_entry[:, j], per_variant[:, j], RANKED) for j in range(len(texts))]
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def _scores(self, text: str) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """(score per entry, similarity per variant); zeros when nothing is shared."""
-        per_entry, per_variant = self._scores_all([text])
+        per_entry, per_variant = self.score_texts([text])
         return per_entry[:, 0], per_variant[:, 0]
-
-    def _scores_all(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """(score per entry, similarity per variant), one column per text; a column of zeros
-        for a text that shares nothing. Texts scored ahead are not scored again."""
-        if not self._ahead:
-            return self.score_texts(texts)
-        columns = self._ahead.take_all(texts)
-        return (
-            np.column_stack([entry for entry, _ in columns]),
-            np.column_stack([variant for _, variant in columns]),
-        )
 
     def score_texts(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """(score per entry, similarity per variant), one column per text: the arithmetic of a
@@ -460,10 +461,7 @@ class FaqIndex:
 
     def top(self, text: str, language: str, k: int = 3) -> list[FaqMatch]:
         """The k best entries for `text`, best first, leaving out those sharing nothing with it."""
-        if k < 1 or not self._variants:
-            return []
-        per_entry, per_variant = self._scores(text)
-        return rank_matches(self, per_entry, per_variant, language, k)
+        return self.top_all([text], [language], k)[0]
 
     def match(self, text: str, language: str) -> FaqMatch | None:
         """The best entry for `text`, confident or not; None when nothing is shared at all."""
@@ -482,17 +480,17 @@ class FaqIndex:
             return []
         if k < 1 or not self._variants:
             return [[] for _ in texts]
-        per_entry, per_variant = self._scores_all(texts)
+        if k <= RANKED:  # what was ranked ahead serves: taken, the others ranked now
+            rankings = self._ahead.take_all(texts)
+        else:
+            per_entry, per_variant = self.score_texts(texts)
+            rankings = [
+                rank(self, per_entry[:, j], per_variant[:, j], k) for j in range(len(texts))
+            ]
         return [
-            rank_matches(self, per_entry[:, j], per_variant[:, j], language, k)
-            for j, language in enumerate(languages)
+            matches_of(self, ranking, language, k)
+            for ranking, language in zip(rankings, languages, strict=True)
         ]
-
-
-def _columns(
-    per_entry: NDArray[np.float32], per_variant: NDArray[np.float32]
-) -> list[tuple[NDArray[np.float32], NDArray[np.float32]]]:
-    return [(per_entry[:, j], per_variant[:, j]) for j in range(per_entry.shape[1])]
 
 
 class _Ranked(Protocol):
@@ -502,30 +500,29 @@ class _Ranked(Protocol):
     _variant_starts: Any
 
 
-def rank_matches(
-    index: _Ranked, per_entry: Any, per_variant: Any, language: str, k: int
-) -> list[FaqMatch]:
-    """The k best-scoring entries as matches, best first (ties: the entry listed first in the
-    KB), each with the variant that scored best. Shared by the lexical and semantic indexes."""
-    if k < len(per_entry):
-        candidates = np.argpartition(-per_entry, k - 1)[:k]
-    else:
-        candidates = np.arange(len(per_entry))
-    ranked = sorted(candidates.tolist(), key=lambda i: (-float(per_entry[i]), i))
-    matches = []
-    for i in ranked:
-        score = min(1.0, float(per_entry[i]))
+def rank(index: _Ranked, per_entry: Any, per_variant: Any, k: int) -> Ranking:
+    """The k best-scoring entries (see `Ranking`) from a text's scores (`score_texts`' columns).
+    Shared by the lexical and semantic indexes."""
+    # A stable sort of the negated scores keeps tied entries in the KB's order.
+    order = np.argsort(-per_entry, kind="stable")[:k].tolist()
+    starts = index._variant_starts
+    ranked: list[tuple[int, float, int]] = []
+    for i in order:
+        score = float(per_entry[i])
         if score <= 0.0:
             break
-        entry = index.entries[i]
-        start = int(index._variant_starts[i])
-        end = (
-            int(index._variant_starts[i + 1])
-            if i + 1 < len(index.entries)
-            else len(index._variants)
-        )
-        best = start + int(np.argmax(per_variant[start:end]))
-        matches.append(
+        start = int(starts[i])
+        end = int(starts[i + 1]) if i + 1 < len(starts) else len(index._variants)
+        ranked.append((i, score, start + int(np.argmax(per_variant[start:end]))))
+    return tuple(ranked)
+
+
+def matches_of(index: _Ranked, ranking: Ranking, language: str, k: int) -> list[FaqMatch]:
+    """The first k entries of `ranking` as matches, answered in `language`."""
+    found = []
+    for i, raw, best in ranking[:k]:
+        entry, score = index.entries[i], min(1.0, raw)
+        found.append(
             FaqMatch(
                 entry=entry,
                 score=round(score, 4),
@@ -534,7 +531,15 @@ def rank_matches(
                 question=index._variants[best],
             )
         )
-    return matches
+    return found
+
+
+def rank_matches(
+    index: _Ranked, per_entry: Any, per_variant: Any, language: str, k: int
+) -> list[FaqMatch]:
+    """The k best-scoring entries as matches, best first (ties: the entry listed first in the
+    KB), each with the variant that scored best."""
+    return matches_of(index, rank(index, per_entry, per_variant, k), language, k)
 
 
 # --- loading files ------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 The inbound path commits a batch at a time (`dialog.inbound.processor`), and while one batch
 waits on the database the next is already queued. Most of what the bot does with a message (the
-intent model's scores, the FAQ's similarities) depends on its text alone, so the processor hands
-the queued texts to `read_ahead` and that work fills the event loop's idle moments instead of
-lengthening the next batch.
+intent model's scores, the FAQ's ranking of its entries) depends on its text alone, so the
+processor hands the queued texts to `read_ahead` and that work fills the event loop's idle
+moments instead of lengthening the next batch.
 
 `ReadAhead` is the buffer between the two: what was computed ahead is taken once, by the
 message it was computed for. It is not a cache (a text asked twice is computed twice, as it

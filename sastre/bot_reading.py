@@ -1,11 +1,11 @@
 """Where the embedded bot reads queued messages before their turn: on the event loop, or in a
 process of its own.
 
-What the bot reads of a text alone (the intent model's scores, the FAQ's similarities; see
-`dialog.readahead`) can be done before the message's batch asks. On the event loop that work
-fills the loop's idle moments. With a second core it is better done there: under load the web
-process's one event loop is what saturates (in the inbound SMS benchmark, reading was about a
-quarter of its time) while the other core has time to spare.
+What the bot reads of a text alone (the intent model's scores, the FAQ's ranking of its
+entries; see `dialog.readahead`) can be done before the message's batch asks. On the event
+loop that work fills the loop's idle moments. With a second core it is better done there: under
+load the web process's one event loop is what saturates (in the inbound SMS benchmark, reading
+was about a quarter of its time) while the other core has time to spare.
 
 `ProcessReader` keeps one child process (spawned: none of this process's threads, sockets or
 loop are shared) holding the very model the understander was trained to and an index built from
@@ -202,7 +202,7 @@ class ProcessReader:
             reads: list[TextRead] = message[1]
             self._understander.keep_ahead(flight.texts, reads)
             if message[2] is not None and flight.index is not None:
-                flight.index.keep_ahead(flight.texts, *message[2])
+                flight.index.keep_ahead(flight.texts, message[2])
         else:  # an error the child caught: these texts are read on the loop at their turn
             log.warning("bot reader: the child could not read: %s", message[1])
         _release(flight.waiting)
@@ -293,7 +293,7 @@ def _child(connection: Connection, reader: TextReader) -> None:
             continue
         try:
             texts: list[str] = request[1]
-            scores = index.score_texts(texts) if request[2] and index is not None else None
-            connection.send(("read", reader.read_all(texts), scores))
+            ranked = index.rank_texts(texts) if request[2] and index is not None else None
+            connection.send(("read", reader.read_all(texts), ranked))
         except Exception as error:  # reported: the parent reads on the loop
             connection.send(("error", f"{type(error).__name__}: {error}"))

@@ -15,6 +15,7 @@ from bench.faq_accuracy import KB_FILE, evaluate, load_labelled
 from crm_core.models import AuditEntry
 from dialog.faq import (
     DEFAULT_THRESHOLD,
+    RANKED,
     FaqEntryInvalid,
     FaqFileError,
     FaqIndex,
@@ -174,6 +175,21 @@ def test_top_lists_distinct_entries_best_first(index: FaqIndex) -> None:
     assert len({m.entry.id for m in top}) == 3
     assert [m.score for m in top] == sorted((m.score for m in top), reverse=True)
     assert top[0].entry.id == "exchanges"
+
+
+def test_asking_for_more_than_is_ranked_ahead_extends_the_same_list(index: FaqIndex) -> None:
+    question = "can I change the size of a shirt I bought"
+    index.read_ahead([question])  # ranked ahead: RANKED entries kept
+    longer = index.top(question, "en", k=RANKED + 4)
+    assert len(longer) == RANKED + 4
+    assert longer[:3] == index.top(question, "en", k=3)
+
+
+def test_entries_scoring_the_same_rank_in_the_kbs_order() -> None:
+    answers = {"en": "Yes."}
+    twins = [build_entry(f"twin-{n}", {"en": ["gift wrapping"]}, answers) for n in range(12)]
+    top = FaqIndex(twins).top("gift wrapping please", "en", k=10)
+    assert [m.entry.id for m in top] == [f"twin-{n}" for n in range(10)]
 
 
 def test_an_empty_index_matches_nothing() -> None:
