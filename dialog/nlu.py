@@ -530,6 +530,40 @@ _LA_PREFIX = re.compile(r"(?:a\s+)?la\s+")
 _CALENDAR_LEAD = re.compile(r"^(?:el\s+(?:dia\s+)?|dia\s+|on\s+(?:the\s+)?|the\s+)")
 
 
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """One date or time piece as the text alone gives it: what `_moments` reads of a match of
+    `_DATES`, kept as plain values so a reading done in another process can carry it."""
+
+    kind: str  # the pattern's group that matched: "offset", "ago", "calendar", "part", "day"...
+    start: int
+    end: int
+    text: str
+    groups: Mapping[str, str]  # the named groups that matched
+
+    @classmethod
+    def of(cls, match: re.Match[str]) -> _Found:
+        groups = {name: value for name, value in match.groupdict().items() if value is not None}
+        return cls(match.lastgroup or "", match.start(), match.end(), match.group(), groups)
+
+    def __getitem__(self, name: str) -> str | None:
+        return self.groups.get(name)
+
+    def part(self, name: str) -> str:
+        """A group the pattern always fills when this kind of piece matches."""
+        return self.groups[name]
+
+
+class TextScan(NamedTuple):
+    """The entities a text holds as far as the text alone tells: its order numbers, and its date
+    pieces still to be placed in the customer's time zone and day (`_entities`)."""
+
+    folded: str
+    where: list[int]  # for each folded character, the original's index (`_fold_mapped`)
+    orders: tuple[tuple[int, Entity], ...]  # (where it starts in `folded`, the order number)
+    dates: tuple[_Found, ...]
+
+
 @dataclass(slots=True)
 class _Moment:
     """One date phrase being assembled: what the customer said, slot by slot."""
@@ -597,16 +631,16 @@ def _count(word: str) -> int:
     return int(word) if word.isdigit() else _NUMBER_WORDS.get(word, 1)
 
 
-def _offset(match: re.Match[str]) -> timedelta:
+def _offset(match: _Found) -> timedelta:
     if match["off_half"]:
         return timedelta(minutes=30)
-    return _duration(match["off_n"], match["off_unit"])
+    return _duration(match.part("off_n"), match.part("off_unit"))
 
 
-def _ago(match: re.Match[str]) -> timedelta:
+def _ago(match: _Found) -> timedelta:
     if match["ago_n"]:
-        return -_duration(match["ago_n"], match["ago_unit"])
-    return -_duration(match["ago_n2"], match["ago_unit2"])
+        return -_duration(match.part("ago_n"), match.part("ago_unit"))
+    return -_duration(match.part("ago_n2"), match.part("ago_unit2"))
 
 
 def _duration(count: str, unit: str) -> timedelta:
@@ -626,7 +660,7 @@ _RELATIVE_DAYS: Mapping[str, int] = {
 }  # fmt: skip
 
 
-def _day(match: re.Match[str], today: date) -> date:
+def _day(match: _Found, today: date) -> date:
     if relative := match["day_rel"]:
         return today + timedelta(days=_RELATIVE_DAYS.get(" ".join(relative.split()), 1))
     if weekday := match["day_past_wd"] or match["day_last_wd"]:
@@ -643,7 +677,7 @@ def _day(match: re.Match[str], today: date) -> date:
     return today if today.weekday() == 6 else today + timedelta(days=ahead)
 
 
-def _part(match: re.Match[str]) -> tuple[str, bool]:
+def _part(match: _Found) -> tuple[str, bool]:
     if match["part_tonight"]:
         return "night", True
     for group in ("part_a", "part_b", "part_c", "part_d", "part_e", "part_f", "part_g", "part_h"):
@@ -652,9 +686,9 @@ def _part(match: re.Match[str]) -> tuple[str, bool]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _clock(match: re.Match[str]) -> tuple[tuple[int, int], str | None, str | None] | None:
+def _clock(match: _Found) -> tuple[tuple[int, int], str | None, str | None] | None:
     """(hour, minute), am/pm, part of the day; None if this is not a time after all."""
-    pre, word = match["t_pre"], match["t_h"]
+    pre, word = match["t_pre"], match.part("t_h")
     ampm, sep, frac_pre = match["t_ampm"], match["t_sep"], match["t_frac_pre"]
     part_words, frac = match["t_part"], match["t_frac"]
     hour = int(word) if word.isdigit() else _NUMBER_WORDS[word]
@@ -736,14 +770,13 @@ def _resolve(moment: _Moment, now: datetime, zone: tzinfo) -> datetime | None:
     return None
 
 
-def _moments(folded: str, language: str, now: datetime) -> list[_Moment]:
-    """The date phrases of `folded`: neighbouring day, part-of-day and clock matches joined."""
+def _moments(folded: str, pieces: Sequence[_Found], language: str, now: datetime) -> list[_Moment]:
+    """The date phrases of `folded`: neighbouring day, part-of-day and clock pieces joined."""
     today = now.date()
     moments: list[_Moment] = []
     current: _Moment | None = None
-    for match in _DATES.finditer(folded):
-        kind = match.lastgroup or ""
-        start, end = match.span()
+    for match in pieces:
+        kind, start, end = match.kind, match.start, match.end
         piece = _Moment(start, end)
         slot = kind
         if kind in ("offset", "ago"):
@@ -754,7 +787,7 @@ def _moments(folded: str, language: str, now: datetime) -> list[_Moment]:
             else:
                 piece.day, slot = today + delta, "day"
         elif kind == "calendar":
-            piece.day = _calendar_date(" ".join(match.group().split()), language, today)
+            piece.day = _calendar_date(" ".join(match.text.split()), language, today)
             if piece.day is None:
                 continue
             slot = "day"
@@ -789,23 +822,34 @@ def _moments(folded: str, language: str, now: datetime) -> list[_Moment]:
     return moments
 
 
-def _entities(
-    text: str, normalised: str, language: str, zone: tzinfo, now: datetime
-) -> list[Entity]:
+def _scan(text: str, normalised: str) -> TextScan | None:
+    """What the text alone tells of its entities; None when it cannot hold any (most texts)."""
     has_number = "0" in normalised
     if not has_number and _DATE_CUE.search(normalised) is None:
-        return []
+        return None
     text = text[:MAX_CHARS]
     folded, where = _fold_mapped(text)
-    found: list[tuple[int, Entity]] = []
+    orders: list[tuple[int, Entity]] = []
     if has_number or "#" in text:
         for match in _ORDER.finditer(folded):
             raw = match["id"] or match["bare"]
             first = match.start() if match["id"] else match.start("bare")
             original = text[where[first] : where[match.end()]].strip()
-            found.append((first, Entity("order_number", _order_number(raw), original)))
+            orders.append((first, Entity("order_number", _order_number(raw), original)))
+    dates = tuple(_Found.of(match) for match in _DATES.finditer(folded))
+    return TextScan(folded, where, tuple(orders), dates)
+
+
+def _entities(
+    text: str, scan: TextScan | None, language: str, zone: tzinfo, now: datetime
+) -> list[Entity]:
+    """The entities of a scanned text, its dates placed in `zone` relative to `now`."""
+    if scan is None:
+        return []
+    found = list(scan.orders)
     local = now.astimezone(zone)
-    for moment in _moments(folded, language, local):
+    where = scan.where
+    for moment in _moments(scan.folded, scan.dates, language, local):
         value = _resolve(moment, local, zone)
         if value is None:
             continue
@@ -822,7 +866,7 @@ def extract_entities(text: str, language: str, timezone: str, now: datetime) -> 
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    return tuple(_entities(text, _normalise(text), language, _zone(timezone), now))
+    return tuple(_entities(text, _scan(text, _normalise(text)), language, _zone(timezone), now))
 
 
 # --------------------------------------------------------------------------------------------
@@ -874,9 +918,19 @@ class TextReader:
         normalised = [_normalise(text) for text in texts]
         rows = self._scorer.probabilities_all(normalised).tolist()
         return [
-            TextRead(folded, row, _language_scores(text, folded))
+            TextRead(
+                folded,
+                self._ranking(row),
+                _language_scores(text, folded),
+                _scan(text, folded),
+            )
             for text, folded, row in zip(texts, normalised, rows, strict=True)
         ]
+
+    def _ranking(self, probabilities: list[float]) -> tuple[tuple[str, float], ...]:
+        """The three likeliest intents, likeliest first (ties: the model's order)."""
+        order = sorted(range(len(probabilities)), key=lambda i: (-probabilities[i], i))
+        return tuple((self.classes[i], probabilities[i]) for i in order[:3])
 
 
 class _Scorer:
@@ -1010,7 +1064,6 @@ class EmbeddedUnderstander:
             pipeline.fit([text for text, _ in pairs], [intent for _, intent in pairs])
         self.pipeline: Any = pipeline  # the fitted scikit-learn model: predict_proba(raw texts)
         self.text_reader = TextReader(pipeline)
-        self._classes = self.text_reader.classes
         self._ahead = ReadAhead(self.text_reader.read_all)
         _warm_up()
         _trigram_odds()
@@ -1049,16 +1102,14 @@ class EmbeddedUnderstander:
         self._ahead.keep(texts, read)
 
     def _understanding(self, reading: Reading, read: TextRead) -> Understanding:
-        text, probabilities = reading.text, read.probabilities
+        text, ranking = reading.text, read.ranking
         language = _decide_language(*read.languages, reading.language_hint)
-        order = sorted(range(len(probabilities)), key=lambda i: (-probabilities[i], i))
-        ranking = tuple((self._classes[i], float(probabilities[i])) for i in order[:3])
         now = reading.now
         if now is None:
             now = datetime.now(UTC)
         elif now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
-        entities = _entities(text, read.normalised, language, _zone(reading.timezone), now)
+        entities = _entities(text, read.scan, language, _zone(reading.timezone), now)
         return Understanding(
             text=text,
             intent=ranking[0][0],
@@ -1073,8 +1124,9 @@ class TextRead(NamedTuple):
     """What reading a message needs of its text alone."""
 
     normalised: str
-    probabilities: list[float]  # one per intent, in the model's order
+    ranking: tuple[tuple[str, float], ...]  # the three likeliest intents, with probabilities
     languages: tuple[float, float]  # Spanish and English scores (`_language_scores`)
+    scan: TextScan | None  # its entities as far as the text tells (`_scan`)
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,13 @@ from sastre.bot_reading import LoopReader, ProcessReader, reading_in_a_process
 from sastre.config import Settings
 from sastre.dialogs import SHIPPED_FAQ, embedded_reader
 
-TEXTS = ["¿Cuál es el horario de la tienda?", "where is my order SO-482913?", "hola", "STOP"]
+TEXTS = [
+    "¿Cuál es el horario de la tienda?",
+    "where is my order SO-482913?",
+    "hola",
+    "STOP",
+    "¿me llamáis mañana entre las 3 y las 5?",  # date pieces, placed later on the loop
+]
 
 
 @pytest.fixture(scope="module")
