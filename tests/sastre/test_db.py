@@ -1,12 +1,17 @@
-"""Readers and writers on one engine: a reader never waits for a writer and never writes."""
+"""Readers and writers on one engine: a reader never waits for a writer and never writes; a
+pooled PostgreSQL connection is pinged only after idling."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_core.models import Customer, customers_table
+from sastre import db
 from sastre.db import create_engine, reader_for, sessionmaker_for
 from tests.support.held_write import write_held
 
@@ -45,3 +50,49 @@ async def test_a_connection_that_served_a_reader_writes_again(database_url: str)
             assert await session.scalar(select(func.count()).select_from(Customer)) == 1
     finally:
         await engine.dispose()
+
+
+async def _backend(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(text("SELECT pg_backend_pid()")))
+
+
+@pytest.mark.postgres
+async def test_a_connection_used_moments_ago_is_taken_without_a_ping(
+    postgres_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(postgres_admin_url, pool_size=1)
+    pings: list[object] = []
+    ping = engine.sync_engine.dialect.do_ping
+
+    def counted(connection: Any) -> bool:
+        pings.append(connection)
+        return ping(connection)
+
+    monkeypatch.setattr(engine.sync_engine.dialect, "do_ping", counted)
+    try:
+        first = await _backend(engine)
+        assert await _backend(engine) == first
+        assert pings == []
+        monkeypatch.setattr(db, "PING_IDLE", 0.0)  # from now on every connection has idled
+        assert await _backend(engine) == first
+        assert len(pings) == 1
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_connection_cut_while_idle_is_replaced_before_use(
+    postgres_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(postgres_admin_url, pool_size=1)
+    admin = create_engine(postgres_admin_url)
+    try:
+        cut = await _backend(engine)
+        async with admin.connect() as connection:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": cut})
+        monkeypatch.setattr(db, "PING_IDLE", 0.0)
+        assert await _backend(engine) != cut  # the ping failed: a new connection, no error
+    finally:
+        await engine.dispose()
+        await admin.dispose()
