@@ -62,6 +62,7 @@ __all__ = [
     "match_all",
     "matches_of",
     "rank",
+    "rank_all",
     "rank_matches",
 ]
 
@@ -414,8 +415,7 @@ class FaqIndex:
         """Each text's `RANKED` best entries: all a match needs of the text alone."""
         if not self._variants:
             return [() for _ in texts]
-        per_entry, per_variant = self.score_texts(texts)
-        return [rank(self, per_entry[:, j], per_variant[:, j], RANKED) for j in range(len(texts))]
+        return rank_all(self, *self.score_texts(texts), RANKED)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -483,10 +483,7 @@ class FaqIndex:
         if k <= RANKED:  # what was ranked ahead serves: taken, the others ranked now
             rankings = self._ahead.take_all(texts)
         else:
-            per_entry, per_variant = self.score_texts(texts)
-            rankings = [
-                rank(self, per_entry[:, j], per_variant[:, j], k) for j in range(len(texts))
-            ]
+            rankings = rank_all(self, *self.score_texts(texts), k)
         return [
             matches_of(self, ranking, language, k)
             for ranking, language in zip(rankings, languages, strict=True)
@@ -501,20 +498,35 @@ class _Ranked(Protocol):
 
 
 def rank(index: _Ranked, per_entry: Any, per_variant: Any, k: int) -> Ranking:
-    """The k best-scoring entries (see `Ranking`) from a text's scores (`score_texts`' columns).
-    Shared by the lexical and semantic indexes."""
-    # A stable sort of the negated scores keeps tied entries in the KB's order.
-    order = np.argsort(-per_entry, kind="stable")[:k].tolist()
+    """The k best-scoring entries (see `Ranking`) from one text's scores (a column of
+    `score_texts`). Shared by the lexical and semantic indexes."""
+    return rank_all(index, per_entry[:, None], per_variant[:, None], k)[0]
+
+
+def rank_all(index: _Ranked, per_entry: Any, per_variant: Any, k: int) -> list[Ranking]:
+    """`rank` for every column of `score_texts` at once: a few array operations for the whole
+    batch instead of a sort and a search per entry per text."""
     starts = index._variant_starts
-    ranked: list[tuple[int, float, int]] = []
-    for i in order:
-        score = float(per_entry[i])
-        if score <= 0.0:
-            break
-        start = int(starts[i])
-        end = int(starts[i + 1]) if i + 1 < len(starts) else len(index._variants)
-        ranked.append((i, score, start + int(np.argmax(per_variant[start:end]))))
-    return tuple(ranked)
+    variants = per_variant.shape[0]
+    # Each entry's best variant for every text: the first row holding its rows' maximum.
+    best = np.maximum.reduceat(per_variant, starts, axis=0)
+    lengths = np.diff(np.append(starts, variants))
+    rows = np.arange(variants)[:, None]
+    first = np.where(per_variant == np.repeat(best, lengths, axis=0), rows, variants)
+    best_variant = np.minimum.reduceat(first, starts, axis=0)
+    # A stable sort of the negated scores keeps tied entries in the KB's order.
+    order = np.argsort(-per_entry, axis=0, kind="stable")[:k]
+    scores = np.take_along_axis(per_entry, order, axis=0).T.tolist()
+    chosen = np.take_along_axis(best_variant, order, axis=0).T.tolist()
+    rankings: list[Ranking] = []
+    for entries, entry_scores, entry_variants in zip(order.T.tolist(), scores, chosen, strict=True):
+        ranked: list[tuple[int, float, int]] = []
+        for i, score, variant in zip(entries, entry_scores, entry_variants, strict=True):
+            if score <= 0.0:
+                break
+            ranked.append((i, score, variant))
+        rankings.append(tuple(ranked))
+    return rankings
 
 
 def matches_of(index: _Ranked, ranking: Ranking, language: str, k: int) -> list[FaqMatch]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sqlalchemy import func, select, update
 
@@ -22,6 +26,7 @@ from dialog.faq import (
     build_entry,
     fold,
     load_faq_file,
+    rank_all,
 )
 from dialog.faq_store import (  # also registers faq_entries on the metadata
     FaqCatalogue,
@@ -534,3 +539,47 @@ def test_a_batch_matches_as_each_question_alone(index: FaqIndex) -> None:
     assert together == alone
     assert together[-3:-1] == [None, None]  # nothing to match in an empty or "¿?" question
     assert index.match_all([], []) == []
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=8),
+    st.integers(min_value=1, max_value=5),
+    st.data(),
+)
+def test_ranking_texts_together_is_ranking_each_on_its_own(
+    lengths: list[int], texts: int, data: st.DataObject
+) -> None:
+    starts = np.cumsum([0, *lengths[:-1]])
+    index = SimpleNamespace(_variant_starts=starts, _variants=["v"] * sum(lengths))
+    # Few distinct values, so that ties (between entries, between variants) are common.
+    level = st.sampled_from([0.0, 0.25, 0.5, 1.0])
+    per_entry = np.array(
+        data.draw(
+            st.lists(
+                st.lists(level, min_size=texts, max_size=texts),
+                min_size=len(lengths),
+                max_size=len(lengths),
+            )
+        ),
+        np.float32,
+    )
+    per_variant = np.array(
+        data.draw(
+            st.lists(
+                st.lists(level, min_size=texts, max_size=texts),
+                min_size=sum(lengths),
+                max_size=sum(lengths),
+            )
+        ),
+        np.float32,
+    )
+    k = data.draw(st.integers(min_value=1, max_value=len(lengths) + 1))
+    for j, ranking in enumerate(rank_all(index, per_entry, per_variant, k)):
+        column = per_entry[:, j].tolist()
+        expected = []
+        for i in sorted(range(len(lengths)), key=lambda i: (-column[i], i))[:k]:
+            if column[i] <= 0.0:
+                break
+            rows = per_variant[starts[i] : starts[i] + lengths[i], j].tolist()
+            expected.append((i, column[i], int(starts[i]) + rows.index(max(rows))))
+        assert ranking == tuple(expected)
