@@ -220,6 +220,8 @@ async def _main(
     loop = asyncio.get_running_loop()
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    if (parent := multiprocessing.parent_process()) is not None:
+        _stop_with(parent, stop)
     if ready is not None:  # told only once a SIGTERM would stop it gracefully
         ready()
     async with built_senders(settings) as senders:
@@ -227,6 +229,21 @@ async def _main(
             log.warning("no channel is configured to send on: the worker only waits")
         log.info("outbox worker sending on %s", ", ".join(sorted(senders)) or "nothing")
         await run_worker(settings, senders, stop)
+
+
+def _stop_with(parent: multiprocessing.process.BaseProcess, stop: asyncio.Event) -> None:
+    """A worker `sastre serve` spawned stops when serve is gone, however it went: killed with
+    SIGKILL (or by the kernel for memory) it never asks its worker to stop, and a worker left
+    behind would go on sending the outbox beside the one the next serve starts. The parent's
+    sentinel is a pipe only the parent holds open: readable once it has ended."""
+    loop = asyncio.get_running_loop()
+
+    def gone() -> None:
+        loop.remove_reader(parent.sentinel)
+        log.warning("the process that started this worker (pid %s) is gone: stopping", parent.pid)
+        stop.set()
+
+    loop.add_reader(parent.sentinel, gone)
 
 
 def worker_main(

@@ -1,6 +1,7 @@
 """Through the command itself: `sastre demo` runs the outbox worker as `sastre serve` does, and
 serve's worker, killed, is logged in one line and started again, its sends going on. The
-spawned worker logs as the command does, without the Twilio client's HTTP chatter."""
+spawned worker logs as the command does, without the Twilio client's HTTP chatter; serve killed
+outright takes its worker with it."""
 
 from __future__ import annotations
 
@@ -104,3 +105,21 @@ async def test_serve_starts_a_killed_worker_again_and_says_so_once(
     assert "INFO sastre.worker.process: outbox worker sending on sms" in log
     assert "Twilio API Request" not in log
     assert "twilio.async_http_client" not in log
+
+
+@pytest.mark.timeout(300)
+async def test_a_killed_serve_takes_its_worker_with_it(tmp_path: Path, twilio: FakeTwilio) -> None:
+    process, _ = await _start(tmp_path, twilio, "serve")
+    try:
+        worker = _worker_pid(process.pid)
+        with _watching([worker]) as ended:
+            process.kill()  # SIGKILL: serve cannot tell its worker to stop
+            await process.wait()
+            async with asyncio.timeout(30):
+                await ended()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = (tmp_path / "log").read_text()
+    assert f"the process that started this worker (pid {process.pid}) is gone: stopping" in log
