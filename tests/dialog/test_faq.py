@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sqlalchemy import func, select, update
 
@@ -541,6 +542,14 @@ def test_a_batch_matches_as_each_question_alone(index: FaqIndex) -> None:
     assert index.match_all([], []) == []
 
 
+def _scores(data: st.DataObject, rows: int, columns: int) -> NDArray[np.float32]:
+    """A drawn score matrix of few distinct values, so that ties (between entries, between
+    variants) are common."""
+    level = st.sampled_from([0.0, 0.25, 0.5, 1.0])
+    row = st.lists(level, min_size=columns, max_size=columns)
+    return np.array(data.draw(st.lists(row, min_size=rows, max_size=rows)), np.float32)
+
+
 @given(
     st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=8),
     st.integers(min_value=1, max_value=5),
@@ -551,28 +560,8 @@ def test_ranking_texts_together_is_ranking_each_on_its_own(
 ) -> None:
     starts = np.cumsum([0, *lengths[:-1]])
     index = SimpleNamespace(_variant_starts=starts, _variants=["v"] * sum(lengths))
-    # Few distinct values, so that ties (between entries, between variants) are common.
-    level = st.sampled_from([0.0, 0.25, 0.5, 1.0])
-    per_entry = np.array(
-        data.draw(
-            st.lists(
-                st.lists(level, min_size=texts, max_size=texts),
-                min_size=len(lengths),
-                max_size=len(lengths),
-            )
-        ),
-        np.float32,
-    )
-    per_variant = np.array(
-        data.draw(
-            st.lists(
-                st.lists(level, min_size=texts, max_size=texts),
-                min_size=sum(lengths),
-                max_size=sum(lengths),
-            )
-        ),
-        np.float32,
-    )
+    per_entry = _scores(data, len(lengths), texts)
+    per_variant = _scores(data, sum(lengths), texts)
     k = data.draw(st.integers(min_value=1, max_value=len(lengths) + 1))
     for j, ranking in enumerate(rank_all(index, per_entry, per_variant, k)):
         column = per_entry[:, j].tolist()

@@ -6,8 +6,10 @@ outright takes its worker with it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,10 +31,12 @@ from tests.support.fake_twilio import FakeTwilio
 __all__ = ["twilio"]  # the fixture, shared with test_serve
 
 
-async def _start(
+@contextlib.asynccontextmanager
+async def _running(
     tmp_path: Path, twilio: FakeTwilio, *command: str
-) -> tuple[asyncio.subprocess.Process, str]:
-    """The command, running, and the URL its first line names; its log goes to a file."""
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """The command, running, and the URL its first line names; its log goes to a file. Killed
+    at the end if the test has not stopped it."""
     with (tmp_path / "log").open("wb") as log:  # the child keeps its own copy
         process = await asyncio.create_subprocess_exec(
             SASTRE,
@@ -45,8 +49,15 @@ async def _start(
     assert process.stdout is not None
     async with asyncio.timeout(120):
         first = (await process.stdout.readline()).decode()
-    assert first, f"sastre {command[0]} stopped while starting:\n{(tmp_path / 'log').read_text()}"
-    return process, listening_url(first)
+    try:
+        assert first, (
+            f"sastre {command[0]} stopped while starting:\n{(tmp_path / 'log').read_text()}"
+        )
+        yield process, listening_url(first)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 def _worker_pid(pid: int) -> int:
@@ -65,24 +76,18 @@ async def _answered(twilio: FakeTwilio, count: int) -> None:
 
 @pytest.mark.timeout(300)
 async def test_demo_sends_through_its_own_worker(tmp_path: Path, twilio: FakeTwilio) -> None:
-    process, url = await _start(tmp_path, twilio, "demo", "--customers", "3")
-    try:
+    async with _running(tmp_path, twilio, "demo", "--customers", "3") as (process, url):
         await _post_help(url, twilio)
         await _answered(twilio, 1)
         assert [m.to for m in twilio.messages] == [CUSTOMER]
         await _stop(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 @pytest.mark.timeout(300)
 async def test_serve_starts_a_killed_worker_again_and_says_so_once(
     tmp_path: Path, twilio: FakeTwilio
 ) -> None:
-    process, url = await _start(tmp_path, twilio, "serve")
-    try:
+    async with _running(tmp_path, twilio, "serve") as (process, url):
         killed = _worker_pid(process.pid)
         with _watching([killed]) as ended:
             os.kill(killed, signal.SIGKILL)
@@ -93,10 +98,6 @@ async def test_serve_starts_a_killed_worker_again_and_says_so_once(
         await _answered(twilio, 1)
         assert _worker_pid(process.pid) != killed
         await _stop(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     log = (tmp_path / "log").read_text()
     [line] = [line for line in log.splitlines() if "SIGKILL" in line]
     assert f"outbox worker (pid {killed}) was killed by SIGKILL" in line
@@ -109,17 +110,12 @@ async def test_serve_starts_a_killed_worker_again_and_says_so_once(
 
 @pytest.mark.timeout(300)
 async def test_a_killed_serve_takes_its_worker_with_it(tmp_path: Path, twilio: FakeTwilio) -> None:
-    process, _ = await _start(tmp_path, twilio, "serve")
-    try:
+    async with _running(tmp_path, twilio, "serve") as (process, _):
         worker = _worker_pid(process.pid)
         with _watching([worker]) as ended:
             process.kill()  # SIGKILL: serve cannot tell its worker to stop
             await process.wait()
             async with asyncio.timeout(30):
                 await ended()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     log = (tmp_path / "log").read_text()
     assert f"the process that started this worker (pid {process.pid}) is gone: stopping" in log
