@@ -13,7 +13,7 @@ from channels.base import ChannelName
 from crm_core.customers import CustomerNotFound, find_customer
 from crm_core.identities import InvalidIdentity
 from dialog.media import medium
-from dialog.models import Conversation, ConversationState, Message
+from dialog.models import Conversation, Message, is_open
 
 __all__ = ["open_conversation", "transcript"]
 
@@ -29,7 +29,7 @@ async def open_conversation(
     conversation: Conversation | None = await session.scalar(
         select(Conversation).where(
             Conversation.customer_id == customer.id,
-            Conversation.state != ConversationState.RESOLVED.value,
+            is_open(Conversation.state),
         )
     )
     return conversation

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialog.models import Conversation, ConversationState, Message
+from dialog.models import Conversation, ConversationState, Message, is_open
 
 __all__ = ["Choice", "OpenConversation", "choose_kept", "merge_conversations"]
 
@@ -99,7 +99,7 @@ async def merge_conversations(
             select(Conversation)
             .where(
                 Conversation.customer_id.in_((survivor_id, other_id)),
-                Conversation.state != ConversationState.RESOLVED.value,
+                is_open(Conversation.state),
             )
             .order_by(Conversation.id)
             .with_for_update()

@@ -6,8 +6,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, String, Table, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    CheckConstraint,
+    ColumnElement,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    literal_column,
+    text,
+)
+from sqlalchemy.orm import Mapped, QueryableAttribute, mapped_column
 
 from crm_core.models import Base
 from crm_core.sqltypes import IdType, utcnow
@@ -22,6 +33,7 @@ __all__ = [
     "Message",
     "awaiting_bot_table",
     "conversations_table",
+    "is_open",
     "labelled_examples_table",
     "messages_table",
 ]
@@ -41,6 +53,13 @@ class Direction(StrEnum):
 
 OPEN_STATES = "state != 'resolved'"
 INBOUND_ONLY = "direction = 'in'"
+
+
+def is_open(state: ColumnElement[str] | QueryableAttribute[str]) -> ColumnElement[bool]:
+    """A conversation not yet resolved, spelt as the partial index's predicate: with the literal
+    'resolved' in the statement. Bound as a parameter, PostgreSQL's cached (generic) plan cannot
+    prove the index applies, and finds a customer's open conversation by reading them all."""
+    return state != literal_column(f"'{ConversationState.RESOLVED.value}'")
 
 
 class Conversation(Base):

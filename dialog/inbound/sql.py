@@ -28,6 +28,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    func,
     insert,
     select,
     text,
@@ -53,10 +54,10 @@ from dialog.media import writing_channels
 from dialog.models import (
     INBOUND_ONLY,
     OPEN_STATES,
-    ConversationState,
     Direction,
     awaiting_bot_table,
     conversations_table,
+    is_open,
     messages_table,
 )
 from dialog.outbox import enqueue, outbox_row, through_outbox
@@ -108,18 +109,15 @@ def _context_query(dialect: str, *, by_identity: bool) -> Select[Any]:
         )
         .scalar_subquery()
     )
-    is_open = and_(
-        conversations.c.customer_id == customers.c.id,
-        conversations.c.state != ConversationState.RESOLVED.value,
-    )
+    open_one = and_(conversations.c.customer_id == customers.c.id, is_open(conversations.c.state))
     if dialect == "postgresql":
         facts = [conversations.c[name] for name in _FACTS]
-        held = select(*facts).where(is_open).with_for_update().lateral("held")
+        held = select(*facts).where(open_one).with_for_update().lateral("held")
         open_ = held.c
         source = customers.outerjoin(held, true())
     else:
         open_ = conversations.c
-        source = customers.outerjoin(conversations, is_open)
+        source = customers.outerjoin(conversations, open_one)
     columns = [
         customers.c.id,
         customers.c.name,
@@ -141,12 +139,39 @@ def _context_query(dialect: str, *, by_identity: bool) -> Select[Any]:
             select(*columns).select_from(source).where(customers.c.id == bindparam("customer_id"))
         )
     # A merged tombstone holds no identities, but the guard keeps a half-done merge harmless.
+    known = customers.c.merged_into_id.is_(None)
+    if dialect == "postgresql":
+        # The senders as a table, joined on the primary key: one index probe each, and one
+        # statement text (one prepared plan) for any number of senders. PostgreSQL reads
+        # `(kind, value) IN (...)` as `kind = $1` and filters every identity of that kind.
+        senders = (
+            func.unnest(
+                bindparam("kinds", type_=postgresql.ARRAY(String)),
+                bindparam("values", type_=postgresql.ARRAY(String)),
+            )
+            .table_valued("kind", "value")
+            .render_derived(name="sender")
+        )
+        sent_by = and_(identities.c.kind == senders.c.kind, identities.c.value == senders.c.value)
+        return (
+            select(identities.c.kind, identities.c.value, *columns)
+            .select_from(
+                senders.join(identities, sent_by).join(
+                    source, identities.c.customer_id == customers.c.id
+                )
+            )
+            .where(known)
+        )
+    # SQLite reads a list of (kind, value) pairs by scanning every identity, but probes the
+    # primary key for each kind and value of two plain lists: a pair made of one sender's kind
+    # and another's value may come back too, and `load_contexts` leaves it out.
     return (
         select(identities.c.kind, identities.c.value, *columns)
         .select_from(identities.join(source, identities.c.customer_id == customers.c.id))
         .where(
-            tuple_(identities.c.kind, identities.c.value).in_(bindparam("senders", expanding=True)),
-            customers.c.merged_into_id.is_(None),
+            identities.c.kind.in_(bindparam("kinds", expanding=True)),
+            identities.c.value.in_(bindparam("values", expanding=True)),
+            known,
         )
     )
 
@@ -269,10 +294,13 @@ async def load_contexts(
     session: AsyncSession, batch: Sequence[Pending]
 ) -> dict[tuple[str, str], Context]:
     """Every known sender of the batch, by (kind, normalised value), in one query."""
-    senders = list({(pending.kind.value, pending.sender) for pending in batch})
-    statement = _CONTEXT_BY_IDENTITY[_dialect(session)]
-    rows = await session.execute(statement, {"senders": senders})
-    return {(row.kind, row.value): _context_of(row) for row in rows}
+    senders = {(pending.kind.value, pending.sender) for pending in batch}
+    kinds, values = zip(*senders, strict=True)  # in pairs: PostgreSQL unnests them together
+    parameters = {"kinds": list(kinds), "values": list(values)}
+    rows = await session.execute(_CONTEXT_BY_IDENTITY[_dialect(session)], parameters)
+    return {
+        (row.kind, row.value): _context_of(row) for row in rows if (row.kind, row.value) in senders
+    }
 
 
 async def load_context(session: AsyncSession, customer_id: int, channel: str) -> Context | None:

@@ -33,10 +33,10 @@ from dialog.media import by_consent_channel, media
 from dialog.models import (
     OPEN_STATES,
     Conversation,
-    ConversationState,
     Direction,
     Message,
     conversations_table,
+    is_open,
 )
 from dialog.outbox import enqueue, outbox_row
 from sastre.config import Settings
@@ -263,7 +263,7 @@ async def _conversation(session: AsyncSession, customer_id: int, channel: str, a
     """The customer's open conversation, opened now if they have none."""
     query = select(Conversation.id).where(
         Conversation.customer_id == customer_id,
-        Conversation.state != ConversationState.RESOLVED.value,
+        is_open(Conversation.state),
     )
     dialect = session.get_bind().dialect.name
     for _ in range(3):  # another round only if the one we lost to was resolved in between

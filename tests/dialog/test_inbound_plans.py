@@ -1,0 +1,96 @@
+"""The inbound path's first query finds each sender through the indexes, whatever the table sizes.
+
+It runs for every batch, so a scan in it grows with the whole customer base. PostgreSQL caches a
+generic plan for a prepared statement after a few runs, planned without the parameters' values:
+the plan is checked as that generic plan, with scans priced out, so a usable index is taken
+whatever the statistics of a small test database say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from sqlalchemy import event
+
+from dialog.inbound import InboundProcessor
+from sastre.db import SessionMaker
+from tests.dialog.test_inbound import FakeBrain, make_processor, sms
+
+_numbers = (f"+1415555{n:04d}" for n in itertools.count(1000))
+
+
+async def _context_query(sessionmaker: SessionMaker) -> tuple[Any, str, Any]:
+    """The dialect, and the statement and parameters of the query that loads a batch's senders."""
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT identities.kind"):
+            seen.append((statement, parameters))
+
+    async with sessionmaker() as session:
+        engine = session.get_bind()  # the driver-level engine under the async one
+    processor: InboundProcessor = make_processor(sessionmaker, FakeBrain())
+    known = [next(_numbers) for _ in range(3)]
+    for number in known:
+        await processor.handle(sms("hello", number))
+    event.listen(engine, "before_cursor_execute", note)
+    try:  # together: the first is a batch of its own, the other two one batch
+        await asyncio.gather(*(processor.handle(sms("hello again", n)) for n in known))
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert len(seen) == 2
+    return engine.dialect.name, *seen[-1]
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return f"ARRAY[{', '.join(_literal(item) for item in value)}]"
+    assert isinstance(value, str), value
+    return "'" + value.replace("'", "''") + "'"
+
+
+async def _plan(sessionmaker: SessionMaker, dialect: str, statement: str, parameters: Any) -> str:
+    async with sessionmaker() as session:
+        connection = await session.connection()
+        if dialect == "sqlite":
+            plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            return "\n".join(str(row[-1]) for row in plan)
+        for setting in ("plan_cache_mode = force_generic_plan", "enable_seqscan = off"):
+            await connection.exec_driver_sql(f"SET LOCAL {setting}")
+        await connection.exec_driver_sql(f"PREPARE senders AS {statement}")
+        arguments = ", ".join(_literal(value) for value in parameters)
+        plan = await connection.exec_driver_sql(f"EXPLAIN EXECUTE senders({arguments})")
+        return "\n".join(str(row[0]) for row in plan)
+
+
+async def test_a_senders_open_conversation_is_found_through_the_partial_index(
+    sessionmaker: SessionMaker,
+) -> None:
+    """Spelt with the index's own predicate: bound as a parameter, 'resolved' left PostgreSQL's
+    cached plan reading every conversation for each sender."""
+    dialect, statement, parameters = await _context_query(sessionmaker)
+    plan = await _plan(sessionmaker, dialect, statement, parameters)
+    assert "uq_conversations_open_per_customer" in plan, plan
+    assert "SCAN conversations" not in plan, plan
+    assert "Seq Scan on conversations" not in plan, plan
+
+
+async def test_each_sender_is_looked_up_by_kind_and_value_together(
+    sessionmaker: SessionMaker,
+) -> None:
+    """PostgreSQL read `(kind, value) IN (...)` as an index search on the kind alone, and
+    filtered every identity of that kind; the senders are now a table joined on the key."""
+    dialect, statement, parameters = await _context_query(sessionmaker)
+    plan = await _plan(sessionmaker, dialect, statement, parameters)
+    if dialect == "sqlite":
+        assert (
+            "SEARCH identities USING INDEX sqlite_autoindex_identities_1 (kind=? AND value=?)"
+            in plan
+        ), plan
+    else:
+        probes = [line for line in plan.splitlines() if "Index Cond" in line and "value" in line]
+        assert probes, plan
