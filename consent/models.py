@@ -99,8 +99,9 @@ class Preferences(Base):
 
 
 class ContactMade(Base):
-    """A company-initiated contact that went out: what frequency caps count. Nothing in Sastre
-    sends such contacts yet; the sending side (campaigns) will write these rows."""
+    """A company-initiated marketing contact, counted by the frequency caps from when it is due:
+    written with the message it queues (`sastre.operations.messages.do_send_message`, and a
+    retry of a failed one), and, later, by campaigns."""
 
     __tablename__ = "contacts_made"
     __table_args__ = (Index("ix_contacts_made_customer_at", "customer_id", "at"),)
@@ -115,8 +116,8 @@ class ContactMade(Base):
 
 
 class Undeliverable(Base):
-    """An address that must not be used again: a hard bounce, an invalid number. The channels
-    that learn of them (e-mail bounces, SMS errors) are still to come."""
+    """An address that must not be used again: a hard bounce (`sastre.operations.email`), a
+    number Twilio reports unknown, unreachable or a landline (`sastre.operations.sms`)."""
 
     __tablename__ = "undeliverable_addresses"
     __table_args__ = (PrimaryKeyConstraint("customer_id", "channel", "address"),)
