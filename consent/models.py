@@ -120,7 +120,11 @@ class Undeliverable(Base):
     number Twilio reports unknown, unreachable or a landline (`sastre.operations.sms`)."""
 
     __tablename__ = "undeliverable_addresses"
-    __table_args__ = (PrimaryKeyConstraint("customer_id", "channel", "address"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("customer_id", "channel", "address"),
+        # A delivery report names the address, not the customer: it clears the mark by address.
+        Index("ix_undeliverable_addresses_address", "channel", "address"),
+    )
 
     customer_id: Mapped[int] = mapped_column(IdType, ForeignKey("customers.id"))
     channel: Mapped[str] = mapped_column(String(16))

@@ -6,9 +6,12 @@ arrive out of order, twice, late). Its error code may say more than "this messag
 21610 means the number sent STOP to Twilio itself, so SMS consent is revoked in our ledger too
 (source `provider`: Twilio blocks the number already, and what we record must agree with what
 will happen); 30003/30005/30006 mean the number cannot receive SMS, and the contact policy stops
-choosing that channel for it (`consent.models.Undeliverable`). All of it in one transaction,
-audited as the provider; the number's customer is found by their phone identity, so a message
-that is not ours (or an identity since removed) changes nothing but the delivery state.
+choosing that channel for it (`consent.models.Undeliverable`). A message *delivered* to a
+number clears its mark: the number receives SMS again (30003, "unreachable handset", is often a
+phone switched off for a while; the customer writing to us again and getting our answer is the
+usual way back). All of it in one transaction, audited as the provider; the number's customer is
+found by their phone identity, so a message that is not ours (or an identity since removed)
+changes nothing but the delivery state.
 
 Twilio may say the same when it refuses a send (21610 at the API): the worker's hook
 `settle_sms_refusal` applies it in the transaction that records the failure.
@@ -19,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName
@@ -32,7 +36,7 @@ from crm_core.customers import CustomerNotFound, find_customer
 from crm_core.identities import InvalidIdentity, normalise
 from crm_core.models import IdentityKind
 from crm_core.sqltypes import utcnow
-from dialog.outbox import Result, record_delivery
+from dialog.outbox import DeliveryState, Result, record_delivery
 from sastre.db import SessionMaker
 from sastre.operations.unit import Unit, unit_of_work
 
@@ -52,6 +56,7 @@ class SmsStatusOutcome:
     moved: bool  # the message's delivery state moved forward
     revoked: bool = False  # SMS consent was revoked by this report
     undeliverable: bool = False  # the number was marked undeliverable by this report
+    deliverable: bool = False  # the number's undeliverable mark was cleared by this report
 
 
 async def do_record_sms_status(
@@ -71,7 +76,13 @@ async def do_record_sms_status(
         revoked, undeliverable = await apply_sms_error(
             unit, address=report.address, code=report.code, region=region, evidence=evidence
         )
-    return SmsStatusOutcome(moved, revoked, undeliverable)
+        deliverable = False
+        if report.state == DeliveryState.DELIVERED.value:
+            # Whether or not the report moved our row (a callback that outran the worker is
+            # parked): the carrier handed a message to that handset, so it receives SMS.
+            number = _stored_number(report.address, region)
+            deliverable = await _clear_undeliverable(unit, number, {**evidence, "address": number})
+    return SmsStatusOutcome(moved, revoked, undeliverable, deliverable)
 
 
 async def settle_sms_refusal(unit: Unit, result: Result, *, region: str) -> None:
@@ -114,11 +125,16 @@ async def apply_sms_error(
             )
         unit.publish("consent.changed", customer.id, source=Source.PROVIDER.value)
         return True, False
-    try:
-        number = normalise(IdentityKind.PHONE.value, address, region)  # as the identity stores it
-    except InvalidIdentity:  # an address kept as written (a short code's): stored so
-        number = address.strip()
+    number = _stored_number(address, region)
     return False, await _mark_undeliverable(unit, session, customer.id, number, code, proof)
+
+
+def _stored_number(address: str, region: str) -> str:
+    """A number as the identities (and so the undeliverable marks) store it."""
+    try:
+        return normalise(IdentityKind.PHONE.value, address, region)
+    except InvalidIdentity:  # an address kept as written (a short code's): stored so
+        return address.strip()
 
 
 async def _mark_undeliverable(
@@ -144,3 +160,18 @@ async def _mark_undeliverable(
     unit.audit("sms.undeliverable", customer_id, proof)
     unit.publish("contact.undeliverable", customer_id, channel=Channel.SMS.value)
     return True
+
+
+async def _clear_undeliverable(unit: Unit, number: str, proof: dict[str, Any]) -> bool:
+    """The number's SMS marks removed, whoever's they are; whether there were any."""
+    cleared = await unit.session.execute(
+        delete(Undeliverable)
+        .where(Undeliverable.channel == Channel.SMS.value, Undeliverable.address == number)
+        .returning(Undeliverable.customer_id)
+        .execution_options(synchronize_session=False)
+    )
+    customers = sorted(set(cleared.scalars()))
+    for customer_id in customers:
+        unit.audit("sms.deliverable", customer_id, proof)
+        unit.publish("contact.deliverable", customer_id, channel=Channel.SMS.value)
+    return bool(customers)

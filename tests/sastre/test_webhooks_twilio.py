@@ -17,9 +17,11 @@ from sqlalchemy import func, select, update
 from channels.sms_webhooks import EMPTY_TWIML, WebhookSignature
 from consent.models import ConsentEvent, Undeliverable
 from consent.replies import service_revoked
+from consent.snapshot import load_contact_state
 from consent.types import Channel
 from crm_core.customers import find_customer, resolve
-from crm_core.models import Customer, IdentityKind
+from crm_core.models import AuditEntry, Customer, IdentityKind
+from crm_core.sqltypes import utcnow
 from dialog.models import Direction, Message
 from dialog.outbox import DeliveryState, OutboxEntry
 from sastre.app import create_app
@@ -325,6 +327,30 @@ async def test_error_30003_marks_the_number_undeliverable_for_the_contact_policy
     assert [(m.customer_id, m.channel, m.address) for m in marks] == [
         (customer.id, "sms", CUSTOMER)
     ]
+
+
+async def test_a_message_delivered_to_the_number_clears_its_mark(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """30003 is often a phone switched off for a while: once the carrier delivers a message to
+    the number again (the answer to the customer's next SMS), the contact policy may choose SMS."""
+    await sent_reply(twilio_client, sessionmaker)
+    unreachable = fixture("status_undelivered_30003.txt")
+    assert (await post(twilio_client, STATUS, unreachable)).status == 200
+    later = "SM" + "7" * 32
+    delivered = fixture("status_delivered.txt", MessageSid=later, SmsSid=later)
+    assert (await post(twilio_client, STATUS, delivered)).status == 200
+    async with sessionmaker() as session:
+        customer = await find_customer(session, "phone", CUSTOMER, "US")
+        state = await load_contact_state(session, customer.id, at=utcnow(), default_timezone="UTC")
+        assert await session.scalar(select(func.count()).select_from(Undeliverable)) == 0
+        audits = list(
+            await session.scalars(
+                select(AuditEntry.action).where(AuditEntry.customer_id == customer.id)
+            )
+        )
+    assert Channel.SMS not in state.undeliverable
+    assert audits.count("sms.undeliverable") == audits.count("sms.deliverable") == 1
 
 
 async def test_a_callback_for_a_message_we_do_not_know_changes_nothing(
