@@ -51,7 +51,7 @@ class Direction(StrEnum):
     OUT = "out"
 
 
-OPEN_STATES = "state != 'resolved'"
+OPEN_STATES = f"state != '{ConversationState.RESOLVED.value}'"
 INBOUND_ONLY = "direction = 'in'"
 
 

@@ -142,8 +142,9 @@ def _context_query(dialect: str, *, by_identity: bool) -> Select[Any]:
     known = customers.c.merged_into_id.is_(None)
     if dialect == "postgresql":
         # The senders as a table, joined on the primary key: one index probe each, and one
-        # statement text (one prepared plan) for any number of senders. PostgreSQL reads
-        # `(kind, value) IN (...)` as `kind = $1` and filters every identity of that kind.
+        # statement text (one prepared plan) for any number of senders. With `(kind, value)
+        # IN (...)` each batch size was a statement of its own, and with few identities
+        # PostgreSQL planned it as a search on the kind that filtered every identity of it.
         senders = (
             func.unnest(
                 bindparam("kinds", type_=postgresql.ARRAY(String)),

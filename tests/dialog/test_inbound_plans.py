@@ -82,8 +82,8 @@ async def test_a_senders_open_conversation_is_found_through_the_partial_index(
 async def test_each_sender_is_looked_up_by_kind_and_value_together(
     sessionmaker: SessionMaker,
 ) -> None:
-    """PostgreSQL read `(kind, value) IN (...)` as an index search on the kind alone, and
-    filtered every identity of that kind; the senders are now a table joined on the key."""
+    """SQLite read a list of `(kind, value)` pairs by scanning every identity; on PostgreSQL
+    the senders are a table joined on the primary key, each a probe on both columns."""
     dialect, statement, parameters = await _context_query(sessionmaker)
     plan = await _plan(sessionmaker, dialect, statement, parameters)
     if dialect == "sqlite":
