@@ -31,6 +31,7 @@ from sastre.dialogs import build_brain, embedded_reader
 from sastre.email_listener import email_inbound
 from sastre.metrics import Metrics, metrics_middleware
 from sastre.serve_worker import SERVE_WORKER, serve_worker
+from sastre.wal_checkpoints import Checkpointer, sqlite_file
 from sastre.web import (
     chat,
     consent,
@@ -55,11 +56,18 @@ log = logging.getLogger(__name__)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    engine = create_engine(app[SETTINGS].database_url)
+    url = app[SETTINGS].database_url
+    # On SQLite the WAL is copied back by a thread of its own, not by the inbound path's
+    # commits (`sastre.wal_checkpoints`).
+    wal = sqlite_file(url)
+    engine = create_engine(url, checkpoints_apart=wal is not None)
     app[ENGINE] = engine
     app[SESSIONMAKER] = sessionmaker_for(engine)
     app[READER] = reader_for(engine)
-    yield
+    async with AsyncExitStack() as stack:
+        if wal is not None:
+            stack.push_async_callback(Checkpointer(wal).start().close)
+        yield
     await engine.dispose()
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 
 from sastre import sqlite_driver
 from sastre.sqlite_driver import OneTripConnection
+from sastre.wal_checkpoints import BACKSTOP_PAGES
 
 __all__ = [
     "READ_ONLY",
@@ -53,7 +54,7 @@ READ_ONLY = "sastre_read_only"
 PING_IDLE = 1.0
 
 
-def _prepare_sqlite(engine: AsyncEngine, url: str) -> None:
+def _prepare_sqlite(engine: AsyncEngine, url: str, *, checkpoints_apart: bool) -> None:
     path = make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +76,8 @@ def _prepare_sqlite(engine: AsyncEngine, url: str) -> None:
         cursor.execute("PRAGMA temp_store=MEMORY")
         # Helper threads for large sorts (the window sorts of a tier recompute, index builds).
         cursor.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
+        if checkpoints_apart:  # a Checkpointer copies the WAL back; past this, commits do
+            cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -103,11 +106,14 @@ def _sqlite_creator(url: str) -> Callable[[], Awaitable[OneTripConnection]]:
     return connection
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, checkpoints_apart: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An engine for `url`. With `checkpoints_apart`, SQLite's commits leave the WAL's
+    checkpoints to a `sastre.wal_checkpoints.Checkpointer` the caller runs (PostgreSQL: no
+    effect)."""
     if url.startswith("sqlite"):
         kwargs.setdefault("async_creator", _sqlite_creator(url))
         engine = create_async_engine(url, **kwargs)
-        _prepare_sqlite(engine, url)
+        _prepare_sqlite(engine, url, checkpoints_apart=checkpoints_apart)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
