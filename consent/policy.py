@@ -10,7 +10,8 @@ used).
 The rules, judged per channel in this order; the first one that fails gives the verdict:
 
 1. **unreachable** (DENY) — we hold no address for the channel (`reachable`).
-2. **undeliverable** (DENY) — the address hard-bounced or the number is invalid.
+2. **undeliverable** (DENY) — every address we hold on the channel hard-bounced or is a number
+   the provider cannot reach (`consent.snapshot.undeliverable_channels`).
 3. **revoked** (DENY) — the customer revoked the channel itself: `consents[(ch, SERVICE,
    GENERAL)]` is REVOKED (an SMS STOP). Service messages need no opt-in, but this stops every
    message on the channel, service and marketing alike. Service consent is per channel only;
@@ -200,7 +201,7 @@ class ContactState:
     window: ContactWindow | None  # None = any time within the contact hours
     preferred_channels: tuple[Channel, ...]  # most preferred first; may be empty
     reachable: frozenset[Channel]  # channels we hold an address for
-    undeliverable: frozenset[Channel]  # hard bounce / invalid number
+    undeliverable: frozenset[Channel]  # every address on it bounced / cannot be reached
     # (channel, purpose, topic); topic GENERAL == "" covers all topics
     consents: Mapping[tuple[Channel, Purpose, str], ConsentStatus]
     last_complaint_at: datetime | None  # aware UTC
@@ -512,7 +513,7 @@ def _check_deliverable(ctx: _Context, channel: Channel) -> ChannelVerdict | None
     return _deny(
         channel,
         Reason.UNDELIVERABLE,
-        f"the customer's {channel} address is undeliverable (hard bounce or invalid number)",
+        f"every {channel} address of the customer is undeliverable (hard bounce or invalid number)",
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -20,7 +20,12 @@ from crm_core.customers import get_customer
 from crm_core.models import Identity, IdentityKind, Interaction, InteractionKind, Tier
 from crm_core.phones import dialable
 
-__all__ = ["CHANNEL_IDENTITIES", "load_contact_state", "region_of_phone"]
+__all__ = [
+    "CHANNEL_IDENTITIES",
+    "load_contact_state",
+    "region_of_phone",
+    "undeliverable_channels",
+]
 
 # Which identity makes a channel reachable.
 CHANNEL_IDENTITIES: Mapping[Channel, IdentityKind] = {
@@ -62,6 +67,30 @@ def region_of_phone(e164: str) -> tuple[str | None, str | None]:
     return country, names.get(place)
 
 
+def undeliverable_channels(
+    identities: Iterable[tuple[str, str]], marks: Collection[tuple[str, str]]
+) -> frozenset[Channel]:
+    """The channels on which every address the customer holds is marked undeliverable.
+
+    A mark is for one address on one channel: a customer whose old number bounced and who gave
+    a new one is reachable by SMS again, and a number SMS cannot reach (a landline) may still
+    take a call. A mark for an address the customer no longer holds counts for nothing."""
+    if not marks:
+        return frozenset()
+    held: dict[Channel, set[str]] = {}
+    for channel, kind in CHANNEL_IDENTITIES.items():
+        held[channel] = {
+            value
+            for identity_kind, value in identities
+            if identity_kind == kind.value and (kind is not IdentityKind.PHONE or dialable(value))
+        }
+    return frozenset(
+        channel
+        for channel, addresses in held.items()
+        if addresses and all((channel.value, address) in marks for address in addresses)
+    )
+
+
 async def load_contact_state(
     session: AsyncSession,
     customer_id: int,
@@ -88,12 +117,15 @@ async def load_contact_state(
     kinds |= {IdentityKind.PHONE.value} if phones else set()
     reachable = frozenset(ch for ch, kind in CHANNEL_IDENTITIES.items() if kind.value in kinds)
     country, region = region_of_phone(phones[0]) if phones else (None, None)
-    undeliverable = frozenset(
-        Channel(ch)
-        for ch in await session.scalars(
-            select(Undeliverable.channel).where(Undeliverable.customer_id == customer.id)
+    marks = {
+        (channel, address)
+        for channel, address in await session.execute(
+            select(Undeliverable.channel, Undeliverable.address).where(
+                Undeliverable.customer_id == customer.id
+            )
         )
-    )
+    }
+    undeliverable = undeliverable_channels(identities, marks)
     consents = {
         (Channel(s.channel), Purpose(s.purpose), s.topic): ConsentStatus(s.status)
         for s in await session.scalars(

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName
+from consent.models import Undeliverable
 from consent.policy import ContactHours, ContactState, PolicyRules
 from consent.preferences import load_preferences
 from consent.snapshot import load_contact_state
@@ -189,12 +190,23 @@ async def customer_language(session: AsyncSession, customer: Customer, default: 
 
 
 async def address_on(session: AsyncSession, customer_id: int, channel: Channel) -> str | None:
-    """The customer's address on `channel`: a verified one first, then the oldest. A phone
-    identity kept as written (a short code's, a sender id's) is not sent to."""
+    """The customer's address on `channel`: a verified one first, then the oldest, leaving out
+    those marked undeliverable on it (a bounce, a number Twilio cannot reach: the contact
+    policy counts the channel undeliverable only once every address is). A phone identity kept
+    as written (a short code's, a sender id's) is not sent to."""
     kind = by_consent_channel(channel).identity
+    marked = (
+        select(Undeliverable.address)
+        .where(
+            Undeliverable.customer_id == customer_id,
+            Undeliverable.channel == channel.value,
+            Undeliverable.address == Identity.value,
+        )
+        .exists()
+    )
     query = (
         select(Identity.value)
-        .where(Identity.customer_id == customer_id, Identity.kind == kind.value)
+        .where(Identity.customer_id == customer_id, Identity.kind == kind.value, ~marked)
         .order_by(Identity.verified.desc(), Identity.created_at)
     )
     for address in await session.scalars(query):

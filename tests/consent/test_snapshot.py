@@ -6,14 +6,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from consent.ledger import record_consent
 from consent.models import ContactMade, Undeliverable
 from consent.policy import ContactHours, ContactState
 from consent.preferences import update_preferences
-from consent.snapshot import load_contact_state, region_of_phone
+from consent.snapshot import (
+    CHANNEL_IDENTITIES,
+    load_contact_state,
+    region_of_phone,
+    undeliverable_channels,
+)
 from consent.types import Action, Channel, ConsentStatus, Purpose, Source
 from crm_core.customers import Lead, create_leads, upsert_customer
-from crm_core.models import Identity, InteractionKind, Tier
+from crm_core.models import Identity, IdentityKind, InteractionKind, Tier
 from crm_core.records import parse_customer
 from crm_core.timeline import add_interaction
 from sastre.db import SessionMaker
@@ -163,3 +171,88 @@ async def test_a_real_number_beside_a_short_code_is_the_one_used(
     state = await _state(sessionmaker, customer)
     assert state.reachable == {Channel.SMS, Channel.VOICE}
     assert state.timezone == "America/Los_Angeles"
+
+
+async def _marked(sessionmaker: SessionMaker, customer: int, *numbers: str) -> None:
+    async with sessionmaker.begin() as session:
+        for number in numbers:
+            session.add(
+                Undeliverable(
+                    customer_id=customer, channel="sms", address=number, reason="twilio error 30005"
+                )
+            )
+
+
+async def test_sms_is_undeliverable_only_once_every_number_is_marked(
+    sessionmaker: SessionMaker,
+) -> None:
+    customer = await _customer(sessionmaker, phone="+14155552671")
+    async with sessionmaker.begin() as session:
+        session.add(Identity(kind="phone", value="+14155552672", customer_id=customer))
+    await _marked(sessionmaker, customer, "+14155552671")
+    assert Channel.SMS not in (await _state(sessionmaker, customer)).undeliverable
+    await _marked(sessionmaker, customer, "+14155552672")
+    assert Channel.SMS in (await _state(sessionmaker, customer)).undeliverable
+
+
+async def test_a_mark_on_a_number_no_longer_held_counts_for_nothing(
+    sessionmaker: SessionMaker,
+) -> None:
+    # The old number bounced; the customer now has only a new one.
+    customer = await _customer(sessionmaker, phone="+14155552671")
+    await _marked(sessionmaker, customer, "+14155550199")
+    assert (await _state(sessionmaker, customer)).undeliverable == frozenset()
+
+
+async def test_a_number_sms_cannot_reach_may_still_take_a_call(
+    sessionmaker: SessionMaker,
+) -> None:
+    customer = await _customer(sessionmaker, phone="+14155552671")
+    await _marked(sessionmaker, customer, "+14155552671")  # 30006: a landline
+    state = await _state(sessionmaker, customer)
+    assert state.undeliverable == {Channel.SMS}
+    assert Channel.VOICE in state.reachable
+
+
+IDENTITIES = st.lists(
+    st.tuples(
+        st.sampled_from([kind.value for kind in CHANNEL_IDENTITIES.values()]),
+        st.sampled_from(["+14155552671", "+14155552672", "ana@example.com", "ana@example.org"]),
+    ),
+    max_size=6,
+)
+MARKS = st.sets(
+    st.tuples(
+        st.sampled_from([channel.value for channel in CHANNEL_IDENTITIES]),
+        st.sampled_from(["+14155552671", "+14155552672", "ana@example.com", "ana@example.org"]),
+    ),
+    max_size=6,
+)
+
+
+@given(IDENTITIES, MARKS, MARKS)
+def test_more_marks_never_make_a_channel_deliverable(
+    identities: list[tuple[str, str]], marks: set[tuple[str, str]], more: set[tuple[str, str]]
+) -> None:
+    assert undeliverable_channels(identities, marks) <= undeliverable_channels(
+        identities, marks | more
+    )
+
+
+@given(IDENTITIES, MARKS, st.sampled_from(list(CHANNEL_IDENTITIES)))
+def test_an_unmarked_address_makes_its_channel_deliverable(
+    identities: list[tuple[str, str]], marks: set[tuple[str, str]], channel: Channel
+) -> None:
+    fresh = "+14155550123" if CHANNEL_IDENTITIES[channel] is IdentityKind.PHONE else "new@x.org"
+    held = [*identities, (CHANNEL_IDENTITIES[channel].value, fresh)]
+    assert channel not in undeliverable_channels(held, marks)
+
+
+@given(IDENTITIES, st.sampled_from(list(CHANNEL_IDENTITIES)))
+def test_a_channel_with_every_address_marked_is_undeliverable(
+    identities: list[tuple[str, str]], channel: Channel
+) -> None:
+    kind = CHANNEL_IDENTITIES[channel].value
+    held = [*identities, (kind, "+14155550123" if kind == "phone" else "new@x.org")]
+    marks = {(channel.value, value) for identity_kind, value in held if identity_kind == kind}
+    assert channel in undeliverable_channels(held, marks)

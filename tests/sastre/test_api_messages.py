@@ -15,6 +15,8 @@ from sqlalchemy import update
 from channels.base import ChannelName, DeliveryFailed
 from channels.email import SmtpEmail
 from channels.fake import FakeSender
+from consent.models import Undeliverable
+from crm_core.models import Identity
 from crm_core.sqltypes import utcnow
 from dialog.outbox.models import OutboxEntry
 from sastre.app import create_app
@@ -87,6 +89,42 @@ async def test_marketing_without_consent_is_refused_with_the_reason(
     )
     assert status == 409
     assert body["detail"]["reason"] == body["error"]
+
+
+async def test_a_service_sms_goes_to_the_number_that_did_not_bounce(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer(client, auth)  # +12125550199
+    async with sessionmaker.begin() as session:
+        session.add(Identity(kind="phone", value="+12125550198", customer_id=customer))
+        session.add(
+            Undeliverable(
+                customer_id=customer, channel="sms", address="+12125550199", reason="30005"
+            )
+        )
+    status, body = await _send(
+        client,
+        auth,
+        customer_id=customer,
+        text="Your order shipped",
+        purpose="service",
+        channel="sms",
+    )
+    assert status == 202, body
+    fake = FakeSender()
+    await _worker(sessionmaker, fake, body["due_at"]).drain()
+    assert [r.message.address for r in fake.sent] == ["+12125550198"]
+    async with sessionmaker.begin() as session:
+        session.add(
+            Undeliverable(
+                customer_id=customer, channel="sms", address="+12125550198", reason="30005"
+            )
+        )
+    status, body = await _send(
+        client, auth, customer_id=customer, text="hi", purpose="service", channel="sms"
+    )
+    assert status == 409
+    assert body["detail"]["reason"] == "undeliverable"
 
 
 async def test_service_after_stop_is_refused(client: Client, auth: Auth) -> None:

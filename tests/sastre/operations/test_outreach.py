@@ -1,5 +1,5 @@
 """Which channels a company-initiated message may be offered on: only where a sender is
-configured, only where the text fits."""
+configured, only where the text fits; and to which of the customer's addresses."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from channels.base import ChannelName
+from consent.models import Undeliverable
 from consent.types import Channel
+from crm_core.customers import upsert_customer
+from crm_core.models import Identity
+from crm_core.records import parse_customer
 from dialog.media import by_consent_channel
-from sastre.operations.outreach import carriers
+from sastre.db import SessionMaker
+from sastre.operations.outreach import address_on, carriers
 
 SENDABLE = frozenset({ChannelName.SMS, ChannelName.EMAIL})
 
@@ -53,3 +58,36 @@ def test_what_is_offered_is_sendable_and_fits_or_there_is_a_reason(
         assert medium.name in sendable
         assert medium.max_send is None or length <= medium.max_send
         assert requested in (None, channel)
+
+
+async def _customer_with_numbers(sessionmaker: SessionMaker, *numbers: str) -> int:
+    async with sessionmaker.begin() as session:
+        customer, _ = await upsert_customer(
+            session, parse_customer({"external_id": "C-1", "phone": numbers[0]}, "US")
+        )
+        for number in numbers[1:]:
+            session.add(Identity(kind="phone", value=number, customer_id=customer.id))
+        return customer.id
+
+
+async def _mark(sessionmaker: SessionMaker, customer: int, number: str) -> None:
+    async with sessionmaker.begin() as session:
+        session.add(
+            Undeliverable(customer_id=customer, channel="sms", address=number, reason="30005")
+        )
+
+
+async def test_a_number_marked_undeliverable_is_passed_over_for_the_next(
+    sessionmaker: SessionMaker,
+) -> None:
+    customer = await _customer_with_numbers(sessionmaker, "+14155552671", "+14155552672")
+    async with sessionmaker() as session:
+        assert await address_on(session, customer, Channel.SMS) == "+14155552671"
+    await _mark(sessionmaker, customer, "+14155552671")
+    async with sessionmaker() as session:
+        assert await address_on(session, customer, Channel.SMS) == "+14155552672"
+        # A mark is for one channel: the number may still take a call.
+        assert await address_on(session, customer, Channel.VOICE) == "+14155552671"
+    await _mark(sessionmaker, customer, "+14155552672")
+    async with sessionmaker() as session:
+        assert await address_on(session, customer, Channel.SMS) is None
