@@ -91,38 +91,26 @@ async def test_marketing_without_consent_is_refused_with_the_reason(
     assert body["detail"]["reason"] == body["error"]
 
 
+async def _bounced(sessionmaker: SessionMaker, customer: int, number: str) -> None:
+    async with sessionmaker.begin() as session:
+        session.add(Undeliverable(customer_id=customer, channel="sms", address=number, reason="x"))
+
+
 async def test_a_service_sms_goes_to_the_number_that_did_not_bounce(
     client: Client, auth: Auth, sessionmaker: SessionMaker
 ) -> None:
     customer = await _customer(client, auth)  # +12125550199
     async with sessionmaker.begin() as session:
         session.add(Identity(kind="phone", value="+12125550198", customer_id=customer))
-        session.add(
-            Undeliverable(
-                customer_id=customer, channel="sms", address="+12125550199", reason="30005"
-            )
-        )
-    status, body = await _send(
-        client,
-        auth,
-        customer_id=customer,
-        text="Your order shipped",
-        purpose="service",
-        channel="sms",
-    )
+    await _bounced(sessionmaker, customer, "+12125550199")
+    sms = {"customer_id": customer, "text": "hi", "purpose": "service", "channel": "sms"}
+    status, body = await _send(client, auth, **sms)
     assert status == 202, body
     fake = FakeSender()
     await _worker(sessionmaker, fake, body["due_at"]).drain()
     assert [r.message.address for r in fake.sent] == ["+12125550198"]
-    async with sessionmaker.begin() as session:
-        session.add(
-            Undeliverable(
-                customer_id=customer, channel="sms", address="+12125550198", reason="30005"
-            )
-        )
-    status, body = await _send(
-        client, auth, customer_id=customer, text="hi", purpose="service", channel="sms"
-    )
+    await _bounced(sessionmaker, customer, "+12125550198")
+    status, body = await _send(client, auth, **sms)
     assert status == 409
     assert body["detail"]["reason"] == "undeliverable"
 
