@@ -13,7 +13,9 @@ rest of the request).
 
 Twilio's errors become `DeliveryFailed` here (`failure_for`): 429 and 5xx may succeed later (a
 429's Retry-After is kept), a 4xx names something wrong with this message or this account and
-will not; a few codes say so whatever the status (21610: the number sent STOP). A network error
+will not; a few codes say so whatever the status (21610: the number sent STOP). A refusal of our
+account (20003, wrong credentials; 20005, the account not active) is retried: every message would
+fail alike, and each goes once the account is put right. A network error
 or no answer within `timeout` is retryable too: the message may have gone out, so the worker
 records the attempt as in flight (see the outbox's delivery notes).
 """
@@ -41,6 +43,7 @@ from twilio.rest import Client
 from channels.base import ChannelName, DeliveryFailed, OutboundMessage
 
 __all__ = [
+    "ACCOUNT_CODES",
     "DEFAULT_API_BASE",
     "OPTED_OUT_CODES",
     "PERMANENT_CODES",
@@ -82,6 +85,16 @@ RETRYABLE_CODES: Final = frozenset(
         30022,  # US A2P 10DLC throughput exceeded
     }
 )
+# Refusals of our account, not of the message: wrong credentials (a rotated auth token not yet
+# set here), an account suspended. Every message would fail alike, and each succeeds once the
+# account is put right: they are retried with the worker's backoff, as the SMTP server's refusal
+# of our login is (`channels.email.send`), instead of the whole backlog failing for good.
+ACCOUNT_CODES: Final = frozenset(
+    {
+        20003,  # authentication error: the account SID or auth token is wrong
+        20005,  # the account is not active (suspended, closed)
+    }
+)
 
 
 # What a delivery error says about the number itself (a status callback's ErrorCode, or a
@@ -117,9 +130,11 @@ def failure_for(
         retryable = False
     elif code in RETRYABLE_CODES or status == 429 or status >= 500:
         retryable = True
+    elif code in ACCOUNT_CODES or (code is None and status == 401):
+        retryable = True  # our account, not this message: it goes once the account is right
     else:
-        # Anything else at 4xx is about this message or this account (bad credentials, a
-        # malformed request): sending it again changes nothing.
+        # Anything else at 4xx is about this message (a malformed request, a number Twilio
+        # will not take): sending it again changes nothing.
         retryable = False
     return DeliveryFailed(
         f"Twilio refused the message ({status}{f', error {code}' if code else ''}): {reason}",

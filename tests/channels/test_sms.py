@@ -16,7 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from channels.base import ChannelName, DeliveryFailed, OutboundMessage
-from channels.sms import PERMANENT_CODES, TwilioSms, failure_for, retry_after_seconds
+from channels.sms import (
+    ACCOUNT_CODES,
+    PERMANENT_CODES,
+    TwilioSms,
+    failure_for,
+    retry_after_seconds,
+)
 from channels.sms_webhooks import (
     KEYWORD,
     DeliveryReport,
@@ -136,12 +142,14 @@ async def test_a_server_error_is_retryable(fake: FakeTwilio) -> None:
         assert await sender.send(sms("again")) == fake.messages[0].sid  # the next one goes
 
 
-async def test_wrong_credentials_are_permanent(fake: FakeTwilio) -> None:
+async def test_wrong_credentials_are_retried_until_the_account_is_put_right(
+    fake: FakeTwilio,
+) -> None:
     sender = TwilioSms(fake.account_sid, "not-the-token", sender="+1", api_base=fake.base_url)
     async with sender:
         with pytest.raises(DeliveryFailed) as failed:
             await sender.send(sms("hi"))
-    assert (failed.value.retryable, failed.value.code) == (False, "20003")
+    assert (failed.value.retryable, failed.value.code) == (True, "20003")
 
 
 async def test_no_answer_in_time_is_retryable(fake: FakeTwilio) -> None:
@@ -222,9 +230,19 @@ def test_a_server_error_without_a_code_is_retried(status: int) -> None:
     assert failure_for(status, None, "x").retryable is True
 
 
-@given(status=st.integers(min_value=400, max_value=499).filter(lambda s: s != 429))
+@given(status=st.integers(min_value=400, max_value=499).filter(lambda s: s not in (401, 429)))
 def test_a_client_error_without_a_known_code_is_not_retried(status: int) -> None:
     assert failure_for(status, None, "x").retryable is False
+
+
+@given(
+    status=st.integers(min_value=400, max_value=499),
+    code=st.sampled_from(sorted(ACCOUNT_CODES)) | st.none(),
+)
+def test_a_refusal_of_our_account_is_retried(status: int, code: int | None) -> None:
+    if code is None:
+        status = 401  # Unauthorized with no Twilio code: our credentials too
+    assert failure_for(status, code, "x").retryable is True
 
 
 @pytest.mark.parametrize(
