@@ -3,6 +3,7 @@
     parse (never fails) → a delivery report? the bounce is recorded, nothing else
                         → the sender (From, else the envelope's) → proven? (DKIM, trusted relay)
                         → the inbound path: stored, answered unless it is an auto-reply or bulk
+                        → proven, from a person: the address's bounce marks are lifted
 
 A message we could parse at all is stored, whatever is wrong with it: one with no sender (no
 From, no envelope sender) or a sender that is no e-mail address is filed under one lead for such
@@ -39,7 +40,11 @@ from dialog.inbound import InboundProcessor
 from dialog.senders import SENDER, UNANSWERED
 from sastre.config import Settings
 from sastre.db import SessionMaker
-from sastre.operations.email import do_file_unattributed, do_record_email_bounces
+from sastre.operations.email import (
+    do_file_unattributed,
+    do_lift_bounce_marks,
+    do_record_email_bounces,
+)
 
 __all__ = ["UNATTRIBUTED", "EmailIntake", "Intake", "NoSender", "intake_for"]
 
@@ -114,6 +119,11 @@ class EmailIntake:
         unattributed = message.address == UNATTRIBUTED
         if unattributed and result.customer_id is not None and not result.duplicate:
             await do_file_unattributed(self.sessionmaker, result.customer_id, UNATTRIBUTED)
+        if proof.proven and address and not unattributed and not parsed.auto:
+            # A person wrote from that mailbox: whatever bounced there before, it works now.
+            await do_lift_bounce_marks(
+                self.sessionmaker, address, region=self.region, message_id=result.message_id
+            )
         return Intake(
             "duplicate" if result.duplicate else "message",
             message_id=result.message_id,

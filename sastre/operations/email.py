@@ -15,6 +15,11 @@ unknown, 5.1.2 no such domain...): then it is marked for every customer holding 
 permanent failure (5.7.1 refused as spam, a full mailbox) and a transient one (4.x.x: the server
 keeps trying) are noted on the customer's timeline for staff, and change no state. One
 transaction, audited as the mail system.
+
+A mark is lifted when a person writes to us from the address with proof that it is theirs
+(`do_lift_bounce_marks`: DKIM aligned with the From domain, or a trusted relay's word): mail
+leaves that mailbox, so it exists again (a server's 5.1.1 can also be its own mistake). Mail
+without proof lifts nothing: anyone can write any From.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from crm_core.timeline import add_interaction
 from dialog.models import Message
 from dialog.outbox import OutboxEntry, Result, record_delivery
 from sastre.db import SessionMaker
+from sastre.operations.deliverability import lift_marks
 from sastre.operations.unit import Unit, unit_of_work
 
 if TYPE_CHECKING:  # the parser's libraries load with the e-mail intake, not with every act
@@ -44,6 +50,7 @@ __all__ = [
     "MAIL_SYSTEM",
     "BounceOutcome",
     "do_file_unattributed",
+    "do_lift_bounce_marks",
     "do_record_email_bounces",
     "settle_email_refusal",
 ]
@@ -153,6 +160,20 @@ async def settle_email_refusal(unit: Unit, result: Result, *, region: str) -> No
         "why": verdict.reason,
     }
     await _mark(system, address, customers, f"refused {result.code}", proof)
+
+
+async def do_lift_bounce_marks(
+    sessionmaker: SessionMaker, address: str, *, region: str, message_id: int | None
+) -> bool:
+    """A customer wrote from `address` and proved it theirs: its e-mail marks are lifted,
+    audited (`email.deliverable`) with the message that proved it. Whether there were any."""
+    try:
+        value = normalise(IdentityKind.EMAIL.value, address, region)
+    except InvalidIdentity:
+        return False
+    async with unit_of_work(sessionmaker, MAIL_SYSTEM) as unit:
+        proof = {"address": value, "message_id": message_id, "why": "proven mail from it"}
+        return await lift_marks(unit, Channel.EMAIL, value, proof)
 
 
 async def do_file_unattributed(sessionmaker: SessionMaker, customer_id: int, address: str) -> bool:

@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName
@@ -38,6 +37,7 @@ from crm_core.models import IdentityKind
 from crm_core.sqltypes import utcnow
 from dialog.outbox import DeliveryState, Result, record_delivery
 from sastre.db import SessionMaker
+from sastre.operations.deliverability import lift_marks
 from sastre.operations.unit import Unit, unit_of_work
 
 __all__ = [
@@ -81,7 +81,8 @@ async def do_record_sms_status(
             # Whether or not the report moved our row (a callback that outran the worker is
             # parked): the carrier handed a message to that handset, so it receives SMS.
             number = _stored_number(report.address, region)
-            deliverable = await _clear_undeliverable(unit, number, {**evidence, "address": number})
+            proof = {**evidence, "address": number}
+            deliverable = await lift_marks(unit, Channel.SMS, number, proof)
     return SmsStatusOutcome(moved, revoked, undeliverable, deliverable)
 
 
@@ -160,18 +161,3 @@ async def _mark_undeliverable(
     unit.audit("sms.undeliverable", customer_id, proof)
     unit.publish("contact.undeliverable", customer_id, channel=Channel.SMS.value)
     return True
-
-
-async def _clear_undeliverable(unit: Unit, number: str, proof: dict[str, Any]) -> bool:
-    """The number's SMS marks removed, whoever's they are; whether there were any."""
-    cleared = await unit.session.execute(
-        delete(Undeliverable)
-        .where(Undeliverable.channel == Channel.SMS.value, Undeliverable.address == number)
-        .returning(Undeliverable.customer_id)
-        .execution_options(synchronize_session=False)
-    )
-    customers = sorted(set(cleared.scalars()))
-    for customer_id in customers:
-        unit.audit("sms.deliverable", customer_id, proof)
-        unit.publish("contact.deliverable", customer_id, channel=Channel.SMS.value)
-    return bool(customers)

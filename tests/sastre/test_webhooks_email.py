@@ -439,6 +439,41 @@ async def test_a_dkim_proven_sender_gets_their_order_status(
     assert "Blue shirt" in reply
 
 
+async def _bounced_before(sessionmaker: SessionMaker, customer_id: int) -> None:
+    async with sessionmaker.begin() as session:
+        session.add(
+            Undeliverable(customer_id=customer_id, channel="email", address=CEO, reason="5.1.1")
+        )
+
+
+async def test_proven_mail_from_a_bounced_address_lifts_its_mark(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer_id = await _ceo_with_an_order(sessionmaker)
+    await _bounced_before(sessionmaker, customer_id)
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, body = await post(client, raw("dkim_signed"))
+    assert (status, body["proven"]) == (200, True)
+    assert await undeliverable(sessionmaker) == []
+    async with sessionmaker() as session:
+        audited = await session.scalars(
+            select(AuditEntry.action).where(AuditEntry.customer_id == customer_id)
+        )
+        assert "email.deliverable" in list(audited)
+
+
+async def test_unproven_mail_from_a_bounced_address_lifts_nothing(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer_id = await _ceo_with_an_order(sessionmaker)
+    await _bounced_before(sessionmaker, customer_id)
+    relays = {"email_trusted_relays": "mx.tienda.example"}
+    client = await email_client(aiohttp_client, email_settings(settings, **relays))
+    status, body = await post(client, order_question("forged_from"))
+    assert (status, body["proven"]) == (200, False)
+    assert await undeliverable(sessionmaker) == [(customer_id, "email", CEO, "5.1.1")]
+
+
 async def test_a_forged_from_is_answered_without_account_data_and_noted(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
 ) -> None:

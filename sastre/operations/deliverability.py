@@ -1,0 +1,36 @@
+"""An address shown to work again: its undeliverable marks lifted, whoever's they are.
+
+A mark (`consent.models.Undeliverable`) keeps the contact policy off one address on one channel.
+The channels lift it on evidence that the address works: Twilio reporting a message delivered to
+the number (`sastre.operations.sms`), a person writing from the e-mail address with proof that
+it is theirs (`sastre.operations.email`). A wrong lift costs one more bounce, which marks the
+address again; a mark never lifted keeps a working address off for good.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete
+
+from consent.models import Undeliverable
+from consent.types import Channel
+from sastre.operations.unit import Unit
+
+__all__ = ["lift_marks"]
+
+
+async def lift_marks(unit: Unit, channel: Channel, address: str, proof: dict[str, Any]) -> bool:
+    """Remove the marks on `address` (as identities store it) on `channel`, each customer's,
+    audited with `proof` and published after commit; whether there were any."""
+    lifted = await unit.session.execute(
+        delete(Undeliverable)
+        .where(Undeliverable.channel == channel.value, Undeliverable.address == address)
+        .returning(Undeliverable.customer_id)
+        .execution_options(synchronize_session=False)
+    )
+    customers = sorted(set(lifted.scalars()))
+    for customer_id in customers:
+        unit.audit(f"{channel.value}.deliverable", customer_id, proof)
+        unit.publish("contact.deliverable", customer_id, channel=channel.value)
+    return bool(customers)
