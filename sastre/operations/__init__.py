@@ -17,7 +17,12 @@ from sastre.operations.customers import (
     do_merge_customers,
     do_upsert_customer,
 )
-from sastre.operations.email import BounceOutcome, do_file_unattributed, do_record_email_bounces
+from sastre.operations.email import (
+    BounceOutcome,
+    do_file_unattributed,
+    do_lift_bounce_marks,
+    do_record_email_bounces,
+)
 from sastre.operations.export import do_export_customer
 from sastre.operations.messages import do_retry_message, do_send_message
 from sastre.operations.purge import do_purge_idle_leads
@@ -34,6 +39,7 @@ __all__ = [
     "do_confirm_consent",
     "do_export_customer",
     "do_file_unattributed",
+    "do_lift_bounce_marks",
     "do_merge_customers",
     "do_purge_idle_leads",
     "do_record_consent",
