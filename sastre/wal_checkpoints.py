@@ -23,6 +23,7 @@ batch's commit took 1.06-1.24 ms on average and 8.7-11.8 ms at worst before, 0.7
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Final, NamedTuple, Self
 
@@ -61,7 +62,8 @@ class Progress(NamedTuple):
 
     @property
     def complete(self) -> bool:
-        """Every frame copied: the next writer rewinds the WAL to its start."""
+        """Every frame the WAL held when it ran is copied: a writer that begins before the
+        next commit rewinds the WAL to its start."""
         return not self.busy and self.copied >= self.frames
 
 
@@ -115,7 +117,10 @@ class Checkpointer:
     async def _disconnect(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            await connection.close()
+            # A connection that failed may fail its close too: it is dropped all the same, and
+            # the checkpoints go on (a task that died here would stop them for good).
+            with contextlib.suppress(aiosqlite.Error, ValueError):
+                await connection.close()
 
     async def _run(self) -> None:
         while True:

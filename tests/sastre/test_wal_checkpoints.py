@@ -9,6 +9,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import aiosqlite
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -193,3 +194,42 @@ async def test_the_web_process_leaves_its_checkpoints_to_a_checkpointer(
     async with asyncio.timeout(30):  # its checkpointer copies the row into the file
         while _rows_in_the_file(path, tmp_path) == 0:  # noqa: ASYNC110 - a file, no event
             await asyncio.sleep(0.05)
+
+
+async def test_a_connection_that_fails_its_close_too_is_dropped_and_checkpoints_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.db"
+    engine = create_engine(_url(path), checkpoints_apart=True)
+    checkpointer = Checkpointer(str(path), interval=0.01)
+    passive = Checkpointer._passive
+    close = aiosqlite.Connection.close
+    calls = 0
+    went_on = asyncio.Event()
+
+    async def failing_once(self: Checkpointer) -> Progress:
+        nonlocal calls
+        calls += 1
+        progress = await passive(self)  # the connection is open by now
+        if calls == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        if calls == 3:
+            went_on.set()
+        return progress
+
+    async def failing_close(self: aiosqlite.Connection) -> None:
+        await close(self)
+        monkeypatch.setattr(aiosqlite.Connection, "close", close)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Checkpointer, "_passive", failing_once)
+    monkeypatch.setattr(aiosqlite.Connection, "close", failing_close)
+    checkpointer.start()
+    try:
+        await _write(engine)
+        async with asyncio.timeout(30):
+            await went_on.wait()
+        assert _rows_in_the_file(path, tmp_path) == ROWS
+    finally:
+        await checkpointer.close()
+        await engine.dispose()
