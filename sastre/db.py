@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import (
 
 from sastre import sqlite_driver
 from sastre.sqlite_driver import OneTripConnection
-from sastre.wal_checkpoints import BACKSTOP_PAGES
+from sastre.wal_checkpoints import BACKSTOP_PAGES, sqlite_file
 
 __all__ = [
     "READ_ONLY",
@@ -55,8 +55,8 @@ PING_IDLE = 1.0
 
 
 def _prepare_sqlite(engine: AsyncEngine, url: str, *, checkpoints_apart: bool) -> None:
-    path = make_url(url).database
-    if path and path != ":memory:":
+    path = sqlite_file(url)
+    if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -87,6 +87,7 @@ class Intake:
 class EmailIntake:
     inbound: InboundProcessor
     sessionmaker: SessionMaker
+    reader: SessionMaker  # reads that must not take SQLite's write lock (`sastre.db`)
     region: str
     trusted_relays: tuple[str, ...] = ()
     store: AttachmentStore | None = None
@@ -122,7 +123,11 @@ class EmailIntake:
         if proof.proven and address and not unattributed and not parsed.auto:
             # A person wrote from that mailbox: whatever bounced there before, it works now.
             await do_lift_bounce_marks(
-                self.sessionmaker, address, region=self.region, message_id=result.message_id
+                self.sessionmaker,
+                self.reader,
+                address,
+                region=self.region,
+                message_id=result.message_id,
             )
         return Intake(
             "duplicate" if result.duplicate else "message",
@@ -160,6 +165,7 @@ def intake_for(
     settings: Settings,
     inbound: InboundProcessor,
     sessionmaker: SessionMaker,
+    reader: SessionMaker,
     *,
     dnsfunc: DnsFunc | None = None,
 ) -> EmailIntake:
@@ -167,6 +173,7 @@ def intake_for(
     return EmailIntake(
         inbound=inbound,
         sessionmaker=sessionmaker,
+        reader=reader,
         region=settings.default_region,
         trusted_relays=tuple(settings.email_trusted_relay_list),
         store=AttachmentStore(Path(directory)) if directory else None,

@@ -18,7 +18,7 @@ from aiohttp import web
 from channels.email import Delivery, Refused, listen, parse_listen
 from channels.email.proof import DnsFunc
 from channels.email.smtp_in import bound_port
-from sastre.appkeys import INBOUND, SESSIONMAKER, SETTINGS
+from sastre.appkeys import INBOUND, READER, SESSIONMAKER, SETTINGS
 from sastre.email_intake import EmailIntake, NoSender, intake_for
 
 __all__ = ["EMAIL_DNS", "EMAIL_INTAKE", "SMTP_PORT", "SMTP_SOCKET", "deliver", "email_inbound"]
@@ -44,7 +44,9 @@ async def deliver(intake: EmailIntake, delivery: Delivery) -> None:
 
 async def email_inbound(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    intake = intake_for(settings, app[INBOUND], app[SESSIONMAKER], dnsfunc=app.get(EMAIL_DNS))
+    intake = intake_for(
+        settings, app[INBOUND], app[SESSIONMAKER], app[READER], dnsfunc=app.get(EMAIL_DNS)
+    )
     app[EMAIL_INTAKE] = intake
     app[SMTP_PORT] = None
     if settings.smtp_listen is None:

@@ -11,13 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import ColumnElement, delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent.models import Undeliverable
 from consent.types import Channel
 from sastre.operations.unit import Unit
 
-__all__ = ["lift_marks"]
+__all__ = ["is_marked", "lift_marks"]
+
+
+def _marks(channel: Channel, address: str) -> ColumnElement[bool]:
+    return (Undeliverable.channel == channel.value) & (Undeliverable.address == address)
+
+
+async def is_marked(session: AsyncSession, channel: Channel, address: str) -> bool:
+    """Whether anyone's mark is on `address` (as identities store it) on `channel`: a read, so
+    evidence about an address never marked (most of it) costs no write transaction."""
+    return bool(await session.scalar(select(exists().where(_marks(channel, address)))))
 
 
 async def lift_marks(unit: Unit, channel: Channel, address: str, proof: dict[str, Any]) -> bool:
@@ -25,7 +36,7 @@ async def lift_marks(unit: Unit, channel: Channel, address: str, proof: dict[str
     audited with `proof` and published after commit; whether there were any."""
     lifted = await unit.session.execute(
         delete(Undeliverable)
-        .where(Undeliverable.channel == channel.value, Undeliverable.address == address)
+        .where(_marks(channel, address))
         .returning(Undeliverable.customer_id)
         .execution_options(synchronize_session=False)
     )

@@ -40,7 +40,7 @@ from crm_core.timeline import add_interaction
 from dialog.models import Message
 from dialog.outbox import OutboxEntry, Result, record_delivery
 from sastre.db import SessionMaker
-from sastre.operations.deliverability import lift_marks
+from sastre.operations.deliverability import is_marked, lift_marks
 from sastre.operations.unit import Unit, unit_of_work
 
 if TYPE_CHECKING:  # the parser's libraries load with the e-mail intake, not with every act
@@ -163,14 +163,23 @@ async def settle_email_refusal(unit: Unit, result: Result, *, region: str) -> No
 
 
 async def do_lift_bounce_marks(
-    sessionmaker: SessionMaker, address: str, *, region: str, message_id: int | None
+    sessionmaker: SessionMaker,
+    reader: SessionMaker,
+    address: str,
+    *,
+    region: str,
+    message_id: int | None,
 ) -> bool:
     """A customer wrote from `address` and proved it theirs: its e-mail marks are lifted,
-    audited (`email.deliverable`) with the message that proved it. Whether there were any."""
+    audited (`email.deliverable`) with the message that proved it. Whether there were any.
+    Looked for with `reader` first: an address never marked costs no write transaction."""
     try:
         value = normalise(IdentityKind.EMAIL.value, address, region)
     except InvalidIdentity:
         return False
+    async with reader() as session:
+        if not await is_marked(session, Channel.EMAIL, value):
+            return False
     async with unit_of_work(sessionmaker, MAIL_SYSTEM) as unit:
         proof = {"address": value, "message_id": message_id, "why": "proven mail from it"}
         return await lift_marks(unit, Channel.EMAIL, value, proof)
