@@ -24,10 +24,14 @@ cross. Emoji and symbols are therefore ignored like punctuation: "STOP 🙏" is 
 
    * *stop*, *quit*, *revoke*, *opt out* (also "opt-out", "optout", "opted out") and *unsubscribe*
      anywhere as a word: "please stop texting me", "Unsubscribe me", "I want to opt out". This is
-     deliberate even for sentences that are not revocations ("can I stop by the store?", "I quit
-     my job"): a missed revocation is a violation (and, under the TCPA, a fine per message) that
-     the customer cannot undo, while a false one costs one confirmation text that says how to come
-     back (START). So the classifier errs towards opt-out.
+     deliberate even for sentences that may not be revocations ("I quit my job", "stop it"): a
+     missed revocation is a violation (and, under the TCPA, a fine per message) that the customer
+     cannot undo, while a false one costs one confirmation text that says how to come back
+     (START). So the classifier errs towards opt-out. Only *stop* the noun and *stop by* (to
+     visit) are left out, as no reasonable person reads them as a wish to stop: "where is the
+     nearest bus stop?", "the next stop", "a one-stop shop", "non-stop", "a stop sign", "can I
+     stop by the store?". A revocation after one still counts ("I'm at the bus stop, stop
+     texting me").
    * *end* and *cancel* inside a sentence only when they are about our messages: a messaging word
      (messages, texts, SMS, alerts, notifications, subscription, e-mails, reminders, updates…)
      follows within three words in the same clause ("cancel my subscription", "end these texts",
@@ -344,9 +348,22 @@ _SEND_ES = _any(("mand", "envi"))
 # nothing after them.
 _ABOUT_MESSAGES_ES = rf"(?= ?(?:\||$)| mas\b|{_GAP}(?:{_MESSAGES_ES}|{_ADS_ES})\b)"
 
+# "stop" the noun, not the verb: what comes before it makes it a place or a thing ("bus stop",
+# "next stop", "one-stop", "non-stop"). One lookbehind per word: Python's are of fixed width.
+_STOP_NOUNS = (
+    "bus|pit|truck|rest|train|tram|metro|subway|shuttle|coach|last|next|first|final|nearest"
+    "|closest|one|non|full|request"
+)
+_STOP_AS_A_VERB = "".join(f"(?<! {noun} )" for noun in _STOP_NOUNS.split("|"))
+
 # (pattern, canonical keyword or None for the matched phrase, language)
 _PLAIN_WORDS: tuple[tuple[str, str | None, Language], ...] = (
-    (r"stop(?:all)?\b", "STOP", "en"),
+    (
+        rf"{_STOP_AS_A_VERB}stop(?:all)?\b(?! (?:sign|signs|light|lights)\b)"
+        rf"(?! by\b(?! {_MESSAGES_EN}\b))",  # "stop by the store", not "stop by text"
+        "STOP",
+        "en",
+    ),
     (r"quit\b", "QUIT", "en"),
     (r"revok(?:e|ed|es|ing)\b", "REVOKE", "en"),
     (r"opt(?:s|ed|ing)? ?out\b", "OPT OUT", "en"),

@@ -214,6 +214,18 @@ async def apply_keyword(
             await record(Purpose.MARKETING, Action.REVOKE)
             return KeywordOutcome(True, reply("stop"), 2)
         case KeywordKind.HELP:
+            if await _opted_out_of_all(session, customer_id, channel):
+                # After STOP, one confirmation and nothing else until START (CTIA; Twilio
+                # refuses the send with 21610 anyway): the HELP is kept, not answered.
+                session.add(
+                    AuditEntry(
+                        actor="customer",
+                        action="consent.help_while_stopped",
+                        customer_id=customer_id,
+                        data={**proof, "channel": channel.value},
+                    )
+                )
+                return KeywordOutcome(True, None)
             return KeywordOutcome(True, reply("help"))
         case KeywordKind.OPT_IN if match.confirms_pending:
             pending = [

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.base import Executable
 
 from channels.base import ChannelName, InboundMessage
+from consent.keywords import KeywordKind
 from consent.models import consent_state_table
 from consent.types import ConsentStatus, Purpose
 from crm_core.models import (
@@ -49,7 +50,7 @@ from crm_core.models import (
     identities_table,
     interactions_table,
 )
-from dialog.inbound.work import Context, Pending, Work
+from dialog.inbound.work import Context, Pending, Work, keyword_plan
 from dialog.media import writing_channels
 from dialog.models import (
     INBOUND_ONLY,
@@ -230,6 +231,7 @@ _OPEN_CONVERSATIONS = {name: _open_conversations_statement(name) for name in DIA
 # them one statement at a time.
 _STORE_REPLIES = insert(messages_table).returning(messages_table.c.id, messages_table.c.provider_id)
 _STORE_TIMELINE = insert(interactions_table)
+_CONFIRMS_STOP = keyword_plan(KeywordKind.OPT_OUT)  # the plan of a turn that answered a STOP
 _AWAITING = (
     select(messages_table.c.id, messages_table.c.channel, messages_table.c.provider_id)
     .join(awaiting_bot_table, awaiting_bot_table.c.message_id == messages_table.c.id)
@@ -442,10 +444,11 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
             message_id = ids[row["provider_id"]]
             work.sent.append((text, message_id))
             if through_outbox(row["channel"]):
-                # Not a live socket: a worker sends it once this transaction commits. A
-                # keyword's answer (the STOP confirmation) is sent whatever consent says.
-                keyword = work.intent == "keyword"
-                purpose = SendPurpose.COMPLIANCE if keyword else SendPurpose.SERVICE
+                # Not a live socket: a worker sends it once this transaction commits. The STOP
+                # confirmation is sent whatever consent says; any other answer (HELP's, START's
+                # included) is a service message, which a STOP arriving before its send stops.
+                confirms_stop = work.plan == _CONFIRMS_STOP
+                purpose = SendPurpose.COMPLIANCE if confirms_stop else SendPurpose.SERVICE
                 options = _reply_options(work.message)
                 queued.append(
                     outbox_row(

@@ -18,7 +18,7 @@ from crm_core.models import Customer, InteractionKind
 from dialog.choices import picks_offered
 from dialog.handoff import HELD_BY_A_PERSON, hand_off, retention_flags
 from dialog.inbound import sql
-from dialog.inbound.work import Context, Pending, Work
+from dialog.inbound.work import Context, Pending, Work, keyword_plan
 from dialog.media import bot_reads
 from dialog.models import ConversationState
 from dialog.turns import BotTurn, ConversationFacts, CustomerFacts, Turn
@@ -198,7 +198,7 @@ class TurnSteps:
             )
             if outcome.handled:
                 work.intent = "keyword"
-                work.plan = f"keyword:{keyword.kind.value}"
+                work.plan = keyword_plan(keyword.kind)
                 work.replies = [outcome.reply] if outcome.reply else []
                 if known is None and work.opened:
                     await self._keep_language(session, work, keyword)

@@ -8,11 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from channels.base import ChannelName, InboundMessage
+from consent.keywords import KeywordKind
 from crm_core.models import IdentityKind, InteractionKind
 from dialog.media import Medium
 from dialog.turns import ConversationFacts, CustomerFacts, InboundResult, Reply
 
-__all__ = ["Context", "Pending", "Work"]
+__all__ = ["Context", "Pending", "Work", "keyword_plan"]
+
+
+def keyword_plan(kind: KeywordKind) -> str:
+    """What was done with a message that was a keyword (`messages.outcome`): "keyword:opt_out"."""
+    return f"keyword:{kind.value}"
 
 
 @dataclass(slots=True)

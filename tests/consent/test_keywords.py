@@ -234,9 +234,32 @@ def test_asking_for_texts_instead_of_calls_is_not_a_revocation() -> None:
     assert classify("don't call me, text me instead") == NO_MATCH
 
 
-def test_the_fcc_words_count_even_where_they_mean_something_else() -> None:
+def test_the_fcc_words_count_even_where_they_may_mean_something_else() -> None:
     # The documented trade-off: a missed revocation is a violation, a false one costs a START.
-    assert classify("can I stop by the store tomorrow?").kind is KeywordKind.OPT_OUT
+    assert classify("I quit my job, stop it").kind is KeywordKind.OPT_OUT
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "where is the nearest bus stop?",
+        "Which is the next stop for the shuttle?",
+        "Is it a non-stop flight?",
+        "you are a one-stop shop!",
+        "turn left at the stop sign",
+        "can I stop by the store tomorrow?",
+    ],
+)
+def test_stop_the_noun_or_stop_by_to_visit_is_no_revocation(text: str) -> None:
+    # The reasonable-person test: nobody asking for a bus stop wants their messages stopped.
+    assert classify(text) == NO_MATCH
+
+
+@pytest.mark.parametrize(
+    "text", ["I'm at the bus stop, stop texting me", "stop by text please", "please stop"]
+)
+def test_a_revocation_beside_stop_the_noun_still_counts(text: str) -> None:
+    assert classify(text).kind is KeywordKind.OPT_OUT
 
 
 def test_a_revocation_wins_over_help_in_the_same_message() -> None:
@@ -565,6 +588,24 @@ _ORDINARY_WORDS = tuple(_ORDINARY_TEXT.split())
 @given(st.lists(st.sampled_from(_ORDINARY_WORDS), min_size=2, max_size=20).map(" ".join))
 def test_ordinary_customer_sentences_are_nothing(text: str) -> None:
     assert classify(text) == NO_MATCH
+
+
+_STOP_NOUNS = ("bus", "pit", "next", "last", "nearest", "one", "non", "full", "train")
+_ORDINARY = st.lists(st.sampled_from(_ORDINARY_WORDS), max_size=8).map(" ".join)
+
+
+@given(noun=st.sampled_from(_STOP_NOUNS), before=_ORDINARY, after=_ORDINARY)
+def test_stop_as_a_noun_in_an_ordinary_sentence_is_nothing(
+    noun: str, before: str, after: str
+) -> None:
+    assert classify(f"{before} {noun} stop {after}") == NO_MATCH
+
+
+@given(noun=st.sampled_from(_STOP_NOUNS), before=_ORDINARY, after=_ORDINARY)
+def test_stop_as_a_noun_never_hides_a_revocation_after_it(
+    noun: str, before: str, after: str
+) -> None:
+    assert classify(f"{before} {noun} stop {after}, stop texting me").kind is KeywordKind.OPT_OUT
 
 
 # Lone surrogates too: a badly decoded webhook body can carry them.

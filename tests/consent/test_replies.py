@@ -66,6 +66,27 @@ async def test_a_repeated_stop_is_not_confirmed_again_but_audited(
     assert all(entry.data["channel"] == "sms" for entry in repeats)
 
 
+async def test_help_after_stop_is_kept_but_not_answered_until_start(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    [helped] = await replies(processor, "HELP")
+    await replies(processor, "STOP")
+    assert await replies(processor, "HELP") == []  # one confirmation, nothing else until START
+    assert await replies(processor, "AYUDA") == []
+    await replies(processor, "START")
+    assert await replies(processor, "HELP") == [helped]
+    async with sessionmaker() as session:
+        kept = list(
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "consent.help_while_stopped")
+            )
+        )
+    assert [(entry.data["keyword"], entry.data["channel"]) for entry in kept] == [
+        ("HELP", "sms"),
+        ("AYUDA", "sms"),
+    ]
+
+
 async def test_a_stop_after_start_is_a_new_opt_out_and_confirmed(
     processor: InboundProcessor,
 ) -> None:

@@ -100,3 +100,15 @@ async def test_a_reply_queued_before_stop_is_not_sent_only_the_confirmation(
     await Worker(sessionmaker, {ChannelName.SMS: sender}).drain()
     assert [m.body for m in fake.messages] == [confirmation]
     assert answer not in [m.body for m in fake.messages]
+
+
+async def test_a_help_answer_queued_before_stop_is_not_sent_either(
+    service: Client, sessionmaker: SessionMaker, fake: FakeTwilio, sender: TwilioSms
+) -> None:
+    # HELP's answer is a service message: only the STOP confirmation goes out whatever consent.
+    assert (await post(service, INBOUND, sms("HELP", 1, OptOutType="HELP"))).status == 200
+    assert (await post(service, INBOUND, sms("STOP", 2, OptOutType="STOP"))).status == 200
+    helped, confirmation = await replies_to(sessionmaker)
+    await Worker(sessionmaker, {ChannelName.SMS: sender}).drain()
+    assert [m.body for m in fake.messages] == [confirmation]
+    assert helped != confirmation
