@@ -215,15 +215,19 @@ def _serve(settings: Settings, listening: Listening, banner: str = "") -> None:
     from sastre.app import create_app
     from sastre.email_listener import SMTP_SOCKET
     from sastre.web.server import run_app
+    from sastre.worker.wake_pipe import WakePipe
 
     worker = None
+    wakes = WakePipe()  # every commit that queued wakes the worker at once, Redis or not
     if settings.serve_worker:
         from functools import partial
 
+        from dialog.outbox import listen
         from sastre.worker.process import spawn_worker
         from sastre.worker.supervisor import WorkerSupervisor
 
-        worker = WorkerSupervisor(partial(spawn_worker, settings))
+        worker = WorkerSupervisor(partial(spawn_worker, settings, wakes=wakes))
+        listen(wakes.wake)  # for the life of this process
 
     log.info("settings: %s", settings.masked())
 
@@ -236,7 +240,10 @@ def _serve(settings: Settings, listening: Listening, banner: str = "") -> None:
     # its server answers a malformed request (a 20 KB header) in JSON, without echoing it.
     app = create_app(settings, worker=worker)
     app[SMTP_SOCKET] = listening.smtp
-    run_app(app, sock=listening.http, announce=announce)
+    try:
+        run_app(app, sock=listening.http, announce=announce)
+    finally:
+        wakes.close()
     click.echo("Sastre stopped.")
 
 

@@ -2,10 +2,11 @@
 server (unless `SASTRE_SERVE_WORKER=0`).
 
 Woken across processes by Redis pub/sub when `SASTRE_REDIS_URL` is set (the web process
-publishes after every commit that queued rows); otherwise it looks every 50 ms, a cheap indexed
-read that takes no lock, so an idle system still hands a reply over within 100 ms. While Redis is
-unreachable a worker looks in the database the same way and limits its rate in its own memory
-(`rates`), and says so once when Redis goes and once when it is back (`outage`).
+publishes after every commit that queued rows). The worker `sastre serve` spawns is also woken
+through a pipe from its parent (`wake_pipe`), Redis or not. Without Redis it also looks every
+50 ms, a cheap indexed read that takes no lock, for rows other processes queued (the CLI's).
+While Redis is unreachable a worker looks in the database the same way and limits its rate in
+its own memory (`rates`), and says so once when Redis goes and once when it is back (`outage`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import multiprocessing
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
+from multiprocessing.connection import Connection
 
 from redis.asyncio import Redis
 
@@ -29,6 +31,7 @@ from sastre.worker.backoff import RetryPolicy
 from sastre.worker.loop import Worker
 from sastre.worker.outage import REDIS_ERRORS, Outage
 from sastre.worker.rates import REDIS_TIMEOUT, ChannelRates, storage_for
+from sastre.worker.wake_pipe import WakePipe, hear_pipe
 
 __all__ = [
     "WAKE_CHANNEL",
@@ -159,8 +162,10 @@ async def run_worker(
     stop: asyncio.Event,
     *,
     concurrency: int | None = None,
+    wakes: Connection | None = None,
 ) -> Worker:
-    """Run one worker with these senders until `stop`."""
+    """Run one worker with these senders until `stop`; `wakes`: the read end of the pipe its
+    parent wakes it through (`wake_pipe`)."""
     from sastre.senders import failure_hooks
 
     engine = create_engine(settings.database_url)
@@ -180,6 +185,7 @@ async def run_worker(
         on_failure=failure_hooks(settings),
     )
     undo = listen(worker.wake)
+    unpipe = hear_pipe(wakes, worker.wake) if wakes is not None else None
     polling: asyncio.Task[None] | None = None
 
     def reachable(up: bool) -> None:
@@ -201,6 +207,8 @@ async def run_worker(
         await worker.run(stop)
     finally:
         undo()
+        if unpipe is not None:
+            unpipe()
         for task in (hearing, polling):
             if task is not None:
                 task.cancel()
@@ -212,7 +220,10 @@ async def run_worker(
 
 
 async def _main(
-    settings: Settings, ready: Callable[[], None] | None, signals: tuple[signal.Signals, ...]
+    settings: Settings,
+    ready: Callable[[], None] | None,
+    signals: tuple[signal.Signals, ...],
+    wakes: Connection | None,
 ) -> None:
     from sastre.senders import built_senders
 
@@ -228,7 +239,7 @@ async def _main(
         if not senders:
             log.warning("no channel is configured to send on: the worker only waits")
         log.info("outbox worker sending on %s", ", ".join(sorted(senders)) or "nothing")
-        await run_worker(settings, senders, stop)
+        await run_worker(settings, senders, stop, wakes=wakes)
 
 
 def _stop_with(parent: multiprocessing.process.BaseProcess, stop: asyncio.Event) -> None:
@@ -251,12 +262,13 @@ def worker_main(
     ready: Callable[[], None] | None = None,
     *,
     signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
+    wakes: Connection | None = None,
 ) -> None:
     """`sastre worker`: until SIGTERM or SIGINT."""
-    asyncio.run(_main(settings, ready, signals))
+    asyncio.run(_main(settings, ready, signals, wakes))
 
 
-def spawned_worker(settings: Settings) -> None:
+def spawned_worker(settings: Settings, wakes: Connection | None = None) -> None:
     """The worker `sastre serve` and `sastre demo` spawn. A spawned interpreter starts with no
     logging set up: it logs as the command does (SASTRE_LOG_LEVEL). Its parent decides when it
     stops (SIGTERM): a Ctrl+C in the terminal reaches the whole process group, and the parent
@@ -265,14 +277,23 @@ def spawned_worker(settings: Settings) -> None:
 
     configure_logging(settings.log_level)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker_main(settings, signals=(signal.SIGTERM,))
+    worker_main(settings, signals=(signal.SIGTERM,), wakes=wakes)
 
 
 def spawn_worker(
-    settings: Settings, target: Callable[[Settings], None] = spawned_worker
+    settings: Settings,
+    target: Callable[[Settings, Connection | None], None] = spawned_worker,
+    *,
+    wakes: WakePipe | None = None,
 ) -> multiprocessing.process.BaseProcess:
-    """A worker in a process of its own (spawned: no inherited event loop), started."""
+    """A worker in a process of its own (spawned: no inherited event loop), started; woken
+    through `wakes` when given."""
     context = multiprocessing.get_context("spawn")
-    process = context.Process(target=target, args=(settings,), name="sastre-worker", daemon=True)
+    reader = wakes.reader_for_next_worker() if wakes is not None else None
+    process = context.Process(
+        target=target, args=(settings, reader), name="sastre-worker", daemon=True
+    )
     process.start()
+    if reader is not None:
+        reader.close()  # the child has its own copy now
     return process
