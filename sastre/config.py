@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # A bare contact (an address, a phone, a URL): the sentence around it is the catalogue's,
     # in the customer's language ("ayuda en support@example.com").
     support_contact: str = "support@example.com"
+    # The sender's postal address, in the footer of every marketing e-mail (CAN-SPAM requires one
+    # in commercial mail); unset, marketing e-mail is refused, naming this setting. One line:
+    # "Tienda SL, Calle Mayor 1, 28013 Madrid, Spain" (lines written apart are joined by commas).
+    postal_address: str | None = None
     # The message frequency the SMS programme states (CTIA: the HELP reply says it), per month;
     # 0: "varies". Worded by the catalogue in the customer's language (keyword.frequency).
     sms_messages_per_month: int = Field(default=4, ge=0, le=10_000)
@@ -267,6 +271,21 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty: customers read it in compliance replies")
         if len(text) > 200:
             raise ValueError("must be at most 200 characters")
+        return text
+
+    @field_validator("postal_address")
+    @classmethod
+    def _check_postal_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Each line's spacing tidied, the lines joined: it is one line of the e-mail's footer.
+        text = ", ".join(" ".join(line.split()) for line in value.splitlines() if line.strip())
+        if not text:
+            return None
+        if not text.isprintable():
+            raise ValueError("must be printable text (a postal address), not control characters")
+        if len(text) > 300:
+            raise ValueError("must be at most 300 characters")
         return text
 
     @field_validator("rasa_url")

@@ -1,40 +1,48 @@
-"""Staff send a message, or send a failed one again: both through the outbox, never directly.
+"""Staff send a message, or send one that did not arrive again: both through the outbox, never
+directly.
 
 Nothing company-initiated skips the contact policy: `do_send_message` asks
 `consent.policy.decide` inside the act's transaction (so a STOP committed a moment before is
 seen), queues on `allow`, queues for `defer_until` on `defer`, and refuses on `deny` with the
-decision's reason; `do_retry_message` asks again, the same way, before a failed message is
-queued again. The policy is offered only channels a sender is configured for and that take a
-text that long (`outreach.carriers`): a message nobody can send is refused now, not left queued
-for ever. The worker checks consent once more when it sends. A marketing message is a contact
-made (`consent.models.ContactMade`, dated when it is due to go) as soon as it is queued, so the
-next decision's frequency caps count it.
+decision's reason; `do_retry_message` asks again, the same way, before a failed or undelivered
+message is queued again, as a new delivery. The one message that asks no policy is a keyword's
+own answer (the STOP confirmation, purpose `compliance`): it is sent whatever consent says, its
+retry too. The policy is offered only channels a sender is configured for and that take a text
+that long (`outreach.carriers`): a message nobody can send is refused now, not left queued for
+ever. The worker checks consent once more when it sends. A marketing message is a contact made
+(`consent.models.ContactMade`, dated when it is due to go) as soon as it is queued, so the next
+decision's frequency caps count it.
 
 An e-mail gets a subject (the staff's, else "Re:" the thread it continues, else "A message from
 <brand>" in the customer's language); marketing e-mail gets the signed one-click unsubscribe
-link (`/u/{token}`) for its List-Unsubscribe headers and a line in its text saying how to
-unsubscribe, in the customer's language. The sender makes the HTML part from the text.
+link (`/u/{token}`) for its List-Unsubscribe headers, and its text ends with a line saying how
+to unsubscribe and a line with the sender's postal address (`SASTRE_POSTAL_ADDRESS`: CAN-SPAM
+requires one in commercial mail), in the customer's language. Without that setting marketing
+e-mail is refused, never sent without it. The sender makes the HTML part from the text.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName
 from consent.models import ContactMade
-from consent.policy import Decision, Outcome, decide
+from consent.policy import Decision, Outcome, Reason, decide
 from consent.types import Channel, Purpose
 from crm_core.models import Customer
 from crm_core.sqltypes import utcnow
 from dialog.media import by_consent_channel, medium
 from dialog.models import Direction, Message
 from dialog.outbox import DeliveryState, announce, through_outbox
-from dialog.outbox.models import OutboxEntry
+from dialog.outbox.models import DeliveryAttempt, OutboxEntry
+from dialog.outbox.models import Purpose as SendPurpose
 from sastre.db import SessionMaker
+from sastre.operations.deliverability import is_marked
 from sastre.operations.outreach import (
     Outbound,
     Outreach,
@@ -60,6 +68,12 @@ __all__ = [
 
 # How far back a staff e-mail looks for the thread it continues (the newest first).
 _THREAD_LOOKBACK = 20
+# What staff may send again: a message the worker gave up on (`failed`) or one the carrier or
+# the mail server could not deliver (`undelivered`: most carrier failures, every bounce). Not one
+# still on its way, nor one a provider took: the customer would have it twice.
+_RETRYABLE: Final = frozenset({DeliveryState.FAILED.value, DeliveryState.UNDELIVERED.value})
+# The delivery attempt that closes a delivery staff started again (see `_restart`).
+_RETRIED: Final = "retried"
 
 
 class Refused(Exception):
@@ -71,7 +85,7 @@ class Refused(Exception):
 
 
 class NotRetryable(Exception):
-    """Only a failed message can be sent again."""
+    """Only a failed or undelivered message can be sent again."""
 
 
 class MessageNotFound(LookupError):
@@ -137,10 +151,27 @@ async def _email_options(
     )
     footer = None
     if purpose is Purpose.MARKETING:
+        address = _postal_address(outreach)
         link = outreach.unsubscribe_url(customer.id, Channel.EMAIL)
         options["unsubscribe_url"] = link
-        footer = translate(language, "email.unsubscribe", brand=outreach.brand, link=link)
+        footer = "\n".join(
+            (
+                translate(language, "email.unsubscribe", brand=outreach.brand, link=link),
+                translate(language, "email.postal_address", brand=outreach.brand, address=address),
+            )
+        )
     return options, footer
+
+
+def _postal_address(outreach: Outreach) -> str:
+    """The postal address marketing e-mail carries; Refused without one: commercial mail
+    without it breaks CAN-SPAM, so a deployment that has not set it sends none."""
+    if outreach.postal_address is None:
+        raise Refused(
+            "no_postal_address",
+            "marketing e-mail must carry the sender's postal address: set SASTRE_POSTAL_ADDRESS",
+        )
+    return outreach.postal_address
 
 
 async def do_send_message(
@@ -220,10 +251,11 @@ async def do_send_message(
 async def do_retry_message(
     sessionmaker: SessionMaker, message_id: int, *, actor: str, outreach: Outreach
 ) -> Queued:
-    """Queue a failed message again, once the contact policy allows (now) or defers it (then).
-    Raises MessageNotFound, NotRetryable, and Refused with the policy's reason (a STOP, a
-    revoked consent, a bounced address since) or when no sender is configured for it. The
-    worker checks consent again before it sends."""
+    """Queue a failed or undelivered message again, as a new delivery (`_restart`), once the
+    contact policy allows (now) or defers it (then); a STOP confirmation asks no policy
+    (`_retry_decision`). Raises MessageNotFound, NotRetryable, and Refused with the policy's
+    reason (a STOP, a revoked consent, an address marked undeliverable since) or when no sender
+    is configured for it. The worker checks consent again before it sends."""
     now = utcnow()
     async with unit_of_work(sessionmaker, actor) as unit:
         session = unit.session
@@ -236,30 +268,26 @@ async def do_retry_message(
         entry = await session.get(OutboxEntry, message_id, with_for_update=True)
         if entry is None:
             raise MessageNotFound(f"no outbound message {message_id}")
-        if entry.state != DeliveryState.FAILED.value:
-            raise NotRetryable(f"message {message_id} is {entry.state}, not failed")
+        if entry.state not in _RETRYABLE:
+            raise NotRetryable(
+                f"message {message_id} is {entry.state}: only a failed or undelivered one is "
+                "sent again"
+            )
         channel = medium(message.channel).consent
         _carriers(message.text, channel, outreach)
-        purpose = Purpose(entry.purpose)
         reference = f"message:{message_id}"
-        # The failed attempt reached nobody: it no longer counts against the caps (and would
-        # otherwise defer its own retry); the retry is counted when it is due.
+        # The attempt that did not arrive reached nobody: it no longer counts against the caps
+        # (and would otherwise defer its own retry); the retry is counted when it is due.
         await session.execute(delete(ContactMade).where(ContactMade.reference == reference))
-        state = await outreach.contact_state(session, message.customer_id, now)
-        decision = decide(state, purpose, channel, now, rules=outreach.rules)
-        if decision.outcome is Outcome.DENY:
-            raise Refused(decision.reason.value, decision.explanation, decision)
+        decision = await _retry_decision(session, message, entry.purpose, channel, now, outreach)
         due = decision.defer_until if decision.outcome is Outcome.DEFER else None
-        # A staff decision to try again: a new delivery, not a provider's report going back.
-        entry.state, entry.due_at, entry.attempts = DeliveryState.QUEUED.value, due or now, 0
-        entry.error_code = entry.error = entry.claimed_by = None
-        entry.updated_at = now
-        if purpose is Purpose.MARKETING:
+        _restart(session, entry, due or now, actor, now)
+        if entry.purpose == Purpose.MARKETING.value:
             session.add(
                 ContactMade(
                     customer_id=message.customer_id,
                     channel=channel.value,
-                    purpose=purpose.value,
+                    purpose=entry.purpose,
                     reference=reference,
                     at=due or now,
                 )
@@ -272,3 +300,71 @@ async def do_retry_message(
         queued = Queued(message_id, message.channel, due or now, decision.to_json())
     announce()
     return queued
+
+
+async def _retry_decision(
+    session: AsyncSession,
+    message: Message,
+    purpose: str,
+    channel: Channel,
+    now: datetime,
+    outreach: Outreach,
+) -> Decision:
+    """Whether (and when) a message may go again; Refused when it may not.
+
+    A STOP confirmation (purpose `compliance`) asks no policy: the law has it sent whatever
+    consent says, as its first attempt was, and the STOP it confirms must not be what stops it.
+    Anything else asks as a new send would; and as a retry goes to the address the message went
+    to, that address must not be marked undeliverable either (the policy judges the channel,
+    which another address of the customer keeps reachable)."""
+    if purpose == SendPurpose.COMPLIANCE:
+        return _unconditional(channel)
+    wanted = Purpose(purpose)
+    if wanted is Purpose.MARKETING and channel is Channel.EMAIL:
+        _postal_address(outreach)  # as a new send is: no marketing e-mail goes without it
+    state = await outreach.contact_state(session, message.customer_id, now)
+    decision = decide(state, wanted, channel, now, rules=outreach.rules)
+    if decision.outcome is Outcome.DENY:
+        raise Refused(decision.reason.value, decision.explanation, decision)
+    if await is_marked(session, channel, message.address):
+        raise Refused(
+            Reason.UNDELIVERABLE.value,
+            f"{message.address}, where this message went, is marked undeliverable on "
+            f"{channel.value}: send a new message to reach the customer elsewhere",
+        )
+    return decision
+
+
+def _unconditional(channel: Channel) -> Decision:
+    """The decision a keyword's own answer is sent on: allowed, by no rule of the policy."""
+    explanation = "a keyword's own answer (the STOP confirmation) is sent whatever consent says"
+    return Decision(Outcome.ALLOW, channel, Reason.OK, None, explanation, ())
+
+
+def _restart(
+    session: AsyncSession, entry: OutboxEntry, due: datetime, actor: str, now: datetime
+) -> None:
+    """A staff decision to try again: a new delivery, not a provider's report going back.
+
+    The delivery it replaces is kept among the message's attempts (`retried`: how it ended, its
+    error, its provider id, and who started it again). Its provider id leaves the row: reports
+    are matched by provider id, so a late one about the old delivery then matches nothing and
+    changes nothing. Kept, it could move the new delivery (to `undelivered` while a worker sends
+    it, whose new provider id was then never saved). An e-mail is sent again with the same
+    Message-ID (the worker makes it from the message id), so a bounce of the old delivery that
+    arrives after the new send is taken for one of the new."""
+    ended = entry.state if entry.error is None else f"{entry.state}: {entry.error}"
+    session.add(
+        DeliveryAttempt(
+            message_id=entry.message_id,
+            worker=actor[:64],  # who started the new delivery: no worker did
+            outcome=_RETRIED,
+            code=entry.error_code,
+            reason=ended,
+            provider_id=entry.provider_id,
+            at=now,
+        )
+    )
+    entry.state, entry.due_at, entry.attempts = DeliveryState.QUEUED.value, due, 0
+    entry.provider_id = entry.error_code = entry.error = entry.claimed_by = None
+    entry.updated_at = now

@@ -99,6 +99,7 @@ class Outreach:
     default_language: str = "en"
     public_url: str = "http://127.0.0.1:8080"  # where the customer's links point
     secret: bytes = b""  # signs the links (consent.tokens)
+    postal_address: str | None = None  # marketing e-mail's footer; None: none may be sent
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Outreach:
@@ -111,6 +112,7 @@ class Outreach:
             default_language=settings.default_language,
             public_url=settings.external_url.rstrip("/"),
             secret=settings.secret(),
+            postal_address=settings.postal_address,
         )
 
     async def contact_state(

@@ -4,7 +4,8 @@ GET  /api/messages/{id}            states, attempts, provider id, error
 GET  /api/outbox?state=failed      the outbox by state, newest first, a page at a time
                                    (`limit`, 1-200, default 50; `cursor`: the previous page's
                                    `next_cursor`)
-POST /api/messages/{id}/retry      a failed message queued again once the policy allows (202, 409)
+POST /api/messages/{id}/retry      a failed or undelivered message sent again, as a new
+                                   delivery (202, 409)
 POST /api/messages                 {"customer_id", "text", "purpose", "channel"?, "subject"?}
                                    (202, 400, 404, 409)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from channels.base import ChannelName, DeliveryFailed
 from channels.email import SmtpEmail
@@ -18,6 +18,8 @@ from channels.fake import FakeSender
 from consent.models import Undeliverable
 from crm_core.models import Identity
 from crm_core.sqltypes import utcnow
+from dialog.models import Message
+from dialog.outbox import DeliveryState, record_delivery
 from dialog.outbox.models import OutboxEntry
 from sastre.app import create_app
 from sastre.config import Settings
@@ -25,15 +27,19 @@ from sastre.db import SessionMaker
 from sastre.worker import Worker
 from tests.sastre.conftest import Client, ClientFactory
 from tests.sastre.test_api_consent import _customer, _record
+from tests.sastre.test_webhooks_twilio import INBOUND, PUBLIC, TOKEN, post, sms
 from tests.support.smtp_peer import smtp_peer
 
-# What makes SMS and e-mail sendable: a Twilio account and an SMTP server with a From address.
+# What makes SMS and e-mail sendable: a Twilio account and an SMTP server with a From address
+# (and marketing e-mail lawful: the postal address its footer carries).
+POSTAL_ADDRESS = "Tienda SL, Calle Mayor 1, 28013 Madrid, Spain"
 SENDERS: dict[str, Any] = {
     "twilio_account_sid": "AC" + "0" * 32,
     "twilio_auth_token": SecretStr("0" * 32),
     "twilio_from": "+14155550100",
     "smtp_host": "127.0.0.1",
     "email_from": "Tienda <hola@tienda.example>",
+    "postal_address": POSTAL_ADDRESS,
 }
 Auth = Callable[..., dict[str, str]]
 EMAIL_FIXTURES = Path(__file__).parents[1] / "channels" / "fixtures" / "email"
@@ -151,10 +157,12 @@ async def test_a_failed_message_is_listed_and_retried(
     await _worker(sessionmaker, fake, body["due_at"]).drain()
     shown = await (await client.get(f"/api/messages/{body['id']}", headers=auth())).json()
     assert shown["delivery"]["state"] == "sent"
-    assert [a["outcome"] for a in shown["attempts"]] == ["failed", "sent"]
+    # Where the new delivery started, and who started it, stays in the history.
+    assert [a["outcome"] for a in shown["attempts"]] == ["failed", "retried", "sent"]
+    assert shown["attempts"][1]["worker"] == "admin:test-admin"
 
 
-async def test_only_a_failed_message_is_retried(
+async def test_a_message_still_on_its_way_is_not_retried(
     client: Client, auth: Auth, sessionmaker: SessionMaker
 ) -> None:
     customer = await _customer(client, auth)
@@ -303,6 +311,56 @@ async def test_marketing_email_carries_one_click_unsubscribe_that_works(
     consents = await (await client.get(f"/api/customers/{customer}/consent", headers=auth())).json()
     (state,) = [c for c in consents["consents"] if c["purpose"] == "marketing"]
     assert state["status"] == "revoked"
+
+
+async def test_marketing_email_carries_the_postal_address_in_the_customers_language(
+    aiohttp_client: ClientFactory, settings: Settings, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    """CAN-SPAM: commercial mail shows the sender's postal address, in both of its parts."""
+    client = await aiohttp_client(
+        create_app(_anytime(settings, quiet_hours="US=00:00-00:00,ES=00:00-00:00"))
+    )
+    english = await _customer(client, auth)
+    spanish = await _customer(
+        client,
+        auth,
+        external_id="C-2",
+        email="lucia@example.es",
+        phone="+34609281590",
+        language="es",
+    )
+    for customer in (english, spanish):
+        await _record(client, auth, customer)
+        await _record(client, auth, customer, action="confirm")
+        status, body = await _send(
+            client, auth, customer_id=customer, text="Sale!", purpose="marketing", channel="email"
+        )
+        assert status == 202, body
+    sent = await _drain_email(sessionmaker)  # the opt-ins' confirmations too
+    mails = {str(m["To"]): m for m in sent if "Sale!" in str(m.get_body(("plain",)))}
+    for to, line in (
+        ("ana@example.com", f"Sent by Sastre, {POSTAL_ADDRESS}."),
+        ("lucia@example.es", f"Enviado por Sastre, {POSTAL_ADDRESS}."),
+    ):
+        assert line in mails[to].get_body(("plain",)).get_content(), to
+        assert line in mails[to].get_body(("html",)).get_content(), to
+
+
+async def test_marketing_email_without_a_postal_address_is_refused_naming_the_setting(
+    aiohttp_client: ClientFactory, settings: Settings, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    client = await aiohttp_client(create_app(_anytime(settings, postal_address=None)))
+    customer = await _customer(client, auth)
+    await _record(client, auth, customer)
+    await _record(client, auth, customer, action="confirm")
+    sale: dict[str, Any] = {"customer_id": customer, "text": "Sale!", "purpose": "marketing"}
+    for chosen in ({"channel": "email"}, {}):  # asked for, or the policy's choice
+        status, body = await _send(client, auth, **sale, **chosen)
+        assert (status, body["error"]) == (409, "no_postal_address"), body
+        assert "SASTRE_POSTAL_ADDRESS" in body["detail"]["explanation"]
+    async with sessionmaker() as session:  # (the opt-in's confirmation e-mail is service)
+        marketing = select(OutboxEntry).where(OutboxEntry.purpose == "marketing")
+        assert (await session.scalars(marketing)).all() == []
 
 
 async def test_a_service_email_has_no_unsubscribe_headers(
@@ -481,6 +539,119 @@ async def test_a_retry_after_stop_is_refused_with_the_reason(
     assert answer["error"] == "revoked"
     shown = await (await client.get(f"/api/messages/{body['id']}", headers=auth())).json()
     assert shown["delivery"]["state"] == "failed"  # untouched
+
+
+async def _report(
+    sessionmaker: SessionMaker, provider_id: str, state: DeliveryState, code: str | None = None
+) -> bool:
+    """A provider's report on an SMS (a status callback), as the webhook records it."""
+    async with sessionmaker.begin() as session:
+        return await record_delivery(
+            session, channel=ChannelName.SMS, provider_id=provider_id, state=state, code=code
+        )
+
+
+async def _sent_then(
+    client: Client, auth: Auth, sessionmaker: SessionMaker, state: DeliveryState
+) -> tuple[int, FakeSender]:
+    """A service SMS handed to the provider as fake-sms-1, which then reported `state` (30008,
+    Twilio's "unknown error": nothing said about the number)."""
+    customer = await _customer(client, auth)
+    _, body = await _send(
+        client, auth, customer_id=customer, text="hi", purpose="service", channel="sms"
+    )
+    fake = FakeSender()
+    await _worker(sessionmaker, fake, body["due_at"]).drain()
+    assert await _report(sessionmaker, "fake-sms-1", state, "30008")
+    return int(body["id"]), fake
+
+
+async def _retry(client: Client, auth: Auth, message_id: int) -> tuple[int, Any]:
+    response = await client.post(f"/api/messages/{message_id}/retry", headers=auth())
+    return response.status, await response.json()
+
+
+async def _delivery(client: Client, auth: Auth, message_id: int) -> Any:
+    return await (await client.get(f"/api/messages/{message_id}", headers=auth())).json()
+
+
+async def test_an_undelivered_message_is_retried_as_a_new_delivery(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    message_id, fake = await _sent_then(client, auth, sessionmaker, DeliveryState.UNDELIVERED)
+    status, body = await _retry(client, auth, message_id)
+    assert status == 202, body
+    await _worker(sessionmaker, fake, body["due_at"]).drain()
+    shown = await _delivery(client, auth, message_id)
+    assert (shown["delivery"]["state"], shown["delivery"]["provider_id"]) == ("sent", "fake-sms-2")
+    # The first delivery is kept: how it ended, and the provider id it had.
+    assert [(a["outcome"], a["provider_id"], a["code"]) for a in shown["attempts"]] == [
+        ("sent", "fake-sms-1", None),
+        ("retried", "fake-sms-1", "30008"),
+        ("sent", "fake-sms-2", None),
+    ]
+
+
+async def test_a_late_report_on_the_first_delivery_leaves_the_retry_alone(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    message_id, fake = await _sent_then(client, auth, sessionmaker, DeliveryState.FAILED)
+    status, body = await _retry(client, auth, message_id)
+    assert status == 202, body
+    # The carrier's last word on the first send comes after the retry was queued.
+    assert not await _report(sessionmaker, "fake-sms-1", DeliveryState.UNDELIVERED, "30008")
+    assert (await _delivery(client, auth, message_id))["delivery"]["state"] == "queued"
+    await _worker(sessionmaker, fake, body["due_at"]).drain()
+    assert not await _report(sessionmaker, "fake-sms-1", DeliveryState.UNDELIVERED, "30008")
+    assert await _report(sessionmaker, "fake-sms-2", DeliveryState.DELIVERED)
+    shown = await _delivery(client, auth, message_id)
+    assert (shown["delivery"]["state"], shown["delivery"]["provider_id"]) == (
+        "delivered",
+        "fake-sms-2",
+    )
+
+
+@pytest.mark.parametrize("refusal", ["revoked", "undeliverable"])
+async def test_an_undelivered_message_is_still_refused_by_stop_or_a_marked_number(
+    client: Client, auth: Auth, sessionmaker: SessionMaker, refusal: str
+) -> None:
+    message_id, fake = await _sent_then(client, auth, sessionmaker, DeliveryState.UNDELIVERED)
+    customer = (await _delivery(client, auth, message_id))["customer_id"]
+    # Another number: SMS as a channel stays reachable, only the one this message went to is not.
+    async with sessionmaker.begin() as session:
+        session.add(Identity(kind="phone", value="+12125550198", customer_id=customer))
+    if refusal == "revoked":
+        stop = {"channel": "sms", "purpose": "service", "action": "revoke", "source": "keyword"}
+        await _record(client, auth, customer, **stop, evidence={"text": "STOP"})
+    else:
+        await _bounced(sessionmaker, customer, fake.sent[0].message.address)
+    status, body = await _retry(client, auth, message_id)
+    assert (status, body["error"]) == (409, refusal), body
+    assert (await _delivery(client, auth, message_id))["delivery"]["state"] == "undelivered"
+
+
+async def test_a_failed_stop_confirmation_is_sent_again_whatever_the_stop_says(
+    aiohttp_client: ClientFactory, settings: Settings, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    signed = settings.model_copy(
+        update={"public_url": PUBLIC, "twilio_auth_token": SecretStr(TOKEN)}
+    )
+    client = await aiohttp_client(create_app(signed))
+    assert (await post(client, INBOUND, sms("STOP", 1, OptOutType="STOP"))).status == 200
+    async with sessionmaker() as session:
+        (entry,) = (await session.scalars(select(OutboxEntry))).all()
+        confirmation = await session.get(Message, entry.message_id)
+    assert confirmation is not None
+    assert entry.purpose == "compliance"  # sent whatever consent says: it confirms the STOP
+    fake = FakeSender()
+    fake.fail_next(DeliveryFailed("unknown error", retryable=False, code="30008"))
+    await _worker(sessionmaker, fake, entry.due_at.isoformat()).drain()
+    status, body = await _retry(client, auth, entry.message_id)
+    assert status == 202, body
+    assert body["decision"]["outcome"] == "allow"
+    await _worker(sessionmaker, fake, body["due_at"]).drain()
+    assert [r.message.text for r in fake.sent] == [confirmation.text]
+    assert (await _delivery(client, auth, entry.message_id))["delivery"]["state"] == "sent"
 
 
 # --- the outbox a page at a time ------------------------------------------------------------------

@@ -23,6 +23,8 @@ from sastre.config import ConfigError, load_settings
         ({"email_from": "Tienda"}, "SASTRE_EMAIL_FROM"),
         ({"email_trusted_relays": "mx.ok.example, not/a/host"}, "SASTRE_EMAIL_TRUSTED_RELAYS"),
         ({"inbound_email_token": "short"}, "SASTRE_INBOUND_EMAIL_TOKEN"),
+        ({"postal_address": "Calle Mayor 1\x1b[2J"}, "SASTRE_POSTAL_ADDRESS"),
+        ({"postal_address": "Calle Mayor " + "1" * 300}, "SASTRE_POSTAL_ADDRESS"),
         ({"smtp_host": "smtp.example.com"}, "SASTRE_EMAIL_FROM is required"),
         # A login needs both halves, and a server to log in to.
         (
@@ -43,6 +45,20 @@ def test_a_wrong_value_names_its_variable(overrides: dict[str, str], named: str)
     with pytest.raises(ConfigError) as raised:
         load_settings(_env_file=None, **overrides)
     assert named in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ("  Tienda SL, Calle Mayor 1, 28013 Madrid  ", "Tienda SL, Calle Mayor 1, 28013 Madrid"),
+        # Written on several lines (a quoted value in .env): one line in the e-mail's footer.
+        ("Tienda SL\n  Calle Mayor 1\n\n28013  Madrid\n", "Tienda SL, Calle Mayor 1, 28013 Madrid"),
+        ("   ", None),  # unset: marketing e-mail is refused, saying so
+    ],
+)
+def test_the_postal_address_is_one_line_or_unset(written: str, kept: str | None) -> None:
+    assert load_settings(_env_file=None, postal_address=written).postal_address == kept
+    assert load_settings(_env_file=None).postal_address is None
 
 
 def test_the_inbound_token_is_never_shown() -> None:

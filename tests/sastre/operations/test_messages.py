@@ -19,7 +19,7 @@ from dialog.models import Conversation, Message
 from dialog.outbox.models import OutboxEntry
 from sastre.config import Settings
 from sastre.db import SessionMaker
-from sastre.operations.messages import Queued, do_retry_message, do_send_message
+from sastre.operations.messages import Queued, Refused, do_retry_message, do_send_message
 from sastre.operations.outreach import Outreach
 from tests.sastre.conftest import Client
 from tests.sastre.test_api_consent import _customer, _record
@@ -104,6 +104,24 @@ async def test_failed_marketing_retried_at_once_passes_the_daily_cap_once(
     )
     assert Counter(r.decision["outcome"] for r in retried) == {"allow": 1, "defer": AT_ONCE - 1}
     assert await _made_soon(sessionmaker, customer) == 1
+
+
+async def test_a_marketing_email_is_not_retried_without_a_postal_address(
+    client: Client, auth: Auth, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """Queued while the address was set, retried after it was taken away: refused, as a new
+    send would be, naming the setting."""
+    customer = await _customer(client, auth)
+    await _record(client, auth, customer)
+    await _record(client, auth, customer, action="confirm")
+    [queued, *_] = await _at_once(settings, sessionmaker, customer, Purpose.MARKETING)
+    async with sessionmaker.begin() as session:
+        await session.execute(update(OutboxEntry).values(state="failed"))
+    unlawful = Outreach.from_settings(settings.model_copy(update={"postal_address": None}))
+    with pytest.raises(Refused) as refused:
+        await do_retry_message(sessionmaker, queued.message_id, actor="test", outreach=unlawful)
+    assert refused.value.reason == "no_postal_address"
+    assert "SASTRE_POSTAL_ADDRESS" in refused.value.explanation
 
 
 async def test_sends_at_once_to_a_customer_without_a_conversation_open_one(
