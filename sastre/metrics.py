@@ -37,7 +37,9 @@ class Metrics:
         self.outbox = OutboxGauges(self.registry)
         self.outbox_sends = Gauge(
             "sastre_outbox_sends",
-            "Calls to providers recorded, by channel and outcome (sent, retry, failed, ...)",
+            "Delivery attempts recorded, by channel and outcome: calls to providers (sent, "
+            "retry, failed), calls a crash cut short (interrupted), sends refused at the claim "
+            "(revoked) and deliveries staff started again (retried)",
             ["channel", "outcome"],
             registry=self.registry,
         )

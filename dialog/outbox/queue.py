@@ -6,7 +6,15 @@ so workers never wait on each other nor take the same row; SQLite's `BEGIN IMMED
 the claims), consent read again for them, and the rows marked `sending` under the worker's lease
 before any provider is called. So after a crash, a `sending` row whose lease ran out is one whose
 call may have happened: it is sent again (the honest at-least-once), and recorded as
-`interrupted`. A row the rate limit holds back is not marked at all.
+`interrupted` by the claim that takes it out of the dead worker's hands.
+
+A row the rate limit holds back is not touched: it keeps its `due_at`, its place in line, and the
+claims leave its channel out until the limit has room (`_full`), so a channel's messages leave in
+the order they became due.
+
+A result settles only the claim that made it (the worker, and the lease that claim set): one that
+comes after its lease ran out and another claim took the row over is recorded, as every call is,
+and moves nothing, except a `sent` (see `_moves`).
 
 A provider's report can outrun the worker: Twilio may call back before the worker has committed
 `sent` with the provider id. A report for an id not saved yet is parked (`delivery_reports`)
@@ -144,6 +152,11 @@ class Claimed:
     options: dict[str, Any]
     attempts: int  # calls made for it, this one included
     interrupted: bool  # a dead worker's call was in flight: this is a re-send
+    # When this claim's lease runs out. With the worker's name, it tells this claim from every
+    # other claim of the row: the row is claimed again only once this lease has run out, so
+    # any later claim sets a later one (`attempts` would not do: staff retrying a failed
+    # message start it again at 0).
+    lease_until: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -234,7 +247,8 @@ _START = (
     )
 )
 # A row nobody holds is `queued` (with the time it is due), whatever it went through before:
-# `sending` means a worker holds it and a call may be in flight (see states.py).
+# `sending` means a worker holds it and a call may be in flight (see states.py). For the rows a
+# stopping worker gives back (`release`).
 _HOLD = (
     update(outbox_table)
     .where(_o.message_id == bindparam("id"), text(PENDING_ONLY))
@@ -254,11 +268,52 @@ _REVOKED = select(
 # Well under SQLite's limit of bound parameters in one statement.
 _IDS_PER_STATEMENT = 1_000
 
-# Which of these rows may go now (None), and which wait until when: the rate limits.
+# Which of these rows may go now (None), and which not before when: the rate limits.
 Admit = Callable[[Sequence["Claimed"]], Awaitable[list[tuple["Claimed", datetime | None]]]]
 
+# --- the rate limits' holds ----------------------------------------------------------------------
 
-def _claimed(row: Any) -> Claimed:
+# Until when each channel's rate limit has no room, by database, as the claims of this process
+# last heard it from their `admit`. A row the limit holds back is left as it is: its `due_at` is
+# its place in line (moved to when the window has room, it went behind every row queued
+# meanwhile, for good at a steady arrival rate). Until then the claims leave the channel out
+# (its rows would fill each claim only to be held again, ahead of the other channels' rows) and
+# so does `next_due` (its rows are due all along: an idle worker would look every few
+# milliseconds). The price: meanwhile, a claim on the other channels walks past that channel's
+# due rows in `ix_outbox_due` (which has no channel), a read bounded by its backlog, where moving
+# them rewrote the whole backlog at each opening of the window. Kept for the process rather
+# than by each worker: a process's workers share the limits (sastre.worker.rates), and
+# `next_due` has no worker to ask. Only a hint: a channel is left out until a time its limiter
+# gave, and the claims ask the limiter before any send.
+_full: dict[str, dict[str, datetime]] = {}
+
+# On PostgreSQL, claims under rate limits take turns (SQLite's are serial already): two at once
+# would lock different rows of a channel (SKIP LOCKED), and whichever asked the limiter first
+# would send its later row before the other's earlier one, at every opening of the window.
+# They are short, and the rates, not the claims, bound what such workers send.
+_RATED_CLAIMS = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended('sastre:outbox:rated-claims', 0))"
+)
+
+
+def _database(session: AsyncSession) -> str:
+    return str(session.get_bind().engine.url)
+
+
+def _closed(session: AsyncSession, now: datetime) -> dict[str, datetime]:
+    """The channels whose rate limit has no room at `now`: until when."""
+    full = _full.get(_database(session), {})
+    return {channel: until for channel, until in full.items() if until > now}
+
+
+def _close(session: AsyncSession, until: dict[str, datetime], now: datetime) -> None:
+    full = _full.setdefault(_database(session), {})
+    for channel in [c for c, t in full.items() if t <= now]:
+        del full[channel]
+    full.update(until)
+
+
+def _claimed(row: Any, lease_until: datetime) -> Claimed:
     return Claimed(
         message_id=row.message_id,
         customer_id=row.customer_id,
@@ -269,6 +324,7 @@ def _claimed(row: Any) -> Claimed:
         options=row.options or {},
         attempts=row.attempts + 1,
         interrupted=row.state == DeliveryState.SENDING.value and row.claimed_by is not None,
+        lease_until=lease_until,
     )
 
 
@@ -291,15 +347,45 @@ async def claim(
 
     In the same transaction, rows whose customer revoked consent on that channel since they
     were queued are failed (`revoked`), not sent (a keyword's own answer, the STOP
-    confirmation, is sent all the same); `admit` (the rate limits) may hold rows back until a
-    time, leaving them queued."""
+    confirmation, is sent all the same); `admit` (the rate limits) may hold rows back: they are
+    left as they are, and their channel out of the claims until the limit has room."""
     now = now or utcnow()
+    if admit is not None:
+        closed = _closed(session, now)
+        channels = [c for c in channels if c.value not in closed]
+        if not channels:
+            return []  # nothing may go yet: not even a transaction
     dialect = session.get_bind().dialect.name
+    if admit is not None and dialect == "postgresql":
+        await session.execute(_RATED_CLAIMS)
     params = {"now": now, "limit": limit, "channels": [c.value for c in channels]}
     rows = (await session.execute(_DUE[dialect], params)).all()
     if not rows:
         return []
-    picked = [_claimed(row) for row in rows]
+    lease_until = now + lease
+    refused, sending = await _consented(session, [_claimed(row, lease_until) for row in rows])
+    if admit is not None and sending:
+        sending = await _admitted(session, admit, sending, now)
+    for start in range(0, len(sending), _IDS_PER_STATEMENT):
+        ids = [c.message_id for c in sending[start : start + _IDS_PER_STATEMENT]]
+        await session.execute(
+            _START, {"ids": ids, "worker": worker, "lease_until": lease_until, "now": now}
+        )
+    # Every row taken from a dead worker's hands, to send or to refuse: its call is recorded
+    # now, once. A row held back stays in those hands until a claim takes it (and should that
+    # worker only have been slow, its result still settles the row: no call counted twice).
+    taken = [*sending, *(r.claimed for r in refused)]
+    await _record_interrupted(session, [c for c in taken if c.interrupted], worker, now)
+    if refused:  # this claim holds them: they move whoever claimed them before
+        await _record(session, refused, [True] * len(refused), worker=worker, now=now)
+    return sending
+
+
+async def _consented(
+    session: AsyncSession, picked: list[Claimed]
+) -> tuple[list[Result], list[Claimed]]:
+    """The rows whose customer revoked consent since they were queued (as failed results), and
+    the others."""
     checked = [c for c in picked if c.purpose != Purpose.COMPLIANCE]
     revoked: set[tuple[int, str, str]] = set()
     if checked:
@@ -317,27 +403,31 @@ async def claim(
             refused.append(Result(c, "failed", code="revoked", reason="revoked"))
         else:
             sending.append(c)
-    held: list[dict[str, Any]] = []
-    if admit is not None and sending:
-        admitted: list[Claimed] = []
-        for c, later in await admit(sending):
-            if later is None:
-                admitted.append(c)
-            else:
-                held.append({"id": c.message_id, "at": later})
-        sending = admitted
-    if held:
-        await session.execute(_HOLD, held)
-    lease_until = now + lease
-    for start in range(0, len(sending), _IDS_PER_STATEMENT):
-        ids = [c.message_id for c in sending[start : start + _IDS_PER_STATEMENT]]
-        await session.execute(
-            _START, {"ids": ids, "worker": worker, "lease_until": lease_until, "now": now}
-        )
-    if refused:
-        await settle(session, refused, worker=worker, now=now)
-    interrupted = [c for c in sending if c.interrupted]
-    if interrupted:
+    return refused, sending
+
+
+async def _admitted(
+    session: AsyncSession, admit: Admit, rows: list[Claimed], now: datetime
+) -> list[Claimed]:
+    """The rows the rate limits let go now. The others are left as they are, in their place
+    in line; their channels are left out of the claims until the limit has room."""
+    admitted: list[Claimed] = []
+    full: dict[str, datetime] = {}
+    for c, later in await admit(rows):
+        if later is None:
+            admitted.append(c)
+        else:
+            channel = c.channel.value
+            full[channel] = min(later, full.get(channel, later))
+    if full:
+        _close(session, full, now)
+    return admitted
+
+
+async def _record_interrupted(
+    session: AsyncSession, rows: Sequence[Claimed], worker: str, now: datetime
+) -> None:
+    if rows:
         await session.execute(
             insert(delivery_attempts_table),
             [
@@ -350,10 +440,9 @@ async def claim(
                     "provider_id": None,
                     "at": now,
                 }
-                for c in interrupted
+                for c in rows
             ],
         )
-    return sending
 
 
 async def release(session: AsyncSession, ids: Sequence[int], at: datetime) -> None:
@@ -452,17 +541,96 @@ def _timeline(
     }
 
 
+# Each row of a batch as it stands, in one statement; on PostgreSQL locked until the commit, in
+# id order (two settling workers, one of them late, may share rows), so that what `_moves`
+# decides from it stays true until the statements below apply it.
+_ROWS = (
+    select(_o.message_id, _o.state, _o.claimed_by, _o.due_at)
+    .where(_o.message_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_o.message_id)
+)
+_LOCKED_ROWS = _ROWS.with_for_update()
+_PENDING_STATES = frozenset(s.value for s in PENDING)
+_AFTER = {
+    "sent": DeliveryState.SENT.value,
+    "retry": DeliveryState.QUEUED.value,
+    "failed": DeliveryState.FAILED.value,
+}
+# Said on the attempt of a result that moved nothing.
+_STALE = (
+    "recorded only: its claim no longer held the message (taken over once its lease ran out, "
+    "or sent by another call)"
+)
+
+
+async def _rows(session: AsyncSession, ids: Sequence[int]) -> dict[int, Any]:
+    query = _LOCKED_ROWS if session.get_bind().dialect.name == "postgresql" else _ROWS
+    ordered = sorted(set(ids))
+    found: dict[int, Any] = {}
+    for start in range(0, len(ordered), _IDS_PER_STATEMENT):
+        chunk = ordered[start : start + _IDS_PER_STATEMENT]
+        for row in await session.execute(query, {"ids": chunk}):
+            found[row.message_id] = row
+    return found
+
+
+def _moves(results: Sequence[Result], rows: dict[int, Any], worker: str) -> list[bool]:
+    """Which results move their row. A `retry` or a `failed` only while the claim that made
+    the call still holds the row: `sending` under this worker and that claim's lease. One whose
+    lease ran out before it came, and whose row another claim took over (another worker's, or
+    this worker's again), would otherwise give back or end a row whose new call is in flight
+    (and a third worker would send it while the second's call is out).
+
+    A `sent` moves any row still pending, whoever holds it: the provider has the message, so
+    it is sent, and its provider id is what the delivery reports will name. Left to the claim
+    that took it over, a `retry` from that one would queue it a third time, and a `failed`
+    would say it never went. The call that claim made cannot be called back (at-least-once); its
+    result finds the row sent and moves nothing. A row already sent or failed stays so."""
+    states = {id_: (row.state, row.claimed_by, row.due_at) for id_, row in rows.items()}
+    moves: list[bool] = []
+    for result in results:
+        id_ = result.claimed.message_id
+        state, claimed_by, due_at = states.get(id_, (None, None, None))
+        if result.outcome == "sent":
+            moved = state in _PENDING_STATES
+        else:
+            moved = (
+                state == DeliveryState.SENDING.value
+                and claimed_by == worker
+                and due_at == result.claimed.lease_until
+            )
+        if moved:  # two results for one row in a batch: the second sees what the first did
+            states[id_] = (_AFTER[result.outcome], None, due_at)
+        moves.append(moved)
+    return moves
+
+
 async def settle(
     session: AsyncSession, results: Sequence[Result], *, worker: str, now: datetime | None = None
 ) -> None:
-    """The batch's outcomes: a statement per kind, every attempt recorded, and the state
-    changes (`sent`, `failed`) on the customers' timelines."""
+    """The batch's outcomes, each applied only by the claim that made it (`_moves`); every
+    attempt recorded, and the state changes (`sent`, `failed`) on the customers' timelines."""
     if not results:
         return
-    now = now or utcnow()
+    rows = await _rows(session, [r.claimed.message_id for r in results])
+    moves = _moves(results, rows, worker)
+    await _record(session, results, moves, worker=worker, now=now or utcnow())
+
+
+async def _record(
+    session: AsyncSession,
+    results: Sequence[Result],
+    moves: Sequence[bool],
+    *,
+    worker: str,
+    now: datetime,
+) -> None:
+    """A statement per kind for the results that move their row; every attempt recorded (one
+    that moved nothing says so), and the rows moved to `sent` or `failed` on the timelines."""
     by: dict[str, list[Result]] = {"sent": [], "retry": [], "failed": []}
-    for result in results:
-        by[result.outcome].append(result)
+    for result, moved in zip(results, moves, strict=True):
+        if moved:
+            by[result.outcome].append(result)
     if by["sent"] and session.get_bind().dialect.name == "postgresql":
         await session.execute(
             _SENT_PG,
@@ -500,9 +668,30 @@ async def settle(
                 for r in by["failed"]
             ],
         )
-    postgresql = session.get_bind().dialect.name == "postgresql"
+    await _record_attempts(session, results, moves, worker=worker, now=now)
+    ended = [r for r, m in zip(results, moves, strict=True) if m and r.outcome != "retry"]
+    await _record_timeline(session, ended, now)
+    # Reports that outran this commit (a status callback before the id was saved) go after
+    # the `sent` entry, in the order the provider sent them.
+    saved = [(r.claimed.channel.value, r.provider_id) for r in by["sent"] if r.provider_id]
+    if saved:
+        await _apply_parked(session, saved, now)
+
+
+async def _record_attempts(
+    session: AsyncSession,
+    results: Sequence[Result],
+    moves: Sequence[bool],
+    *,
+    worker: str,
+    now: datetime,
+) -> None:
     outcomes = ["revoked" if r.code == "revoked" else r.outcome for r in results]
-    if postgresql:
+    reasons = [
+        r.reason if moved else _STALE if r.reason is None else f"{r.reason} ({_STALE})"
+        for r, moved in zip(results, moves, strict=True)
+    ]
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(
             _ATTEMPTS_PG,
             {
@@ -511,26 +700,29 @@ async def settle(
                 "ids": [r.claimed.message_id for r in results],
                 "outcomes": outcomes,
                 "codes": [r.code for r in results],
-                "reasons": [r.reason for r in results],
+                "reasons": reasons,
                 "pids": [r.provider_id for r in results],
             },
         )
-    else:
-        await session.execute(
-            insert(delivery_attempts_table),
-            [
-                {
-                    "message_id": r.claimed.message_id,
-                    "worker": worker,
-                    "outcome": outcome,
-                    "code": r.code,
-                    "reason": r.reason,
-                    "provider_id": r.provider_id,
-                    "at": now,
-                }
-                for r, outcome in zip(results, outcomes, strict=True)
-            ],
-        )
+        return
+    await session.execute(
+        insert(delivery_attempts_table),
+        [
+            {
+                "message_id": r.claimed.message_id,
+                "worker": worker,
+                "outcome": outcome,
+                "code": r.code,
+                "reason": reason,
+                "provider_id": r.provider_id,
+                "at": now,
+            }
+            for r, outcome, reason in zip(results, outcomes, reasons, strict=True)
+        ],
+    )
+
+
+async def _record_timeline(session: AsyncSession, results: Sequence[Result], now: datetime) -> None:
     timeline = [
         _timeline(
             r.claimed.customer_id,
@@ -542,9 +734,8 @@ async def settle(
             reason=r.reason,
         )
         for r in results
-        if r.outcome != "retry"
     ]
-    if timeline and postgresql:
+    if timeline and session.get_bind().dialect.name == "postgresql":
         await session.execute(
             _TIMELINE_PG,
             {
@@ -559,11 +750,6 @@ async def settle(
         )
     elif timeline:
         await session.execute(insert(interactions_table), timeline)
-    # Reports that outran this commit (a status callback before the id was saved) go after
-    # the `sent` entry, in the order the provider sent them.
-    saved = [(r.claimed.channel.value, r.provider_id) for r in by["sent"] if r.provider_id]
-    if saved:
-        await _apply_parked(session, saved, now)
 
 
 # --- the providers' reports ---------------------------------------------------------------------
@@ -740,12 +926,21 @@ async def _apply_parked(
 
 
 async def next_due(session: AsyncSession, channels: Sequence[ChannelName]) -> datetime | None:
-    """When the soonest pending row on these channels is due (a read: no lock taken)."""
-    names = [c.value for c in channels]
+    """When a worker on these channels has something to do: the soonest pending row on a
+    channel whose rate limit has room, or when a full one has room again (its rows are due all
+    along, `_full`). A read: no lock taken."""
+    closed = _closed(session, utcnow())
+    names = [c.value for c in channels if c.value not in closed]
+    soonest = [closed[c.value] for c in channels if c.value in closed]
+    due = await _soonest_due(session, names) if names else None
+    return min([*soonest, due] if due is not None else soonest, default=None)
+
+
+async def _soonest_due(session: AsyncSession, channels: list[str]) -> datetime | None:
     if session.get_bind().dialect.name == "sqlite":
-        query: Any = _SQLITE_NEXT_DUE.bindparams(channels=names)
+        query: Any = _SQLITE_NEXT_DUE.bindparams(channels=channels)
     else:
-        query = select(func.min(_o.due_at)).where(_PENDING_ROW, _o.channel.in_(names))
+        query = select(func.min(_o.due_at)).where(_PENDING_ROW, _o.channel.in_(channels))
     due: datetime | None = await session.scalar(query)
     return due
 

@@ -1,7 +1,9 @@
 """Messages per second per channel, held across every worker of a process, and across processes
 when Redis is configured (the `limits` library's moving window; its Redis storage is shared).
 
-A row the limit holds back is not claimed: it stays queued, due again when the window has room.
+A row the limit holds back is not claimed, nor touched: it keeps its place in line, and the
+claims leave its channel out until the window has room (`dialog.outbox.queue`), so a channel's
+messages go in the order they became due.
 
 Redis unreachable does not stop the sends: each process limits its own, in memory, until Redis
 answers again (tried every couple of seconds), saying so once each way (`outage`). With several
@@ -66,7 +68,7 @@ def _item(per_second: float) -> RateLimitItem:
 
 
 class ChannelRates:
-    """The `admit` of a claim: which rows may go now, and when the others may try again."""
+    """The `admit` of a claim: which rows may go now, and when their channel has room again."""
 
     def __init__(
         self, rates: Mapping[ChannelName, float], storage: Storage, *, namespace: str = NAMESPACE
