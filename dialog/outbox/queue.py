@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -56,6 +56,7 @@ __all__ = [
     "Admit",
     "Claimed",
     "Result",
+    "Wait",
     "announce",
     "attempts_by_outcome",
     "claim",
@@ -270,6 +271,11 @@ _IDS_PER_STATEMENT = 1_000
 
 # Which of these rows may go now (None), and which not before when: the rate limits.
 Admit = Callable[[Sequence["Claimed"]], Awaitable[list[tuple["Claimed", datetime | None]]]]
+# Which of these rows must wait for the recipient's contact hours, by message id: until when
+# (None: never). The quiet hours, asked again at the send (sastre.worker.quiet_hours).
+Wait = Callable[
+    [AsyncSession, Sequence["Claimed"], datetime], Awaitable[Mapping[int, datetime | None]]
+]
 
 # --- the rate limits' holds ----------------------------------------------------------------------
 
@@ -341,14 +347,17 @@ async def claim(
     lease: timedelta,
     now: datetime | None = None,
     admit: Admit | None = None,
+    wait: Wait | None = None,
 ) -> list[Claimed]:
     """Take up to `limit` due rows on `channels` (those it can send) for `worker` and mark
     them `sending` under a lease; return those to send now.
 
     In the same transaction, rows whose customer revoked consent on that channel since they
     were queued are failed (`revoked`), not sent (a keyword's own answer, the STOP
-    confirmation, is sent all the same); `admit` (the rate limits) may hold rows back: they are
-    left as they are, and their channel out of the claims until the limit has room."""
+    confirmation, is sent all the same); `wait` (the quiet hours) may queue rows again for when
+    they may go, or fail those that never may (`quiet_hours`); `admit` (the rate limits) may
+    hold rows back: they are left as they are, and their channel out of the claims until the
+    limit has room."""
     now = now or utcnow()
     if admit is not None:
         closed = _closed(session, now)
@@ -364,6 +373,10 @@ async def claim(
         return []
     lease_until = now + lease
     refused, sending = await _consented(session, [_claimed(row, lease_until) for row in rows])
+    later: list[Claimed] = []
+    if wait is not None and sending:
+        sending, later, never = await _timed(session, wait, sending, now)
+        refused += never
     if admit is not None and sending:
         sending = await _admitted(session, admit, sending, now)
     for start in range(0, len(sending), _IDS_PER_STATEMENT):
@@ -374,7 +387,7 @@ async def claim(
     # Every row taken from a dead worker's hands, to send or to refuse: its call is recorded
     # now, once. A row held back stays in those hands until a claim takes it (and should that
     # worker only have been slow, its result still settles the row: no call counted twice).
-    taken = [*sending, *(r.claimed for r in refused)]
+    taken = [*sending, *later, *(r.claimed for r in refused)]
     await _record_interrupted(session, [c for c in taken if c.interrupted], worker, now)
     if refused:  # this claim holds them: they move whoever claimed them before
         await _record(session, refused, [True] * len(refused), worker=worker, now=now)
@@ -404,6 +417,34 @@ async def _consented(
         else:
             sending.append(c)
     return refused, sending
+
+
+async def _timed(
+    session: AsyncSession, wait: Wait, rows: list[Claimed], now: datetime
+) -> tuple[list[Claimed], list[Claimed], list[Result]]:
+    """The rows that may go now; those queued again, due when they may (`_HOLD`: nobody holds
+    them); and those that never may, as failed results."""
+    waiting = await wait(session, rows, now)
+    if not waiting:
+        return rows, [], []
+    may: list[Claimed] = []
+    later: list[Claimed] = []
+    held: list[dict[str, Any]] = []
+    never: list[Result] = []
+    for c in rows:
+        if c.message_id not in waiting:
+            may.append(c)
+        elif (opening := waiting[c.message_id]) is None:
+            never.append(Result(c, "failed", code="quiet_hours", reason=_NEVER_OPENS))
+        else:
+            later.append(c)
+            held.append({"id": c.message_id, "at": opening})
+    if held:
+        await session.execute(_HOLD, held)
+    return may, later, never
+
+
+_NEVER_OPENS = "the customer's contact window never meets the contact hours where they are"
 
 
 async def _admitted(

@@ -32,7 +32,7 @@ from typing import Any
 
 from channels.base import ChannelName, DeliveryFailed, OutboundMessage, Sender
 from crm_core.sqltypes import utcnow
-from dialog.outbox import Admit, Claimed, Result, claim, next_due, settle
+from dialog.outbox import Admit, Claimed, Result, Wait, claim, next_due, settle
 from sastre.db import SessionMaker
 from sastre.operations.unit import Unit, unit_of_work
 from sastre.worker.backoff import RetryPolicy, next_attempt
@@ -79,6 +79,7 @@ class Worker:
         lease: timedelta = timedelta(seconds=60),
         policy: RetryPolicy = DEFAULT_POLICY,
         admit: Admit | None = None,
+        wait: Wait | None = None,
         poll: float = 0.05,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], datetime] = utcnow,
@@ -93,6 +94,7 @@ class Worker:
         self._lease = lease
         self._policy = policy
         self._admit = admit
+        self._wait = wait
         self._poll = poll
         self._jitter = jitter
         self._clock = clock
@@ -114,6 +116,7 @@ class Worker:
                 lease=self._lease,
                 now=self._clock(),
                 admit=self._admit,
+                wait=self._wait,
             )
 
     async def round(self) -> int:

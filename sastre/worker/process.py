@@ -30,6 +30,7 @@ from sastre.db import SessionMaker, create_engine, reader_for, sessionmaker_for
 from sastre.worker.backoff import RetryPolicy
 from sastre.worker.loop import Worker
 from sastre.worker.outage import REDIS_ERRORS, Outage
+from sastre.worker.quiet_hours import QuietHours
 from sastre.worker.rates import REDIS_TIMEOUT, ChannelRates, storage_for
 from sastre.worker.wake_pipe import WakePipe, hear_pipe
 
@@ -181,6 +182,7 @@ async def run_worker(
             settings.retry_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds
         ),
         admit=rates if rates.limited else None,
+        wait=QuietHours(settings.default_timezone, settings.quiet_hour_overrides),
         poll=1.0 if settings.redis_url else POLL,
         on_failure=failure_hooks(settings),
     )
