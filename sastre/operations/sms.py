@@ -5,8 +5,10 @@ A status callback moves the message's delivery state forward only (`dialog.outbo
 arrive out of order, twice, late). Its error code may say more than "this message failed":
 21610 means the number sent STOP to Twilio itself, so SMS consent is revoked in our ledger too
 (source `provider`: Twilio blocks the number already, and what we record must agree with what
-will happen); 30003/30005/30006 mean the number cannot receive SMS, and the contact policy stops
-choosing that channel for it (`consent.models.Undeliverable`). A message *delivered* to a
+will happen), unless the refused message went before the customer's latest START (a late
+callback about an old send is history, audited as `sms.opt_out_report_stale`);
+30003/30005/30006 mean the number cannot receive SMS, and the contact policy stops choosing that
+channel for it (`consent.models.Undeliverable`). A message *delivered* to a
 number clears its mark: the number receives SMS again (30003, "unreachable handset", is often a
 phone switched off for a while; the customer writing to us again and getting our answer is the
 usual way back). All of it in one transaction, audited as the provider; the number's customer is
@@ -20,22 +22,24 @@ Twilio may say the same when it refuses a send (21610 at the API): the worker's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName
 from channels.sms import OPTED_OUT_CODES, UNDELIVERABLE_CODES
 from channels.sms_webhooks import DeliveryReport
 from consent.ledger import record_consent
-from consent.models import Undeliverable
+from consent.models import ConsentEvent, Undeliverable
 from consent.replies import service_revoked
 from consent.types import Action, Channel, Purpose, Source
 from crm_core.customers import CustomerNotFound, find_customer
 from crm_core.identities import InvalidIdentity, normalise
 from crm_core.models import IdentityKind
 from crm_core.sqltypes import utcnow
-from dialog.outbox import DeliveryState, Result, record_delivery
+from dialog.outbox import DeliveryAttempt, DeliveryState, OutboxEntry, Result, record_delivery
 from sastre.db import SessionMaker
 from sastre.operations.deliverability import lift_marks
 from sastre.operations.unit import Unit, unit_of_work
@@ -73,8 +77,14 @@ async def do_record_sms_status(
             reason=report.reason,
         )
         evidence = {"message_sid": report.provider_id, "status": report.state}
+        sent_at = await _sent_at(unit.session, report.provider_id) if report.code else None
         revoked, undeliverable = await apply_sms_error(
-            unit, address=report.address, code=report.code, region=region, evidence=evidence
+            unit,
+            address=report.address,
+            code=report.code,
+            region=region,
+            evidence=evidence,
+            sent_at=sent_at,
         )
         deliverable = False
         if report.state == DeliveryState.DELIVERED.value:
@@ -97,11 +107,20 @@ async def settle_sms_refusal(unit: Unit, result: Result, *, region: str) -> None
 
 
 async def apply_sms_error(
-    unit: Unit, *, address: str, code: str | None, region: str, evidence: dict[str, Any]
+    unit: Unit,
+    *,
+    address: str,
+    code: str | None,
+    region: str,
+    evidence: dict[str, Any],
+    sent_at: datetime | None = None,
 ) -> tuple[bool, bool]:
     """What an SMS error code says about the number, recorded in the unit's transaction:
     (consent revoked now, marked undeliverable now). Nothing for other codes, for a number no
-    customer holds, or for what is recorded already (a repeated callback adds nothing)."""
+    customer holds, or for what is recorded already (a repeated callback adds nothing).
+
+    `sent_at`, when the refused message went: an opt-out error about a message sent before the
+    customer opted in again (START since) is history, not a new STOP (a late callback)."""
     if code not in OPTED_OUT_CODES and code not in UNDELIVERABLE_CODES:
         return False, False
     session = unit.session
@@ -112,6 +131,9 @@ async def apply_sms_error(
     proof = {**evidence, "error_code": code, "address": address}
     if code in OPTED_OUT_CODES:
         if await service_revoked(session, customer.id, Channel.SMS):
+            return False, False
+        if sent_at is not None and await _opted_in_since(session, customer.id, sent_at):
+            unit.audit("sms.opt_out_report_stale", customer.id, proof)
             return False, False
         for purpose in (Purpose.SERVICE, Purpose.MARKETING):
             await record_consent(
@@ -128,6 +150,38 @@ async def apply_sms_error(
         return True, False
     number = _stored_number(address, region)
     return False, await _mark_undeliverable(unit, session, customer.id, number, code, proof)
+
+
+async def _opted_in_since(session: AsyncSession, customer_id: int, moment: datetime) -> bool:
+    """Whether SMS service consent was given (START) after `moment`."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    ConsentEvent.customer_id == customer_id,
+                    ConsentEvent.channel == Channel.SMS.value,
+                    ConsentEvent.purpose == Purpose.SERVICE.value,
+                    ConsentEvent.action.in_((Action.GRANT.value, Action.CONFIRM.value)),
+                    ConsentEvent.occurred_at > moment,
+                )
+            )
+        )
+    )
+
+
+async def _sent_at(session: AsyncSession, provider_id: str) -> datetime | None:
+    """When the message Twilio names went out (its attempt that Twilio took), if it is ours."""
+    # Through the outbox's index on the provider id, then the message's own attempts.
+    when: datetime | None = await session.scalar(
+        select(func.max(DeliveryAttempt.at))
+        .join(OutboxEntry, OutboxEntry.message_id == DeliveryAttempt.message_id)
+        .where(
+            OutboxEntry.channel == ChannelName.SMS.value,
+            OutboxEntry.provider_id == provider_id,
+            DeliveryAttempt.provider_id == provider_id,
+        )
+    )
+    return when
 
 
 def _stored_number(address: str, region: str) -> str:

@@ -4,6 +4,7 @@ keywords, and status callbacks moving delivery state forward only (on SQLite and
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,7 +24,7 @@ from crm_core.customers import find_customer, resolve
 from crm_core.models import AuditEntry, Customer, IdentityKind
 from crm_core.sqltypes import utcnow
 from dialog.models import Direction, Message
-from dialog.outbox import DeliveryState, OutboxEntry
+from dialog.outbox import DeliveryAttempt, DeliveryState, OutboxEntry
 from sastre.app import create_app
 from sastre.config import Settings
 from sastre.db import SessionMaker
@@ -310,6 +311,36 @@ async def test_error_21610_fails_the_message_and_revokes_sms_consent_from_the_pr
         )
     assert sorted(e.purpose for e in events) == ["marketing", "service"]
     assert {e.action for e in events} == {"revoke"}
+
+
+async def test_a_late_21610_about_a_message_sent_before_start_revokes_nothing(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    async with sessionmaker.begin() as session:  # the worker's record of that send
+        session.add(
+            DeliveryAttempt(
+                message_id=message_id,
+                worker="w",
+                outcome="sent",
+                provider_id=SENT_SID,
+                at=utcnow() - timedelta(minutes=5),
+            )
+        )
+    # STOP, then START: Twilio unblocks the number, then calls back about the old send.
+    assert (await post(twilio_client, INBOUND, sms("STOP", 901))).status == 200
+    assert (await post(twilio_client, INBOUND, sms("START", 902))).status == 200
+    assert (await post(twilio_client, STATUS, fixture("status_failed_21610.txt"))).status == 200
+    assert await state_of(sessionmaker, message_id) == ("failed", "21610")
+    async with sessionmaker() as session:
+        customer = await find_customer(session, "phone", CUSTOMER, "US")
+        assert not await service_revoked(session, customer.id, Channel.SMS)
+        stale = await session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "sms.opt_out_report_stale")
+        )
+    assert stale == 1
 
 
 async def test_error_30003_marks_the_number_undeliverable_for_the_contact_policy(
