@@ -350,9 +350,9 @@ def _restart(
     error, its provider id, and who started it again). Its provider id leaves the row: reports
     are matched by provider id, so a late one about the old delivery then matches nothing and
     changes nothing. Kept, it could move the new delivery (to `undelivered` while a worker sends
-    it, whose new provider id was then never saved). An e-mail is sent again with the same
-    Message-ID (the worker makes it from the message id), so a bounce of the old delivery that
-    arrives after the new send is taken for one of the new."""
+    it, whose new provider id was then never saved). The new delivery is numbered
+    (`delivery` in its options): the worker gives it a reference of its own, so an e-mail sent
+    again has a new Message-ID and a bounce of the old one is not taken for one of the new."""
     ended = entry.state if entry.error is None else f"{entry.state}: {entry.error}"
     session.add(
         DeliveryAttempt(
@@ -365,6 +365,7 @@ def _restart(
             at=now,
         )
     )
+    entry.options = {**entry.options, "delivery": int(entry.options.get("delivery", 0)) + 1}
     entry.state, entry.due_at, entry.attempts = DeliveryState.QUEUED.value, due, 0
     entry.provider_id = entry.error_code = entry.error = entry.claimed_by = None
     entry.updated_at = now

@@ -54,13 +54,18 @@ _OPTIONS = ("html", "subject", "in_reply_to", "unsubscribe_url", "status_callbac
 
 
 def outbound(row: Claimed) -> OutboundMessage:
-    """The port's message for a claimed row: our message id is the provider's idempotency key."""
+    """The port's message for a claimed row: our message id is the provider's idempotency key
+    (an e-mail's Message-ID), the same for every call of one delivery (a re-send after a crash
+    is a duplicate a mail server may drop); a delivery staff started again (`delivery`, see
+    `sastre.operations.messages`) is a message of its own, so a bounce of the old one is not
+    taken for one of it."""
     extra: dict[str, Any] = {name: row.options[name] for name in _OPTIONS if name in row.options}
+    delivery = row.options.get("delivery")
     return OutboundMessage(
         channel=row.channel,
         address=row.address,
         text=row.text,
-        reference=f"sastre-{row.message_id}",
+        reference=f"sastre-{row.message_id}" + (f".{delivery}" if delivery else ""),
         metadata={k: str(v) for k, v in row.options.get("metadata", {}).items()},
         references=tuple(row.options.get("references", ())),
         **extra,

@@ -590,6 +590,11 @@ async def test_an_undelivered_message_is_retried_as_a_new_delivery(
         ("retried", "fake-sms-1", "30008"),
         ("sent", "fake-sms-2", None),
     ]
+    # A message of its own for the provider (an e-mail's Message-ID is made from it).
+    assert [s.message.reference for s in fake.sent] == [
+        f"sastre-{message_id}",
+        f"sastre-{message_id}.1",
+    ]
 
 
 async def test_a_late_report_on_the_first_delivery_leaves_the_retry_alone(
