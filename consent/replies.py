@@ -172,15 +172,13 @@ async def apply_keyword(
     def reply(key: str) -> str:
         return _text(key, lang, default_language, brand, channel)
 
+    def audit(action: str, **more: str) -> None:
+        """The customer's keyword, kept in the audit log where the ledger records nothing."""
+        data = {**proof, "channel": channel.value, **more}
+        session.add(AuditEntry(actor="customer", action=action, customer_id=customer_id, data=data))
+
     def refused() -> KeywordOutcome:
-        session.add(
-            AuditEntry(
-                actor="customer",
-                action="consent.keyword_refused",
-                customer_id=customer_id,
-                data={**proof, "channel": channel.value, "why": permission.reason},
-            )
-        )
+        audit("consent.keyword_refused", why=permission.reason)
         return KeywordOutcome(True, reply("unproven"))
 
     async def record(purpose: Purpose, action: Action, topic: str = "") -> None:
@@ -201,14 +199,7 @@ async def apply_keyword(
             if await _opted_out_of_all(session, customer_id, channel):
                 # One confirmation per opt-out (CTIA): a repeated STOP (or a phone that resends
                 # it) changes nothing and is not answered; the audit log keeps that it came.
-                session.add(
-                    AuditEntry(
-                        actor="customer",
-                        action="consent.keyword_repeated",
-                        customer_id=customer_id,
-                        data={**proof, "channel": channel.value},
-                    )
-                )
+                audit("consent.keyword_repeated")
                 return KeywordOutcome(True, None)
             await record(Purpose.SERVICE, Action.REVOKE)
             await record(Purpose.MARKETING, Action.REVOKE)
@@ -217,14 +208,7 @@ async def apply_keyword(
             if await _opted_out_of_all(session, customer_id, channel):
                 # After STOP, one confirmation and nothing else until START (CTIA; Twilio
                 # refuses the send with 21610 anyway): the HELP is kept, not answered.
-                session.add(
-                    AuditEntry(
-                        actor="customer",
-                        action="consent.help_while_stopped",
-                        customer_id=customer_id,
-                        data={**proof, "channel": channel.value},
-                    )
-                )
+                audit("consent.help_while_stopped")
                 return KeywordOutcome(True, None)
             return KeywordOutcome(True, reply("help"))
         case KeywordKind.OPT_IN if match.confirms_pending:

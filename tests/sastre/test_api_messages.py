@@ -313,13 +313,8 @@ async def test_marketing_email_carries_one_click_unsubscribe_that_works(
     assert state["status"] == "revoked"
 
 
-async def test_marketing_email_carries_the_postal_address_in_the_customers_language(
-    aiohttp_client: ClientFactory, settings: Settings, auth: Auth, sessionmaker: SessionMaker
-) -> None:
-    """CAN-SPAM: commercial mail shows the sender's postal address, in both of its parts."""
-    client = await aiohttp_client(
-        create_app(_anytime(settings, quiet_hours="US=00:00-00:00,ES=00:00-00:00"))
-    )
+async def _english_and_spanish(client: Client, auth: Auth) -> tuple[int, int]:
+    """Two customers, one writing in English, one in Spanish."""
     english = await _customer(client, auth)
     spanish = await _customer(
         client,
@@ -329,6 +324,17 @@ async def test_marketing_email_carries_the_postal_address_in_the_customers_langu
         phone="+34609281590",
         language="es",
     )
+    return english, spanish
+
+
+async def test_marketing_email_carries_the_postal_address_in_the_customers_language(
+    aiohttp_client: ClientFactory, settings: Settings, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    """CAN-SPAM: commercial mail shows the sender's postal address, in both of its parts."""
+    client = await aiohttp_client(
+        create_app(_anytime(settings, quiet_hours="US=00:00-00:00,ES=00:00-00:00"))
+    )
+    english, spanish = await _english_and_spanish(client, auth)
     for customer in (english, spanish):
         await _record(client, auth, customer)
         await _record(client, auth, customer, action="confirm")
@@ -407,15 +413,7 @@ async def test_without_a_subject_a_localized_one_not_the_bare_brand(
     client = await aiohttp_client(
         create_app(_anytime(settings, quiet_hours="US=00:00-00:00,ES=00:00-00:00"))
     )
-    english = await _customer(client, auth)
-    spanish = await _customer(
-        client,
-        auth,
-        external_id="C-2",
-        email="lucia@example.es",
-        phone="+34609281590",
-        language="es",
-    )
+    english, spanish = await _english_and_spanish(client, auth)
     for customer in (english, spanish):
         status, body = await _send(
             client, auth, customer_id=customer, text="Hola", purpose="service", channel="email"
