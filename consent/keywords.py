@@ -354,12 +354,14 @@ _STOP_NOUNS = (
     "bus|pit|truck|rest|train|tram|metro|subway|shuttle|coach|last|next|first|final|nearest"
     "|closest|one|non|full|request"
 )
-_STOP_AS_A_VERB = "".join(f"(?<! {noun} )" for noun in _STOP_NOUNS.split("|"))
+# Checked once "stop" has matched, so the pattern still starts with its letters (the combined
+# search tries an alternative only at words that begin with its first letter).
+_STOP_AS_A_VERB = "".join(f"(?<! {noun} stop)" for noun in _STOP_NOUNS.split("|"))
 
 # (pattern, canonical keyword or None for the matched phrase, language)
 _PLAIN_WORDS: tuple[tuple[str, str | None, Language], ...] = (
     (
-        rf"{_STOP_AS_A_VERB}stop(?:all)?\b(?! (?:sign|signs|light|lights)\b)"
+        rf"stop{_STOP_AS_A_VERB}(?:all)?\b(?! (?:sign|signs|light|lights)\b)"
         rf"(?! by\b(?! {_MESSAGES_EN}\b))",  # "stop by the store", not "stop by text"
         "STOP",
         "en",
