@@ -352,7 +352,7 @@ _ABOUT_MESSAGES_ES = rf"(?= ?(?:\||$)| mas\b|{_GAP}(?:{_MESSAGES_ES}|{_ADS_ES})\
 # "next stop", "one-stop", "non-stop"). One lookbehind per word: Python's are of fixed width.
 _STOP_NOUNS = (
     "bus|pit|truck|rest|train|tram|metro|subway|shuttle|coach|last|next|first|final|nearest"
-    "|closest|one|non|full|request"
+    "|closest|one|non|full"
 )
 # Checked once "stop" has matched, so the pattern still starts with its letters (the combined
 # search tries an alternative only at words that begin with its first letter).
@@ -363,6 +363,14 @@ _PLAIN_WORDS: tuple[tuple[str, str | None, Language], ...] = (
     (
         rf"stop{_STOP_AS_A_VERB}(?:all)?\b(?! (?:sign|signs|light|lights)\b)"
         rf"(?! by\b(?! {_MESSAGES_EN}\b))",  # "stop by the store", not "stop by text"
+        "STOP",
+        "en",
+    ),
+    # Whatever stands before it, "stop" followed by messaging is one: "last stop texting me",
+    # "will no one stop these texts?".
+    (
+        rf"stop(?:all)?(?: (?:texting|txting|messaging|sending|contacting|emailing|spamming)\b"
+        rf"|{_GAP}{_MESSAGES_EN}\b)",
         "STOP",
         "en",
     ),

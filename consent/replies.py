@@ -205,7 +205,7 @@ async def apply_keyword(
             await record(Purpose.MARKETING, Action.REVOKE)
             return KeywordOutcome(True, reply("stop"), 2)
         case KeywordKind.HELP:
-            if await _opted_out_of_all(session, customer_id, channel):
+            if await service_revoked(session, customer_id, channel):
                 # After STOP, one confirmation and nothing else until START (CTIA; Twilio
                 # refuses the send with 21610 anyway): the HELP is kept, not answered.
                 audit("consent.help_while_stopped")

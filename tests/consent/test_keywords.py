@@ -256,7 +256,16 @@ def test_stop_the_noun_or_stop_by_to_visit_is_no_revocation(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["I'm at the bus stop, stop texting me", "stop by text please", "please stop"]
+    "text",
+    [
+        "I'm at the bus stop, stop texting me",
+        "stop by text please",
+        "please stop",
+        "request stop",
+        "I request stop of all messages",
+        "last stop texting me",
+        "Will no one stop these texts?",
+    ],
 )
 def test_a_revocation_beside_stop_the_noun_still_counts(text: str) -> None:
     assert classify(text).kind is KeywordKind.OPT_OUT
@@ -606,6 +615,11 @@ def test_stop_as_a_noun_never_hides_a_revocation_after_it(
     noun: str, before: str, after: str
 ) -> None:
     assert classify(f"{before} {noun} stop {after}, stop texting me").kind is KeywordKind.OPT_OUT
+
+
+@given(noun=st.sampled_from(_STOP_NOUNS), before=_ORDINARY)
+def test_stop_followed_by_messaging_counts_whatever_comes_before(noun: str, before: str) -> None:
+    assert classify(f"{before} {noun} stop texting me").kind is KeywordKind.OPT_OUT
 
 
 # Lone surrogates too: a badly decoded webhook body can carry them.

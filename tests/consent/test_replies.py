@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from channels.base import ChannelName, InboundMessage
-from consent.ledger import consent_history
+from consent.ledger import consent_history, record_consent
 from consent.replies import Brand
+from consent.types import Action, Channel, Purpose, Source
 from crm_core.models import AuditEntry, Customer
 from dialog.inbound import InboundProcessor
 from sastre.db import SessionMaker
@@ -85,6 +86,26 @@ async def test_help_after_stop_is_kept_but_not_answered_until_start(
         ("HELP", "sms"),
         ("AYUDA", "sms"),
     ]
+
+
+async def test_help_is_not_answered_while_stop_holds_even_with_marketing_granted_since(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    await replies(processor, "STOP")
+    async with sessionmaker.begin() as session:  # a marketing grant on the web, not a START
+        customer = await session.scalar(select(Customer.id))
+        assert customer is not None
+        await record_consent(
+            session,
+            customer,
+            Channel.SMS,
+            Purpose.MARKETING,
+            Action.GRANT,
+            Source.WEB_FORM,
+            actor="customer",
+            evidence={"form": "preferences"},
+        )
+    assert await replies(processor, "HELP") == []
 
 
 async def test_a_stop_after_start_is_a_new_opt_out_and_confirmed(
