@@ -313,6 +313,11 @@ async def test_marketing_email_carries_one_click_unsubscribe_that_works(
     assert state["status"] == "revoked"
 
 
+def _all_day_in_us_and_spain(settings: Settings) -> Settings:
+    """Settings under which the English and Spanish customers are in contact hours at any time."""
+    return _anytime(settings, quiet_hours="US=00:00-00:00,ES=00:00-00:00")
+
+
 async def _english_and_spanish(client: Client, auth: Auth) -> tuple[int, int]:
     """Two customers, one writing in English, one in Spanish."""
     english = await _customer(client, auth)
@@ -331,9 +336,7 @@ async def test_marketing_email_carries_the_postal_address_in_the_customers_langu
     aiohttp_client: ClientFactory, settings: Settings, auth: Auth, sessionmaker: SessionMaker
 ) -> None:
     """CAN-SPAM: commercial mail shows the sender's postal address, in both of its parts."""
-    client = await aiohttp_client(
-        create_app(_anytime(settings, quiet_hours="US=00:00-00:00,ES=00:00-00:00"))
-    )
+    client = await aiohttp_client(create_app(_all_day_in_us_and_spain(settings)))
     english, spanish = await _english_and_spanish(client, auth)
     for customer in (english, spanish):
         await _record(client, auth, customer)
@@ -410,9 +413,7 @@ async def test_a_staff_email_has_its_subject_and_an_html_part(
 async def test_without_a_subject_a_localized_one_not_the_bare_brand(
     aiohttp_client: ClientFactory, settings: Settings, auth: Auth, sessionmaker: SessionMaker
 ) -> None:
-    client = await aiohttp_client(
-        create_app(_anytime(settings, quiet_hours="US=00:00-00:00,ES=00:00-00:00"))
-    )
+    client = await aiohttp_client(create_app(_all_day_in_us_and_spain(settings)))
     english, spanish = await _english_and_spanish(client, auth)
     for customer in (english, spanish):
         status, body = await _send(

@@ -5,10 +5,11 @@ row: the provider has the message (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from crm_core.sqltypes import utcnow
-from dialog.outbox import Result
+from dialog.outbox import Claimed, Result
 from sastre.db import SessionMaker
 from tests.dialog.outbox.claims import (
     LEASE,
@@ -23,14 +24,29 @@ from tests.dialog.outbox.claims import (
 SECOND = timedelta(seconds=1)
 
 
+class TakenOver(NamedTuple):
+    """One message: claimed by `first_worker`, whose lease ran out, then by `then`."""
+
+    message: int
+    late: Claimed  # the first claim, whose result comes too late
+    current: Claimed  # the claim that took it over
+    later: datetime  # when the take-over happened
+
+
+async def taken_over(sessionmaker: SessionMaker, first_worker: str, then: str) -> TakenOver:
+    [message] = await queue_replies(sessionmaker, 1)
+    start = utcnow()
+    [late] = await take(sessionmaker, first_worker, start)
+    later = start + LEASE + SECOND
+    [current] = await take(sessionmaker, then, later)
+    return TakenOver(message, late, current, later)
+
+
 async def test_a_late_retry_leaves_the_message_to_the_worker_that_took_it_over(
     sessionmaker: SessionMaker,
 ) -> None:
-    [message] = await queue_replies(sessionmaker, 1)
-    start = utcnow()
-    [late] = await take(sessionmaker, "a", start)
-    later = start + LEASE + SECOND
-    [current] = await take(sessionmaker, "b", later)  # a's lease ran out: b sends it again
+    # a's lease ran out: b sends it again.
+    message, late, current, later = await taken_over(sessionmaker, "a", "b")
     # a's call comes back at last, a failure worth retrying, while b's call is out.
     retry = Result(late, "retry", code="503", reason="busy", retry_at=later)
     await report(sessionmaker, retry, worker="a", at=later)
@@ -49,11 +65,7 @@ async def test_a_workers_late_result_does_not_move_its_own_newer_claim(
 ) -> None:
     """The worker's name alone does not tell its claims apart: it may take the row over
     itself once its first lease ran out."""
-    [message] = await queue_replies(sessionmaker, 1)
-    start = utcnow()
-    [first] = await take(sessionmaker, "a", start)
-    later = start + LEASE + SECOND
-    [second] = await take(sessionmaker, "a", later)
+    message, first, second, later = await taken_over(sessionmaker, "a", "a")
     retry = Result(first, "retry", code="503", reason="busy", retry_at=later)
     await report(sessionmaker, retry, worker="a", at=later)
     row = await entry(sessionmaker, message)
@@ -67,11 +79,7 @@ async def test_a_workers_late_result_does_not_move_its_own_newer_claim(
 async def test_a_late_failure_is_recorded_but_neither_fails_the_message_nor_says_so(
     sessionmaker: SessionMaker,
 ) -> None:
-    [message] = await queue_replies(sessionmaker, 1)
-    start = utcnow()
-    [late] = await take(sessionmaker, "a", start)
-    later = start + LEASE + SECOND
-    [current] = await take(sessionmaker, "b", later)
+    message, late, current, later = await taken_over(sessionmaker, "a", "b")
     failed = Result(late, "failed", code="30007", reason="filtered")
     await report(sessionmaker, failed, worker="a", at=later)
     row = await entry(sessionmaker, message)
@@ -89,11 +97,7 @@ async def test_a_late_failure_is_recorded_but_neither_fails_the_message_nor_says
 async def test_a_late_sent_is_kept_and_the_take_over_cannot_undo_it(
     sessionmaker: SessionMaker,
 ) -> None:
-    [message] = await queue_replies(sessionmaker, 1)
-    start = utcnow()
-    [late] = await take(sessionmaker, "a", start)
-    later = start + LEASE + SECOND
-    [current] = await take(sessionmaker, "b", later)
+    message, late, current, later = await taken_over(sessionmaker, "a", "b")
     # The provider took a's copy: its id is kept (its delivery reports match it), and the row
     # leaves b's hands; b's call, out already, cannot be called back.
     await report(sessionmaker, Result(late, "sent", provider_id="SMa"), worker="a", at=later)
@@ -112,11 +116,7 @@ async def test_a_late_sent_is_kept_and_the_take_over_cannot_undo_it(
 async def test_a_late_sent_after_the_take_over_gave_the_message_back_is_not_sent_again(
     sessionmaker: SessionMaker,
 ) -> None:
-    [message] = await queue_replies(sessionmaker, 1)
-    start = utcnow()
-    [late] = await take(sessionmaker, "a", start)
-    later = start + LEASE + SECOND
-    [current] = await take(sessionmaker, "b", later)
+    message, late, current, later = await taken_over(sessionmaker, "a", "b")
     retry = Result(current, "retry", code="503", reason="busy", retry_at=later)
     await report(sessionmaker, retry, worker="b", at=later)
     assert (await entry(sessionmaker, message)).state == "queued"
