@@ -27,6 +27,7 @@ from crm_core.sqltypes import utcnow
 from dialog.outbox import listen, next_due
 from sastre.config import Settings
 from sastre.db import SessionMaker, create_engine, reader_for, sessionmaker_for
+from sastre.operations.outreach import Outreach
 from sastre.worker.backoff import RetryPolicy
 from sastre.worker.loop import Worker
 from sastre.worker.outage import REDIS_ERRORS, Outage
@@ -182,7 +183,7 @@ async def run_worker(
             settings.retry_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds
         ),
         admit=rates if rates.limited else None,
-        wait=QuietHours(settings.default_timezone, settings.quiet_hour_overrides),
+        wait=QuietHours(Outreach.from_settings(settings)),
         poll=1.0 if settings.redis_url else POLL,
         on_failure=failure_hooks(settings),
     )

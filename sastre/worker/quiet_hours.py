@@ -17,27 +17,26 @@ hour they wrote.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consent.hours import ContactHours
 from consent.policy import next_opening
-from consent.snapshot import load_contact_state
 from consent.types import Purpose
 from dialog.outbox import Claimed
+from sastre.operations.outreach import Outreach
 
 __all__ = ["QuietHours"]
 
 
 @dataclass(frozen=True, slots=True)
 class QuietHours:
-    """The worker's second look at the hours (the claim's `wait` hook)."""
+    """The worker's second look at the hours (the claim's `wait` hook), with the site's time
+    zone and contact hours as the contact policy reads them (`Outreach.contact_state`)."""
 
-    default_timezone: str = "UTC"
-    overrides: Mapping[str, ContactHours] = field(default_factory=dict)
+    outreach: Outreach = field(default_factory=lambda: Outreach(frozenset()))
 
     async def __call__(
         self, session: AsyncSession, claimed: Sequence[Claimed], now: datetime
@@ -50,13 +49,7 @@ class QuietHours:
             if c.purpose != Purpose.MARKETING:
                 continue
             if c.customer_id not in openings:
-                state = await load_contact_state(
-                    session,
-                    c.customer_id,
-                    at=now,
-                    default_timezone=self.default_timezone,
-                    quiet_overrides=self.overrides,
-                )
+                state = await self.outreach.contact_state(session, c.customer_id, now)
                 openings[c.customer_id] = next_opening(
                     now, state.timezone, state.contact_hours, state.window
                 )

@@ -54,7 +54,7 @@ async def _waiting(
     sessionmaker: SessionMaker, claimed: list[Claimed], now: datetime
 ) -> dict[int, datetime | None]:
     async with sessionmaker() as session:
-        return await QuietHours("UTC")(session, claimed, now)
+        return await QuietHours()(session, claimed, now)
 
 
 async def test_marketing_claimed_in_quiet_hours_waits_for_the_next_opening(
