@@ -19,7 +19,7 @@ from typing_extensions import override
 from actions.deps import TrackerFacts, deps, spoken_date, unit_of_work
 from actions.proof import generic_answer, note_unproven, sender_proven
 from crm_core.customers import CustomerNotFound
-from crm_core.models import InteractionKind, customers_table, interactions_table
+from crm_core.models import customers_table, interactions_table, is_purchase
 from wording import N_, translate
 
 __all__ = [
@@ -72,7 +72,7 @@ def _orders_query(*, many: bool) -> Select[Any]:
     customers, interactions = customers_table, interactions_table
     purchases = and_(
         interactions.c.customer_id == customers.c.id,
-        interactions.c.kind == InteractionKind.PURCHASE.value,
+        is_purchase(interactions.c.kind),  # ix_interactions_purchases
     )
     query = select(
         customers.c.id,
