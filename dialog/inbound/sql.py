@@ -3,7 +3,10 @@
 A batch costs the same handful of statements whether it holds one message or thirty-two: one
 query for every sender's customer, open conversation and STOP-in-force (`load_contexts`), one
 INSERT ... ON CONFLICT DO NOTHING for the inbound messages (`store_inbound`), then one statement
-per kind of write (`write`).
+per kind of write (`write`). On PostgreSQL the INSERTs take their rows as arrays, one per column
+(`crm_core.unnest`): one execution on the server and one statement text for any batch, where a
+driver's executemany is an execution per row, each row's parameters handled one by one on the
+event loop.
 
 On PostgreSQL that first query also locks each open conversation it reads (`FOR UPDATE`): two
 processes answering one customer at once take turns on the row, and the second reads what the
@@ -17,7 +20,7 @@ one. SQLite needs no lock: a writer's `BEGIN IMMEDIATE` already serialises write
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -37,6 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.base import Executable
 
@@ -50,6 +54,7 @@ from crm_core.models import (
     identities_table,
     interactions_table,
 )
+from crm_core.unnest import as_arrays, insert_unnested, unnested
 from dialog.inbound.work import Context, Pending, Work, keyword_plan
 from dialog.media import writing_channels
 from dialog.models import (
@@ -178,6 +183,24 @@ def _context_query(dialect: str, *, by_identity: bool) -> Select[Any]:
     )
 
 
+# Every column of a message the inbound path writes (`store_inbound`, `write`).
+_MESSAGE_COLUMNS = (
+    "conversation_id",
+    "customer_id",
+    "channel",
+    "direction",
+    "provider_id",
+    "address",
+    "text",
+    "attachments",
+    "author",
+    "intent",
+    "confidence",
+    "in_reply_to",
+    "created_at",
+)
+
+
 def _store_inbound_statement(dialect: str) -> Executable:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING: a message already stored is skipped, and
     the rows that come back are the new ones. Both databases spell it the same way."""
@@ -188,7 +211,8 @@ def _store_inbound_statement(dialect: str) -> Executable:
     }
     returning = (messages.c.id, messages.c.channel, messages.c.provider_id)
     if dialect == "postgresql":
-        return postgresql.insert(messages).on_conflict_do_nothing(**target).returning(*returning)
+        unnested = insert_unnested(messages, _MESSAGE_COLUMNS)
+        return unnested.on_conflict_do_nothing(**target).returning(*returning)
     return sqlite.insert(messages).on_conflict_do_nothing(**target).returning(*returning)
 
 
@@ -229,8 +253,14 @@ def _open_conversations_statement(dialect: str) -> Executable:
 _OPEN_CONVERSATIONS = {name: _open_conversations_statement(name) for name in DIALECTS}
 # Matched back by provider id: asking for the rows in parameter order would make SQLite insert
 # them one statement at a time.
-_STORE_REPLIES = insert(messages_table).returning(messages_table.c.id, messages_table.c.provider_id)
+_REPLY_IDS = (messages_table.c.id, messages_table.c.provider_id)
+_STORE_REPLIES = {
+    "sqlite": insert(messages_table).returning(*_REPLY_IDS),
+    "postgresql": insert_unnested(messages_table, _MESSAGE_COLUMNS).returning(*_REPLY_IDS),
+}
+_TIMELINE_COLUMNS = ("customer_id", "kind", "channel", "summary", "actor", "data", "occurred_at")
 _STORE_TIMELINE = insert(interactions_table)
+_STORE_TIMELINE_UNNESTED = insert_unnested(interactions_table, _TIMELINE_COLUMNS)
 _CONFIRMS_STOP = keyword_plan(KeywordKind.OPT_OUT)  # the plan of a turn that answered a STOP
 _AWAITING = (
     select(messages_table.c.id, messages_table.c.channel, messages_table.c.provider_id)
@@ -376,8 +406,7 @@ async def store_inbound(session: AsyncSession, works: Sequence[Work]) -> None:
         }
         for work in works
     ]
-    statement = _STORE_INBOUND[_dialect(session)]
-    stored = await session.execute(statement, rows if len(rows) > 1 else rows[0])
+    stored = await _insert_messages(session, _STORE_INBOUND, rows)
     ids = {(row.channel, row.provider_id): row.id for row in stored}
     for work in works:
         # pop: the same message twice in one batch is stored once, for the first of them
@@ -437,7 +466,7 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
             }
             for work, text in replies
         ]
-        stored = await session.execute(_STORE_REPLIES, rows if len(rows) > 1 else rows[0])
+        stored = await _insert_messages(session, _STORE_REPLIES, rows)
         ids = {row.provider_id: row.id for row in stored}
         queued: list[dict[str, Any]] = []
         for (work, text), row in zip(replies, rows, strict=True):
@@ -463,9 +492,7 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
                 conversation_id=work.conversation.id,
             )
         await enqueue(session, queued)  # one INSERT for the batch's outbox rows
-    timeline = [entry for work in works for entry in work.timeline]
-    if timeline:
-        await session.execute(_STORE_TIMELINE, timeline)
+    await _store_timeline(session, [entry for work in works for entry in work.timeline])
     intents = [
         {
             "message_id": w.inbound_id,
@@ -476,9 +503,30 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
         for w in works
         if w.intent is not None or w.plan is not None
     ]
-    if intents:
+    if intents:  # by key, row by row, on both databases (see `crm_core.unnest`)
         await session.execute(_SET_INTENT, intents)
     await _update_conversations(session, works)
+
+
+async def _insert_messages(
+    session: AsyncSession, statements: Mapping[str, Executable], rows: list[dict[str, Any]]
+) -> Result[Any]:
+    """Messages' rows in one INSERT: as arrays on PostgreSQL, as a list of rows on SQLite."""
+    dialect = _dialect(session)
+    if dialect == "postgresql":
+        return await session.execute(
+            statements[dialect], as_arrays(messages_table, rows, _MESSAGE_COLUMNS)
+        )
+    return await session.execute(statements[dialect], rows if len(rows) > 1 else rows[0])
+
+
+async def _store_timeline(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
+    if len(entries) > 1 and unnested(session):
+        await session.execute(
+            _STORE_TIMELINE_UNNESTED, as_arrays(interactions_table, entries, _TIMELINE_COLUMNS)
+        )
+    elif entries:
+        await session.execute(_STORE_TIMELINE, entries)
 
 
 def _reply_options(message: InboundMessage) -> dict[str, Any]:
@@ -515,6 +563,5 @@ async def _update_conversations(session: AsyncSession, works: Sequence[Work]) ->
 
 
 async def write_timeline(session: AsyncSession, work: Work) -> None:
-    if work.timeline:
-        await session.execute(_STORE_TIMELINE, work.timeline)
-        work.timeline.clear()
+    await _store_timeline(session, work.timeline)
+    work.timeline.clear()

@@ -40,6 +40,7 @@ from consent.models import consent_state_table
 from consent.types import ConsentStatus
 from crm_core.models import InteractionKind, interactions_table
 from crm_core.sqltypes import UTCDateTime, utcnow
+from crm_core.unnest import as_arrays, insert_unnested, unnested
 from dialog.media import medium
 from dialog.models import messages_table
 from dialog.outbox.models import (
@@ -129,11 +130,15 @@ def outbox_row(
 
 
 _ENQUEUE = insert(outbox_table)
+_ROW_COLUMNS = tuple(outbox_row(0, "", datetime.min).keys())  # every column a row sets
+_ENQUEUE_UNNESTED = insert_unnested(outbox_table, _ROW_COLUMNS)
 
 
 async def enqueue(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """One INSERT for all of them, in the caller's transaction."""
-    if rows:
+    """One INSERT for all of them (`outbox_row`s), in the caller's transaction."""
+    if len(rows) > 1 and unnested(session):
+        await session.execute(_ENQUEUE_UNNESTED, as_arrays(outbox_table, rows, _ROW_COLUMNS))
+    elif rows:
         await session.execute(_ENQUEUE, list(rows) if len(rows) > 1 else rows[0])
 
 

@@ -1,0 +1,100 @@
+"""Rows written as arrays (PostgreSQL) are the rows a plain INSERT writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import insert, select
+
+from crm_core import Customer
+from crm_core.models import interactions_table
+from crm_core.unnest import as_arrays, insert_unnested, unnested
+from sastre.db import SessionMaker
+
+COLUMNS = ("customer_id", "kind", "channel", "summary", "actor", "data", "occurred_at")
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "customer_id": st.integers(1, 10**12),
+            "kind": st.sampled_from(["message_in", "note"]),
+            "channel": st.none() | st.just("sms"),
+            "summary": st.text(max_size=8),
+            "actor": st.none() | st.text(max_size=5),
+            "data": json_values,
+            "occurred_at": st.just(T0),
+        }
+    ),
+    max_size=5,
+)
+
+
+@given(rows)
+def test_arrays_hold_each_column_in_row_order_json_as_its_text(given_rows: list[Any]) -> None:
+    arrays = as_arrays(interactions_table, given_rows, COLUMNS)
+    assert set(arrays) == {f"all_{name}" for name in COLUMNS}
+    for name in COLUMNS:
+        values = arrays[f"all_{name}"]
+        if name == "data":  # one level of list would be a dimension of the array: text instead
+            values = [json.loads(value) for value in values]
+        assert values == [row[name] for row in given_rows]
+
+
+def test_arrays_take_a_column_from_a_key_of_another_name() -> None:
+    arrays = as_arrays(interactions_table, [{"who": 7}], ["customer_id"], {"customer_id": "who"})
+    assert arrays == {"all_customer_id": [7]}
+
+
+async def _stored(sessionmaker: SessionMaker, customer_id: int) -> list[tuple[Any, ...]]:
+    columns = [interactions_table.c[name] for name in COLUMNS]
+    query = select(*columns).where(interactions_table.c.customer_id == customer_id)
+    async with sessionmaker() as session:
+        return [tuple(row) for row in await session.execute(query.order_by("occurred_at"))]
+
+
+async def test_rows_inserted_as_arrays_are_those_a_plain_insert_writes(
+    sessionmaker: SessionMaker,
+) -> None:
+    """JSON of every shape (an empty list, a list of lists, null), NULLs, aware datetimes."""
+    async with sessionmaker.begin() as session:
+        plain, arrayed = Customer(), Customer()
+        session.add_all([plain, arrayed])
+        await session.flush()
+        plain_id, arrayed_id = plain.id, arrayed.id
+    datas: list[Any] = [[], [[1, 2], []], {"a": [None]}, None, "text", {}]
+    entries = [
+        {
+            "kind": "note",
+            "channel": None if n % 2 else "sms",
+            "summary": f"entry {n}",
+            "actor": None if n % 3 else "bot",
+            "data": data,
+            "occurred_at": T0 + timedelta(minutes=n),
+        }
+        for n, data in enumerate(datas)
+    ]
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            insert(interactions_table), [{"customer_id": plain_id, **e} for e in entries]
+        )
+        arrayed_rows = [{"customer_id": arrayed_id, **e} for e in entries]
+        if unnested(session):
+            statement = insert_unnested(interactions_table, COLUMNS)
+            await session.execute(statement, as_arrays(interactions_table, arrayed_rows, COLUMNS))
+        else:  # SQLite: what its callers do instead
+            await session.execute(insert(interactions_table), arrayed_rows)
+    written = await _stored(sessionmaker, arrayed_id)
+    assert [row[1:] for row in written] == [
+        row[1:] for row in await _stored(sessionmaker, plain_id)
+    ]
+    assert [row[5] for row in written] == datas
