@@ -77,11 +77,26 @@ class OutboxEntry(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+WITH_PROVIDER_ID = (
+    "provider_id IS NOT NULL"  # the calls a provider took (ix_delivery_attempts_provider)
+)
+
+
 class DeliveryAttempt(Base):
     """One call to a provider, or one the worker died during (`interrupted`)."""
 
     __tablename__ = "delivery_attempts"
-    __table_args__ = (Index("ix_delivery_attempts_message", "message_id", "id"),)
+    __table_args__ = (
+        Index("ix_delivery_attempts_message", "message_id", "id"),
+        # A provider's late report names the attempt it is about, which need not be the
+        # message's latest (staff retried it since): found by that attempt's own id.
+        Index(
+            "ix_delivery_attempts_provider",
+            "provider_id",
+            sqlite_where=text(WITH_PROVIDER_ID),
+            postgresql_where=text(WITH_PROVIDER_ID),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     message_id: Mapped[int] = mapped_column(IdType, ForeignKey("messages.id", ondelete="CASCADE"))

@@ -170,15 +170,14 @@ async def _opted_in_since(session: AsyncSession, customer_id: int, moment: datet
 
 
 async def _sent_at(session: AsyncSession, provider_id: str) -> datetime | None:
-    """When the message Twilio names went out (its attempt that Twilio took), if it is ours."""
-    # Through the outbox's index on the provider id, then the message's own attempts.
+    """When the SMS Twilio names went out, if it is ours: the attempt Twilio took, found by its
+    own id (the message may have been retried since, and now hold another)."""
     when: datetime | None = await session.scalar(
         select(func.max(DeliveryAttempt.at))
         .join(OutboxEntry, OutboxEntry.message_id == DeliveryAttempt.message_id)
         .where(
+            DeliveryAttempt.provider_id == provider_id,  # ix_delivery_attempts_provider
             OutboxEntry.channel == ChannelName.SMS.value,
-            OutboxEntry.provider_id == provider_id,
-            DeliveryAttempt.provider_id == provider_id,
         )
     )
     return when

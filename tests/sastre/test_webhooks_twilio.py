@@ -313,25 +313,12 @@ async def test_error_21610_fails_the_message_and_revokes_sms_consent_from_the_pr
     assert {e.action for e in events} == {"revoke"}
 
 
-async def test_a_late_21610_about_a_message_sent_before_start_revokes_nothing(
-    twilio_client: Client, sessionmaker: SessionMaker
-) -> None:
-    message_id = await sent_reply(twilio_client, sessionmaker)
-    async with sessionmaker.begin() as session:  # the worker's record of that send
-        session.add(
-            DeliveryAttempt(
-                message_id=message_id,
-                worker="w",
-                outcome="sent",
-                provider_id=SENT_SID,
-                at=utcnow() - timedelta(minutes=5),
-            )
-        )
-    # STOP, then START: Twilio unblocks the number, then calls back about the old send.
-    assert (await post(twilio_client, INBOUND, sms("STOP", 901))).status == 200
-    assert (await post(twilio_client, INBOUND, sms("START", 902))).status == 200
-    assert (await post(twilio_client, STATUS, fixture("status_failed_21610.txt"))).status == 200
-    assert await state_of(sessionmaker, message_id) == ("failed", "21610")
+async def _late_21610_after_stop_and_start(client: Client, sessionmaker: SessionMaker) -> None:
+    """STOP, then START: Twilio unblocks the number, then calls back about SENT_SID, an old
+    send. Nothing is revoked; the report is audited as stale."""
+    assert (await post(client, INBOUND, sms("STOP", 901))).status == 200
+    assert (await post(client, INBOUND, sms("START", 902))).status == 200
+    assert (await post(client, STATUS, fixture("status_failed_21610.txt"))).status == 200
     async with sessionmaker() as session:
         customer = await find_customer(session, "phone", CUSTOMER, "US")
         assert not await service_revoked(session, customer.id, Channel.SMS)
@@ -341,6 +328,47 @@ async def test_a_late_21610_about_a_message_sent_before_start_revokes_nothing(
             .where(AuditEntry.action == "sms.opt_out_report_stale")
         )
     assert stale == 1
+
+
+def _attempt(message_id: int, provider_id: str, minutes_ago: int) -> DeliveryAttempt:
+    """The worker's record of a send Twilio took."""
+    return DeliveryAttempt(
+        message_id=message_id,
+        worker="w",
+        outcome="sent",
+        provider_id=provider_id,
+        at=utcnow() - timedelta(minutes=minutes_ago),
+    )
+
+
+async def test_a_late_21610_about_a_message_sent_before_start_revokes_nothing(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    async with sessionmaker.begin() as session:
+        session.add(_attempt(message_id, SENT_SID, minutes_ago=5))
+    await _late_21610_after_stop_and_start(twilio_client, sessionmaker)
+    assert await state_of(sessionmaker, message_id) == ("failed", "21610")
+
+
+async def test_a_late_21610_about_an_earlier_attempt_of_a_retried_message_revokes_nothing(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """Staff retried the message: the outbox holds the second attempt's id, and the report is
+    about the first, found by its attempt."""
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    retried = "SM" + "b" * 32
+    async with sessionmaker.begin() as session:
+        session.add_all(
+            [_attempt(message_id, SENT_SID, minutes_ago=9), _attempt(message_id, retried, 5)]
+        )
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.message_id == message_id)
+            .values(provider_id=retried, state=DeliveryState.SENT.value)
+        )
+    await _late_21610_after_stop_and_start(twilio_client, sessionmaker)
+    assert await state_of(sessionmaker, message_id) == ("sent", None)  # not this attempt's
 
 
 async def test_error_30003_marks_the_number_undeliverable_for_the_contact_policy(
