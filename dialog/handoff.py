@@ -16,7 +16,13 @@ from crm_core.customers import customer_view
 from dialog.models import ConversationState, Message
 from dialog.turns import ConversationFacts, CustomerFacts
 
-__all__ = ["HELD_BY_A_PERSON", "TRANSCRIPT_FOR_HANDOFF", "hand_off", "retention_flags"]
+__all__ = [
+    "HELD_BY_A_PERSON",
+    "TRANSCRIPT_FOR_HANDOFF",
+    "TURN_ATTRIBUTES",
+    "hand_off",
+    "retention_flags",
+]
 
 TRANSCRIPT_FOR_HANDOFF = 20
 HELD_BY_A_PERSON = (ConversationState.QUEUED.value, ConversationState.ASSIGNED.value)
@@ -32,6 +38,11 @@ _CARD = (
     "attributes",
     "interactions",
 )
+
+
+# The customer attributes a turn reads (`CustomerFacts.attributes`): the inbound path loads these
+# alone, not the whole JSON an import may have filled with dozens of fields.
+TURN_ATTRIBUTES = ("churn_risk",)
 
 
 def retention_flags(customer: CustomerFacts) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class CustomerFacts:
     language: str | None
     timezone: str | None
     tier: str
-    attributes: dict[str, Any]
+    attributes: dict[str, Any]  # those a turn reads (`dialog.handoff.TURN_ATTRIBUTES`) it has
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ from crm_core.models import (
     interactions_table,
 )
 from crm_core.unnest import as_arrays, insert_unnested, unnested
+from dialog.handoff import TURN_ATTRIBUTES
 from dialog.inbound.work import Context, Pending, Work, keyword_plan
 from dialog.media import writing_channels
 from dialog.models import (
@@ -130,7 +131,7 @@ def _context_query(dialect: str, *, by_identity: bool) -> Select[Any]:
         customers.c.language,
         customers.c.timezone,
         customers.c.tier,
-        customers.c.attributes,
+        *(customers.c.attributes[name].as_string().label(name) for name in TURN_ATTRIBUTES),
         open_.id.label("conversation_id"),
         open_.state,
         open_.channel,
@@ -306,6 +307,12 @@ def _conversation_of(row: Row[Any], *, id_: int, language: str) -> ConversationF
     )
 
 
+def _attributes(row: Row[Any]) -> dict[str, Any]:
+    """The attributes a turn reads, those the customer has (each read alone by the query)."""
+    found = ((name, row._mapping[name]) for name in TURN_ATTRIBUTES)
+    return {name: value for name, value in found if value is not None}
+
+
 def _context_of(row: Row[Any]) -> Context:
     customer = CustomerFacts(
         id=row.id,
@@ -313,7 +320,7 @@ def _context_of(row: Row[Any]) -> Context:
         language=row.language,
         timezone=row.timezone,
         tier=row.tier,
-        attributes=row.attributes or {},
+        attributes=_attributes(row),
     )
     conversation = None
     if row.conversation_id is not None:

@@ -267,6 +267,25 @@ async def test_at_risk_customers_are_flagged_for_retention(
     assert conversation.flags == {"retention": True}
 
 
+async def test_a_turn_reads_only_the_attributes_it_uses(sessionmaker: SessionMaker) -> None:
+    """An import may fill a customer's attributes with dozens of fields: every batch would read
+    and decode them all for each sender, for the one the hand-off looks at."""
+    async with sessionmaker.begin() as session:
+        fields = {"external_id": "C-2", "phone": "+14155552671", "notes": "x" * 5000}
+        at_risk, _ = await upsert_customer(
+            session, parse_customer(fields | {"churn_risk": "high"}, "US")
+        )
+        fields |= {"external_id": "C-3", "phone": "+14155552672"}
+        plain, _ = await upsert_customer(session, parse_customer(fields, "US"))
+    async with sessionmaker() as session:
+        risky = await load_context(session, at_risk.id, "sms")
+        other = await load_context(session, plain.id, "sms")
+    assert risky is not None
+    assert risky.customer.attributes == {"churn_risk": "high"}
+    assert other is not None
+    assert other.customer.attributes == {}
+
+
 async def test_two_turns_not_understood_are_counted(
     processor: InboundProcessor, sessionmaker: SessionMaker
 ) -> None:
