@@ -69,16 +69,11 @@ def insert_unnested(table: Table, columns: Sequence[str]) -> postgresql.Insert:
 
 
 def as_arrays(
-    table: Table,
-    rows: Sequence[Mapping[str, Any]],
-    columns: Sequence[str],
-    names: Mapping[str, str] = {},
+    table: Table, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
 ) -> dict[str, list[Any]]:
-    """The parameters of an unnested statement on `table`: one list per column, rows in order.
-    `names` maps a column to the key its value has in the rows, where that differs."""
+    """The parameters of an unnested statement on `table`: one list per column, rows in order."""
     arrays: dict[str, list[Any]] = {}
     for name in columns:
-        key = names.get(name, name)
-        values = [row[key] for row in rows]
+        values = [row[name] for row in rows]
         arrays[f"all_{name}"] = [json.dumps(v) for v in values] if _is_json(table, name) else values
     return arrays

@@ -50,11 +50,6 @@ def test_arrays_hold_each_column_in_row_order_json_as_its_text(given_rows: list[
         assert values == [row[name] for row in given_rows]
 
 
-def test_arrays_take_a_column_from_a_key_of_another_name() -> None:
-    arrays = as_arrays(interactions_table, [{"who": 7}], ["customer_id"], {"customer_id": "who"})
-    assert arrays == {"all_customer_id": [7]}
-
-
 async def _stored(sessionmaker: SessionMaker, customer_id: int) -> list[tuple[Any, ...]]:
     columns = [interactions_table.c[name] for name in COLUMNS]
     query = select(*columns).where(interactions_table.c.customer_id == customer_id)
