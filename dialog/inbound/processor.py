@@ -156,7 +156,7 @@ class InboundProcessor:
     def _kick(self) -> None:
         """Start what may start now. A remote bot's answers first, alone: they release their
         customers' parked messages. Then batches, up to `lanes` at once: a lone message starts
-        one at once; a second lane opens only for a crowd (half a batch waiting), so a burst is
+        one at once; another lane opens only for a crowd (a whole batch waiting), so a burst is
         not cut into batches of one while the first lane commits."""
         if self._answering is not None and not self._answering.done():
             return
