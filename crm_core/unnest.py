@@ -21,11 +21,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table, Text, bindparam, cast, func, select
+from sqlalchemy import JSON, String, Table, Text, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
 __all__ = ["as_arrays", "insert_unnested", "unnested"]
 
@@ -39,17 +40,21 @@ def _is_json(table: Table, name: str) -> bool:
     return isinstance(table.c[name].type, JSON)
 
 
+def _element(table: Table, name: str) -> TypeEngine[Any]:
+    """The type of the array a column's values go in: the column's own, so they go through its
+    conversion (aware datetimes, say), except for two. A JSON column's values come as text,
+    parsed by the database (`_given`): SQLAlchemy would take a JSON list inside the array for
+    one more dimension of it. A string column's come as text of any length: an explicit cast
+    to `varchar(n)[]` would cut a longer value short without a word, where the INSERT's own
+    assignment to the column refuses it, as a plain INSERT does."""
+    column_type = table.c[name].type
+    return Text() if _is_json(table, name) or isinstance(column_type, String) else column_type
+
+
 def _rows(table: Table, columns: Sequence[str]) -> TableValuedAlias:
-    """`unnest(:all_a, :all_b, ...) AS given(a, b, ...)`, each array typed as its column's, so
-    its values go through the column type's own conversion (aware datetimes, say). A JSON
-    column's values come as text, parsed by the database (`_given`): SQLAlchemy would take a
-    JSON list inside the array for one more dimension of it."""
+    """`unnest(:all_a, :all_b, ...) AS given(a, b, ...)`, each array typed by `_element`."""
     arrays = [
-        bindparam(
-            f"all_{name}",
-            type_=postgresql.ARRAY(Text() if _is_json(table, name) else table.c[name].type),
-        )
-        for name in columns
+        bindparam(f"all_{name}", type_=postgresql.ARRAY(_element(table, name))) for name in columns
     ]
     return func.unnest(*arrays).table_valued(*columns).render_derived(name="given")
 

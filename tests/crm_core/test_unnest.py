@@ -6,9 +6,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import insert, select
+from sqlalchemy.exc import DBAPIError
 
 from crm_core import Customer
 from crm_core.models import interactions_table
@@ -93,3 +95,31 @@ async def test_rows_inserted_as_arrays_are_those_a_plain_insert_writes(
         row[1:] for row in await _stored(sessionmaker, plain_id)
     ]
     assert [row[5] for row in written] == datas
+
+
+async def test_a_value_longer_than_its_column_is_refused_not_cut_short(
+    sessionmaker: SessionMaker,
+) -> None:
+    """As a plain INSERT refuses it on PostgreSQL. Cut short, two different provider ids could
+    become one, and the second message be dropped as the first one's duplicate."""
+    async with sessionmaker.begin() as session:
+        if not unnested(session):
+            pytest.skip("SQLite holds a string of any length in any column")
+        customer = Customer()
+        session.add(customer)
+        await session.flush()
+        customer_id = customer.id
+    long_kind = "message_in" + "x" * 20  # the column holds 16 characters
+    row = {name: None for name in COLUMNS} | {
+        "customer_id": customer_id,
+        "kind": long_kind,
+        "summary": "",
+        "data": {},
+        "occurred_at": T0,
+    }
+    statement = insert_unnested(interactions_table, COLUMNS)
+    arrays = as_arrays(interactions_table, [row, row], COLUMNS)
+    with pytest.raises(DBAPIError, match="too long"):
+        async with sessionmaker.begin() as session:
+            await session.execute(statement, arrays)
+    assert await _stored(sessionmaker, customer_id) == []
