@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_core.models import Interaction, InteractionKind
+from crm_core.models import Interaction, InteractionKind, interactions_table
+from crm_core.unnest import as_arrays, insert_unnested, unnested
 
-__all__ = ["TIMELINE_LIMIT", "add_interaction", "interaction_view", "timeline"]
+__all__ = [
+    "ENTRY_COLUMNS",
+    "TIMELINE_LIMIT",
+    "add_interaction",
+    "add_interactions",
+    "interaction_view",
+    "timeline",
+]
 
 TIMELINE_LIMIT = 50
+# What an entry given to `add_interactions` holds (other keys are not written).
+ENTRY_COLUMNS = ("customer_id", "kind", "channel", "summary", "actor", "data", "occurred_at")
+_INSERT = insert(interactions_table)
+_INSERT_UNNESTED = insert_unnested(interactions_table, ENTRY_COLUMNS)
 
 
 async def add_interaction(
@@ -43,6 +56,17 @@ async def add_interaction(
     if flush:
         await session.flush()
     return interaction
+
+
+async def add_interactions(session: AsyncSession, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Many entries in one statement (the inbound path's and the outbox worker's batches); as
+    arrays on PostgreSQL (`crm_core.unnest`)."""
+    if len(entries) > 1 and unnested(session):
+        await session.execute(
+            _INSERT_UNNESTED, as_arrays(interactions_table, entries, ENTRY_COLUMNS)
+        )
+    elif entries:
+        await session.execute(_INSERT, list(entries) if len(entries) > 1 else entries[0])
 
 
 async def timeline(

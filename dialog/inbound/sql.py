@@ -52,9 +52,9 @@ from crm_core.models import (
     InteractionKind,
     customers_table,
     identities_table,
-    interactions_table,
 )
-from crm_core.unnest import as_arrays, insert_unnested, unnested
+from crm_core.timeline import add_interactions
+from crm_core.unnest import as_arrays, insert_unnested
 from dialog.handoff import TURN_ATTRIBUTES
 from dialog.inbound.work import Context, Pending, Work, keyword_plan
 from dialog.media import writing_channels
@@ -259,9 +259,6 @@ _STORE_REPLIES = {
     "sqlite": insert(messages_table).returning(*_REPLY_IDS),
     "postgresql": insert_unnested(messages_table, _MESSAGE_COLUMNS).returning(*_REPLY_IDS),
 }
-_TIMELINE_COLUMNS = ("customer_id", "kind", "channel", "summary", "actor", "data", "occurred_at")
-_STORE_TIMELINE = insert(interactions_table)
-_STORE_TIMELINE_UNNESTED = insert_unnested(interactions_table, _TIMELINE_COLUMNS)
 _CONFIRMS_STOP = keyword_plan(KeywordKind.OPT_OUT)  # the plan of a turn that answered a STOP
 _AWAITING = (
     select(messages_table.c.id, messages_table.c.channel, messages_table.c.provider_id)
@@ -499,7 +496,7 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
                 conversation_id=work.conversation.id,
             )
         await enqueue(session, queued)  # one INSERT for the batch's outbox rows
-    await _store_timeline(session, [entry for work in works for entry in work.timeline])
+    await add_interactions(session, [entry for work in works for entry in work.timeline])
     intents = [
         {
             "message_id": w.inbound_id,
@@ -525,15 +522,6 @@ async def _insert_messages(
             statements[dialect], as_arrays(messages_table, rows, _MESSAGE_COLUMNS)
         )
     return await session.execute(statements[dialect], rows if len(rows) > 1 else rows[0])
-
-
-async def _store_timeline(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
-    if len(entries) > 1 and unnested(session):
-        await session.execute(
-            _STORE_TIMELINE_UNNESTED, as_arrays(interactions_table, entries, _TIMELINE_COLUMNS)
-        )
-    elif entries:
-        await session.execute(_STORE_TIMELINE, entries)
 
 
 def _reply_options(message: InboundMessage) -> dict[str, Any]:
@@ -570,5 +558,5 @@ async def _update_conversations(session: AsyncSession, works: Sequence[Work]) ->
 
 
 async def write_timeline(session: AsyncSession, work: Work) -> None:
-    await _store_timeline(session, work.timeline)
+    await add_interactions(session, work.timeline)
     work.timeline.clear()

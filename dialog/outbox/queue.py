@@ -24,7 +24,6 @@ is dropped after a day (`PARKED_FOR`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,8 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.base import ChannelName
 from consent.models import consent_state_table
 from consent.types import ConsentStatus
-from crm_core.models import InteractionKind, interactions_table
+from crm_core.models import InteractionKind
 from crm_core.sqltypes import UTCDateTime, utcnow
+from crm_core.timeline import add_interactions
 from crm_core.unnest import as_arrays, insert_unnested, unnested
 from dialog.media import medium
 from dialog.models import messages_table
@@ -522,20 +522,9 @@ _SENT_PG = text(
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS text[])) AS v(id, pid) "
     f"WHERE outbox.message_id = v.id AND outbox.{PENDING_ONLY}"
 )
-_ATTEMPTS_PG = text(
-    "INSERT INTO delivery_attempts (message_id, worker, outcome, code, reason, provider_id, at) "
-    "SELECT v.id, :worker, v.outcome, v.code, v.reason, v.pid, :at FROM unnest("
-    "CAST(:ids AS bigint[]), CAST(:outcomes AS text[]), CAST(:codes AS text[]), "
-    "CAST(:reasons AS text[]), CAST(:pids AS text[])) AS v(id, outcome, code, reason, pid)"
-).bindparams(bindparam("at", type_=UTCDateTime()))
-_TIMELINE_PG = text(
-    "INSERT INTO interactions (customer_id, kind, channel, summary, actor, data, occurred_at) "
-    "SELECT v.customer, v.kind, v.channel, v.summary, v.actor, CAST(v.data AS jsonb), v.at "
-    "FROM unnest(CAST(:customers AS bigint[]), CAST(:kinds AS text[]), "
-    "CAST(:channels AS text[]), CAST(:summaries AS text[]), CAST(:actors AS text[]), "
-    "CAST(:data AS text[]), CAST(:ats AS timestamptz[])) "
-    "AS v(customer, kind, channel, summary, actor, data, at)"
-)
+_ATTEMPT_COLUMNS = ("message_id", "worker", "outcome", "code", "reason", "provider_id", "at")
+_ATTEMPTS = insert(delivery_attempts_table)
+_ATTEMPTS_UNNESTED = insert_unnested(delivery_attempts_table, _ATTEMPT_COLUMNS)
 _RETRY = (
     update(outbox_table)
     .where(_o.message_id == bindparam("id"), _STILL_PENDING)
@@ -737,35 +726,23 @@ async def _record_attempts(
         r.reason if moved else _STALE if r.reason is None else f"{r.reason} ({_STALE})"
         for r, moved in zip(results, moves, strict=True)
     ]
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            _ATTEMPTS_PG,
-            {
-                "worker": worker,
-                "at": now,
-                "ids": [r.claimed.message_id for r in results],
-                "outcomes": outcomes,
-                "codes": [r.code for r in results],
-                "reasons": reasons,
-                "pids": [r.provider_id for r in results],
-            },
-        )
-        return
-    await session.execute(
-        insert(delivery_attempts_table),
-        [
-            {
-                "message_id": r.claimed.message_id,
-                "worker": worker,
-                "outcome": outcome,
-                "code": r.code,
-                "reason": reason,
-                "provider_id": r.provider_id,
-                "at": now,
-            }
-            for r, outcome, reason in zip(results, outcomes, reasons, strict=True)
-        ],
-    )
+    attempts = [
+        {
+            "message_id": r.claimed.message_id,
+            "worker": worker,
+            "outcome": outcome,
+            "code": r.code,
+            "reason": reason,
+            "provider_id": r.provider_id,
+            "at": now,
+        }
+        for r, outcome, reason in zip(results, outcomes, reasons, strict=True)
+    ]
+    if len(attempts) > 1 and unnested(session):
+        arrays = as_arrays(delivery_attempts_table, attempts, _ATTEMPT_COLUMNS)
+        await session.execute(_ATTEMPTS_UNNESTED, arrays)
+    else:
+        await session.execute(_ATTEMPTS, attempts if len(attempts) > 1 else attempts[0])
 
 
 async def _record_timeline(session: AsyncSession, results: Sequence[Result], now: datetime) -> None:
@@ -781,21 +758,7 @@ async def _record_timeline(session: AsyncSession, results: Sequence[Result], now
         )
         for r in results
     ]
-    if timeline and session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            _TIMELINE_PG,
-            {
-                "customers": [t["customer_id"] for t in timeline],
-                "kinds": [t["kind"] for t in timeline],
-                "channels": [t["channel"] for t in timeline],
-                "summaries": [t["summary"] for t in timeline],
-                "actors": [t["actor"] for t in timeline],
-                "data": [json.dumps(t["data"]) for t in timeline],
-                "ats": [t["occurred_at"] for t in timeline],
-            },
-        )
-    elif timeline:
-        await session.execute(insert(interactions_table), timeline)
+    await add_interactions(session, timeline)
 
 
 # --- the providers' reports ---------------------------------------------------------------------
@@ -850,18 +813,20 @@ async def _advance_row(
         .where(and_(_o.message_id == row.message_id, _o.state == row.state))
         .values(values)
     )
-    await session.execute(
-        insert(interactions_table),
-        _timeline(
-            row.customer_id,
-            row.message_id,
-            row.channel,
-            moved.value,
-            now,
-            code=code,
-            reason=reason,
-            actor="provider",
-        ),
+    await add_interactions(
+        session,
+        [
+            _timeline(
+                row.customer_id,
+                row.message_id,
+                row.channel,
+                moved.value,
+                now,
+                code=code,
+                reason=reason,
+                actor="provider",
+            )
+        ],
     )
     return moved
 
