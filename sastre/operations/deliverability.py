@@ -9,6 +9,7 @@ address again; a mark never lifted keeps a working address off for good.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, select
@@ -31,12 +32,24 @@ async def is_marked(session: AsyncSession, channel: Channel, address: str) -> bo
     return bool(await session.scalar(select(exists().where(_marks(channel, address)))))
 
 
-async def lift_marks(unit: Unit, channel: Channel, address: str, proof: dict[str, Any]) -> bool:
+async def lift_marks(
+    unit: Unit,
+    channel: Channel,
+    address: str,
+    proof: dict[str, Any],
+    *,
+    before: datetime | None = None,
+) -> bool:
     """Remove the marks on `address` (as identities store it) on `channel`, each customer's,
-    audited with `proof` and published after commit; whether there were any."""
+    audited with `proof` and published after commit; whether there were any. With `before`
+    (when the message that proves the address works went), only the marks made as of an
+    earlier moment: a newer failure outweighs an older success reported late."""
+    which = _marks(channel, address)
+    if before is not None:
+        which = which & (Undeliverable.at < before)
     lifted = await unit.session.execute(
         delete(Undeliverable)
-        .where(_marks(channel, address))
+        .where(which)
         .returning(Undeliverable.customer_id)
         .execution_options(synchronize_session=False)
     )

@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 PROVIDER = "provider:twilio"  # the actor of what Twilio's reports change
+SENT = "sent"  # the outcome of an attempt the provider took (`dialog.outbox.queue`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,9 @@ async def do_record_sms_status(
             reason=report.reason,
         )
         evidence = {"message_sid": report.provider_id, "status": report.state}
-        sent_at = await _sent_at(unit.session, report.provider_id) if report.code else None
+        delivered = report.state == DeliveryState.DELIVERED.value
+        ours = report.code or delivered
+        sent_at = await _sent_at(unit.session, report.provider_id) if ours else None
         revoked, undeliverable = await apply_sms_error(
             unit,
             address=report.address,
@@ -87,12 +90,14 @@ async def do_record_sms_status(
             sent_at=sent_at,
         )
         deliverable = False
-        if report.state == DeliveryState.DELIVERED.value:
+        if delivered:
             # Whether or not the report moved our row (a callback that outran the worker is
-            # parked): the carrier handed a message to that handset, so it receives SMS.
+            # parked, its send not yet recorded: it went just now): the carrier handed a
+            # message to that handset, so it receives SMS, as of when that message went. A
+            # late report about an older send lifts no mark made from a newer one's failure.
             number = _stored_number(report.address, region)
             proof = {**evidence, "address": number}
-            deliverable = await lift_marks(unit, Channel.SMS, number, proof)
+            deliverable = await lift_marks(unit, Channel.SMS, number, proof, before=sent_at)
     return SmsStatusOutcome(moved, revoked, undeliverable, deliverable)
 
 
@@ -149,7 +154,8 @@ async def apply_sms_error(
         unit.publish("consent.changed", customer.id, source=Source.PROVIDER.value)
         return True, False
     number = _stored_number(address, region)
-    return False, await _mark_undeliverable(unit, session, customer.id, number, code, proof)
+    marked = await _mark_undeliverable(unit, session, customer.id, number, code, proof, sent_at)
+    return False, marked
 
 
 async def _opted_in_since(session: AsyncSession, customer_id: int, moment: datetime) -> bool:
@@ -171,12 +177,15 @@ async def _opted_in_since(session: AsyncSession, customer_id: int, moment: datet
 
 async def _sent_at(session: AsyncSession, provider_id: str) -> datetime | None:
     """When the SMS Twilio names went out, if it is ours: the attempt Twilio took, found by its
-    own id (the message may have been retried since, and now hold another)."""
+    own id (the message may have been retried since, and now hold another). Only the send
+    itself: a staff retry records the delivery it replaced under the same id, at the time of
+    the retry, which would date a late report about the old send after a START given since."""
     when: datetime | None = await session.scalar(
         select(func.max(DeliveryAttempt.at))
         .join(OutboxEntry, OutboxEntry.message_id == DeliveryAttempt.message_id)
         .where(
             DeliveryAttempt.provider_id == provider_id,  # ix_delivery_attempts_provider
+            DeliveryAttempt.outcome == SENT,
             OutboxEntry.channel == ChannelName.SMS.value,
         )
     )
@@ -198,6 +207,7 @@ async def _mark_undeliverable(
     number: str,
     code: str | None,
     proof: dict[str, Any],
+    sent_at: datetime | None,
 ) -> bool:
     key = (customer_id, Channel.SMS.value, number)
     if await session.get(Undeliverable, key) is not None:
@@ -208,7 +218,9 @@ async def _mark_undeliverable(
             channel=Channel.SMS.value,
             address=number,
             reason=f"twilio error {code}",
-            at=utcnow(),
+            # As of the failed send (when known): a message delivered after it lifts the mark,
+            # one delivered before it, reported late, does not.
+            at=sent_at or utcnow(),
         )
     )
     unit.audit("sms.undeliverable", customer_id, proof)

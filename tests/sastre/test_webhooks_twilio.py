@@ -371,6 +371,28 @@ async def test_a_late_21610_about_an_earlier_attempt_of_a_retried_message_revoke
     assert await state_of(sessionmaker, message_id) == ("sent", None)  # not this attempt's
 
 
+async def test_a_late_21610_about_a_send_staff_retried_after_start_revokes_nothing(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """The retry records the delivery it replaced under the old id, at the time of the retry
+    (after START): the report is still dated by the send itself, which went before START."""
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    async with sessionmaker.begin() as session:
+        session.add(_attempt(message_id, SENT_SID, minutes_ago=9))
+    assert (await post(twilio_client, INBOUND, sms("STOP", 901))).status == 200
+    assert (await post(twilio_client, INBOUND, sms("START", 902))).status == 200
+    async with sessionmaker.begin() as session:
+        session.add(
+            DeliveryAttempt(
+                message_id=message_id, worker="staff", outcome="retried", provider_id=SENT_SID
+            )
+        )
+    assert (await post(twilio_client, STATUS, fixture("status_failed_21610.txt"))).status == 200
+    async with sessionmaker() as session:
+        customer = await find_customer(session, "phone", CUSTOMER, "US")
+        assert not await service_revoked(session, customer.id, Channel.SMS)
+
+
 async def test_error_30003_marks_the_number_undeliverable_for_the_contact_policy(
     twilio_client: Client, sessionmaker: SessionMaker
 ) -> None:
@@ -410,6 +432,36 @@ async def test_a_message_delivered_to_the_number_clears_its_mark(
         )
     assert Channel.SMS not in state.undeliverable
     assert audits.count("sms.undeliverable") == audits.count("sms.deliverable") == 1
+
+
+async def test_a_late_delivered_report_about_an_older_send_keeps_a_newer_mark(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """Delivered five minutes ago, unreachable since: the mark stays until a message sent after
+    the failed one is delivered."""
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    older, newer = "SM" + "a" * 32, "SM" + "c" * 32
+    async with sessionmaker.begin() as session:
+        session.add_all(
+            [
+                _attempt(message_id, older, minutes_ago=9),
+                _attempt(message_id, SENT_SID, minutes_ago=5),
+                _attempt(message_id, newer, minutes_ago=1),
+            ]
+        )
+    unreachable = fixture("status_undelivered_30003.txt")
+    assert (await post(twilio_client, STATUS, unreachable)).status == 200
+
+    async def marks() -> int:
+        async with sessionmaker() as session:
+            return int(await session.scalar(select(func.count()).select_from(Undeliverable)) or 0)
+
+    late = fixture("status_delivered.txt", MessageSid=older, SmsSid=older)
+    assert (await post(twilio_client, STATUS, late)).status == 200
+    assert await marks() == 1
+    delivered = fixture("status_delivered.txt", MessageSid=newer, SmsSid=newer)
+    assert (await post(twilio_client, STATUS, delivered)).status == 200
+    assert await marks() == 0
 
 
 async def test_a_callback_for_a_message_we_do_not_know_changes_nothing(
