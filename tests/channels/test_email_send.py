@@ -111,6 +111,24 @@ async def test_marketing_mail_has_one_click_unsubscribe() -> None:
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+async def test_long_ids_and_links_go_on_the_wire_as_written_folded_between_them() -> None:
+    """A Microsoft 365 Message-ID and a signed link are longer than a line: folded only between
+    tokens, never into RFC 2047 encoded words (which nothing matches, and no mailbox offers)."""
+    outlook = "AM6PR08MB4423A1B2C3D4E5F6A7B8C9D0E1F2A3B4@AM6PR08MB4423.eurprd08.prod.outlook.com"
+    url = "https://shop.example/u/WzEyLCJlbWFpbCJd." + "Zk9vYmFyYmF6cXV4" * 5
+    async with smtp_peer() as peer, sender_for(peer) as smtp:
+        await smtp.send(
+            email(in_reply_to=outlook, references=("sastre.1@tienda.example",), unsubscribe_url=url)
+        )
+    raw = peer.received[0].raw
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"=?" not in head
+    assert f"In-Reply-To: <{outlook}>\r\n".encode() in head
+    assert f"References: <sastre.1@tienda.example>\r\n <{outlook}>\r\n".encode() in head
+    assert f"List-Unsubscribe: <{url}>,\r\n <mailto:".encode() in head
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+
+
 async def test_one_connection_carries_many_messages() -> None:
     async with smtp_peer() as peer, sender_for(peer, connections=1) as smtp:
         for n in range(5):
