@@ -456,6 +456,10 @@ class Settings(BaseSettings):
     email_from: str | None = None
     email_unsubscribe_mailto: str | None = None  # List-Unsubscribe's mailto; default: From
     email_trusted_relays: str = ""
+    # The SMTP listener honours those relays' Authentication-Results only from a peer in these
+    # networks: mail delivered to the listener straight from anywhere else could carry a forged
+    # topmost header naming the relay. Default: the relay on this host (loopback).
+    email_relay_networks: str = "127.0.0.0/8, ::1"
     # Where attachments' bytes are kept (one file per content); empty: kept as metadata only.
     email_attachments_dir: str = ""
     # The largest inbound message taken, at both doors (the SMTP listener says so in EHLO and
@@ -525,6 +529,16 @@ class Settings(BaseSettings):
         if problem is not None:
             raise ValueError(f"{problem}: attachments could not be kept there")
         return value.strip()
+
+    @field_validator("email_relay_networks")
+    @classmethod
+    def _check_relay_networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def email_relay_network_list(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.email_relay_networks)
 
     @field_validator("email_trusted_relays")
     @classmethod

@@ -93,8 +93,13 @@ class EmailIntake:
     store: AttachmentStore | None = None
     dnsfunc: DnsFunc | None = None  # DKIM's key look-ups; None: the real DNS
 
-    async def take(self, raw: bytes, *, envelope_from: str | None = None) -> Intake:
-        parsed, proof = await asyncio.to_thread(self._read, raw, envelope_from)
+    async def take(
+        self, raw: bytes, *, envelope_from: str | None = None, relayed: bool = True
+    ) -> Intake:
+        """Store (and answer) one raw message. `relayed`: it came from a trusted relay, whose
+        Authentication-Results may prove its sender (see `sastre.email_listener.deliver`)."""
+        relays = self.trusted_relays if relayed else ()
+        parsed, proof = await asyncio.to_thread(self._read, raw, envelope_from, relays)
         if parsed.bounces:
             await do_record_email_bounces(
                 self.sessionmaker,
@@ -149,15 +154,15 @@ class EmailIntake:
             return f"the sender is not an e-mail address ({reason}): filed as unattributed"
         return None
 
-    def _read(self, raw: bytes, envelope_from: str | None) -> tuple[ParsedEmail, Proof]:
+    def _read(
+        self, raw: bytes, envelope_from: str | None, relays: tuple[str, ...]
+    ) -> tuple[ParsedEmail, Proof]:
         parsed = parse_email(raw, keep_attachments=self.store is not None)
         sender = sender_of(parsed, envelope_from)
         if parsed.bounces or sender is None:
             return parsed, Proof(False, "not checked")
         # The proof is about the From header: an envelope sender proves nothing.
-        proof = prove_sender(
-            raw, parsed.sender, trusted_relays=self.trusted_relays, dnsfunc=self.dnsfunc
-        )
+        proof = prove_sender(raw, parsed.sender, trusted_relays=relays, dnsfunc=self.dnsfunc)
         return parsed, proof
 
 

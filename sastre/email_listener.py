@@ -8,9 +8,10 @@ Both doors take messages up to SASTRE_EMAIL_MAX_BYTES."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from channels.email import Delivery, Refused, listen, parse_listen
 from channels.email.proof import DnsFunc
 from channels.email.smtp_in import bound_port
 from sastre.appkeys import INBOUND, READER, SESSIONMAKER, SETTINGS
+from sastre.config import IPNetwork
 from sastre.email_intake import EmailIntake, NoSender, intake_for
 
 __all__ = ["EMAIL_DNS", "EMAIL_INTAKE", "SMTP_PORT", "SMTP_SOCKET", "deliver", "email_inbound"]
@@ -34,12 +36,30 @@ SMTP_PORT: web.AppKey[int | None] = web.AppKey("smtp_port")
 SMTP_SOCKET: web.AppKey[socket.socket | None] = web.AppKey("smtp_socket")
 
 
-async def deliver(intake: EmailIntake, delivery: Delivery) -> None:
-    """The listener's callback: stored when it returns (with no usable sender, as unattributed)."""
+async def deliver(
+    intake: EmailIntake, delivery: Delivery, relay_networks: Sequence[IPNetwork] = ()
+) -> None:
+    """The listener's callback: stored when it returns (with no usable sender, as unattributed).
+
+    A trusted relay's Authentication-Results count only on mail the relay itself delivered,
+    from `relay_networks` (SASTRE_EMAIL_RELAY_NETWORKS): anyone else reaching the listener
+    could put a header naming the relay on top. From elsewhere, only DKIM proves a sender."""
     try:
-        await intake.take(delivery.raw, envelope_from=delivery.mail_from)
+        await intake.take(
+            delivery.raw,
+            envelope_from=delivery.mail_from,
+            relayed=_within(delivery.peer, relay_networks),
+        )
     except NoSender as error:
         raise Refused(str(error)) from error
+
+
+def _within(peer: str, networks: Sequence[IPNetwork]) -> bool:
+    try:
+        address = ipaddress.ip_address(peer.split("%", 1)[0])  # an IPv6 zone names no network
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 async def email_inbound(app: web.Application) -> AsyncIterator[None]:
@@ -54,7 +74,7 @@ async def email_inbound(app: web.Application) -> AsyncIterator[None]:
         return
     host, port = parse_listen(settings.smtp_listen)
     server = await listen(
-        partial(deliver, intake),
+        partial(deliver, intake, relay_networks=settings.email_relay_network_list),
         host,
         port,
         max_size=settings.email_max_bytes,

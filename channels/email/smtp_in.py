@@ -32,7 +32,7 @@ class Delivery:
     raw: bytes
     mail_from: str  # the envelope sender, "" for a bounce (<>)
     recipients: tuple[str, ...]
-    peer: str
+    peer: str  # the client's IP address ("" when unknown)
 
 
 class Refused(Exception):
@@ -55,7 +55,7 @@ class InboundHandler:
             raw=raw,
             mail_from=envelope.mail_from or "",
             recipients=tuple(envelope.rcpt_tos),
-            peer=str(session.peer),
+            peer=_host(session.peer),
         )
         try:
             await self._callback(delivery)
@@ -65,6 +65,13 @@ class InboundHandler:
             log.exception("an e-mail from %s could not be stored", delivery.mail_from or "<>")
             return "451 4.3.0 Not stored, please try again later"
         return "250 2.0.0 Message stored"
+
+
+def _host(peer: object) -> str:
+    """The address of aiosmtpd's peer, (host, port, ...) for a TCP socket."""
+    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+        return peer[0]
+    return ""
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -22,6 +22,7 @@ from sastre.config import ConfigError, load_settings
         ({"smtp_connections": "0"}, "SASTRE_SMTP_CONNECTIONS"),
         ({"email_from": "Tienda"}, "SASTRE_EMAIL_FROM"),
         ({"email_trusted_relays": "mx.ok.example, not/a/host"}, "SASTRE_EMAIL_TRUSTED_RELAYS"),
+        ({"email_relay_networks": "10.0.0.0/8, mx.example"}, "SASTRE_EMAIL_RELAY_NETWORKS"),
         ({"inbound_email_token": "short"}, "SASTRE_INBOUND_EMAIL_TOKEN"),
         ({"postal_address": "Calle Mayor 1\x1b[2J"}, "SASTRE_POSTAL_ADDRESS"),
         ({"postal_address": "Calle Mayor " + "1" * 300}, "SASTRE_POSTAL_ADDRESS"),

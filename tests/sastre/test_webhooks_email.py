@@ -567,3 +567,50 @@ async def test_the_smtp_listener_takes_an_internationalised_sender(
     assert answer.code == 250
     (stored,) = await inbound(sessionmaker)
     assert stored.address == "josé@ejemplo.es"
+
+
+def _stamped_by_the_relay(message: bytes) -> bytes:
+    """The message with a topmost Authentication-Results naming the trusted relay, passing the
+    From domain: what the relay writes, and what anyone can write."""
+    return (
+        b"Authentication-Results: mx.tienda.example; dmarc=pass header.from=bigcustomer.example\r\n"
+        + message
+    )
+
+
+async def _ask_the_listener(client: Client, message: bytes) -> None:
+    port = client.app[SMTP_PORT]
+    assert port is not None
+    errors, _ = await aiosmtplib.send(
+        message, sender=CEO, recipients=["hola@tienda.example"], hostname="127.0.0.1", port=port
+    )
+    assert errors == {}
+
+
+async def test_the_smtp_listener_takes_the_relay_s_word_from_the_relay_s_network(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    await _ceo_with_an_order(sessionmaker)
+    configured = {"email_trusted_relays": "mx.tienda.example", "smtp_listen": "127.0.0.1:0"}
+    client = await email_client(aiohttp_client, email_settings(settings, **configured))
+    await _ask_the_listener(client, _stamped_by_the_relay(order_question("forged_from")))
+    (reply,) = await replies(sessionmaker, CEO)
+    assert "shipped" in reply.lower()  # the relay (on loopback, the default network) vouched
+
+
+async def test_the_smtp_listener_ignores_a_relay_s_header_from_anywhere_else(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """Straight to the listener, not through the relay: a forged From with a forged header on
+    top, naming the relay, proves nothing."""
+    await _ceo_with_an_order(sessionmaker)
+    configured = {
+        "email_trusted_relays": "mx.tienda.example",
+        "email_relay_networks": "192.0.2.0/24",  # the relay is elsewhere: loopback is not it
+        "smtp_listen": "127.0.0.1:0",
+    }
+    client = await email_client(aiohttp_client, email_settings(settings, **configured))
+    await _ask_the_listener(client, _stamped_by_the_relay(order_question("forged_from")))
+    (reply,) = await replies(sessionmaker, CEO)
+    assert "shipped" not in reply.lower()
+    assert "Blue shirt" not in reply
