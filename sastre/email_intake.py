@@ -28,6 +28,7 @@ from channels.email import (
     AttachmentStore,
     ParsedEmail,
     Proof,
+    null_sender,
     parse_email,
     prove_sender,
     sender_of,
@@ -158,6 +159,8 @@ class EmailIntake:
         self, raw: bytes, envelope_from: str | None, relays: tuple[str, ...]
     ) -> tuple[ParsedEmail, Proof]:
         parsed = parse_email(raw, keep_attachments=self.store is not None)
+        if parsed.auto is None and (why := null_sender(envelope_from)) is not None:
+            parsed = replace(parsed, auto=why)
         sender = sender_of(parsed, envelope_from)
         if parsed.bounces or sender is None:
             return parsed, Proof(False, "not checked")

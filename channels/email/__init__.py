@@ -2,7 +2,7 @@
 into an `InboundMessage` (`inbound`), the SMTP listener (`smtp_in`) and the SMTP sender (`send`).
 Only this package imports aiosmtplib, aiosmtpd, dkimpy and the mail parsing libraries."""
 
-from channels.email.inbound import AttachmentStore, sender_of, to_inbound
+from channels.email.inbound import AttachmentStore, null_sender, sender_of, to_inbound
 from channels.email.parse import Attachment, Bounce, ParsedEmail, parse_email
 from channels.email.proof import Proof, prove_sender, prove_sender_async
 from channels.email.send import SmtpEmail, build_message
@@ -19,6 +19,7 @@ __all__ = [
     "SmtpEmail",
     "build_message",
     "listen",
+    "null_sender",
     "parse_email",
     "parse_listen",
     "prove_sender",

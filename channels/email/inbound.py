@@ -19,7 +19,7 @@ from channels.base import ChannelName, InboundMessage
 from channels.email.parse import Attachment, ParsedEmail
 from channels.email.proof import Proof
 
-__all__ = ["AttachmentStore", "attachment_entry", "sender_of", "to_inbound"]
+__all__ = ["AttachmentStore", "attachment_entry", "null_sender", "sender_of", "to_inbound"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,16 @@ def attachment_entry(attachment: Attachment, stored: str | None = None) -> str:
     if stored is not None:
         entry["stored"] = stored
     return json.dumps(entry, ensure_ascii=False, sort_keys=True)
+
+
+def null_sender(envelope_from: str | None) -> str | None:
+    """Why mail sent from the null envelope sender (`MAIL FROM:<>`) is not answered, or None
+    when it was not (or the door does not know the envelope). RFC 5321 4.5.5: bounces,
+    read receipts and auto-replies are sent from <> so that nothing answers them; a plain-text
+    bounce carries no other sign of what it is."""
+    if envelope_from is not None and envelope_from.strip() in ("", "<>"):
+        return "null envelope sender"
+    return None
 
 
 def sender_of(parsed: ParsedEmail, envelope_from: str | None = None) -> str | None:

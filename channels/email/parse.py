@@ -60,6 +60,7 @@ _AS_WINDOWS_1252 = frozenset({"iso-8859-1", "latin-1", "latin1", "us-ascii", "as
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _BULK = frozenset({"bulk", "junk", "list"})
+_REPORTS = {"delivery-status": "delivery report", "disposition-notification": "read receipt"}
 _REPLY_PARSER = EmailReplyParser(languages=["es", "en"])
 # A quoted line in a plain-text reply ("> ..."); what follows the first block of them is the
 # thread, whatever header line (in whatever language) introduced it.
@@ -389,8 +390,11 @@ def auto_reason(message: Message) -> str | None:
     if submitted and not submitted.startswith("no"):
         return f"Auto-Submitted: {submitted}"
     precedence = str(message.get("Precedence") or "").strip().lower()
-    if precedence in _BULK:
+    if precedence in _BULK or precedence == "auto_reply":
         return f"Precedence: {precedence}"
+    if message.get_content_type() == "multipart/report":  # RFC 6522: a machine's report
+        kind = str(message.get_param("report-type", "") or "").lower()
+        return _REPORTS.get(kind, f"report ({kind or 'no type'})")
     if message.get("X-Autoreply") is not None or message.get("X-Autorespond") is not None:
         return "X-Autoreply"
     suppress = str(message.get("X-Auto-Response-Suppress") or "").strip().lower()

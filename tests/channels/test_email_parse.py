@@ -177,11 +177,23 @@ def test_each_auto_header_alone_flags_the_message() -> None:
         b"Auto-Submitted: auto-generated",
         b"Precedence: junk",
         b"Precedence: list",
+        b"Precedence: auto_reply",
         b"X-Autoreply: yes",
         b"X-Auto-Response-Suppress: OOF",
     ):
         assert parse_email(header + b"\n" + base).auto is not None, header
     assert parse_email(b"Auto-Submitted: no\n" + base).auto is None
+
+
+def test_a_read_receipt_is_flagged_and_is_no_bounce() -> None:
+    parsed = parse_email(raw("read_receipt"))
+    assert parsed.auto == "read receipt"
+    assert parsed.bounces == ()
+
+
+def test_any_machine_report_is_flagged() -> None:
+    report = raw("read_receipt").replace(b"disposition-notification;", b"x-feedback;")
+    assert parse_email(report).auto == "report (x-feedback)"
 
 
 def test_a_permanent_bounce_names_the_address_and_our_message() -> None:

@@ -553,6 +553,24 @@ async def test_the_smtp_listener_stores_a_message_with_no_sender_at_all(
     assert stored.address == UNATTRIBUTED
 
 
+async def test_the_smtp_listener_stores_mail_from_the_null_sender_and_never_answers_it(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """An out-of-office or a plain-text bounce, sent from <> as RFC 5321 has them: nothing in
+    its headers says so, and answering it could start a loop."""
+    client = await email_client(aiohttp_client, email_settings(settings, smtp_listen="127.0.0.1:0"))
+    port = client.app[SMTP_PORT]
+    assert port is not None
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as smtp:
+        await smtp.mail("")
+        await smtp.rcpt("hola@tienda.example")
+        answer = await smtp.data(raw("plain"))
+    assert answer.code == 250
+    (stored,) = await inbound(sessionmaker)
+    assert stored.address == "lucia.moreno@example.org"
+    assert await replies(sessionmaker, stored.address) == []
+
+
 async def test_the_smtp_listener_takes_an_internationalised_sender(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
 ) -> None:
