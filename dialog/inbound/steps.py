@@ -199,7 +199,11 @@ class TurnSteps:
             if outcome.handled:
                 work.intent = "keyword"
                 work.plan = keyword_plan(keyword.kind)
-                work.replies = [outcome.reply] if outcome.reply else []
+                # A provider that acted on the keyword has answered it too (Twilio's Advanced
+                # Opt-Out sends the responses configured there, and after STOP refuses our
+                # sends to the number): a reply of ours would be a second one, or refused.
+                answered = said is not None
+                work.replies = [outcome.reply] if outcome.reply and not answered else []
                 if known is None and work.opened:
                     await self._keep_language(session, work, keyword)
                 return None

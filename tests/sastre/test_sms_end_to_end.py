@@ -95,7 +95,7 @@ async def test_a_reply_queued_before_stop_is_not_sent_only_the_confirmation(
     service: Client, sessionmaker: SessionMaker, fake: FakeTwilio, sender: TwilioSms
 ) -> None:
     assert (await post(service, INBOUND, sms("Where is my order?", 1))).status == 200
-    assert (await post(service, INBOUND, sms("STOP", 2, OptOutType="STOP"))).status == 200
+    assert (await post(service, INBOUND, sms("STOP", 2))).status == 200
     answer, confirmation = await replies_to(sessionmaker)
     await Worker(sessionmaker, {ChannelName.SMS: sender}).drain()
     assert [m.body for m in fake.messages] == [confirmation]
@@ -106,9 +106,21 @@ async def test_a_help_answer_queued_before_stop_is_not_sent_either(
     service: Client, sessionmaker: SessionMaker, fake: FakeTwilio, sender: TwilioSms
 ) -> None:
     # HELP's answer is a service message: only the STOP confirmation goes out whatever consent.
-    assert (await post(service, INBOUND, sms("HELP", 1, OptOutType="HELP"))).status == 200
-    assert (await post(service, INBOUND, sms("STOP", 2, OptOutType="STOP"))).status == 200
+    assert (await post(service, INBOUND, sms("HELP", 1))).status == 200
+    assert (await post(service, INBOUND, sms("STOP", 2))).status == 200
     helped, confirmation = await replies_to(sessionmaker)
     await Worker(sessionmaker, {ChannelName.SMS: sender}).drain()
     assert [m.body for m in fake.messages] == [confirmation]
     assert helped != confirmation
+
+
+async def test_after_a_stop_twilio_confirmed_nothing_of_ours_goes(
+    service: Client, sessionmaker: SessionMaker, fake: FakeTwilio, sender: TwilioSms
+) -> None:
+    """Twilio's Advanced Opt-Out acted on the STOP (OptOutType) and sent the confirmation
+    configured there: the reply queued before it is not sent, and no second confirmation is."""
+    assert (await post(service, INBOUND, sms("Where is my order?", 1))).status == 200
+    assert (await post(service, INBOUND, sms("STOP", 2, OptOutType="STOP"))).status == 200
+    assert len(await replies_to(sessionmaker)) == 1  # the bot's answer, queued before the STOP
+    await Worker(sessionmaker, {ChannelName.SMS: sender}).drain()
+    assert fake.messages == []

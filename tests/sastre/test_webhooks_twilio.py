@@ -183,16 +183,35 @@ async def test_an_mms_keeps_its_media_and_accents_are_kept(
 async def test_stop_gets_one_confirmation_and_nothing_else_until_start(
     twilio_client: Client, sessionmaker: SessionMaker
 ) -> None:
-    assert (await post(twilio_client, INBOUND, sms("STOP", 1, OptOutType="STOP"))).status == 200
+    assert (await post(twilio_client, INBOUND, sms("STOP", 1))).status == 200
     [confirmation] = await replies_to(sessionmaker)
     assert "START" in confirmation
     for n, text in enumerate(["Where is my order?", "hello?", "HELP me with my order"], start=2):
         assert (await post(twilio_client, INBOUND, sms(text, n))).status == 200
     assert await replies_to(sessionmaker) == [confirmation]  # stored, never answered
     assert await count(sessionmaker, Message.direction == "in") == 4
-    assert (await post(twilio_client, INBOUND, sms("START", 9, OptOutType="START"))).status == 200
+    assert (await post(twilio_client, INBOUND, sms("START", 9))).status == 200
     assert (await post(twilio_client, INBOUND, sms("Where is my order?", 10))).status == 200
     assert len(await replies_to(sessionmaker)) == 3  # START's answer, then the bot again
+
+
+async def test_keywords_twilio_acted_on_are_recorded_and_not_answered_again(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """With Advanced Opt-Out Twilio answers STOP, HELP and START itself (OptOutType): our books
+    follow, our replies would be second ones (and after STOP refused, 21610)."""
+    for n, keyword in enumerate(("HELP", "STOP", "START"), start=1):
+        form = sms(keyword, n, OptOutType=keyword)
+        assert (await post(twilio_client, INBOUND, form)).status == 200
+        if keyword == "STOP":
+            async with sessionmaker() as session:
+                customer = await find_customer(session, "phone", CUSTOMER, "US")
+                assert await service_revoked(session, customer.id, Channel.SMS)
+    async with sessionmaker() as session:
+        assert not await service_revoked(session, customer.id, Channel.SMS)
+    assert await replies_to(sessionmaker) == []
+    assert (await post(twilio_client, INBOUND, sms("Where is my order?", 9))).status == 200
+    assert len(await replies_to(sessionmaker)) == 1  # the bot answers as before
 
 
 async def test_stop_is_confirmed_in_the_customer_s_language(
@@ -213,7 +232,7 @@ async def test_twilio_s_opt_out_type_is_honoured_for_a_word_we_do_not_know(
     async with sessionmaker() as session:
         customer = await find_customer(session, "phone", CUSTOMER, "US")
         assert await service_revoked(session, customer.id, Channel.SMS)
-    assert len(await replies_to(sessionmaker)) == 1  # the confirmation
+    assert await replies_to(sessionmaker) == []  # Twilio confirmed it, as configured there
 
 
 async def test_a_signed_form_that_is_not_an_sms_is_400_naming_the_field(
