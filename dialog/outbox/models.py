@@ -19,7 +19,9 @@ from crm_core.sqltypes import IdType, utcnow
 from dialog.outbox.states import PENDING, DeliveryState
 
 __all__ = [
+    "CODE_LENGTH",
     "PENDING_ONLY",
+    "PROVIDER_ID_LENGTH",
     "DeliveryAttempt",
     "OutboxEntry",
     "ParkedReport",
@@ -40,6 +42,12 @@ class Purpose:
     # A keyword's own answer (the STOP confirmation, HELP): sent whatever consent says.
     COMPLIANCE = "compliance"
     ALL = (SERVICE, MARKETING, COMPLIANCE)
+
+
+# The longest provider id and error code the outbox and its attempts hold: a provider's
+# longer one is cut to fit by the worker (`sastre.worker.loop`), not refused by the database.
+PROVIDER_ID_LENGTH = 200
+CODE_LENGTH = 32
 
 
 class OutboxEntry(Base):
@@ -69,8 +77,8 @@ class OutboxEntry(Base):
     due_at: Mapped[datetime] = mapped_column()
     attempts: Mapped[int] = mapped_column(default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
-    provider_id: Mapped[str | None] = mapped_column(String(200), default=None)
-    error_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    provider_id: Mapped[str | None] = mapped_column(String(PROVIDER_ID_LENGTH), default=None)
+    error_code: Mapped[str | None] = mapped_column(String(CODE_LENGTH), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)  # subject, html, threading
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -102,9 +110,9 @@ class DeliveryAttempt(Base):
     message_id: Mapped[int] = mapped_column(IdType, ForeignKey("messages.id", ondelete="CASCADE"))
     worker: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))  # sent, retry, failed, revoked, interrupted
-    code: Mapped[str | None] = mapped_column(String(32), default=None)
+    code: Mapped[str | None] = mapped_column(String(CODE_LENGTH), default=None)
     reason: Mapped[str | None] = mapped_column(Text, default=None)
-    provider_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    provider_id: Mapped[str | None] = mapped_column(String(PROVIDER_ID_LENGTH), default=None)
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

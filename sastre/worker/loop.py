@@ -33,6 +33,7 @@ from typing import Any
 from channels.base import ChannelName, DeliveryFailed, OutboundMessage, Sender
 from crm_core.sqltypes import utcnow
 from dialog.outbox import Admit, Claimed, Result, Wait, claim, next_due, settle
+from dialog.outbox.models import CODE_LENGTH, PROVIDER_ID_LENGTH
 from sastre.db import SessionMaker
 from sastre.operations.unit import Unit, unit_of_work
 from sastre.worker.backoff import RetryPolicy, next_attempt
@@ -47,9 +48,12 @@ FailureHook = Callable[[Unit, Result], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 DEFAULT_POLICY = RetryPolicy()
-# A batch of results is written again (the database away for a moment) this many times, a
-# second apart, before its rows are left to their lease.
-_SETTLE_ATTEMPTS = 5
+# Results that could not be written (the database away for a moment) are written again, at
+# these growing intervals, while their rows' lease lasts (less this margin, the time a write
+# takes): a row left `sending` past it is sent again by whoever takes it over.
+_SETTLE_FIRST_DELAY = 0.1
+_SETTLE_MAX_DELAY = 5.0
+_SETTLE_MARGIN = timedelta(seconds=2)
 _OPTIONS = ("html", "subject", "in_reply_to", "unsubscribe_url", "status_callback")
 
 
@@ -185,7 +189,9 @@ class Worker:
         except Exception as error:  # an adapter's bug or an unmapped network error: try again
             log.exception("sending message %s", row.message_id)
             return self._failed(row, f"{type(error).__name__}: {error}", None, True, None)
-        return Result(row, "sent", provider_id=provider_id)
+        # A provider id longer than the column (no provider's is) is kept cut: refused by the
+        # database, the result would be lost and the message sent again.
+        return Result(row, "sent", provider_id=provider_id[:PROVIDER_ID_LENGTH])
 
     def _failed(
         self,
@@ -195,6 +201,7 @@ class Worker:
         retryable: bool,
         retry_after: float | None,
     ) -> Result:
+        code = code[:CODE_LENGTH] if code is not None else None  # as for the provider id
         verdict = next_attempt(
             self._policy,
             row.attempts,
@@ -273,19 +280,51 @@ class Worker:
         while True:
             await flight.ready.wait()
             batch = flight.take()
-            for attempt in range(1, _SETTLE_ATTEMPTS + 1):
-                try:
-                    await self._settle(batch)
-                    break
-                except Exception:
-                    log.exception("recording %d outbox results failed", len(batch))
-                    # Given up (stopping, or a batch that cannot be written): the rows stay
-                    # `sending` and go again when their lease runs out, as after a crash.
-                    if stop.is_set() or attempt == _SETTLE_ATTEMPTS:
-                        break
-                    await _first(stop, within=1)
+            await self._record(batch)
             self._count(batch)
             flight.release(len(batch))
+
+    async def _record(self, batch: list[Result]) -> None:
+        """Write the results, whatever it takes while their lease lasts: a call the provider
+        took and that is not recorded is made again by the worker that takes the row over.
+
+        A batch that fails is written result by result, so one that cannot be written keeps
+        none of the others from being recorded; what still fails is tried again, at growing
+        intervals (the database away for a while), until just before the lease runs out.
+        Then the rows are left to their lease, as after a crash (and logged: each such call
+        may be made twice). Stopping does not cut this short: the results are what a graceful
+        stop waits for."""
+        pending = batch
+        leases = [r.claimed.lease_until for r in batch if r.claimed.lease_until is not None]
+        deadline = (min(leases) if leases else self._clock() + self._lease) - _SETTLE_MARGIN
+        delay = _SETTLE_FIRST_DELAY
+        while True:
+            try:
+                await self._settle(pending)
+                return
+            except Exception:
+                log.exception("recording %d outbox results failed", len(pending))
+            if len(pending) > 1:
+                pending = [result for result in pending if not await self._settled_alone(result)]
+                if not pending:
+                    return
+            if self._clock() + timedelta(seconds=delay) >= deadline:
+                log.error(
+                    "gave up recording the results of messages %s: they will be sent again "
+                    "when their lease runs out",
+                    ", ".join(str(r.claimed.message_id) for r in pending),
+                )
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _SETTLE_MAX_DELAY)
+
+    async def _settled_alone(self, result: Result) -> bool:
+        try:
+            await self._settle([result])
+        except Exception:
+            log.exception("recording the result of message %s failed", result.claimed.message_id)
+            return False
+        return True
 
     async def _idle(self, stop: asyncio.Event) -> None:
         timeout = self._poll

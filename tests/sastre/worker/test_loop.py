@@ -263,3 +263,45 @@ async def test_results_the_database_refused_for_a_moment_are_written_again_not_r
     assert fake.calls == 1
     row = await entry(sessionmaker)
     assert (row.state, row.attempts) == ("sent", 1)
+
+
+async def test_a_result_that_cannot_be_written_holds_back_none_of_the_others(
+    sessionmaker: SessionMaker,
+) -> None:
+    """Each of the others is recorded (none is sent again); the one that cannot be is tried
+    until just before its lease ends, then left to it, as after a crash."""
+    await _queue_replies(sessionmaker, [f"+1415555030{n}" for n in range(3)])
+    async with sessionmaker() as session:
+        poison = min(await session.scalars(select(OutboxEntry.message_id)))
+    fake = FakeSender()
+    worker = Worker(sessionmaker, {ChannelName.SMS: fake}, lease=timedelta(seconds=3))
+    settle = worker._settle
+    tries = 0
+
+    async def refusing(results: list[Result]) -> None:
+        nonlocal tries
+        if any(r.claimed.message_id == poison for r in results):
+            tries += 1
+            raise RuntimeError("this row cannot be written")
+        await settle(results)
+
+    worker._settle = refusing  # type: ignore[method-assign]
+    await worker.drain()
+    assert fake.calls == 3
+    async with sessionmaker() as session:
+        states = dict(
+            (await session.execute(select(OutboxEntry.message_id, OutboxEntry.state))).all()
+        )
+    assert states.pop(poison) == "sending"
+    assert set(states.values()) == {"sent"}
+    assert tries > 2  # tried again while its lease lasted, not once
+
+
+async def test_an_over_long_provider_code_is_kept_cut_not_lost(sessionmaker: SessionMaker) -> None:
+    await make(sessionmaker).handle(sms("hello"))
+    fake = FakeSender()
+    fake.fail_next(DeliveryFailed("refused", retryable=False, code="9" * 40))
+    await Worker(sessionmaker, {ChannelName.SMS: fake}).drain()
+    row = await entry(sessionmaker)
+    assert (row.state, row.error_code) == ("failed", "9" * 32)
+    assert fake.calls == 1
