@@ -38,7 +38,10 @@ Spawn = Callable[[], multiprocessing.process.BaseProcess]
 BASE_DELAY: Final = 0.5  # seconds before the first restart
 MAX_DELAY: Final = 60.0  # a worker that cannot start is tried once a minute, not in a tight loop
 STABLE_UPTIME: Final = 60.0  # a worker that ran this long had started fine: count from one again
-STOP_TIMEOUT: Final = 10.0  # a SIGTERM finishes the calls in flight; past this it is killed
+# A SIGTERM finishes the calls in flight and records them; past this the worker is killed, and
+# a call still out is made again after its lease. Longer than the slowest adapter's own bound
+# on a call (SMTP's 30 s, Twilio's 15 s), so a graceful stop never cuts one short.
+STOP_TIMEOUT: Final = 40.0
 
 
 @dataclass(frozen=True, slots=True)
