@@ -58,6 +58,7 @@ MAX_ID = 200  # the longest provider id the messages table holds
 # Labels that mail clients put on Windows-1252 text (WHATWG Encoding: browsers read them so).
 _AS_WINDOWS_1252 = frozenset({"iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii", "l1"})
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+_LINE_END = re.compile(r"\r\n?")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _BULK = frozenset({"bulk", "junk", "list"})
 _REPORTS = {"delivery-status": "delivery report", "disposition-notification": "read receipt"}
@@ -340,17 +341,30 @@ def _blank(part: Message) -> bool:
 
 
 def _part_text(part: EmailMessage, defects: list[str]) -> str:
-    """A text part decoded: its transfer encoding, then its charset (see the module's note)."""
+    """A text part decoded: its transfer encoding, then its charset (see the module's note),
+    with its lines ending in "\n" whatever they ended in on the wire (SMTP's are "\r\n").
+
+    No charset declared: UTF-8 if the bytes are, else Windows-1252, what the 8-bit mail of
+    older clients is written in. Bytes the declared charset cannot read are replaced, and the
+    message flagged as malformed for it."""
     payload = part.get_payload(decode=True)
     data = payload if isinstance(payload, bytes) else str(part.get_payload()).encode()
-    charset = (part.get_content_charset() or "utf-8").lower()
+    declared = part.get_content_charset()
+    charset = (declared or "utf-8").lower()
     if charset in _AS_WINDOWS_1252:
         charset = "windows-1252"
     try:
-        return data.decode(charset, errors="replace")
+        text = data.decode(charset)
     except LookupError:
         defects.append(f"unknown charset {charset!r}")
-        return data.decode("utf-8", errors="replace")
+        text = data.decode("utf-8", errors="replace")
+    except UnicodeDecodeError:
+        if declared is None:
+            text = data.decode("windows-1252", errors="replace")
+        else:
+            defects.append(f"bytes that are not {charset}: replaced")
+            text = data.decode(charset, errors="replace")
+    return _LINE_END.sub("\n", text)
 
 
 def html_to_text(html: str) -> str:

@@ -148,6 +148,25 @@ def test_gmail_reply_in_spanish() -> None:
     assert parsed.reply == "¿Podéis llamarme mañana por la tarde en vez de hoy?"
 
 
+def test_a_reply_delivered_with_smtp_line_endings_reads_the_same() -> None:
+    for name in ("gmail_reply_es", "gmail_reply_en", "outlook_reply_es"):
+        parsed = parse_email(raw(name).replace(b"\n", b"\r\n"))
+        assert parsed.reply == parse_email(raw(name)).reply, name
+        assert "\r" not in parsed.text
+
+
+def test_undeclared_8bit_text_that_is_not_utf8_is_read_as_windows_1252() -> None:
+    parsed = parse_email(raw("windows1252_undeclared"))
+    assert parsed.text.strip() == "¿Cuándo llega mi pedido? Soy Begoña."
+    assert parsed.defects == ()
+
+
+def test_bytes_the_declared_charset_cannot_read_are_flagged() -> None:
+    broken = raw("plain").replace(b"\n\n", b"\n\n\xff\xfe ", 1)  # in its UTF-8 body
+    parsed = parse_email(broken)
+    assert any("not utf-8" in defect for defect in parsed.defects)
+
+
 def test_threading_keys() -> None:
     parsed = parse_email(raw("outlook_reply_es"))
     assert parsed.in_reply_to == "sastre.answer.0002@tienda.example"
