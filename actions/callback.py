@@ -2,8 +2,9 @@
 
 A call-back is a promise, so it is only confirmed when someone can keep it: a customer Sastre
 knows no phone number of (a web chat visitor, an e-mail) is asked for one, and the request waits
-(the `awaiting` slot, `actions.awaiting`) until they give it. The number they give is linked to
-them as an unverified phone identity, unless it is someone else's, and goes on the request.
+(the `awaiting` slot, `actions.awaiting`) until they give it. The number they give goes on the
+request, and is linked to them as an unverified phone identity unless it is someone else's or
+the sender is unproven (an e-mail nothing vouches for: `actions.proof`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing_extensions import override
 
 from actions.awaiting import AWAITING_SLOT, Awaiting
 from actions.deps import TrackerFacts, deps, spoken_appointment, unit_of_work
+from actions.proof import sender_proven
 from crm_core.customers import IdentityConflict, attach_identity, get_customer
 from crm_core.models import Identity, IdentityKind, Interaction, InteractionKind
 from crm_core.phones import is_dialable
@@ -173,7 +175,10 @@ class ActionRequestCallback(Action):  # type: ignore[misc]
                         SlotSet("callback_time", when.isoformat()),
                         SlotSet(AWAITING_SLOT, Awaiting.CALLBACK_PHONE.value),
                     ]
-                await _link_phone(session, customer.id, given, region)
+                if sender_proven(facts):
+                    await _link_phone(session, customer.id, given, region)
+                # From a sender nothing vouches for (a From anyone can write), the number stays
+                # on the request only: linked, it would let its holder text in as the customer.
             await request_callback(
                 session,
                 customer.id,

@@ -595,3 +595,33 @@ def test_every_action_is_registered(action_deps: ActionDeps) -> None:
         "action_request_callback",
         "action_update_preferences",
     ]
+
+
+async def test_a_phone_given_by_an_unproven_sender_goes_on_the_callback_but_is_not_linked(
+    sessionmaker: SessionMaker, embedded: EmbeddedActions
+) -> None:
+    """A forged From could otherwise tie the writer's own number to the customer's record, and
+    then text in as them."""
+    when = next_weekday_at_ten(ZoneInfo("Europe/Madrid"))
+    async with sessionmaker.begin() as session:
+        customer_id = await new_customer(session, "C-20", language="en")
+    outcome = await run(
+        embedded,
+        "action_request_callback",
+        customer_id,
+        text="+34 612 345 678",
+        slots={
+            "channel": "email",
+            "sender_proven": False,
+            "callback_time": when.isoformat(),
+            "awaiting": "callback_phone",
+        },
+    )
+    assert outcome.texts[0].startswith("Thanks. We'll call you at +34 612 34 56 78 on ")
+    async with sessionmaker() as session:
+        assert await session.get(Identity, ("phone", "+34612345678")) is None
+        stored = await session.scalar(
+            select(Interaction).where(Interaction.kind == InteractionKind.CALLBACK.value)
+        )
+    assert stored is not None
+    assert stored.data["phone"] == "+34612345678"
