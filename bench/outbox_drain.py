@@ -56,7 +56,6 @@ from crm_core.sqltypes import utcnow
 from dialog.models import Conversation, messages_table
 from dialog.outbox import announce, enqueue, listen, outbox_row
 from dialog.outbox.models import OutboxEntry
-from sastre import event_loop
 from sastre.config import load_settings
 from sastre.db import SessionMaker, database, migrate
 from sastre.senders import built_senders
@@ -283,7 +282,7 @@ async def _drain_here(setup: Setup, pipe: Connection) -> None:
 
 
 def _drain_process(setup: Setup, pipe: Connection) -> None:
-    event_loop.run(_drain_here(setup, pipe))  # the loop `sastre worker` runs on
+    asyncio.run(_drain_here(setup, pipe))
 
 
 async def _sent(url: str) -> int:

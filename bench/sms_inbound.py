@@ -2,7 +2,6 @@
 
     .venv/bin/python -m bench.sms_inbound [--messages 3000] [--concurrency 64]
                                           [--db sqlite,postgresql] [--postgres-url URL]
-                                          [--event-loop auto|uvloop|asyncio]
 
 A separate load process posts signed `POST /webhooks/twilio/sms` forms, as Twilio does, over
 `--concurrency` connections at once, to the real service (create_app, its own process): the
@@ -20,7 +19,6 @@ counted afterwards (every 200 must be stored). The load process writes requests 
 encoded beforehand and reads only the status and the body's length: on two cores, CPU the
 load spends is CPU the server does not get (a full HTTP client cost 0.2 ms a request, this
 one 0.03 ms). Wall-clock figures need a quiet machine; CPU per message holds on a busy one.
-The service runs on the event loop `sastre serve` would (`--event-loop`, as SASTRE_EVENT_LOOP).
 Targets (issue #10): >= 1,500 messages/s and p99 <= 50 ms, on SQLite and on PostgreSQL.
 """
 
@@ -50,7 +48,6 @@ from yarl import URL
 from channels.sms_webhooks import EMPTY_TWIML, SIGNATURE_HEADER, WebhookSignature
 from crm_core.models import Identity, IdentityKind
 from dialog.models import Message
-from sastre import event_loop
 from sastre.app import create_app
 from sastre.config import load_settings
 from sastre.db import database, migrate
@@ -356,16 +353,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated databases")
     parser.add_argument("--postgres-url", help="postgresql+asyncpg URL of an EMPTY database")
-    parser.add_argument(
-        "--event-loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="the service's"
-    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.db.split(",") if n.strip()]
     for name in names:
         if name not in ("sqlite", "postgresql"):
             parser.error(f"unknown database {name!r}: use sqlite and/or postgresql")
-    loop = event_loop.loop_factory(args.event_loop)
-    print(f"machine: {os.cpu_count()} CPUs; event loop: {'uvloop' if loop else 'asyncio'}")
+    print(f"machine: {os.cpu_count()} CPUs")
     with contextlib.ExitStack() as stack:
         for name in names:
             if name == "sqlite":
@@ -377,8 +370,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 from tests.support.servers import postgres_server
 
                 url = stack.enter_context(postgres_server())
-            run = _run(name, url, args.messages, args.concurrency, args.customers)
-            event_loop.run(run, args.event_loop)
+            asyncio.run(_run(name, url, args.messages, args.concurrency, args.customers))
 
 
 if __name__ == "__main__":

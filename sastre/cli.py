@@ -241,7 +241,7 @@ def _serve(settings: Settings, listening: Listening, banner: str = "") -> None:
     app = create_app(settings, worker=worker)
     app[SMTP_SOCKET] = listening.smtp
     try:
-        run_app(app, sock=listening.http, announce=announce, loop=settings.event_loop)
+        run_app(app, sock=listening.http, announce=announce)
     finally:
         wakes.close()
     click.echo("Sastre stopped.")

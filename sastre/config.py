@@ -38,7 +38,6 @@ from typing_extensions import override
 # Only the contact-hours type, not the contact policy: the policy's tiers load the customer
 # models and the ORM, a third of a second that `sastre token create` would pay for nothing.
 from consent.hours import ContactHours
-from sastre.event_loop import EventLoopSetting, loop_factory
 from wording import available_languages
 
 if TYPE_CHECKING:
@@ -121,9 +120,6 @@ class Settings(BaseSettings):
     # "process" (a child process: the second core does it, the event loop stays free),
     # "loop" (on the event loop), "auto" (a process when the machine has two cores or more).
     bot_reader: Literal["auto", "process", "loop"] = "auto"
-    # The event loop of every process (sastre.event_loop): "auto" (uvloop where installed),
-    # "uvloop" (required), "asyncio" (the standard library's own).
-    event_loop: EventLoopSetting = "auto"
     # Web chat identity verification: a site sends user_id and hex(HMAC-SHA256(this, user_id)).
     webchat_identity_secret: SecretStr | None = None
     # Other sites' origins that embed the widget (comma-separated, "*" for any); our own host is
@@ -572,15 +568,6 @@ class Settings(BaseSettings):
     @property
     def email_trusted_relay_list(self) -> list[str]:
         return [r.strip().lower() for r in self.email_trusted_relays.split(",") if r.strip()]
-
-    @field_validator("event_loop")
-    @classmethod
-    def _check_event_loop(cls, value: EventLoopSetting) -> EventLoopSetting:
-        try:
-            loop_factory(value)
-        except ImportError as missing:
-            raise ValueError(str(missing)) from None
-        return value
 
     @model_validator(mode="after")
     def _require_production_secret(self) -> Self:

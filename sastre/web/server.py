@@ -26,7 +26,6 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import BadHttpMethod, BadStatusLine, LineTooLong
 from typing_extensions import override
 
-from sastre.event_loop import EventLoopSetting, loop_factory
 from sastre.web.edge import SERVER_NAME
 
 __all__ = ["SastreProtocol", "SastreRunner", "protocol_error_detail", "run_app"]
@@ -143,15 +142,11 @@ def run_app(
     *,
     sock: Sequence[socket.socket],
     announce: Callable[[str], None] | None = None,
-    loop: EventLoopSetting = "auto",
 ) -> None:
     """Serve `app` on the bound sockets `sock` until SIGINT or SIGTERM, then shut down
-    gracefully, as `web.run_app` does, on the event loop `loop` names (`sastre.event_loop`).
+    gracefully, as `web.run_app` does.
 
     On a signal the loop stops; closing the asyncio runner then cancels `_serve`, whose
     `finally` runs the app's cleanup contexts."""
-    with (
-        asyncio.Runner(loop_factory=loop_factory(loop)) as runner,
-        contextlib.suppress(web.GracefulExit, KeyboardInterrupt),
-    ):
+    with asyncio.Runner() as runner, contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
         runner.run(_serve(app, sock, announce))

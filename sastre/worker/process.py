@@ -25,7 +25,6 @@ from redis.asyncio import Redis
 from channels.base import ChannelName, Sender
 from crm_core.sqltypes import utcnow
 from dialog.outbox import listen, next_due
-from sastre import event_loop
 from sastre.config import Settings
 from sastre.db import SessionMaker, create_engine, reader_for, sessionmaker_for
 from sastre.operations.outreach import Outreach
@@ -269,7 +268,7 @@ def worker_main(
     wakes: Connection | None = None,
 ) -> None:
     """`sastre worker`: until SIGTERM or SIGINT."""
-    event_loop.run(_main(settings, ready, signals, wakes), settings.event_loop)
+    asyncio.run(_main(settings, ready, signals, wakes))
 
 
 def spawned_worker(settings: Settings, wakes: Connection | None = None) -> None:
