@@ -202,8 +202,9 @@ def delivery_state(status: str) -> str:
 def parse_status(form: Form) -> DeliveryReport:
     status = _required(form, "MessageStatus")
     code = (form.get("ErrorCode") or "").strip() or None
-    if code is not None and not code.isdecimal():
-        raise MalformedWebhook("ErrorCode", "is not a number")
+    # Twilio's codes are five digits; the outbox keeps ten at most (`CODE_LENGTH` is more).
+    if code is not None and not (code.isascii() and code.isdecimal() and len(code) <= 10):
+        raise MalformedWebhook("ErrorCode", "is not an error code (at most 10 digits)")
     return DeliveryReport(
         provider_id=_sid(form),
         state=delivery_state(status),

@@ -348,7 +348,14 @@ def test_the_out_of_order_fixture_names_real_callbacks() -> None:
 
 
 @pytest.mark.parametrize(
-    "change", [{"MessageStatus": "teleported"}, {"MessageStatus": ""}, {"ErrorCode": "x1"}]
+    "change",
+    [
+        {"MessageStatus": "teleported"},
+        {"MessageStatus": ""},
+        {"ErrorCode": "x1"},
+        {"ErrorCode": "3" * 40},  # longer than any code: refused, not a database error later
+        {"ErrorCode": "٣٠٠٠٣"},  # digits, but not ASCII ones
+    ],
 )
 def test_a_status_twilio_does_not_send_is_refused(change: dict[str, str]) -> None:
     with pytest.raises(MalformedWebhook):
