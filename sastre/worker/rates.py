@@ -13,6 +13,7 @@ answers 429 and the retry waits.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -27,11 +28,12 @@ from crm_core.sqltypes import utcnow
 from dialog.outbox import Claimed
 from sastre.worker.outage import REDIS_ERRORS, Outage
 
-__all__ = ["ChannelRates", "storage_for"]
+__all__ = ["ChannelRates", "rate_item", "storage_for"]
 
 NAMESPACE = "sastre-send"
 REDIS_TIMEOUT = 2.0  # seconds to connect to Redis, or for it to answer
 T = TypeVar("T")
+_WINDOWS = 60  # the longest window a rate is counted in, in seconds
 
 
 def storage_for(redis_url: str | None) -> tuple[Storage, Callable[[], Awaitable[None]]]:
@@ -60,11 +62,18 @@ def storage_for(redis_url: str | None) -> tuple[Storage, Callable[[], Awaitable[
     return MemoryStorage(), nothing
 
 
-def _item(per_second: float) -> RateLimitItem:
-    """`limits` counts whole hits in a window: 0.5/s is 1 per 2 s, 1,000/s is 1,000 per 1 s."""
-    if per_second >= 1:
-        return RateLimitItemPerSecond(round(per_second), 1)
-    return RateLimitItemPerSecond(1, max(1, round(1 / per_second)))
+def rate_item(per_second: float) -> RateLimitItem:
+    """The rate as `limits` counts it, whole hits in a window of whole seconds, never above it:
+    1,000/s is 1,000 per 1 s, 1.5/s is 3 per 2 s, 0.75/s is 3 per 4 s, 0.01/s is 1 per 100 s.
+    Of the windows up to a minute long, the one whose whole hits come nearest the rate from
+    below (the shortest of those as near: a long window lets its hits go in one burst)."""
+    hits, seconds = max(
+        ((math.floor(per_second * window + 1e-9), window) for window in range(1, _WINDOWS + 1)),
+        key=lambda pair: (pair[0] / pair[1], -pair[1]),
+    )
+    if hits < 1:  # slower than one a minute
+        return RateLimitItemPerSecond(1, math.ceil(1 / per_second - 1e-9))
+    return RateLimitItemPerSecond(hits, seconds)
 
 
 class ChannelRates:
@@ -74,7 +83,7 @@ class ChannelRates:
         self, rates: Mapping[ChannelName, float], storage: Storage, *, namespace: str = NAMESPACE
     ) -> None:
         self._namespace = namespace
-        self._items = {channel: _item(rate) for channel, rate in rates.items() if rate > 0}
+        self._items = {channel: rate_item(rate) for channel, rate in rates.items() if rate > 0}
         # Shared: Redis, when configured. Local: this process's memory, alone without Redis, and
         # the fallback while Redis is unreachable.
         local = storage if isinstance(storage, MemoryStorage) else MemoryStorage()

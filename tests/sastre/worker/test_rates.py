@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from limits.aio.storage import RedisStorage
 
 from channels.base import ChannelName
 from dialog.outbox import Claimed
-from sastre.worker.rates import ChannelRates, storage_for
+from sastre.worker.rates import ChannelRates, rate_item, storage_for
 
 
 def row(n: int, channel: ChannelName = ChannelName.SMS) -> Claimed:
@@ -46,3 +49,20 @@ async def test_a_redis_url_on_a_unix_socket_is_taken_by_the_shared_limiter() -> 
         assert isinstance(storage, RedisStorage)
     finally:
         await close()
+
+
+@pytest.mark.parametrize(
+    ("rate", "hits", "seconds"),
+    [(1000, 1000, 1), (1, 1, 1), (1.5, 3, 2), (0.75, 3, 4), (0.5, 1, 2), (0.01, 1, 100)],
+)
+def test_a_rate_is_whole_hits_in_whole_seconds(rate: float, hits: int, seconds: int) -> None:
+    item = rate_item(rate)
+    assert (item.amount, item.get_expiry()) == (hits, seconds)
+
+
+@given(st.floats(min_value=0.001, max_value=100_000, allow_nan=False, allow_infinity=False))
+def test_a_rate_is_never_exceeded_and_barely_undercut(rate: float) -> None:
+    item = rate_item(rate)
+    held = item.amount / item.get_expiry()
+    assert held <= rate * (1 + 1e-9)
+    assert held >= rate * 0.94  # rounding down whole hits in a window of at most a minute
