@@ -4,7 +4,8 @@ message we sent. Pure functions, each with its reason; `sastre.operations.email`
 One table for both ways a server says "no": a delivery status report (RFC 3464) that arrives by
 mail, and an SMTP server's immediate answer to our RCPT or DATA. Only statuses that are about the
 recipient's address itself mark it undeliverable (RFC 3463 X.1.x "addressing status", plus
-5.2.1 "mailbox disabled"): the mailbox or its domain does not exist, is malformed, moved, or
+5.2.1 "mailbox disabled", and 5.4.1/5.4.4 when the domain cannot be reached or, at Microsoft
+365, knows no such recipient): the mailbox or its domain does not exist, is malformed, moved, or
 accepts no mail. Any other 5.x.x (5.7.1 refused as spam, 5.2.2 mailbox full, 5.3.4 too big) fails
 that message, not the address: the next message may well arrive. 5.1.7/5.1.8 are about *our*
 sender address and say nothing about theirs.
@@ -44,6 +45,11 @@ ADDRESS_STATUSES: Final[dict[str, str]] = {
     "5.1.6": "the mailbox has moved and no forwarding address is known",
     "5.1.10": "the recipient's domain accepts no mail (null MX) or the address is unknown",
     "5.2.1": "the mailbox is disabled and accepts no mail",
+    # Routing statuses that are about the recipient's domain, or, at Microsoft 365 (which
+    # answers unknown recipients "550 5.4.1 Recipient address rejected: Access denied"), about
+    # the mailbox itself.
+    "5.4.1": "the recipient's domain does not know the address, or its mail host never answers",
+    "5.4.4": "the recipient's domain cannot be routed to",
 }
 
 

@@ -31,6 +31,11 @@ def test_a_refusal_of_the_message_keeps_the_address() -> None:
         assert status in verdict.reason
 
 
+def test_microsoft_365_refusing_an_unknown_recipient_marks_the_address() -> None:
+    """Exchange Online answers "550 5.4.1 Recipient address rejected: Access denied"."""
+    assert address_verdict("5.4.1").undeliverable
+
+
 def test_a_bare_reply_code_says_nothing_about_the_address() -> None:
     assert not address_verdict("550").undeliverable
     assert not address_verdict(None).undeliverable
