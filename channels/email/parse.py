@@ -479,27 +479,50 @@ def _returned_id(part: Message) -> str | None:
 def _attachments(
     message: EmailMessage, body: Message | None, *, keep: bool
 ) -> Iterator[Attachment]:
-    """Every leaf part but the body and its HTML or plain twin; reports are not attachments."""
-    for part in message.walk():
-        if part.is_multipart() or part is body:
+    """Every leaf part but the body and its HTML or plain twin, a forwarded message (`.eml`)
+    as one; a delivery report's parts are not attachments."""
+    report = message.get_content_type() == "multipart/report"
+    for part in _leaves(message):
+        if part is body:
             continue
         kind = part.get_content_type()
-        if kind.startswith("message/") or kind == "text/rfc822-headers":
+        if report and (kind.startswith("message/") or kind == "text/rfc822-headers"):
             continue
-        disposition = part.get_content_disposition()
-        if disposition != "attachment" and kind in ("text/plain", "text/html"):
+        named = part.get_content_disposition() == "attachment" or _filename(part) is not None
+        if not named and kind in ("text/plain", "text/html"):
             continue  # the body's alternative, or a report's notification text
-        try:
-            data = part.get_payload(decode=True)
-        except Exception:
-            data = None
-        content = data if isinstance(data, bytes) else b""
+        content = _content(part)
         yield Attachment(
             name=_filename(part),
             content_type=kind,
             size=len(content),
             content=content if keep else None,
         )
+
+
+def _leaves(part: Message) -> Iterator[Message]:
+    """The parts that hold content, in order: a multipart's, each in turn; a forwarded message
+    (message/rfc822) is one, not the parts inside it (they are its own body and files)."""
+    if part.get_content_maintype() != "multipart":
+        yield part
+        return
+    payload = part.get_payload()
+    for child in payload if isinstance(payload, list) else ():
+        if isinstance(child, Message):
+            yield from _leaves(child)
+
+
+def _content(part: Message) -> bytes:
+    """A leaf part's bytes: decoded from its transfer encoding, a forwarded message whole."""
+    try:
+        if part.get_content_type() == "message/rfc822":
+            inner = part.get_payload()
+            forwarded = inner[0] if isinstance(inner, list) and inner else None
+            return forwarded.as_bytes() if isinstance(forwarded, Message) else b""
+        data = part.get_payload(decode=True)
+    except Exception:  # a broken part: listed, with nothing in it
+        return b""
+    return data if isinstance(data, bytes) else b""
 
 
 def _filename(part: Message) -> str | None:

@@ -122,6 +122,19 @@ def test_attachments_are_metadata_and_their_bytes_only_when_kept() -> None:
     assert parsed.text == "Adjunto el ticket de la compra para la devolución.\n"
 
 
+def test_a_forwarded_message_and_named_text_files_are_attachments() -> None:
+    parsed = parse_email(raw("forwarded_eml"), keep_attachments=True)
+    assert [(a.name, a.content_type) for a in parsed.attachments] == [
+        ("pedido.eml", "message/rfc822"),
+        ("tallas.csv", "text/csv"),
+        ("notas.txt", "text/plain"),
+    ]
+    forwarded = parsed.attachments[0].content
+    assert forwarded is not None
+    assert b"Message-ID: <sastre.out.0042@tienda.example>" in forwarded
+    assert parsed.text.strip() == "Os reenvío el correo del pedido, y la lista de tallas."
+
+
 def test_outlook_reply_in_spanish_reads_only_the_new_words() -> None:
     parsed = parse_email(raw("outlook_reply_es"))
     assert parsed.reply == (
