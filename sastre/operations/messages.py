@@ -34,8 +34,9 @@ from channels.base import ChannelName
 from consent.models import ContactMade
 from consent.policy import Decision, Outcome, Reason, decide
 from consent.types import Channel, Purpose
-from crm_core.models import Customer
+from crm_core.models import Customer, InteractionKind
 from crm_core.sqltypes import utcnow
+from crm_core.timeline import add_interaction
 from dialog.media import by_consent_channel, medium
 from dialog.models import Direction, Message
 from dialog.outbox import DeliveryState, announce, through_outbox
@@ -282,6 +283,18 @@ async def do_retry_message(
         decision = await _retry_decision(session, message, entry.purpose, channel, now, outreach)
         due = decision.defer_until if decision.outcome is Outcome.DEFER else None
         _restart(session, entry, due or now, actor, now)
+        # On the customer's timeline beside the states it moved through: who sent it again.
+        await add_interaction(
+            session,
+            message.customer_id,
+            InteractionKind.DELIVERY,
+            "queued: sent again",
+            channel=message.channel,
+            actor=actor,
+            data={"message_id": message_id, "state": DeliveryState.QUEUED.value, "retry": True},
+            occurred_at=now,
+            flush=False,
+        )
         if entry.purpose == Purpose.MARKETING.value:
             session.add(
                 ContactMade(

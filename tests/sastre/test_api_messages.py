@@ -16,7 +16,7 @@ from channels.base import ChannelName, DeliveryFailed
 from channels.email import SmtpEmail
 from channels.fake import FakeSender
 from consent.models import Undeliverable
-from crm_core.models import Identity
+from crm_core.models import Identity, Interaction
 from crm_core.sqltypes import utcnow
 from dialog.models import Message
 from dialog.outbox import DeliveryState, record_delivery
@@ -594,6 +594,23 @@ async def test_an_undelivered_message_is_retried_as_a_new_delivery(
         f"sastre-{message_id}",
         f"sastre-{message_id}.1",
     ]
+    # The customer's timeline shows who sent it again, between the two deliveries' states.
+    async with sessionmaker() as session:
+        entries = await session.scalars(
+            select(Interaction)
+            .where(Interaction.kind == "delivery")
+            .order_by(Interaction.occurred_at, Interaction.id)
+        )
+        states = [
+            (e.data["state"], e.actor, e.data.get("retry", False))
+            for e in entries
+            if e.data["message_id"] == message_id
+        ]
+    (retry,) = [n for n, (_, _, again) in enumerate(states) if again]
+    assert states[retry][0] == "queued"
+    assert states[retry][1] not in (None, "system")  # the staff member who asked
+    assert states[retry - 1][0] == "undelivered"
+    assert states[-1][0] == "sent"
 
 
 async def test_a_late_report_on_the_first_delivery_leaves_the_retry_alone(
@@ -641,7 +658,7 @@ async def test_a_failed_stop_confirmation_is_sent_again_whatever_the_stop_says(
         update={"public_url": PUBLIC, "twilio_auth_token": SecretStr(TOKEN)}
     )
     client = await aiohttp_client(create_app(signed))
-    assert (await post(client, INBOUND, sms("STOP", 1, OptOutType="STOP"))).status == 200
+    assert (await post(client, INBOUND, sms("STOP", 1))).status == 200
     async with sessionmaker() as session:
         (entry,) = (await session.scalars(select(OutboxEntry))).all()
         confirmation = await session.get(Message, entry.message_id)
