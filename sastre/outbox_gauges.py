@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dialog.outbox import PENDING
+from dialog.outbox import PENDING, DeliveryState
 from dialog.outbox.models import outbox_table
 
 __all__ = ["OutboxBacklog", "OutboxGauges", "outbox_backlog"]
@@ -38,13 +38,18 @@ class OutboxBacklog:
 
 
 async def outbox_backlog(session: AsyncSession, now: datetime) -> OutboxBacklog:
-    """One indexed read of the pending rows (the outbox's partial index on pending state)."""
-    due = _o.due_at <= now
+    """One indexed read of the pending rows (the outbox's partial index on pending state).
+
+    A row being sent is due, whatever its `due_at` says: a claim moves that to the end of the
+    worker's lease (when another may take the row over), which is no later time it waits for."""
+    sending = _o.state == DeliveryState.SENDING.value
+    waiting = _o.due_at <= now
+    due = sending | waiting
     row = (
         await session.execute(
             select(
                 func.count().filter(due),
-                func.min(_o.due_at).filter(due),
+                func.min(_o.due_at).filter(waiting),
                 func.count().filter(~due),
             ).where(_o.state.in_([s.value for s in PENDING]))
         )

@@ -73,3 +73,19 @@ async def test_the_backlogs_age_runs_from_when_it_became_due(
     assert (backlog.due, backlog.deferred) == (1, 1)
     assert backlog.oldest_age(NOW) == 300.0  # five minutes due, not ten since it was queued
     assert backlog.oldest_age(NOW - timedelta(hours=1)) == 0.0  # never negative
+
+
+async def test_a_message_being_sent_is_backlog_not_deferred(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    """A claim moves `due_at` to the end of the worker's lease: still due, not a later time."""
+    customer = await _customer(client, auth)
+    message_id = await _queued(client, auth, sessionmaker, customer, timedelta(minutes=1))
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.message_id == message_id)
+            .values(state="sending", claimed_by="w1")
+        )
+        backlog = await outbox_backlog(session, NOW)
+    assert (backlog.due, backlog.deferred) == (1, 0)
