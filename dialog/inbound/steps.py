@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from channels.base import InboundMessage
+from channels.base import ChannelName, InboundMessage
 from consent.keywords import NO_MATCH, KeywordKind, KeywordMatch, classify, with_provider_reading
 from consent.replies import Brand, apply_keyword, reply_language, service_revoked
 from crm_core.customers import Lead, create_leads, get_customer, resolve
@@ -162,7 +162,10 @@ class TurnSteps:
             )
         if message.auto:
             # An auto-reply or bulk mail: stored and on the timeline, never answered (two
-            # autoresponders answering each other would never stop).
+            # autoresponders answering each other would never stop). An SMS sender nothing
+            # answers (a number the tables do not know) may still text STOP: heard, unanswered.
+            if message.channel is ChannelName.SMS:
+                await self._unanswered_stop(session, work)
             return None
         channel = work.pending.medium.consent
         # A short answer ("no", "ok") reads as either language: the one this conversation is held
@@ -223,6 +226,30 @@ class TurnSteps:
             attachments=len(message.attachments),
             message_id=work.inbound_id,
         )
+
+    async def _unanswered_stop(self, session: AsyncSession, work: Work) -> None:
+        """STOP from a sender the bot does not answer is recorded all the same (STOP means stop,
+        whoever says it), with no confirmation. Only the keyword itself (or the provider's
+        reading of it): this sender's plain words are nobody's to interpret."""
+        message = work.message
+        text = bot_reads(message)
+        keyword = with_provider_reading(classify(text), message.metadata.get("keyword"), text)
+        if keyword.kind is not KeywordKind.OPT_OUT or not keyword.exact:
+            return
+        outcome = await apply_keyword(
+            session,
+            work.customer.id,
+            work.pending.medium.consent,
+            keyword,
+            language=None,
+            default_language=self.language,
+            brand=self.brand,
+            evidence={"message_id": message.provider_id, "text": text},
+            sender_proven=True,  # a number's STOP is the number's: the carrier vouches
+        )
+        if outcome.handled:
+            work.intent = "keyword"
+            work.plan = keyword_plan(keyword.kind)
 
     async def _keep_language(
         self, session: AsyncSession, work: Work, keyword: KeywordMatch

@@ -7,6 +7,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from consent.models import ConsentEvent
+from consent.replies import service_revoked
+from consent.types import Channel
 from crm_core.models import Customer, Identity, IdentityKind, Interaction, InteractionKind
 from dialog.models import Direction, Message
 from dialog.outbox import OutboxEntry
@@ -76,6 +79,33 @@ async def test_the_reason_staff_see_names_the_number_s_own_country(
     assert provider[SENDER] == "unrecognised_number"
     assert "valid number in GB" in provider[UNANSWERED]
     assert " US" not in provider[UNANSWERED]
+
+
+@pytest.mark.parametrize("form", [{}, {"OptOutType": "STOP"}])
+async def test_stop_from_a_sender_nothing_answers_is_recorded_unanswered(
+    twilio_client: Client,  # noqa: F811
+    sessionmaker: SessionMaker,
+    form: dict[str, str],
+) -> None:
+    """STOP means stop, whoever texts it: a number the tables do not know is heard too."""
+    sender = "+447700900123"
+    answer = await post(twilio_client, INBOUND, sms("STOP", 1, sender=sender, **form))
+    assert answer.status == 200
+    async with sessionmaker() as session:
+        owner = (await session.scalars(select(Identity).where(Identity.value == sender))).one()
+        assert await service_revoked(session, owner.customer_id, Channel.SMS)
+    assert await outbox_size(sessionmaker) == 0  # and no confirmation: nothing answers it
+
+
+async def test_words_from_a_sender_nothing_answers_change_no_consent(
+    twilio_client: Client,  # noqa: F811
+    sessionmaker: SessionMaker,
+) -> None:
+    sender = "+447700900123"
+    for n, text in enumerate(["stop sending me codes", "START"], start=1):
+        assert (await post(twilio_client, INBOUND, sms(text, n, sender=sender))).status == 200
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
 
 
 @pytest.mark.parametrize("sender", ["whatsapp:+12136116957", "messenger:1234567890"])
