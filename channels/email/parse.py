@@ -72,6 +72,10 @@ _TRAILING_QUOTE = re.compile(
 # <hola@tienda.example> escribió:", wrapped onto two lines by some), which mail-parser-reply
 # does not know when no "> " lines follow it (HTML mail turned into text, Outlook's plain text).
 _SPANISH_HEADER = re.compile(r"(?m)^[ \t]*El\b[^\n]{0,300}?(?:\n[^\n]{0,300}?)?\bescribió:[ \t]*$")
+# Outlook's line above the thread in plain text, in either language ("-----Mensaje original-----").
+_ORIGINAL_MESSAGE = re.compile(
+    r"(?mi)^[ \t]*-{2,}[ \t]*(?:mensaje original|original message)[ \t]*-{2,}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,13 +384,15 @@ def latest_reply(text: str, *, sender_name: str | None = None) -> str:
     "From:/De:" blocks, and signatures that announce themselves ("-- ", "Saludos,"). A block of
     "> " lines at the end is the thread too, whatever line introduced it (Gmail in Spanish writes
     "escribió:" after one space, which the library's pattern misses), and so is what follows an
-    "El ... escribió:" line with no "> " under it; a trailing name-and-contact
-    block with no sign-off is a signature too (`channels.email.signature`, which knows the
-    sender's name). Nothing left: the whole text, so the bot never reads an empty message."""
+    "El ... escribió:" line with no "> " under it, or Outlook's "-----Mensaje original-----";
+    a trailing name-and-contact block with no sign-off is a signature too
+    (`channels.email.signature`, which knows the sender's name). Nothing left: the whole text,
+    so the bot never reads an empty message."""
     unquoted = _TRAILING_QUOTE.sub("", "\n" + text.rstrip()).strip()
-    header = _SPANISH_HEADER.search(unquoted)
-    if header is not None and unquoted[: header.start()].strip():
-        unquoted = unquoted[: header.start()].rstrip()
+    for thread in (_SPANISH_HEADER, _ORIGINAL_MESSAGE):
+        header = thread.search(unquoted)
+        if header is not None and unquoted[: header.start()].strip():
+            unquoted = unquoted[: header.start()].rstrip()
     try:
         parsed = _REPLY_PARSER.read(unquoted)
         reply = parsed.replies[0].body if parsed.replies else ""

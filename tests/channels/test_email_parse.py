@@ -365,6 +365,12 @@ def test_a_spanish_header_line_without_quote_marks_starts_the_thread() -> None:
     assert latest_reply(text) == "¿Tienen trajes de lino?"
 
 
+def test_outlooks_original_message_line_starts_the_thread_in_either_language() -> None:
+    for line in ("-----Mensaje original-----", "-----Original Message-----"):
+        text = f"Quiero cambiar la talla.\n\n{line}\nDe: Tienda <hola@tienda.example>\n\nHola.\n"
+        assert latest_reply(text) == "Quiero cambiar la talla.", line
+
+
 def test_html_with_an_unmarked_spanish_quote_is_cut_at_its_header_line() -> None:
     html = (
         "<div><div>¿Tienen trajes de lino?</div><div><br></div><div>El dom, 6 dic 2026 a las "
