@@ -178,9 +178,7 @@ class TurnSteps:
         )
         # Keywords and the bot read the same bounded start of the message; all of it is stored.
         text = bot_reads(message)
-        # A provider that read a keyword itself (Twilio's OptOutType) has acted on it already.
-        said = message.metadata.get("keyword")
-        keyword = with_provider_reading(classify(text), said, text)
+        said, keyword = _keyword(message, text)
         if not keyword.exact and picks_offered(work.conversation.flags, text):
             keyword = NO_MATCH  # an option the bot offered, picked: not a revocation in words
         if keyword.kind is not KeywordKind.NONE:
@@ -233,7 +231,7 @@ class TurnSteps:
         reading of it): this sender's plain words are nobody's to interpret."""
         message = work.message
         text = bot_reads(message)
-        keyword = with_provider_reading(classify(text), message.metadata.get("keyword"), text)
+        _, keyword = _keyword(message, text)
         if keyword.kind is not KeywordKind.OPT_OUT or not keyword.exact:
             return
         outcome = await apply_keyword(
@@ -335,3 +333,10 @@ class TurnSteps:
                     intent=work.intent,
                 )
             )
+
+
+def _keyword(message: InboundMessage, text: str) -> tuple[str | None, KeywordMatch]:
+    """The keyword the provider read in the message, if any (Twilio's OptOutType: it has acted
+    on it already), and the keyword the text is, the provider's reading first."""
+    said = message.metadata.get("keyword")
+    return said, with_provider_reading(classify(text), said, text)

@@ -232,7 +232,7 @@ class Worker:
                 await stop.wait()
             return 0
         flight = Flight(self._call, late=self._late, patience=self._patience)
-        settler = asyncio.ensure_future(self._settler(flight, stop))
+        settler = asyncio.ensure_future(self._settler(flight))
         # Claim once a few rows have room (not one by one), or at once when nothing is held.
         refill = max(1, self._concurrency // 8)
         handled = 0
@@ -275,7 +275,7 @@ class Worker:
                 await settler
         return handled
 
-    async def _settler(self, flight: Flight, stop: asyncio.Event) -> None:
+    async def _settler(self, flight: Flight) -> None:
         """Record finished calls, all those waiting in one transaction, until cancelled."""
         while True:
             await flight.ready.wait()
@@ -305,7 +305,11 @@ class Worker:
             except Exception:
                 log.exception("recording %d outbox results failed", len(pending))
             if len(pending) > 1:
+                failed = len(pending)
                 pending = [result for result in pending if not await self._settled_alone(result)]
+                log.warning(
+                    "wrote %d of %d outbox results one by one", failed - len(pending), failed
+                )
                 if not pending:
                     return
             if self._clock() + timedelta(seconds=delay) >= deadline:
@@ -319,10 +323,13 @@ class Worker:
             delay = min(delay * 2, _SETTLE_MAX_DELAY)
 
     async def _settled_alone(self, result: Result) -> bool:
+        # Quietly: with the database away every one fails, and `_record` says so once a round.
         try:
             await self._settle([result])
-        except Exception:
-            log.exception("recording the result of message %s failed", result.claimed.message_id)
+        except Exception as error:
+            log.debug(
+                "recording the result of message %s failed: %s", result.claimed.message_id, error
+            )
             return False
         return True
 
