@@ -1,6 +1,8 @@
 # Developer shortcuts. `make bench ARGS="--rows 200000 --db postgresql --phases"`
 
-PYTHON ?= .venv/bin/python
+# := and not ?=: an exported PYTHON (the interpreter scripts/bootstrap.sh makes .venv with) is not
+# the venv; `make bench PYTHON=...` still overrides it.
+PYTHON := .venv/bin/python
 ARGS ?=
 
 .PHONY: bench bench-nlu bench-faq bench-dialog bench-selfservice bench-sms bench-outbox test run
