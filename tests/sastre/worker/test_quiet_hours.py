@@ -3,7 +3,7 @@ the next opening, service does not (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
@@ -89,17 +89,20 @@ async def test_marketing_to_a_window_that_never_opens_may_never_go(
 async def test_a_worker_holds_marketing_claimed_in_quiet_hours_until_they_end(
     sessionmaker: SessionMaker,
 ) -> None:
-    # A reply to a California number (+1415...), made marketing: at 22:00 there it waits.
-    [row] = await queue_replies(sessionmaker, 1)
-    async with sessionmaker.begin() as session:
-        await session.execute(
-            update(OutboxEntry).where(OutboxEntry.message_id == row).values(purpose="marketing")
-        )
+    # A reply to a California number (+1415...), made marketing and due just before 22:00 there
+    # (the moment it was queued is the real clock's: a fixed date must not come before it).
     pacific = ZoneInfo("America/Los_Angeles")
     late, morning = (
         datetime(2026, 12, 7, 22, tzinfo=pacific),
         datetime(2026, 12, 8, 8, tzinfo=pacific),
     )
+    [row] = await queue_replies(sessionmaker, 1)
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.message_id == row)
+            .values(purpose="marketing", due_at=late - timedelta(minutes=1))
+        )
     fake = FakeSender()
 
     def worker(at: datetime) -> Worker:
