@@ -340,6 +340,7 @@ class InboundProcessor:
                     opened=id(context) in opened,
                 )
             )
+        await sql.link_replies(session, works)
         await sql.store_inbound(session, works)
         await sql.resume_awaiting(session, works)
         answered = [work for work in works if work.inbound_id is not None]

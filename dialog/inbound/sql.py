@@ -69,12 +69,14 @@ from dialog.models import (
 )
 from dialog.outbox import enqueue, outbox_row, through_outbox
 from dialog.outbox.models import Purpose as SendPurpose
+from dialog.outbox.models import outbox_table
 from dialog.turns import ConversationFacts, CustomerFacts
 
 __all__ = [
     "Held",
     "answered",
     "await_bot",
+    "link_replies",
     "load_context",
     "load_contexts",
     "lock_conversations",
@@ -281,6 +283,18 @@ _SET_INTENT = (
 )
 
 
+# Our e-mails by the Message-ID we gave them (the outbox keeps it as the provider's id), with
+# whose they are: what a customer's In-Reply-To and References may name.
+_OUR_EMAILS = (
+    select(outbox_table.c.provider_id, messages_table.c.id, messages_table.c.customer_id)
+    .join(messages_table, messages_table.c.id == outbox_table.c.message_id)
+    .where(
+        outbox_table.c.channel == ChannelName.EMAIL.value,
+        outbox_table.c.provider_id.in_(bindparam("message_ids", expanding=True)),
+    )
+)
+
+
 class Held(NamedTuple):
     """A conversation as it is now, and the customer it belongs to now."""
 
@@ -388,6 +402,35 @@ async def open_conversations(
     return {row.customer_id: row.id for row in opened}
 
 
+def _cited(message: InboundMessage) -> list[str]:
+    """The Message-IDs an e-mail answers, nearest first: In-Reply-To, then References from the
+    newest back (RFC 5322 3.6.4: the thread so far, oldest first)."""
+    if message.channel is not ChannelName.EMAIL:
+        return []
+    cited = [message.metadata.get("in_reply_to", "")]
+    cited += reversed(message.metadata.get("references", "").split())
+    return [message_id for message_id in dict.fromkeys(cited) if message_id]
+
+
+async def link_replies(session: AsyncSession, works: Sequence[Work]) -> None:
+    """An e-mail that answers one of ours is linked to it (`answers`, stored as the message's
+    `in_reply_to`): the nearest of its thread's Message-IDs that is an e-mail we sent to the
+    same customer. Anyone can write any Message-ID in those headers: one of another customer's
+    e-mails is not linked. One query, and only for a batch with e-mails that cite any."""
+    cited = [_cited(work.message) for work in works]
+    wanted = sorted({message_id for ids in cited for message_id in ids})
+    if not wanted:
+        return
+    rows = await session.execute(_OUR_EMAILS, {"message_ids": wanted})
+    ours = {row.provider_id: (row.id, row.customer_id) for row in rows}
+    for work, ids in zip(works, cited, strict=True):
+        for message_id in ids:
+            found = ours.get(message_id)
+            if found is not None and found[1] == work.customer.id:
+                work.answers = found[0]
+                break
+
+
 async def store_inbound(session: AsyncSession, works: Sequence[Work]) -> None:
     """Store the customers' messages, whole; a duplicate gets no id, and no reply."""
     if not works:
@@ -405,7 +448,7 @@ async def store_inbound(session: AsyncSession, works: Sequence[Work]) -> None:
             "author": "customer",
             "intent": None,
             "confidence": None,
-            "in_reply_to": None,
+            "in_reply_to": work.answers,
             "created_at": work.now,
         }
         for work in works

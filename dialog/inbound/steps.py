@@ -155,6 +155,7 @@ class TurnSteps:
                 "customer",
                 message_id=work.inbound_id,
                 conversation_id=conversation.id,
+                **({"in_reply_to": work.answers} if work.answers is not None else {}),
                 # The provider's extras, for staff: an e-mail's proof of sender, what was
                 # malformed, why it is not answered, its attachments.
                 **({"provider": dict(message.metadata)} if message.metadata else {}),

@@ -76,6 +76,7 @@ class Work:
     conversation: ConversationFacts
     revoked: bool
     inbound_id: int | None = None  # None: a duplicate, already stored
+    answers: int | None = None  # our message this one replies to (an e-mail's thread headers)
     replies: list[str] = field(default_factory=list)
     sent: list[tuple[str, int]] = field(default_factory=list)  # (text, message id) once stored
     handed_off: bool = False

@@ -123,6 +123,7 @@ async def show_message(request: web.Request) -> web.Response:
         "address": message.address,
         "text": message.text,
         "author": message.author,
+        "in_reply_to": message.in_reply_to,  # the message it answers (ours, for an e-mail)
         "created_at": _iso(message.created_at),
         "delivery": None if entry is None else _entry_view(entry),
         "attempts": [

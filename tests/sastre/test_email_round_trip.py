@@ -1,10 +1,11 @@
 """E-mail both ways through the real pieces: a customer's message in by the webhook, the bot's
 answer out by the outbox worker and `SmtpEmail` to aiosmtpd, in the customer's thread; the
-bounce of that answer marks it undelivered and the address undeliverable; STOP written above a
-quoted thread is a STOP."""
+bounce of that answer marks it undelivered and the address undeliverable; the customer's reply to
+it is linked to it, another sender's is not; STOP written above a quoted thread is a STOP."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from consent.replies import service_revoked
 from consent.types import Channel
 from crm_core.customers import find_customer
 from crm_core.models import IdentityKind
+from dialog.models import Message
 from dialog.outbox import OutboxEntry
 from sastre.app import create_app
 from sastre.config import Settings
@@ -28,6 +30,7 @@ from tests.sastre.conftest import ClientFactory
 from tests.support.smtp_peer import smtp_peer
 
 Client = TestClient[web.Request, web.Application]
+Auth = Callable[..., dict[str, str]]
 
 FIXTURES = Path(__file__).parents[1] / "channels" / "fixtures" / "email"
 TOKEN = "inbound-email-token-for-tests-0123"
@@ -98,3 +101,92 @@ async def test_stop_above_a_quoted_thread_revokes_email(
     async with sessionmaker() as session:
         customer = await find_customer(session, IdentityKind.EMAIL.value, JANE, "US")
         assert await service_revoked(session, customer.id, Channel.EMAIL)
+
+
+async def _answered(client: Client, sessionmaker: SessionMaker) -> OutboxEntry:
+    """Jane writes, and the bot's answer goes out by the worker: its outbox row (the provider's
+    id is the Message-ID we gave it)."""
+    response = await client.post("/webhooks/email", data=raw("gmail_reply_en"), headers=HEADERS)
+    assert response.status == 200
+    async with smtp_peer() as peer:
+        smtp = SmtpEmail(
+            host="127.0.0.1", port=peer.port, sender="Tienda <hola@tienda.example>", tls="none"
+        )
+        async with smtp:
+            assert await Worker(sessionmaker, {ChannelName.EMAIL: smtp}).drain() == 1
+    async with sessionmaker() as session:
+        return (await session.scalars(select(OutboxEntry))).one()
+
+
+def _citing(
+    our_id: str, *, new_id: str, in_reply_to: str | None = None, sender: str = JANE
+) -> bytes:
+    """A reply in the thread of our e-mail `our_id`: a Message-ID of its own, References ending
+    in ours, In-Reply-To ours unless told."""
+    message = raw("gmail_reply_en").replace(
+        b"CAJx8Zk1Gm4iLrEpLyEn+abcdef0123456789@mail.example.com", new_id.encode()
+    )
+    message = message.replace(
+        b"References: <sastre.answer.0100@tienda.example>",
+        f"References: <sastre.answer.0100@tienda.example> <{our_id}>".encode(),
+    )
+    message = message.replace(
+        b"In-Reply-To: <sastre.answer.0100@tienda.example>",
+        f"In-Reply-To: <{in_reply_to or our_id}>".encode(),
+    )
+    return message.replace(JANE.encode(), sender.encode())
+
+
+async def _stored(sessionmaker: SessionMaker, message_id: str) -> Message:
+    async with sessionmaker() as session:
+        return (
+            await session.scalars(select(Message).where(Message.provider_id == message_id))
+        ).one()
+
+
+async def test_a_reply_to_our_email_is_linked_to_it(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker, auth: Auth
+) -> None:
+    client = await client_for(aiohttp_client, settings)
+    ours = await _answered(client, sessionmaker)
+    reply = _citing(str(ours.provider_id), new_id="second.reply@mail.example.com")
+    assert (await client.post("/webhooks/email", data=reply, headers=HEADERS)).status == 200
+    stored = await _stored(sessionmaker, "second.reply@mail.example.com")
+    assert stored.in_reply_to == ours.message_id
+    shown = await client.get(f"/api/messages/{stored.id}", headers=auth())
+    assert (await shown.json())["in_reply_to"] == ours.message_id
+
+
+async def test_a_reply_is_linked_through_references_when_in_reply_to_is_not_ours(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """Jane answers her own earlier note in the thread: the nearest of ours above it counts."""
+    client = await client_for(aiohttp_client, settings)
+    ours = await _answered(client, sessionmaker)
+    reply = _citing(
+        str(ours.provider_id),
+        new_id="third.reply@mail.example.com",
+        in_reply_to="CAJx8Zk1Gm4iLrEpLyEn+abcdef0123456789@mail.example.com",
+    )
+    assert (await client.post("/webhooks/email", data=reply, headers=HEADERS)).status == 200
+    stored = await _stored(sessionmaker, "third.reply@mail.example.com")
+    assert stored.in_reply_to == ours.message_id
+
+
+async def test_another_senders_mail_citing_our_email_is_not_linked(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """Message-IDs are no secret (they travel in every copy and forward): a stranger's message
+    naming one of Jane's is stored as theirs, linked to nothing of hers."""
+    client = await client_for(aiohttp_client, settings)
+    ours = await _answered(client, sessionmaker)
+    reply = _citing(
+        str(ours.provider_id), new_id="stranger@mail.example.com", sender="mallory@example.net"
+    )
+    assert (await client.post("/webhooks/email", data=reply, headers=HEADERS)).status == 200
+    stored = await _stored(sessionmaker, "stranger@mail.example.com")
+    assert stored.in_reply_to is None
+    async with sessionmaker() as session:
+        answer = await session.get(Message, ours.message_id)
+    assert answer is not None
+    assert stored.customer_id != answer.customer_id
