@@ -19,7 +19,7 @@ from consent.models import Undeliverable
 from consent.replies import service_revoked
 from consent.types import Channel
 from crm_core.customers import find_customer
-from crm_core.models import IdentityKind
+from crm_core.models import IdentityKind, Interaction, InteractionKind
 from dialog.models import Message
 from dialog.outbox import OutboxEntry
 from sastre.app import create_app
@@ -155,6 +155,14 @@ async def test_a_reply_to_our_email_is_linked_to_it(
     assert stored.in_reply_to == ours.message_id
     shown = await client.get(f"/api/messages/{stored.id}", headers=auth())
     assert (await shown.json())["in_reply_to"] == ours.message_id
+    async with sessionmaker() as session:
+        notes = (
+            await session.scalars(
+                select(Interaction).where(Interaction.kind == InteractionKind.MESSAGE_IN.value)
+            )
+        ).all()
+    [entry] = [note for note in notes if note.data.get("message_id") == stored.id]
+    assert entry.data["in_reply_to"] == ours.message_id
 
 
 async def test_a_reply_is_linked_through_references_when_in_reply_to_is_not_ours(
