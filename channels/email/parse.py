@@ -55,6 +55,10 @@ __all__ = [
 ]
 
 MAX_ID = 200  # the longest provider id the messages table holds
+# The References kept: the thread's root and the nearest ones (RFC 5322 3.6.4 lets a long list be
+# trimmed so, the root first). Anything may be in a header: a reply citing 40,000 ids would
+# otherwise be carried into our answer's header and into the query that threads it.
+MAX_REFERENCES = 20
 # Labels that mail clients put on Windows-1252 text (WHATWG Encoding: browsers read them so).
 _AS_WINDOWS_1252 = frozenset({"iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii", "l1"})
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
@@ -189,7 +193,7 @@ def _parse(raw: bytes, *, keep_attachments: bool) -> ParsedEmail:
         date=_date(_header(message, "Date", defects)),
         message_id=message_id,
         in_reply_to=_first_id(_header(message, "In-Reply-To", defects)),
-        references=message_ids(_header(message, "References", defects) or ""),
+        references=_trimmed(message_ids(_header(message, "References", defects) or "")),
         text=text,
         reply=latest_reply(reply_text, sender_name=sender_name),
         from_html=from_html,
@@ -205,6 +209,13 @@ def _parse(raw: bytes, *, keep_attachments: bool) -> ParsedEmail:
 def message_ids(value: str) -> tuple[str, ...]:
     """The ids in a References / In-Reply-To header, in order, without angle brackets."""
     return tuple(_MESSAGE_ID.findall(value))
+
+
+def _trimmed(references: tuple[str, ...]) -> tuple[str, ...]:
+    """The root and the nearest `MAX_REFERENCES - 1`, in order, of a long References list."""
+    if len(references) <= MAX_REFERENCES:
+        return references
+    return (references[0], *references[-(MAX_REFERENCES - 1) :])
 
 
 def _first_id(value: str | None) -> str | None:

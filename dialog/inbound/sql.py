@@ -68,8 +68,8 @@ from dialog.models import (
     messages_table,
 )
 from dialog.outbox import enqueue, outbox_row, through_outbox
+from dialog.outbox.models import PROVIDER_ID_LENGTH, outbox_table
 from dialog.outbox.models import Purpose as SendPurpose
-from dialog.outbox.models import outbox_table
 from dialog.turns import ConversationFacts, CustomerFacts
 
 __all__ = [
@@ -283,6 +283,7 @@ _SET_INTENT = (
 )
 
 
+_MOST_CITED = 21  # In-Reply-To and the twenty nearest References: a reply answers a recent one
 # Our e-mails by the Message-ID we gave them (the outbox keeps it as the provider's id), with
 # whose they are: what a customer's In-Reply-To and References may name.
 _OUR_EMAILS = (
@@ -403,13 +404,16 @@ async def open_conversations(
 
 
 def _cited(message: InboundMessage) -> list[str]:
-    """The Message-IDs an e-mail answers, nearest first: In-Reply-To, then References from the
-    newest back (RFC 5322 3.6.4: the thread so far, oldest first)."""
-    if message.channel is not ChannelName.EMAIL:
+    """The Message-IDs a proven sender's e-mail answers, nearest first: In-Reply-To, then
+    References from the newest back (RFC 5322 3.6.4: the thread so far, oldest first), at most
+    `_MOST_CITED` of them. An unproven From cites nothing: our Message-IDs carry our message
+    numbers, and whoever forged the sender could pick one."""
+    if message.channel is not ChannelName.EMAIL or not message.verified:
         return []
     cited = [message.metadata.get("in_reply_to", "")]
     cited += reversed(message.metadata.get("references", "").split())
-    return [message_id for message_id in dict.fromkeys(cited) if message_id]
+    ours = (m for m in dict.fromkeys(cited) if m and len(m) <= PROVIDER_ID_LENGTH)
+    return list(ours)[:_MOST_CITED]
 
 
 async def link_replies(session: AsyncSession, works: Sequence[Work]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.email.parse import html_to_text, latest_reply, parse_email
+from channels.email.parse import MAX_REFERENCES, html_to_text, latest_reply, parse_email
 
 FIXTURES = Path(__file__).parent / "fixtures" / "email"
 
@@ -192,6 +192,16 @@ def test_threading_keys() -> None:
     assert reply.thread_key == "sastre.answer.0100@tienda.example"
     first = parse_email(raw("plain"))
     assert first.thread_key == first.message_id  # a new thread starts at itself
+
+
+def test_a_long_references_list_keeps_the_root_and_the_nearest() -> None:
+    ids = [f"m{n}@mail.example" for n in range(1000)]
+    listed = " ".join(f"<{m}>" for m in ids).encode()
+    parsed = parse_email(
+        raw("gmail_reply_en").replace(b"<sastre.answer.0100@tienda.example>", listed, 1)
+    )
+    assert parsed.references == (ids[0], *ids[-(MAX_REFERENCES - 1) :])
+    assert parsed.thread_key == ids[0]
 
 
 def test_an_auto_reply_is_flagged() -> None:

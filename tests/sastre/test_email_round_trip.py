@@ -42,9 +42,12 @@ def raw(name: str) -> bytes:
     return (FIXTURES / f"{name}.eml").read_bytes()
 
 
+RELAY = "mx.tienda.example"  # the mail relay trusted to have checked the senders it stamps
+
+
 async def client_for(aiohttp_client: ClientFactory, settings: Settings) -> Client:
-    configured = settings.model_copy(update={"inbound_email_token": SecretStr(TOKEN)})
-    return await aiohttp_client(create_app(configured))
+    update = {"inbound_email_token": SecretStr(TOKEN), "email_trusted_relays": RELAY}
+    return await aiohttp_client(create_app(settings.model_copy(update=update)))
 
 
 async def test_an_answer_goes_out_in_the_thread_and_its_bounce_comes_back(
@@ -119,10 +122,16 @@ async def _answered(client: Client, sessionmaker: SessionMaker) -> OutboxEntry:
 
 
 def _citing(
-    our_id: str, *, new_id: str, in_reply_to: str | None = None, sender: str = JANE
+    our_id: str,
+    *,
+    new_id: str,
+    in_reply_to: str | None = None,
+    sender: str = JANE,
+    proven: bool = True,
 ) -> bytes:
     """A reply in the thread of our e-mail `our_id`: a Message-ID of its own, References ending
-    in ours, In-Reply-To ours unless told."""
+    in ours, In-Reply-To ours unless told; its sender proven by the trusted relay's stamp unless
+    told."""
     message = raw("gmail_reply_en").replace(
         b"CAJx8Zk1Gm4iLrEpLyEn+abcdef0123456789@mail.example.com", new_id.encode()
     )
@@ -134,7 +143,11 @@ def _citing(
         b"In-Reply-To: <sastre.answer.0100@tienda.example>",
         f"In-Reply-To: <{in_reply_to or our_id}>".encode(),
     )
-    return message.replace(JANE.encode(), sender.encode())
+    message = message.replace(JANE.encode(), sender.encode())
+    if not proven:
+        return message
+    domain = sender.rpartition("@")[2]
+    return f"Authentication-Results: {RELAY}; dmarc=pass header.from={domain}\n".encode() + message
 
 
 async def _stored(sessionmaker: SessionMaker, message_id: str) -> Message:
@@ -198,3 +211,32 @@ async def test_another_senders_mail_citing_our_email_is_not_linked(
         answer = await session.get(Message, ours.message_id)
     assert answer is not None
     assert stored.customer_id != answer.customer_id
+
+
+async def test_an_unproven_senders_reply_is_not_linked(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """Our Message-IDs carry our message numbers: whoever forges Jane's From could name one."""
+    client = await client_for(aiohttp_client, settings)
+    ours = await _answered(client, sessionmaker)
+    reply = _citing(str(ours.provider_id), new_id="forged.reply@mail.example.com", proven=False)
+    assert (await client.post("/webhooks/email", data=reply, headers=HEADERS)).status == 200
+    stored = await _stored(sessionmaker, "forged.reply@mail.example.com")
+    assert stored.in_reply_to is None
+
+
+async def test_a_reply_citing_thousands_of_ids_is_stored_and_linked(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """A References header is whatever the sender wrote: 40,000 ids are trimmed to the thread's
+    root and the nearest (a statement takes at most 32,767 values on PostgreSQL)."""
+    client = await client_for(aiohttp_client, settings)
+    ours = await _answered(client, sessionmaker)
+    noise = " ".join(f"<n{n}@spam.example>" for n in range(40_000))
+    reply = _citing(str(ours.provider_id), new_id="long.thread@mail.example.com").replace(
+        b"References: <sastre.answer.0100@tienda.example>",
+        f"References: <sastre.answer.0100@tienda.example> {noise}".encode(),
+    )
+    assert (await client.post("/webhooks/email", data=reply, headers=HEADERS)).status == 200
+    stored = await _stored(sessionmaker, "long.thread@mail.example.com")
+    assert stored.in_reply_to == ours.message_id
