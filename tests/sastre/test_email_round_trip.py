@@ -27,7 +27,7 @@ from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.worker import Worker
 from tests.sastre.conftest import ClientFactory
-from tests.support.smtp_peer import smtp_peer
+from tests.support.smtp_peer import Received, smtp_peer
 
 Client = TestClient[web.Request, web.Application]
 Auth = Callable[..., dict[str, str]]
@@ -50,10 +50,9 @@ async def client_for(aiohttp_client: ClientFactory, settings: Settings) -> Clien
     return await aiohttp_client(create_app(settings.model_copy(update=update)))
 
 
-async def test_an_answer_goes_out_in_the_thread_and_its_bounce_comes_back(
-    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
-) -> None:
-    client = await client_for(aiohttp_client, settings)
+async def _answered(client: Client, sessionmaker: SessionMaker) -> tuple[OutboxEntry, Received]:
+    """Jane writes, and the bot's answer goes out by the worker to the SMTP peer: its outbox row
+    (the provider's id is the Message-ID we gave it) and what the peer received."""
     response = await client.post("/webhooks/email", data=raw("gmail_reply_en"), headers=HEADERS)
     assert response.status == 200
     async with smtp_peer() as peer:
@@ -63,6 +62,15 @@ async def test_an_answer_goes_out_in_the_thread_and_its_bounce_comes_back(
         async with smtp:
             assert await Worker(sessionmaker, {ChannelName.EMAIL: smtp}).drain() == 1
     (sent,) = peer.received
+    async with sessionmaker() as session:
+        return (await session.scalars(select(OutboxEntry))).one(), sent
+
+
+async def test_an_answer_goes_out_in_the_thread_and_its_bounce_comes_back(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    client = await client_for(aiohttp_client, settings)
+    row, sent = await _answered(client, sessionmaker)
     answer = sent.message
     customer_id = "CAJx8Zk1Gm4iLrEpLyEn+abcdef0123456789@mail.example.com"
     assert sent.recipients == (JANE,)
@@ -72,8 +80,6 @@ async def test_an_answer_goes_out_in_the_thread_and_its_bounce_comes_back(
         "<sastre.answer.0100@tienda.example>",
         f"<{customer_id}>",
     ]
-    async with sessionmaker() as session:
-        row = (await session.scalars(select(OutboxEntry))).one()
     assert row.state == "sent"
     assert f"<{row.provider_id}>" == answer["Message-ID"]
 
@@ -104,21 +110,6 @@ async def test_stop_above_a_quoted_thread_revokes_email(
     async with sessionmaker() as session:
         customer = await find_customer(session, IdentityKind.EMAIL.value, JANE, "US")
         assert await service_revoked(session, customer.id, Channel.EMAIL)
-
-
-async def _answered(client: Client, sessionmaker: SessionMaker) -> OutboxEntry:
-    """Jane writes, and the bot's answer goes out by the worker: its outbox row (the provider's
-    id is the Message-ID we gave it)."""
-    response = await client.post("/webhooks/email", data=raw("gmail_reply_en"), headers=HEADERS)
-    assert response.status == 200
-    async with smtp_peer() as peer:
-        smtp = SmtpEmail(
-            host="127.0.0.1", port=peer.port, sender="Tienda <hola@tienda.example>", tls="none"
-        )
-        async with smtp:
-            assert await Worker(sessionmaker, {ChannelName.EMAIL: smtp}).drain() == 1
-    async with sessionmaker() as session:
-        return (await session.scalars(select(OutboxEntry))).one()
 
 
 def _citing(
@@ -161,7 +152,7 @@ async def test_a_reply_to_our_email_is_linked_to_it(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker, auth: Auth
 ) -> None:
     client = await client_for(aiohttp_client, settings)
-    ours = await _answered(client, sessionmaker)
+    ours, _ = await _answered(client, sessionmaker)
     reply = _citing(str(ours.provider_id), new_id="second.reply@mail.example.com")
     assert (await client.post("/webhooks/email", data=reply, headers=HEADERS)).status == 200
     stored = await _stored(sessionmaker, "second.reply@mail.example.com")
@@ -183,7 +174,7 @@ async def test_a_reply_is_linked_through_references_when_in_reply_to_is_not_ours
 ) -> None:
     """Jane answers her own earlier note in the thread: the nearest of ours above it counts."""
     client = await client_for(aiohttp_client, settings)
-    ours = await _answered(client, sessionmaker)
+    ours, _ = await _answered(client, sessionmaker)
     reply = _citing(
         str(ours.provider_id),
         new_id="third.reply@mail.example.com",
@@ -200,7 +191,7 @@ async def test_another_senders_mail_citing_our_email_is_not_linked(
     """Message-IDs are no secret (they travel in every copy and forward): a stranger's message
     naming one of Jane's is stored as theirs, linked to nothing of hers."""
     client = await client_for(aiohttp_client, settings)
-    ours = await _answered(client, sessionmaker)
+    ours, _ = await _answered(client, sessionmaker)
     reply = _citing(
         str(ours.provider_id), new_id="stranger@mail.example.com", sender="mallory@example.net"
     )
@@ -218,7 +209,7 @@ async def test_an_unproven_senders_reply_is_not_linked(
 ) -> None:
     """Our Message-IDs carry our message numbers: whoever forges Jane's From could name one."""
     client = await client_for(aiohttp_client, settings)
-    ours = await _answered(client, sessionmaker)
+    ours, _ = await _answered(client, sessionmaker)
     reply = _citing(str(ours.provider_id), new_id="forged.reply@mail.example.com", proven=False)
     assert (await client.post("/webhooks/email", data=reply, headers=HEADERS)).status == 200
     stored = await _stored(sessionmaker, "forged.reply@mail.example.com")
@@ -231,7 +222,7 @@ async def test_a_reply_citing_thousands_of_ids_is_stored_and_linked(
     """A References header is whatever the sender wrote: 40,000 ids are trimmed to the thread's
     root and the nearest (a statement takes at most 32,767 values on PostgreSQL)."""
     client = await client_for(aiohttp_client, settings)
-    ours = await _answered(client, sessionmaker)
+    ours, _ = await _answered(client, sessionmaker)
     noise = " ".join(f"<n{n}@spam.example>" for n in range(40_000))
     reply = _citing(str(ours.provider_id), new_id="long.thread@mail.example.com").replace(
         b"References: <sastre.answer.0100@tienda.example>",
