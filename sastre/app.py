@@ -26,7 +26,7 @@ from sastre.appkeys import (
     SETTINGS,
 )
 from sastre.config import Settings
-from sastre.db import create_engine, reader_for, sessionmaker_for
+from sastre.db import create_engine, quick_writer_for, reader_for, sessionmaker_for
 from sastre.dialogs import build_brain, embedded_reader
 from sastre.email_listener import email_inbound
 from sastre.metrics import Metrics, metrics_middleware
@@ -111,7 +111,8 @@ async def _dialog(app: web.Application) -> AsyncIterator[None]:
             if not settings.rasa_url:  # the embedded bot: its reading can start in the queue
                 read_ahead = await embedded_reader(settings, app[faq.FAQ_CATALOGUE], stack)
         app[INBOUND] = InboundProcessor(
-            app[SESSIONMAKER],
+            # Its batches are short statements that requests wait on (sastre.db).
+            quick_writer_for(app[ENGINE]),
             brain,
             default_region=settings.default_region,
             default_language=settings.default_language,

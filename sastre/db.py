@@ -6,6 +6,11 @@ A *reader* (`reader_for`) starts a plain deferred `BEGIN`: under WAL it reads a 
 waits for a writer, so a token check, a health check or a customer page stays fast while an
 import or a burst of chat messages writes. Readers are read-only in fact, not only by convention:
 SQLite's `query_only` on that connection, a `READ ONLY` transaction on PostgreSQL.
+
+A *quick writer* (`quick_writer_for`) is a writer whose transactions are a few short statements
+that requests wait on (the inbound path's batches): on SQLite, once it holds the write lock, its
+statements run on the event loop's thread instead of a trip to the connection's thread
+(`sastre.sqlite_driver`). On PostgreSQL it is a writer like any other.
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ from sastre.sqlite_driver import OneTripConnection
 from sastre.wal_checkpoints import BACKSTOP_PAGES, sqlite_file
 
 __all__ = [
+    "QUICK",
     "READ_ONLY",
     "SessionMaker",
     "create_engine",
     "database",
     "migrate",
+    "quick_writer_for",
     "reader_for",
     "sessionmaker_for",
 ]
@@ -47,8 +54,10 @@ if TYPE_CHECKING:
 
 SessionMaker = async_sessionmaker[AsyncSession]
 MIGRATIONS = Path(__file__).parent / "migrations"
-# The execution option that marks a reader's engine (see `reader_for`).
+# The execution options that mark a reader's engine (see `reader_for`) and a quick writer's
+# (`quick_writer_for`).
 READ_ONLY = "sastre_read_only"
+QUICK = "sastre_quick"
 # A pooled PostgreSQL connection idle longer than this (seconds) is pinged before it is used
 # (`_ping_when_idle`).
 PING_IDLE = 1.0
@@ -93,6 +102,11 @@ def _prepare_sqlite(engine: AsyncEngine, url: str, *, checkpoints_apart: bool) -
         # failing with "database is locked" when it upgrades a read lock half-way through.
         # A reader's deferred BEGIN takes no lock at all: WAL gives it a snapshot.
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # Holding the lock now: a quick writer's statements need no trip (`sastre.sqlite_driver`).
+        driver = connection.connection.driver_connection
+        if isinstance(driver, OneTripConnection):
+            options = connection.get_execution_options()
+            driver.quick = bool(options.get(QUICK, False)) and not read_only
 
 
 def _sqlite_creator(url: str) -> Callable[[], Awaitable[OneTripConnection]]:
@@ -168,6 +182,14 @@ def reader_for(engine: AsyncEngine) -> SessionMaker:
     transaction" on PostgreSQL) instead of taking the lock behind the caller's back."""
     readers = engine.execution_options(**{READ_ONLY: True, "postgresql_readonly": True})
     return async_sessionmaker(readers, expire_on_commit=False)
+
+
+def quick_writer_for(engine: AsyncEngine) -> SessionMaker:
+    """Sessions for write transactions of a few short statements that requests wait on (the
+    inbound path's batches): on SQLite their statements run on the event loop once the write
+    lock is held (see the module's note). Never for a long statement (an import, a recompute):
+    it would hold up every request while it ran."""
+    return async_sessionmaker(engine.execution_options(**{QUICK: True}), expire_on_commit=False)
 
 
 @asynccontextmanager

@@ -29,6 +29,7 @@ from dialog.media import medium
 from dialog.models import AwaitingBot, Conversation, Message
 from dialog.turns import Bot, BotTurn, InboundResult, Turn
 from sastre.db import SessionMaker
+from tests.support.quick import quick
 
 _ids = itertools.count(1)
 
@@ -81,7 +82,7 @@ def make_processor(
 ) -> InboundProcessor:
     """The processor these tests use; `options` as `InboundProcessor` takes them (lanes...)."""
     return InboundProcessor(
-        sessionmaker,
+        quick(sessionmaker),
         brain,
         default_region="US",
         default_language="en",

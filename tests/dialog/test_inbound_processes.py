@@ -23,6 +23,7 @@ from dialog.inbound import InboundProcessor
 from dialog.models import Conversation
 from dialog.turns import BotTurn, InboundResult, Turn
 from sastre.db import SessionMaker, create_engine, sessionmaker_for
+from tests.support.quick import quick
 
 HAND_OFF_AFTER = 3  # failed turns, as the embedded bot's rule does
 
@@ -64,7 +65,7 @@ class PuzzledRemote(Puzzle):
 
 def _processor(sessionmaker: SessionMaker, bot: PuzzledBrain | PuzzledRemote) -> InboundProcessor:
     return InboundProcessor(
-        sessionmaker,
+        quick(sessionmaker),
         bot,
         default_region="US",
         default_language="en",

@@ -21,6 +21,7 @@ from dialog.outbox.models import DeliveryAttempt, OutboxEntry, ParkedReport
 from dialog.outbox.queue import PARKED_FOR
 from sastre.db import SessionMaker
 from tests.dialog.test_inbound import FakeBrain
+from tests.support.quick import quick
 
 _ids = itertools.count(1)
 ALL = list(ChannelName)
@@ -28,7 +29,7 @@ ALL = list(ChannelName)
 
 def make(sessionmaker: SessionMaker) -> InboundProcessor:
     return InboundProcessor(
-        sessionmaker,
+        quick(sessionmaker),
         FakeBrain(),
         default_region="US",
         default_language="en",

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sastre.db import create_engine
+from sastre.db import create_engine, quick_writer_for, sessionmaker_for
 from sastre.sqlite_driver import OneTripConnection
+from tests.support.sqlite_trips import thread_trips
 
 
 @pytest.fixture
@@ -26,19 +27,6 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def _trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Counts every call sent to a connection's thread."""
-    trips: list[str] = []
-    original = OneTripConnection._execute
-
-    async def counted(self: OneTripConnection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(getattr(fn, "__name__", repr(fn)))
-        return await original(self, fn, *args, **kwargs)  # type: ignore[no-untyped-call]
-
-    monkeypatch.setattr(OneTripConnection, "_execute", counted)
-    return trips
-
-
 async def test_every_sqlite_engine_uses_the_one_trip_connection(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         raw = await connection.get_raw_connection()
@@ -50,7 +38,7 @@ async def test_a_query_is_one_trip_to_the_thread(
 ) -> None:
     async with engine.begin() as connection:
         await connection.execute(text("INSERT INTO notes (body) VALUES ('a'), ('b')"))
-        trips = _trips(monkeypatch)
+        trips = thread_trips(monkeypatch)
         rows = (await connection.execute(text("SELECT id, body FROM notes ORDER BY id"))).all()
     assert [tuple(row) for row in rows] == [(1, "a"), (2, "b")]
     assert trips == ["<lambda>", "commit"]  # the query, then the COMMIT; no reset after it
@@ -82,3 +70,75 @@ async def test_an_error_is_sqlalchemys_and_the_connection_lives_on(engine: Async
     async with engine.connect() as connection:
         count = await connection.scalar(text("SELECT count(*) FROM notes"))
     assert count == 0  # the failed transaction left nothing half-written
+
+
+async def test_a_quick_writer_holding_the_lock_takes_no_trip(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips = thread_trips(monkeypatch)
+    async with quick_writer_for(engine).begin() as session:
+        await session.execute(text("INSERT INTO notes (body) VALUES ('quick')"))
+        assert await session.scalar(text("SELECT count(*) FROM notes")) == 1
+        await session.execute(text("SAVEPOINT inner"))
+        await session.execute(text("RELEASE inner"))
+    # The BEGIN IMMEDIATE (it may wait for another writer) and the COMMIT; nothing between.
+    assert trips == ["<lambda>", "commit"]
+
+
+async def test_a_plain_writer_still_takes_a_trip_a_statement(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its connection served a quick writer last: that does not carry over.
+    async with quick_writer_for(engine).begin() as session:
+        await session.execute(text("INSERT INTO notes (body) VALUES ('quick')"))
+    trips = thread_trips(monkeypatch)
+    async with sessionmaker_for(engine).begin() as session:
+        await session.execute(text("INSERT INTO notes (body) VALUES ('plain')"))
+    assert trips == ["<lambda>", "<lambda>", "commit"]
+
+
+async def test_a_quick_writer_waits_for_the_lock_without_holding_up_the_loop(
+    engine: AsyncEngine,
+) -> None:
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with sessionmaker_for(engine).begin() as session:
+            await session.execute(text("INSERT INTO notes (body) VALUES ('first')"))
+            held.set()
+            await release.wait()
+
+    async def quick(body: str = "second") -> None:
+        async with quick_writer_for(engine).begin() as session:
+            await session.execute(
+                text("INSERT OR IGNORE INTO notes (body) VALUES (:body)"), {"body": body}
+            )
+
+    await asyncio.gather(
+        quick("warm"), quick("warmer")
+    )  # both pooled connections last served a quick writer
+    holding = asyncio.create_task(holder())
+    await held.wait()
+    waiting = asyncio.create_task(quick())
+    for _ in range(20):  # the loop goes on while the quick writer's BEGIN waits in its thread
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    release.set()  # only the loop can let the holder commit: had it been blocked, no end
+    await asyncio.gather(holding, waiting)
+    async with engine.connect() as connection:
+        bodies = (await connection.execute(text("SELECT body FROM notes ORDER BY id"))).all()
+    assert [body for (body,) in bodies] == ["warm", "warmer", "first", "second"]
+
+
+async def test_a_quick_writers_failed_statement_rolls_back_the_whole_transaction(
+    engine: AsyncEngine,
+) -> None:
+    async def failing() -> None:
+        async with quick_writer_for(engine).begin() as session:
+            await session.execute(text("INSERT INTO notes (body) VALUES ('kept?')"))
+            await session.execute(text("INSERT INTO notes (body) VALUES ('same'), ('same')"))
+
+    with pytest.raises(IntegrityError):
+        await failing()
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM notes")) == 0

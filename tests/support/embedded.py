@@ -11,6 +11,7 @@ from dialog.inbound import InboundProcessor
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.dialogs import build_brain
+from tests.support.quick import quick
 
 
 async def embedded_processor(
@@ -19,7 +20,7 @@ async def embedded_processor(
     """An `InboundProcessor` answering with `build_brain`'s bot, as `sastre serve` builds it."""
     brain = await build_brain(settings, sessionmaker, stack)
     return InboundProcessor(
-        sessionmaker,
+        quick(sessionmaker),
         brain,
         default_region="US",
         default_language="en",
