@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import secrets
+import ssl
 from datetime import time, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -450,6 +451,9 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
+    # The authorities (PEM) that vouch for the SMTP server's certificate, for a server whose
+    # certificate a private CA issued; unset: the system's.
+    smtp_ca_file: str | None = None
     # Connections kept open to the SMTP server per worker process, each sending one message
     # after another (a relay may cap how many one client opens: Postfix allows 50).
     smtp_connections: int = Field(default=8, ge=1, le=1000)
@@ -530,6 +534,22 @@ class Settings(BaseSettings):
             raise ValueError(f"{problem}: attachments could not be kept there")
         return value.strip()
 
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _check_smtp_ca_file(cls, value: str | None) -> str | None:
+        # Read now, not at the first send: a file that is missing or holds no certificate
+        # would fail every e-mail, each after its retries.
+        if value is None or not value.strip():
+            return None
+        path = value.strip()
+        try:
+            ssl.create_default_context(cafile=path)
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file") from None
+        except (OSError, ssl.SSLError) as error:
+            raise ValueError(f"{path}: not PEM certificates ({error})") from None
+        return path
+
     @field_validator("email_relay_networks")
     @classmethod
     def _check_relay_networks(cls, value: str) -> str:
@@ -559,6 +579,8 @@ class Settings(BaseSettings):
             raise ValueError("SASTRE_SMTP_USERNAME is required with SASTRE_SMTP_PASSWORD")
         if self.smtp_username is not None and self.smtp_host is None:
             raise ValueError("SASTRE_SMTP_HOST is required with SASTRE_SMTP_USERNAME")
+        if self.smtp_ca_file is not None and self.smtp_tls == "none":
+            raise ValueError("SASTRE_SMTP_CA_FILE is for TLS, and SASTRE_SMTP_TLS is none")
         return self
 
     @property

@@ -242,6 +242,7 @@ class SmtpEmail:
         timeout: float = 30,
         connections: int = 4,
         validate_certs: bool = True,
+        ca_file: str | None = None,
     ) -> None:
         if tls not in TLS_MODES:
             raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
@@ -259,6 +260,7 @@ class SmtpEmail:
         self._unsubscribe_mailto = parseaddr(unsubscribe_mailto or "")[1] or None
         self._timeout = timeout
         self._validate_certs = validate_certs
+        self._ca_file = ca_file  # PEM authorities for the server's certificate; None: the system's
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self._connections = max(1, connections)
         self._slots = asyncio.Semaphore(self._connections)
@@ -348,6 +350,7 @@ class SmtpEmail:
             use_tls=self._tls == "ssl",
             start_tls=self._tls == "starttls",
             validate_certs=self._validate_certs,
+            cert_bundle=self._ca_file,
             timeout=self._timeout,
         )
         try:

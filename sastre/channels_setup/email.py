@@ -22,6 +22,7 @@ def build_sender(settings: Settings) -> SmtpEmail | None:
         username=settings.smtp_username,
         password=password,
         tls=settings.smtp_tls,
+        ca_file=settings.smtp_ca_file,
         default_subject=settings.brand_name,
         unsubscribe_mailto=settings.email_unsubscribe_mailto or settings.email_from,
         connections=settings.smtp_connections,

@@ -14,7 +14,7 @@ from aiosmtplib.email import flatten_message
 
 from channels.base import ChannelName, DeliveryFailed, OutboundMessage
 from channels.email.send import SmtpEmail, build_message
-from tests.support.smtp_peer import SmtpPeer, smtp_peer
+from tests.support.smtp_peer import TLS_CA, SmtpPeer, smtp_peer
 
 SENDER = "Tienda <hola@tienda.example>"
 
@@ -31,12 +31,15 @@ def email(**fields: object) -> OutboundMessage:
 
 
 def sender_for(peer: SmtpPeer, **options: object) -> SmtpEmail:
-    settings: dict[str, object] = {"unsubscribe_mailto": "baja@tienda.example", **options}
+    settings: dict[str, object] = {
+        "unsubscribe_mailto": "baja@tienda.example",
+        "tls": "none",
+        **options,
+    }
     return SmtpEmail(
         host="127.0.0.1",
         port=peer.port,
         sender=SENDER,
-        tls="none",
         default_subject="Tienda",
         **settings,  # type: ignore[arg-type]
     )
@@ -282,4 +285,41 @@ async def test_a_message_that_cannot_be_built_fails_for_good() -> None:
             await smtp.send(email(subject="Re: hours\r\nBcc: victim@evil.example"))
     assert not failed.value.retryable
     assert failed.value.code == "unbuildable"
+    assert peer.received == []
+
+
+async def test_starttls_encrypts_checks_the_certificate_and_then_logs_in() -> None:
+    async with (
+        smtp_peer(tls="starttls") as peer,
+        sender_for(
+            peer, tls="starttls", ca_file=TLS_CA, username="tienda", password="s3creto"
+        ) as smtp,
+    ):
+        await smtp.send(email())
+    (received,) = peer.received
+    assert received.encrypted
+    assert peer.logins == [("tienda", "s3creto")]  # sent once the connection was encrypted
+
+
+async def test_ssl_is_tls_from_the_first_byte() -> None:
+    async with smtp_peer(tls="ssl") as peer, sender_for(peer, tls="ssl", ca_file=TLS_CA) as smtp:
+        await smtp.send(email())
+    (received,) = peer.received
+    assert received.encrypted
+
+
+async def test_a_certificate_no_trusted_authority_issued_is_refused() -> None:
+    # The system's authorities, not the tests' own CA: the peer's certificate proves nothing.
+    async with smtp_peer(tls="starttls") as peer, sender_for(peer, tls="starttls") as smtp:
+        with pytest.raises(DeliveryFailed, match="certificate") as refused:
+            await smtp.send(email())
+    assert refused.value.retryable  # fixed on the server's side or in the settings, then sent
+    assert peer.received == []
+
+
+async def test_starttls_never_falls_back_to_plain_text() -> None:
+    # A server (or someone in the middle) that does not offer STARTTLS gets nothing.
+    async with smtp_peer() as peer, sender_for(peer, tls="starttls", ca_file=TLS_CA) as smtp:
+        with pytest.raises(DeliveryFailed, match="STARTTLS"):
+            await smtp.send(email())
     assert peer.received == []

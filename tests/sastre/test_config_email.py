@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from channels.base import ChannelName, OutboundMessage
 from channels.email import SmtpEmail
 from sastre.channels_setup.email import build_sender
 from sastre.config import ConfigError, load_settings
+from tests.support.smtp_peer import TLS_CA, smtp_peer
 
 
 @pytest.mark.parametrize(
@@ -18,6 +20,8 @@ from sastre.config import ConfigError, load_settings
         ({"smtp_listen": "8025"}, "SASTRE_SMTP_LISTEN"),
         ({"smtp_host": "not a host!"}, "SASTRE_SMTP_HOST"),
         ({"smtp_tls": "sometimes"}, "SASTRE_SMTP_TLS"),
+        ({"smtp_ca_file": "/nonexistent/ca.pem"}, "SASTRE_SMTP_CA_FILE"),
+        ({"smtp_ca_file": TLS_CA, "smtp_tls": "none"}, "SASTRE_SMTP_CA_FILE is for TLS"),
         ({"smtp_port": "0"}, "SASTRE_SMTP_PORT"),
         ({"smtp_connections": "0"}, "SASTRE_SMTP_CONNECTIONS"),
         ({"email_from": "Tienda"}, "SASTRE_EMAIL_FROM"),
@@ -119,3 +123,37 @@ def test_an_attachments_directory_yet_to_be_made_is_accepted_and_not_made(tmp_pa
     settings = load_settings(_env_file=None, email_attachments_dir=f" {wanted} ")
     assert settings.email_attachments_dir == str(wanted)
     assert not (tmp_path / "var").exists()  # checking settings changes nothing
+
+
+def test_a_ca_file_without_certificates_names_its_variable(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("these are not the certificates you are looking for\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None, smtp_ca_file=str(not_pem))
+    message = str(raised.value)
+    assert "SASTRE_SMTP_CA_FILE" in message
+    assert "not PEM certificates" in message
+
+
+async def test_the_ca_file_vouches_for_a_server_a_private_authority_certified() -> None:
+    async with smtp_peer(tls="starttls") as peer:
+        settings = load_settings(
+            _env_file=None,
+            smtp_host="127.0.0.1",
+            smtp_port=str(peer.port),
+            smtp_ca_file=TLS_CA,
+            email_from="Tienda <hola@tienda.example>",
+        )
+        sender = build_sender(settings)
+        assert sender is not None
+        async with sender:
+            await sender.send(
+                OutboundMessage(
+                    channel=ChannelName.EMAIL,
+                    address="lucia.moreno@example.org",
+                    text="Hola",
+                    reference="7",
+                )
+            )
+    (received,) = peer.received
+    assert received.encrypted
