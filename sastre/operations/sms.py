@@ -11,7 +11,9 @@ callback about an old send is history, audited as `sms.opt_out_report_stale`);
 channel for it (`consent.models.Undeliverable`). A message *delivered* to a
 number clears its mark: the number receives SMS again (30003, "unreachable handset", is often a
 phone switched off for a while; the customer writing to us again and getting our answer is the
-usual way back). All of it in one transaction, audited as the provider; the number's customer is
+usual way back). Either report may come late: a delivery reported late lifts no mark made
+from a newer send's failure, and a failure reported late marks nothing once a newer send was
+delivered. All of it in one transaction, audited as the provider; the number's customer is
 found by their phone identity, so a message that is not ours (or an identity since removed)
 changes nothing but the delivery state.
 
@@ -39,6 +41,7 @@ from crm_core.customers import CustomerNotFound, find_customer
 from crm_core.identities import InvalidIdentity, normalise
 from crm_core.models import IdentityKind
 from crm_core.sqltypes import utcnow
+from dialog.models import Message
 from dialog.outbox import DeliveryAttempt, DeliveryState, OutboxEntry, Result, record_delivery
 from sastre.db import SessionMaker
 from sastre.operations.deliverability import lift_marks
@@ -54,6 +57,7 @@ __all__ = [
 
 PROVIDER = "provider:twilio"  # the actor of what Twilio's reports change
 SENT = "sent"  # the outcome of an attempt the provider took (`dialog.outbox.queue`)
+_DELIVERED = (DeliveryState.DELIVERED.value, DeliveryState.READ.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,33 @@ async def _sent_at(session: AsyncSession, provider_id: str) -> datetime | None:
     return when
 
 
+async def _delivered_since(
+    session: AsyncSession, customer_id: int, number: str, moment: datetime
+) -> bool:
+    """Whether an SMS to the customer's `number` sent after `moment` was delivered (or read):
+    the send Twilio took (its attempt under the message's current id) and its report. Found
+    among the rows delivered since `moment` (ix_outbox_state): a report comes minutes or hours
+    late, not a year."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    OutboxEntry.state.in_(_DELIVERED),
+                    OutboxEntry.updated_at > moment,  # delivered after it was sent
+                    OutboxEntry.channel == ChannelName.SMS.value,
+                    Message.id == OutboxEntry.message_id,
+                    Message.customer_id == customer_id,
+                    Message.address == number,
+                    DeliveryAttempt.message_id == Message.id,
+                    DeliveryAttempt.provider_id == OutboxEntry.provider_id,
+                    DeliveryAttempt.outcome == SENT,
+                    DeliveryAttempt.at > moment,
+                )
+            )
+        )
+    )
+
+
 def _stored_number(address: str, region: str) -> str:
     """A number as the identities (and so the undeliverable marks) store it."""
     try:
@@ -211,6 +242,10 @@ async def _mark_undeliverable(
 ) -> bool:
     key = (customer_id, Channel.SMS.value, number)
     if await session.get(Undeliverable, key) is not None:
+        return False
+    if sent_at is not None and await _delivered_since(session, customer_id, number, sent_at):
+        # The handset took a message sent after the failed one: the failure is history.
+        unit.audit("sms.undeliverable_report_stale", customer_id, proof)
         return False
     session.add(
         Undeliverable(

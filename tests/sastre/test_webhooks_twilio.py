@@ -483,6 +483,40 @@ async def test_a_late_delivered_report_about_an_older_send_keeps_a_newer_mark(
     assert await marks() == 0
 
 
+async def test_a_late_30003_about_an_older_send_marks_nothing_once_a_newer_was_delivered(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """Unreachable nine minutes ago, a message delivered to the number since: the failure
+    reported late is history, not a reason to stop texting a handset that works."""
+    first = await sent_reply(twilio_client, sessionmaker)
+    assert (await post(twilio_client, INBOUND, sms("¿y el envío?", 7))).status == 200
+    newer = "SM" + "d" * 32
+    async with sessionmaker.begin() as session:
+        second = (
+            await session.scalars(
+                select(OutboxEntry.message_id).where(OutboxEntry.provider_id.is_(None))
+            )
+        ).one()
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.message_id == second)
+            .values(provider_id=newer, state=DeliveryState.SENDING.value)
+        )
+        session.add_all(
+            [_attempt(first, SENT_SID, minutes_ago=9), _attempt(second, newer, minutes_ago=2)]
+        )
+    delivered = fixture("status_delivered.txt", MessageSid=newer, SmsSid=newer)
+    assert (await post(twilio_client, STATUS, delivered)).status == 200
+    unreachable = fixture("status_undelivered_30003.txt")
+    assert (await post(twilio_client, STATUS, unreachable)).status == 200
+    assert await state_of(sessionmaker, first) == ("undelivered", "30003")  # its own state moves
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Undeliverable)) == 0
+        audits = list(await session.scalars(select(AuditEntry.action)))
+    assert "sms.undeliverable_report_stale" in audits
+    assert "sms.undeliverable" not in audits
+
+
 async def test_a_callback_for_a_message_we_do_not_know_changes_nothing(
     twilio_client: Client, sessionmaker: SessionMaker
 ) -> None:
