@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from dialog.outbox.tally import AttemptTally
 from sastre.outbox_gauges import OutboxGauges
 
 __all__ = ["Metrics", "metrics_middleware", "render"]
@@ -43,6 +44,8 @@ class Metrics:
             ["channel", "outcome"],
             registry=self.registry,
         )
+        # What it shows, counted incrementally from the database (dialog.outbox.tally).
+        self.attempts = AttemptTally()
 
 
 def _route_name(request: web.Request) -> str:

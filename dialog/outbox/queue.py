@@ -59,7 +59,6 @@ __all__ = [
     "Result",
     "Wait",
     "announce",
-    "attempts_by_outcome",
     "claim",
     "depth",
     "enqueue",
@@ -966,15 +965,3 @@ async def depth(session: AsyncSession) -> tuple[int, datetime | None]:
         )
     ).one()
     return int(row[0]), row[1]
-
-
-async def attempts_by_outcome(session: AsyncSession) -> dict[tuple[str, str], int]:
-    """Every recorded attempt, by (channel, outcome): the workers may run in other processes,
-    so the database is where their counts meet."""
-    a = delivery_attempts_table.c
-    rows = await session.execute(
-        select(_o.channel, a.outcome, func.count())
-        .select_from(delivery_attempts_table.join(outbox_table, _o.message_id == a.message_id))
-        .group_by(_o.channel, a.outcome)
-    )
-    return {(row[0], row[1]): int(row[2]) for row in rows}

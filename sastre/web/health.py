@@ -17,7 +17,6 @@ from aiohttp import web
 from sqlalchemy import text
 
 from crm_core.sqltypes import utcnow
-from dialog.outbox import queue as outbox
 from sastre.appkeys import METRICS, READER, REDIS
 from sastre.metrics import render
 from sastre.outbox_gauges import outbox_backlog
@@ -99,7 +98,7 @@ async def metrics(request: web.Request) -> web.Response:
     now = utcnow()
     async with request.app[READER]() as session:
         backlog = await outbox_backlog(session, now)
-        sends = await outbox.attempts_by_outcome(session)
+        sends = await figures.attempts.counts(session, now)
     figures.outbox.set(backlog, now)
     for (channel, outcome), count in sends.items():
         figures.outbox_sends.labels(channel, outcome).set(count)
