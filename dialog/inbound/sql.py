@@ -36,7 +36,6 @@ from sqlalchemy import (
     select,
     text,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -262,14 +261,16 @@ _STORE_REPLIES = {
     "postgresql": insert_unnested(messages_table, _MESSAGE_COLUMNS).returning(*_REPLY_IDS),
 }
 _CONFIRMS_STOP = keyword_plan(KeywordKind.OPT_OUT)  # the plan of a turn that answered a STOP
+# Two plain lists, not (channel, provider_id) pairs: SQLite reads a list of pairs by scanning
+# every message, and probes the index for each channel and id of two lists (a channel of one
+# message with the id of another may come back too: `resume_awaiting` matches exact pairs).
 _AWAITING = (
     select(messages_table.c.id, messages_table.c.channel, messages_table.c.provider_id)
     .join(awaiting_bot_table, awaiting_bot_table.c.message_id == messages_table.c.id)
     .where(
         text(INBOUND_ONLY),
-        tuple_(messages_table.c.channel, messages_table.c.provider_id).in_(
-            bindparam("keys", expanding=True)
-        ),
+        messages_table.c.channel.in_(bindparam("channels", expanding=True)),
+        messages_table.c.provider_id.in_(bindparam("provider_ids", expanding=True)),
     )
 )
 _SET_INTENT = (
@@ -471,8 +472,9 @@ async def resume_awaiting(session: AsyncSession, works: Sequence[Work]) -> None:
     duplicates = [work for work in works if work.inbound_id is None]
     if not duplicates:
         return
-    keys = list({(work.message.channel.value, work.message.provider_id) for work in duplicates})
-    rows = await session.execute(_AWAITING, {"keys": keys})
+    keys = {(work.message.channel.value, work.message.provider_id) for work in duplicates}
+    channels, provider_ids = (sorted(set(column)) for column in zip(*keys, strict=True))
+    rows = await session.execute(_AWAITING, {"channels": channels, "provider_ids": provider_ids})
     waiting = {(row.channel, row.provider_id): row.id for row in rows}
     for work in duplicates:
         # pop: the same message twice in one batch is asked once, for the first of them

@@ -94,3 +94,34 @@ async def test_each_sender_is_looked_up_by_kind_and_value_together(
     else:
         probes = [line for line in plan.splitlines() if "Index Cond" in line and "value" in line]
         assert probes, plan
+
+
+async def test_a_redelivery_is_looked_up_through_the_inbound_index(
+    sessionmaker: SessionMaker,
+) -> None:
+    """A batch with a duplicate asks whether its first delivery still awaits the bot. As a
+    list of (channel, provider id) pairs SQLite read every message for it, inside a batch that
+    requests wait on; as two lists each is a probe of the index of inbound provider ids."""
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "JOIN awaiting_bot" in statement:
+            seen.append((statement, parameters))
+
+    async with sessionmaker() as session:
+        engine = session.get_bind()
+    processor = make_processor(sessionmaker, FakeBrain())
+    firsts = [sms("hello", next(_numbers), provider_id=f"SM-first-{n}") for n in range(3)]
+    for message in firsts:
+        await processor.handle(message)
+    event.listen(engine, "before_cursor_execute", note)
+    try:  # together: the first is a batch of its own, the other two one batch
+        again = await asyncio.gather(*(processor.handle(message) for message in firsts))
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert all(result.duplicate for result in again)
+    statement, parameters = seen[-1]
+    plan = await _plan(sessionmaker, engine.dialect.name, statement, parameters)
+    assert "uq_messages_inbound_provider_id" in plan, plan
+    assert "SCAN messages" not in plan, plan
+    assert "Seq Scan on messages" not in plan, plan
