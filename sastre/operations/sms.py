@@ -39,7 +39,7 @@ from consent.replies import service_revoked
 from consent.types import Action, Channel, Purpose, Source
 from crm_core.customers import CustomerNotFound, find_customer
 from crm_core.identities import InvalidIdentity, normalise
-from crm_core.models import IdentityKind
+from crm_core.models import IdentityKind, Interaction, InteractionKind
 from crm_core.sqltypes import utcnow
 from dialog.models import Message
 from dialog.outbox import DeliveryAttempt, DeliveryState, OutboxEntry, Result, record_delivery
@@ -200,19 +200,21 @@ async def _delivered_since(
     session: AsyncSession, customer_id: int, number: str, moment: datetime
 ) -> bool:
     """Whether an SMS to the customer's `number` sent after `moment` was delivered (or read):
-    the send Twilio took (its attempt under the message's current id) and its report. Found
-    among the rows delivered since `moment` (ix_outbox_state): a report comes minutes or hours
-    late, not a year."""
+    a delivery on their timeline since then (ix_interactions_timeline: their own entries, not
+    every delivery of a campaign), of the send Twilio took after `moment`."""
+    delivered = Interaction.data["message_id"].as_integer()
     return bool(
         await session.scalar(
             select(
                 exists().where(
-                    OutboxEntry.state.in_(_DELIVERED),
-                    OutboxEntry.updated_at > moment,  # delivered after it was sent
-                    OutboxEntry.channel == ChannelName.SMS.value,
-                    Message.id == OutboxEntry.message_id,
-                    Message.customer_id == customer_id,
+                    Interaction.customer_id == customer_id,
+                    Interaction.occurred_at > moment,
+                    Interaction.kind == InteractionKind.DELIVERY.value,
+                    Interaction.channel == ChannelName.SMS.value,
+                    Interaction.data["state"].as_string().in_(_DELIVERED),
+                    Message.id == delivered,
                     Message.address == number,
+                    OutboxEntry.message_id == Message.id,
                     DeliveryAttempt.message_id == Message.id,
                     DeliveryAttempt.provider_id == OutboxEntry.provider_id,
                     DeliveryAttempt.outcome == SENT,

@@ -483,14 +483,15 @@ async def test_a_late_delivered_report_about_an_older_send_keeps_a_newer_mark(
     assert await marks() == 0
 
 
-async def test_a_late_30003_about_an_older_send_marks_nothing_once_a_newer_was_delivered(
-    twilio_client: Client, sessionmaker: SessionMaker
-) -> None:
-    """Unreachable nine minutes ago, a message delivered to the number since: the failure
-    reported late is history, not a reason to stop texting a handset that works."""
-    first = await sent_reply(twilio_client, sessionmaker)
-    assert (await post(twilio_client, INBOUND, sms("¿y el envío?", 7))).status == 200
-    newer = "SM" + "d" * 32
+async def _delivered_then_unreachable(
+    client: Client, sessionmaker: SessionMaker, *, delivered_sent: int, failed_sent: int
+) -> int:
+    """Two answers to the customer's number: the second, sent `delivered_sent` minutes ago, is
+    reported delivered; then the first, sent `failed_sent` minutes ago, is reported 30003.
+    Returns how many undeliverable marks there are."""
+    first = await sent_reply(client, sessionmaker)
+    assert (await post(client, INBOUND, sms("¿y el envío?", 7))).status == 200
+    other = "SM" + "d" * 32
     async with sessionmaker.begin() as session:
         second = (
             await session.scalars(
@@ -500,21 +501,46 @@ async def test_a_late_30003_about_an_older_send_marks_nothing_once_a_newer_was_d
         await session.execute(
             update(OutboxEntry)
             .where(OutboxEntry.message_id == second)
-            .values(provider_id=newer, state=DeliveryState.SENDING.value)
+            .values(provider_id=other, state=DeliveryState.SENDING.value)
         )
         session.add_all(
-            [_attempt(first, SENT_SID, minutes_ago=9), _attempt(second, newer, minutes_ago=2)]
+            [
+                _attempt(first, SENT_SID, minutes_ago=failed_sent),
+                _attempt(second, other, minutes_ago=delivered_sent),
+            ]
         )
-    delivered = fixture("status_delivered.txt", MessageSid=newer, SmsSid=newer)
-    assert (await post(twilio_client, STATUS, delivered)).status == 200
+    delivered = fixture("status_delivered.txt", MessageSid=other, SmsSid=other)
+    assert (await post(client, STATUS, delivered)).status == 200
     unreachable = fixture("status_undelivered_30003.txt")
-    assert (await post(twilio_client, STATUS, unreachable)).status == 200
+    assert (await post(client, STATUS, unreachable)).status == 200
     assert await state_of(sessionmaker, first) == ("undelivered", "30003")  # its own state moves
     async with sessionmaker() as session:
-        assert await session.scalar(select(func.count()).select_from(Undeliverable)) == 0
+        return int(await session.scalar(select(func.count()).select_from(Undeliverable)) or 0)
+
+
+async def test_a_late_30003_about_an_older_send_marks_nothing_once_a_newer_was_delivered(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """Unreachable nine minutes ago, a message delivered to the number since: the failure
+    reported late is history, not a reason to stop texting a handset that works."""
+    marks = await _delivered_then_unreachable(
+        twilio_client, sessionmaker, delivered_sent=2, failed_sent=9
+    )
+    assert marks == 0
+    async with sessionmaker() as session:
         audits = list(await session.scalars(select(AuditEntry.action)))
     assert "sms.undeliverable_report_stale" in audits
     assert "sms.undeliverable" not in audits
+
+
+async def test_a_30003_about_a_newer_send_than_one_delivered_marks_the_number(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """Delivered twelve minutes ago, unreachable nine minutes ago: the failure is the news."""
+    marks = await _delivered_then_unreachable(
+        twilio_client, sessionmaker, delivered_sent=12, failed_sent=9
+    )
+    assert marks == 1
 
 
 async def test_a_callback_for_a_message_we_do_not_know_changes_nothing(
