@@ -58,6 +58,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # (`quick_writer_for`).
 READ_ONLY = "sastre_read_only"
 QUICK = "sastre_quick"
+WAL = "sastre_wal"  # a pooled SQLite connection's info: its journal is the WAL
 # A pooled PostgreSQL connection idle longer than this (seconds) is pinged before it is used
 # (`_ping_when_idle`).
 PING_IDLE = 1.0
@@ -69,13 +70,15 @@ def _prepare_sqlite(engine: AsyncEngine, url: str, *, checkpoints_apart: bool) -
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         # Let SQLAlchemy, not the driver, open transactions (needed for SAVEPOINT) ...
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # ... WAL so readers never wait for the writer, a busy timeout instead of instant errors,
         # and foreign keys enforced as on PostgreSQL.
         cursor.execute("PRAGMA journal_mode=WAL")
+        # Not every database can (one in memory stays "memory"): quick writes need WAL.
+        record.info[WAL] = str(cursor.fetchone()[0]).lower() == "wal"
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -106,7 +109,12 @@ def _prepare_sqlite(engine: AsyncEngine, url: str, *, checkpoints_apart: bool) -
         driver = connection.connection.driver_connection
         if isinstance(driver, OneTripConnection):
             options = connection.get_execution_options()
-            driver.quick = bool(options.get(QUICK, False)) and not read_only
+            driver.quick = (
+                bool(options.get(QUICK, False))
+                and not read_only
+                and bool(info.get(WAL, False))  # a writer waits for nobody only under WAL
+                and driver.any_thread
+            )
 
 
 def _sqlite_creator(url: str) -> Callable[[], Awaitable[OneTripConnection]]:

@@ -15,7 +15,8 @@ reads afterwards (rows, description, rowcount, lastrowid) is kept on the cursor.
 (the pool's reset of every connection it gets back) is no trip at all. `sastre.db` uses it for
 every SQLite engine, through SQLAlchemy's documented `async_creator` hook.
 
-A *quick* write transaction (`quick`, set by `sastre.db` for `quick_writer_for` sessions) takes
+A *quick* write transaction (`quick`, set by `sastre.db` for `quick_writer_for` sessions, on a
+database in WAL mode opened for use from any thread, as SQLAlchemy opens a file) takes
 no trip at all once it holds the write lock: its statements run where they are called, on the
 event loop's thread. In WAL mode a writer that holds the lock waits for nobody (readers read
 their snapshots, checkpoints never block it), so such a statement takes its own microseconds,
@@ -157,6 +158,9 @@ class OneTripConnection(aiosqlite.Connection):
     # Whether the transaction begun last is a quick writer's (see the module's note): set at
     # every BEGIN, so it holds until the next one; outside a transaction it means nothing.
     quick = False
+    # Whether sqlite3 lets another thread than the connection's use it (check_same_thread off,
+    # as SQLAlchemy opens a database file): a quick writer's statements need it.
+    any_thread = False
 
     @override
     def cursor(self) -> _NewCursor:  # type: ignore[override]
@@ -188,5 +192,6 @@ async def connect(database: str, **kwargs: Any) -> OneTripConnection:
     # As SQLAlchemy does for aiosqlite's own: a forgotten connection must not keep the
     # interpreter from exiting.
     connection._thread.daemon = True
+    connection.any_thread = not kwargs.get("check_same_thread", True)
     _ = await connection  # starts its thread and opens the database there
     return connection

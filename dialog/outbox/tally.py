@@ -6,12 +6,14 @@ with the history (a busy shop records millions a year, and Prometheus scrapes ev
 seconds). `AttemptTally` keeps what it has counted: attempts up to an id are *settled* (counted
 once, kept), and each scrape counts only the ones after it, through the primary key.
 
-An attempt is settled once it is `SETTLE_AFTER` old. Ids are taken when a row is written, not
-when its transaction commits, so a lower id can become visible after a higher one: a worker's
-transaction takes well under a second, and one still uncommitted a minute after it wrote its
-attempt would be missed. Attempts deleted with their message (an erasure) stay counted until
-the process restarts: what it counts is attempts recorded, and Prometheus reads a gauge that
-goes down as a reset.
+An attempt is settled once it is `SETTLE_AFTER` old (its `at`, stamped by the worker before its
+transaction). Ids are taken when a row is written, not when its transaction commits, so a lower
+id can become visible after a higher one: a worker's transaction takes well under a second, and
+one that committed more than a minute after stamping its attempts would have them missed.
+Attempts deleted with their message (an erasure) stay counted until the process restarts: what
+it counts is attempts recorded, and Prometheus reads a gauge that goes down as a reset. On
+SQLite a deleted row's id can be taken again (the table has no AUTOINCREMENT): attempts that
+reuse ids at or below the settled mark would not be counted until a restart.
 """
 
 from __future__ import annotations

@@ -142,3 +142,21 @@ async def test_a_quick_writers_failed_statement_rolls_back_the_whole_transaction
         await failing()
     async with engine.connect() as connection:
         assert await connection.scalar(text("SELECT count(*) FROM notes")) == 0
+
+
+async def test_a_database_without_wal_takes_a_trip_a_statement_even_when_quick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In memory SQLite keeps its own journal: a writer may wait for locks mid-transaction, so
+    # nothing runs on the event loop (and sqlite3 allows the connection's own thread only).
+    engine = create_engine("sqlite+aiosqlite://")
+    try:
+        async with engine.begin() as connection:  # connected (its set-up is trips of its own)
+            await connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        trips = thread_trips(monkeypatch)
+        async with quick_writer_for(engine).begin() as session:
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+            await session.execute(text("INSERT INTO t VALUES (2)"))
+        assert trips == ["<lambda>", "<lambda>", "<lambda>", "commit"]
+    finally:
+        await engine.dispose()

@@ -109,3 +109,20 @@ async def test_settled_attempts_are_not_counted_again(sessionmaker: SessionMaker
     async with sessionmaker.begin() as session:
         await session.execute(delete(DeliveryAttempt))
     assert await tallied(sessionmaker, tally, now) == {("sms", "sent"): 1, ("email", "failed"): 1}
+
+
+async def test_a_young_attempt_is_not_settled_even_below_an_older_ones_id(
+    sessionmaker: SessionMaker,
+) -> None:
+    """Ids follow the writes, not the commits: an attempt under the settling age stays counted
+    from the database, whatever ids older attempts have (deleting it shows which it was)."""
+    messages = await messages_on_both_channels(sessionmaker)
+    now = utcnow()
+    old = int(SETTLE_AFTER.total_seconds()) * 2
+    await record(sessionmaker, messages, [(0, "sent", 0)], now)  # the lower id, young
+    await record(sessionmaker, messages, [(1, "sent", old)], now)  # the higher id, old
+    tally = AttemptTally()
+    assert await tallied(sessionmaker, tally, now) == {("sms", "sent"): 2}
+    async with sessionmaker.begin() as session:
+        await session.execute(delete(DeliveryAttempt))
+    assert await tallied(sessionmaker, tally, now) == {}  # neither was settled
