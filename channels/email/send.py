@@ -260,7 +260,7 @@ class SmtpEmail:
         self._unsubscribe_mailto = parseaddr(unsubscribe_mailto or "")[1] or None
         self._timeout = timeout
         self._validate_certs = validate_certs
-        self._ca_file = ca_file  # PEM authorities for the server's certificate; None: the system's
+        self._ca_file = ca_file  # PEM authorities trusted besides the system's (a private CA)
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self._connections = max(1, connections)
         self._slots = asyncio.Semaphore(self._connections)

@@ -7,13 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from sastre.app import create_app
 from sastre.config import load_settings
 from sastre.db import migrate
 from tests.sastre.conftest import ClientFactory
-from tests.sastre.test_webhooks_twilio import INBOUND, PUBLIC, TOKEN, post, sms
+from tests.sastre.test_webhooks_twilio import INBOUND, post, sms, with_sms
 from tests.support.sqlite_trips import thread_trips
 
 
@@ -22,14 +21,8 @@ async def test_an_sms_turn_takes_two_trips_to_sqlites_thread(
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'quick.db'}"
     await migrate(url)
-    settings = load_settings(
-        _env_file=None,
-        database_url=url,
-        secret_key="test-secret-key-0123456789",
-        public_url=PUBLIC,
-        twilio_account_sid="AC" + "0" * 32,
-        twilio_auth_token=SecretStr(TOKEN),
-        twilio_from="+14155550100",
+    settings = with_sms(
+        load_settings(_env_file=None, database_url=url, secret_key="test-secret-key-0123456789")
     )
     client = await aiohttp_client(create_app(settings))
     trips = thread_trips(monkeypatch)

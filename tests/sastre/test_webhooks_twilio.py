@@ -61,8 +61,8 @@ def sms(body: str, n: int, sender: str = CUSTOMER, **change: str) -> dict[str, s
     )
 
 
-@pytest.fixture
-def sms_settings(settings: Settings) -> Settings:
+def with_sms(settings: Settings) -> Settings:
+    """`settings` with SMS configured as these tests sign their webhooks."""
     return settings.model_copy(
         update={
             "public_url": PUBLIC,
@@ -71,6 +71,11 @@ def sms_settings(settings: Settings) -> Settings:
             "twilio_from": "+14155550100",
         }
     )
+
+
+@pytest.fixture
+def sms_settings(settings: Settings) -> Settings:
+    return with_sms(settings)
 
 
 @pytest.fixture
