@@ -14,11 +14,12 @@ In the same run the load process posts the same forms to a bare aiohttp handler 
 checks the signature and returns constant TwiML: the most the HTTP layer and the signature
 allow on this machine (the ceiling). Printed: throughput and p50/p99 latency for both, their
 ratio, the answers by status, the CPU each message cost the server (all its threads, and its
-event loop's alone: the one that saturates) and the load process, and the stored messages
-counted afterwards (every 200 must be stored). The load process writes requests signed and
-encoded beforehand and reads only the status and the body's length: on two cores, CPU the
-load spends is CPU the server does not get (a full HTTP client cost 0.2 ms a request, this
-one 0.03 ms). Wall-clock figures need a quiet machine; CPU per message holds on a busy one.
+event loop's alone: the one that saturates), the load process, the bot's reading child and,
+on this machine, PostgreSQL; and the stored messages counted afterwards (every 200 must be
+stored). The load process writes requests signed and encoded beforehand and reads only the
+status and the body's length: on two cores, CPU the load spends is CPU the server does not
+get (a full HTTP client cost 0.2 ms a request, this one 0.03 ms). Wall-clock figures need a
+quiet machine; CPU per message holds on a busy one.
 Targets (issue #10): >= 1,500 messages/s and p99 <= 50 ms, on SQLite and on PostgreSQL.
 """
 
@@ -188,11 +189,48 @@ def _load_in_a_process(base: str, forms: list[dict[str, str]], concurrency: int)
 
 
 class ServerCpu(NamedTuple):
-    """CPU seconds the server's process spent while the load ran: all of it (the database
-    driver's thread included), and its event loop's thread alone (the one that saturates)."""
+    """CPU seconds spent while the load ran: the server's process (the database driver's
+    thread included), its event loop's thread alone (the one that saturates), and what shares
+    the machine with it (`Neighbours`)."""
 
     process: float
     loop: float
+    neighbours: Neighbours | None
+
+
+class Neighbours(NamedTuple):
+    """CPU seconds of what the server shares the cores with, read from /proc (Linux): its
+    children that outlive the load (the embedded bot's reading child; the load process is
+    joined by then and counted apart) and every PostgreSQL process on the machine. With
+    PostgreSQL on the same two cores, all of them together, not the event loop alone, are
+    what runs out."""
+
+    children: float
+    postgres: float
+
+
+def _neighbours() -> Neighbours | None:
+    proc = Path("/proc")
+    if not (proc / "stat").exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    me = str(os.getpid())
+    children = postgres = 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, _, rest = stat[stat.index("(") + 1 :].rpartition(")")
+        fields = rest.split()  # state, ppid, ... utime and stime the 12th and 13th
+        used = int(fields[11]) + int(fields[12])
+        if fields[1] == me:
+            children += used
+        elif name == "postgres":
+            postgres += used
+    return Neighbours(children / tick, postgres / tick)
 
 
 async def _load_while_serving(
@@ -200,9 +238,13 @@ async def _load_while_serving(
 ) -> tuple[Result, ServerCpu]:
     # The server runs in this process's loop; the load process is waited for off the loop.
     loop = time.pthread_getcpuclockid(threading.get_ident())
-    cpu, loop_cpu = time.process_time(), time.clock_gettime(loop)
+    cpu, loop_cpu, around = time.process_time(), time.clock_gettime(loop), _neighbours()
     result = await asyncio.to_thread(_load_in_a_process, base, forms, concurrency)
-    return result, ServerCpu(time.process_time() - cpu, time.clock_gettime(loop) - loop_cpu)
+    after = _neighbours()
+    spent = None
+    if around is not None and after is not None:
+        spent = Neighbours(*(b - a for a, b in zip(around, after, strict=True)))
+    return result, ServerCpu(time.process_time() - cpu, time.clock_gettime(loop) - loop_cpu, spent)
 
 
 # --- the servers --------------------------------------------------------------------------------
@@ -254,7 +296,13 @@ def _cpu(server: ServerCpu, load: float, count: int) -> str:
     def ms(seconds: float) -> str:
         return f"{seconds / count * 1000:.2f} ms"
 
-    return f"server {ms(server.process)} (event loop {ms(server.loop)}), load {ms(load)}"
+    said = f"server {ms(server.process)} (event loop {ms(server.loop)}), load {ms(load)}"
+    spent = server.neighbours
+    if spent is not None and spent.children:
+        said += f", the bot's reading child {ms(spent.children)}"
+    if spent is not None and spent.postgres:
+        said += f", PostgreSQL {ms(spent.postgres)}"
+    return said
 
 
 async def _run(name: str, url: str, messages: int, concurrency: int, customers: int) -> None:
