@@ -25,6 +25,7 @@ __all__ = [
     "BatchBrain",
     "Bot",
     "BotTurn",
+    "BotUnanswered",
     "Brain",
     "ConversationFacts",
     "CustomerFacts",
@@ -157,3 +158,8 @@ class RemoteBot(Protocol):
 
 
 Bot = Brain | RemoteBot
+
+
+class BotUnanswered(Exception):
+    """A bot outside the database gave no answer within the inbound path's bound. The message
+    is stored and still awaits it: the provider's redelivery asks again (`dialog.inbound`)."""

@@ -120,6 +120,7 @@ async def _dialog(app: web.Application) -> AsyncIterator[None]:
             lanes=batches.lanes,
             max_batch=batches.size,
             read_ahead=read_ahead,
+            bot_timeout=settings.bot_timeout,
             brand=Brand(
                 settings.brand_name,
                 settings.support_contact,

@@ -16,9 +16,10 @@ from functools import partial
 
 from aiohttp import web
 
-from channels.email import Delivery, Refused, listen, parse_listen
+from channels.email import Delivery, Refused, TryLater, listen, parse_listen
 from channels.email.proof import DnsFunc
 from channels.email.smtp_in import bound_port
+from dialog.turns import BotUnanswered
 from sastre.appkeys import INBOUND, READER, SESSIONMAKER, SETTINGS
 from sastre.config import IPNetwork
 from sastre.email_intake import EmailIntake, NoSender, intake_for
@@ -52,6 +53,8 @@ async def deliver(
         )
     except NoSender as error:
         raise Refused(str(error)) from error
+    except BotUnanswered as error:
+        raise TryLater(str(error)) from error
 
 
 def _within(peer: str, networks: Sequence[IPNetwork]) -> bool:

@@ -6,7 +6,7 @@ from channels.email.inbound import AttachmentStore, null_sender, sender_of, to_i
 from channels.email.parse import Attachment, Bounce, ParsedEmail, parse_email
 from channels.email.proof import Proof, prove_sender, prove_sender_async
 from channels.email.send import SmtpEmail, build_message
-from channels.email.smtp_in import Delivery, Refused, listen, parse_listen
+from channels.email.smtp_in import Delivery, Refused, TryLater, listen, parse_listen
 
 __all__ = [
     "Attachment",
@@ -17,6 +17,7 @@ __all__ = [
     "Proof",
     "Refused",
     "SmtpEmail",
+    "TryLater",
     "build_message",
     "listen",
     "null_sender",

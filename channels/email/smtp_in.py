@@ -19,7 +19,7 @@ from functools import partial
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-__all__ = ["Delivery", "InboundHandler", "Refused", "listen", "parse_listen"]
+__all__ = ["Delivery", "InboundHandler", "Refused", "TryLater", "listen", "parse_listen"]
 
 log = logging.getLogger(__name__)
 MAX_SIZE = 32 * 1024 * 1024  # bytes: the largest message accepted (aiosmtpd's default)
@@ -37,6 +37,11 @@ class Delivery:
 
 class Refused(Exception):
     """A message that can never be taken as it is (the sender MTA should not retry)."""
+
+
+class TryLater(Exception):
+    """A message stored but not done with (its answer failed): the sender MTA keeps it and
+    delivers it again later, and the redelivery is recognised by its Message-ID."""
 
 
 Callback = Callable[[Delivery], Awaitable[object]]
@@ -61,6 +66,9 @@ class InboundHandler:
             await self._callback(delivery)
         except Refused as refused:
             return f"550 5.6.0 {refused}"
+        except TryLater as later:
+            log.warning("an e-mail from %s: %s", delivery.mail_from or "<>", later)
+            return f"451 4.3.0 {later}"
         except Exception:
             log.exception("an e-mail from %s could not be stored", delivery.mail_from or "<>")
             return "451 4.3.0 Not stored, please try again later"

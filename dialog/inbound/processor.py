@@ -43,7 +43,16 @@ from dialog.media import bot_reads, medium
 from dialog.outbox import announce
 from dialog.readahead import Reader
 from dialog.senders import identify
-from dialog.turns import Bot, BotTurn, Brain, InboundResult, RemoteBot, Turn, respond_all
+from dialog.turns import (
+    Bot,
+    BotTurn,
+    BotUnanswered,
+    Brain,
+    InboundResult,
+    RemoteBot,
+    Turn,
+    respond_all,
+)
 
 __all__ = ["BOT_TIMEOUT", "MAX_BATCH", "InboundProcessor"]
 
@@ -384,7 +393,10 @@ class InboundProcessor:
             async with asyncio.timeout(self._bot_timeout):
                 answer = await self._remote.ask(turn)
         except TimeoutError:
-            answer = TimeoutError(f"the bot did not answer within {self._bot_timeout:g} s")
+            answer = BotUnanswered(
+                f"the bot did not answer within {self._bot_timeout:g} s; "
+                "the message is stored and a redelivery asks again"
+            )
         except asyncio.CancelledError as stopped:  # at shutdown: nobody is left waiting
             work.pending.settle(stopped)
             for pending in self._asking.pop(work.customer.id, deque()):

@@ -71,6 +71,7 @@ from crm_core.models import Identity, IdentityKind
 from dialog.choices import CHOICE_SLOT, PendingChoice
 from dialog.history import open_conversation, transcript
 from dialog.models import Conversation, ConversationState, Direction, Message
+from dialog.turns import BotUnanswered
 from sastre.appkeys import CHAT_LIMITS, INBOUND, READER, SESSIONMAKER, SETTINGS
 from sastre.config import Settings
 from sastre.web.chat_limits import ChatLimits
@@ -392,8 +393,11 @@ async def _answer(
     )
     try:
         result = await request.app[INBOUND].handle(message)
-    except Exception:
-        log.exception("webchat: could not handle message %s", message.provider_id)
+    except Exception as error:
+        if isinstance(error, BotUnanswered):  # stored: the client's resend asks again
+            log.warning("webchat: message %s: %s", message.provider_id, error)
+        else:
+            log.exception("webchat: could not handle message %s", message.provider_id)
         reason = refusal("not_delivered", socket.language, default)
         await ws.send_json(error_frame("not_delivered", reason, incoming.id))
         return

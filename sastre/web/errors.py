@@ -5,10 +5,10 @@ the happy path and never catch a domain error just to rename it. A new domain er
 in the table. A database too busy to take the request in time (SQLite's write lock held past the
 busy timeout by a long import, PostgreSQL's lock timeout, a serialization failure or deadlock) is
 not a bug but a moment: a 503 with `Retry-After`, logged as one warning line. So is a database
-that cannot be reached (refused, no such socket or host, shutting down, the connection lost):
-an inbound webhook's sender keeps the message and posts it again later, which a 500 does not
-promise. An unexpected exception is logged with its traceback and answered with a 500 that
-reveals nothing.
+that cannot be reached (refused, no such socket or host, shutting down, the connection lost),
+and a remote bot that gave no answer in time (the message is stored, awaiting it): an inbound
+webhook's sender keeps the message and posts it again later, which a 500 does not promise. An
+unexpected exception is logged with its traceback and answered with a 500 that reveals nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from crm_core.customers import CustomerNotFound, IdentityConflict, MergeRefused
 from crm_core.identities import InvalidIdentity
 from crm_core.records import RecordErrors
 from dialog.faq import FaqEntryInvalid
+from dialog.turns import BotUnanswered
 from sastre.email_intake import NoSender
 from sastre.operations.messages import MessageNotFound, NotRetryable, Refused
 from sastre.operations.outreach import NoSuchRecipient, TextTooLong
@@ -64,6 +65,9 @@ _PG_TRANSIENT: Final = frozenset({"55P03", "40001", "40P01"})
 # Seconds a client is asked to wait when the database cannot be reached: a restart or a
 # fail-over takes tens of seconds, and every sender retrying at once would not help it.
 UNREACHABLE_RETRY_AFTER: Final = 30
+# Seconds a sender is asked to wait when the bot gave no answer in time: asked again at once,
+# a bot that is hanging would only be kept busier.
+BOT_RETRY_AFTER: Final = 30
 # PostgreSQL's "not there now" states: the connection_exception class (08xxx), the server
 # shutting down, crashed or starting (admin_shutdown, crash_shutdown, cannot_connect_now), and
 # too_many_connections.
@@ -240,6 +244,16 @@ DOMAIN_ERRORS: Final[Mapping[type[Exception], Answer]] = dict(
         _rule(UnreadableForm, lambda e: ApiError(400, "invalid form body", _fields([e]))),
         # the database: a lock not granted in time, or no database to talk to
         _rule(DBAPIError, _database),
+        # a remote bot gave no answer in time: stored, and asked again on redelivery
+        _rule(
+            BotUnanswered,
+            lambda e: ApiError(
+                503,
+                "the bot did not answer; try again",
+                str(e),
+                {"Retry-After": str(BOT_RETRY_AFTER)},
+            ),
+        ),
     ]
 )
 

@@ -1,12 +1,14 @@
-"""The SMTP listener: 250 only once the callback stored the message, 451 when it failed (the
-sending MTA retries), 550 when the message can never be taken."""
+"""The SMTP listener: 250 only once the callback stored the message, 451 when it failed or is
+not done with (the sending MTA retries), 550 when the message can never be taken."""
 
 from __future__ import annotations
+
+import logging
 
 import aiosmtplib
 import pytest
 
-from channels.email.smtp_in import Delivery, Refused, bound_port, listen, parse_listen
+from channels.email.smtp_in import Delivery, Refused, TryLater, bound_port, listen, parse_listen
 
 MESSAGE = b"From: jane.doe@example.com\r\nTo: hola@tienda.example\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -55,6 +57,32 @@ async def test_a_failed_store_is_a_temporary_failure() -> None:
         server.close()
         await server.wait_closed()
     assert refused.value.code == 451
+
+
+async def test_a_message_not_done_with_is_a_temporary_failure_saying_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def later(delivery: Delivery) -> None:
+        raise TryLater("the bot did not answer within 15 s")
+
+    server = await listen(later, "127.0.0.1", 0)
+    try:
+        with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
+            await aiosmtplib.send(
+                MESSAGE,
+                sender="a@example.com",
+                recipients=["hola@tienda.example"],
+                hostname="127.0.0.1",
+                port=bound_port(server),
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert deferred.value.code == 451
+    assert "did not answer" in deferred.value.message
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said
+    assert not [r for r in said if r.exc_info]  # a warning, not a traceback
 
 
 async def test_a_refused_message_is_a_permanent_failure() -> None:

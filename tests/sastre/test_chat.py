@@ -27,6 +27,7 @@ from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.web import chat
 from tests.sastre.conftest import Client, ClientFactory
+from tests.support.silent_bot import SilentBot
 from wording import translate
 
 SITE_SECRET = "site-secret-for-tests"
@@ -585,6 +586,30 @@ async def test_a_failure_on_our_side_closes_the_socket_with_a_reason(
     assert closing.type is WSMsgType.CLOSE
     assert closing.data == chat.CLOSE_INTERNAL_ERROR
     assert closing.extra == "the chat failed on our side: please reconnect"
+
+
+async def test_a_message_the_bot_never_answers_is_to_be_sent_again_and_then_answered(
+    aiohttp_client: ClientFactory,
+    settings: Settings,
+    sessionmaker: SessionMaker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot = SilentBot()
+    client = await aiohttp_client(
+        create_app(settings.model_copy(update={"bot_timeout": 0.05}), brain=bot)
+    )
+    ws, _ = await connect(client)
+    await say(ws, "q", "anyone there?")
+    refused = await receive(ws)
+    assert (refused["type"], refused["code"], refused["id"]) == ("error", "not_delivered", "q")
+    assert not [r for r in caplog.records if r.exc_info]  # a warning: the bot, not a bug
+    assert await count(sessionmaker, Message) == 1  # stored, awaiting the bot
+    bot.back = True
+    await say(ws, "q", "anyone there?")  # sent again under its id: asked again, stored once
+    assert (await receive(ws))["id"] == "q"
+    assert (await receive(ws))["text"] == "back: anyone there?"
+    await ws.close()
+    assert await count(sessionmaker, Message) == 2
 
 
 # --- abuse limits per client address ------------------------------------------------------------

@@ -67,6 +67,9 @@ BAD_VALUES = [
     ("SASTRE_TIER_CMP_TOP_SHARE", "nan", "finite"),
     ("SASTRE_TIER_CMP_POTENTIAL_MULTIPLE", "inf", "finite"),
     ("SASTRE_TIER_CMP_POTENTIAL_MULTIPLE", "-2", "greater than 0"),
+    ("SASTRE_BOT_TIMEOUT", "0", "greater than 0"),
+    ("SASTRE_BOT_TIMEOUT", "3600", "less than or equal to 300"),
+    ("SASTRE_BOT_TIMEOUT", "inf", "finite"),
     # URLs
     ("SASTRE_DATABASE_URL", "mysql://localhost/db", "sqlite+aiosqlite"),
     ("SASTRE_REDIS_URL", "localhost:6379", "redis://"),

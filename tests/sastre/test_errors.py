@@ -44,6 +44,7 @@ NOT_FROM_HTTP = {
     "channels.base.DeliveryFailed",  # a provider refused a send: the worker records it
     "channels.webchat.ProtocolError",  # a bad chat frame: an error frame on the socket
     "channels.email.smtp_in.Refused",  # a message the SMTP listener answers with a 5xx
+    "channels.email.smtp_in.TryLater",  # a message the SMTP listener answers with a 4xx
 }
 
 

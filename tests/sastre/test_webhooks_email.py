@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
@@ -27,6 +28,7 @@ from sastre.db import SessionMaker
 from sastre.email_intake import UNATTRIBUTED
 from sastre.email_listener import EMAIL_DNS, SMTP_PORT
 from tests.sastre.conftest import ClientFactory
+from tests.support.silent_bot import SilentBot
 
 Client = TestClient[web.Request, web.Application]
 
@@ -517,6 +519,39 @@ async def test_the_smtp_listener_stores_before_it_acknowledges(
     (stored,) = await inbound(sessionmaker)
     assert stored.address == "jane.doe@example.com"
     assert "> Hello Jane" in stored.text
+
+
+async def test_a_bot_that_never_answers_is_a_451_and_the_resent_message_is_answered(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    bot = SilentBot()
+    configured = email_settings(settings, smtp_listen="127.0.0.1:0", bot_timeout=0.05)
+    app = create_app(configured, brain=bot)
+    app[EMAIL_DNS] = dkim_keys
+    client = await aiohttp_client(app)
+    port = client.app[SMTP_PORT]
+    assert port is not None
+
+    async def send() -> tuple[dict[str, Any], str]:
+        return await aiosmtplib.send(
+            raw("gmail_reply_en"),
+            sender="jane.doe@example.com",
+            recipients=["support@tienda.example"],
+            hostname="127.0.0.1",
+            port=port,
+        )
+
+    with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
+        await send()
+    # Stored, awaiting the bot: the sending server keeps it and delivers it again later.
+    assert deferred.value.code == 451
+    assert "did not answer within 0.05 s" in deferred.value.message
+    assert len(await inbound(sessionmaker)) == 1
+    bot.back = True
+    errors, _ = await send()
+    assert errors == {}
+    (stored,) = await inbound(sessionmaker)
+    assert len(await replies(sessionmaker, stored.address)) == 1
 
 
 async def test_the_smtp_listener_files_a_message_without_from_under_the_envelope(

@@ -23,12 +23,13 @@ from consent.types import Channel
 from crm_core.customers import find_customer, resolve
 from crm_core.models import AuditEntry, Customer, IdentityKind
 from crm_core.sqltypes import utcnow
-from dialog.models import Direction, Message
+from dialog.models import AwaitingBot, Direction, Message
 from dialog.outbox import DeliveryAttempt, DeliveryState, OutboxEntry
 from sastre.app import create_app
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from tests.sastre.conftest import ClientFactory
+from tests.support.silent_bot import SilentBot
 
 Client = TestClient[web.Request, web.Application]
 
@@ -162,6 +163,30 @@ async def test_the_same_message_sid_twice_is_stored_and_answered_once(
     assert [a.status for a in (first, again, *together)] == [200] * 6
     assert await count(sessionmaker, Message.direction == "in") == 1
     assert len(await replies_to(sessionmaker)) == 1
+
+
+async def test_a_bot_that_never_answers_is_a_503_and_the_redelivery_is_answered(
+    aiohttp_client: ClientFactory, sms_settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    bot = SilentBot()
+    configured = sms_settings.model_copy(update={"bot_timeout": 0.05})
+    client = await aiohttp_client(create_app(configured, brain=bot))
+    form = fixture("inbound_plain.txt")
+    first = await post(client, INBOUND, form)
+    # Not a 500: the message is stored, awaiting the bot, and Twilio may post it again.
+    assert first.status == 503
+    assert first.headers["Retry-After"] == "30"
+    assert "did not answer within 0.05 s" in (await first.json())["detail"]
+    async with sessionmaker() as session:
+        awaiting = await session.scalars(
+            select(Message.text).join(AwaitingBot, AwaitingBot.message_id == Message.id)
+        )
+        assert list(awaiting) == ["Where is my order?"]
+    bot.back = True
+    again = await post(client, INBOUND, form)
+    assert again.status == 200
+    assert await count(sessionmaker, Message.direction == "in") == 1
+    assert await replies_to(sessionmaker) == ["back: Where is my order?"]
 
 
 async def test_an_mms_keeps_its_media_and_accents_are_kept(
