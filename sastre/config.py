@@ -115,9 +115,10 @@ class Settings(BaseSettings):
     sms_messages_per_month: int = Field(default=4, ge=0, le=10_000)
     # A real Rasa server's base URL; unset = the embedded understanding.
     rasa_url: str | None = None
-    # The longest a bot outside the database (Rasa) is waited for, in seconds. Rasa's own client
-    # gives up sooner (5 s) and hands the customer to a person; past this bound the message
-    # stays stored, awaiting the bot, and its sender is told to deliver it again (a 503).
+    # The longest a bot outside the database is waited for, in seconds. Rasa's own client gives
+    # up sooner (5 s) and hands the customer to a person: this bounds a bot that hangs past its
+    # own timeout. Past it the message stays stored, awaiting the bot, and its sender is told to
+    # deliver it again (a 503, SMTP's 451).
     bot_timeout: float = Field(default=15.0, gt=0, le=300, allow_inf_nan=False)
     # FAQ matcher: "lexical" (default, light) or "semantic" (pip install 'sastre[semantic]').
     faq_matcher: Literal["lexical", "semantic"] = "lexical"

@@ -521,6 +521,24 @@ async def test_the_smtp_listener_stores_before_it_acknowledges(
     assert "> Hello Jane" in stored.text
 
 
+async def test_a_bot_that_never_answers_is_a_503_and_the_message_posted_again_is_answered(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    bot = SilentBot()
+    app = create_app(email_settings(settings, bot_timeout=0.05), brain=bot)
+    app[EMAIL_DNS] = dkim_keys
+    client = await aiohttp_client(app)
+    response = await client.post(PATH, data=raw("gmail_reply_en"), headers=HEADERS)
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "30"
+    assert "did not answer within 0.05 s" in (await response.json())["detail"]
+    bot.back = True
+    status, _ = await post(client, raw("gmail_reply_en"))
+    assert status == 200
+    (stored,) = await inbound(sessionmaker)
+    assert len(await replies(sessionmaker, stored.address)) == 1
+
+
 async def test_a_bot_that_never_answers_is_a_451_and_the_resent_message_is_answered(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
 ) -> None:
