@@ -1,10 +1,17 @@
-"""What Twilio posts to us: incoming messages and delivery states, signed with the auth token.
+"""What Twilio posts to us: incoming messages and delivery states, signed by Twilio.
 
 Twilio signs every webhook: `X-Twilio-Signature` is base64(HMAC-SHA1(auth token, the full URL
 it requested + every POST parameter's name and value, sorted by name)). The URL is the one
 Twilio knows, our public one: behind a proxy the host we see is not it, so the caller passes the
 configured public URL. `twilio.request_validator.RequestValidator` is the reference: ours computes
 the same (tests/channels/test_sms_webhooks.py), and the library checks the URL's port variants.
+
+A webhook whose URL a Webhook Rule points at a Webhook Setting with a signature is signed with
+that Setting's SharedKey instead, and says so in `X-Twilio-Webhooks-Signature-Settings`
+(`key=<SharedKey id>,algorithm=HMAC_SHA256`): the same string signed with the key's secret and
+that algorithm. Several keys can be held at once, by id, so a key is rotated without a moment in
+which Twilio's signatures are refused. The library checks those (its `validate` takes the
+algorithm); an algorithm it does not know is refused.
 
 The forms are parsed into our own types: an incoming message into an `InboundMessage` (its
 MessageSid is the key for idempotency, MMS media are its attachments, and Twilio's own reading of
@@ -21,7 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import (
+    HMAC_SHA1,
+    HMAC_SHA256,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
 
 from channels.base import ChannelName, InboundMessage
 from channels.sms_senders import read_sender
@@ -30,6 +43,7 @@ __all__ = [
     "EMPTY_TWIML",
     "KEYWORD",
     "SIGNATURE_HEADER",
+    "SIGNATURE_SETTINGS_HEADER",
     "DeliveryReport",
     "MalformedWebhook",
     "WebhookSignature",
@@ -46,6 +60,7 @@ EMPTY_TWIML: Final = '<?xml version="1.0" encoding="UTF-8"?><Response></Response
 # a value of consent.keywords.KeywordKind ("opt_out", "opt_in", "help").
 KEYWORD: Final = "keyword"
 MAX_MEDIA: Final = 10  # Twilio's own bound on media per MMS
+_ALGORITHMS: Final = frozenset({HMAC_SHA1, HMAC_SHA256})  # what RequestValidator can check
 
 _OPT_OUT_TYPES: Final = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
 # Twilio's message states, in our words. `accepted` and `scheduled` are Messaging Service
@@ -81,21 +96,65 @@ class MalformedWebhook(ValueError):
 
 
 class WebhookSignature:
-    """Checks `X-Twilio-Signature` against our public URL and the auth token."""
+    """Checks `X-Twilio-Signature` against our public URL and the auth token, or the SharedKey
+    a Webhook Setting signed with (`shared_keys`: secrets by SharedKey id)."""
 
-    def __init__(self, auth_token: str, public_url: str) -> None:
+    def __init__(
+        self, auth_token: str, public_url: str, shared_keys: Mapping[str, str] | None = None
+    ) -> None:
         self._validator = RequestValidator(auth_token)
         self._key = auth_token.encode("utf-8")
         self._public_url = public_url.rstrip("/")
+        self._shared = {
+            key: RequestValidator(secret) for key, secret in (shared_keys or {}).items()
+        }
 
     def url_for(self, path_qs: str) -> str:
         """The URL Twilio requested: our public base, and the path and query it used."""
         return self._public_url + path_qs
 
-    def valid(self, path_qs: str, params: Mapping[str, str], signature: str | None) -> bool:
+    def valid(
+        self,
+        path_qs: str,
+        params: Mapping[str, str],
+        signature: str | None,
+        settings: str | None = None,
+    ) -> bool:
+        return self.refusal(path_qs, params, signature, settings) is None
+
+    def refusal(
+        self,
+        path_qs: str,
+        params: Mapping[str, str],
+        signature: str | None,
+        settings: str | None = None,
+    ) -> str | None:
+        """Why the request is not Twilio's, or None when its signature holds. `settings` is
+        `X-Twilio-Webhooks-Signature-Settings`, when the request has one."""
         if not signature:
-            return False
-        url = self.url_for(path_qs)
+            return f"{SIGNATURE_HEADER} is missing"
+        if settings:
+            return self._shared_refusal(self.url_for(path_qs), params, signature, settings)
+        if not self._valid_with_token(self.url_for(path_qs), params, signature):
+            return f"{SIGNATURE_HEADER} does not match"
+        return None
+
+    def _shared_refusal(
+        self, url: str, params: Mapping[str, str], signature: str, settings: str
+    ) -> str | None:
+        key = _setting(settings, "key")
+        validator = self._shared.get(key)
+        if validator is None:
+            # Named, so whoever reads Twilio's error log knows which key to add here.
+            return f"signed with a shared key not held here: {key or '(none named)'}"
+        algorithm = get_signature_algorithm(settings)
+        if algorithm.upper() not in _ALGORITHMS:
+            return f"signed with {algorithm}, which the twilio library here cannot check"
+        if not validator.validate(url, params, signature, algorithm):
+            return f"{SIGNATURE_HEADER} does not match shared key {key} ({algorithm})"
+        return None
+
+    def _valid_with_token(self, url: str, params: Mapping[str, str], signature: str) -> bool:
         # Twilio signs the URL it requested; the validator also tries it with the port added and
         # removed (two HMACs and URL parsing for every request). The URL as configured is the
         # usual one: checked first, compared in constant time.
@@ -122,6 +181,16 @@ class WebhookSignature:
             for value in sorted(set(every(name) if every else (params[name],)))
         )
         return base64.b64encode(hmac.digest(self._key, signed.encode("utf-8"), "sha1")).decode()
+
+
+def _setting(header: str, name: str) -> str:
+    """One `name=value` of X-Twilio-Webhooks-Signature-Settings ("" when absent), read as the
+    library reads its algorithm (`get_signature_algorithm`)."""
+    for part in header.split(","):
+        key, separator, value = part.partition("=")
+        if separator and key.strip() == name:
+            return value.strip()
+    return ""
 
 
 def _required(form: Form, name: str) -> str:

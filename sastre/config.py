@@ -362,6 +362,9 @@ class Settings(BaseSettings):
     twilio_from: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
+    # SharedKeys that Webhook Settings sign our webhooks with instead of the auth token, as
+    # `<SharedKey id>=<secret>` separated by commas: two while one is being rotated.
+    twilio_webhook_keys: SecretStr | None = None
 
     @field_validator("twilio_account_sid", "twilio_messaging_service_sid")
     @classmethod
@@ -407,6 +410,21 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or a fragment")
         return value.rstrip("/")
+
+    @field_validator("twilio_webhook_keys")
+    @classmethod
+    def _check_twilio_webhook_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        _shared_keys(value.get_secret_value())  # says which entry is wrong, never its secret
+        return SecretStr(value.get_secret_value().strip())
+
+    @property
+    def twilio_shared_keys(self) -> dict[str, str]:
+        """The SharedKeys' secrets by id (`SASTRE_TWILIO_WEBHOOK_KEYS`)."""
+        if self.twilio_webhook_keys is None:
+            return {}
+        return _shared_keys(self.twilio_webhook_keys.get_secret_value())
 
     @model_validator(mode="after")
     def _require_twilio_parts(self) -> Self:
@@ -644,6 +662,7 @@ class Settings(BaseSettings):
         values["secret_key"] = "**********" if self.secret_key else None
         values["webchat_identity_secret"] = "**********" if self.webchat_identity_secret else None
         values["twilio_auth_token"] = "**********" if self.twilio_auth_token else None
+        values["twilio_webhook_keys"] = "**********" if self.twilio_webhook_keys else None
         values["smtp_password"] = "**********" if self.smtp_password else None
         values["inbound_email_token"] = "**********" if self.inbound_email_token else None
         return values
@@ -712,6 +731,22 @@ def _check_http_url(value: str) -> SplitResult:
     return parts
 
 
+def _shared_keys(value: str) -> dict[str, str]:
+    """`id=secret,id=secret` as {id: secret}; ValueError naming the entry by its place and id
+    (a secret may itself hold "=": only the first one divides)."""
+    keys: dict[str, str] = {}
+    for place, entry in enumerate(value.split(","), start=1):
+        key, separator, secret = (part.strip() for part in entry.partition("="))
+        if not separator or not key or not secret:
+            raise ValueError(f"entry {place} is not <SharedKey id>=<secret>")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+            raise ValueError(f"entry {place}: {key!r} is not a SharedKey id")
+        if key in keys:
+            raise ValueError(f"entry {place}: {key} is given twice")
+        keys[key] = secret
+    return keys
+
+
 def _mask_url_password(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
@@ -767,6 +802,7 @@ _NEVER_SHOWN = frozenset(
         "database_url",
         "redis_url",
         "twilio_auth_token",
+        "twilio_webhook_keys",
         "smtp_password",
         "inbound_email_token",
     }

@@ -22,6 +22,7 @@ from multidict import MultiDictProxy
 from channels.sms_webhooks import (
     EMPTY_TWIML,
     SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
     WebhookSignature,
     parse_inbound,
     parse_status,
@@ -44,13 +45,19 @@ def webhook_signature(settings: Settings) -> WebhookSignature | None:
     """How Twilio's requests are checked; None when SMS is not configured."""
     if settings.twilio_auth_token is None:
         return None
-    return _signature(settings.twilio_auth_token.get_secret_value(), settings.external_url)
+    return _signature(
+        settings.twilio_auth_token.get_secret_value(),
+        settings.external_url,
+        tuple(settings.twilio_shared_keys.items()),
+    )
 
 
 @functools.lru_cache(maxsize=16)
-def _signature(auth_token: str, public_url: str) -> WebhookSignature:
+def _signature(
+    auth_token: str, public_url: str, shared_keys: tuple[tuple[str, str], ...]
+) -> WebhookSignature:
     # One per configuration, not one per webhook (it is immutable).
-    return WebhookSignature(auth_token, public_url)
+    return WebhookSignature(auth_token, public_url, dict(shared_keys))
 
 
 async def _signed_form(request: web.Request) -> MultiDictProxy[str]:
@@ -61,8 +68,14 @@ async def _signed_form(request: web.Request) -> MultiDictProxy[str]:
     if request.content_type != _FORM:
         raise ApiError(415, "unsupported media type", f"Twilio posts {_FORM}")
     form = await read_form(request)  # not a form (bad bytes, a file): a 400 naming what
-    if not signature.valid(request.path_qs, form, request.headers.get(SIGNATURE_HEADER)):
-        raise ApiError(403, "invalid signature", f"{SIGNATURE_HEADER} does not match")
+    refused = signature.refusal(
+        request.path_qs,
+        form,
+        request.headers.get(SIGNATURE_HEADER),
+        request.headers.get(SIGNATURE_SETTINGS_HEADER),
+    )
+    if refused is not None:
+        raise ApiError(403, "invalid signature", refused)
     return form
 
 

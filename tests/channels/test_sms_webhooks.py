@@ -1,13 +1,21 @@
-"""Twilio's webhook signature: ours is the reference library's, computed with less overhead."""
+"""Twilio's webhook signature: ours is the reference library's, computed with less overhead;
+and a Webhook Setting's SharedKey signature (HMAC-SHA256 or SHA1, by key id), checked by it."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
 from channels.sms_webhooks import WebhookSignature
+
+PUBLIC = "https://sastre.example.com"
+PATH = "/webhooks/twilio/sms"
+FORM = {"Body": "hola", "From": "+14155552671", "MessageSid": "SM" + "a1" * 16}
+TOKEN = "the-account-auth-token"
+KEYS = {"webhooks_sharedkey_old": "old-secret-0123456789", "webhooks_sharedkey_new": "new-secret"}
 
 # Twilio's documented example (the security page, and the library's own tests).
 DOCS_TOKEN = "12345"
@@ -49,3 +57,77 @@ def test_the_signature_is_the_reference_librarys(
     assert ours.signature(url, params) == expected
     assert ours.valid(path, params, expected)
     assert not ours.valid(path, params, expected[:-2] + "é=")
+
+
+def shared(key: str, algorithm: str = "HMAC_SHA256", params: dict[str, str] = FORM) -> str:
+    """The signature Twilio sends for a Setting with this SharedKey (the library computes it)."""
+    return str(RequestValidator(KEYS[key]).compute_signature(PUBLIC + PATH, params, algorithm))
+
+
+def settings_header(key: str, algorithm: str = "HMAC_SHA256") -> str:
+    return f"key={key},algorithm={algorithm}"
+
+
+OURS = WebhookSignature(TOKEN, PUBLIC, KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(KEYS))
+@pytest.mark.parametrize("algorithm", ["HMAC_SHA256", "HMAC_SHA1"])
+def test_a_shared_key_signature_holds_for_every_key_held_during_a_rotation(
+    key: str, algorithm: str
+) -> None:
+    signature = shared(key, algorithm)
+    assert OURS.refusal(PATH, FORM, signature, settings_header(key, algorithm)) is None
+
+
+def test_a_shared_key_signature_must_match_the_form() -> None:
+    signature = shared("webhooks_sharedkey_new")
+    changed = {**FORM, "Body": "adiós"}
+    refused = OURS.refusal(PATH, changed, signature, settings_header("webhooks_sharedkey_new"))
+    assert refused == (
+        "X-Twilio-Signature does not match shared key webhooks_sharedkey_new (HMAC_SHA256)"
+    )
+
+
+def test_naming_a_shared_key_is_checked_only_against_it() -> None:
+    # The auth token's signature under a settings header: the key named is what counts.
+    by_token = OURS.sign(PATH, FORM)
+    assert OURS.valid(PATH, FORM, by_token)
+    assert not OURS.valid(PATH, FORM, by_token, settings_header("webhooks_sharedkey_new"))
+
+
+def test_a_key_not_held_here_is_refused_by_its_id() -> None:
+    signature = str(
+        RequestValidator("a-secret-we-never-had").compute_signature(
+            PUBLIC + PATH, FORM, "HMAC_SHA256"
+        )
+    )
+    refused = OURS.refusal(PATH, FORM, signature, settings_header("webhooks_sharedkey_gone"))
+    assert refused == "signed with a shared key not held here: webhooks_sharedkey_gone"
+    assert not WebhookSignature(TOKEN, PUBLIC).valid(
+        PATH, FORM, shared("webhooks_sharedkey_new"), settings_header("webhooks_sharedkey_new")
+    )  # no keys configured: nothing signed with one holds
+
+
+def test_an_algorithm_the_library_cannot_check_is_refused_by_name() -> None:
+    header = settings_header("webhooks_sharedkey_new", "HMAC_SHA512")
+    refused = OURS.refusal(PATH, FORM, shared("webhooks_sharedkey_new"), header)
+    assert refused == "signed with HMAC_SHA512, which the twilio library here cannot check"
+
+
+def test_a_missing_signature_is_refused_as_missing() -> None:
+    assert OURS.refusal(PATH, FORM, None) == "X-Twilio-Signature is missing"
+    assert OURS.refusal(PATH, FORM, "", settings_header("webhooks_sharedkey_new")) == (
+        "X-Twilio-Signature is missing"
+    )
+
+
+@given(pairs=st.lists(st.tuples(text, text), max_size=8))
+def test_any_form_signed_with_a_shared_key_holds(pairs: list[tuple[str, str]]) -> None:
+    params: MultiDict[str] = MultiDict(pairs)
+    signature = str(
+        RequestValidator(KEYS["webhooks_sharedkey_new"]).compute_signature(
+            PUBLIC + PATH, params, "HMAC_SHA256"
+        )
+    )
+    assert OURS.valid(PATH, params, signature, settings_header("webhooks_sharedkey_new"))

@@ -99,6 +99,15 @@ BAD_VALUES = [
     ("SASTRE_TOPICS", "offers,new products", "topic"),
     ("SASTRE_BRAND_NAME", "  ", "empty"),
     ("SASTRE_SUPPORT_CONTACT", "", "empty"),
+    # Twilio's shared signing keys
+    (
+        "SASTRE_TWILIO_WEBHOOK_KEYS",
+        "webhooks_sharedkey_a",
+        "entry 1 is not <SharedKey id>=<secret>",
+    ),
+    ("SASTRE_TWILIO_WEBHOOK_KEYS", "k1=s1,=s2", "entry 2 is not <SharedKey id>=<secret>"),
+    ("SASTRE_TWILIO_WEBHOOK_KEYS", "my key=s1", "is not a SharedKey id"),
+    ("SASTRE_TWILIO_WEBHOOK_KEYS", "k1=s1,k1=s2", "k1 is given twice"),
     # secrets
     ("SASTRE_SECRET_KEY", "short", "at least 16"),
     ("SASTRE_WEBCHAT_IDENTITY_SECRET", "short", "at least 16"),
@@ -125,6 +134,24 @@ def test_a_secret_is_never_repeated_in_an_error(monkeypatch: pytest.MonkeyPatch)
         load_settings(_env_file=None)
     assert "tiny-pw" not in str(raised.value)
     assert "db-pw-123" not in str(raised.value)
+
+
+def test_a_shared_key_s_secret_is_never_repeated_in_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SASTRE_TWILIO_WEBHOOK_KEYS", "k1=hush-hush-1,k1=hush-hush-2")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+    assert "hush-hush" not in str(raised.value)
+
+
+def test_shared_keys_are_read_by_id_and_a_secret_may_hold_equals_signs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SASTRE_TWILIO_WEBHOOK_KEYS", " webhooks_sharedkey_A = c2VjcmV0== , k2=s2 ")
+    settings = load_settings(_env_file=None)
+    assert settings.twilio_shared_keys == {"webhooks_sharedkey_A": "c2VjcmV0==", "k2": "s2"}
+    assert "c2VjcmV0" not in repr(settings)
 
 
 def test_every_wrong_value_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select, update
+from twilio.request_validator import RequestValidator
 
 from channels.sms_webhooks import EMPTY_TWIML, WebhookSignature
 from consent.models import ConsentEvent, Undeliverable
@@ -150,6 +151,65 @@ async def test_a_signature_for_another_host_is_refused(
     elsewhere = WebhookSignature(TOKEN, "http://127.0.0.1:8080").sign(INBOUND, form)
     assert (await post(twilio_client, INBOUND, form, signature=elsewhere)).status == 403
     assert await count(sessionmaker) == 0
+
+
+# A Webhook Setting signing with a SharedKey instead of the auth token (two held: a rotation).
+SHARED_KEYS = {"webhooks_sharedkey_2025": "shared-secret-of-2025", "webhooks_sharedkey_2026": "s26"}
+
+
+def shared_headers(path: str, form: dict[str, str], key: str, secret: str) -> dict[str, str]:
+    """What Twilio sends for a Setting signing with this SharedKey (the library's signature)."""
+    signature = RequestValidator(secret).compute_signature(PUBLIC + path, form, "HMAC_SHA256")
+    return {
+        "X-Twilio-Signature": str(signature),
+        "X-Twilio-Webhooks-Signature-Settings": f"key={key},algorithm=HMAC_SHA256",
+    }
+
+
+@pytest.fixture
+async def shared_key_client(aiohttp_client: ClientFactory, sms_settings: Settings) -> Client:
+    keys = ",".join(f"{key}={secret}" for key, secret in SHARED_KEYS.items())
+    configured = sms_settings.model_copy(update={"twilio_webhook_keys": SecretStr(keys)})
+    return await aiohttp_client(create_app(configured))
+
+
+@pytest.mark.parametrize("key", sorted(SHARED_KEYS))
+async def test_an_sms_signed_with_a_shared_key_is_stored(
+    shared_key_client: Client, sessionmaker: SessionMaker, key: str
+) -> None:
+    form = fixture("inbound_plain.txt")
+    headers = shared_headers(INBOUND, form, key, SHARED_KEYS[key])
+    answer = await shared_key_client.post(INBOUND, data=form, headers=headers)
+    assert answer.status == 200
+    assert await count(sessionmaker, Message.direction == "in") == 1
+    # The auth token still signs what no Webhook Rule matches.
+    again = fixture("inbound_plain.txt", MessageSid="SM" + "b2" * 16)
+    assert (await post(shared_key_client, INBOUND, again)).status == 200
+
+
+async def test_a_shared_key_not_held_here_is_403_naming_it(
+    shared_key_client: Client, sessionmaker: SessionMaker
+) -> None:
+    form = fixture("inbound_plain.txt")
+    headers = shared_headers(INBOUND, form, "webhooks_sharedkey_2027", "a-secret-not-given-us")
+    answer = await shared_key_client.post(INBOUND, data=form, headers=headers)
+    assert answer.status == 403
+    assert await answer.json() == {
+        "error": "invalid signature",
+        "detail": "signed with a shared key not held here: webhooks_sharedkey_2027",
+    }
+    assert await count(sessionmaker) == 0
+
+
+async def test_a_status_callback_signed_with_a_shared_key_moves_the_message(
+    shared_key_client: Client, sessionmaker: SessionMaker
+) -> None:
+    message_id = await sent_reply(shared_key_client, sessionmaker)
+    form = fixture("status_delivered.txt")
+    key = "webhooks_sharedkey_2026"
+    headers = shared_headers(STATUS, form, key, SHARED_KEYS[key])
+    assert (await shared_key_client.post(STATUS, data=form, headers=headers)).status == 200
+    assert (await state_of(sessionmaker, message_id))[0] == "delivered"
 
 
 async def test_the_same_message_sid_twice_is_stored_and_answered_once(
