@@ -61,6 +61,7 @@ EMPTY_TWIML: Final = '<?xml version="1.0" encoding="UTF-8"?><Response></Response
 KEYWORD: Final = "keyword"
 MAX_MEDIA: Final = 10  # Twilio's own bound on media per MMS
 _ALGORITHMS: Final = frozenset({HMAC_SHA1, HMAC_SHA256})  # what RequestValidator can check
+_KEY_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a SharedKey id, or an algorithm's name
 
 _OPT_OUT_TYPES: Final = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
 # Twilio's message states, in our words. `accepted` and `scheduled` are Messaging Service
@@ -145,11 +146,14 @@ class WebhookSignature:
         key = _setting(settings, "key")
         validator = self._shared.get(key)
         if validator is None:
-            # Named, so whoever reads Twilio's error log knows which key to add here.
-            return f"signed with a shared key not held here: {key or '(none named)'}"
+            # Named when it looks like an id, so whoever reads Twilio's error log knows which
+            # key to add here; anything else a sender put there is not repeated.
+            named = f": {key}" if _KEY_ID.fullmatch(key) else ""
+            return f"signed with a shared key not held here{named}"
         algorithm = get_signature_algorithm(settings)
         if algorithm.upper() not in _ALGORITHMS:
-            return f"signed with {algorithm}, which the twilio library here cannot check"
+            shown = algorithm if _KEY_ID.fullmatch(algorithm) else "an algorithm"
+            return f"signed with {shown}, which the twilio library here cannot check"
         if not validator.validate(url, params, signature, algorithm):
             return f"{SIGNATURE_HEADER} does not match shared key {key} ({algorithm})"
         return None
@@ -188,7 +192,7 @@ def _setting(header: str, name: str) -> str:
     library reads its algorithm (`get_signature_algorithm`)."""
     for part in header.split(","):
         key, separator, value = part.partition("=")
-        if separator and key.strip() == name:
+        if separator and key.strip() == name and value.strip():
             return value.strip()
     return ""
 

@@ -58,6 +58,7 @@ _HOST_NAME = re.compile(
 _TOPIC = re.compile(r"[a-z0-9_-]{1,64}")
 # Twilio's alphanumeric sender id: up to 11 letters, digits and spaces, at least one letter.
 _TWILIO_ALPHANUMERIC = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
+_SHARED_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Environment(StrEnum):
@@ -416,7 +417,7 @@ class Settings(BaseSettings):
     def _check_twilio_webhook_keys(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
-        _shared_keys(value.get_secret_value())  # says which entry is wrong, never its secret
+        parse_webhook_keys(value.get_secret_value())  # names the entry, never its secret
         return SecretStr(value.get_secret_value().strip())
 
     @property
@@ -424,7 +425,7 @@ class Settings(BaseSettings):
         """The SharedKeys' secrets by id (`SASTRE_TWILIO_WEBHOOK_KEYS`)."""
         if self.twilio_webhook_keys is None:
             return {}
-        return _shared_keys(self.twilio_webhook_keys.get_secret_value())
+        return parse_webhook_keys(self.twilio_webhook_keys.get_secret_value())
 
     @model_validator(mode="after")
     def _require_twilio_parts(self) -> Self:
@@ -437,6 +438,7 @@ class Settings(BaseSettings):
                 ("SASTRE_TWILIO_AUTH_TOKEN", self.twilio_auth_token),
                 ("SASTRE_TWILIO_FROM", self.twilio_from),
                 ("SASTRE_TWILIO_MESSAGING_SERVICE_SID", self.twilio_messaging_service_sid),
+                ("SASTRE_TWILIO_WEBHOOK_KEYS", self.twilio_webhook_keys),
             )
             if value is not None
         ]
@@ -731,18 +733,21 @@ def _check_http_url(value: str) -> SplitResult:
     return parts
 
 
-def _shared_keys(value: str) -> dict[str, str]:
-    """`id=secret,id=secret` as {id: secret}; ValueError naming the entry by its place and id
-    (a secret may itself hold "=": only the first one divides)."""
+def parse_webhook_keys(value: str) -> dict[str, str]:
+    """`id=secret,id=secret` (SASTRE_TWILIO_WEBHOOK_KEYS) as {id: secret}; ValueError naming
+    the entry by its place, never repeating what it holds (a misplaced secret would show). A
+    secret may hold "=" (only the first one divides), not ","."""
     keys: dict[str, str] = {}
     for place, entry in enumerate(value.split(","), start=1):
         key, separator, secret = (part.strip() for part in entry.partition("="))
         if not separator or not key or not secret:
             raise ValueError(f"entry {place} is not <SharedKey id>=<secret>")
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
-            raise ValueError(f"entry {place}: {key!r} is not a SharedKey id")
+        if not _SHARED_KEY_ID.fullmatch(key):
+            raise ValueError(
+                f"entry {place}: a SharedKey id is letters, digits, '_' and '-' (up to 64)"
+            )
         if key in keys:
-            raise ValueError(f"entry {place}: {key} is given twice")
+            raise ValueError(f"entry {place} names the same SharedKey as an earlier one")
         keys[key] = secret
     return keys
 

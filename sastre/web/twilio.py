@@ -29,7 +29,7 @@ from channels.sms_webhooks import (
 )
 from sastre.appkeys import INBOUND, SESSIONMAKER, SETTINGS
 from sastre.channels_setup.sms import STATUS_PATH
-from sastre.config import Settings
+from sastre.config import Settings, parse_webhook_keys
 from sastre.operations.sms import do_record_sms_status
 from sastre.web.errors import ApiError
 from sastre.web.form_input import read_form
@@ -45,19 +45,20 @@ def webhook_signature(settings: Settings) -> WebhookSignature | None:
     """How Twilio's requests are checked; None when SMS is not configured."""
     if settings.twilio_auth_token is None:
         return None
+    keys = settings.twilio_webhook_keys
     return _signature(
         settings.twilio_auth_token.get_secret_value(),
         settings.external_url,
-        tuple(settings.twilio_shared_keys.items()),
+        keys.get_secret_value() if keys else "",
     )
 
 
 @functools.lru_cache(maxsize=16)
-def _signature(
-    auth_token: str, public_url: str, shared_keys: tuple[tuple[str, str], ...]
-) -> WebhookSignature:
-    # One per configuration, not one per webhook (it is immutable).
-    return WebhookSignature(auth_token, public_url, dict(shared_keys))
+def _signature(auth_token: str, public_url: str, shared_keys: str) -> WebhookSignature:
+    # One per configuration, not one per webhook (it is immutable); the keys were validated
+    # with the settings.
+    keys = parse_webhook_keys(shared_keys) if shared_keys else {}
+    return WebhookSignature(auth_token, public_url, keys)
 
 
 async def _signed_form(request: web.Request) -> MultiDictProxy[str]:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import MultiDict
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from channels.sms_webhooks import WebhookSignature
 
@@ -131,3 +131,40 @@ def test_any_form_signed_with_a_shared_key_holds(pairs: list[tuple[str, str]]) -
         )
     )
     assert OURS.valid(PATH, params, signature, settings_header("webhooks_sharedkey_new"))
+
+
+def test_a_signature_by_another_held_key_is_refused() -> None:
+    # Trying every key held would take this: only the key the header names may sign.
+    signature = shared("webhooks_sharedkey_old")
+    assert not OURS.valid(PATH, FORM, signature, settings_header("webhooks_sharedkey_new"))
+
+
+def test_the_algorithm_the_header_names_is_the_one_checked() -> None:
+    by_sha1 = shared("webhooks_sharedkey_new", "HMAC_SHA1")
+    assert not OURS.valid(PATH, FORM, by_sha1, settings_header("webhooks_sharedkey_new"))
+    lower = settings_header("webhooks_sharedkey_new", "hmac_sha1")  # as the library, any case
+    assert OURS.valid(PATH, FORM, by_sha1, lower)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "key=webhooks_sharedkey_new,algorithm=HMAC_SHA256",
+        " algorithm = HMAC_SHA256 , key = webhooks_sharedkey_new ",
+        "key=,key=webhooks_sharedkey_new,algorithm=HMAC_SHA256",
+        "key=webhooks_sharedkey_new,algorithm=,algorithm=HMAC_SHA256",
+    ],
+)
+def test_the_header_is_read_as_the_library_reads_it(header: str) -> None:
+    assert get_signature_algorithm(header) == "HMAC_SHA256"
+    assert OURS.valid(PATH, FORM, shared("webhooks_sharedkey_new"), header)
+
+
+def test_what_a_sender_put_in_the_header_is_not_repeated_unless_it_is_an_id() -> None:
+    signature = shared("webhooks_sharedkey_new")
+    odd = "key=<script>" + "x" * 100 + ",algorithm=HMAC_SHA256"
+    assert OURS.refusal(PATH, FORM, signature, odd) == "signed with a shared key not held here"
+    weird = "key=webhooks_sharedkey_new,algorithm=<b>MD5</b>"
+    assert OURS.refusal(PATH, FORM, signature, weird) == (
+        "signed with an algorithm, which the twilio library here cannot check"
+    )

@@ -201,6 +201,18 @@ async def test_a_shared_key_not_held_here_is_403_naming_it(
     assert await count(sessionmaker) == 0
 
 
+async def test_a_form_changed_after_a_shared_key_signed_it_is_403_and_stores_nothing(
+    shared_key_client: Client, sessionmaker: SessionMaker
+) -> None:
+    form = fixture("inbound_plain.txt")
+    key = "webhooks_sharedkey_2026"
+    headers = shared_headers(INBOUND, form, key, SHARED_KEYS[key])
+    answer = await shared_key_client.post(INBOUND, data={**form, "Body": "STOP"}, headers=headers)
+    assert answer.status == 403
+    assert "does not match shared key webhooks_sharedkey_2026" in (await answer.json())["detail"]
+    assert await count(sessionmaker) == 0
+
+
 async def test_a_status_callback_signed_with_a_shared_key_moves_the_message(
     shared_key_client: Client, sessionmaker: SessionMaker
 ) -> None:
