@@ -159,6 +159,11 @@
   /* ---- messages ---- */
   var shown = new Map(); // message id -> its <li>
   var pending = new Map(); // client id -> text, until the server echoes it
+  // A message the server could not take on its side ("not_delivered": a bot that gave no answer
+  // in time, a database gone for a moment) goes again under the same id after a pause, a few
+  // times: the server answers an id once, whether or not it had stored it the first time.
+  var RESEND_AFTER = [2000, 5000, 15000];
+  var resends = new Map(); // client id -> times sent again so far
 
   function render(message, state) {
     var existing = shown.get(message.id);
@@ -248,6 +253,16 @@
     }
   }
 
+  function resendLater(id, delay) {
+    setTimeout(function () {
+      var text = pending.get(id);
+      if (text === undefined) return; // answered meanwhile (after a reconnect, say)
+      var item = shown.get(id);
+      if (item) setState(item, "pending");
+      transmit(id, text);
+    }, delay);
+  }
+
   function connect() {
     if (socket) return;
     clearTimeout(retryTimer);
@@ -262,21 +277,33 @@
       try { frame = JSON.parse(event.data); } catch (e) { return; }
       if (frame.type === "history") {
         log.setAttribute("aria-busy", "true");
-        frame.messages.forEach(function (m) { pending.delete(m.id); render(m); });
+        // A message being sent again stays pending: stored is not answered.
+        frame.messages.forEach(function (m) {
+          if (!resends.has(m.id)) pending.delete(m.id);
+          render(m);
+        });
         log.removeAttribute("aria-busy");
         // Whatever we sent that the server had not stored yet goes again; one that it had
         // stored was in the history above, and a re-send would be answered once anyway.
         pending.forEach(function (text, id) { transmit(id, text); });
       } else if (frame.type === "message") {
+        if (resends.delete(frame.id)) showError(""); // taken after all: its error is past
         pending.delete(frame.id);
         render(frame);
       } else if (frame.type === "handoff") {
         showHandoff(frame.text);
       } else if (frame.type === "error") {
         if (frame.id && pending.has(frame.id)) {
-          pending.delete(frame.id);
           var item = shown.get(frame.id);
           if (item) setState(item, "failed");
+          var times = resends.get(frame.id) || 0;
+          if (frame.code === "not_delivered" && times < RESEND_AFTER.length) {
+            resends.set(frame.id, times + 1);
+            resendLater(frame.id, RESEND_AFTER[times]);
+          } else {
+            pending.delete(frame.id);
+            resends.delete(frame.id);
+          }
         }
         showError(frame.reason);
       }

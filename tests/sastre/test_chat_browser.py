@@ -19,6 +19,7 @@ from sastre.config import Settings
 from sastre.web import chat
 from tests.sastre.conftest import Client
 from tests.sastre.test_console import WAIT_MS, browser, chromium, playwright
+from tests.support.silent_bot import SilentBot
 from wording import translate
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -146,6 +147,42 @@ async def test_a_visitor_asks_the_faq_then_for_a_human(page: Page) -> None:
         "Nuestras tiendas abren"
     )
     await expect(notice).to_have_text(translate("es", "webchat.handoff"))
+
+
+@pytest.fixture
+async def served_silent(settings: Settings) -> AsyncIterator[tuple[Client, SilentBot]]:
+    """The app with a bot outside the database that does not answer until told to."""
+    bot = SilentBot()
+    app = create_app(settings.model_copy(update={"bot_timeout": 0.2}), brain=bot)
+    if not any(r.resource and r.resource.canonical == "/chat" for r in app.router.routes()):
+        app.add_routes(chat.routes)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client, bot
+
+
+async def test_a_message_the_bot_did_not_answer_is_sent_again_and_answered(
+    browser: Browser, served_silent: tuple[Client, SilentBot]
+) -> None:
+    served, bot = served_silent
+    async with visit(browser, served, "/chat") as page:
+        await open_widget(page)
+        log = page.get_by_role("log", name="Mensajes del chat")
+        await ask(page, "¿hay alguien?")
+        await expect(log.locator(".from-customer.is-failed")).to_have_count(1)
+        error = page.locator(".sastre-chat-error")
+        await expect(error).to_have_text(translate("es", "webchat.not_delivered"))
+        bot.back = True  # the widget sends it again by itself, under the same id
+        # A bound, not a figure: the first re-send is 2 s after the error.
+        await expect(log.locator(".from-bot .sastre-chat-text")).to_have_text(
+            ["back: ¿hay alguien?"], timeout=3 * WAIT_MS
+        )
+        await expect(log.locator(".from-customer .sastre-chat-text")).to_have_text(
+            ["¿hay alguien?"]
+        )
+        await expect(
+            log.locator(".from-customer.is-failed, .from-customer.is-pending")
+        ).to_have_count(0)
+        await expect(error).to_have_text("")
 
 
 async def test_text_is_shown_as_text_and_over_long_messages_are_refused(page: Page) -> None:
