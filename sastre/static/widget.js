@@ -163,7 +163,8 @@
   // in time, a database gone for a moment) goes again under the same id after a pause, a few
   // times: the server answers an id once, whether or not it had stored it the first time.
   var RESEND_AFTER = [2000, 5000, 15000];
-  var resends = new Map(); // client id -> times sent again so far
+  var resends = new Map(); // client id -> {times: sent again so far, timer: the next one}
+  var errorOf = null; // the client id whose refusal the error line shows, if any
 
   function render(message, state) {
     var existing = shown.get(message.id);
@@ -224,8 +225,9 @@
     note.textContent = T["state." + state];
   }
 
-  function showError(text) {
+  function showError(text, id) {
     error.textContent = text;
+    errorOf = text ? id || null : null;
   }
 
   function showHandoff(text) {
@@ -254,7 +256,7 @@
   }
 
   function resendLater(id, delay) {
-    setTimeout(function () {
+    return setTimeout(function () {
       var text = pending.get(id);
       if (text === undefined) return; // answered meanwhile (after a reconnect, say)
       var item = shown.get(id);
@@ -277,17 +279,28 @@
       try { frame = JSON.parse(event.data); } catch (e) { return; }
       if (frame.type === "history") {
         log.setAttribute("aria-busy", "true");
-        // A message being sent again stays pending: stored is not answered.
+        // A message being sent again stays pending (stored is not answered), and goes below
+        // with the rest, now rather than when its timer would have sent it.
         frame.messages.forEach(function (m) {
-          if (!resends.has(m.id)) pending.delete(m.id);
-          render(m);
+          var item = render(m);
+          if (resends.has(m.id)) {
+            clearTimeout(resends.get(m.id).timer);
+            setState(item, "pending");
+          } else {
+            pending.delete(m.id);
+          }
         });
         log.removeAttribute("aria-busy");
         // Whatever we sent that the server had not stored yet goes again; one that it had
         // stored was in the history above, and a re-send would be answered once anyway.
         pending.forEach(function (text, id) { transmit(id, text); });
       } else if (frame.type === "message") {
-        if (resends.delete(frame.id)) showError(""); // taken after all: its error is past
+        var resend = resends.get(frame.id);
+        if (resend) {
+          clearTimeout(resend.timer);
+          resends.delete(frame.id);
+          if (errorOf === frame.id) showError(""); // taken after all: its error is past
+        }
         pending.delete(frame.id);
         render(frame);
       } else if (frame.type === "handoff") {
@@ -296,16 +309,18 @@
         if (frame.id && pending.has(frame.id)) {
           var item = shown.get(frame.id);
           if (item) setState(item, "failed");
-          var times = resends.get(frame.id) || 0;
+          var times = resends.has(frame.id) ? resends.get(frame.id).times : 0;
           if (frame.code === "not_delivered" && times < RESEND_AFTER.length) {
-            resends.set(frame.id, times + 1);
-            resendLater(frame.id, RESEND_AFTER[times]);
+            resends.set(frame.id, {
+              times: times + 1,
+              timer: resendLater(frame.id, RESEND_AFTER[times]),
+            });
           } else {
             pending.delete(frame.id);
             resends.delete(frame.id);
           }
         }
-        showError(frame.reason);
+        showError(frame.reason, frame.id || null);
       }
     });
     socket.addEventListener("close", function () {

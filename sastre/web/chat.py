@@ -396,6 +396,8 @@ async def _answer(
     except Exception as error:
         if isinstance(error, BotUnanswered):  # stored: the client's resend asks again
             log.warning("webchat: message %s: %s", message.provider_id, error)
+            # Its customer exists by now: the resend is not another new lead.
+            socket.visitor = Visitor(visitor.id, visitor.verified, known=True)
         else:
             log.exception("webchat: could not handle message %s", message.provider_id)
         reason = refusal("not_delivered", socket.language, default)

@@ -595,9 +595,9 @@ async def test_a_message_the_bot_never_answers_is_to_be_sent_again_and_then_answ
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bot = SilentBot()
-    client = await aiohttp_client(
-        create_app(settings.model_copy(update={"bot_timeout": 0.05}), brain=bot)
-    )
+    # One new lead an hour from this address: sending it again is not another one.
+    configured = settings.model_copy(update={"bot_timeout": 0.05, "webchat_new_leads_per_hour": 1})
+    client = await aiohttp_client(create_app(configured, brain=bot))
     ws, _ = await connect(client)
     await say(ws, "q", "anyone there?")
     refused = await receive(ws)
