@@ -134,9 +134,10 @@ class WebhookSignature:
         `X-Twilio-Webhooks-Signature-Settings`, when the request has one."""
         if not signature:
             return f"{SIGNATURE_HEADER} is missing"
+        url = self.url_for(path_qs)
         if settings:
-            return self._shared_refusal(self.url_for(path_qs), params, signature, settings)
-        if not self._valid_with_token(self.url_for(path_qs), params, signature):
+            return self._shared_refusal(url, params, signature, settings)
+        if not self._valid_with_token(url, params, signature):
             return f"{SIGNATURE_HEADER} does not match"
         return None
 

@@ -420,13 +420,6 @@ class Settings(BaseSettings):
         parse_webhook_keys(value.get_secret_value())  # names the entry, never its secret
         return SecretStr(value.get_secret_value().strip())
 
-    @property
-    def twilio_shared_keys(self) -> dict[str, str]:
-        """The SharedKeys' secrets by id (`SASTRE_TWILIO_WEBHOOK_KEYS`)."""
-        if self.twilio_webhook_keys is None:
-            return {}
-        return parse_webhook_keys(self.twilio_webhook_keys.get_secret_value())
-
     @model_validator(mode="after")
     def _require_twilio_parts(self) -> Self:
         # Any one part means SMS was meant to be on: a missing one is named at start-up rather

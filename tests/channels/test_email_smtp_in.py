@@ -4,6 +4,7 @@ not done with (the sending MTA retries), 550 when the message can never be taken
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import aiosmtplib
 import pytest
@@ -39,11 +40,9 @@ async def test_a_message_is_acknowledged_after_the_callback_returned() -> None:
     assert delivery.recipients == ("hola@tienda.example",)
 
 
-async def test_a_failed_store_is_a_temporary_failure() -> None:
-    async def fail(delivery: Delivery) -> None:
-        raise RuntimeError("database is down")
-
-    server = await listen(fail, "127.0.0.1", 0)
+async def refusal_by(callback: Callable[[Delivery], Awaitable[None]]) -> aiosmtplib.SMTPDataError:
+    """What a listener whose callback raises answers the sending MTA's DATA."""
+    server = await listen(callback, "127.0.0.1", 0)
     try:
         with pytest.raises(aiosmtplib.SMTPDataError) as refused:
             await aiosmtplib.send(
@@ -56,7 +55,14 @@ async def test_a_failed_store_is_a_temporary_failure() -> None:
     finally:
         server.close()
         await server.wait_closed()
-    assert refused.value.code == 451
+    return refused.value
+
+
+async def test_a_failed_store_is_a_temporary_failure() -> None:
+    async def fail(delivery: Delivery) -> None:
+        raise RuntimeError("database is down")
+
+    assert (await refusal_by(fail)).code == 451
 
 
 async def test_a_message_not_done_with_is_a_temporary_failure_saying_why(
@@ -65,21 +71,9 @@ async def test_a_message_not_done_with_is_a_temporary_failure_saying_why(
     async def later(delivery: Delivery) -> None:
         raise TryLater("the bot did not answer within 15 s")
 
-    server = await listen(later, "127.0.0.1", 0)
-    try:
-        with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
-            await aiosmtplib.send(
-                MESSAGE,
-                sender="a@example.com",
-                recipients=["hola@tienda.example"],
-                hostname="127.0.0.1",
-                port=bound_port(server),
-            )
-    finally:
-        server.close()
-        await server.wait_closed()
-    assert deferred.value.code == 451
-    assert "did not answer" in deferred.value.message
+    deferred = await refusal_by(later)
+    assert deferred.code == 451
+    assert "did not answer" in deferred.message
     said = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert said
     assert not [r for r in said if r.exc_info]  # a warning, not a traceback
@@ -89,21 +83,9 @@ async def test_a_refused_message_is_a_permanent_failure() -> None:
     async def refuse(delivery: Delivery) -> None:
         raise Refused("no sender")
 
-    server = await listen(refuse, "127.0.0.1", 0)
-    try:
-        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
-            await aiosmtplib.send(
-                MESSAGE,
-                sender="a@example.com",
-                recipients=["hola@tienda.example"],
-                hostname="127.0.0.1",
-                port=bound_port(server),
-            )
-    finally:
-        server.close()
-        await server.wait_closed()
-    assert refused.value.code == 550
-    assert "no sender" in refused.value.message
+    refused = await refusal_by(refuse)
+    assert refused.code == 550
+    assert "no sender" in refused.message
 
 
 def test_parse_listen() -> None:
