@@ -8,6 +8,7 @@ socket the test bound to port 0, so there is no port to race for.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from sastre.web.edge import install_headers
-from sastre.web.server import SastreRunner
+from sastre.web.server import YOUNG_COLLECTION_EVERY, SastreRunner
 
 SECRET = b"Sup3rS3cret"  # what a client sent and must not see again
 
@@ -129,3 +130,14 @@ def test_run_app_serves_until_sigterm_then_runs_every_cleanup_context() -> None:
         rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     assert rest.splitlines() == ["cleaned up", "stopped"]
+
+
+async def test_serving_collects_young_garbage_less_often_and_gives_the_setting_back() -> None:
+    before = gc.get_threshold()
+    runner = SastreRunner(web.Application())
+    await runner.setup()
+    try:
+        assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, *before[1:])
+    finally:
+        await runner.cleanup()
+    assert gc.get_threshold() == before
