@@ -104,6 +104,9 @@ class DeliveryAttempt(Base):
             sqlite_where=text(WITH_PROVIDER_ID),
             postgresql_where=text(WITH_PROVIDER_ID),
         ),
+        # An id is never given again, on SQLite too: `dialog.outbox.tally` counts past the
+        # highest it has settled, and an erasure deletes attempts.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)

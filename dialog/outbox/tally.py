@@ -11,9 +11,9 @@ transaction). Ids are taken when a row is written, not when its transaction comm
 id can become visible after a higher one: a worker's transaction takes well under a second, and
 one that committed more than a minute after stamping its attempts would have them missed.
 Attempts deleted with their message (an erasure) stay counted until the process restarts: what
-it counts is attempts recorded, and Prometheus reads a gauge that goes down as a reset. On
-SQLite a deleted row's id can be taken again (the table has no AUTOINCREMENT): attempts that
-reuse ids at or below the settled mark would not be counted until a restart.
+it counts is attempts recorded, and Prometheus reads a gauge that goes down as a reset. A
+deleted attempt's id is never given to another, on either database (AUTOINCREMENT on SQLite):
+a new attempt's id is always above the settled mark.
 """
 
 from __future__ import annotations

@@ -126,3 +126,18 @@ async def test_a_young_attempt_is_not_settled_even_below_an_older_ones_id(
     async with sessionmaker.begin() as session:
         await session.execute(delete(DeliveryAttempt))
     assert await tallied(sessionmaker, tally, now) == {}  # neither was settled
+
+
+async def test_an_attempt_after_an_erasure_is_counted(sessionmaker: SessionMaker) -> None:
+    """Erased attempts' ids are never given again (AUTOINCREMENT on SQLite): the next attempt's
+    id is above the settled mark, so it is counted."""
+    messages = await messages_on_both_channels(sessionmaker)
+    now = utcnow()
+    old = int(SETTLE_AFTER.total_seconds()) * 2
+    await record(sessionmaker, messages, [(0, "sent", old), (1, "sent", old)], now)
+    tally = AttemptTally()
+    assert await tallied(sessionmaker, tally, now) == {("sms", "sent"): 2}
+    async with sessionmaker.begin() as session:
+        await session.execute(delete(DeliveryAttempt))  # the erasure
+    await record(sessionmaker, messages, [(0, "sent", old)], now)
+    assert await tallied(sessionmaker, tally, now) == {("sms", "sent"): 3}
