@@ -21,6 +21,7 @@ characters of it, so only the first `MAX_HTML_CHARS` characters of an HTML body 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,6 +32,7 @@ from lxml.html import HtmlElement, document_fromstring
 __all__ = ["MAX_HTML_CHARS", "HtmlText", "html_text"]
 
 MAX_HTML_CHARS: Final = 100_000  # about 0.2 s of CPU at most per message
+_XML_DECLARATION: Final = re.compile(r"\A<\?xml[^>]*\?>", re.IGNORECASE)
 # Markers whose element is the quoted thread (removed, the text after it kept).
 _QUOTE_ITSELF: Final = (
     "//*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')]"
@@ -72,12 +74,14 @@ def _first(html: str) -> str:
 
 
 def _tree(html: str) -> HtmlElement | None:
-    html = html.strip()
+    # An XHTML body starts with an XML declaration naming its encoding, which lxml refuses in
+    # text already decoded (a ValueError): the text is decoded, so the declaration goes.
+    html = _XML_DECLARATION.sub("", html.strip(), count=1).strip()
     if not html:
         return None
     try:
         return document_fromstring(html)
-    except ParserError:  # nothing lxml calls a document (e.g. only a comment)
+    except (ParserError, ValueError):  # nothing lxml calls a document (e.g. only a comment)
         return None
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,9 +36,17 @@ class AttachmentStore:
         target = self.root / digest[:2] / digest
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(".part")
-            partial.write_bytes(content)
-            partial.replace(target)  # never a half-written file under the final name
+            # A file of this writer's own (two messages may carry the same logo at once),
+            # renamed into place whole: never a half-written file under the final name, and
+            # a rename onto a twin another writer just put there replaces it with the same bytes.
+            descriptor, partial = tempfile.mkstemp(dir=target.parent, prefix=f"{digest}.")
+            try:
+                with os.fdopen(descriptor, "wb") as file:
+                    file.write(content)
+                os.replace(partial, target)
+            except BaseException:
+                Path(partial).unlink(missing_ok=True)
+                raise
         return f"{digest[:2]}/{digest}"
 
 

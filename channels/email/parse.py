@@ -170,20 +170,38 @@ def _parse(raw: bytes, *, keep_attachments: bool) -> ParsedEmail:
     assert isinstance(message, EmailMessage)  # policy.default makes EmailMessage objects
     defects: list[str] = []
     sender, sender_name = _sender(message, defects)
-    message_id = _first_id(_header(message, "Message-ID", defects))
-    body, from_html = _body(message, defects)
-    bounces, bounced = _report(message)
-    attachments = tuple(_attachments(message, body, keep=keep_attachments))
+    message_id = _first_id(_raw_header(message, "Message-ID"))
+    # Each step on its own: one part nobody can read (a charset the codec refuses, markup the
+    # HTML parser rejects) costs that part, never the sender and threading read above.
+    try:
+        body, from_html = _body(message, defects)
+        text = _part_text(body, defects) if body is not None else ""
+        reply_text = text
+        if from_html:
+            converted = html_text(text)
+            if converted.truncated:
+                defects.append(
+                    f"HTML body of {len(text)} characters: the first {MAX_HTML_CHARS} read"
+                )
+            # Layout indents blocks and quotes; the reply finders look at the starts of lines.
+            text = converted.text
+            reply_text = "\n".join(map(str.lstrip, converted.reply.split("\n")))
+    except Exception as error:
+        defects.append(f"unreadable body: {type(error).__name__}: {error}")
+        body, from_html = None, False
+        text = reply_text = _raw_body(raw)
+    try:
+        bounces, bounced = _report(message)
+    except Exception as error:
+        defects.append(f"unreadable delivery report: {type(error).__name__}")
+        bounces, bounced = (), None
+    try:
+        attachments = tuple(_attachments(message, body, keep=keep_attachments))
+    except Exception as error:
+        defects.append(f"unreadable attachments: {type(error).__name__}")
+        attachments = ()
     for part in _parts(message):
         defects.extend(_defect_name(defect) for defect in part.defects)
-    text = _part_text(body, defects) if body is not None else ""
-    reply_text = text
-    if from_html:
-        converted = html_text(text)
-        if converted.truncated:
-            defects.append(f"HTML body of {len(text)} characters: the first {MAX_HTML_CHARS} read")
-        # Layout indents blocks and quotes; the reply finders look at the starts of lines.
-        text, reply_text = converted.text, "\n".join(map(str.lstrip, converted.reply.split("\n")))
     if message_id is None:
         defects.append("no Message-ID")
     return ParsedEmail(
@@ -192,8 +210,8 @@ def _parse(raw: bytes, *, keep_attachments: bool) -> ParsedEmail:
         subject=one_line(_header(message, "Subject", defects)),
         date=_date(_header(message, "Date", defects)),
         message_id=message_id,
-        in_reply_to=_first_id(_header(message, "In-Reply-To", defects)),
-        references=_trimmed(message_ids(_header(message, "References", defects) or "")),
+        in_reply_to=_first_id(_raw_header(message, "In-Reply-To")),
+        references=_trimmed(message_ids(_raw_header(message, "References") or "")),
         text=text,
         reply=latest_reply(reply_text, sender_name=sender_name),
         from_html=from_html,
@@ -226,6 +244,16 @@ def _first_id(value: str | None) -> str | None:
         return found[0]
     bare = value.strip()  # some clients write the id without brackets
     return bare if bare and " " not in bare else None
+
+
+def _raw_body(raw: bytes) -> str:
+    """What follows the header block, as well as it decodes: the text of a body no part of
+    which could be read."""
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        _, found, rest = raw.partition(separator)
+        if found:
+            return _LINE_END.sub("\n", rest.decode("utf-8", errors="replace"))
+    return ""
 
 
 def _hash_key(raw: bytes) -> str:
@@ -272,6 +300,22 @@ def _header(message: Message, name: str, defects: list[str]) -> str | None:
     return text or None
 
 
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+def _raw_header(message: Message, name: str) -> str | None:
+    """A header's value as written, unfolded: for ids. The stdlib's Message-ID parser stops at
+    the first character outside a dot-atom, and its string is what it read: an id such as
+    `<ticket:1001@crm.example>` came out as `<ticket`, the same for every ticket (and so one
+    dedupe key for different messages)."""
+    wanted = name.lower()
+    for key, value in message.raw_items():
+        if key.lower() == wanted:
+            text = _utf8(_FOLD.sub("", str(value))).strip()
+            return text or None
+    return None
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
@@ -314,6 +358,8 @@ def _date(value: str | None) -> datetime | None:
 
 def _parts(message: Message) -> Iterator[Message]:
     yield message
+    if not message.is_multipart():
+        return  # a leaf's payload is not asked for: the stdlib decodes it with its charset
     payload = message.get_payload()
     if isinstance(payload, list):
         for part in payload:
@@ -373,12 +419,15 @@ def _part_text(part: EmailMessage, defects: list[str]) -> str:
     except LookupError:
         defects.append(f"unknown charset {charset!r}")
         text = data.decode("utf-8", errors="replace")
-    except UnicodeDecodeError:
+    except UnicodeError:  # a decoding error, or a codec that decodes nothing ("undefined")
         if declared is None:
             text = data.decode("windows-1252", errors="replace")
         else:
             defects.append(f"bytes that are not {charset}: replaced")
-            text = data.decode(charset, errors="replace")
+            try:
+                text = data.decode(charset, errors="replace")
+            except UnicodeError:
+                text = data.decode("utf-8", errors="replace")
     return _LINE_END.sub("\n", text)
 
 

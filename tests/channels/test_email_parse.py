@@ -389,3 +389,30 @@ def test_html_with_an_unmarked_spanish_quote_is_cut_at_its_header_line() -> None
     )
     message = "From: a@example.com\nContent-Type: text/html; charset=utf-8\n\n" + html
     assert parse_email(message.encode()).reply == "¿Tienen trajes de lino?"
+
+
+def test_a_message_id_outside_a_dot_atom_is_read_whole() -> None:
+    """CRM and ticketing systems write ids such as `<ticket:1001@crm.example>`; read through
+    the stdlib's Message-ID parser it was `<ticket`, one dedupe key for every ticket."""
+    parsed = parse_email(raw("message_id_with_colon"))
+    assert parsed.message_id == "ticket:1001@crm.example"
+    assert parsed.dedupe_key == "ticket:1001@crm.example"
+    assert parsed.in_reply_to == "ticket:1000@crm.example"
+    assert parsed.references == ("ticket:999@crm.example", "ticket:1000@crm.example")
+
+
+def test_an_xhtml_body_with_an_xml_declaration_is_read() -> None:
+    parsed = parse_email(raw("xhtml_declaration"))
+    assert parsed.sender == "ana@example.com"
+    assert parsed.text == "Quiero devolver el pedido SO-123456.\n"
+    assert not parsed.malformed
+
+
+def test_a_charset_no_codec_decodes_costs_the_body_not_the_sender() -> None:
+    """`charset=undefined` names a codec that refuses everything: the body is read with
+    replacements and flagged, and the sender and threading stay."""
+    parsed = parse_email(raw("undefined_charset"))
+    assert parsed.sender == "ana@example.com"
+    assert parsed.message_id == "undefined-charset@mail.example.com"
+    assert "pedido SO-123456?" in parsed.text
+    assert parsed.defects == ("bytes that are not undefined: replaced",)
