@@ -51,7 +51,7 @@ def _why(exc: Exception, content_type: str) -> str:
     return f"is not valid {content_type or 'form data'}: {said}"
 
 
-def _text(name: str, value: object) -> str:
+def _text(name: str, value: object, *, keep_nul: bool = False) -> str:
     if isinstance(value, str):
         text = value
     elif isinstance(value, bytes | bytearray):  # a multipart part with a non-text Content-Type
@@ -61,25 +61,27 @@ def _text(name: str, value: object) -> str:
             raise UnreadableForm(name, "is not UTF-8 text") from None
     else:  # a file upload: nothing Sastre's forms take
         raise UnreadableForm(name, "is a file, not text")
-    if "\x00" in text:
+    if "\x00" in text and not keep_nul:
         raise UnreadableForm(name, "holds a NUL character, which cannot be stored")
     return text
 
 
-async def read_form(request: web.Request) -> MultiDictProxy[str]:
+async def read_form(request: web.Request, *, keep_nul: bool = False) -> MultiDictProxy[str]:
     """The POSTed form, every value text; `UnreadableForm` (a 400) if the body is not one.
 
     A body that is not a form at all (another Content-Type, or none) reads as an empty form, as
-    aiohttp reads it: the route decides whether that is enough."""
+    aiohttp reads it: the route decides whether that is enough. `keep_nul`: values holding a
+    NUL are kept as sent, for a route that must check a signature over them first (and then
+    replaces the NUL itself)."""
     try:
         posted = await request.post()
     except (ValueError, LookupError, RuntimeError, HttpProcessingError) as exc:
         # ValueError covers UnicodeDecodeError; RuntimeError is an unknown part encoding.
         raise UnreadableForm(ROOT, _why(exc, request.content_type)) from None
-    if all(isinstance(v, str) and "\x00" not in v for v in posted.values()):
+    if all(isinstance(v, str) and (keep_nul or "\x00" not in v) for v in posted.values()):
         # The usual case (every urlencoded form): aiohttp's own, checked in place.
         return cast("MultiDictProxy[str]", posted)
     form: MultiDict[str] = MultiDict()
     for name, value in posted.items():
-        form.add(name, _text(name, value))
+        form.add(name, _text(name, value, keep_nul=keep_nul))
     return MultiDictProxy(form)

@@ -17,7 +17,7 @@ import functools
 from typing import Final
 
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiDict, MultiDictProxy
 
 from channels.sms_webhooks import (
     EMPTY_TWIML,
@@ -68,7 +68,10 @@ async def _signed_form(request: web.Request) -> MultiDictProxy[str]:
         raise ApiError(404, "SMS is not configured", "set SASTRE_TWILIO_ACCOUNT_SID")
     if request.content_type != _FORM:
         raise ApiError(415, "unsupported media type", f"Twilio posts {_FORM}")
-    form = await read_form(request)  # not a form (bad bytes, a file): a 400 naming what
+    # Not a form (bad bytes, a file): a 400 naming what. A NUL is kept until the signature,
+    # made over the values as sent, is checked: carriers put NULs in real messages (in place
+    # of an "@"), and refusing one would lose the message (Twilio does not post it again).
+    form = await read_form(request, keep_nul=True)
     refused = signature.refusal(
         request.path_qs,
         form,
@@ -77,7 +80,16 @@ async def _signed_form(request: web.Request) -> MultiDictProxy[str]:
     )
     if refused is not None:
         raise ApiError(403, "invalid signature", refused)
-    return form
+    return _without_nul(form)
+
+
+def _without_nul(form: MultiDictProxy[str]) -> MultiDictProxy[str]:
+    """NUL (which the database cannot store) replaced by U+FFFD, as `InboundMessage` does."""
+    if not any("\x00" in value for value in form.values()):
+        return form
+    return MultiDictProxy(
+        MultiDict((name, value.replace("\x00", "\ufffd")) for name, value in form.items())
+    )
 
 
 @routes.post(INBOUND_PATH)

@@ -282,6 +282,22 @@ async def test_an_mms_keeps_its_media_and_accents_are_kept(
     assert spanish.text == "¿Dónde está mi pedido? Gracias, señora Muñoz"
 
 
+async def test_an_sms_holding_a_nul_is_stored_with_it_replaced_and_answered(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """Carriers put NULs in real messages (for an "@", say). The signature is checked over the
+    body as sent; the NUL, which the database cannot store, becomes U+FFFD."""
+    assert (
+        await post(twilio_client, INBOUND, sms("mi correo es ana\x00example.com", 1))
+    ).status == 200
+    async with sessionmaker() as session:
+        stored = (
+            await session.scalars(select(Message.text).where(Message.direction == "in"))
+        ).one()
+    assert stored == "mi correo es ana\ufffdexample.com"
+    assert len(await replies_to(sessionmaker)) == 1
+
+
 async def test_stop_gets_one_confirmation_and_nothing_else_until_start(
     twilio_client: Client, sessionmaker: SessionMaker
 ) -> None:
