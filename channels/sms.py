@@ -81,6 +81,9 @@ RETRYABLE_CODES: Final = frozenset(
     {
         14107,  # the account's send rate was exceeded
         20429,  # too many requests
+        # The 'From' number's queue holds more than its hours of messages (a 400): it drains,
+        # as in 30001, the same overflow reported by a status callback.
+        21611,
         30001,  # queue overflow
         30022,  # US A2P 10DLC throughput exceeded
     }

@@ -19,6 +19,7 @@ from channels.base import ChannelName, DeliveryFailed, OutboundMessage
 from channels.sms import (
     ACCOUNT_CODES,
     PERMANENT_CODES,
+    RETRYABLE_CODES,
     TwilioSms,
     failure_for,
     retry_after_seconds,
@@ -233,6 +234,17 @@ def test_a_server_error_without_a_code_is_retried(status: int) -> None:
 @given(status=st.integers(min_value=400, max_value=499).filter(lambda s: s not in (401, 429)))
 def test_a_client_error_without_a_known_code_is_not_retried(status: int) -> None:
     assert failure_for(status, None, "x").retryable is False
+
+
+@given(
+    status=st.integers(min_value=400, max_value=599),
+    code=st.sampled_from(sorted(RETRYABLE_CODES)),
+)
+def test_a_code_of_a_passing_overload_is_retried_whatever_the_status(
+    status: int, code: int
+) -> None:
+    """Among them 21611, a 400: the sender's queue is full, and it drains."""
+    assert failure_for(status, code, "x").retryable is True
 
 
 @given(
