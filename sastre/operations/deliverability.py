@@ -42,11 +42,12 @@ async def lift_marks(
 ) -> bool:
     """Remove the marks on `address` (as identities store it) on `channel`, each customer's,
     audited with `proof` and published after commit; whether there were any. With `before`
-    (when the message that proves the address works went), only the marks made as of an
-    earlier moment: a newer failure outweighs an older success reported late."""
+    (when the message that proves the address works went), only the marks made as of that
+    moment or earlier: a newer failure outweighs an older success reported late, and the same
+    send's failure (reported before its delivery, callbacks come in any order) does not."""
     which = _marks(channel, address)
     if before is not None:
-        which = which & (Undeliverable.at < before)
+        which = which & (Undeliverable.at <= before)
     lifted = await unit.session.execute(
         delete(Undeliverable)
         .where(which)

@@ -12,10 +12,11 @@ channel for it (`consent.models.Undeliverable`). A message *delivered* to a
 number clears its mark: the number receives SMS again (30003, "unreachable handset", is often a
 phone switched off for a while; the customer writing to us again and getting our answer is the
 usual way back). Either report may come late: a delivery reported late lifts no mark made
-from a newer send's failure, and a failure reported late marks nothing once a newer send was
-delivered. All of it in one transaction, audited as the provider; the number's customer is
-found by their phone identity, so a message that is not ours (or an identity since removed)
-changes nothing but the delivery state.
+from a newer send's failure, a failure reported late marks nothing once a newer send was
+delivered, and an error about a message already recorded as delivered changes nothing (nor
+does it revoke consent): the handset took that very message. All of it in one transaction,
+audited as the provider; the number's customer is found by their phone identity, so a message
+that is not ours (or an identity since removed) changes nothing but the delivery state.
 
 Twilio may say the same when it refuses a send (21610 at the API): the worker's hook
 `settle_sms_refusal` applies it in the transaction that records the failure.
@@ -85,6 +86,9 @@ async def do_record_sms_status(
         delivered = report.state == DeliveryState.DELIVERED.value
         ours = report.code or delivered
         sent_at = await _sent_at(unit.session, report.provider_id) if ours else None
+        # An error about a message the handset took (its row says delivered already: the
+        # callbacks came out of order) says nothing about the number now.
+        taken = bool(report.code) and not moved and await _delivered(unit.session, report)
         revoked, undeliverable = await apply_sms_error(
             unit,
             address=report.address,
@@ -92,6 +96,7 @@ async def do_record_sms_status(
             region=region,
             evidence=evidence,
             sent_at=sent_at,
+            delivered=taken,
         )
         deliverable = False
         if delivered:
@@ -123,13 +128,15 @@ async def apply_sms_error(
     region: str,
     evidence: dict[str, Any],
     sent_at: datetime | None = None,
+    delivered: bool = False,
 ) -> tuple[bool, bool]:
     """What an SMS error code says about the number, recorded in the unit's transaction:
     (consent revoked now, marked undeliverable now). Nothing for other codes, for a number no
     customer holds, or for what is recorded already (a repeated callback adds nothing).
 
     `sent_at`, when the refused message went: an opt-out error about a message sent before the
-    customer opted in again (START since) is history, not a new STOP (a late callback)."""
+    customer opted in again (START since) is history, not a new STOP (a late callback).
+    `delivered`: the message the error is about was delivered (reported first): history too."""
     if code not in OPTED_OUT_CODES and code not in UNDELIVERABLE_CODES:
         return False, False
     session = unit.session
@@ -138,6 +145,9 @@ async def apply_sms_error(
     except (CustomerNotFound, InvalidIdentity):
         return False, False
     proof = {**evidence, "error_code": code, "address": address}
+    if delivered:
+        unit.audit("sms.error_report_stale", customer.id, proof)
+        return False, False
     if code in OPTED_OUT_CODES:
         if await service_revoked(session, customer.id, Channel.SMS):
             return False, False
@@ -160,6 +170,17 @@ async def apply_sms_error(
     number = _stored_number(address, region)
     marked = await _mark_undeliverable(unit, session, customer.id, number, code, proof, sent_at)
     return False, marked
+
+
+async def _delivered(session: AsyncSession, report: DeliveryReport) -> bool:
+    """Whether the message the report is about is recorded as delivered (or read)."""
+    state = await session.scalar(
+        select(OutboxEntry.state).where(
+            OutboxEntry.channel == ChannelName.SMS.value,
+            OutboxEntry.provider_id == report.provider_id,
+        )
+    )
+    return state in _DELIVERED
 
 
 async def _opted_in_since(session: AsyncSession, customer_id: int, moment: datetime) -> bool:

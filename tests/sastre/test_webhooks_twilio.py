@@ -423,6 +423,46 @@ async def test_status_callbacks_out_of_order_never_move_backwards(
     assert await state_of(sessionmaker, message_id) == ("delivered", None)
 
 
+@pytest.mark.parametrize("late", ["status_failed_21610.txt", "status_undelivered_30003.txt"])
+async def test_an_error_about_a_message_already_delivered_changes_nothing_about_the_number(
+    twilio_client: Client, sessionmaker: SessionMaker, late: str
+) -> None:
+    """Callbacks come in any order: the handset took this very message, so an error reported
+    after its delivery neither revokes SMS consent nor marks the number."""
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    assert (await post(twilio_client, STATUS, fixture("status_delivered.txt"))).status == 200
+    assert (await post(twilio_client, STATUS, fixture(late))).status == 200
+    assert await state_of(sessionmaker, message_id) == ("delivered", None)
+    async with sessionmaker() as session:
+        customer = await find_customer(session, "phone", CUSTOMER, "US")
+        assert not await service_revoked(session, customer.id, Channel.SMS)
+        assert await session.scalar(select(func.count()).select_from(Undeliverable)) == 0
+        audits = list(
+            await session.scalars(
+                select(AuditEntry.action).where(AuditEntry.customer_id == customer.id)
+            )
+        )
+    assert "sms.error_report_stale" in audits
+
+
+async def test_a_message_delivered_after_its_own_failure_was_reported_clears_the_mark(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """The same send: "undelivered 30003" first, then "delivered" (out of order). The handset
+    took it, so the mark made from its failure goes."""
+    message_id = await sent_reply(twilio_client, sessionmaker)
+    async with sessionmaker.begin() as session:
+        session.add(_attempt(message_id, SENT_SID, minutes_ago=1))
+    assert (
+        await post(twilio_client, STATUS, fixture("status_undelivered_30003.txt"))
+    ).status == 200
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Undeliverable)) == 1
+    assert (await post(twilio_client, STATUS, fixture("status_delivered.txt"))).status == 200
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Undeliverable)) == 0
+
+
 async def test_a_status_callback_must_be_signed(
     twilio_client: Client, sessionmaker: SessionMaker
 ) -> None:
