@@ -56,7 +56,7 @@ from crm_core.timeline import add_interactions
 from crm_core.unnest import as_arrays, insert_unnested
 from dialog.handoff import TURN_ATTRIBUTES
 from dialog.inbound.work import Context, Pending, Work, keyword_plan
-from dialog.media import writing_channels
+from dialog.media import medium, writing_channels
 from dialog.models import (
     INBOUND_ONLY,
     OPEN_STATES,
@@ -69,6 +69,7 @@ from dialog.models import (
 from dialog.outbox import enqueue, outbox_row, through_outbox
 from dialog.outbox.models import PROVIDER_ID_LENGTH, outbox_table
 from dialog.outbox.models import Purpose as SendPurpose
+from dialog.text_parts import text_parts
 from dialog.turns import ConversationFacts, CustomerFacts
 
 __all__ = [
@@ -499,7 +500,12 @@ async def answered(session: AsyncSession, works: Sequence[Work]) -> None:
 
 async def write(session: AsyncSession, works: Sequence[Work]) -> None:
     """Everything the batch's turns decided, a statement per kind of write."""
-    replies = [(work, text) for work in works for text in work.replies]
+    replies = [
+        (work, part)
+        for work in works
+        for text in work.replies
+        for part in _sendable(text, work.conversation.channel)
+    ]
     if replies:
         rows: list[dict[str, Any]] = [
             {
@@ -571,6 +577,13 @@ async def _insert_messages(
             statements[dialect], as_arrays(messages_table, rows, _MESSAGE_COLUMNS)
         )
     return await session.execute(statements[dialect], rows if len(rows) > 1 else rows[0])
+
+
+def _sendable(text: str, channel: str) -> list[str]:
+    """A reply as its medium can send it: whole, or in parts that each fit (Twilio refuses an
+    SMS body over 1,600 characters for good, and an FAQ answer may be longer)."""
+    limit = medium(channel).max_send
+    return text_parts(text, limit) if limit is not None and len(text) > limit else [text]
 
 
 def _reply_options(message: InboundMessage) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from crm_core.models import AuditEntry, Customer, IdentityKind
 from crm_core.sqltypes import utcnow
 from dialog.models import AwaitingBot, Direction, Message
 from dialog.outbox import DeliveryAttempt, DeliveryState, OutboxEntry
+from dialog.turns import BotTurn, Turn
 from sastre.app import create_app
 from sastre.config import Settings
 from sastre.db import SessionMaker
@@ -259,6 +260,29 @@ async def test_a_bot_that_never_answers_is_a_503_and_the_redelivery_is_answered(
     assert again.status == 200
     assert await count(sessionmaker, Message.direction == "in") == 1
     assert await replies_to(sessionmaker) == ["back: Where is my order?"]
+
+
+PARAGRAPH = ("Para devolver un pedido entra en tu cuenta y elige el pedido. " * 15).strip()
+
+
+class LongAnswers:
+    """A bot outside the database whose answer (two paragraphs of 929 characters) is longer
+    than one SMS may be."""
+
+    async def ask(self, turn: Turn) -> BotTurn:
+        return BotTurn(replies=[f"{PARAGRAPH}\n\n{PARAGRAPH}"])
+
+
+async def test_an_answer_longer_than_an_sms_goes_in_parts_that_twilio_takes(
+    aiohttp_client: ClientFactory, sms_settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """Twilio refuses a body over 1,600 characters for good (21617): a longer answer is
+    queued as messages that each fit, cut between its paragraphs."""
+    client = await aiohttp_client(create_app(sms_settings, brain=LongAnswers()))
+    assert (await post(client, INBOUND, fixture("inbound_plain.txt"))).status == 200
+    assert await replies_to(sessionmaker) == [PARAGRAPH, PARAGRAPH]
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxEntry)) == 2
 
 
 async def test_an_mms_keeps_its_media_and_accents_are_kept(
