@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
+from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 from mailparser_reply import EmailReplyParser
@@ -495,16 +495,31 @@ def _report(message: EmailMessage) -> tuple[tuple[Bounce, ...], str | None]:
     for part in _parts(message):
         kind = part.get_content_type()
         if kind == "message/delivery-status":
-            bounces.extend(_recipients(part))
-        elif kind in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+            payload = part.get_payload()
+            bounces.extend(_recipients(payload if isinstance(payload, list) else []))
+        elif kind == "message/global-delivery-status":
+            bounces.extend(_recipients(_global_blocks(part)))
+        elif kind in _RETURNED:
             original = original or _returned_id(part)
     return tuple(bounces), original
 
 
-def _recipients(part: Message) -> Iterator[Bounce]:
+# The returned message or its headers; the "global" ones (RFC 6533) of mail sent with SMTPUTF8.
+_RETURNED = frozenset(
+    {
+        "message/rfc822",
+        "text/rfc822-headers",
+        "message/rfc822-headers",
+        "message/global",
+        "message/global-headers",
+    }
+)
+_BLOCK_BREAK = re.compile(r"\n[ \t]*\n")
+_ACTION = re.compile(r"\s*([A-Za-z]+)")
+
+
+def _recipients(blocks: Iterable[object]) -> Iterator[Bounce]:
     """The per-recipient blocks of a delivery-status part (the first block is per-message)."""
-    payload = part.get_payload()
-    blocks = payload if isinstance(payload, list) else []
     for block in blocks:
         if not isinstance(block, Message):
             continue
@@ -514,13 +529,34 @@ def _recipients(part: Message) -> Iterator[Bounce]:
         if not (final or original) or status is None:
             continue
         diagnostic = block.get("Diagnostic-Code")
+        # "failed (permanent)": a comment may follow the action (RFC 3464's CFWS).
+        action = _ACTION.match(str(block.get("Action") or ""))
         yield Bounce(
             recipient=final or original,
             status=".".join(status.groups()),
-            action=str(block.get("Action") or "").strip().lower(),
+            action=action.group(1).lower() if action else "",
             diagnostic=" ".join(str(diagnostic).split()) if diagnostic else None,
             original_recipient=original or None,
         )
+
+
+def _global_blocks(part: Message) -> list[Message]:
+    """The blocks of a `message/global-delivery-status` part (RFC 6533: a delivery-status in
+    UTF-8, what mail sent with SMTPUTF8 bounces with). The stdlib reads it as a message whose
+    headers are the per-message block and whose body holds the rest, split here at the blank
+    lines between blocks and each read as headers."""
+    payload = part.get_payload()
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    if not isinstance(inner, Message):
+        return []
+    body = inner.get_payload(decode=True)
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else ""
+    parser = HeaderParser(policy=policy.default)
+    return [
+        parser.parsestr(block)
+        for block in _BLOCK_BREAK.split(_LINE_END.sub("\n", text))
+        if block.strip()
+    ]
 
 
 def _dsn_address(value: object) -> str:
@@ -533,12 +569,12 @@ def _dsn_address(value: object) -> str:
 def _returned_id(part: Message) -> str | None:
     payload = part.get_payload()
     if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-        return _first_id(str(payload[0].get("Message-ID") or ""))
-    if part.get_content_type() != "message/rfc822":
+        return _first_id(_raw_header(payload[0], "Message-ID"))
+    if part.get_content_type() not in ("message/rfc822", "message/global"):
         headers = part.get_payload(decode=True)
         if isinstance(headers, bytes):
             returned = BytesParser(policy=policy.default).parsebytes(headers, headersonly=True)
-            return _first_id(str(returned.get("Message-ID") or ""))
+            return _first_id(_raw_header(returned, "Message-ID"))
     return None
 
 

@@ -119,13 +119,16 @@ async def do_record_email_bounces(
                     code=bounce.status,
                     reason=bounce.diagnostic or f"bounced: {bounce.status}",
                 )
-            if not bounce.permanent:
-                if await _note(unit, bounce, message_id, region, "delayed"):
-                    noted.append(bounce.recipient)
-            elif failed and address_verdict(bounce.status).undeliverable:
+            # Still being tried: a 4.x.x, or a server that says "delayed" whatever its status.
+            # A report of success (2.x.x: delivered, relayed, expanded) changes nothing.
+            trying = bounce.status.startswith("4.") or bounce.action == "delayed"
+            if failed and address_verdict(bounce.status).undeliverable:
                 if await _mark_undeliverable(unit, bounce, message_id, region):
                     marked.append(bounce.recipient)
-            elif failed and await _note(unit, bounce, message_id, region, "failed"):
+            elif failed:
+                if await _note(unit, bounce, message_id, region, "failed"):
+                    noted.append(bounce.recipient)
+            elif trying and await _note(unit, bounce, message_id, region, "delayed"):
                 noted.append(bounce.recipient)
     return BounceOutcome(moved, tuple(marked), tuple(noted), tuple(ignored))
 

@@ -332,6 +332,26 @@ async def test_a_permanent_bounce_of_our_message_marks_the_address_undeliverable
     assert await inbound(sessionmaker) == []  # a report is not a customer's message
 
 
+@pytest.mark.parametrize(
+    "report",
+    [
+        "bounce_action_comment",  # "Action: failed (permanent failure)": a comment may follow
+        "bounce_global_dsn",  # RFC 6533's message/global-delivery-status (mail sent SMTPUTF8)
+    ],
+)
+async def test_a_permanent_bounce_in_another_report_shape_marks_the_address_too(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker, report: str
+) -> None:
+    customer = await sent_email(sessionmaker, "nobody.here@example.com")
+    client = await email_client(aiohttp_client, email_settings(settings))
+    status, body = await post(client, raw(report))
+    assert (status, body["status"]) == (200, "bounce")
+    assert await undeliverable(sessionmaker) == [
+        (customer, "email", "nobody.here@example.com", "bounce 5.1.1")
+    ]
+    assert await outbox_states(sessionmaker) == ["undelivered"]
+
+
 async def test_a_forged_bounce_about_a_message_we_never_sent_changes_nothing(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
 ) -> None:
@@ -404,6 +424,47 @@ async def test_a_delay_is_noted_and_marks_nothing(
             await session.scalars(select(Interaction).where(Interaction.customer_id == customer))
         ).one()
     assert "delayed (4.4.1)" in note.summary
+
+
+async def test_a_permanent_status_the_server_still_tries_is_noted_as_a_delay(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """ "Action: delayed" with a 5.x.x status: the server keeps trying, whatever the status
+    says. Noted, and nothing marked (it was dropped without a trace)."""
+    customer = await sent_email(
+        sessionmaker, "slow.box@example.net", "sastre.out.0043@tienda.example"
+    )
+    client = await email_client(aiohttp_client, email_settings(settings))
+    report = raw("delayed_4_4_1").replace(b"Status: 4.4.1", b"Status: 5.4.1")
+    status, _ = await post(client, report)
+    assert status == 200
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Undeliverable)) == 0
+        note = (
+            await session.scalars(select(Interaction).where(Interaction.customer_id == customer))
+        ).one()
+    assert "delayed (5.4.1)" in note.summary
+
+
+async def test_a_report_of_success_notes_nothing(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """A 2.x.x report (delivered, relayed) is not a delay on the customer's timeline."""
+    customer = await sent_email(
+        sessionmaker, "slow.box@example.net", "sastre.out.0043@tienda.example"
+    )
+    client = await email_client(aiohttp_client, email_settings(settings))
+    report = (
+        raw("delayed_4_4_1")
+        .replace(b"Status: 4.4.1", b"Status: 2.0.0")
+        .replace(b"Action: delayed", b"Action: relayed")
+    )
+    assert (await post(client, report))[0] == 200
+    async with sessionmaker() as session:
+        notes = await session.scalar(
+            select(func.count()).select_from(Interaction).where(Interaction.customer_id == customer)
+        )
+    assert notes == 0
 
 
 async def _ceo_with_an_order(sessionmaker: SessionMaker) -> int:
