@@ -36,13 +36,15 @@ from channels.base import DeliveryFailed, OutboundMessage
 from channels.email.bounces import smtp_code
 from channels.email.render import html_part
 
-__all__ = ["TLS_MODES", "SmtpEmail", "TlsMode", "build_message"]
+__all__ = ["SMTPUTF8_MISSING", "TLS_MODES", "SmtpEmail", "TlsMode", "build_message"]
 
 TlsMode = Literal["starttls", "ssl", "none"]
 TLS_MODES: tuple[TlsMode, ...] = ("starttls", "ssl", "none")
 _ID_SAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]")
 # "=" is encoded in quoted-printable and "_" is not base64: only a 7bit part could hold it.
 _BOUNDARY = "=_sastre.alternative_="
+# The failure code of an address the SMTP server cannot take without SMTPUTF8.
+SMTPUTF8_MISSING = "smtputf8"
 
 
 class _FoldedOnce(BaseHeader):
@@ -323,6 +325,15 @@ class SmtpEmail:
                 else:
                     await self._reset(client)
                 raise _failure(error) from error
+            except aiosmtplib.SMTPNotSupported as error:
+                # An address that needs SMTPUTF8 (a non-ASCII mailbox) and a server without it:
+                # the connection is fine, and trying again will not make the server take it.
+                await self._reset(client)
+                raise DeliveryFailed(
+                    f"the SMTP server cannot take this address: {error}",
+                    retryable=False,
+                    code=SMTPUTF8_MISSING,
+                ) from error
             except TimeoutError as error:  # mid-conversation: the connection is of no more use
                 self._open.discard(client)
                 client.close()

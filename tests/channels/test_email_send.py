@@ -13,7 +13,7 @@ import pytest
 from aiosmtplib.email import flatten_message
 
 from channels.base import ChannelName, DeliveryFailed, OutboundMessage
-from channels.email.send import SmtpEmail, build_message
+from channels.email.send import SMTPUTF8_MISSING, SmtpEmail, build_message
 from tests.support.smtp_peer import TLS_CA, SmtpPeer, smtp_peer
 
 SENDER = "Tienda <hola@tienda.example>"
@@ -159,6 +159,19 @@ async def test_a_4xx_is_retryable() -> None:
             await smtp.send(email())
     assert failed.value.retryable
     assert failed.value.code == "4.3.0"
+
+
+async def test_a_mailbox_that_needs_smtputf8_fails_for_good_where_the_server_has_none() -> None:
+    """Not a connection failure to try again: the server will never take that address. The
+    connection stays good for the next message."""
+    async with smtp_peer(smtputf8=False) as peer, sender_for(peer) as smtp:
+        with pytest.raises(DeliveryFailed) as failed:
+            await smtp.send(email(address="josé@ejemplo.es"))
+        await smtp.send(email())
+    assert not failed.value.retryable
+    assert failed.value.code == SMTPUTF8_MISSING
+    assert len(peer.received) == 1
+    assert peer.connections == 1
 
 
 async def test_a_5xx_to_data_is_permanent() -> None:

@@ -120,13 +120,17 @@ def _server_context() -> ssl.SSLContext:
 
 @asynccontextmanager
 async def smtp_peer(
-    *, keep: bool = True, tls: Literal["none", "starttls", "ssl"] = "none"
+    *,
+    keep: bool = True,
+    tls: Literal["none", "starttls", "ssl"] = "none",
+    smtputf8: bool = True,
 ) -> AsyncIterator[SmtpPeer]:
+    """`smtputf8=False`: a server that does not offer SMTPUTF8 (non-ASCII mailboxes)."""
     peer = SmtpPeer(keep=keep)
     context = _server_context() if tls != "none" else None
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
     if tls == "starttls":
-        options = {"tls_context": context, "require_starttls": True}
+        options |= {"tls_context": context, "require_starttls": True}
     if tls != "none":
         options["authenticator"] = peer.authenticate
 
