@@ -62,6 +62,9 @@ def _within(peer: str, networks: Sequence[IPNetwork]) -> bool:
         address = ipaddress.ip_address(peer.split("%", 1)[0])  # an IPv6 zone names no network
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # A listener on "::" sees an IPv4 relay as ::ffff:a.b.c.d: its networks are IPv4.
+        address = address.ipv4_mapped
     return any(address in network for network in networks)
 
 

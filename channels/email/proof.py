@@ -63,9 +63,20 @@ def _suffixes() -> PublicSuffixList:
 
 
 def organisational_domain(domain: str) -> str:
-    """example.co.uk for mail.shop.example.co.uk; the domain itself when it is a suffix."""
-    domain = domain.strip().rstrip(".").lower()
+    """example.co.uk for mail.shop.example.co.uk; the domain itself when it is a suffix. An
+    internationalised domain in its ASCII form (xn--...), the form DKIM's `d=` is written in."""
+    domain = _ascii(domain.strip().rstrip(".").lower())
     return _suffixes().privatesuffix(domain) or domain
+
+
+def _ascii(domain: str) -> str:
+    """bücher.example → xn--bcher-kva.example (IDNA); a name IDNA refuses stays as it is."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
 
 
 def aligned(from_domain: str, signing_domain: str) -> bool:

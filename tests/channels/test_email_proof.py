@@ -124,3 +124,10 @@ def test_alignment_uses_the_organisational_domain() -> None:
     assert aligned("shop.example.co.uk", "example.co.uk")
     assert not aligned("example.co.uk", "other.co.uk")
     assert not aligned("co.uk", "example.co.uk")
+
+
+def test_an_internationalised_from_domain_aligns_with_its_ascii_signing_domain() -> None:
+    """DKIM's `d=` is written in ASCII (xn--...); a From domain may be written in Unicode."""
+    assert aligned("bücher.example", "xn--bcher-kva.example")
+    assert aligned("tienda.bücher.example", "xn--bcher-kva.example")
+    assert not aligned("bücher.example", "xn--bcher-kva.other")
