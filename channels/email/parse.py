@@ -6,8 +6,9 @@ The stdlib `email` package with policy `default` does the parsing. Around it:
   inscriptis (it writes plain text laid out as a browser would, tables included; html2text writes
   Markdown and is GPL, which this Apache-licensed project cannot ship), at most the first
   `MAX_HTML_CHARS` of it (`channels.email.html`). Any charset; a part labelled ISO-8859-1 or
-  US-ASCII is read as Windows-1252, its superset, as browsers do, because mail clients label
-  Windows-1252 text that way; a charset nobody knows is read as UTF-8 with replacements;
+  US-ASCII (in any spelling) is read as Windows-1252, and one labelled GB2312 or GBK as
+  GB18030, their supersets, as browsers do, because mail clients label text that way; a
+  charset nobody knows is read as UTF-8 with replacements;
 * what the bot reads (`reply`): the newest reply, without the quoted thread under it and the
   signature, in Spanish and English (mail-parser-reply; in HTML mail the clients' quote markup
   is cut before the text is made). The full body is kept (`text`);
@@ -25,6 +26,7 @@ The stdlib `email` package with policy `default` does the parsing. Around it:
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -59,8 +61,15 @@ MAX_ID = 200  # the longest provider id the messages table holds
 # trimmed so, the root first). Anything may be in a header: a reply citing 40,000 ids would
 # otherwise be carried into our answer's header and into the query that threads it.
 MAX_REFERENCES = 20
-# Labels that mail clients put on Windows-1252 text (WHATWG Encoding: browsers read them so).
-_AS_WINDOWS_1252 = frozenset({"iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii", "l1"})
+# Charsets read as their supersets, as browsers read them (WHATWG Encoding): mail clients label
+# Windows-1252 text ISO-8859-1 or US-ASCII, and GBK text GB2312. By the codec a label names,
+# so that every spelling of it counts ("iso_8859-1", "cp819", "ansi_x3.4-1968").
+_SUPERSETS = {
+    "iso8859-1": "windows-1252",
+    "ascii": "windows-1252",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+}
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _LINE_END = re.compile(r"\r\n?")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -411,9 +420,7 @@ def _part_text(part: EmailMessage, defects: list[str]) -> str:
     payload = part.get_payload(decode=True)
     data = payload if isinstance(payload, bytes) else str(part.get_payload()).encode()
     declared = part.get_content_charset()
-    charset = (declared or "utf-8").lower()
-    if charset in _AS_WINDOWS_1252:
-        charset = "windows-1252"
+    charset = _superset((declared or "utf-8").lower())
     try:
         text = data.decode(charset)
     except LookupError:
@@ -429,6 +436,14 @@ def _part_text(part: EmailMessage, defects: list[str]) -> str:
             except UnicodeError:
                 text = data.decode("utf-8", errors="replace")
     return _LINE_END.sub("\n", text)
+
+
+def _superset(charset: str) -> str:
+    try:
+        codec = codecs.lookup(charset).name
+    except LookupError:
+        return charset  # unknown: `_part_text` says so
+    return _SUPERSETS.get(codec, charset)
 
 
 def html_to_text(html: str) -> str:

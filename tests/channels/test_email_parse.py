@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,13 +73,30 @@ def test_windows_1252() -> None:
     assert parsed.text.rstrip().endswith("…")
 
 
-def test_windows_1252_bytes_labelled_iso_8859_1_read_as_windows_1252() -> None:
-    # Outlook and others label Windows-1252 text ISO-8859-1; read strictly, € and the curly
-    # quotes would become invisible control characters.
-    mislabelled = raw("windows1252").replace(b'charset="Windows-1252"', b'charset="iso-8859-1"')
+@pytest.mark.parametrize(
+    "label", ["iso-8859-1", "ISO_8859-1", "iso8859-1", "latin1", "cp819", "us-ascii"]
+)
+def test_windows_1252_bytes_labelled_iso_8859_1_read_as_windows_1252(label: str) -> None:
+    # Outlook and others label Windows-1252 text ISO-8859-1 (in any of its spellings); read
+    # strictly, € and the curly quotes would become invisible control characters.
+    mislabelled = raw("windows1252").replace(
+        b'charset="Windows-1252"', f'charset="{label}"'.encode()
+    )
     parsed = parse_email(mislabelled)
     assert "120 €" in parsed.text
     assert "“110 €”" in parsed.text
+
+
+def test_gbk_text_labelled_gb2312_is_read_whole() -> None:
+    """GB2312 labels GBK text as ISO-8859-1 labels Windows-1252: read as its superset."""
+    text = "您好，我的订单在哪里？顺颂商祺 碁"  # the last character is GBK's, not GB2312's
+    message = (
+        b"From: a@example.com\nMessage-ID: <gb@example.com>\n"
+        b'Content-Type: text/plain; charset="gb2312"\n\n' + text.encode("gbk")
+    )
+    parsed = parse_email(message)
+    assert parsed.text == text
+    assert not parsed.malformed
 
 
 def test_an_unknown_charset_is_a_defect_not_an_error() -> None:
