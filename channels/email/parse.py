@@ -185,6 +185,9 @@ def _parse(raw: bytes, *, keep_attachments: bool) -> ParsedEmail:
     try:
         body, from_html = _body(message, defects)
         text = _part_text(body, defects) if body is not None else ""
+        if body is not None and not from_html:
+            for more in _continuations(message, body):
+                text = text.rstrip("\n") + "\n\n" + _part_text(more, defects)
         reply_text = text
         if from_html:
             converted = html_text(text)
@@ -400,6 +403,29 @@ def _body(message: EmailMessage, defects: list[str]) -> tuple[EmailMessage | Non
         return None, False
     assert isinstance(body, EmailMessage)
     return body, body.get_content_type() == "text/html"
+
+
+def _continuations(message: EmailMessage, body: EmailMessage) -> list[EmailMessage]:
+    """The plain-text parts that go on after the body, with parts between them: Apple Mail
+    writes a message with a picture in its middle as multipart/mixed (text, image, text), and
+    the words after the picture are the customer's too (often the question itself). Unnamed,
+    inline text/plain siblings after the body, in order."""
+    for part in message.walk():
+        if part.get_content_type() != "multipart/mixed":
+            continue
+        children = part.get_payload()
+        if not isinstance(children, list) or not any(child is body for child in children):
+            continue
+        after = children[[child is body for child in children].index(True) + 1 :]
+        return [
+            child
+            for child in after
+            if isinstance(child, EmailMessage)
+            and child.get_content_type() == "text/plain"
+            and child.get_content_disposition() != "attachment"
+            and _filename(child) is None
+        ]
+    return []
 
 
 def _blank(part: Message) -> bool:

@@ -434,3 +434,17 @@ def test_a_charset_no_codec_decodes_costs_the_body_not_the_sender() -> None:
     assert parsed.message_id == "undefined-charset@mail.example.com"
     assert "pedido SO-123456?" in parsed.text
     assert parsed.defects == ("bytes that are not undefined: replaced",)
+
+
+def test_the_words_after_an_inline_picture_are_read_too() -> None:
+    """Apple Mail writes text, picture, text as multipart/mixed: the question may be after
+    the picture."""
+    parsed = parse_email(raw("apple_inline_image"))
+    assert parsed.text == (
+        "Hola, os mando la foto del desperfecto:\n\n"
+        "Quiero devolver el pedido SO-123456, ¿cómo lo hago?\n"
+    )
+    assert "SO-123456" in parsed.reply
+    assert [(a.name, a.content_type) for a in parsed.attachments] == [
+        ("IMG_0001.jpg", "image/jpeg")
+    ]
