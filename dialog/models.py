@@ -166,8 +166,9 @@ class AwaitingBot(Base):
 
     Stored with the message, deleted with the answer: the bot is asked between the two
     transactions, so no transaction waits on the network. A message still here was never
-    answered (the process stopped meanwhile): its redelivery is asked again, not dropped as a
-    duplicate."""
+    answered (the bot gave none, or the process stopped meanwhile): its redelivery is asked
+    again, not dropped as a duplicate, and an SMS is asked again without one
+    (`dialog.inbound.reask`: Twilio posts once). `asked_at` moves each time it is asked again."""
 
     __tablename__ = "awaiting_bot"
 

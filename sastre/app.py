@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -14,7 +15,8 @@ from sqlalchemy.engine import make_url
 from consent.replies import Brand
 from dialog.faq_store import FaqCatalogue
 from dialog.inbound import MAX_BATCH, InboundProcessor
-from dialog.turns import Bot
+from dialog.inbound.reask import reask_after, reask_forever
+from dialog.turns import Bot, RemoteBot
 from sastre.appkeys import (
     BRAIN,
     ENGINE,
@@ -127,7 +129,19 @@ async def _dialog(app: web.Application) -> AsyncIterator[None]:
                 messages_per_month=settings.sms_messages_per_month,
             ),
         )
+        reasking = None
+        if isinstance(brain, RemoteBot):
+            # An SMS the bot gave no answer to is asked again: Twilio does not deliver it again.
+            reasking = asyncio.ensure_future(
+                reask_forever(
+                    app[SESSIONMAKER],
+                    app[INBOUND].handle,
+                    after=reask_after(settings.bot_timeout),
+                )
+            )
         yield
+        if reasking is not None:
+            reasking.cancel()
         await app[INBOUND].drained()  # messages already accepted are written before we stop
 
 

@@ -4,6 +4,7 @@ keywords, and status callbacks moving delivery state forward only (on SQLite and
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select, update
 from twilio.request_validator import RequestValidator
+from typing_extensions import override
 
+import sastre.app as app_module
 from channels.sms_webhooks import EMPTY_TWIML, WebhookSignature
 from consent.models import ConsentEvent, Undeliverable
 from consent.replies import service_revoked
@@ -24,10 +27,12 @@ from consent.types import Channel
 from crm_core.customers import find_customer, resolve
 from crm_core.models import AuditEntry, Customer, IdentityKind
 from crm_core.sqltypes import utcnow
+from dialog.inbound.reask import reask_forever
 from dialog.models import AwaitingBot, Direction, Message
 from dialog.outbox import DeliveryAttempt, DeliveryState, OutboxEntry
 from dialog.turns import BotTurn, Turn
 from sastre.app import create_app
+from sastre.appkeys import INBOUND as INBOUND_PATH_PROCESSOR
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from tests.sastre.conftest import ClientFactory
@@ -260,6 +265,43 @@ async def test_a_bot_that_never_answers_is_a_503_and_the_redelivery_is_answered(
     assert again.status == 200
     assert await count(sessionmaker, Message.direction == "in") == 1
     assert await replies_to(sessionmaker) == ["back: Where is my order?"]
+
+
+class ReturningBot(SilentBot):
+    """A silent bot that says when it has answered, once it is back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered = asyncio.Event()
+
+    @override
+    async def ask(self, turn: Turn) -> BotTurn:
+        answer = await super().ask(turn)
+        self.answered.set()
+        return answer
+
+
+async def test_an_sms_the_bot_gave_no_answer_is_asked_again_without_a_redelivery(
+    aiohttp_client: ClientFactory,
+    sms_settings: Settings,
+    sessionmaker: SessionMaker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Twilio posts once: the web process asks the bot again about an SMS left awaiting it
+    (`dialog.inbound.reask`; here at once, instead of a minute later)."""
+    monkeypatch.setattr(app_module, "reask_after", lambda timeout: timedelta(0))
+    monkeypatch.setattr(app_module, "reask_forever", functools.partial(reask_forever, every=0.01))
+    bot = ReturningBot()
+    configured = sms_settings.model_copy(update={"bot_timeout": 0.05})
+    app = create_app(configured, brain=bot)
+    client = await aiohttp_client(app)
+    assert (await post(client, INBOUND, fixture("inbound_plain.txt"))).status == 503
+    bot.back = True
+    async with asyncio.timeout(30):
+        await bot.answered.wait()
+    await app[INBOUND_PATH_PROCESSOR].drained()
+    assert await replies_to(sessionmaker) == ["back: Where is my order?"]
+    assert await count(sessionmaker, Message.direction == "in") == 1
 
 
 PARAGRAPH = ("Para devolver un pedido entra en tu cuenta y elige el pedido. " * 15).strip()
