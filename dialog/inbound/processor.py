@@ -37,7 +37,7 @@ from channels.base import ChannelName, InboundMessage
 from consent.replies import Brand
 from crm_core.sqltypes import utcnow
 from dialog.inbound import sql
-from dialog.inbound.steps import TurnSteps
+from dialog.inbound.steps import TurnSteps, stops
 from dialog.inbound.work import Context, Pending, Work
 from dialog.media import bot_reads, medium
 from dialog.outbox import announce
@@ -328,8 +328,11 @@ class InboundProcessor:
             if context is None:  # a merged record's address, or another process's new lead
                 context = await self._steps.resolve(session, pending)
             customer_id = context.customer.id
-            if customer_id in customers or customer_id in self._asking:
-                later.append((pending, customer_id))  # their earlier turn first: this one sees it
+            # Their earlier turn first, so this one sees it; but a STOP does not wait for the bot
+            # to answer the one before (the answer is then not sent: the worker checks consent).
+            waits = customer_id in self._asking and not stops(pending.message)
+            if customer_id in customers or waits:
+                later.append((pending, customer_id))
                 continue
             customers.add(customer_id)
             turns.append((pending, context))

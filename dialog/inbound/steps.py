@@ -336,6 +336,15 @@ class TurnSteps:
             )
 
 
+def stops(message: InboundMessage) -> bool:
+    """Whether the message is a STOP (a single opt-out keyword, or the provider's reading of
+    one): it acts when it comes, not behind the bot's answer to the customer's previous turn."""
+    _, keyword = _keyword(message, bot_reads(message))
+    return keyword.kind is KeywordKind.OPT_OUT and (
+        keyword.exact or bool(message.metadata.get("keyword"))
+    )
+
+
 def _keyword(message: InboundMessage, text: str) -> tuple[str | None, KeywordMatch]:
     """The keyword the provider read in the message, if any (Twilio's OptOutType: it has acted
     on it already), and the keyword the text is, the provider's reading first."""

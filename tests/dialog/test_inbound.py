@@ -18,8 +18,9 @@ from typing_extensions import override
 
 from channels.base import ChannelName, InboundMessage
 from consent.ledger import consent_history
-from consent.replies import Brand
-from crm_core.customers import resolve, upsert_customer
+from consent.replies import Brand, service_revoked
+from consent.types import Channel
+from crm_core.customers import find_customer, resolve, upsert_customer
 from crm_core.models import IdentityKind, Interaction
 from crm_core.records import parse_customer
 from dialog.inbound import BOT_TIMEOUT, InboundProcessor
@@ -658,6 +659,33 @@ async def test_a_customers_next_message_waits_for_their_answer_and_sees_it(
     async with sessionmaker() as session:
         conversation = await session.get_one(Conversation, (await second).conversation_id)
     assert conversation.failed_turns == 2
+
+
+async def test_a_stop_acts_at_once_while_the_bot_holds_the_customers_earlier_turn(
+    sessionmaker: SessionMaker,
+) -> None:
+    """STOP means stop: it does not wait behind the bot's answer to the message before it (up
+    to `bot_timeout`), and that answer, written after it, is one the worker will not send."""
+    bot = GatedRemote(SLOW)
+    processor = make_processor(sessionmaker, bot)
+    first = asyncio.create_task(processor.handle(sms("where is my order?", SLOW)))
+    await bot.asked.wait()
+    stopped = await asyncio.wait_for(processor.handle(sms("STOP", SLOW)), timeout=10)
+    assert not first.done()  # the bot still holds the earlier turn
+    assert [reply.text for reply in stopped.replies] == [
+        "You are unsubscribed from Sastre. No more messages. Reply START to resubscribe."
+    ]
+    bot.go.set()
+    await first
+    async with sessionmaker() as session:
+        customer = await find_customer(session, "phone", SLOW, "US")
+        assert await service_revoked(session, customer.id, Channel.SMS)
+        texts = list(
+            await session.scalars(
+                select(Message.text).where(Message.direction == "out").order_by(Message.id)
+            )
+        )
+    assert texts[0].startswith("You are unsubscribed")  # the answer before it came after
 
 
 async def test_a_bot_that_does_not_answer_in_time_is_given_up_on(
