@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from itertools import islice
 
@@ -129,10 +130,13 @@ class InboundProcessor:
         if original is not None and not original.result.done():
             # The provider sent it again (Twilio does when our answer is slow) while the first
             # delivery is still queued or in flight: the first one's outcome is this one's.
-            again = asyncio.get_running_loop().create_future()
+            again: asyncio.Future[InboundResult | None] = asyncio.get_running_loop().create_future()
             original.redelivered.append(again)
-            if await again:
-                return InboundResult(duplicate=True)
+            first = await again
+            if first is not None:
+                # A duplicate, with the first delivery's answer: a web chat visitor who
+                # reconnected meanwhile gets it on the socket they are on now.
+                return replace(first, duplicate=True)
             # The first delivery failed: this one is tried on its own, as any redelivery is.
         # An SMS sender no customer writes from (a short code) is kept as written, unanswered.
         message, sender = identify(on, message, self._region)
@@ -143,15 +147,19 @@ class InboundProcessor:
             message.received_at or self._now(),
             asyncio.get_running_loop().create_future(),
         )
-        self._handling.setdefault(key, pending)
+        if self._handling.setdefault(key, pending) is pending:
+            pending.result.add_done_callback(lambda _: self._forget(key, pending))
         self._queue.append(pending)
         self._unread += 1
         self._kick()
-        try:
-            return await pending.result
-        finally:
-            if self._handling.get(key) is pending:
-                del self._handling[key]
+        # Shielded: a caller that stops waiting (a web chat socket closed) leaves its message in
+        # flight and known as such, so a redelivery meanwhile waits for it and gets its answer.
+        return await asyncio.shield(pending.result)
+
+    def _forget(self, key: tuple[ChannelName, str], pending: Pending) -> None:
+        """The message is settled: a redelivery from now on is the database's to dedupe."""
+        if self._handling.get(key) is pending:
+            del self._handling[key]
 
     async def drained(self) -> None:
         """Wait until every message handed in so far is written and answered (at shutdown)."""

@@ -43,8 +43,9 @@ class Pending:
     read_ahead: bool = False
     reading: asyncio.Future[None] | None = None  # that reading, done elsewhere, if not back yet
     # Redeliveries of this very message (its provider id) that arrived while it was handled:
-    # each learns whether it was stored (True), or failed and should be tried itself (False).
-    redelivered: list[asyncio.Future[bool]] = field(default_factory=list)
+    # each learns what became of it (stored and answered), or None if it failed and should be
+    # tried itself.
+    redelivered: list[asyncio.Future[InboundResult | None]] = field(default_factory=list)
 
     @property
     def kind(self) -> IdentityKind:
@@ -54,8 +55,10 @@ class Pending:
         for again in self.redelivered:
             if again.done():
                 continue
-            if isinstance(result, Exception | InboundResult):
-                again.set_result(not isinstance(result, Exception))
+            if isinstance(result, InboundResult):
+                again.set_result(result)
+            elif isinstance(result, Exception):
+                again.set_result(None)
             else:  # stopped (shutdown): the redelivery is not tried either
                 again.set_exception(result)
         self.redelivered.clear()

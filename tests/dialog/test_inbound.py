@@ -138,7 +138,8 @@ async def test_the_same_message_at_the_same_moment_is_answered_once(
         *(processor.handle(sms("hi", provider_id="SM-race")) for _ in range(5))
     )
     assert sum(not r.duplicate for r in results) == 1
-    assert sum(len(r.replies) for r in results) == 1
+    # One answer; the duplicates carry it too, for a web chat socket that took over.
+    assert len({reply.message_id for r in results for reply in r.replies}) == 1
     assert await count(sessionmaker, Message) == 2
     assert await count(sessionmaker, Conversation) == 1
 

@@ -4,25 +4,29 @@ The bot is a small fake (the real one has its own tests, and the browser test us
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType, WSServerHandshakeError
+from aiohttp import ClientWSTimeout, WSMsgType, WSServerHandshakeError
 from aiohttp.client import ClientWebSocketResponse
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from typing_extensions import override
 
+from channels.base import InboundMessage
 from channels.webchat import MAX_TEXT, VISITOR_COOKIE, identity_hash
 from crm_core.customers import upsert_customer
 from crm_core.models import Identity, IdentityKind
 from crm_core.records import parse_customer
 from dialog.models import Conversation, Message
-from dialog.turns import BotTurn, Turn
+from dialog.turns import BotTurn, InboundResult, Turn
 from sastre.app import create_app
+from sastre.appkeys import INBOUND
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from sastre.web import chat
@@ -214,6 +218,62 @@ async def test_a_message_sent_again_after_a_reconnect_is_answered_once(
     await ws.close()
     assert [t.text for t in brain.turns] == ["where is my order?", "thanks"]
     assert await count(sessionmaker, Message) == 4
+
+
+class GatedBrain(FakeBrain):
+    """Holds its answer to "slow question" until let go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    @override
+    async def respond(self, session: AsyncSession, turn: Turn) -> BotTurn:
+        if turn.text == "slow question":
+            self.entered.set()
+            await self.go.wait()
+        return await super().respond(session, turn)
+
+
+async def test_a_message_sent_again_while_it_is_answered_gets_the_answer_on_the_new_socket(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    """The visitor's connection drops while their message is being answered; the widget
+    reconnects and sends it again (the history does not hold it yet). The resend waits for the
+    first delivery and brings its answer to the socket the visitor is on now."""
+    brain = GatedBrain()
+    app = create_app(with_secret(settings), brain=brain)
+    client = await aiohttp_client(app)
+    processor = app[INBOUND]
+    resent = asyncio.Event()
+    handle = processor.handle
+
+    async def watching(message: InboundMessage) -> InboundResult:
+        answer = asyncio.ensure_future(handle(message))
+        await asyncio.sleep(0)  # in: waiting for the first delivery
+        if message.provider_id.endswith(":q1"):
+            resent.set()
+        return await answer
+
+    # The server answers the close only once the message is answered: not waited for.
+    ws = await client.ws_connect("/ws/chat", timeout=ClientWSTimeout(ws_close=0.01))
+    await receive(ws)  # its history
+    await say(ws, "q1", "slow question")
+    await brain.entered.wait()
+    await ws.close()  # the connection drops
+    processor.handle = watching  # type: ignore[method-assign]
+    ws, _ = await connect(client)
+    await say(ws, "q1", "slow question")
+    await resent.wait()
+    brain.go.set()
+    frames = [await receive(ws), await receive(ws)]
+    assert [(f["author"], f["text"]) for f in frames] == [
+        ("customer", "slow question"),
+        ("bot", "echo: slow question"),
+    ]
+    await ws.close()
+    assert [t.text for t in brain.turns] == ["slow question"]
 
 
 async def test_an_over_long_message_is_refused_with_a_reason(
