@@ -20,12 +20,12 @@ from sastre.operations import do_add_interaction, do_merge_customers, do_upsert_
 from sastre.web.auth import require
 from sastre.web.errors import ApiError, read_json_object
 from sastre.web.json_input import RecordId
+from sastre.web.paging import MAX_ID, whole_number
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
-MAX_ID = 2**63  # ids are 64-bit on both databases
 
 LOOKUP_KEYS = {
     "email": IdentityKind.EMAIL,
@@ -84,9 +84,10 @@ def validated(model: type[M], body: dict[str, Any]) -> M:
 
 def customer_id_of(request: web.Request) -> int:
     raw = request.match_info["customer_id"]
-    if not raw.isdecimal() or int(raw) >= MAX_ID:
-        raise ApiError(400, "the customer id must be a number below 2**63", {"id": raw})
-    return int(raw)
+    number = whole_number(raw, below=MAX_ID)
+    if number is None:
+        raise ApiError(400, "the customer id must be a number below 2**63", {"id": raw[:40]})
+    return number
 
 
 @routes.get("/api/customers/{customer_id}")

@@ -31,7 +31,7 @@ from sastre.auth import Permission
 from sastre.web.auth import require
 from sastre.web.errors import ApiError
 from sastre.web.faq import FAQ_CATALOGUE
-from sastre.web.paging import read_cursor, write_cursor
+from sastre.web.paging import read_cursor, whole_number, write_cursor
 
 __all__ = ["routes"]
 
@@ -68,10 +68,10 @@ def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | 
 
 
 def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", str(LIST_DEFAULT))
-    if not raw.isdecimal() or not 1 <= int(raw) <= LIST_LIMIT:
+    number = whole_number(request.query.get("limit", str(LIST_DEFAULT)), below=LIST_LIMIT + 1)
+    if number is None or number < 1:
         raise _invalid("limit", f"a whole number from 1 to {LIST_LIMIT}")
-    return int(raw)
+    return number
 
 
 def _write_cursor(group: GapGroup) -> str:

@@ -37,13 +37,12 @@ from sastre.web.auth import require
 from sastre.web.customers import validated
 from sastre.web.errors import ApiError, read_json_object
 from sastre.web.json_input import RecordId
-from sastre.web.paging import read_cursor, write_cursor
+from sastre.web.paging import MAX_ID, read_cursor, whole_number, write_cursor
 from sastre.worker.process import publish_wakeups
 
 __all__ = ["outbox_wakeups", "routes"]
 
 routes = web.RouteTableDef()
-MAX_ID = 2**63
 LIST_LIMIT: Final = 200  # the most rows one page of /api/outbox holds
 LIST_DEFAULT: Final = 50
 # A subject is one line: a CR or LF in it would be a header of its own (header injection).
@@ -74,10 +73,10 @@ class SendIn(BaseModel):
 
 
 def _message_id(request: web.Request) -> int:
-    raw = request.match_info["message_id"]
-    if not raw.isdecimal() or int(raw) >= MAX_ID:
+    number = whole_number(request.match_info["message_id"], below=MAX_ID)
+    if number is None:
         raise ApiError(400, "bad_message_id", "a message id is a positive integer")
-    return int(raw)
+    return number
 
 
 def _iso(value: Any) -> str | None:
@@ -142,14 +141,14 @@ async def show_message(request: web.Request) -> web.Response:
 
 
 def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", str(LIST_DEFAULT))
-    if not raw.isdecimal() or not 1 <= int(raw) <= LIST_LIMIT:
+    number = whole_number(request.query.get("limit", str(LIST_DEFAULT)), below=LIST_LIMIT + 1)
+    if number is None or number < 1:
         raise ApiError(
             400,
             "invalid query",
             [{"field": "limit", "reason": f"a whole number from 1 to {LIST_LIMIT}"}],
         )
-    return int(raw)
+    return number
 
 
 def _cursor(request: web.Request) -> tuple[datetime, int] | None:

@@ -180,6 +180,17 @@ async def test_a_message_still_on_its_way_is_not_retried(
 async def test_bad_input_is_a_400(client: Client, auth: Auth) -> None:
     assert (await client.get("/api/outbox?state=lost", headers=auth())).status == 400
     assert (await client.get("/api/messages/abc", headers=auth())).status == 400
+    # More digits than int() reads (4,300): a 400, not a ValueError's 500.
+    digits = "9" * 5000
+    for path in (
+        f"/api/messages/{digits}",
+        f"/api/outbox?state=failed&limit={digits}",
+        f"/api/customers/{digits}",
+    ):
+        assert (await client.get(path, headers=auth())).status == 400, path[:40]
+    assert (await client.post(f"/api/messages/{digits}/retry", headers=auth())).status == 400
+    padded = await client.get(f"/api/outbox?state=failed&limit={'0' * 5000}5", headers=auth())
+    assert padded.status == 200  # five, however many zeros lead it
     status, _ = await _send(client, auth, customer_id=1, text="", purpose="service")
     assert status == 400
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from sastre.web.paging import MAX_ID, read_cursor, write_cursor
+from sastre.web.paging import MAX_ID, read_cursor, whole_number, write_cursor
 
 ids = st.integers(min_value=1, max_value=MAX_ID - 1)
 offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
@@ -45,3 +45,22 @@ def test_a_forged_cursor_is_none_or_a_time_in_utc(at: datetime, row_id: str) -> 
 def test_any_text_is_none_or_a_cursor(cursor: str) -> None:
     read = read_cursor(cursor)
     assert read is None or read[0].tzinfo is UTC
+
+
+@given(st.integers(min_value=0, max_value=10**25), st.integers(min_value=1, max_value=MAX_ID))
+def test_a_whole_number_is_read_when_it_is_below_the_bound(number: int, below: int) -> None:
+    expected = number if number < below else None
+    assert whole_number(str(number), below=below) == expected
+    assert whole_number("000" + str(number), below=below) == expected
+
+
+@given(st.text(max_size=50))
+@example("9" * 5000)
+@example("٣")  # a digit int() reads, of another script
+@example("")
+@example("-1")
+def test_anything_else_is_none_never_an_error(raw: str) -> None:
+    if not (raw.isascii() and raw.isdecimal()):
+        assert whole_number(raw, below=MAX_ID) is None
+    else:
+        assert whole_number(raw, below=MAX_ID) in (None, int(raw) if len(raw) < 4000 else None)
