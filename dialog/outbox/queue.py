@@ -744,10 +744,20 @@ async def _record_attempts(
         await session.execute(_ATTEMPTS, attempts if len(attempts) > 1 else attempts[0])
 
 
+_OWNERS = select(_m.id, _m.customer_id).where(_m.id.in_(bindparam("ids", expanding=True)))
+
+
 async def _record_timeline(session: AsyncSession, results: Sequence[Result], now: datetime) -> None:
+    """On the timeline of whoever the message belongs to now: the customer it was claimed for
+    may have been merged into another meanwhile (the merge moved the message and its history
+    to the record that lives on)."""
+    if not results:
+        return
+    ids = sorted({r.claimed.message_id for r in results})
+    owners = {row.id: row.customer_id for row in await session.execute(_OWNERS, {"ids": ids})}
     timeline = [
         _timeline(
-            r.claimed.customer_id,
+            owners.get(r.claimed.message_id, r.claimed.customer_id),
             r.claimed.message_id,
             r.claimed.channel.value,
             DeliveryState.SENT.value if r.outcome == "sent" else DeliveryState.FAILED.value,
