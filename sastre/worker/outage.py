@@ -3,8 +3,10 @@
 Redis carries only what can be rebuilt from the database (the wake-ups between processes, the
 shared rate limits), so its outage is a degraded mode, not a failure: each user falls back (a
 local rate limit, polling the database) and says so in one warning when Redis goes, one when it
-is back, instead of a traceback per call. While it is away, Redis is tried again at most once
-every `retry_every` seconds: a host that does not answer does not slow every call down.
+is back, instead of a traceback per call. While it is away, Redis is tried again `retry_every`
+seconds after the last failed try ended, then twice as long after each further failure, up to
+`MAX_RETRY_EVERY`: a host that does not answer (each try waits for its timeout) slows a few
+calls down, not every call, nor one call in two.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-__all__ = ["REDIS_ERRORS", "Outage"]
+__all__ = ["MAX_RETRY_EVERY", "REDIS_ERRORS", "Outage"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ def _redis_errors() -> tuple[type[Exception], ...]:
 
 
 REDIS_ERRORS = _redis_errors()
+MAX_RETRY_EVERY = 30.0  # seconds between tries at most, however long Redis is away
 
 
 class Outage:
@@ -45,7 +48,8 @@ class Outage:
         self._retry_every = retry_every
         self._clock = clock
         self._down_since: float | None = None
-        self._last_try = 0.0
+        self._last_try = 0.0  # when the last failed try ended
+        self._misses = 0  # failed tries since Redis went
 
     @property
     def down(self) -> bool:
@@ -55,16 +59,15 @@ class Outage:
         """Whether to call Redis now: always while it answers, now and then while it does not."""
         if self._down_since is None:
             return True
-        now = self._clock()
-        if now - self._last_try < self._retry_every:
-            return False
-        self._last_try = now
-        return True
+        wait = min(MAX_RETRY_EVERY, self._retry_every * 2.0 ** max(0, self._misses - 1))
+        return self._clock() - self._last_try >= wait
 
     def failed(self, error: BaseException) -> None:
+        self._last_try = self._clock()
+        self._misses += 1
         if self._down_since is not None:
             return
-        self._down_since = self._last_try = self._clock()
+        self._down_since = self._last_try
         log.warning(
             "Redis is unreachable for %s (%s: %s); meanwhile %s",
             self._what,
@@ -78,4 +81,5 @@ class Outage:
             return
         away = self._clock() - self._down_since
         self._down_since = None
+        self._misses = 0
         log.warning("Redis is back for %s after %.0f s", self._what, away)

@@ -32,6 +32,7 @@ __all__ = ["ChannelRates", "rate_item", "storage_for"]
 
 NAMESPACE = "sastre-send"
 REDIS_TIMEOUT = 2.0  # seconds to connect to Redis, or for it to answer
+LIMITER_TIMEOUT = 0.25  # the same for the rate limiter, which a claim waits for
 T = TypeVar("T")
 _WINDOWS = 60  # the longest window a rate is counted in, in seconds
 
@@ -40,9 +41,11 @@ def storage_for(redis_url: str | None) -> tuple[Storage, Callable[[], Awaitable[
     """Redis when configured (shared by every process), else this process's memory; with the
     function that closes its connections."""
     if redis_url:
-        # A claim waits for the limiter: a Redis that stops answering must fail fast.
+        # A claim waits for the limiter inside its transaction (holding SQLite's write lock):
+        # a Redis that stops answering must fail fast. Its answers take well under a
+        # millisecond on a sound network.
         pool = ConnectionPool.from_url(
-            redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
+            redis_url, socket_connect_timeout=LIMITER_TIMEOUT, socket_timeout=LIMITER_TIMEOUT
         )
         scheme, _, rest = redis_url.partition("://")
         # limits picks its storage by scheme only (the pool above is what connects), and it
