@@ -53,7 +53,6 @@ from channels.webchat import (
     ChatLine,
     ClientMessage,
     IdentityProof,
-    MessageRate,
     ProtocolError,
     VisitorCookies,
     error_frame,
@@ -254,8 +253,11 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
             notice = translate(language, "webchat.handoff", default=settings.default_language)
             await ws.send_json(handoff_frame(notice))
         state = _Socket(visitor, language, address)
-        rate = MessageRate()
+        limits = request.app[CHAT_LIMITS]
         async for frame in ws:
+            # The visitor's bucket, shared by all their sockets (a new visitor's id becomes
+            # theirs with their first message).
+            rate = limits.message_rate(state.visitor.id)
             if frame.type is WSMsgType.TEXT and not rate.allow(time.monotonic()):
                 await ws.send_json(
                     error_frame("slow_down", refusal("slow_down", language, default))

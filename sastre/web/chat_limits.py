@@ -1,6 +1,7 @@
 """How many new visitors and new leads one client may make through the web chat.
 
-The chat limits messages per socket (`channels.webchat.MessageRate`), but a socket without a
+The chat limits messages per visitor (`channels.webchat.MessageRate`, one bucket shared by all
+of a visitor's sockets in this process: opening more sockets buys no more), but a socket without a
 visitor cookie is a new visitor, and a new visitor's first message makes a new customer (a lead):
 a script opening sockets could fill the customer table. So new visitors are counted per client
 address per minute, and new leads per hour (`SASTRE_WEBCHAT_NEW_VISITORS_PER_MINUTE`,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -20,12 +22,14 @@ from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from channels.webchat import MessageRate
 from sastre.config import Settings
 from sastre.web.client_address import limit_key
 
 __all__ = ["ChatLimits", "Refusal"]
 
 _NAMESPACE: Final = "sastre.webchat"
+RATES_KEPT: Final = 10_000  # visitors' message buckets kept, the most recently used
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +48,19 @@ class ChatLimits:
             new_visitors_per_minute, namespace=_NAMESPACE
         )
         self._leads: RateLimitItem = RateLimitItemPerHour(new_leads_per_hour, namespace=_NAMESPACE)
+        self._rates: OrderedDict[str, MessageRate] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatLimits:
         return cls(settings.webchat_new_visitors_per_minute, settings.webchat_new_leads_per_hour)
+
+    def message_rate(self, visitor_id: str) -> MessageRate:
+        """The visitor's bucket of messages, one for all their sockets."""
+        rate = self._rates.pop(visitor_id, None) or MessageRate()
+        self._rates[visitor_id] = rate  # the most recently used last
+        if len(self._rates) > RATES_KEPT:
+            self._rates.popitem(last=False)
+        return rate
 
     async def new_visitor(self, address: str) -> Refusal | None:
         """Count a new visitor from `address`; a refusal if it has made too many."""

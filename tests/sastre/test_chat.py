@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -350,6 +351,33 @@ async def test_a_flood_of_messages_is_told_to_slow_down(client: Client, brain: F
     assert 3 <= refused <= 4
     await ws.close()
     assert len(brain.turns) == echoed
+
+
+async def test_more_sockets_buy_a_visitor_no_more_messages(
+    client: Client, brain: FakeBrain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One bucket for all of a visitor's sockets: three sockets under one cookie share one
+    burst of eight (the clock stopped, so nothing refills it)."""
+    monkeypatch.setattr(chat, "time", SimpleNamespace(monotonic=lambda: 1000.0))
+    first, _ = await connect(client)
+    await say(first, "hello", "hello")  # the visitor becomes a customer: the cookie is theirs
+    assert (await receive(first))["author"] == "customer"
+    assert (await receive(first))["author"] == "bot"
+    sockets = [first, (await connect(client))[0], (await connect(client))[0]]
+    refused = 0
+    for n, ws in enumerate(sockets):
+        for m in range(8):
+            await say(ws, f"s{n}-{m}", f"spam {n}-{m}")
+        for _ in range(8):
+            frame = await receive(ws)
+            if frame["type"] == "error":
+                refused += 1
+            else:  # an echo and its answer
+                assert (await receive(ws))["author"] == "bot"
+    assert refused == 24 - 7  # one of the eight went to "hello"
+    assert len(brain.turns) == 8
+    for ws in sockets:
+        await ws.close()
 
 
 async def test_a_hand_off_is_announced_and_shown_again_on_reconnect(client: Client) -> None:
