@@ -4,7 +4,7 @@ Twilio refuses an SMS body over 1,600 characters (error 21617, for good), and an
 be longer. Each part is cut where a reader would pause: at the last paragraph break that
 fits, else the last line break, else the last sentence's end, else the last space; a word
 longer than a whole part (a URL, say) is cut where the part is full. A break in the first half
-of a part is passed over for the next kind down, so no part is a stub.
+of a part is passed over for the next kind down, so no part ends up a few words long.
 """
 
 from __future__ import annotations

@@ -414,12 +414,14 @@ def _continuations(message: EmailMessage, body: EmailMessage) -> list[EmailMessa
         if part.get_content_type() != "multipart/mixed":
             continue
         children = part.get_payload()
-        if not isinstance(children, list) or not any(child is body for child in children):
+        if not isinstance(children, list):
             continue
-        after = children[[child is body for child in children].index(True) + 1 :]
+        at = next((n for n, child in enumerate(children) if child is body), None)
+        if at is None:
+            continue
         return [
             child
-            for child in after
+            for child in children[at + 1 :]
             if isinstance(child, EmailMessage)
             and child.get_content_type() == "text/plain"
             and child.get_content_disposition() != "attachment"

@@ -62,7 +62,7 @@ class Pending:
             else:  # stopped (shutdown): the redelivery is not tried either
                 again.set_exception(result)
         self.redelivered.clear()
-        if self.result.done():  # the caller gave up waiting; the message was still handled
+        if self.result.done():  # settled already (a shutdown abandoning what its batch settled)
             return
         if isinstance(result, BaseException):
             self.result.set_exception(result)

@@ -60,7 +60,13 @@ class Outage:
         if self._down_since is None:
             return True
         wait = min(MAX_RETRY_EVERY, self._retry_every * 2.0 ** max(0, self._misses - 1))
-        return self._clock() - self._last_try >= wait
+        now = self._clock()
+        if now - self._last_try < wait:
+            return False
+        # This caller tries; the others wait for its outcome (`failed` restarts the wait when
+        # the try ends), so a Redis that hangs costs one caller its timeout, not each of them.
+        self._last_try = now
+        return True
 
     def failed(self, error: BaseException) -> None:
         self._last_try = self._clock()

@@ -68,3 +68,17 @@ def test_a_try_never_waits_longer_than_the_most(gaps: list[float]) -> None:
         clock.now += gap
     clock.now += MAX_RETRY_EVERY
     assert watch.may_try()
+
+
+def test_while_one_caller_tries_the_others_wait_for_its_outcome() -> None:
+    """A Redis that hangs costs the caller that tries its timeout, not every caller at once."""
+    clock = Clock()
+    watch = outage(clock)
+    watch.failed(BROKEN)
+    clock.now += 2.0
+    assert watch.may_try()
+    assert not watch.may_try()  # the try is still out
+    clock.now += 0.25
+    watch.failed(BROKEN)
+    clock.now += 2.0
+    assert not watch.may_try()  # the next wait is 4 s, from when that try ended
