@@ -10,6 +10,10 @@ Not for UPDATEs: `UPDATE t ... FROM unnest(...) WHERE t.id = given.id` is a join
 cached; planned while the table was small, it kept reading the whole table as the table grew (seen
 on a fresh database: 3 ms a batch of 24 and rising, against 1 ms for an UPDATE by key per row).
 
+Several such INSERTs can be one statement: the rows of one naming rows of another, joined in SQL
+on a key that is no column (`given_rows` with `keys`). A reply's outbox row and timeline entry
+find the id the reply's INSERT returned by the reply's provider id, in the same round trip.
+
 SQLite has no arrays, and nothing to gain: its statements run in the process, and a prepared
 statement stepped N times is already what executemany does there. Callers keep executemany on
 SQLite (`unnested` says which to use).
@@ -28,7 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["as_arrays", "insert_unnested", "unnested"]
+__all__ = ["as_arrays", "given_rows", "given_value", "insert_unnested", "unnested"]
 
 
 def unnested(session: AsyncSession) -> bool:
@@ -43,7 +47,7 @@ def _is_json(table: Table, name: str) -> bool:
 def _element(table: Table, name: str) -> TypeEngine[Any]:
     """The type of the array a column's values go in: the column's own, so they go through its
     conversion (aware datetimes, say), except for two. A JSON column's values come as text,
-    parsed by the database (`_given`): SQLAlchemy would take a JSON list inside the array for
+    parsed by the database (`given_value`): SQLAlchemy would take a JSON list inside the array for
     one more dimension of it. A string column's come as text of any length: an explicit cast
     to `varchar(n)[]` would cut a longer value short without a word, where the INSERT's own
     assignment to the column refuses it, as a plain INSERT does."""
@@ -51,34 +55,59 @@ def _element(table: Table, name: str) -> TypeEngine[Any]:
     return Text() if _is_json(table, name) or isinstance(column_type, String) else column_type
 
 
-def _rows(table: Table, columns: Sequence[str]) -> TableValuedAlias:
-    """`unnest(:all_a, :all_b, ...) AS given(a, b, ...)`, each array typed by `_element`."""
+def given_rows(
+    table: Table,
+    columns: Sequence[str],
+    *,
+    prefix: str = "all",
+    keys: Sequence[str] = (),
+    name: str = "given",
+) -> TableValuedAlias:
+    """`unnest(:{prefix}_a, ..., :{prefix}_k) WITH ORDINALITY AS {name}(a, ..., k, ordinality)`:
+    the table's columns typed by `_element`, then `keys`, text values that are no column of it
+    (what another part of the statement joins on). Its ordinality is the rows' order as given.
+    A statement with two of these gives them different prefixes and names."""
     arrays = [
-        bindparam(f"all_{name}", type_=postgresql.ARRAY(_element(table, name))) for name in columns
+        bindparam(f"{prefix}_{column}", type_=postgresql.ARRAY(_element(table, column)))
+        for column in columns
     ]
-    return func.unnest(*arrays).table_valued(*columns).render_derived(name="given")
+    arrays += [bindparam(f"{prefix}_{key}", type_=postgresql.ARRAY(Text())) for key in keys]
+    unnested_ = func.unnest(*arrays).table_valued(*columns, *keys, with_ordinality="ordinality")
+    return unnested_.render_derived(name=name)
 
 
-def _given(table: Table, rows: TableValuedAlias, name: str) -> ColumnElement[Any]:
+def given_value(table: Table, rows: TableValuedAlias, name: str) -> ColumnElement[Any]:
+    """A column of `given_rows` as the table's column takes it (JSON parsed from its text)."""
     value = rows.c[name]
     return cast(value, postgresql.JSONB) if _is_json(table, name) else value
 
 
-def insert_unnested(table: Table, columns: Sequence[str]) -> postgresql.Insert:
+def insert_unnested(
+    table: Table, columns: Sequence[str], *, prefix: str = "all"
+) -> postgresql.Insert:
     """INSERT of the rows `as_arrays` made of these columns (every column the rows set: the
     columns' Python-side defaults are not applied). PostgreSQL's own INSERT, so a caller can
     add ON CONFLICT; with RETURNING, rows come back in no promised order."""
-    rows = _rows(table, columns)
-    chosen = select(*(_given(table, rows, name) for name in columns))
+    rows = given_rows(table, columns, prefix=prefix)
+    chosen = select(*(given_value(table, rows, name) for name in columns))
     return postgresql.insert(table).from_select(list(columns), chosen, include_defaults=False)
 
 
 def as_arrays(
-    table: Table, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    prefix: str = "all",
+    keys: Sequence[str] = (),
 ) -> dict[str, list[Any]]:
-    """The parameters of an unnested statement on `table`: one list per column, rows in order."""
+    """The parameters of an unnested statement on `table`: one list per column and key (see
+    `given_rows`), rows in order."""
     arrays: dict[str, list[Any]] = {}
     for name in columns:
         values = [row[name] for row in rows]
-        arrays[f"all_{name}"] = [json.dumps(v) for v in values] if _is_json(table, name) else values
+        json_ = _is_json(table, name)
+        arrays[f"{prefix}_{name}"] = [json.dumps(v) for v in values] if json_ else values
+    for key in keys:  # a row without one has it NULL
+        arrays[f"{prefix}_{key}"] = [row.get(key) for row in rows]
     return arrays

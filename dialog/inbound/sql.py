@@ -53,8 +53,9 @@ from crm_core.models import (
     identities_table,
 )
 from crm_core.timeline import add_interactions
-from crm_core.unnest import as_arrays, insert_unnested
+from crm_core.unnest import as_arrays, insert_unnested, unnested
 from dialog.handoff import TURN_ATTRIBUTES
+from dialog.inbound.one_write import REPLY, write_together
 from dialog.inbound.work import Context, Pending, Work, keyword_plan
 from dialog.media import medium, writing_channels
 from dialog.models import (
@@ -499,59 +500,59 @@ async def answered(session: AsyncSession, works: Sequence[Work]) -> None:
 
 
 async def write(session: AsyncSession, works: Sequence[Work]) -> None:
-    """Everything the batch's turns decided, a statement per kind of write."""
+    """Everything the batch's turns decided. The replies, their outbox rows and the timeline:
+    on PostgreSQL one statement (`dialog.inbound.one_write`), on SQLite one per table. Then the
+    intents, and the conversations' changes."""
     replies = [
         (work, part)
         for work in works
         for text in work.replies
         for part in _sendable(text, work.conversation.channel)
     ]
-    if replies:
-        rows: list[dict[str, Any]] = [
-            {
-                "conversation_id": work.conversation.id,
-                "customer_id": work.customer.id,
-                "channel": work.conversation.channel,
-                "direction": Direction.OUT.value,
-                "provider_id": f"sastre-{uuid.uuid4()}",
-                "address": work.conversation.address,
-                "text": text,
-                "attachments": [],
-                "author": "bot",
-                "intent": None,
-                "confidence": None,
-                "in_reply_to": work.inbound_id,
-                "created_at": work.now,
-            }
-            for work, text in replies
-        ]
-        stored = await _insert_messages(session, _STORE_REPLIES, rows)
-        ids = {row.provider_id: row.id for row in stored}
-        queued: list[dict[str, Any]] = []
-        for (work, text), row in zip(replies, rows, strict=True):
-            message_id = ids[row["provider_id"]]
-            work.sent.append((text, message_id))
-            if through_outbox(row["channel"]):
-                # Not a live socket: a worker sends it once this transaction commits. The STOP
-                # confirmation is sent whatever consent says; any other answer (HELP's, START's
-                # included) is a service message, which a STOP arriving before its send stops.
-                confirms_stop = work.plan == _CONFIRMS_STOP
-                purpose = SendPurpose.COMPLIANCE if confirms_stop else SendPurpose.SERVICE
-                options = _reply_options(work.message)
-                queued.append(
-                    outbox_row(
-                        message_id, row["channel"], work.now, purpose=purpose, options=options
-                    )
-                )
-            work.note(
-                InteractionKind.MESSAGE_OUT,
-                text,
-                "bot",
-                message_id=message_id,
-                conversation_id=work.conversation.id,
+    rows: list[dict[str, Any]] = [
+        {
+            "conversation_id": work.conversation.id,
+            "customer_id": work.customer.id,
+            "channel": work.conversation.channel,
+            "direction": Direction.OUT.value,
+            "provider_id": f"sastre-{uuid.uuid4()}",
+            "address": work.conversation.address,
+            "text": text,
+            "attachments": [],
+            "author": "bot",
+            "intent": None,
+            "confidence": None,
+            "in_reply_to": work.inbound_id,
+            "created_at": work.now,
+        }
+        for work, text in replies
+    ]
+    # The outbox rows and timeline entries of the replies name them by provider id (`REPLY`):
+    # their ids are the INSERT's to give.
+    queued: list[dict[str, Any]] = []
+    for (work, part), row in zip(replies, rows, strict=True):
+        if through_outbox(row["channel"]):
+            # Not a live socket: a worker sends it once this transaction commits. The STOP
+            # confirmation is sent whatever consent says; any other answer (HELP's, START's
+            # included) is a service message, which a STOP arriving before its send stops.
+            confirms_stop = work.plan == _CONFIRMS_STOP
+            purpose = SendPurpose.COMPLIANCE if confirms_stop else SendPurpose.SERVICE
+            options = _reply_options(work.message)
+            queued_row = outbox_row(
+                None, row["channel"], work.now, purpose=purpose, options=options
             )
-        await enqueue(session, queued)  # one INSERT for the batch's outbox rows
-    await add_interactions(session, [entry for work in works for entry in work.timeline])
+            queued.append({**queued_row, REPLY: row["provider_id"]})
+        work.note(InteractionKind.MESSAGE_OUT, part, "bot", conversation_id=work.conversation.id)
+        work.timeline[-1][REPLY] = row["provider_id"]
+    entries = [entry for work in works for entry in work.timeline]
+    ids: dict[str, int] = {}
+    if unnested(session):
+        if rows or entries:
+            ids = await write_together(session, _MESSAGE_COLUMNS, rows, queued, entries)
+    else:
+        ids = await _write_apart(session, rows, queued, entries)
+    for (work, part), row in zip(replies, rows, strict=True):
+        work.sent.append((part, ids[row["provider_id"]]))
     intents = [
         {
             "message_id": w.inbound_id,
@@ -565,6 +566,29 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
     if intents:  # by key, row by row, on both databases (see `crm_core.unnest`)
         await session.execute(_SET_INTENT, intents)
     await _update_conversations(session, works)
+
+
+async def _write_apart(
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    queued: list[dict[str, Any]],
+    entries: list[dict[str, Any]],
+) -> dict[str, int]:
+    """What `one_write` does in one statement, one INSERT per table: the replies first, then
+    their ids in the rows that name them."""
+    ids: dict[str, int] = {}
+    if rows:
+        stored = await _insert_messages(session, _STORE_REPLIES, rows)
+        ids = {row.provider_id: row.id for row in stored}
+    for queued_row in queued:
+        queued_row["message_id"] = ids[queued_row.pop(REPLY)]
+    for entry in entries:
+        reply = entry.pop(REPLY, None)
+        if reply is not None:
+            entry["data"]["message_id"] = ids[reply]
+    await enqueue(session, queued)  # one INSERT for the batch's outbox rows
+    await add_interactions(session, entries)
+    return ids
 
 
 async def _insert_messages(

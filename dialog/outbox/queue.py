@@ -54,6 +54,7 @@ from dialog.outbox.states import PENDING, DeliveryState, advance
 
 __all__ = [
     "PARKED_FOR",
+    "ROW_COLUMNS",
     "Admit",
     "Claimed",
     "Result",
@@ -103,7 +104,7 @@ def through_outbox(channel: ChannelName | str) -> bool:
 
 
 def outbox_row(
-    message_id: int,
+    message_id: int | None,
     channel: str,
     now: datetime,
     *,
@@ -111,6 +112,8 @@ def outbox_row(
     due_at: datetime | None = None,
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A row to `enqueue` for the message. Its id may be None for a statement that writes the
+    message itself and fills it in (`dialog.inbound.one_write`)."""
     return {
         "message_id": message_id,
         "channel": channel,
@@ -129,14 +132,14 @@ def outbox_row(
 
 
 _ENQUEUE = insert(outbox_table)
-_ROW_COLUMNS = tuple(outbox_row(0, "", datetime.min).keys())  # every column a row sets
-_ENQUEUE_UNNESTED = insert_unnested(outbox_table, _ROW_COLUMNS)
+ROW_COLUMNS = tuple(outbox_row(0, "", datetime.min).keys())  # every column a row sets
+_ENQUEUE_UNNESTED = insert_unnested(outbox_table, ROW_COLUMNS)
 
 
 async def enqueue(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """One INSERT for all of them (`outbox_row`s), in the caller's transaction."""
     if len(rows) > 1 and unnested(session):
-        await session.execute(_ENQUEUE_UNNESTED, as_arrays(outbox_table, rows, _ROW_COLUMNS))
+        await session.execute(_ENQUEUE_UNNESTED, as_arrays(outbox_table, rows, ROW_COLUMNS))
     elif rows:
         await session.execute(_ENQUEUE, list(rows) if len(rows) > 1 else rows[0])
 

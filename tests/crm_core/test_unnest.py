@@ -123,3 +123,31 @@ async def test_a_value_longer_than_its_column_is_refused_not_cut_short(
         async with sessionmaker.begin() as session:
             await session.execute(statement, arrays)
     assert await _stored(sessionmaker, customer_id) == []
+
+
+def test_keys_go_as_plain_lists_under_the_prefix_none_where_a_row_has_none() -> None:
+    entries = [
+        {
+            "customer_id": 1,
+            "kind": "note",
+            "channel": None,
+            "summary": "a",
+            "actor": None,
+            "data": {},
+            "occurred_at": T0,
+            "reply": "sastre-1",
+        },
+        {
+            "customer_id": 1,
+            "kind": "note",
+            "channel": None,
+            "summary": "b",
+            "actor": None,
+            "data": {},
+            "occurred_at": T0,
+        },
+    ]
+    arrays = as_arrays(interactions_table, entries, COLUMNS, prefix="noted", keys=("reply",))
+    assert set(arrays) == {f"noted_{name}" for name in (*COLUMNS, "reply")}
+    assert arrays["noted_reply"] == ["sastre-1", None]
+    assert arrays["noted_summary"] == ["a", "b"]

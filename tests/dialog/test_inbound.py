@@ -28,6 +28,7 @@ from dialog.inbound.sql import load_context
 from dialog.inbound.steps import TurnSteps
 from dialog.media import medium
 from dialog.models import AwaitingBot, Conversation, Message
+from dialog.outbox.models import OutboxEntry
 from dialog.turns import Bot, BotTurn, BotUnanswered, InboundResult, Turn
 from sastre.db import SessionMaker
 from tests.support.quick import quick
@@ -331,7 +332,47 @@ async def test_a_batch_costs_the_statements_of_one_message(
     await asyncio.sleep(0)  # the writer takes it alone; the seven others queue behind it
     await asyncio.gather(first, *(processor.handle(sms("q", sender)) for sender in senders[1:]))
     assert len(statements) == 2 * alone
-    assert alone <= 7  # context, messages in, replies, timeline, intents (+ BEGIN on SQLite)
+    if engine.dialect.name == "postgresql":
+        # context, messages in, replies with their outbox rows and timeline, intents
+        assert alone <= 4
+    else:
+        assert alone <= 7  # context, messages in, replies, outbox, timeline, intents, BEGIN
+
+
+async def test_each_reply_of_a_batch_is_queued_and_on_the_timeline_under_its_own_id(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    # On PostgreSQL a reply's outbox row and timeline entry take its id inside the statement
+    # that writes it (`dialog.inbound.one_write`); on SQLite from the INSERT before theirs.
+    senders = [f"+1415555{n:04d}" for n in range(6)]
+    results = await asyncio.gather(
+        *(processor.handle(sms(f"question {n}", sender)) for n, sender in enumerate(senders))
+    )
+    async with sessionmaker() as session:
+        for n, result in enumerate(results):
+            [reply] = result.replies
+            stored = await session.get_one(Message, reply.message_id)
+            assert (stored.text, stored.in_reply_to) == (f"echo: question {n}", result.message_id)
+            queued = await session.scalar(
+                select(OutboxEntry.message_id).where(OutboxEntry.message_id == reply.message_id)
+            )
+            assert queued == reply.message_id
+            entries = (
+                await session.scalars(
+                    select(Interaction)
+                    .where(Interaction.customer_id == result.customer_id)
+                    .order_by(Interaction.id)
+                )
+            ).all()
+            assert [(e.kind, e.summary) for e in entries] == [
+                ("message_in", f"question {n}"),
+                ("message_out", f"echo: question {n}"),
+            ]
+            assert entries[0].data["message_id"] == result.message_id
+            assert entries[1].data == {
+                "message_id": reply.message_id,
+                "conversation_id": result.conversation_id,
+            }
 
 
 async def test_first_messages_arriving_together_create_their_customers_together(

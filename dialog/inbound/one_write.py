@@ -1,0 +1,113 @@
+"""A batch's replies, their outbox rows and its timeline entries in one PostgreSQL statement.
+
+Each is an INSERT of rows given as arrays (`crm_core.unnest`), and written one after the other
+they were three round trips a batch: while a batch waits for one, the event loop serves the other
+lane and the webhooks, and the wait costs a round trip's worth of latency however little the
+server does. Here they are data-modifying parts of one statement:
+
+    WITH reply AS (INSERT INTO messages ... RETURNING id, provider_id),
+         queued AS (INSERT INTO outbox ... SELECT reply.id, ... JOIN reply ON provider_id),
+         noted AS (INSERT INTO interactions ... LEFT JOIN reply ON provider_id)
+    SELECT id, provider_id FROM reply
+
+A reply's outbox row and timeline entry name it by the provider id it is written with (unique,
+made before the statement), and take the id its INSERT returned: an outbox row its `message_id`,
+an entry `message_id` in its data. PostgreSQL runs every part of a WITH exactly once, referenced
+or not, and checks the foreign keys (outbox to messages) at the end of the statement, when the
+replies are there. Entries are inserted in the order given (their ordinality): the timeline
+orders entries of one moment by id, a customer's message before the answer to it.
+
+SQLite keeps one statement per table (`dialog.inbound.sql.write`): its statements run in the
+process, and a round trip there costs nothing to save.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any, Final
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_core.models import interactions_table
+from crm_core.timeline import ENTRY_COLUMNS
+from crm_core.unnest import as_arrays, given_rows, given_value, insert_unnested
+from dialog.models import messages_table
+from dialog.outbox.models import outbox_table
+from dialog.outbox.queue import ROW_COLUMNS
+
+__all__ = ["REPLY", "write_together"]
+
+REPLY: Final = "reply"  # the key of a row naming a reply: that reply's provider id
+# An outbox row's columns but the message's id, which the statement fills in.
+_QUEUED_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "message_id")
+
+
+@cache
+def _statement(message_columns: tuple[str, ...]) -> Select[Any]:
+    messages, outbox, interactions = messages_table, outbox_table, interactions_table
+    reply = (
+        insert_unnested(messages, message_columns, prefix="reply")
+        .returning(messages.c.id, messages.c.provider_id)
+        .cte("reply")
+    )
+    queued_rows = given_rows(
+        outbox, _QUEUED_COLUMNS, prefix="queued", keys=(REPLY,), name="queued_given"
+    )
+    queued = (
+        postgresql.insert(outbox)
+        .from_select(
+            ["message_id", *_QUEUED_COLUMNS],
+            select(
+                reply.c.id, *(given_value(outbox, queued_rows, name) for name in _QUEUED_COLUMNS)
+            ).select_from(queued_rows.join(reply, reply.c.provider_id == queued_rows.c[REPLY])),
+            include_defaults=False,
+        )
+        .cte("queued")
+    )
+    noted_rows = given_rows(
+        interactions, ENTRY_COLUMNS, prefix="noted", keys=(REPLY,), name="noted_given"
+    )
+    data = given_value(interactions, noted_rows, "data")
+    # An entry naming no reply keeps its data as given; a reply's gets the reply's id.
+    data_with_id = case(
+        (reply.c.id.is_(None), data),
+        else_=data.op("||")(func.jsonb_build_object("message_id", reply.c.id)),
+    )
+    entry = [
+        data_with_id if name == "data" else given_value(interactions, noted_rows, name)
+        for name in ENTRY_COLUMNS
+    ]
+    noted = (
+        postgresql.insert(interactions)
+        .from_select(
+            list(ENTRY_COLUMNS),
+            select(*entry)
+            .select_from(noted_rows.outerjoin(reply, reply.c.provider_id == noted_rows.c[REPLY]))
+            .order_by(noted_rows.c.ordinality),
+            include_defaults=False,
+        )
+        .cte("noted")
+    )
+    return select(reply.c.id, reply.c.provider_id).add_cte(queued, noted)
+
+
+async def write_together(
+    session: AsyncSession,
+    message_columns: Sequence[str],
+    replies: Sequence[dict[str, Any]],
+    queued: Sequence[dict[str, Any]],
+    entries: Sequence[dict[str, Any]],
+) -> dict[str, int]:
+    """Write the replies (messages' rows), the outbox rows and the timeline entries; a row of
+    the last two names its reply by `REPLY`, or names none (an entry's key None). Returns the
+    replies' ids by provider id."""
+    parameters = {
+        **as_arrays(messages_table, replies, message_columns, prefix="reply"),
+        **as_arrays(outbox_table, queued, _QUEUED_COLUMNS, prefix="queued", keys=(REPLY,)),
+        **as_arrays(interactions_table, entries, ENTRY_COLUMNS, prefix="noted", keys=(REPLY,)),
+    }
+    rows = await session.execute(_statement(tuple(message_columns)), parameters)
+    return {row.provider_id: row.id for row in rows}
