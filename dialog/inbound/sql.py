@@ -258,10 +258,7 @@ _OPEN_CONVERSATIONS = {name: _open_conversations_statement(name) for name in DIA
 # Matched back by provider id: asking for the rows in parameter order would make SQLite insert
 # them one statement at a time.
 _REPLY_IDS = (messages_table.c.id, messages_table.c.provider_id)
-_STORE_REPLIES = {
-    "sqlite": insert(messages_table).returning(*_REPLY_IDS),
-    "postgresql": insert_unnested(messages_table, _MESSAGE_COLUMNS).returning(*_REPLY_IDS),
-}
+_STORE_REPLIES = insert(messages_table).returning(*_REPLY_IDS)  # SQLite's (`_write_apart`)
 _CONFIRMS_STOP = keyword_plan(KeywordKind.OPT_OUT)  # the plan of a turn that answered a STOP
 # Two plain lists, not (channel, provider_id) pairs: SQLite reads a list of pairs by scanning
 # every message, and probes the index for each channel and id of two lists (a channel of one
@@ -549,6 +546,7 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
     if unnested(session):
         if rows or entries:
             ids = await write_together(session, _MESSAGE_COLUMNS, rows, queued, entries)
+            _name_replies(ids, queued, entries)  # as written, should anything read them again
     else:
         ids = await _write_apart(session, rows, queued, entries)
     for (work, part), row in zip(replies, rows, strict=True):
@@ -578,17 +576,24 @@ async def _write_apart(
     their ids in the rows that name them."""
     ids: dict[str, int] = {}
     if rows:
-        stored = await _insert_messages(session, _STORE_REPLIES, rows)
+        stored = await session.execute(_STORE_REPLIES, rows if len(rows) > 1 else rows[0])
         ids = {row.provider_id: row.id for row in stored}
+    _name_replies(ids, queued, entries)
+    await enqueue(session, queued)  # one INSERT for the batch's outbox rows
+    await add_interactions(session, entries)
+    return ids
+
+
+def _name_replies(
+    ids: Mapping[str, int], queued: list[dict[str, Any]], entries: list[dict[str, Any]]
+) -> None:
+    """The outbox rows and timeline entries naming a reply by `REPLY` get its id instead."""
     for queued_row in queued:
         queued_row["message_id"] = ids[queued_row.pop(REPLY)]
     for entry in entries:
         reply = entry.pop(REPLY, None)
         if reply is not None:
             entry["data"]["message_id"] = ids[reply]
-    await enqueue(session, queued)  # one INSERT for the batch's outbox rows
-    await add_interactions(session, entries)
-    return ids
 
 
 async def _insert_messages(
