@@ -60,6 +60,9 @@ class InboundResult:
     # What was done with the message (`BotTurn.plan`, or `keyword:<kind>` for a consent keyword);
     # None for a duplicate and for a message never put to the bot. Stored as `messages.outcome`.
     plan: str | None = None
+    # A duplicate whose text is not the one stored under its provider id: the id was used again
+    # for another message (a client's bug), and this one is not stored. Its channel says so.
+    reused: bool = False
 
 
 @dataclass(frozen=True, slots=True)

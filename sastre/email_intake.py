@@ -33,6 +33,7 @@ from channels.email import (
     prove_sender,
     sender_of,
     to_inbound,
+    told_apart,
 )
 from channels.email.proof import DnsFunc
 from crm_core.identities import InvalidIdentity, normalise
@@ -122,6 +123,9 @@ class EmailIntake:
         except ValueError as error:  # an address the inbound path refuses after all
             why = f"the sender is not an e-mail address: {_printable(str(error))}"
             message = _unattributed(message, _printable(address or ""), why)
+            result = await self.inbound.handle(message)
+        if result.reused:  # another message is stored under its Message-ID: kept all the same
+            message = told_apart(message)
             result = await self.inbound.handle(message)
         unattributed = message.address == UNATTRIBUTED
         if unattributed and result.customer_id is not None and not result.duplicate:

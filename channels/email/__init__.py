@@ -2,7 +2,13 @@
 into an `InboundMessage` (`inbound`), the SMTP listener (`smtp_in`) and the SMTP sender (`send`).
 Only this package imports aiosmtplib, aiosmtpd, dkimpy and the mail parsing libraries."""
 
-from channels.email.inbound import AttachmentStore, null_sender, sender_of, to_inbound
+from channels.email.inbound import (
+    AttachmentStore,
+    null_sender,
+    sender_of,
+    to_inbound,
+    told_apart,
+)
 from channels.email.parse import Attachment, Bounce, ParsedEmail, parse_email
 from channels.email.proof import Proof, prove_sender, prove_sender_async
 from channels.email.send import SmtpEmail, build_message
@@ -27,4 +33,5 @@ __all__ = [
     "prove_sender_async",
     "sender_of",
     "to_inbound",
+    "told_apart",
 ]

@@ -133,6 +133,8 @@ class InboundProcessor:
             again: asyncio.Future[InboundResult | None] = asyncio.get_running_loop().create_future()
             original.redelivered.append(again)
             first = await again
+            if first is not None and original.message.text != message.text:
+                return InboundResult(duplicate=True, reused=True)  # the id used again
             if first is not None:
                 # A duplicate, with the first delivery's answer: a web chat visitor who
                 # reconnected meanwhile gets it on the socket they are on now.
@@ -362,7 +364,7 @@ class InboundProcessor:
             )
         await sql.link_replies(session, works)
         await sql.store_inbound(session, works)
-        await sql.resume_awaiting(session, works)
+        await sql.check_duplicates(session, works)
         answered = [work for work in works if work.inbound_id is not None]
         asking: list[tuple[Work, Turn]] = []
         for work in answered:

@@ -77,13 +77,13 @@ __all__ = [
     "Held",
     "answered",
     "await_bot",
+    "check_duplicates",
     "link_replies",
     "load_context",
     "load_contexts",
     "lock_conversations",
     "open_conversation",
     "open_conversations",
-    "resume_awaiting",
     "store_inbound",
     "write",
     "write_timeline",
@@ -262,10 +262,16 @@ _STORE_REPLIES = insert(messages_table).returning(*_REPLY_IDS)  # SQLite's (`_wr
 _CONFIRMS_STOP = keyword_plan(KeywordKind.OPT_OUT)  # the plan of a turn that answered a STOP
 # Two plain lists, not (channel, provider_id) pairs: SQLite reads a list of pairs by scanning
 # every message, and probes the index for each channel and id of two lists (a channel of one
-# message with the id of another may come back too: `resume_awaiting` matches exact pairs).
-_AWAITING = (
-    select(messages_table.c.id, messages_table.c.channel, messages_table.c.provider_id)
-    .join(awaiting_bot_table, awaiting_bot_table.c.message_id == messages_table.c.id)
+# message with the id of another may come back too: `check_duplicates` matches exact pairs).
+_STORED = (
+    select(
+        messages_table.c.id,
+        messages_table.c.channel,
+        messages_table.c.provider_id,
+        messages_table.c.text,
+        awaiting_bot_table.c.message_id.label("awaiting"),
+    )
+    .outerjoin(awaiting_bot_table, awaiting_bot_table.c.message_id == messages_table.c.id)
     .where(
         text(INBOUND_ONLY),
         messages_table.c.channel.in_(bindparam("channels", expanding=True)),
@@ -464,21 +470,32 @@ async def store_inbound(session: AsyncSession, works: Sequence[Work]) -> None:
         work.inbound_id = ids.pop((work.message.channel.value, work.message.provider_id), None)
 
 
-async def resume_awaiting(session: AsyncSession, works: Sequence[Work]) -> None:
-    """A duplicate whose first delivery is still awaiting the bot (the process stopped before
-    the answer) is not dropped: it takes the stored message's id and is asked again (by
-    whichever bot is configured now). One query, and only when there are duplicates."""
+async def check_duplicates(session: AsyncSession, works: Sequence[Work]) -> None:
+    """The duplicates of the batch against what is stored under their provider ids. One whose
+    first delivery is still awaiting the bot (the process stopped before the answer) is not
+    dropped: it takes the stored message's id and is asked again (by whichever bot is configured
+    now). One whose text is not the stored one is the id used again for another message, not a
+    delivery of the same one: it is refused (`reused`), and never answers for the stored one.
+    One query, and only when there are duplicates."""
     duplicates = [work for work in works if work.inbound_id is None]
     if not duplicates:
         return
     keys = {(work.message.channel.value, work.message.provider_id) for work in duplicates}
     channels, provider_ids = (sorted(set(column)) for column in zip(*keys, strict=True))
-    rows = await session.execute(_AWAITING, {"channels": channels, "provider_ids": provider_ids})
-    waiting = {(row.channel, row.provider_id): row.id for row in rows}
+    rows = await session.execute(_STORED, {"channels": channels, "provider_ids": provider_ids})
+    stored = {(row.channel, row.provider_id): row for row in rows}
+    asked: set[tuple[str, str]] = set()
     for work in duplicates:
-        # pop: the same message twice in one batch is asked once, for the first of them
-        work.inbound_id = waiting.pop((work.message.channel.value, work.message.provider_id), None)
-        work.resumed = work.inbound_id is not None
+        key = (work.message.channel.value, work.message.provider_id)
+        row = stored.get(key)
+        if row is None:
+            continue
+        if row.text != work.message.text:
+            work.reused = True
+        elif row.awaiting is not None and key not in asked:
+            asked.add(key)  # the same message twice in one batch is asked once, for the first
+            work.inbound_id = row.id
+            work.resumed = True
 
 
 async def await_bot(session: AsyncSession, works: Sequence[Work]) -> None:

@@ -90,6 +90,7 @@ class Work:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     conversation_changes: dict[str, Any] = field(default_factory=dict)
     resumed: bool = False  # stored before, and still awaiting the bot: asked again
+    reused: bool = False  # a duplicate by id with another text (`InboundResult.reused`)
     opened: bool = False  # this message opened the conversation: its language is only a default
 
     @property
@@ -128,7 +129,7 @@ class Work:
 
     def result(self) -> InboundResult:
         if self.inbound_id is None:
-            return InboundResult(duplicate=True)
+            return InboundResult(duplicate=True, reused=self.reused)
         channel = ChannelName(self.conversation.channel)
         return InboundResult(
             duplicate=False,

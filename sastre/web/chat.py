@@ -406,6 +406,12 @@ async def _answer(
         await ws.send_json(error_frame("not_delivered", reason, incoming.id))
         return
     socket.visitor = Visitor(visitor.id, visitor.verified, known=True)
+    if result.reused:
+        # The client sent another text under an id it had used: storing nothing and echoing it
+        # would show the visitor a message we do not have.
+        reason = refusal("id_reused", socket.language, default)
+        await ws.send_json(error_frame("id_reused", reason, incoming.id))
+        return
     now = datetime.now(UTC)
     # The echo acknowledges the message (also a duplicate: it was stored the first time, and its
     # answer is in the history the client got on reconnecting).

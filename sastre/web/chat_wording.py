@@ -32,6 +32,7 @@ CODES: Final[Mapping[str, str]] = {
     # the socket's own limits and failures
     "slow_down": N_("webchat.slow_down"),
     "not_delivered": N_("webchat.not_delivered"),
+    "id_reused": N_("webchat.id_reused"),
     # new chats and conversations per network (sastre.web.chat_limits)
     "too_many_chats": N_("webchat.too_many_chats"),
     "too_many_leads": N_("webchat.too_many_leads"),

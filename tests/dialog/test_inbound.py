@@ -126,10 +126,37 @@ async def test_the_same_message_twice_is_stored_and_answered_once(
     first = await processor.handle(sms("hi", provider_id="SM-dup"))
     again = await processor.handle(sms("hi", provider_id="SM-dup"))
     assert again.duplicate
+    assert not again.reused
     assert again.replies == ()
     assert await count(sessionmaker, Message) == 2  # one in, one out
     assert len(brain.turns) == 1
     assert first.replies
+
+
+async def test_another_text_under_an_id_already_stored_is_refused_as_reused(
+    processor: InboundProcessor, sessionmaker: SessionMaker, brain: FakeBrain
+) -> None:
+    await processor.handle(sms("hi", provider_id="SM-reused"))
+    other = await processor.handle(sms("and my refund?", provider_id="SM-reused"))
+    assert (other.duplicate, other.reused, other.replies) == (True, True, ())
+    assert [turn.text for turn in brain.turns] == ["hi"]
+    async with sessionmaker() as session:
+        texts = await session.scalars(select(Message.text).order_by(Message.id))
+        assert list(texts) == ["hi", "echo: hi"]
+
+
+async def test_another_text_under_an_id_in_flight_is_refused_as_reused(
+    processor: InboundProcessor, brain: FakeBrain
+) -> None:
+    first, same, other = await asyncio.gather(
+        processor.handle(sms("hi", provider_id="SM-flying")),
+        processor.handle(sms("hi", provider_id="SM-flying")),
+        processor.handle(sms("and my refund?", provider_id="SM-flying")),
+    )
+    assert not first.duplicate
+    assert (same.duplicate, same.reused, same.replies) == (True, False, first.replies)
+    assert (other.duplicate, other.reused, other.replies) == (True, True, ())
+    assert [turn.text for turn in brain.turns] == ["hi"]
 
 
 async def test_the_same_message_at_the_same_moment_is_answered_once(

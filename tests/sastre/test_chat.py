@@ -221,6 +221,22 @@ async def test_a_message_sent_again_after_a_reconnect_is_answered_once(
     assert await count(sessionmaker, Message) == 4
 
 
+async def test_another_text_under_a_used_id_is_refused_not_echoed(
+    client: Client, brain: FakeBrain, sessionmaker: SessionMaker
+) -> None:
+    ws, _ = await connect(client)
+    await say(ws, "q1", "where is my order?")
+    assert (await receive(ws))["id"] == "q1"
+    assert (await receive(ws))["text"] == "echo: where is my order?"
+    await say(ws, "q1", "and my refund?")  # a client's bug: the id of a message already sent
+    refused = await receive(ws)
+    assert (refused["type"], refused["code"], refused["id"]) == ("error", "id_reused", "q1")
+    assert refused["reason"] == translate("en", "webchat.id_reused")
+    await ws.close()
+    assert [t.text for t in brain.turns] == ["where is my order?"]
+    assert await count(sessionmaker, Message) == 2
+
+
 class GatedBrain(FakeBrain):
     """Holds its answer to "slow question" until let go."""
 

@@ -157,6 +157,21 @@ async def test_the_same_message_twice_is_stored_and_answered_once(
     assert len(await replies(sessionmaker, "lucia.moreno@example.org")) == 1
 
 
+async def test_another_message_under_a_message_id_already_stored_is_kept_too(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    # A mailer that gives every message one id: the second message is not a redelivery.
+    client = await email_client(aiohttp_client, email_settings(settings))
+    first = raw("plain")
+    other = first.replace(b"\n\n", b"\n\nP.S. One more question about the lining.\n\n", 1)
+    assert other != first
+    statuses = [(await post(client, body))[1]["status"] for body in (first, other, other, first)]
+    assert statuses == ["message", "message", "duplicate", "duplicate"]
+    stored = await inbound(sessionmaker)
+    assert len(stored) == 2
+    assert sum("One more question" in message.text for message in stored) == 1
+
+
 async def test_without_a_message_id_the_raw_message_dedupes(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
 ) -> None:
