@@ -133,7 +133,9 @@ def to_inbound(
 
 def told_apart(message: InboundMessage) -> InboundMessage:
     """An e-mail whose Message-ID is one a different message stored already has (a mailer that
-    gives every message one id, a forger), under a key of its own: that id with its text's
-    digest. Its own redeliveries get the same key, so each is still one message."""
-    key = f"{message.provider_id}\n{message.text}".encode("utf-8", "surrogateescape")
-    return replace(message, provider_id="sha256:" + hashlib.sha256(key).hexdigest())
+    gives every message one id, a forger), under a key of its own: the digest of that id with
+    its sender, text and attachments (what tells two messages apart). Its own redeliveries get
+    the same key, so each is still one message."""
+    told = [message.provider_id, message.address, message.text, list(message.attachments)]
+    key = json.dumps(told, ensure_ascii=False).encode("utf-8", "surrogateescape")
+    return replace(message, provider_id="reused:sha256:" + hashlib.sha256(key).hexdigest())

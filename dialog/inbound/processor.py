@@ -39,7 +39,7 @@ from consent.replies import Brand
 from crm_core.sqltypes import utcnow
 from dialog.inbound import sql
 from dialog.inbound.steps import TurnSteps, stops
-from dialog.inbound.work import Context, Pending, Work
+from dialog.inbound.work import Context, Pending, Work, fingerprint
 from dialog.media import bot_reads, medium
 from dialog.outbox import announce
 from dialog.readahead import Reader
@@ -133,13 +133,13 @@ class InboundProcessor:
             again: asyncio.Future[InboundResult | None] = asyncio.get_running_loop().create_future()
             original.redelivered.append(again)
             first = await again
-            if first is not None and original.message.text != message.text:
-                return InboundResult(duplicate=True, reused=True)  # the id used again
-            if first is not None:
+            if first is not None and fingerprint(original.message) == fingerprint(message):
                 # A duplicate, with the first delivery's answer: a web chat visitor who
                 # reconnected meanwhile gets it on the socket they are on now.
                 return replace(first, duplicate=True)
-            # The first delivery failed: this one is tried on its own, as any redelivery is.
+            # The first delivery failed, or this is another message under its id (which the
+            # one in flight may itself be: the database holds the first one sent under it):
+            # tried on its own, as any redelivery is.
         # An SMS sender no customer writes from (a short code) is kept as written, unanswered.
         message, sender = identify(on, message, self._region)
         pending = Pending(

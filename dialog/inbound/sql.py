@@ -56,7 +56,7 @@ from crm_core.timeline import add_interactions
 from crm_core.unnest import as_arrays, insert_unnested, unnested
 from dialog.handoff import TURN_ATTRIBUTES
 from dialog.inbound.one_write import REPLY, write_together
-from dialog.inbound.work import Context, Pending, Work, keyword_plan
+from dialog.inbound.work import Context, Pending, Work, fingerprint, keyword_plan
 from dialog.media import medium, writing_channels
 from dialog.models import (
     INBOUND_ONLY,
@@ -268,7 +268,9 @@ _STORED = (
         messages_table.c.id,
         messages_table.c.channel,
         messages_table.c.provider_id,
+        messages_table.c.address,
         messages_table.c.text,
+        messages_table.c.attachments,
         awaiting_bot_table.c.message_id.label("awaiting"),
     )
     .outerjoin(awaiting_bot_table, awaiting_bot_table.c.message_id == messages_table.c.id)
@@ -474,8 +476,9 @@ async def check_duplicates(session: AsyncSession, works: Sequence[Work]) -> None
     """The duplicates of the batch against what is stored under their provider ids. One whose
     first delivery is still awaiting the bot (the process stopped before the answer) is not
     dropped: it takes the stored message's id and is asked again (by whichever bot is configured
-    now). One whose text is not the stored one is the id used again for another message, not a
-    delivery of the same one: it is refused (`reused`), and never answers for the stored one.
+    now). One that is not the stored message (`fingerprint`: another sender, text or
+    attachments) is the id used again for another message, not a delivery of the same one: it is
+    refused (`reused`), and never answers for the stored one.
     One query, and only when there are duplicates."""
     duplicates = [work for work in works if work.inbound_id is None]
     if not duplicates:
@@ -490,7 +493,7 @@ async def check_duplicates(session: AsyncSession, works: Sequence[Work]) -> None
         row = stored.get(key)
         if row is None:
             continue
-        if row.text != work.message.text:
+        if fingerprint(work.message) != (row.address, row.text, tuple(row.attachments or ())):
             work.reused = True
         elif row.awaiting is not None and key not in asked:
             asked.add(key)  # the same message twice in one batch is asked once, for the first

@@ -13,12 +13,19 @@ from crm_core.models import IdentityKind, InteractionKind
 from dialog.media import Medium
 from dialog.turns import ConversationFacts, CustomerFacts, InboundResult, Reply
 
-__all__ = ["Context", "Pending", "Work", "keyword_plan"]
+__all__ = ["Context", "Pending", "Work", "fingerprint", "keyword_plan"]
 
 
 def keyword_plan(kind: KeywordKind) -> str:
     """What was done with a message that was a keyword (`messages.outcome`): "keyword:opt_out"."""
     return f"keyword:{kind.value}"
+
+
+def fingerprint(message: InboundMessage) -> tuple[str, str, tuple[str, ...]]:
+    """What tells apart two messages under one provider id: the sender, text and attachments.
+    A provider's redelivery has the first delivery's; a client that used an id again for another
+    message (`InboundResult.reused`) does not."""
+    return message.address, message.text, tuple(message.attachments)
 
 
 @dataclass(slots=True)

@@ -159,6 +159,30 @@ async def test_another_text_under_an_id_in_flight_is_refused_as_reused(
     assert [turn.text for turn in brain.turns] == ["hi"]
 
 
+async def test_a_redelivery_behind_another_text_in_flight_under_its_id_is_a_duplicate(
+    processor: InboundProcessor, brain: FakeBrain
+) -> None:
+    await processor.handle(sms("hi", provider_id="SM-behind"))
+    other, again = await asyncio.gather(
+        processor.handle(sms("and my refund?", provider_id="SM-behind")),
+        processor.handle(sms("hi", provider_id="SM-behind")),  # waits for the one in flight
+    )
+    assert (other.duplicate, other.reused) == (True, True)
+    assert (again.duplicate, again.reused) == (True, False)
+    assert [turn.text for turn in brain.turns] == ["hi"]
+
+
+async def test_another_sender_or_attachment_under_an_id_already_stored_is_reused(
+    processor: InboundProcessor,
+) -> None:
+    first = InboundMessage(ChannelName.SMS, "+14155552671", "photo", "MM-1", attachments=("a",))
+    await processor.handle(first)
+    for other in (replace(first, address="+14155552672"), replace(first, attachments=("b",))):
+        result = await processor.handle(other)
+        assert (result.duplicate, result.reused) == (True, True)
+    assert (await processor.handle(first)).reused is False
+
+
 async def test_the_same_message_at_the_same_moment_is_answered_once(
     processor: InboundProcessor, sessionmaker: SessionMaker
 ) -> None:

@@ -172,6 +172,18 @@ async def test_another_message_under_a_message_id_already_stored_is_kept_too(
     assert sum("One more question" in message.text for message in stored) == 1
 
 
+async def test_another_attachment_under_a_message_id_already_stored_is_kept_too(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    # The same words, another document: a scanner or invoice mailer with a fixed id.
+    client = await email_client(aiohttp_client, email_settings(settings))
+    first = raw("attachment")
+    other = first.replace(b"42.pdf", b"43.pdf")
+    statuses = [(await post(client, body))[1]["status"] for body in (first, other, other)]
+    assert statuses == ["message", "message", "duplicate"]
+    assert len(await inbound(sessionmaker)) == 2
+
+
 async def test_without_a_message_id_the_raw_message_dedupes(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
 ) -> None:
