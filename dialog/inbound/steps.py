@@ -170,11 +170,13 @@ class TurnSteps:
             return None
         channel = work.pending.medium.consent
         # A short answer ("no", "ok") reads as either language: the one this conversation is held
-        # in breaks the tie, as for a keyword's reply below, before the deployment's default.
+        # in breaks the tie, since the bot keeps it to the language the customer writes in. The
+        # customer's own comes next (a conversation this message opened holds only that), then
+        # the browser's: a web chat lead took its browser's language, which may not be theirs.
         language = (
-            work.customer.language
+            (None if work.opened else conversation.language)
+            or work.customer.language
             or message.language_hint
-            or (None if work.opened else conversation.language)
             or self.language
         )
         # Keywords and the bot read the same bounded start of the message; all of it is stored.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import replace
 
 import pytest
 from hypothesis import example, given
@@ -27,6 +28,7 @@ from dialog.selfservice import BrainConfig, FaqFound, Plan, PlanKind, answers, p
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from tests.support.embedded import embedded_processor, web
+from wording import translate
 
 CONFIG = BrainConfig()
 ENTRY = FaqEntry("opening-hours", {"en": ("When do you open?",)}, {"en": "10 to 8."})
@@ -167,6 +169,21 @@ async def test_the_embedded_bot_answers_an_faq_in_spanish(processor: InboundProc
     assert result.intent == "faq"
     assert "lunes a sábado" in result.replies[0].text
     assert not result.handed_off
+
+
+async def test_a_short_answer_follows_the_language_the_visitor_writes_not_their_browsers(
+    processor: InboundProcessor,
+) -> None:
+    # A Spanish speaker on an English browser: the lead took the browser's language, the
+    # conversation the one they write in; "ok" and "no" read as either, and stay Spanish.
+    texts = ["hola, ¿cuál es el horario de la tienda?", "ok", "no"]
+    replies = []
+    for n, text in enumerate(texts, 1):
+        message = replace(web(text, n), language_hint="en")
+        replies.append((await processor.handle(message)).replies[0].text)
+    assert "lunes a sábado" in replies[0]
+    assert replies[1] == translate("es", "smalltalk.goodbye", name="")
+    assert replies[2].startswith("¿Quieres dejar de recibir")
 
 
 async def test_the_embedded_bot_books_a_call_back(processor: InboundProcessor) -> None:
