@@ -112,6 +112,9 @@ class InboundProcessor:
         self._answers: list[tuple[Work, Answer]] = []  # back from the remote bot, to be written
         # Customers whose turn awaits the remote bot, and their messages parked meanwhile.
         self._asking: dict[int, deque[Pending]] = {}
+        # The address each of those turns came from (identity kind, address), and whose it was:
+        # a merge meanwhile files that address's next message under the survivor.
+        self._asked_from: dict[tuple[str, str], int] = {}
         # Messages queued or in flight by their provider id (channel, id), for redeliveries.
         self._handling: dict[tuple[ChannelName, str], Pending] = {}
 
@@ -282,6 +285,19 @@ class InboundProcessor:
     def _release(self, customer_id: int) -> None:
         """The customer's answer is written: their parked messages go first in the queue."""
         self._queue.extendleft(reversed(self._asking.pop(customer_id, deque())))
+        for sender in [key for key, asked in self._asked_from.items() if asked == customer_id]:
+            del self._asked_from[sender]
+
+    def _waits_for(self, pending: Pending, customer_id: int) -> int | None:
+        """Whose turn with the remote bot this message waits for, if any: its customer's, or
+        the one asked from its address (the customer merged into another meanwhile). A STOP
+        waits for nobody (the answer is then not sent: the worker checks consent)."""
+        if stops(pending.message):
+            return None
+        if customer_id in self._asking:
+            return customer_id
+        asked = self._asked_from.get((pending.kind.value, pending.sender))
+        return asked if asked in self._asking else None
 
     def _abandon(self, stopped: BaseException) -> None:
         for pending in self._queue:
@@ -338,10 +354,12 @@ class InboundProcessor:
             if context is None:  # a merged record's address, or another process's new lead
                 context = await self._steps.resolve(session, pending)
             customer_id = context.customer.id
-            # Their earlier turn first, so this one sees it; but a STOP does not wait for the bot
-            # to answer the one before (the answer is then not sent: the worker checks consent).
-            waits = customer_id in self._asking and not stops(pending.message)
-            if customer_id in customers or waits:
+            # Their earlier turn first, so this one sees it.
+            waits = self._waits_for(pending, customer_id)
+            if waits is not None:
+                later.append((pending, waits))
+                continue
+            if customer_id in customers:
                 later.append((pending, customer_id))
                 continue
             customers.add(customer_id)
@@ -392,6 +410,7 @@ class InboundProcessor:
     def _ask(self, work: Work, turn: Turn) -> None:
         """Put a turn to the bot outside the database in a task of its own."""
         self._asking.setdefault(work.customer.id, deque())
+        self._asked_from[(work.pending.kind.value, work.pending.sender)] = work.customer.id
         task = asyncio.create_task(self._put(work, turn), name=f"sastre-bot-{work.inbound_id}")
         self._asks.add(task)
         task.add_done_callback(self._asks.discard)

@@ -22,7 +22,7 @@ from dialog.models import AwaitingBot, Conversation, ConversationState, Directio
 from dialog.turns import InboundResult
 from sastre.db import SessionMaker
 from sastre.operations import do_merge_customers
-from tests.dialog.test_inbound import SLOW, GatedRemote, count, make_processor, sms
+from tests.dialog.test_inbound import OTHER, SLOW, GatedRemote, count, make_processor, sms
 
 _ids = itertools.count(1)
 ELSEWHERE = "ana@example.com"  # the same person's other record writes by e-mail
@@ -197,3 +197,30 @@ async def test_an_answer_after_a_merge_into_someone_who_sent_stop_is_not_sent(
     assert result.replies == ()
     assert await _replies(sessionmaker, result.message_id) == []
     assert await count(sessionmaker, AwaitingBot) == 0
+
+
+async def test_the_next_message_from_the_number_asked_waits_for_its_answer_after_a_merge(
+    sessionmaker: SessionMaker,
+) -> None:
+    """The asking record is merged into another while the bot thinks: the number's next message
+    is the survivor's now, and still waits for the answer, so its turn sees it (the bot's
+    not understanding the first is counted before the second is asked)."""
+    bot = GatedRemote(SLOW)
+    processor = make_processor(sessionmaker, bot)
+    first = asyncio.create_task(processor.handle(sms("???", SLOW)))
+    await bot.asked.wait()
+    async with sessionmaker() as session:
+        asking_id = await session.scalar(
+            select(Conversation.customer_id).where(Conversation.address == SLOW)
+        )
+    assert asking_id is not None
+    other = await processor.handle(email("a note from my other address"))
+    assert other.customer_id is not None
+    await do_merge_customers(sessionmaker, other.customer_id, asking_id, actor="test")
+    second = asyncio.create_task(processor.handle(sms("???", SLOW)))
+    await processor.handle(sms("hi", OTHER))  # taken with the second or after it: both seen to
+    bot.go.set()
+    results = await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+    assert [r.customer_id for r in results] == [other.customer_id] * 2
+    asked = [turn for turn in bot.turns if turn.conversation.address == SLOW]
+    assert [turn.conversation.failed_turns for turn in asked] == [0, 1]
