@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -131,18 +130,17 @@ async def test_an_idle_worker_sends_a_committed_reply_at_once(
     sessionmaker: SessionMaker,
 ) -> None:
     fake = Signalling()
-    # A poll far longer than the bound: only the wake-up can meet it.
+    # A poll far longer than the wait below: only the wake-up can send it in time. (How soon,
+    # in milliseconds, is for the benchmarks: a timed assertion fails on a busy machine.)
     worker = Worker(sessionmaker, {ChannelName.SMS: fake}, poll=30)
     stop = asyncio.Event()
     undo = listen(worker.wake)
     running = asyncio.create_task(worker.run(stop))
     try:
         await asyncio.sleep(0.05)  # the worker is idle, waiting
-        handed = time.monotonic()
         await make(sessionmaker).handle(sms("hello"))
         async with asyncio.timeout(5):
             await fake.sending.wait()
-        assert time.monotonic() - handed < 0.1 + 0.5  # the handle itself included, generous
     finally:
         undo()
         stop.set()
