@@ -113,8 +113,11 @@ class InboundProcessor:
         # Customers whose turn awaits the remote bot, and their messages parked meanwhile.
         self._asking: dict[int, deque[Pending]] = {}
         # The address each of those turns came from (identity kind, address), and whose it was:
-        # a merge meanwhile files that address's next message under the survivor.
+        # a merge meanwhile files that address's next message under the survivor, who then
+        # waits for that turn too (`_waiting_on`: survivor -> the customer as asked).
         self._asked_from: dict[tuple[str, str], int] = {}
+        self._asked_by: dict[int, tuple[str, str]] = {}
+        self._waiting_on: dict[int, int] = {}
         # Messages queued or in flight by their provider id (channel, id), for redeliveries.
         self._handling: dict[tuple[ChannelName, str], Pending] = {}
 
@@ -285,19 +288,28 @@ class InboundProcessor:
     def _release(self, customer_id: int) -> None:
         """The customer's answer is written: their parked messages go first in the queue."""
         self._queue.extendleft(reversed(self._asking.pop(customer_id, deque())))
-        for sender in [key for key, asked in self._asked_from.items() if asked == customer_id]:
+        sender = self._asked_by.pop(customer_id, None)
+        if sender is not None and self._asked_from.get(sender) == customer_id:
             del self._asked_from[sender]
+        for survivor in [s for s, asked in self._waiting_on.items() if asked == customer_id]:
+            del self._waiting_on[survivor]
 
     def _waits_for(self, pending: Pending, customer_id: int) -> int | None:
         """Whose turn with the remote bot this message waits for, if any: its customer's, or
-        the one asked from its address (the customer merged into another meanwhile). A STOP
-        waits for nobody (the answer is then not sent: the worker checks consent)."""
+        the one asked from its address (the customer merged into another meanwhile: from then
+        on all the survivor's messages wait for it, whatever their address). A STOP waits for
+        nobody (the answer is then not sent: the worker checks consent)."""
         if stops(pending.message):
             return None
         if customer_id in self._asking:
             return customer_id
-        asked = self._asked_from.get((pending.kind.value, pending.sender))
-        return asked if asked in self._asking else None
+        asked = self._waiting_on.get(customer_id)
+        if asked is None:
+            asked = self._asked_from.get((pending.kind.value, pending.sender))
+        if asked not in self._asking:
+            return None
+        self._waiting_on[customer_id] = asked
+        return asked
 
     def _abandon(self, stopped: BaseException) -> None:
         for pending in self._queue:
@@ -410,7 +422,9 @@ class InboundProcessor:
     def _ask(self, work: Work, turn: Turn) -> None:
         """Put a turn to the bot outside the database in a task of its own."""
         self._asking.setdefault(work.customer.id, deque())
-        self._asked_from[(work.pending.kind.value, work.pending.sender)] = work.customer.id
+        sender = (work.pending.kind.value, work.pending.sender)
+        self._asked_from[sender] = work.customer.id
+        self._asked_by[work.customer.id] = sender
         task = asyncio.create_task(self._put(work, turn), name=f"sastre-bot-{work.inbound_id}")
         self._asks.add(task)
         task.add_done_callback(self._asks.discard)

@@ -117,6 +117,7 @@ async def queue_confirmation_request(
             purpose=Purpose.SERVICE.value,
             author=AUTHOR,
             reference=f"optin-{event.id}",
+            language=language,
             due_at=due,
             options=options,
         ),

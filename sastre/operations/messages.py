@@ -213,6 +213,7 @@ async def do_send_message(
             if footer:
                 text = f"{text}\n\n-- \n{footer}"
         due = decision.defer_until if decision.outcome is Outcome.DEFER else None
+        language = await customer_language(session, customer, outreach.default_language)
         message = await queue_outbound(
             session,
             Outbound(
@@ -223,6 +224,7 @@ async def do_send_message(
                 purpose=purpose.value,
                 author=actor,
                 reference=f"staff-{now.timestamp()}-{customer.id}",
+                language=language,
                 due_at=due,
                 options=options,
             ),

@@ -257,14 +257,16 @@ async def hold_customer(session: AsyncSession, customer_id: int) -> Customer:
     raise NoSuchRecipient(asked)
 
 
-def _open_conversation(dialect: str, customer_id: int, channel: str, address: str) -> Any:
+def _open_conversation(
+    dialect: str, customer_id: int, channel: str, address: str, language: str
+) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING on the one-open-conversation-per-customer index: when
     another transaction (an inbound message, another send) opens the customer's conversation
     first, ours is skipped rather than a unique violation that aborts the act."""
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
         dialect_insert(conversations_table)
-        .values(customer_id=customer_id, channel=channel, address=address)
+        .values(customer_id=customer_id, channel=channel, address=address, language=language)
         .on_conflict_do_nothing(
             index_elements=[conversations_table.c.customer_id],
             index_where=text(OPEN_STATES),  # the partial unique index's own predicate
@@ -273,8 +275,11 @@ def _open_conversation(dialect: str, customer_id: int, channel: str, address: st
     )
 
 
-async def _conversation(session: AsyncSession, customer_id: int, channel: str, address: str) -> int:
-    """The customer's open conversation, opened now if they have none."""
+async def _conversation(
+    session: AsyncSession, customer_id: int, channel: str, address: str, language: str
+) -> int:
+    """The customer's open conversation, opened now if they have none, held in `language`:
+    their answer that reads as either language ("ok") is answered in it."""
     query = select(Conversation.id).where(
         Conversation.customer_id == customer_id,
         is_open(Conversation.state),
@@ -284,7 +289,8 @@ async def _conversation(session: AsyncSession, customer_id: int, channel: str, a
         found = await session.scalar(query)
         if found is not None:
             return int(found)
-        opened = await session.scalar(_open_conversation(dialect, customer_id, channel, address))
+        opening = _open_conversation(dialect, customer_id, channel, address, language)
+        opened = await session.scalar(opening)
         if opened is not None:
             return int(opened)
         # Someone else opened it first; it is committed now, so the next SELECT sees it.
@@ -302,6 +308,7 @@ class Outbound:
     purpose: str
     author: str
     reference: str  # unique among our outbound messages: what the Message's provider_id holds
+    language: str  # the customer's (`customer_language`): a conversation this opens is in it
     due_at: datetime | None = None  # None: now
     options: dict[str, Any] = field(default_factory=dict)  # e-mail's subject, links, threading
 
@@ -310,7 +317,7 @@ async def queue_outbound(session: AsyncSession, outbound: Outbound, now: datetim
     """The message, its outbox row and its timeline entry, in the caller's transaction (the
     caller announces the row after the commit)."""
     conversation_id = await _conversation(
-        session, outbound.customer_id, outbound.medium.value, outbound.address
+        session, outbound.customer_id, outbound.medium.value, outbound.address, outbound.language
     )
     message = Message(
         conversation_id=conversation_id,

@@ -224,3 +224,33 @@ async def test_the_next_message_from_the_number_asked_waits_for_its_answer_after
     assert [r.customer_id for r in results] == [other.customer_id] * 2
     asked = [turn for turn in bot.turns if turn.conversation.address == SLOW]
     assert [turn.conversation.failed_turns for turn in asked] == [0, 1]
+
+
+async def test_after_a_merge_the_survivors_other_address_waits_for_that_answer_too(
+    sessionmaker: SessionMaker,
+) -> None:
+    """Once the number's next message waits under the record asked, so does everything the
+    survivor writes, whatever the address: each turn sees the one before."""
+    bot = GatedRemote(SLOW)
+    processor = make_processor(sessionmaker, bot)
+    first = asyncio.create_task(processor.handle(sms("???", SLOW)))
+    await bot.asked.wait()
+    async with sessionmaker() as session:
+        asking_id = await session.scalar(
+            select(Conversation.customer_id).where(Conversation.address == SLOW)
+        )
+    assert asking_id is not None
+    other = await processor.handle(email("a note from my other address"))
+    assert other.customer_id is not None
+    await do_merge_customers(sessionmaker, other.customer_id, asking_id, actor="test")
+    second = asyncio.create_task(processor.handle(sms("???", SLOW)))
+    third = asyncio.create_task(processor.handle(email("???")))
+    await processor.handle(sms("hi", OTHER))  # taken with the two or after them: both seen to
+    bot.go.set()
+    await asyncio.wait_for(asyncio.gather(first, second, third), timeout=10)
+    asked = [(t.conversation.address, t.conversation.failed_turns) for t in bot.turns]
+    assert [turn for turn in asked if turn[1] or turn[0] == SLOW] == [
+        (SLOW, 0),
+        (SLOW, 1),
+        (ELSEWHERE, 2),
+    ]

@@ -185,3 +185,24 @@ async def test_a_send_while_an_inbound_message_opens_the_conversation_joins_it(
         message = await session.get(Message, queued.message_id)
         assert message is not None
         assert message.conversation_id == opened.id
+
+
+async def test_a_send_opens_the_conversation_in_the_customers_language(
+    client: Client, auth: Auth, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    # Their answer that reads as either language ("ok") is answered in the conversation's.
+    customer = await _customer(client, auth, language="es")
+    await do_send_message(
+        sessionmaker,
+        customer_id=customer,
+        text="Su pedido ha salido",
+        purpose=Purpose.SERVICE,
+        channel=Channel.EMAIL,
+        actor="test",
+        outreach=Outreach.from_settings(settings),
+    )
+    async with sessionmaker() as session:
+        languages = await session.scalars(
+            select(Conversation.language).where(Conversation.customer_id == customer)
+        )
+        assert list(languages) == ["es"]
