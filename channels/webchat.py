@@ -227,7 +227,10 @@ def origin_allowed(origin: str | None, own_hosts: Iterable[str], allowed: Iterab
     listed = {entry.rstrip("/").lower() for entry in allowed}
     if "*" in listed or origin.rstrip("/").lower() in listed:
         return True
-    host = urlsplit(origin).netloc.lower()
+    try:
+        host = urlsplit(origin).netloc.lower()
+    except ValueError:  # not a URL at all ("http://[::1"): no page of ours sent it
+        return False
     return bool(host) and host in {h.lower() for h in own_hosts}
 
 

@@ -73,11 +73,13 @@ def parse_clock(value: str, field_name: str) -> time:
     try:
         hours, minutes = value.strip().split(":")
         return time(int(hours), int(minutes))
-    except ValueError:
+    except (ValueError, OverflowError):  # an hour of twenty digits overflows, it is no ValueError
         raise InvalidPreferences(field_name, f"{value!r} is not a time like 09:30") from None
 
 
-def _parse_days(values: Sequence[Any]) -> frozenset[int]:
+def _parse_days(values: Any) -> frozenset[int]:
+    if not isinstance(values, list):
+        raise InvalidPreferences("window.days", "must be a list of days (mon … sun)")
     days = set()
     for value in values:
         name = str(value).strip().lower()[:3]
@@ -136,7 +138,9 @@ def apply_changes(current: ContactPreferences, changes: Mapping[str, Any]) -> Co
                     raise InvalidPreferences("language", "must be a two-letter code like es")
                 updated = replace(updated, language=value.lower() if value else None)
             case "timezone":
-                if value is not None and value not in zoneinfo.available_timezones():
+                if value is not None and (
+                    not isinstance(value, str) or value not in zoneinfo.available_timezones()
+                ):
                     raise InvalidPreferences("timezone", f"{value!r} is not an IANA time zone")
                 updated = replace(updated, timezone=value)
             case "topics":

@@ -81,6 +81,10 @@ class LinkSigner:
         if not isinstance(payload, list) or len(payload) != size:
             raise BadToken("this link is not valid")
         values = [str(item) for item in payload]
-        if not values[0].isdecimal() or values[1] not in set(Channel):
+        # A customer id the databases can hold (a signed link with a longer one is still none).
+        customer_id = values[0]
+        if not (customer_id.isascii() and customer_id.isdecimal() and len(customer_id) <= 18):
+            raise BadToken("this link is not valid")
+        if values[1] not in set(Channel):
             raise BadToken("this link is not valid")
         return values

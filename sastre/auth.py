@@ -126,7 +126,8 @@ async def create_token(session: AsyncSession, role: Role, name: str) -> str:
 
 
 async def authenticate(session: AsyncSession, token: str) -> Staff | None:
-    if not token.startswith(TOKEN_PREFIX):
+    # Our tokens are ASCII; a header with other bytes (read as surrogates) is nobody's.
+    if not token.startswith(TOKEN_PREFIX) or not token.isascii():
         return None
     row = await session.scalar(
         select(StaffToken).where(

@@ -34,7 +34,8 @@ def _authorised(request: web.Request, token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    # A header's bytes that are not UTF-8 reach us as surrogates: they match no token either.
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode())
 
 
 async def _raw(request: web.Request) -> bytes:

@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 from sqlalchemy.exc import DBAPIError
 
 from channels.sms_webhooks import MalformedWebhook
@@ -242,6 +243,8 @@ DOMAIN_ERRORS: Final[Mapping[type[Exception], Answer]] = dict(
         # the HTTP edge
         _rule(UnacceptableJson, lambda e: ApiError(400, "invalid request body", _fields([e]))),
         _rule(UnreadableForm, lambda e: ApiError(400, "invalid form body", _fields([e]))),
+        # a body that is not what its Content-Encoding says (gzip that is not gzip)
+        _rule(RequestPayloadError, lambda e: ApiError(400, "the body could not be read", str(e))),
         # the database: a lock not granted in time, or no database to talk to
         _rule(DBAPIError, _database),
         # a remote bot gave no answer in time: stored, and asked again on redelivery
@@ -324,6 +327,9 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         body = await request.json(loads=load_json)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ApiError(400, "the body is not valid JSON", str(e)) from None
+    except LookupError:  # Content-Type's charset names no codec
+        charset = request.charset or ""
+        raise ApiError(400, "the body is not valid JSON", f"unknown charset {charset!r}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     return body

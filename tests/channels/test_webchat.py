@@ -186,6 +186,7 @@ def test_server_frames() -> None:
         ("https://SHOP.example", ["https://shop.example"], True),
         ("https://anything.example", ["*"], True),
         ("null", [], False),  # a sandboxed frame or a file: page
+        ("http://[::1", [], False),  # no URL at all
     ],
 )
 def test_who_may_open_the_chat(origin: str | None, allowed: list[str], expected: bool) -> None:

@@ -3,6 +3,7 @@ JSON error with its reason (DEVELOPERS.md: bad input gets a clear error, never a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -160,3 +161,61 @@ async def test_any_customer_query_gets_a_clear_answer(
 ) -> None:
     response = await client.get("/api/customers", params={key: value}, headers=auth(Role.ADMIN))
     assert_clear_answer(response.status, await response.text())
+
+
+async def test_a_json_body_in_a_charset_nobody_knows_is_refused(
+    client: Client, auth: Headers
+) -> None:
+    response = await client.post(
+        "/api/faq/match",
+        data=b'{"text": "hi"}',
+        headers={**auth(Role.ADMIN), "Content-Type": "application/json; charset=bogus"},
+    )
+    assert response.status == 400
+    assert (await response.json())["detail"] == "unknown charset 'bogus'"
+
+
+async def test_a_json_body_that_is_not_what_its_content_encoding_says_is_refused(
+    client: Client, auth: Headers
+) -> None:
+    response = await client.post(
+        "/api/faq/match",
+        data=b'{"text": "hi"}',
+        headers={
+            **auth(Role.ADMIN),
+            "Content-Type": "application/json",
+            "Content-Encoding": "deflate",
+        },
+    )
+    assert response.status == 400
+    assert (await response.json())["error"] == "the body could not be read"
+
+
+async def status_of_raw(client: Client, request: bytes) -> int:
+    """Send bytes no HTTP client library would (a header that is not UTF-8); the status."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return int(status_line.split()[1])
+
+
+@pytest.mark.parametrize("path", ["/api/me", "/api/customers/1"])
+async def test_a_token_that_is_not_utf8_is_no_token(client: Client, path: str) -> None:
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
+        + b"Authorization: Bearer sst_\xff\xfe\r\nConnection: close\r\n\r\n"
+    )
+    assert await status_of_raw(client, request) == 401
+
+
+async def test_a_malformed_origin_is_not_one_of_ours(client: Client) -> None:
+    texts = await client.get("/chat/texts", headers={"Origin": "http://[::1"})
+    assert texts.status < 500
+    assert "Access-Control-Allow-Origin" not in texts.headers
+    refused = await client.get("/ws/chat", headers={"Origin": "http://[::1"})
+    assert refused.status == 403

@@ -124,6 +124,48 @@ async def test_a_forged_or_damaged_link_gets_400(
     assert [a for a, _ in await _actions(sessionmaker, customer)].count("revoke") == 0
 
 
+async def test_a_signed_link_for_an_id_no_database_holds_gets_400(
+    client: Client, settings: Settings
+) -> None:
+    signer = LinkSigner(settings.secret())
+    for customer in (2**63, 10**30):
+        for url in (
+            f"/preferences/{signer.preferences_token(PreferenceLink(customer, Channel.EMAIL))}",
+            f"/u/{signer.unsubscribe_token(UnsubscribeLink(customer, Channel.EMAIL))}",
+            f"/c/{signer.confirm_token(ConfirmLink(customer, Channel.EMAIL))}",
+        ):
+            response = await client.get(url)
+            assert response.status == 400, url
+            assert "not valid" in await response.text()
+
+
+async def test_a_clock_too_large_for_any_hour_is_explained(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker)
+    response = await client.post(
+        _preferences_url(settings, customer), data={"start": "9" * 20 + ":00", "end": "10:00"}
+    )
+    assert response.status == 400
+    assert "is not a time like 09:30" in await response.text()
+
+
+async def test_a_form_that_is_not_what_its_content_encoding_says_gets_400(
+    client: Client, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    customer = await _customer_with_email_marketing(sessionmaker)
+    response = await client.post(
+        _preferences_url(settings, customer),
+        data=b"start=09%3A00&end=10%3A00",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Encoding": "gzip",  # and it is not gzip
+        },
+    )
+    assert response.status == 400
+    assert "the body could not be read" in await response.text()
+
+
 async def test_pages_speak_the_customers_language(
     client: Client, settings: Settings, sessionmaker: SessionMaker
 ) -> None:

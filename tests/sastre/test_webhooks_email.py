@@ -28,6 +28,7 @@ from sastre.db import SessionMaker
 from sastre.email_intake import UNATTRIBUTED
 from sastre.email_listener import EMAIL_DNS, SMTP_PORT
 from tests.sastre.conftest import ClientFactory
+from tests.sastre.test_api_fuzz import status_of_raw
 from tests.support.silent_bot import SilentBot
 
 Client = TestClient[web.Request, web.Application]
@@ -182,6 +183,17 @@ async def test_another_attachment_under_a_message_id_already_stored_is_kept_too(
     statuses = [(await post(client, body))[1]["status"] for body in (first, other, other)]
     assert statuses == ["message", "message", "duplicate"]
     assert len(await inbound(sessionmaker)) == 2
+
+
+async def test_a_token_that_is_not_utf8_is_refused(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    client = await email_client(aiohttp_client, email_settings(settings))
+    request = (
+        f"POST {PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: message/rfc822\r\n".encode()
+        + b"Authorization: Bearer \xff\xfe\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    assert await status_of_raw(client, request) == 401
 
 
 async def test_without_a_message_id_the_raw_message_dedupes(
