@@ -89,7 +89,11 @@ async def _require_database(url: str) -> None:
                 # after our one line).
                 path = engine.url.database
                 if path and path != ":memory:":
-                    sqlite3.connect(path).close()
+                    checked = sqlite3.connect(path)
+                    try:  # a file that is no database opens; its first read says so
+                        checked.execute("PRAGMA schema_version")
+                    finally:
+                        checked.close()
             else:
                 async with engine.connect():
                     pass
@@ -357,7 +361,13 @@ def _demo_banner(url: str, token: str, loaded: str) -> str:
 
 @cli.command("actions")
 @click.option("--host", default="127.0.0.1", show_default=True, type=TEXT)
-@click.option("--port", default=5055, show_default=True, type=int)
+@click.option(
+    "--port",
+    default=5055,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0: any free one.",
+)
 @click.pass_context
 def actions_command(ctx: click.Context, host: str, port: int) -> None:
     """Serve the custom actions to a real Rasa server (rasa-sdk's action server)."""
@@ -408,6 +418,7 @@ def token() -> None:
 # The roles of sastre.auth.Role, spelled out so that `--help` needs no database code; a test
 # keeps the two lists equal.
 ROLES = ("admin", "supervisor", "agent", "marketer")
+TOKEN_NAME_LENGTH = 200  # the column's
 
 
 @token.command("create")
@@ -420,6 +431,12 @@ def token_create(ctx: click.Context, role: str, name: str) -> None:
 
     if not name.strip():
         raise click.BadParameter("must not be empty", param_hint="--name")
+    if len(name.strip()) > TOKEN_NAME_LENGTH:
+        raise click.BadParameter(
+            f"must be at most {TOKEN_NAME_LENGTH} characters", param_hint="--name"
+        )
+    if not name.isprintable():  # `token list` prints a line per token: no breaks, no escapes
+        raise click.BadParameter("must not hold control characters", param_hint="--name")
 
     async def work(sessionmaker: SessionMaker) -> str:
         async with sessionmaker.begin() as session:
@@ -448,7 +465,7 @@ def token_list(ctx: click.Context) -> None:
 
 
 @token.command("revoke")
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=CUSTOMER_ID)  # an id as the databases hold them
 @click.pass_context
 def token_revoke(ctx: click.Context, token_id: int) -> None:
     """Revoke a token by its id (see `sastre token list`)."""

@@ -689,9 +689,20 @@ def parse_quiet_hours(text: str) -> dict[str, ContactHours]:
     overrides: dict[str, ContactHours] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         place, _, span = item.partition("=")
+        place = place.strip().upper()
+        country, _, region = place.partition("-")
+        if country not in phonenumbers.SUPPORTED_REGIONS or not re.fullmatch(
+            r"([A-Z0-9]{1,3})?", region
+        ):
+            raise ValueError(
+                f"{item!r}: {place or 'nothing'} is not a country (ISO 3166-1, e.g. GB) or a "
+                "country's region (e.g. US-TX)"
+            )
+        if region == "" and place.endswith("-"):
+            raise ValueError(f"{item!r}: the region after {country}- is missing (e.g. US-TX)")
         start, _, end = span.partition("-")
         try:
-            overrides[place.strip().upper()] = ContactHours(
+            overrides[place] = ContactHours(
                 time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
             )
         except ValueError:
@@ -755,10 +766,26 @@ def _mask_url_password(url: str) -> str:
 
 
 def _development_secret() -> str:
-    """Generate once and keep under ./var/, so signed links survive a restart."""
+    """Generate once and keep under ./var/, so signed links survive a restart. A file there
+    that holds no usable key stops start-up (ConfigError): signing with it, or replacing it,
+    would each break the links already sent."""
     path = VAR_DIR / "secret_key"
     if path.exists():
-        return path.read_text().strip()
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "it is not text"
+            raise ConfigError(
+                f"SASTRE_SECRET_KEY is unset and {path} cannot be read ({reason}): "
+                "set SASTRE_SECRET_KEY, or remove the file to have a new key made"
+            ) from None
+        if len(key) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"SASTRE_SECRET_KEY is unset and {path} holds no key of at least "
+                f"{MIN_SECRET_LENGTH} characters: set SASTRE_SECRET_KEY, or remove the file "
+                "to have a new key made"
+            )
+        return key
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     path.write_text(key + "\n")

@@ -48,6 +48,34 @@ def test_token_create_prints_the_token_alone_on_the_last_line(tmp_path: Path) ->
     assert " " not in last
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("token", "revoke", "9" * 25), "TOKEN_ID"),
+        (("token", "create", "--role", "agent", "--name", "two\nlines"), "--name"),
+        (("token", "create", "--role", "agent", "--name", "x" * 201), "--name"),
+        (("actions", "--port", "99999"), "--port"),
+    ],
+)
+def test_an_argument_out_of_range_is_refused_by_name(
+    tmp_path: Path, args: tuple[str, ...], named: str
+) -> None:
+    result = sastre(tmp_path, *args)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_file_that_is_no_database_is_said_in_one_line(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is a spreadsheet, not a database" * 100)
+    result = sastre(tmp_path, "migrate", SASTRE_DATABASE_URL=f"sqlite+aiosqlite:///{junk}")
+    assert result.returncode != 0
+    line = _one_line(result.stderr)
+    assert "SASTRE_DATABASE_URL" in line
+    assert "not a database" in line
+
+
 def test_a_bad_setting_fails_fast_naming_the_variable(tmp_path: Path) -> None:
     result = sastre(tmp_path, "migrate", SASTRE_PORT="eighty")
     assert result.returncode != 0

@@ -90,6 +90,9 @@ BAD_VALUES = [
     ("SASTRE_DEFAULT_LANGUAGE", "spanish", "ISO 639-1"),
     ("SASTRE_DEFAULT_LANGUAGE", "fr", "no texts in that language"),
     ("SASTRE_QUIET_HOURS", "GB=nine-to-five", "HH:MM"),
+    ("SASTRE_QUIET_HOURS", "ZZ=09:00-20:00", "is not a country"),
+    ("SASTRE_QUIET_HOURS", "=09:00-20:00", "is not a country"),
+    ("SASTRE_QUIET_HOURS", "US-=09:00-20:00", "region after US- is missing"),
     # names and words
     ("SASTRE_HOST", "my host", "host name"),
     ("SASTRE_HOST", "http://example.com", "host name"),
@@ -249,6 +252,25 @@ def test_development_generates_and_keeps_a_secret_key(tmp_path: Path) -> None:
     assert first == second
     assert len(first) >= 32
     assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("kept", "reason"),
+    [(b"", "holds no key"), (b"short\n", "holds no key"), (b"\xff\xfe" * 20, "not text")],
+)
+def test_a_kept_secret_key_that_is_no_key_stops_start_up(
+    tmp_path: Path, kept: bytes, reason: str
+) -> None:
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "secret_key").write_bytes(kept)
+    with pytest.raises(ConfigError, match=f"SASTRE_SECRET_KEY is unset and .* {reason}"):
+        load_settings(_env_file=None)
+
+
+def test_a_kept_secret_key_that_is_a_directory_stops_start_up(tmp_path: Path) -> None:
+    (tmp_path / "var" / "secret_key").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_settings(_env_file=None)
 
 
 def test_production_requires_a_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
