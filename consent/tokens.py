@@ -17,6 +17,8 @@ from consent.types import GENERAL, Channel
 
 __all__ = ["BadToken", "ConfirmLink", "LinkSigner", "PreferenceLink", "UnsubscribeLink"]
 
+MAX_ID = 2**63 - 1  # the largest id either database holds (64-bit on PostgreSQL)
+
 
 class BadToken(ValueError):
     pass
@@ -81,9 +83,11 @@ class LinkSigner:
         if not isinstance(payload, list) or len(payload) != size:
             raise BadToken("this link is not valid")
         values = [str(item) for item in payload]
-        # A customer id the databases can hold (a signed link with a longer one is still none).
+        # A customer id the databases can hold (a signed link with a larger one is still none).
         customer_id = values[0]
-        if not (customer_id.isascii() and customer_id.isdecimal() and len(customer_id) <= 18):
+        if not (customer_id.isascii() and customer_id.isdecimal() and len(customer_id) <= 19):
+            raise BadToken("this link is not valid")
+        if int(customer_id) > MAX_ID:
             raise BadToken("this link is not valid")
         if values[1] not in set(Channel):
             raise BadToken("this link is not valid")

@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import sys
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -421,6 +422,12 @@ ROLES = ("admin", "supervisor", "agent", "marketer")
 TOKEN_NAME_LENGTH = 200  # the column's
 
 
+def _breaks_a_line(text: str) -> bool:
+    """Control characters (a terminal's escapes among them) and line or paragraph separators;
+    the spaces and joiners of people's names pass."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
+
+
 @token.command("create")
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--name", required=True, type=TEXT, help="Who or what uses the token.")
@@ -435,8 +442,10 @@ def token_create(ctx: click.Context, role: str, name: str) -> None:
         raise click.BadParameter(
             f"must be at most {TOKEN_NAME_LENGTH} characters", param_hint="--name"
         )
-    if not name.isprintable():  # `token list` prints a line per token: no breaks, no escapes
-        raise click.BadParameter("must not hold control characters", param_hint="--name")
+    if _breaks_a_line(name.strip()):  # `token list` prints a line per token
+        raise click.BadParameter(
+            "must not hold control characters or line breaks", param_hint="--name"
+        )
 
     async def work(sessionmaker: SessionMaker) -> str:
         async with sessionmaker.begin() as session:

@@ -23,6 +23,7 @@ from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+import pycountry
 from pydantic import (
     Field,
     SecretStr,
@@ -684,6 +685,10 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+# What a customer's country may be (`crm_core.records`: ISO 3166-1), and what phone numbers name.
+_COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries) | phonenumbers.SUPPORTED_REGIONS
+
+
 def parse_quiet_hours(text: str) -> dict[str, ContactHours]:
     """ "GB=09:00-20:00,US-TX=09:00-21:00" -> {"GB": ContactHours(...), "US-TX": ...}."""
     overrides: dict[str, ContactHours] = {}
@@ -691,9 +696,7 @@ def parse_quiet_hours(text: str) -> dict[str, ContactHours]:
         place, _, span = item.partition("=")
         place = place.strip().upper()
         country, _, region = place.partition("-")
-        if country not in phonenumbers.SUPPORTED_REGIONS or not re.fullmatch(
-            r"([A-Z0-9]{1,3})?", region
-        ):
+        if country not in _COUNTRIES or not re.fullmatch(r"([A-Z0-9]{1,3})?", region):
             raise ValueError(
                 f"{item!r}: {place or 'nothing'} is not a country (ISO 3166-1, e.g. GB) or a "
                 "country's region (e.g. US-TX)"

@@ -323,13 +323,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 saying what is wrong with it (and where)."""
+    raw = await request.read()
+    charset = request.charset or "utf-8"
     try:
-        body = await request.json(loads=load_json)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ApiError(400, "the body is not valid JSON", str(e)) from None
+        text = raw.decode(charset)
     except LookupError:  # Content-Type's charset names no codec
-        charset = request.charset or ""
         raise ApiError(400, "the body is not valid JSON", f"unknown charset {charset!r}") from None
+    except UnicodeDecodeError as e:
+        raise ApiError(400, "the body is not valid JSON", str(e)) from None
+    try:
+        body = load_json(text)
+    except json.JSONDecodeError as e:
+        raise ApiError(400, "the body is not valid JSON", str(e)) from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     return body

@@ -53,6 +53,7 @@ def test_token_create_prints_the_token_alone_on_the_last_line(tmp_path: Path) ->
     [
         (("token", "revoke", "9" * 25), "TOKEN_ID"),
         (("token", "create", "--role", "agent", "--name", "two\nlines"), "--name"),
+        (("token", "create", "--role", "agent", "--name", "red\x1b[31m"), "--name"),
         (("token", "create", "--role", "agent", "--name", "x" * 201), "--name"),
         (("actions", "--port", "99999"), "--port"),
     ],
@@ -64,6 +65,12 @@ def test_an_argument_out_of_range_is_refused_by_name(
     assert result.returncode == 2, result.stderr
     assert named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_token_name_may_be_anyones(tmp_path: Path) -> None:
+    name = "Marta P\u00e9rez\u00a0Gil, \u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627"
+    result = sastre(tmp_path, "token", "create", "--role", "agent", "--name", name)
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_file_that_is_no_database_is_said_in_one_line(tmp_path: Path) -> None:

@@ -267,6 +267,12 @@ def test_a_kept_secret_key_that_is_no_key_stops_start_up(
         load_settings(_env_file=None)
 
 
+def test_quiet_hours_take_any_country_a_customer_may_have(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pitcairn has no phone numbering of its own, but is a country a customer may live in.
+    monkeypatch.setenv("SASTRE_QUIET_HOURS", "PN=09:00-20:00,US-TX=09:00-21:00")
+    assert set(load_settings(_env_file=None).quiet_hour_overrides) == {"PN", "US-TX"}
+
+
 def test_a_kept_secret_key_that_is_a_directory_stops_start_up(tmp_path: Path) -> None:
     (tmp_path / "var" / "secret_key").mkdir(parents=True)
     with pytest.raises(ConfigError, match="cannot be read"):

@@ -128,6 +128,8 @@ async def test_a_signed_link_for_an_id_no_database_holds_gets_400(
     client: Client, settings: Settings
 ) -> None:
     signer = LinkSigner(settings.secret())
+    largest = signer.preferences_token(PreferenceLink(2**63 - 1, Channel.EMAIL))
+    assert signer.read_preferences(largest).customer_id == 2**63 - 1  # a valid id, if unknown
     for customer in (2**63, 10**30):
         for url in (
             f"/preferences/{signer.preferences_token(PreferenceLink(customer, Channel.EMAIL))}",
