@@ -199,12 +199,11 @@ async def test_an_answer_after_a_merge_into_someone_who_sent_stop_is_not_sent(
     assert await count(sessionmaker, AwaitingBot) == 0
 
 
-async def test_the_next_message_from_the_number_asked_waits_for_its_answer_after_a_merge(
+async def _asking_then_merged(
     sessionmaker: SessionMaker,
-) -> None:
-    """The asking record is merged into another while the bot thinks: the number's next message
-    is the survivor's now, and still waits for the answer, so its turn sees it (the bot's
-    not understanding the first is counted before the second is asked)."""
+) -> tuple[GatedRemote, InboundProcessor, asyncio.Task[InboundResult], int]:
+    """SLOW's "???" is with the bot when its record is merged into the other one (which wrote
+    by e-mail): the bot, the processor, SLOW's pending turn and the survivor's id."""
     bot = GatedRemote(SLOW)
     processor = make_processor(sessionmaker, bot)
     first = asyncio.create_task(processor.handle(sms("???", SLOW)))
@@ -217,11 +216,21 @@ async def test_the_next_message_from_the_number_asked_waits_for_its_answer_after
     other = await processor.handle(email("a note from my other address"))
     assert other.customer_id is not None
     await do_merge_customers(sessionmaker, other.customer_id, asking_id, actor="test")
+    return bot, processor, first, other.customer_id
+
+
+async def test_the_next_message_from_the_number_asked_waits_for_its_answer_after_a_merge(
+    sessionmaker: SessionMaker,
+) -> None:
+    """The asking record is merged into another while the bot thinks: the number's next message
+    is the survivor's now, and still waits for the answer, so its turn sees it (the bot's
+    not understanding the first is counted before the second is asked)."""
+    bot, processor, first, survivor = await _asking_then_merged(sessionmaker)
     second = asyncio.create_task(processor.handle(sms("???", SLOW)))
     await processor.handle(sms("hi", OTHER))  # taken with the second or after it: both seen to
     bot.go.set()
     results = await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
-    assert [r.customer_id for r in results] == [other.customer_id] * 2
+    assert [r.customer_id for r in results] == [survivor] * 2
     asked = [turn for turn in bot.turns if turn.conversation.address == SLOW]
     assert [turn.conversation.failed_turns for turn in asked] == [0, 1]
 
@@ -231,18 +240,7 @@ async def test_after_a_merge_the_survivors_other_address_waits_for_that_answer_t
 ) -> None:
     """Once the number's next message waits under the record asked, so does everything the
     survivor writes, whatever the address: each turn sees the one before."""
-    bot = GatedRemote(SLOW)
-    processor = make_processor(sessionmaker, bot)
-    first = asyncio.create_task(processor.handle(sms("???", SLOW)))
-    await bot.asked.wait()
-    async with sessionmaker() as session:
-        asking_id = await session.scalar(
-            select(Conversation.customer_id).where(Conversation.address == SLOW)
-        )
-    assert asking_id is not None
-    other = await processor.handle(email("a note from my other address"))
-    assert other.customer_id is not None
-    await do_merge_customers(sessionmaker, other.customer_id, asking_id, actor="test")
+    bot, processor, first, _ = await _asking_then_merged(sessionmaker)
     second = asyncio.create_task(processor.handle(sms("???", SLOW)))
     third = asyncio.create_task(processor.handle(email("???")))
     await processor.handle(sms("hi", OTHER))  # taken with the two or after them: both seen to
