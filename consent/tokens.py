@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from consent.types import GENERAL, Channel
+from crm_core.sqltypes import MAX_ID, whole_number
 
 __all__ = ["BadToken", "ConfirmLink", "LinkSigner", "PreferenceLink", "UnsubscribeLink"]
-
-MAX_ID = 2**63 - 1  # the largest id either database holds (64-bit on PostgreSQL)
 
 
 class BadToken(ValueError):
@@ -84,11 +83,6 @@ class LinkSigner:
             raise BadToken("this link is not valid")
         values = [str(item) for item in payload]
         # A customer id the databases can hold (a signed link with a larger one is still none).
-        customer_id = values[0]
-        if not (customer_id.isascii() and customer_id.isdecimal() and len(customer_id) <= 19):
-            raise BadToken("this link is not valid")
-        if int(customer_id) > MAX_ID:
-            raise BadToken("this link is not valid")
-        if values[1] not in set(Channel):
+        if whole_number(values[0], below=MAX_ID) is None or values[1] not in set(Channel):
             raise BadToken("this link is not valid")
         return values

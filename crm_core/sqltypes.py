@@ -12,10 +12,25 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from typing_extensions import override
 
-__all__ = ["IdType", "JsonType", "UTCDateTime", "utcnow"]
+__all__ = ["MAX_ID", "IdType", "JsonType", "UTCDateTime", "utcnow", "whole_number"]
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias), PostgreSQL wants BIGINT.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ID = 2**63  # ids are 64-bit on both databases: every id is below this
+
+
+def whole_number(raw: str, *, below: int) -> int | None:
+    """`raw` (a path part, a query value, a signed link's id) as a whole number under `below`;
+    None for anything else. ASCII digits only, and no more of them than `below` has: int() reads
+    other scripts' digits, and refuses past 4,300 of them with a ValueError that would be a 500."""
+    if not (raw.isascii() and raw.isdecimal()):
+        return None
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(below)):
+        return None
+    number = int(digits)
+    return number if number < below else None
+
 
 # JSONB on PostgreSQL, so an import merges attributes with `||` inside the database.
 JsonType = JSON().with_variant(JSONB(), "postgresql")

@@ -8,22 +8,9 @@ import base64
 import binascii
 from datetime import UTC, datetime
 
+from crm_core.sqltypes import MAX_ID, whole_number
+
 __all__ = ["MAX_ID", "read_cursor", "whole_number", "write_cursor"]
-
-MAX_ID = 2**63  # ids are 64-bit on both databases
-
-
-def whole_number(raw: str, *, below: int) -> int | None:
-    """`raw` (a path part or a query value) as a whole number under `below`; None for anything
-    else. ASCII digits only, and no more of them than `below` has: int() reads other scripts'
-    digits, and refuses past 4,300 of them with a ValueError that would be a 500."""
-    if not (raw.isascii() and raw.isdecimal()):
-        return None
-    digits = raw.lstrip("0") or "0"
-    if len(digits) > len(str(below)):
-        return None
-    number = int(digits)
-    return number if number < below else None
 
 
 def write_cursor(at: datetime, row_id: int) -> str:
