@@ -32,6 +32,20 @@ def email(text: str) -> InboundMessage:
     return InboundMessage(ChannelName.EMAIL, ELSEWHERE, text, f"EM{next(_ids)}")
 
 
+async def _with_the_bot(
+    sessionmaker: SessionMaker, processor: InboundProcessor, bot: GatedRemote, text: str
+) -> tuple[asyncio.Task[InboundResult], int]:
+    """SLOW writes `text` and it is with the bot, held: the pending turn, and whose it is."""
+    waiting = asyncio.create_task(processor.handle(sms(text, SLOW)))
+    await bot.asked.wait()
+    async with sessionmaker() as session:
+        asking_id = await session.scalar(
+            select(Conversation.customer_id).where(Conversation.address == SLOW)
+        )
+    assert asking_id is not None
+    return waiting, asking_id
+
+
 async def _merged_while_asking(
     sessionmaker: SessionMaker,
     other_first: str | None,
@@ -49,13 +63,7 @@ async def _merged_while_asking(
         other_id = other.customer_id
     else:
         other_id = None
-    waiting = asyncio.create_task(processor.handle(sms("hello", SLOW)))
-    await bot.asked.wait()
-    async with sessionmaker() as session:
-        asking_id = await session.scalar(
-            select(Conversation.customer_id).where(Conversation.address == SLOW)
-        )
-    assert asking_id is not None
+    waiting, asking_id = await _with_the_bot(sessionmaker, processor, bot, "hello")
     if other_id is None:
         other = await processor.handle(email("a note from my other address"))
         other_id = other.customer_id
@@ -183,13 +191,7 @@ async def test_an_answer_after_a_merge_into_someone_who_sent_stop_is_not_sent(
             Source.KEYWORD,
             actor="customer",
         )
-    waiting = asyncio.create_task(processor.handle(sms("hello", SLOW)))
-    await bot.asked.wait()
-    async with sessionmaker() as session:
-        asking_id = await session.scalar(
-            select(Conversation.customer_id).where(Conversation.address == SLOW)
-        )
-    assert asking_id is not None
+    waiting, asking_id = await _with_the_bot(sessionmaker, processor, bot, "hello")
     await do_merge_customers(sessionmaker, other.customer_id, asking_id, actor="test")
     bot.go.set()
     result = await asyncio.wait_for(waiting, timeout=10)
@@ -206,13 +208,7 @@ async def _asking_then_merged(
     by e-mail): the bot, the processor, SLOW's pending turn and the survivor's id."""
     bot = GatedRemote(SLOW)
     processor = make_processor(sessionmaker, bot)
-    first = asyncio.create_task(processor.handle(sms("???", SLOW)))
-    await bot.asked.wait()
-    async with sessionmaker() as session:
-        asking_id = await session.scalar(
-            select(Conversation.customer_id).where(Conversation.address == SLOW)
-        )
-    assert asking_id is not None
+    first, asking_id = await _with_the_bot(sessionmaker, processor, bot, "???")
     other = await processor.handle(email("a note from my other address"))
     assert other.customer_id is not None
     await do_merge_customers(sessionmaker, other.customer_id, asking_id, actor="test")
