@@ -415,8 +415,6 @@ class InboundProcessor:
         await sql.await_bot(session, [work for work, _ in asking if not work.resumed])
         # A message asked again that needs no bot now (a STOP came meanwhile) is done with.
         await sql.answered(session, [w for w in answered if w.resumed and id(w) not in waiting])
-        for work, _ in asking:
-            work.written()
         return [work for work in works if id(work) not in waiting], later, asking
 
     def _ask(self, work: Work, turn: Turn) -> None:

@@ -519,7 +519,7 @@ async def answered(session: AsyncSession, works: Sequence[Work]) -> None:
 async def write(session: AsyncSession, works: Sequence[Work]) -> None:
     """Everything the batch's turns decided. The replies, their outbox rows and the timeline:
     on PostgreSQL one statement (`dialog.inbound.one_write`), on SQLite one per table. Then the
-    intents, and the conversations' changes."""
+    intents, and the conversations' changes; the works' timelines and changes are then spent."""
     replies = [
         (work, part)
         for work in works
@@ -566,7 +566,6 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
     if unnested(session):
         if rows or entries:
             ids = await write_together(session, _MESSAGE_COLUMNS, rows, queued, entries)
-            _name_replies(ids, queued, entries)  # as written, should anything read them again
     else:
         ids = await _write_apart(session, rows, queued, entries)
     for (work, part), row in zip(replies, rows, strict=True):
@@ -584,6 +583,8 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
     if intents:  # by key, row by row, on both databases (see `crm_core.unnest`)
         await session.execute(_SET_INTENT, intents)
     await _update_conversations(session, works)
+    for work in works:
+        work.written()  # spent: what a later write of the same turn adds starts from nothing
 
 
 async def _write_apart(
