@@ -432,7 +432,7 @@ class FaqIndex:
         # hand for every text at once: sklearn's per-call validation costs ~5x the arithmetic
         # for a single short text, and one product serves the whole batch.
         rows = tfidf_rows(
-            [self._columns.counts(fold(text)) for text in texts], self._idf, dtype=np.float32
+            [self._columns.columns(fold(text)) for text in texts], self._idf, dtype=np.float32
         )
         # One CSR product with dense queries: cheaper than slicing the matrix by the queries'
         # n-grams, whose per-call bookkeeping costs more than the arithmetic for ~40 entries.

@@ -880,24 +880,18 @@ _Analyser = Callable[[str], list[str]]
 class _View:
     """One fitted TF-IDF vectoriser, read by hand."""
 
-    counts: Callable[[str], Mapping[int, int]]  # text -> column -> count
+    columns: Callable[[str], list[int]]  # text -> its n-grams' columns, one per occurrence
     idf: NDArray[np.float64]
     offset: int
     sublinear: bool
 
 
-def _text_counts(
-    analyse: _Analyser, vocabulary: Mapping[str, int]
-) -> Callable[[str], dict[int, int]]:
-    def counts(text: str) -> dict[int, int]:
-        found: dict[int, int] = {}
-        for gram, count in Counter(analyse(text)).items():
-            column = vocabulary.get(gram)
-            if column is not None:
-                found[column] = count
-        return found
+def _text_columns(analyse: _Analyser, vocabulary: Mapping[str, int]) -> Callable[[str], list[int]]:
+    def columns(text: str) -> list[int]:
+        found = (vocabulary.get(gram) for gram in analyse(text))
+        return [column for column in found if column is not None]
 
-    return counts
+    return columns
 
 
 class TextReader:
@@ -949,9 +943,9 @@ class _Scorer:
             by_word = vectoriser.analyzer == "char_wb" and vectoriser.preprocessor is None
             views.append(
                 _View(
-                    WordColumns(analyse, vocabulary).counts
+                    WordColumns(analyse, vocabulary).columns
                     if by_word
-                    else _text_counts(analyse, vocabulary),
+                    else _text_columns(analyse, vocabulary),
                     np.asarray(vectoriser.idf_, dtype=np.float64),
                     offset,
                     bool(vectoriser.sublinear_tf),
@@ -971,8 +965,8 @@ class _Scorer:
         """One row of class probabilities per normalised text."""
         logits = np.tile(self._intercept, (len(normalised), 1))
         for view in self._views:
-            counts = [view.counts(text) for text in normalised]
-            rows = tfidf_rows(counts, view.idf, sublinear=view.sublinear)
+            columns = [view.columns(text) for text in normalised]
+            rows = tfidf_rows(columns, view.idf, sublinear=view.sublinear)
             filled, starts = rows.nonempty()
             if not starts.size:
                 continue

@@ -31,7 +31,7 @@ def test_rows_are_scikit_learns(texts: list[str]) -> None:
     fitted = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
     fitted.fit(CORPUS)
     columns = WordColumns(fitted.build_analyzer(), fitted.vocabulary_)
-    rows = tfidf_rows([columns.counts(text) for text in texts], fitted.idf_)
+    rows = tfidf_rows([columns.columns(text) for text in texts], fitted.idf_)
     expected = fitted.transform(texts).toarray() if texts else np.zeros((0, len(fitted.idf_)))
     got = np.zeros_like(expected)
     for r in range(len(texts)):
@@ -42,8 +42,20 @@ def test_rows_are_scikit_learns(texts: list[str]) -> None:
 
 def test_a_words_columns_are_counted_each_time_it_appears(vectoriser: TfidfVectorizer) -> None:
     columns = WordColumns(vectoriser.build_analyzer(), vectoriser.vocabulary_)
-    once, twice = columns.counts("hola"), columns.counts("hola  hola")
+    once, twice = columns.columns("hola"), columns.columns("hola  hola")
     assert once
-    assert twice == {column: 2 * n for column, n in once.items()}
-    assert columns.counts("") == {}
-    assert columns.counts("qqqq") == {}
+    assert twice == once + once
+    assert columns.columns("") == []
+    assert columns.columns("qqqq") == []
+
+
+def test_a_rows_columns_are_counted_once_each_in_ascending_order(
+    vectoriser: TfidfVectorizer,
+) -> None:
+    columns = WordColumns(vectoriser.build_analyzer(), vectoriser.vocabulary_)
+    texts = ["hola hola buenos", "", "qqqq", "tienda hola"]
+    rows = tfidf_rows([columns.columns(text) for text in texts], vectoriser.idf_)
+    for r, text in enumerate(texts):
+        found = rows.columns[rows.starts[r] : rows.starts[r + 1]]
+        assert list(found) == sorted(set(columns.columns(text)))
+    assert rows.nonempty()[0].tolist() == [True, False, False, True]
