@@ -1,14 +1,24 @@
-"""A batch's replies, their outbox rows and its timeline entries in one PostgreSQL statement.
+"""A batch's replies, their outbox rows, its timeline entries and what the bot made of its
+messages, in one PostgreSQL statement.
 
-Each is an INSERT of rows given as arrays (`crm_core.unnest`), and written one after the other
-they were three round trips a batch: while a batch waits for one, the event loop serves the other
-lane and the webhooks, and the wait costs a round trip's worth of latency however little the
-server does. Here they are data-modifying parts of one statement:
+The first three are INSERTs of rows given as arrays (`crm_core.unnest`), the last an UPDATE of
+the customers' messages, and written one after the other they were four round trips a batch:
+while a batch waits for one, the event loop serves the other lane and the webhooks, and the wait
+costs a round trip's worth of latency however little the server does. Here they are
+data-modifying parts of one statement:
 
     WITH reply AS (INSERT INTO messages ... RETURNING id, provider_id),
          queued AS (INSERT INTO outbox ... SELECT reply.id, ... JOIN reply ON provider_id),
-         noted AS (INSERT INTO interactions ... LEFT JOIN reply ON provider_id)
+         noted AS (INSERT INTO interactions ... LEFT JOIN reply ON provider_id),
+         read AS (UPDATE messages SET intent = ..., confidence = ..., outcome = ...
+                  WHERE id = ANY(ids))
     SELECT id, provider_id FROM reply
+
+The UPDATE finds its rows by the primary key's index (`= ANY`), each row's values at the
+position of its id in the arrays: not as a join with the unnested arrays, which PostgreSQL's
+cached plan, made while the table was small, kept answering by reading the whole table
+(`crm_core.unnest`). It touches messages stored by earlier statements of the transaction, never
+the replies this one inserts.
 
 A reply's outbox row and timeline entry name it by the provider id it is written with (unique,
 made before the statement), and take the id its INSERT returned: an outbox row its `message_id`,
@@ -27,9 +37,11 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, Final
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import BigInteger, Float, Select, Text, any_, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.expression import Grouping
+from sqlalchemy.types import TypeEngine
 
 from crm_core.models import interactions_table
 from crm_core.timeline import ENTRY_COLUMNS
@@ -38,9 +50,15 @@ from dialog.models import messages_table
 from dialog.outbox.models import outbox_table
 from dialog.outbox.queue import ROW_COLUMNS
 
-__all__ = ["REPLY", "write_together"]
+__all__ = ["READ_COLUMNS", "REPLY", "write_together"]
 
 REPLY: Final = "reply"  # the key of a row naming a reply: that reply's provider id
+# What the bot made of a customer's message (`dialog.inbound.sql.write`), by the message's id.
+READ_COLUMNS: Final[dict[str, TypeEngine[Any]]] = {
+    "intent": Text(),
+    "confidence": Float(),
+    "outcome": Text(),
+}
 # An outbox row's columns but the message's id, which the statement fills in.
 _QUEUED_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "message_id")
 
@@ -91,7 +109,21 @@ def _statement(message_columns: tuple[str, ...]) -> Select[Any]:
         )
         .cte("noted")
     )
-    return select(reply.c.id, reply.c.provider_id).add_cte(queued, noted)
+    ids = bindparam("read_message_id", type_=postgresql.ARRAY(BigInteger()))
+    position = func.array_position(ids, messages.c.id)
+    read = (
+        update(messages)
+        .where(messages.c.id == any_(ids))
+        .values(
+            {
+                # (the array)[i]: without the parentheses, $n::text[][i] is not SQL
+                name: Grouping(bindparam(f"read_{name}", type_=postgresql.ARRAY(kind)))[position]
+                for name, kind in READ_COLUMNS.items()
+            }
+        )
+        .cte("read")
+    )
+    return select(reply.c.id, reply.c.provider_id).add_cte(queued, noted, read)
 
 
 async def write_together(
@@ -100,11 +132,14 @@ async def write_together(
     replies: Sequence[dict[str, Any]],
     queued: Sequence[dict[str, Any]],
     entries: Sequence[dict[str, Any]],
+    readings: Sequence[dict[str, Any]],
 ) -> dict[str, int]:
-    """Write the replies (messages' rows), the outbox rows and the timeline entries; a row of
-    the last two names its reply by `REPLY`, or names none (an entry's key None). Returns the
-    replies' ids by provider id."""
+    """Write the replies (messages' rows), the outbox rows, the timeline entries and the
+    readings (`message_id` and `READ_COLUMNS`); an outbox row or entry names its reply by
+    `REPLY`, or names none (an entry's key None). Returns the replies' ids by provider id."""
     parameters = {
+        "read_message_id": [row["message_id"] for row in readings],
+        **{f"read_{name}": [row[name] for row in readings] for name in READ_COLUMNS},
         **as_arrays(messages_table, replies, message_columns, prefix="reply"),
         **as_arrays(outbox_table, queued, _QUEUED_COLUMNS, prefix="queued", keys=(REPLY,)),
         **as_arrays(interactions_table, entries, ENTRY_COLUMNS, prefix="noted", keys=(REPLY,)),

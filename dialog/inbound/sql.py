@@ -55,7 +55,7 @@ from crm_core.models import (
 from crm_core.timeline import add_interactions
 from crm_core.unnest import as_arrays, insert_unnested, unnested
 from dialog.handoff import TURN_ATTRIBUTES
-from dialog.inbound.one_write import REPLY, write_together
+from dialog.inbound.one_write import READ_COLUMNS, REPLY, write_together
 from dialog.inbound.work import Context, Pending, Work, fingerprint, keyword_plan
 from dialog.media import medium, writing_channels
 from dialog.models import (
@@ -280,14 +280,10 @@ _STORED = (
         messages_table.c.provider_id.in_(bindparam("provider_ids", expanding=True)),
     )
 )
-_SET_INTENT = (
+_SET_INTENT = (  # what `one_write` does on PostgreSQL, one row per execution
     update(messages_table)
     .where(messages_table.c.id == bindparam("message_id"))
-    .values(
-        intent=bindparam("new_intent"),
-        confidence=bindparam("new_confidence"),
-        outcome=bindparam("new_outcome"),
-    )
+    .values({name: bindparam(name) for name in READ_COLUMNS})
 )
 
 
@@ -517,9 +513,10 @@ async def answered(session: AsyncSession, works: Sequence[Work]) -> None:
 
 
 async def write(session: AsyncSession, works: Sequence[Work]) -> None:
-    """Everything the batch's turns decided. The replies, their outbox rows and the timeline:
-    on PostgreSQL one statement (`dialog.inbound.one_write`), on SQLite one per table. Then the
-    intents, and the conversations' changes; the works' timelines and changes are then spent."""
+    """Everything the batch's turns decided. The replies, their outbox rows, the timeline and
+    what the bot made of each message (intent, confidence, outcome): on PostgreSQL one statement
+    (`dialog.inbound.one_write`), on SQLite one per table. Then the conversations' changes; the
+    works' timelines and changes are then spent."""
     replies = [
         (work, part)
         for work in works
@@ -562,26 +559,25 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
         work.note(InteractionKind.MESSAGE_OUT, part, "bot", conversation_id=work.conversation.id)
         work.timeline[-1][REPLY] = row["provider_id"]
     entries = [entry for work in works for entry in work.timeline]
-    ids: dict[str, int] = {}
-    if unnested(session):
-        if rows or entries:
-            ids = await write_together(session, _MESSAGE_COLUMNS, rows, queued, entries)
-    else:
-        ids = await _write_apart(session, rows, queued, entries)
-    for (work, part), row in zip(replies, rows, strict=True):
-        work.sent.append((part, ids[row["provider_id"]]))
-    intents = [
+    readings = [
         {
             "message_id": w.inbound_id,
-            "new_intent": w.intent,
-            "new_confidence": w.confidence,
-            "new_outcome": w.plan,
+            "intent": w.intent,
+            "confidence": w.confidence,
+            "outcome": w.plan,
         }
         for w in works
         if w.intent is not None or w.plan is not None
     ]
-    if intents:  # by key, row by row, on both databases (see `crm_core.unnest`)
-        await session.execute(_SET_INTENT, intents)
+    ids: dict[str, int] = {}
+    if unnested(session) and (rows or entries):
+        ids = await write_together(session, _MESSAGE_COLUMNS, rows, queued, entries, readings)
+    else:
+        ids = await _write_apart(session, rows, queued, entries)
+        if readings:  # by key, row by row (see `crm_core.unnest`)
+            await session.execute(_SET_INTENT, readings)
+    for (work, part), row in zip(replies, rows, strict=True):
+        work.sent.append((part, ids[row["provider_id"]]))
     await _update_conversations(session, works)
     for work in works:
         work.written()  # spent: what a later write of the same turn adds starts from nothing

@@ -120,6 +120,29 @@ async def test_a_first_message_creates_a_lead_and_gets_an_answer(
     assert kinds == ["message_out", "message_in"]
 
 
+async def test_what_the_bot_made_of_each_message_is_stored_with_it(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    """Intent, confidence and outcome, for every message of a batch (on PostgreSQL in the
+    batch's one write), and nothing on the answers."""
+    texts = {
+        "+14155550001": "opening hours?",
+        "+14155550002": "human",
+        "+14155550003": "???",
+        "+14155550004": "STOP",
+    }
+    await asyncio.gather(*(processor.handle(sms(text, sender)) for sender, text in texts.items()))
+    async with sessionmaker() as session:
+        stored = (await session.scalars(select(Message).order_by(Message.id))).all()
+    read = {m.text: (m.intent, m.confidence, m.outcome) for m in stored if m.direction == "in"}
+    assert read["opening hours?"][:2] == ("faq", 0.9)
+    assert read["human"][0] == "human"
+    assert read["???"][0] == "faq"
+    assert read["STOP"] == ("keyword", None, "keyword:opt_out")
+    answers = [(m.intent, m.confidence, m.outcome) for m in stored if m.direction == "out"]
+    assert answers and all(answer == (None, None, None) for answer in answers), answers
+
+
 async def test_the_same_message_twice_is_stored_and_answered_once(
     processor: InboundProcessor, sessionmaker: SessionMaker, brain: FakeBrain
 ) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from datetime import datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from dialog.inbound import InboundProcessor
@@ -47,10 +49,17 @@ async def _context_query(sessionmaker: SessionMaker) -> tuple[Any, str, Any]:
 def _literal(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list):
-        return f"ARRAY[{', '.join(_literal(item) for item in value)}]"
+    if isinstance(value, list):  # an array literal, its type the prepared parameter's
+        return "'{" + ",".join(_element(item) for item in value).replace("'", "''") + "}'"
     assert isinstance(value, str), value
     return "'" + value.replace("'", "''") + "'"
+
+
+def _element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 async def _plan(sessionmaker: SessionMaker, dialect: str, statement: str, parameters: Any) -> str:
@@ -61,9 +70,9 @@ async def _plan(sessionmaker: SessionMaker, dialect: str, statement: str, parame
             return "\n".join(str(row[-1]) for row in plan)
         for setting in ("plan_cache_mode = force_generic_plan", "enable_seqscan = off"):
             await connection.exec_driver_sql(f"SET LOCAL {setting}")
-        await connection.exec_driver_sql(f"PREPARE senders AS {statement}")
+        await connection.exec_driver_sql(f"PREPARE checked AS {statement}")
         arguments = ", ".join(_literal(value) for value in parameters)
-        plan = await connection.exec_driver_sql(f"EXPLAIN EXECUTE senders({arguments})")
+        plan = await connection.exec_driver_sql(f"EXPLAIN EXECUTE checked({arguments})")
         return "\n".join(str(row[0]) for row in plan)
 
 
@@ -125,3 +134,33 @@ async def test_a_redelivery_is_looked_up_through_the_inbound_index(
     assert "uq_messages_inbound_provider_id" in plan, plan
     assert "SCAN messages" not in plan, plan
     assert "Seq Scan on messages" not in plan, plan
+
+
+async def test_what_the_bot_made_of_a_message_is_written_through_the_primary_key(
+    sessionmaker: SessionMaker,
+) -> None:
+    """On PostgreSQL the intents go in the batch's one write (`dialog.inbound.one_write`) as an
+    UPDATE by `id = ANY(...)`: a probe of the primary key for each message, where a join with
+    the unnested arrays was answered by reading every message."""
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("WITH reply AS"):
+            seen.append((statement, parameters))
+
+    async with sessionmaker() as session:
+        engine = session.get_bind()
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite writes them row by row: one statement per table there")
+    processor = make_processor(sessionmaker, FakeBrain())
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        await asyncio.gather(*(processor.handle(sms("hello", next(_numbers))) for _ in range(3)))
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    statement, parameters = seen[-1]
+    plan = await _plan(sessionmaker, engine.dialect.name, statement, parameters)
+    update = plan[plan.index("CTE read") :]
+    assert "Index Cond: (id = ANY" in update, plan
+    assert "pk_messages" in update, plan
+    assert "Seq Scan on messages" not in update, plan
