@@ -35,8 +35,8 @@ from sqlalchemy import and_, bindparam, delete, func, insert, select, text, tupl
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import ChannelName
-from consent.models import consent_state_table
-from consent.types import ConsentStatus
+from consent.models import consent_events_table, consent_state_table
+from consent.types import GENERAL, Action, ConsentStatus
 from crm_core.models import InteractionKind
 from crm_core.sqltypes import UTCDateTime, utcnow
 from crm_core.timeline import add_interactions
@@ -165,6 +165,7 @@ class Claimed:
     # any later claim sets a later one (`attempts` would not do: staff retrying a failed
     # message start it again at 0).
     lease_until: datetime | None = None
+    queued_at: datetime | None = None  # when the row was queued (None: not known, not checked)
 
 
 @dataclass(slots=True)
@@ -191,6 +192,7 @@ _COLUMNS = (
     _m.address,
     _m.text,
     _m.customer_id,
+    _o.created_at,
 )
 
 
@@ -206,7 +208,7 @@ _SQLITE_DUE = (
     text(
         "SELECT outbox.message_id, outbox.state, outbox.claimed_by, outbox.purpose, "
         "outbox.options, outbox.attempts, outbox.channel, messages.address, messages.text, "
-        "messages.customer_id FROM outbox INDEXED BY ix_outbox_due "
+        "messages.customer_id, outbox.created_at FROM outbox INDEXED BY ix_outbox_due "
         "JOIN messages ON messages.id = outbox.message_id "
         f"WHERE outbox.{PENDING_ONLY} AND outbox.due_at <= :now "
         "AND outbox.channel IN :channels ORDER BY outbox.due_at LIMIT :limit"
@@ -262,14 +264,27 @@ _HOLD = (
     .where(_o.message_id == bindparam("id"), text(PENDING_ONLY))
     .values(state=DeliveryState.QUEUED.value, due_at=bindparam("at"), claimed_by=None)
 )
-_REVOKED = select(
-    consent_state_table.c.customer_id, consent_state_table.c.channel, consent_state_table.c.purpose
-).where(
-    consent_state_table.c.status == ConsentStatus.REVOKED.value,
-    consent_state_table.c.topic == "",
-    tuple_(consent_state_table.c.customer_id, consent_state_table.c.channel).in_(
-        bindparam("keys", expanding=True)
-    ),
+_cs, _ce = consent_state_table.c, consent_events_table.c
+# The consents of the claimed rows' customers on their channels, as they are.
+_CONSENTS = select(_cs.customer_id, _cs.channel, _cs.purpose, _cs.topic, _cs.status).where(
+    tuple_(_cs.customer_id, _cs.channel).in_(bindparam("keys", expanding=True))
+)
+# Their latest revocations since the oldest claimed row was queued: a row queued before a STOP
+# is not sent after it, even once a START has come since (the customer asked again since).
+_REVOKED_SINCE = (
+    select(
+        _ce.customer_id,
+        _ce.channel,
+        _ce.purpose,
+        _ce.topic,
+        func.max(_ce.occurred_at).label("at"),
+    )
+    .where(
+        _ce.action == Action.REVOKE.value,
+        _ce.occurred_at > bindparam("since", type_=UTCDateTime()),
+        tuple_(_ce.customer_id, _ce.channel).in_(bindparam("keys", expanding=True)),
+    )
+    .group_by(_ce.customer_id, _ce.channel, _ce.purpose, _ce.topic)
 )
 
 
@@ -338,6 +353,7 @@ def _claimed(row: Any, lease_until: datetime) -> Claimed:
         attempts=row.attempts + 1,
         interrupted=row.state == DeliveryState.SENDING.value and row.claimed_by is not None,
         lease_until=lease_until,
+        queued_at=row.created_at,
     )
 
 
@@ -359,12 +375,12 @@ async def claim(
     """Take up to `limit` due rows on `channels` (those it can send) for `worker` and mark
     them `sending` under a lease; return those to send now.
 
-    In the same transaction, rows whose customer revoked consent on that channel since they
-    were queued are failed (`revoked`), not sent (a keyword's own answer, the STOP
-    confirmation, is sent all the same); `wait` (the quiet hours) may queue rows again for when
-    they may go, or fail those that never may (`quiet_hours`); `admit` (the rate limits) may
-    hold rows back: they are left as they are, and their channel out of the claims until the
-    limit has room."""
+    In the same transaction, rows consent no longer allows (`_consented`: revoked since they
+    were queued, or marketing without granted consent) are failed, not sent (a keyword's own
+    answer, the STOP confirmation, is sent all the same); `wait` (the quiet hours) may queue
+    rows again for when they may go, or fail those that never may (`quiet_hours`); `admit`
+    (the rate limits) may hold rows back: they are left as they are, and their channel out of
+    the claims until the limit has room."""
     now = now or utcnow()
     if admit is not None:
         closed = _closed(session, now)
@@ -404,26 +420,63 @@ async def claim(
 async def _consented(
     session: AsyncSession, picked: list[Claimed]
 ) -> tuple[list[Result], list[Claimed]]:
-    """The rows whose customer revoked consent since they were queued (as failed results), and
-    the others."""
+    """The rows consent no longer allows (as failed results), and the others. A row for service
+    goes unless its customer revoked service on its channel; a marketing row only while its
+    customer's marketing consent there is granted (confirmed, not pending), as the contact policy
+    asked when it was queued. Neither goes if its customer revoked either since it was queued,
+    whatever they said after. A keyword's own answer (the STOP confirmation) goes regardless."""
     checked = [c for c in picked if c.purpose != Purpose.COMPLIANCE]
-    revoked: set[tuple[int, str, str]] = set()
-    if checked:
-        keys = list({(c.customer_id, _consent_channel(c.channel)) for c in checked})
-        found = await session.execute(_REVOKED, {"keys": keys})
-        revoked = {(r.customer_id, r.channel, r.purpose) for r in found}
+    if not checked:
+        return [], picked
+    keys = list({(c.customer_id, _consent_channel(c.channel)) for c in checked})
+    found = await session.execute(_CONSENTS, {"keys": keys})
+    status = {(r.customer_id, r.channel, r.purpose, r.topic): r.status for r in found}
+    queued = [c.queued_at for c in checked if c.queued_at is not None]
+    revoked_at: dict[Consent, datetime] = {}
+    if queued:
+        since = min(queued)
+        found = await session.execute(_REVOKED_SINCE, {"keys": keys, "since": since})
+        revoked_at = {(r.customer_id, r.channel, r.purpose, r.topic): r.at for r in found}
     refused: list[Result] = []
     sending: list[Claimed] = []
     for c in picked:
-        channel = _consent_channel(c.channel)
-        if c.purpose != Purpose.COMPLIANCE and (
-            (c.customer_id, channel, "service") in revoked
-            or (c.customer_id, channel, c.purpose) in revoked
-        ):
-            refused.append(Result(c, "failed", code="revoked", reason="revoked"))
-        else:
+        why = None if c.purpose == Purpose.COMPLIANCE else _refusal(c, status, revoked_at)
+        if why is None:
             sending.append(c)
+        else:
+            refused.append(Result(c, "failed", code=why[0], reason=why[1]))
     return refused, sending
+
+
+Consent = tuple[int, str, str, str]  # customer, channel, purpose, topic
+_CONSENT_CODES = ("revoked", "not_consented")  # what `_refusal` answers
+
+
+def _refusal(
+    c: Claimed, status: Mapping[Consent, str], revoked_at: Mapping[Consent, datetime]
+) -> tuple[str, str] | None:
+    """Why consent keeps this row from going (code, reason), or None. A marketing row's consent
+    is its topic's (`options["topic"]`), else the general one, as the contact policy reads it."""
+    channel = _consent_channel(c.channel)
+    topic = str(c.options.get("topic") or GENERAL)
+    consents = [(c.customer_id, channel, Purpose.SERVICE, GENERAL)]
+    if c.purpose == Purpose.MARKETING:
+        general = (c.customer_id, channel, Purpose.MARKETING, GENERAL)
+        own = (c.customer_id, channel, Purpose.MARKETING, topic)
+        consents += [general, own] if topic != GENERAL else [general]
+    if status.get(consents[0]) == ConsentStatus.REVOKED:
+        return "revoked", "revoked"
+    if c.purpose == Purpose.MARKETING:  # the most specific consent there is
+        applies = status.get(consents[-1]) or status.get(consents[1])
+        if applies == ConsentStatus.REVOKED:
+            return "revoked", "revoked"
+        if applies != ConsentStatus.GRANTED:
+            return "not_consented", f"marketing consent is {applies or 'not given'}, not granted"
+    if c.queued_at is not None:
+        queued_at = c.queued_at
+        if any((revoked_at.get(consent) or queued_at) > queued_at for consent in consents):
+            return "revoked", "revoked after it was queued"
+    return None
 
 
 async def _timed(
@@ -723,7 +776,8 @@ async def _record_attempts(
     worker: str,
     now: datetime,
 ) -> None:
-    outcomes = ["revoked" if r.code == "revoked" else r.outcome for r in results]
+    # Refused at the claim (consent revoked, or marketing's no longer granted): `revoked`.
+    outcomes = ["revoked" if r.code in _CONSENT_CODES else r.outcome for r in results]
     reasons = [
         r.reason if moved else _STALE if r.reason is None else f"{r.reason} ({_STALE})"
         for r, moved in zip(results, moves, strict=True)

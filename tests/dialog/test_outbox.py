@@ -11,7 +11,11 @@ import pytest
 from sqlalchemy import event, select, update
 
 from channels.base import ChannelName, InboundMessage
+from consent.ledger import record_consent
 from consent.replies import Brand
+from consent.types import GENERAL, Action, Source
+from consent.types import Channel as ConsentChannel
+from consent.types import Purpose as ConsentPurpose
 from crm_core.models import Interaction
 from crm_core.sqltypes import utcnow
 from dialog.inbound import InboundProcessor
@@ -20,6 +24,7 @@ from dialog.outbox import Claimed, Purpose, Result, claim, next_due, record_deli
 from dialog.outbox.models import DeliveryAttempt, OutboxEntry, ParkedReport
 from dialog.outbox.queue import PARKED_FOR
 from sastre.db import SessionMaker
+from sastre.operations.outreach import Outbound, queue_outbound
 from tests.dialog.test_inbound import FakeBrain
 from tests.support.quick import quick
 
@@ -86,6 +91,104 @@ async def test_a_reply_queued_before_stop_is_not_sent_but_the_confirmation_is(
     async with sessionmaker() as session:
         outcomes = (await session.scalars(select(DeliveryAttempt.outcome))).all()
     assert outcomes == ["revoked"]
+
+
+async def test_a_reply_queued_before_a_stop_is_not_sent_after_a_start(
+    sessionmaker: SessionMaker,
+) -> None:
+    """The customer said STOP after asking: the answer waiting in the outbox is not theirs to
+    get, even once they have said START (they got START's own confirmation instead)."""
+    processor = make(sessionmaker)
+    await processor.handle(sms("opening hours?"))
+    await processor.handle(sms("STOP"))
+    await processor.handle(sms("START"))
+    async with sessionmaker.begin() as session:
+        sending = await claim(
+            session, worker="w", channels=ALL, limit=10, lease=timedelta(seconds=30)
+        )
+    assert [c.purpose for c in sending] == [
+        Purpose.COMPLIANCE,
+        Purpose.SERVICE,
+    ]  # the two keywords'
+    queued = {row.message_id: row for row in await rows(sessionmaker)}
+    async with sessionmaker() as session:
+        texts = {
+            row.id: row.text for row in await session.execute(select(Message.id, Message.text))
+        }
+    failed = [
+        (texts[m], row.error_code, row.error) for m, row in queued.items() if row.state == "failed"
+    ]
+    assert failed == [("echo: opening hours?", "revoked", "revoked after it was queued")]
+
+
+async def _marketing_row(
+    sessionmaker: SessionMaker, *actions: Action, topic: str = GENERAL
+) -> None:
+    """A customer with these marketing consent actions by SMS (from the web form), then a
+    marketing message queued for them, topic `topic`; the actions are recorded before it."""
+    result = await make(sessionmaker).handle(sms("hello", sender="+14155550123"))
+    assert result.customer_id is not None
+    now = utcnow()
+    async with sessionmaker.begin() as session:
+        for action in actions:
+            await record_consent(
+                session,
+                result.customer_id,
+                ConsentChannel.SMS,
+                ConsentPurpose.MARKETING,
+                action,
+                Source.WEB_FORM,
+                actor="test",
+                topic=topic,
+                occurred_at=now - timedelta(minutes=1),
+            )
+        outbound = Outbound(
+            customer_id=result.customer_id,
+            medium=ChannelName.SMS,
+            address="+14155550123",
+            text="20% off this week",
+            purpose=Purpose.MARKETING,
+            author="staff:test",
+            reference="marketing-1",
+            language="en",
+            options={"topic": topic} if topic else {},
+        )
+        await queue_outbound(session, outbound, now)
+
+
+async def _sent_marketing(sessionmaker: SessionMaker) -> list[str]:
+    async with sessionmaker.begin() as session:
+        sending = await claim(
+            session, worker="w", channels=ALL, limit=10, lease=timedelta(seconds=30)
+        )
+    return [c.text for c in sending if c.purpose == Purpose.MARKETING]
+
+
+async def test_a_marketing_message_goes_while_its_consent_is_granted(
+    sessionmaker: SessionMaker,
+) -> None:
+    await _marketing_row(sessionmaker, Action.GRANT, Action.CONFIRM)
+    assert await _sent_marketing(sessionmaker) == ["20% off this week"]
+
+
+async def test_a_marketing_message_does_not_go_while_its_consent_awaits_confirmation(
+    sessionmaker: SessionMaker,
+) -> None:
+    """Revoked, then asked for again but not confirmed (double opt-in): the contact policy
+    would refuse it now, and so does the claim."""
+    await _marketing_row(sessionmaker, Action.GRANT, Action.CONFIRM, Action.REVOKE, Action.GRANT)
+    assert await _sent_marketing(sessionmaker) == []
+    [row] = [row for row in await rows(sessionmaker) if row.purpose == Purpose.MARKETING]
+    assert (row.state, row.error_code) == ("failed", "not_consented")
+    assert row.error == "marketing consent is pending, not granted"
+
+
+async def test_a_marketing_message_on_a_topic_goes_on_that_topics_consent(
+    sessionmaker: SessionMaker,
+) -> None:
+    """The most specific consent applies, as in the contact policy: the topic's own."""
+    await _marketing_row(sessionmaker, Action.GRANT, Action.CONFIRM, topic="offers")
+    assert await _sent_marketing(sessionmaker) == ["20% off this week"]
 
 
 async def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(

@@ -10,10 +10,12 @@ from sqlalchemy import update
 
 from channels.base import ChannelName
 from channels.fake import FakeSender
+from consent.ledger import record_consent
 from consent.preferences import update_preferences
-from consent.types import Source
+from consent.types import Action, Channel, Purpose, Source
 from crm_core.customers import upsert_customer
 from crm_core.records import parse_customer
+from dialog.models import Message
 from dialog.outbox import Claimed, OutboxEntry
 from sastre.db import SessionMaker
 from sastre.worker import Worker
@@ -103,6 +105,17 @@ async def test_a_worker_holds_marketing_claimed_in_quiet_hours_until_they_end(
             .where(OutboxEntry.message_id == row)
             .values(purpose="marketing", due_at=late - timedelta(minutes=1))
         )
+        customer_id = (await session.get_one(Message, row)).customer_id
+        for action in (Action.GRANT, Action.CONFIRM):  # marketing goes only on confirmed consent
+            await record_consent(
+                session,
+                customer_id,
+                Channel.SMS,
+                Purpose.MARKETING,
+                action,
+                Source.WEB_FORM,
+                actor="test",
+            )
     fake = FakeSender()
 
     def worker(at: datetime) -> Worker:
