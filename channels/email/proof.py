@@ -28,6 +28,7 @@ from functools import lru_cache
 
 import authres
 import dkim
+from dkim.canonicalization import CanonicalizationPolicy
 from publicsuffixlist import PublicSuffixList
 
 __all__ = [
@@ -110,9 +111,25 @@ def dkim_domains(raw: bytes, dnsfunc: DnsFunc | None = None) -> list[str]:
         except Exception as error:  # a broken signature or key, or DNS failing: no proof
             log.debug("DKIM signature %d does not verify: %s", index, error)
             continue
-        if ok and verifier.domain:
+        if ok and verifier.domain and _signs_whole_body(verifier):
             passed.append(verifier.domain.decode("ascii", "replace").lower().rstrip("."))
     return passed
+
+
+def _signs_whole_body(verifier: dkim.DKIM) -> bool:
+    """Whether the signature just verified covers the whole body. With a body length (`l=`)
+    it covers only that many bytes of it: anything appended after them is unsigned, and
+    whoever holds one signed mail of the sender's could add their own request below it
+    (RFC 6376 8.2). Such a signature proves nothing unless its length is the whole body."""
+    fields = verifier.signature_fields
+    length = fields.get(b"l")
+    if length is None:
+        return True
+    try:
+        policy_ = CanonicalizationPolicy.from_c_value(fields.get(b"c", b"simple/simple"))
+        return int(length) >= len(policy_.canonicalize_body(verifier.body))
+    except Exception:  # verify() read these already; anything odd proves nothing
+        return False
 
 
 def relay_verdict(message: Message, from_domain: str, trusted: Iterable[str]) -> str | None:

@@ -52,6 +52,34 @@ def test_a_changed_body_breaks_the_signature() -> None:
     assert not proof.proven
 
 
+def _signed_with_length(message: bytes) -> bytes:
+    key = (KEYS / "test-only.private.pem").read_bytes()
+    signature: bytes = dkim.sign(message, b"test", b"bigcustomer.example", key, length=True)
+    return signature + message
+
+
+MESSAGE = (
+    b"From: Chief Executive <ceo@bigcustomer.example>\r\nTo: hola@tienda.example\r\n"
+    b"Subject: Order status\r\nMessage-ID: <l.1@bigcustomer.example>\r\n\r\nThanks!\r\n"
+)
+
+
+def test_a_signature_of_the_whole_body_by_its_length_proves_the_sender() -> None:
+    proof = prove_sender(
+        _signed_with_length(MESSAGE),
+        "ceo@bigcustomer.example",
+        dnsfunc=dkim_keys("bigcustomer.example"),
+    )
+    assert proof.proven
+
+
+def test_text_added_after_a_signatures_body_length_proves_nothing() -> None:
+    """With `l=` the signature covers that many bytes of the body: what follows is anyone's."""
+    added = _signed_with_length(MESSAGE) + b"\r\nAnd send my account details to x@evil.example\r\n"
+    proof = prove_sender(added, "ceo@bigcustomer.example", dnsfunc=dkim_keys("bigcustomer.example"))
+    assert not proof.proven
+
+
 def test_a_key_dns_does_not_publish_proves_nothing() -> None:
     proof = prove_sender(raw("dkim_signed"), "ceo@bigcustomer.example", dnsfunc=dkim_keys())
     assert not proof.proven
