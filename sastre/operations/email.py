@@ -7,7 +7,8 @@ and its Final-Recipient or Original-Recipient is the address that row went to). 
 the inbound address, and a forged report must not silence a customer: a report that is not
 believed changes nothing and is kept in the audit log (`email.report_ignored`) with why.
 
-A believed permanent failure (5.x.x) means the message we sent is `undelivered`
+A believed failure (the server gave up: `Action: failed`, or a 5.x.x with no Action; a 4.x.x
+too once its queue expired) means the message we sent is `undelivered`
 (`dialog.outbox.record_delivery`, forward only). Whether the *address* is undeliverable is one
 table for reports and SMTP refusals alike (`channels.email.bounces.address_verdict`: 5.1.1 user
 unknown, 5.1.2 no such domain...): then it is marked for every customer holding it
@@ -109,7 +110,10 @@ async def do_record_email_bounces(
                 )
                 ignored.append(bounce.recipient)
                 continue
-            failed = bounce.permanent and bounce.action in ("failed", "")
+            # "failed" is the server giving up (RFC 3464 2.3.3), whatever the status: a 4.x.x
+            # too when its queue expired (Postfix's 4.4.1, Exchange's 4.4.7). Without an
+            # Action, the status says.
+            failed = bounce.action == "failed" or (bounce.permanent and not bounce.action)
             if failed and not moved:
                 moved = await record_delivery(
                     unit.session,
@@ -119,9 +123,9 @@ async def do_record_email_bounces(
                     code=bounce.status,
                     reason=bounce.diagnostic or f"bounced: {bounce.status}",
                 )
-            # Still being tried: a 4.x.x, or a server that says "delayed" whatever its status.
-            # A report of success (2.x.x: delivered, relayed, expanded) changes nothing.
-            trying = bounce.status.startswith("4.") or bounce.action == "delayed"
+            # Still being tried: a 4.x.x not given up on, or a server that says "delayed"
+            # whatever its status. A report of success (2.x.x: delivered...) changes nothing.
+            trying = not failed and (bounce.status.startswith("4.") or bounce.action == "delayed")
             if failed and address_verdict(bounce.status).undeliverable:
                 if await _mark_undeliverable(unit, bounce, message_id, region):
                     marked.append(bounce.recipient)

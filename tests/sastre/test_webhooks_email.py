@@ -491,6 +491,20 @@ async def test_a_permanent_status_the_server_still_tries_is_noted_as_a_delay(
     assert "delayed (5.4.1)" in note
 
 
+async def test_a_transient_status_the_server_gave_up_on_fails_the_message(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """ "Action: failed" with a 4.x.x: the server's queue expired (Postfix's 4.4.1, Exchange's
+    4.4.7) and it tried no more. The message is undelivered; the address is not marked (a
+    server down for days is not a mailbox that does not exist)."""
+    notes = await delay_report_notes(
+        aiohttp_client, settings, sessionmaker, status="4.4.7", action="failed"
+    )
+    assert [n for n in notes if "not delivered (4.4.7)" in n], notes
+    assert not [n for n in notes if "delayed" in n], notes
+    assert await outbox_states(sessionmaker) == ["undelivered"]
+
+
 async def test_a_report_of_success_notes_nothing(
     aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
 ) -> None:
