@@ -525,6 +525,9 @@ def auto_reason(message: Message) -> str | None:
         return f"X-Auto-Response-Suppress: {suppress}"
     if str(message.get("Return-Path") or "").strip() == "<>":
         return "null return path"  # RFC 5321 4.5.5: notifications are sent from <>
+    for header in ("List-Id", "List-Unsubscribe"):  # a list's or a newsletter's (RFC 2919, 2369)
+        if message.get(header) is not None:
+            return header
     return None
 
 

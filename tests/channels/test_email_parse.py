@@ -240,9 +240,18 @@ def test_each_auto_header_alone_flags_the_message() -> None:
         b"Precedence: auto_reply",
         b"X-Autoreply: yes",
         b"X-Auto-Response-Suppress: OOF",
+        b"List-Id: Offers <offers.shop-deals.example>",
+        b"List-Unsubscribe: <mailto:leave@shop-deals.example>",
     ):
         assert parse_email(header + b"\n" + base).auto is not None, header
     assert parse_email(b"Auto-Submitted: no\n" + base).auto is None
+
+
+def test_a_newsletter_without_precedence_is_flagged_by_its_list_headers() -> None:
+    """Newsletters and Mailman 3 lists often write no Precedence: their List-Id says it."""
+    newsletter = raw("bulk").replace(b"Precedence: bulk\n", b"")
+    assert b"Precedence" not in newsletter
+    assert parse_email(newsletter).auto == "List-Id"
 
 
 def test_a_read_receipt_is_flagged_and_is_no_bounce() -> None:
