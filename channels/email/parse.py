@@ -255,7 +255,9 @@ def _first_id(value: str | None) -> str | None:
     if found:
         return found[0]
     bare = value.strip()  # some clients write the id without brackets
-    return bare if bare and " " not in bare else None
+    # One token of printable characters: a control character or line separator in it would
+    # end up in our answer's In-Reply-To, which no mail library writes.
+    return bare if bare and bare.isprintable() and not any(c.isspace() for c in bare) else None
 
 
 def _raw_body(raw: bytes) -> str:

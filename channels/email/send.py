@@ -70,14 +70,20 @@ class _Tokens(UnstructuredHeader, BaseHeader):
 
     @override
     def fold(self, *, policy: Policy) -> str:
-        value = str(self)
-        if not value.isascii():  # not ours to keep verbatim: the stdlib encodes it as it must
-            return super().fold(policy=policy)
+        tokens = str(self).split()
+        if not getattr(policy, "utf8", False):
+            # A message id in UTF-8 (RFC 6532) goes on the wire only where the server takes
+            # UTF-8 headers (SMTPUTF8: aiosmtplib then writes with a utf8 policy). Elsewhere it
+            # cannot be written: as RFC 2047 encoded words it would be no id at all. It is left
+            # out (threading then rests on the subject), the header too if nothing is left.
+            tokens = [token for token in tokens if token.isascii()]
+            if not tokens:
+                return ""
         width = policy.max_line_length or 0
         head = f"{self.name}:"
         lines: list[str] = []
         line = head
-        for token in value.split():
+        for token in tokens:
             if width and line != head and len(line) + 1 + len(token) > width:
                 lines.append(line)
                 line = ""  # the next line starts with the space before its token
@@ -141,6 +147,15 @@ def _bracketed(message_id: str) -> str:
     return f"<{bare}>"
 
 
+def _threadable(message_id: str) -> bool:
+    """Whether another message's id can go in our In-Reply-To or References: one token of
+    printable characters. One that holds a control character or a line separator (a vertical
+    tab, U+2028: the stdlib refuses them in any header, as line breaks) would make every answer
+    in its thread unbuildable; left out, the answer still goes, threaded by its subject."""
+    bare = message_id.strip().strip("<>")
+    return bool(bare) and bare.isprintable() and not any(c.isspace() or c in "<>" for c in bare)
+
+
 @functools.lru_cache(maxsize=64)
 def _from_header(sender: str) -> BaseHeader:
     """The From header for a sender, parsed once (an adapter sends from one address)."""
@@ -168,8 +183,8 @@ def build_message(
         email["Message-ID"] = f"<sastre.{_ID_SAFE.sub('-', message.reference)}@{domain}>"
     else:
         email["Message-ID"] = make_msgid(idstring="sastre", domain=domain)
-    references = [_bracketed(r) for r in message.references if r.strip()]
-    if message.in_reply_to:
+    references = [_bracketed(r) for r in message.references if _threadable(r)]
+    if message.in_reply_to and _threadable(message.in_reply_to):
         replied = _bracketed(message.in_reply_to)
         email["In-Reply-To"] = replied
         if replied not in references:

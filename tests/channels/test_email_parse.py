@@ -457,3 +457,12 @@ def test_the_words_after_an_inline_picture_are_read_too() -> None:
     assert [(a.name, a.content_type) for a in parsed.attachments] == [
         ("IMG_0001.jpg", "image/jpeg")
     ]
+
+
+def test_a_message_id_with_a_line_separator_is_no_id() -> None:
+    """Kept, it would go in our answer's In-Reply-To, which no mail library can write."""
+    for odd in ("<a\x0bb@example.org>", "a\u2028b@example.org", "<a\x1cb@example.org>"):
+        message = raw("plain").replace(b"<CAF3n9xQp8+plain@mail.example.org>", odd.encode())
+        parsed = parse_email(message)
+        assert parsed.message_id is None, odd
+        assert parsed.dedupe_key.startswith("sha256:")

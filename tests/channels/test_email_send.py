@@ -103,6 +103,37 @@ async def test_a_reply_carries_the_threading_headers() -> None:
     ]
 
 
+def test_an_id_with_a_line_separator_is_left_out_of_the_threading_headers() -> None:
+    """A vertical tab or U+2028 in a customer's Message-ID: the stdlib refuses it in any header
+    (a line break to it), and every answer in that thread failed to be built."""
+    for odd in ("a\x0bb@example.org", "a\u2028b@example.org", "a\x85b@example.org"):
+        built = build_message(
+            email(in_reply_to=odd, references=("sastre.1@tienda.example", odd)),
+            sender=SENDER,
+            domain="tienda.example",
+            default_subject="Tienda",
+        )
+        assert built["In-Reply-To"] is None
+        assert str(built["References"]) == "<sastre.1@tienda.example>"
+        assert built.as_bytes()  # it can be written
+
+
+async def test_a_utf8_message_id_is_threaded_where_the_server_takes_utf8_headers() -> None:
+    """RFC 6532 allows UTF-8 in a Message-ID. Written as RFC 2047 encoded words it would be no
+    id at all: where the server has no SMTPUTF8 it is left out instead."""
+    built = build_message(
+        email(in_reply_to="pedido.ñandú.1@ejemplo.es"),
+        sender=SENDER,
+        domain="tienda.example",
+        default_subject="Tienda",
+    )
+    plain = flatten_message(built)  # what aiosmtplib writes for a server without SMTPUTF8
+    assert b"=?" not in plain.split(b"\r\n\r\n", 1)[0]
+    assert b"In-Reply-To" not in plain
+    utf8 = flatten_message(built, utf8=True)
+    assert "In-Reply-To: <pedido.ñandú.1@ejemplo.es>\r\n".encode() in utf8
+
+
 async def test_marketing_mail_has_one_click_unsubscribe() -> None:
     url = "https://sastre.example.com/u/abc.def"
     async with smtp_peer() as peer, sender_for(peer) as smtp:
