@@ -644,7 +644,11 @@ def _reply_options(message: InboundMessage) -> dict[str, Any]:
     replied = message.metadata.get("message_id")
     if replied:
         options["in_reply_to"] = replied
-        options["references"] = [*message.metadata.get("references", "").split(), replied]
+        # Its References, or with none its In-Reply-To (a single parent), then its own id.
+        earlier = message.metadata.get("references", "").split()
+        if not earlier and (parent := message.metadata.get("in_reply_to")):
+            earlier = [parent]
+        options["references"] = [*earlier, replied]
     return options
 
 

@@ -4,6 +4,7 @@ From answered without account data, and the SMTP listener (on SQLite and Postgre
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,21 @@ async def test_a_message_is_stored_before_the_answer_and_its_reply_queued_in_the
         stored.provider_id,
     ]
     assert note.data["provider"]["sender_proven"] == "no"
+
+
+async def test_a_reply_to_a_message_without_references_cites_its_parent_too(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """RFC 5322 3.6.4: with no References, the parent's In-Reply-To (one id) starts ours."""
+    client = await email_client(aiohttp_client, email_settings(settings))
+    message = re.sub(rb"References:[^\n]*\n(?:[ \t][^\n]*\n)*", b"", raw("outlook_reply_es"))
+    assert b"References:" not in message
+    assert b"In-Reply-To:" in message
+    assert (await post(client, message))[0] == 200
+    (stored,) = await inbound(sessionmaker)
+    async with sessionmaker() as session:
+        queued = (await session.scalars(select(OutboxEntry))).one()
+    assert queued.options["references"] == ["sastre.answer.0002@tienda.example", stored.provider_id]
 
 
 async def test_the_same_message_twice_is_stored_and_answered_once(
