@@ -45,10 +45,23 @@ __all__ = ["outbox_wakeups", "routes"]
 routes = web.RouteTableDef()
 LIST_LIMIT: Final = 200  # the most rows one page of /api/outbox holds
 LIST_DEFAULT: Final = 50
-# A subject is one line: a CR or LF in it would be a header of its own (header injection).
+
+
+# A subject is one line of printable characters: a CR or LF in it would be a header of its own
+# (header injection), and the other line separators and control characters (a vertical tab,
+# U+2028) no mail library writes in a header: accepted, the e-mail would fail at the send.
+def _one_line(subject: str) -> str:
+    if not subject.isprintable():
+        raise PydanticCustomError(
+            "not_one_line", "a subject is one line: no line breaks or control characters"
+        )
+    return subject
+
+
 Subject = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\r\n]*$"),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_one_line),
 ]
 
 

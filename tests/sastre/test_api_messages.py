@@ -453,6 +453,21 @@ async def test_a_subject_on_another_channel_is_a_400(client: Client, auth: Auth)
     assert body["detail"][0]["field"] == "subject"
 
 
+async def test_a_subject_with_any_line_separator_is_a_400_not_a_failed_send(
+    client: Client, auth: Auth
+) -> None:
+    """A vertical tab or U+2028 is a line break to the mail library: taken, the e-mail failed
+    at the worker ("cannot be built") after a 202."""
+    customer = await _customer(client, auth)
+    for subject in ("a\x0bb", "a\u2028b", "a\x85b", "a\x1bb"):
+        status, body = await _send(
+            client, auth, customer_id=customer, text="x", purpose="service", subject=subject
+        )
+        assert status == 400, subject
+        assert body["detail"][0]["field"] == "subject"
+        assert "one line" in body["detail"][0]["reason"]
+
+
 # --- only channels someone can send on, only texts they take -------------------------------------
 
 
