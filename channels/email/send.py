@@ -36,13 +36,23 @@ from channels.base import DeliveryFailed, OutboundMessage
 from channels.email.bounces import smtp_code
 from channels.email.render import html_part
 
-__all__ = ["SMTPUTF8_MISSING", "TLS_MODES", "SmtpEmail", "TlsMode", "build_message"]
+__all__ = [
+    "SMTPUTF8_MISSING",
+    "TLS_MODES",
+    "UNSUBSCRIBE_SUBJECT",
+    "SmtpEmail",
+    "TlsMode",
+    "build_message",
+]
 
 TlsMode = Literal["starttls", "ssl", "none"]
 TLS_MODES: tuple[TlsMode, ...] = ("starttls", "ssl", "none")
 _ID_SAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]")
 # "=" is encoded in quoted-printable and "_" is not base64: only a 7bit part could hold it.
 _BOUNDARY = "=_sastre.alternative_="
+# The subject of the mail our List-Unsubscribe mailto has a mailbox send (`channels.email.inbound`
+# reads it as the request whatever the body holds).
+UNSUBSCRIBE_SUBJECT = "unsubscribe"
 # The failure code of an address the SMTP server cannot take without SMTPUTF8.
 SMTPUTF8_MISSING = "smtputf8"
 
@@ -197,7 +207,7 @@ def build_message(
     if message.unsubscribe_url:
         links = [f"<{message.unsubscribe_url}>"]
         if unsubscribe_mailto:
-            links.append(f"<mailto:{unsubscribe_mailto}?subject={quote('unsubscribe')}>")
+            links.append(f"<mailto:{unsubscribe_mailto}?subject={quote(UNSUBSCRIBE_SUBJECT)}>")
         email["List-Unsubscribe"] = ", ".join(links)
         email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     email.set_content(message.text)
