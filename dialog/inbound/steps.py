@@ -339,12 +339,11 @@ class TurnSteps:
 
 
 def stops(message: InboundMessage) -> bool:
-    """Whether the message is a STOP (a single opt-out keyword, or the provider's reading of
-    one): it acts when it comes, not behind the bot's answer to the customer's previous turn."""
+    """Whether the message is an opt-out (a STOP, a revocation in plain words, or the provider's
+    reading of one): it acts when it comes, not behind the bot's answer to the customer's
+    previous turn (which would be queued, and could be sent, before the opt-out is recorded)."""
     _, keyword = _keyword(message, bot_reads(message))
-    return keyword.kind is KeywordKind.OPT_OUT and (
-        keyword.exact or bool(message.metadata.get("keyword"))
-    )
+    return keyword.kind is KeywordKind.OPT_OUT
 
 
 def _keyword(message: InboundMessage, text: str) -> tuple[str | None, KeywordMatch]:

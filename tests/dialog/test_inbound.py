@@ -140,7 +140,8 @@ async def test_what_the_bot_made_of_each_message_is_stored_with_it(
     assert read["???"][0] == "faq"
     assert read["STOP"] == ("keyword", None, "keyword:opt_out")
     answers = [(m.intent, m.confidence, m.outcome) for m in stored if m.direction == "out"]
-    assert answers and all(answer == (None, None, None) for answer in answers), answers
+    assert answers
+    assert all(answer == (None, None, None) for answer in answers), answers
 
 
 async def test_the_same_message_twice_is_stored_and_answered_once(
@@ -777,16 +778,18 @@ async def test_a_customers_next_message_waits_for_their_answer_and_sees_it(
     assert conversation.failed_turns == 2
 
 
+@pytest.mark.parametrize("stop", ["STOP", "Please stop texting me"])
 async def test_a_stop_acts_at_once_while_the_bot_holds_the_customers_earlier_turn(
-    sessionmaker: SessionMaker,
+    sessionmaker: SessionMaker, stop: str
 ) -> None:
     """STOP means stop: it does not wait behind the bot's answer to the message before it (up
-    to `bot_timeout`), and that answer, written after it, is one the worker will not send."""
+    to `bot_timeout`), and that answer, written after it, is one the worker will not send.
+    In plain words too: it is as much an opt-out, and the bot never reads it either."""
     bot = GatedRemote(SLOW)
     processor = make_processor(sessionmaker, bot)
     first = asyncio.create_task(processor.handle(sms("where is my order?", SLOW)))
     await bot.asked.wait()
-    stopped = await asyncio.wait_for(processor.handle(sms("STOP", SLOW)), timeout=10)
+    stopped = await asyncio.wait_for(processor.handle(sms(stop, SLOW)), timeout=10)
     assert not first.done()  # the bot still holds the earlier turn
     assert [reply.text for reply in stopped.replies] == [
         "You are unsubscribed from Sastre. No more messages. Reply START to resubscribe."
