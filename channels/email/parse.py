@@ -76,10 +76,15 @@ _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _BULK = frozenset({"bulk", "junk", "list"})
 _REPORTS = {"delivery-status": "delivery report", "disposition-notification": "read receipt"}
 _REPLY_PARSER = EmailReplyParser(languages=["es", "en"])
-# A quoted line in a plain-text reply ("> ..."); what follows the first block of them is the
-# thread, whatever header line (in whatever language) introduced it.
+# The quoted lines ending a plain-text reply ("> ..."), and the line above them that introduced
+# them, whatever its language ("On ... wrote:", "El ... escribió:"). Some clients wrap a long one
+# onto two lines, the second a word or three ("wrote:", "escribió:"): then the line above it
+# goes too, never otherwise (it is the customer's own). Those lines may hold a ">" (an address:
+# "Tienda <hola@tienda.example>"); they just do not start with one, as quoted lines do.
 _TRAILING_QUOTE = re.compile(
-    r"(?:(?:\n[^\n>]*)?\n[^\n>]*:[ \t]*)?(?:\n[ \t]*)*(?:\n[ \t]*>[^\n]*)+\s*\Z"
+    r"(?:\n(?![ \t]*>)[^\n]*\n[ \t]*(?:[^\s>:][^\s:]*[ \t]+){0,2}[^\s>:][^\s:]*:[ \t]*"
+    r"|\n(?![ \t]*>)[^\n]*:[ \t]*)?"
+    r"(?:\n[ \t]*)*(?:\n[ \t]*>[^\n]*)+\s*\Z"
 )
 # The line Spanish clients put above the thread ("El dom, 6 dic 2026 a las 3:00, Tienda
 # <hola@tienda.example> escribió:", wrapped onto two lines by some), which mail-parser-reply

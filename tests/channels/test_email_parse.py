@@ -408,6 +408,32 @@ def test_outlooks_original_message_line_starts_the_thread_in_either_language() -
         assert latest_reply(text) == "Quiero cambiar la talla.", line
 
 
+@pytest.mark.parametrize(
+    ("reply", "header"),
+    [
+        (
+            "¿Podéis llamarme mañana por la tarde?",
+            "El mar, 4 mar 2025 a las 18:30, Atención al cliente de Tienda"
+            " (<hola@tienda.example>)\nescribió:",
+        ),
+        (
+            "Can I bring it to the shop instead?",
+            "On Tue, 4 Mar 2025 at 14:02, Tienda Customer Service Team"
+            " <support@tienda.example>\nwrote:",
+        ),
+    ],
+)
+def test_a_header_line_wrapped_onto_two_lines_goes_with_the_quote(reply: str, header: str) -> None:
+    """A long sender's name makes Gmail wrap "On ... wrote:"; its first half was read as the
+    customer's (the address's ">" kept it out of the header)."""
+    assert latest_reply(f"{reply}\n\n{header}\n\n> Hello, your return is registered.\n>\n") == reply
+
+
+def test_the_line_just_above_a_one_line_header_is_the_customers() -> None:
+    for header in ("On Tue, 4 Mar 2025, Tienda <s@tienda.example> wrote:", "On Tue, Tienda wrote:"):
+        assert latest_reply(f"Thanks, see you\n{header}\n> hello\n") == "Thanks, see you"
+
+
 def test_html_with_an_unmarked_spanish_quote_is_cut_at_its_header_line() -> None:
     html = (
         "<div><div>¿Tienen trajes de lino?</div><div><br></div><div>El dom, 6 dic 2026 a las "
