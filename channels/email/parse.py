@@ -35,7 +35,7 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
-from email.parser import BytesParser, HeaderParser
+from email.parser import BytesHeaderParser, BytesParser, HeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 from mailparser_reply import EmailReplyParser
@@ -158,24 +158,37 @@ def parse_email(raw: bytes, *, keep_attachments: bool = False) -> ParsedEmail:
     try:
         return _parse(raw, keep_attachments=keep_attachments)
     except Exception as error:  # the stdlib parser is lenient, but a header may still throw
+        # (or a body nested a thousand parts deep exhausts its recursion): the headers alone
+        # may still say who wrote, and about what.
         text = raw.decode("utf-8", errors="replace")
+        defects: list[str] = []
+        sender = sender_name = subject = message_id = auto = None
+        try:
+            headers = BytesHeaderParser(policy=policy.default).parsebytes(raw)
+            assert isinstance(headers, EmailMessage)
+            sender, sender_name = _sender(headers, defects)
+            subject = one_line(_header(headers, "Subject", defects))
+            message_id = _first_id(_raw_header(headers, "Message-ID"))
+            auto = auto_reason(headers)
+        except Exception:  # nothing more to read: the raw bytes are the text
+            pass
         return ParsedEmail(
-            sender=None,
-            sender_name=None,
-            subject=None,
+            sender=sender,
+            sender_name=sender_name,
+            subject=subject,
             date=None,
-            message_id=None,
+            message_id=message_id,
             in_reply_to=None,
             references=(),
             text=text,
             reply=text.strip(),
             from_html=False,
             attachments=(),
-            auto=None,
+            auto=auto,
             bounces=(),
             bounced_message_id=None,
-            defects=(f"unreadable: {type(error).__name__}: {error}",),
-            dedupe_key=_hash_key(raw),
+            defects=(f"unreadable: {type(error).__name__}: {error}", *defects),
+            dedupe_key=_dedupe_key(message_id, raw),
         )
 
 

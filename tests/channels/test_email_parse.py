@@ -492,3 +492,26 @@ def test_a_message_id_with_a_line_separator_is_no_id() -> None:
         parsed = parse_email(message)
         assert parsed.message_id is None, odd
         assert parsed.dedupe_key.startswith("sha256:")
+
+
+def test_a_body_nested_too_deep_to_parse_still_has_its_sender_and_headers() -> None:
+    """A thousand multiparts in one another exhaust the stdlib parser's recursion: the headers
+    alone still say who wrote (an attacker's shape; the mail is stored and flagged)."""
+    head = (
+        b"From: Ana Ruiz <ana.ruiz@example.org>\r\nSubject: fotos\r\n"
+        b"Message-ID: <deep.1@example.org>\r\nAuto-Submitted: auto-replied\r\n"
+        b"MIME-Version: 1.0\r\n"
+    )
+    depth = 1200
+    body = b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+        for i in range(depth)
+    )
+    body += b"Content-Type: text/plain\r\n\r\nHola.\r\n"
+    body += b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth)))
+    parsed = parse_email(head + body)
+    assert parsed.defects[0].startswith("unreadable: RecursionError")
+    assert (parsed.sender, parsed.sender_name) == ("ana.ruiz@example.org", "Ana Ruiz")
+    assert (parsed.subject, parsed.message_id) == ("fotos", "deep.1@example.org")
+    assert parsed.dedupe_key == "deep.1@example.org"
+    assert parsed.auto == "Auto-Submitted: auto-replied"
