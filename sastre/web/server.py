@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
 import socket
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -140,17 +141,35 @@ async def _serve(
     sockets: Sequence[socket.socket],
     announce: Callable[[str], None] | None,
 ) -> None:
-    runner = SastreRunner(app, handle_signals=True, access_log=None)
-    await runner.setup()
+    runner = SastreRunner(app, handle_signals=False, access_log=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def asked_to_stop(name: str) -> None:
+        # A second Ctrl+C or SIGTERM while stopping does not cut the stop short: interrupted,
+        # the cleanup left the database open and the worker child unreaped, and the process
+        # waited forever for the driver's threads. The stop takes seconds (calls in flight).
+        if stop.is_set():
+            log.warning("%s: already stopping, once the work in flight is settled", name)
+        stop.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for number in signals:
+        loop.add_signal_handler(number, asked_to_stop, number.name)
     try:
-        sites = [web.SockSite(runner, sock) for sock in sockets]
-        for site in sites:
-            await site.start()
-        if announce is not None:
-            announce(f"listening on {', '.join(site.name for site in sites)}")
-        await asyncio.Event().wait()  # until SIGINT or SIGTERM raises GracefulExit
+        await runner.setup()
+        try:
+            sites = [web.SockSite(runner, sock) for sock in sockets]
+            for site in sites:
+                await site.start()
+            if announce is not None:
+                announce(f"listening on {', '.join(site.name for site in sites)}")
+            await stop.wait()  # until SIGINT or SIGTERM
+        finally:
+            await runner.cleanup()  # every cleanup context runs, as with web.run_app
     finally:
-        await runner.cleanup()  # every cleanup context runs, as with web.run_app
+        for number in signals:
+            loop.remove_signal_handler(number)
 
 
 def run_app(
@@ -160,9 +179,7 @@ def run_app(
     announce: Callable[[str], None] | None = None,
 ) -> None:
     """Serve `app` on the bound sockets `sock` until SIGINT or SIGTERM, then shut down
-    gracefully, as `web.run_app` does.
-
-    On a signal the loop stops; closing the asyncio runner then cancels `_serve`, whose
-    `finally` runs the app's cleanup contexts."""
+    gracefully, as `web.run_app` does: the app's cleanup contexts all run, whatever signals
+    come meanwhile."""
     with asyncio.Runner() as runner, contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
         runner.run(_serve(app, sock, announce))

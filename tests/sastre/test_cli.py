@@ -316,6 +316,32 @@ def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
 
 
 @pytest.mark.timeout(120)
+def test_a_second_signal_while_serve_stops_does_not_cut_the_stop_short(tmp_path: Path) -> None:
+    """Ctrl+C pressed twice: the second used to interrupt the cleanup, leaving the database
+    open, the worker child unreaped, and the process waiting forever for the driver's threads."""
+    process = subprocess.Popen(
+        [SASTRE, "serve"],
+        env=_env(tmp_path, SASTRE_PORT="0"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        listening_url(process.stdout.readline())
+        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)  # the loop reads both before it acts on either
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "Sastre stopped." in stdout
+    assert "SIGINT: already stopping" in stderr
+
+
+@pytest.mark.timeout(120)
 def test_demo_prints_where_to_open_the_console_and_a_token_that_signs_in(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [SASTRE, "demo", "--customers", "3"],
