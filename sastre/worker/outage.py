@@ -41,11 +41,13 @@ class Outage:
         fallback: str,
         *,
         retry_every: float = 2.0,
+        max_retry_every: float = MAX_RETRY_EVERY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._what = what  # "the shared rate limits"
         self._fallback = fallback  # "each worker limits its own sends"
         self._retry_every = retry_every
+        self._max_retry_every = max_retry_every
         self._clock = clock
         self._down_since: float | None = None
         self._last_try = 0.0  # when the last failed try ended
@@ -59,7 +61,7 @@ class Outage:
         """Whether to call Redis now: always while it answers, now and then while it does not."""
         if self._down_since is None:
             return True
-        wait = min(MAX_RETRY_EVERY, self._retry_every * 2.0 ** max(0, self._misses - 1))
+        wait = min(self._max_retry_every, self._retry_every * 2.0 ** max(0, self._misses - 1))
         now = self._clock()
         if now - self._last_try < wait:
             return False

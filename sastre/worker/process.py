@@ -49,6 +49,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 WAKE_CHANNEL = "sastre:outbox"
 POLL = 0.05  # seconds between looks in the database when no wake-up can come (no Redis)
+PUBLISH_RETRY = 1.0  # seconds between a web process's tries at an unreachable Redis
+POLL_AFTER = 3 * PUBLISH_RETRY  # seconds a worker goes on polling once Redis is back
+QUIET_BEFORE_PING = 5.0  # seconds without a word from Redis before a worker asks if it is there
 
 
 def rates_of(settings: Settings) -> dict[ChannelName, float]:
@@ -64,13 +67,20 @@ async def publish_wakeups(redis: Redis | None) -> AsyncIterator[None]:
     """In a web process: tell the workers of other processes about every commit that queued.
 
     Redis unreachable loses nothing (the workers poll the database meanwhile): a failed publish
-    is one warning while the outage lasts, not an error per commit, and Redis is tried again
-    only every couple of seconds."""
+    is one warning while the outage lasts, not an error per commit. Redis is tried again at
+    most every `PUBLISH_RETRY` seconds (one try at a time, off the request): the workers
+    subscribe again within a second of its return and stop polling soon after (`POLL_AFTER`),
+    so wake-ups must flow again by then."""
     if redis is None:
         yield
         return
     tasks: set[asyncio.Task[None]] = set()
-    outage = Outage("worker wake-ups", "the workers look in the database every 50 ms")
+    outage = Outage(
+        "worker wake-ups",
+        "the workers look in the database every 50 ms",
+        retry_every=PUBLISH_RETRY,
+        max_retry_every=PUBLISH_RETRY,
+    )
 
     async def publish() -> None:
         try:
@@ -110,16 +120,28 @@ async def hear_wakeups(
     announcement is missed). When Redis goes away it subscribes again every `retry` seconds;
     `reachable(False)` is told when it went, `reachable(True)` once subscribed again (and `wake`
     then, for what was committed meanwhile)."""
-    client = Redis.from_url(
-        redis_url, socket_connect_timeout=REDIS_TIMEOUT, health_check_interval=30
-    )
+    client = Redis.from_url(redis_url, socket_connect_timeout=REDIS_TIMEOUT)
     outage = Outage("worker wake-ups", "this worker looks in the database every 50 ms")
+    loop = asyncio.get_running_loop()
     try:
         while True:
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(WAKE_CHANNEL)
-                    async for message in pubsub.listen():
+                    heard, pinged = loop.time(), None
+                    while True:
+                        message = await pubsub.get_message(timeout=1.0)
+                        now = loop.time()
+                        if message is None:
+                            # Quiet: is Redis still there? One that hangs (stopped, or cut
+                            # off without a reset) never ends a read: it must answer a PING.
+                            if pinged is not None and now - pinged > REDIS_TIMEOUT:
+                                raise TimeoutError("Redis did not answer a PING")
+                            if pinged is None and now - heard > QUIET_BEFORE_PING:
+                                await pubsub.ping()
+                                pinged = now
+                            continue
+                        heard, pinged = now, None
                         kind = message.get("type")
                         if kind == "message":
                             wake()
@@ -190,11 +212,17 @@ async def run_worker(
     undo = listen(worker.wake)
     unpipe = hear_pipe(wakes, worker.wake) if wakes is not None else None
     polling: asyncio.Task[None] | None = None
+    ending: set[asyncio.Task[None]] = set()  # polling on for a while after Redis came back
+    loop = asyncio.get_running_loop()
 
     def reachable(up: bool) -> None:
         nonlocal polling
         if up and polling is not None:
-            polling.cancel()
+            # Not at once: the web processes publish again within `PUBLISH_RETRY` of Redis's
+            # return, and until they do, their wake-ups are lost.
+            ending.add(polling)
+            polling.add_done_callback(ending.discard)
+            loop.call_later(POLL_AFTER, polling.cancel)
             polling = None
         elif not up and polling is None:
             polling = asyncio.ensure_future(
@@ -212,7 +240,7 @@ async def run_worker(
         undo()
         if unpipe is not None:
             unpipe()
-        for task in (hearing, polling):
+        for task in (hearing, polling, *ending):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

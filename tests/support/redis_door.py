@@ -4,7 +4,9 @@ again: an outage of Redis for one test, without stopping the server every other 
 A TCP forwarder bound to port 0 (no race for a port): open, it relays each connection to Redis;
 shut, it drops every connection it relays and closes new ones as soon as they are accepted, as
 a Redis that died and a port nobody listens on look to a client. The port stays the door's, so
-Redis "comes back" where the client expects it.
+Redis "comes back" where the client expects it. Frozen, it keeps every connection and accepts
+new ones but carries nothing either way, as a Redis stopped (SIGSTOP) or cut off without a reset
+looks: a read never ends.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class RedisDoor:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.is_open = True
+        self.frozen = False
         self.url = ""
 
     async def __aenter__(self) -> Self:
@@ -56,6 +59,13 @@ class RedisDoor:
     def open(self) -> None:
         self.is_open = True
 
+    def freeze(self) -> None:
+        """Redis hangs: nothing is carried until `thaw`."""
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.frozen = False
+
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         if not self.is_open:
             client_w.close()
@@ -77,9 +87,10 @@ class RedisDoor:
                 self._writers.discard(writer)
                 writer.close()
 
-    @staticmethod
-    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await source.read(65536):
+                if self.frozen:
+                    continue  # what a hung Redis never reads, nor answers
                 sink.write(data)
                 await sink.drain()

@@ -82,3 +82,17 @@ def test_while_one_caller_tries_the_others_wait_for_its_outcome() -> None:
     watch.failed(BROKEN)
     clock.now += 2.0
     assert not watch.may_try()  # the next wait is 4 s, from when that try ended
+
+
+def test_a_user_that_must_not_wait_long_tries_at_most_every_so_often() -> None:
+    """The web processes' wake-ups (`publish_wakeups`): the workers are back on Redis within
+    seconds of its return, and wake-ups not published meanwhile are lost."""
+    clock = Clock()
+    watch = Outage("worker wake-ups", "poll", retry_every=1.0, max_retry_every=1.0, clock=clock)
+    for _ in range(10):
+        assert watch.may_try()
+        watch.failed(BROKEN)
+        clock.now += 0.9
+        assert not watch.may_try()
+        clock.now += 0.1
+    assert watch.may_try()

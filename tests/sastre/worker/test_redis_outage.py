@@ -21,6 +21,7 @@ from channels.base import ChannelName
 from dialog.outbox import announce
 from sastre.config import Settings
 from sastre.db import SessionMaker
+from sastre.worker import process
 from sastre.worker.outage import Outage
 from sastre.worker.process import hear_wakeups, poll_database, publish_wakeups, run_worker
 from sastre.worker.rates import ChannelRates, storage_for
@@ -113,6 +114,36 @@ async def test_wake_ups_fall_back_to_the_database_and_come_back_with_redis(
         assert len(said) == 2
         assert said[0].startswith("Redis is unreachable for worker wake-ups")
         assert said[1].startswith("Redis is back for worker wake-ups")
+    finally:
+        hearing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hearing
+
+
+async def test_a_redis_that_hangs_is_an_outage_for_wake_ups_too(
+    door: RedisDoor, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopped Redis keeps its connections: a subscriber's read never ends, and without
+    asking it, the worker never fell back to polling the database."""
+    monkeypatch.setattr(process, "QUIET_BEFORE_PING", 0.2)
+    monkeypatch.setattr(process, "REDIS_TIMEOUT", 0.5)
+    changes: asyncio.Queue[bool] = asyncio.Queue()
+    subscribed = asyncio.Event()
+    caplog.set_level(logging.WARNING, OUTAGE_LOGGER)
+    hearing = asyncio.ensure_future(
+        hear_wakeups(
+            door.url, lambda: None, subscribed.set, reachable=changes.put_nowait, retry=0.01
+        )
+    )
+    try:
+        async with asyncio.timeout(60):
+            await subscribed.wait()
+            door.freeze()
+            assert await changes.get() is False
+            door.thaw()
+            assert await changes.get() is True
+        said = _said(caplog)
+        assert said[0].startswith("Redis is unreachable for worker wake-ups (TimeoutError")
     finally:
         hearing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
