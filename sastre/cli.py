@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import unicodedata
@@ -276,6 +277,9 @@ def serve(ctx: click.Context) -> None:
     _serve(settings, listening)
 
 
+_STOPS = (signal.SIGTERM, signal.SIGINT)
+
+
 @cli.command("worker")
 @click.pass_context
 def worker_command(ctx: click.Context) -> None:
@@ -283,8 +287,17 @@ def worker_command(ctx: click.Context) -> None:
     from sastre.worker.process import worker_main
 
     settings = _settings(ctx)
-    _run(_migrate(settings.database_url))
-    worker_main(settings, ready=lambda: click.echo("Sastre worker started."))
+    # Asked to stop while migrating: the migration ends first (cut short, it would be undone
+    # at best), then the worker does not start. Before, the signal killed the process.
+    asked: list[int] = []
+    previous = {number: signal.signal(number, lambda n, _: asked.append(n)) for number in _STOPS}
+    try:
+        _run(_migrate(settings.database_url))
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if not asked:
+        worker_main(settings, ready=lambda: click.echo("Sastre worker started."))
     click.echo("Sastre worker stopped.")
 
 

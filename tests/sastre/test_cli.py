@@ -341,6 +341,37 @@ def test_a_second_signal_while_serve_stops_does_not_cut_the_stop_short(tmp_path:
     assert "SIGINT: already stopping" in stderr
 
 
+def test_a_worker_asked_to_stop_while_migrating_migrates_and_does_not_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM during the migration that precedes the worker killed the process outright."""
+    from click.testing import CliRunner
+
+    import sastre.cli
+    import sastre.worker.process
+    from sastre.cli import cli
+
+    migrated: list[str] = []
+    started: list[object] = []
+
+    async def migrate_and_be_stopped(url: str) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` would, mid-migration
+        migrated.append(url)
+
+    monkeypatch.setattr(sastre.cli, "_migrate", migrate_and_be_stopped)
+    monkeypatch.setattr(sastre.worker.process, "worker_main", lambda *a, **k: started.append(a))
+    for name, value in _env(tmp_path).items():
+        if name.startswith("SASTRE_"):
+            monkeypatch.setenv(name, value)
+    previous = signal.getsignal(signal.SIGTERM)
+    result = CliRunner().invoke(cli, ["worker"])
+    assert result.exit_code == 0, result.output
+    assert migrated
+    assert started == []
+    assert result.output.strip() == "Sastre worker stopped."
+    assert signal.getsignal(signal.SIGTERM) == previous  # put back as it was
+
+
 @pytest.mark.timeout(120)
 def test_demo_prints_where_to_open_the_console_and_a_token_that_signs_in(tmp_path: Path) -> None:
     process = subprocess.Popen(
