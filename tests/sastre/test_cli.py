@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -289,8 +290,10 @@ def listening_url(first_line: str) -> str:
     return found[1]
 
 
-@pytest.mark.timeout(120)
-def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@contextmanager
+def _serving(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`sastre serve` on a port the system picks, with the URL its first line names (said once
+    the server answers); killed if a test leaves it running."""
     process = subprocess.Popen(
         [SASTRE, "serve"],
         env=_env(tmp_path, SASTRE_PORT="0"),
@@ -301,16 +304,21 @@ def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
     )
     try:
         assert process.stdout is not None
-        url = listening_url(process.stdout.readline())
-        # Said once the server answers: the health check needs no retry.
-        status, body = _get(f"{url}/healthz")
+        yield process, listening_url(process.stdout.readline())
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.timeout(120)
+def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with _serving(tmp_path) as (process, url):
+        status, body = _get(f"{url}/healthz")  # said once it answers: no retry needed
         assert status == 200
         assert body["database"] == "ok"
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0, stderr
     assert "Sastre stopped." in stdout
 
@@ -319,23 +327,10 @@ def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
 def test_a_second_signal_while_serve_stops_does_not_cut_the_stop_short(tmp_path: Path) -> None:
     """Ctrl+C pressed twice: the second used to interrupt the cleanup, leaving the database
     open, the worker child unreaped, and the process waiting forever for the driver's threads."""
-    process = subprocess.Popen(
-        [SASTRE, "serve"],
-        env=_env(tmp_path, SASTRE_PORT="0"),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        listening_url(process.stdout.readline())
+    with _serving(tmp_path) as (process, _):
         process.send_signal(signal.SIGTERM)
         process.send_signal(signal.SIGINT)  # the loop reads both before it acts on either
         stdout, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0, stderr
     assert "Sastre stopped." in stdout
     assert "SIGINT: already stopping" in stderr
