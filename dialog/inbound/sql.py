@@ -52,6 +52,7 @@ from crm_core.models import (
     customers_table,
     identities_table,
 )
+from crm_core.sqltypes import utcnow
 from crm_core.timeline import add_interactions
 from crm_core.unnest import as_arrays, insert_unnested, unnested
 from dialog.handoff import TURN_ATTRIBUTES
@@ -544,6 +545,7 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
     # The outbox rows and timeline entries of the replies name them by provider id (`REPLY`):
     # their ids are the INSERT's to give.
     queued: list[dict[str, Any]] = []
+    written_at = utcnow()
     for (work, part), row in zip(replies, rows, strict=True):
         if through_outbox(row["channel"]):
             # Not a live socket: a worker sends it once this transaction commits. The STOP
@@ -555,6 +557,9 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
             queued_row = outbox_row(
                 None, row["channel"], work.now, purpose=purpose, options=options
             )
+            # Queued now, by the clock consent's events are recorded by (the claim compares
+            # them), not when the message came (a STOP recorded meanwhile came before it).
+            queued_row["created_at"] = written_at
             queued.append({**queued_row, REPLY: row["provider_id"]})
         work.note(InteractionKind.MESSAGE_OUT, part, "bot", conversation_id=work.conversation.id)
         work.timeline[-1][REPLY] = row["provider_id"]

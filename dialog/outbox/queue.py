@@ -270,18 +270,19 @@ _CONSENTS = select(_cs.customer_id, _cs.channel, _cs.purpose, _cs.topic, _cs.sta
     tuple_(_cs.customer_id, _cs.channel).in_(bindparam("keys", expanding=True))
 )
 # Their latest revocations since the oldest claimed row was queued: a row queued before a STOP
-# is not sent after it, even once a START has come since (the customer asked again since).
+# is not sent after it, even once a START has come since (the customer asked again since). By
+# when each was recorded, as the rows' `created_at` is: when written, by the same clock.
 _REVOKED_SINCE = (
     select(
         _ce.customer_id,
         _ce.channel,
         _ce.purpose,
         _ce.topic,
-        func.max(_ce.occurred_at).label("at"),
+        func.max(_ce.recorded_at).label("at"),
     )
     .where(
         _ce.action == Action.REVOKE.value,
-        _ce.occurred_at > bindparam("since", type_=UTCDateTime()),
+        _ce.recorded_at > bindparam("since", type_=UTCDateTime()),
         tuple_(_ce.customer_id, _ce.channel).in_(bindparam("keys", expanding=True)),
     )
     .group_by(_ce.customer_id, _ce.channel, _ce.purpose, _ce.topic)

@@ -383,4 +383,6 @@ def _restart(
     entry.options = {**entry.options, "delivery": int(entry.options.get("delivery", 0)) + 1}
     entry.state, entry.due_at, entry.attempts = DeliveryState.QUEUED.value, due, 0
     entry.provider_id = entry.error_code = entry.error = entry.claimed_by = None
-    entry.updated_at = now
+    # Queued again now: a revocation before the retry (a STOP the policy saw undone by a
+    # START) is no reason for the claim to refuse it (`dialog.outbox.queue._consented`).
+    entry.created_at = entry.updated_at = now

@@ -3,6 +3,7 @@ providers' reports move a message's state forward only."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import timedelta
 from typing import Any
@@ -119,6 +120,24 @@ async def test_a_reply_queued_before_a_stop_is_not_sent_after_a_start(
         (texts[m], row.error_code, row.error) for m, row in queued.items() if row.state == "failed"
     ]
     assert failed == [("echo: opening hours?", "revoked", "revoked after it was queued")]
+
+
+async def test_starts_own_answer_goes_when_stop_and_start_come_together(
+    sessionmaker: SessionMaker,
+) -> None:
+    """START's answer is queued after the STOP was recorded, whatever the moment its message
+    came: the claim compares both by when they were written."""
+    processor = make(sessionmaker)
+    await processor.handle(sms("opening hours?"))
+    await asyncio.gather(processor.handle(sms("STOP")), processor.handle(sms("START")))
+    async with sessionmaker.begin() as session:
+        sending = await claim(
+            session, worker="w", channels=ALL, limit=10, lease=timedelta(seconds=30)
+        )
+    assert [c.text.split(".")[0] for c in sending] == [
+        "You are unsubscribed from Sastre",
+        "You are resubscribed to Sastre messages",
+    ]
 
 
 async def _marketing_row(

@@ -453,13 +453,24 @@ async def test_a_subject_on_another_channel_is_a_400(client: Client, auth: Auth)
     assert body["detail"][0]["field"] == "subject"
 
 
+async def test_a_subject_of_any_printable_text_is_taken(client: Client, auth: Auth) -> None:
+    """A no-break space (French typography's before ":"), an emoji joined by zero-width joiners:
+    text, not line breaks."""
+    customer = await _customer(client, auth)
+    for subject in ("Commande n°\u00a01234", "Prix\u202f: 10 €", "Ofertas 👨\u200d👩\u200d👧"):
+        status, body = await _send(
+            client, auth, customer_id=customer, text="x", purpose="service", subject=subject
+        )
+        assert status != 400 or body["detail"][0]["field"] != "subject", (subject, body)
+
+
 async def test_a_subject_with_any_line_separator_is_a_400_not_a_failed_send(
     client: Client, auth: Auth
 ) -> None:
     """A vertical tab or U+2028 is a line break to the mail library: taken, the e-mail failed
     at the worker ("cannot be built") after a 202."""
     customer = await _customer(client, auth)
-    for subject in ("a\x0bb", "a\u2028b", "a\x85b", "a\x1bb"):
+    for subject in ("a\x0bb", "a\u2028b", "a\x85b", "a\x1bb", "a\u2029b"):
         status, body = await _send(
             client, auth, customer_id=customer, text="x", purpose="service", subject=subject
         )
@@ -565,6 +576,36 @@ async def test_a_retry_after_stop_is_refused_with_the_reason(
     assert answer["error"] == "revoked"
     shown = await (await client.get(f"/api/messages/{body['id']}", headers=auth())).json()
     assert shown["delivery"]["state"] == "failed"  # untouched
+
+
+async def test_a_retry_after_stop_and_start_is_sent(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    """The retry is a new delivery, queued when it is asked for: a STOP before it, undone by a
+    START, is no reason for the worker to refuse what the policy allowed (202)."""
+    customer = await _customer(client, auth)
+    _, body = await _send(
+        client, auth, customer_id=customer, text="hi", purpose="service", channel="sms"
+    )
+    fake = FakeSender()
+    fake.fail_next(DeliveryFailed("unreachable", retryable=False, code="30003"))
+    await _worker(sessionmaker, fake, body["due_at"]).drain()
+    for action, text in (("revoke", "STOP"), ("grant", "START")):
+        await _record(
+            client,
+            auth,
+            customer,
+            channel="sms",
+            purpose="service",
+            action=action,
+            source="keyword",
+            evidence={"text": text, "wording": text},
+        )
+    status, answer = await _retry(client, auth, body["id"])
+    assert status == 202
+    again = FakeSender()
+    await _worker(sessionmaker, again, answer["due_at"]).drain()
+    assert [sent.message.text for sent in again.sent] == ["hi"]
 
 
 async def _report(
