@@ -78,11 +78,12 @@ _REPORTS = {"delivery-status": "delivery report", "disposition-notification": "r
 _REPLY_PARSER = EmailReplyParser(languages=["es", "en"])
 # The quoted lines ending a plain-text reply ("> ..."), and the line above them that introduced
 # them, whatever its language ("On ... wrote:", "El ... escribió:"). Some clients wrap a long one
-# onto two lines, the second a word or three ("wrote:", "escribió:"): then the line above it
-# goes too, never otherwise (it is the customer's own). Those lines may hold a ">" (an address:
-# "Tienda <hola@tienda.example>"); they just do not start with one, as quoted lines do.
+# (a long name and its address) onto two lines, the second a word or three ("wrote:",
+# "escribió:"): then the line above it goes too when it holds an address, never otherwise (it is
+# the customer's own). Those lines may hold a ">" ("Tienda <hola@tienda.example>"); they just do
+# not start with one, as quoted lines do.
 _TRAILING_QUOTE = re.compile(
-    r"(?:\n(?![ \t]*>)[^\n]*\n[ \t]*(?:[^\s>:][^\s:]*[ \t]+){0,2}[^\s>:][^\s:]*:[ \t]*"
+    r"(?:\n(?![ \t]*>)[^\n]*@[^\n]*\n[ \t]*(?:[^\s>:][^\s:]*[ \t]+){0,2}[^\s>:][^\s:]*:[ \t]*"
     r"|\n(?![ \t]*>)[^\n]*:[ \t]*)?"
     r"(?:\n[ \t]*)*(?:\n[ \t]*>[^\n]*)+\s*\Z"
 )

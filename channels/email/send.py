@@ -82,10 +82,11 @@ class _Tokens(UnstructuredHeader, BaseHeader):
     def fold(self, *, policy: Policy) -> str:
         tokens = str(self).split()
         if not getattr(policy, "utf8", False):
-            # A message id in UTF-8 (RFC 6532) goes on the wire only where the server takes
-            # UTF-8 headers (SMTPUTF8: aiosmtplib then writes with a utf8 policy). Elsewhere it
-            # cannot be written: as RFC 2047 encoded words it would be no id at all. It is left
-            # out (threading then rests on the subject), the header too if nothing is left.
+            # A message id in UTF-8 (RFC 6532) goes on the wire only in a message sent with
+            # SMTPUTF8, which aiosmtplib uses (writing with a utf8 policy) only for a non-ASCII
+            # address. Elsewhere it cannot be written: as RFC 2047 encoded words it would be no
+            # id at all. It is left out (threading then rests on the subject), the header too if
+            # nothing is left.
             tokens = [token for token in tokens if token.isascii()]
             if not tokens:
                 return ""

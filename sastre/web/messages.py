@@ -16,6 +16,7 @@ policy picks the channel, it is used if that is e-mail and has nothing to apply 
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -51,7 +52,9 @@ LIST_DEFAULT: Final = 50
 # (header injection), and the other line separators and control characters (a vertical tab,
 # U+2028) no mail library writes in a header: accepted, the e-mail would fail at the send.
 def _one_line(subject: str) -> str:
-    if not subject.isprintable():
+    # Control characters (C0, C1: line feeds, vertical tabs, NEL) and the line and paragraph
+    # separators; a no-break space or an emoji's zero-width joiner is text like any other.
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in subject):
         raise PydanticCustomError(
             "not_one_line", "a subject is one line: no line breaks or control characters"
         )

@@ -430,8 +430,13 @@ def test_a_header_line_wrapped_onto_two_lines_goes_with_the_quote(reply: str, he
 
 
 def test_the_line_just_above_a_one_line_header_is_the_customers() -> None:
-    for header in ("On Tue, 4 Mar 2025, Tienda <s@tienda.example> wrote:", "On Tue, Tienda wrote:"):
-        assert latest_reply(f"Thanks, see you\n{header}\n> hello\n") == "Thanks, see you"
+    for header in (
+        "On Tue, 4 Mar 2025, Tienda <s@tienda.example> wrote:",
+        "On Tue, Tienda wrote:",
+        "Tienda Online wrote:",  # a word or three, as a wrapped header's second half is
+    ):
+        reply = "Hi\nPlease cancel my order 1234"
+        assert latest_reply(f"{reply}\n{header}\n> Your order shipped\n") == reply, header
 
 
 def test_html_with_an_unmarked_spanish_quote_is_cut_at_its_header_line() -> None:
