@@ -140,22 +140,31 @@ async def test_service_after_stop_is_refused(client: Client, auth: Auth) -> None
     assert status == 409
 
 
-async def test_a_failed_message_is_listed_and_retried(
-    client: Client, auth: Auth, sessionmaker: SessionMaker
-) -> None:
+async def _failed_sms(
+    client: Client, auth: Auth, sessionmaker: SessionMaker, *, code: str
+) -> tuple[int, Any]:
+    """A new customer, and a service SMS to them the provider refused for good (`code`): the
+    customer's id and the send's answer."""
     customer = await _customer(client, auth)
     _, body = await _send(
         client, auth, customer_id=customer, text="hi", purpose="service", channel="sms"
     )
     fake = FakeSender()
-    fake.fail_next(DeliveryFailed("invalid number", retryable=False, code="21211"))
+    fake.fail_next(DeliveryFailed("refused", retryable=False, code=code))
     await _worker(sessionmaker, fake, body["due_at"]).drain()
+    return customer, body
+
+
+async def test_a_failed_message_is_listed_and_retried(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    _, body = await _failed_sms(client, auth, sessionmaker, code="21211")
     listed = await (await client.get("/api/outbox?state=failed", headers=auth())).json()
     assert [(m["id"], m["error"]["code"]) for m in listed["messages"]] == [(body["id"], "21211")]
     again = await client.post(f"/api/messages/{body['id']}/retry", headers=auth())
     assert again.status == 202
     # The retry asks the contact policy again: past 21:00 on the number it waits for morning.
-    await _worker(sessionmaker, fake, (await again.json())["due_at"]).drain()
+    await _worker(sessionmaker, FakeSender(), (await again.json())["due_at"]).drain()
     shown = await (await client.get(f"/api/messages/{body['id']}", headers=auth())).json()
     assert shown["delivery"]["state"] == "sent"
     # Where the new delivery started, and who started it, stays in the history.
@@ -553,13 +562,7 @@ async def test_an_unknown_customer_is_a_404_with_a_reason(client: Client, auth: 
 async def test_a_retry_after_stop_is_refused_with_the_reason(
     client: Client, auth: Auth, sessionmaker: SessionMaker
 ) -> None:
-    customer = await _customer(client, auth)
-    _, body = await _send(
-        client, auth, customer_id=customer, text="hi", purpose="service", channel="sms"
-    )
-    fake = FakeSender()
-    fake.fail_next(DeliveryFailed("unreachable", retryable=False, code="30003"))
-    await _worker(sessionmaker, fake, body["due_at"]).drain()
+    customer, body = await _failed_sms(client, auth, sessionmaker, code="30003")
     await _record(
         client,
         auth,
@@ -583,13 +586,7 @@ async def test_a_retry_after_stop_and_start_is_sent(
 ) -> None:
     """The retry is a new delivery, queued when it is asked for: a STOP before it, undone by a
     START, is no reason for the worker to refuse what the policy allowed (202)."""
-    customer = await _customer(client, auth)
-    _, body = await _send(
-        client, auth, customer_id=customer, text="hi", purpose="service", channel="sms"
-    )
-    fake = FakeSender()
-    fake.fail_next(DeliveryFailed("unreachable", retryable=False, code="30003"))
-    await _worker(sessionmaker, fake, body["due_at"]).drain()
+    customer, body = await _failed_sms(client, auth, sessionmaker, code="30003")
     for action, text in (("revoke", "STOP"), ("grant", "START")):
         await _record(
             client,
