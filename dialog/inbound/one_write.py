@@ -1,8 +1,8 @@
-"""A batch's replies, their outbox rows, its timeline entries and what the bot made of its
-messages, in one PostgreSQL statement.
+"""A batch's replies, their outbox rows, its timeline entries, what the bot made of its
+messages and what its turns changed in their conversations, in one PostgreSQL statement.
 
-The first three are INSERTs of rows given as arrays (`crm_core.unnest`), the last an UPDATE of
-the customers' messages, and written one after the other they were four round trips a batch:
+The first three are INSERTs of rows given as arrays (`crm_core.unnest`), the last two UPDATEs
+by key, and written one after the other they were five round trips a batch:
 while a batch waits for one, the event loop serves the other lane and the webhooks, and the wait
 costs a round trip's worth of latency however little the server does. Here they are
 data-modifying parts of one statement:
@@ -11,14 +11,16 @@ data-modifying parts of one statement:
          queued AS (INSERT INTO outbox ... SELECT reply.id, ... JOIN reply ON provider_id),
          noted AS (INSERT INTO interactions ... LEFT JOIN reply ON provider_id),
          read AS (UPDATE messages SET intent = ..., confidence = ..., outcome = ...
-                  WHERE id = ANY(ids))
+                  WHERE id = ANY(ids)),
+         changed AS (UPDATE conversations SET language = CASE ... END, ... WHERE id = ANY(ids))
     SELECT id, provider_id FROM reply
 
-The UPDATE finds its rows by the primary key's index (`= ANY`), each row's values at the
+The UPDATEs find their rows by the primary key's index (`= ANY`), each row's values at the
 position of its id in the arrays: not as a join with the unnested arrays, which PostgreSQL's
 cached plan, made while the table was small, kept answering by reading the whole table
-(`crm_core.unnest`). It touches messages stored by earlier statements of the transaction, never
-the replies this one inserts.
+(`crm_core.unnest`). The first touches messages stored by earlier statements of the transaction,
+never the replies this one inserts; the second sets in each conversation the columns its turn
+changed (one turn its language, another its count of failed turns), and `updated_at`.
 
 A reply's outbox row and timeline entry name it by the provider id it is written with (unique,
 made before the statement), and take the id its INSERT returned: an outbox row its `message_id`,
@@ -45,8 +47,15 @@ from sqlalchemy.types import TypeEngine
 
 from crm_core.models import interactions_table
 from crm_core.timeline import ENTRY_COLUMNS
-from crm_core.unnest import as_arrays, given_rows, given_value, insert_unnested
-from dialog.models import messages_table
+from crm_core.unnest import (
+    as_arrays,
+    changes_as_arrays,
+    given_rows,
+    given_value,
+    insert_unnested,
+    update_by_key,
+)
+from dialog.models import conversations_table, messages_table
 from dialog.outbox.models import outbox_table
 from dialog.outbox.queue import ROW_COLUMNS
 
@@ -64,7 +73,7 @@ _QUEUED_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "message_id")
 
 
 @cache
-def _statement(message_columns: tuple[str, ...]) -> Select[Any]:
+def _statement(message_columns: tuple[str, ...], changed: tuple[str, ...]) -> Select[Any]:
     messages, outbox, interactions = messages_table, outbox_table, interactions_table
     reply = (
         insert_unnested(messages, message_columns, prefix="reply")
@@ -123,7 +132,10 @@ def _statement(message_columns: tuple[str, ...]) -> Select[Any]:
         )
         .cte("read")
     )
-    return select(reply.c.id, reply.c.provider_id).add_cte(queued, noted, read)
+    parts = [queued, noted, read]
+    if changed:  # (an UPDATE must set something)
+        parts.append(update_by_key(conversations_table, changed, prefix="changed").cte("changed"))
+    return select(reply.c.id, reply.c.provider_id).add_cte(*parts)
 
 
 async def write_together(
@@ -133,16 +145,20 @@ async def write_together(
     queued: Sequence[dict[str, Any]],
     entries: Sequence[dict[str, Any]],
     readings: Sequence[dict[str, Any]],
+    changes: Sequence[tuple[int, dict[str, Any]]],
 ) -> dict[str, int]:
-    """Write the replies (messages' rows), the outbox rows, the timeline entries and the
-    readings (`message_id` and `READ_COLUMNS`); an outbox row or entry names its reply by
+    """Write the replies (messages' rows), the outbox rows, the timeline entries, the
+    readings (`message_id` and `READ_COLUMNS`) and the conversations' changes (conversation id,
+    {column: value}, `updated_at` among them); an outbox row or entry names its reply by
     `REPLY`, or names none (an entry's key None). Returns the replies' ids by provider id."""
+    changed = tuple(sorted({name for _, change in changes for name in change}))
     parameters = {
+        **changes_as_arrays(conversations_table, changes, changed, prefix="changed"),
         "read_message_id": [row["message_id"] for row in readings],
         **{f"read_{name}": [row[name] for row in readings] for name in READ_COLUMNS},
         **as_arrays(messages_table, replies, message_columns, prefix="reply"),
         **as_arrays(outbox_table, queued, _QUEUED_COLUMNS, prefix="queued", keys=(REPLY,)),
         **as_arrays(interactions_table, entries, ENTRY_COLUMNS, prefix="noted", keys=(REPLY,)),
     }
-    rows = await session.execute(_statement(tuple(message_columns)), parameters)
+    rows = await session.execute(_statement(tuple(message_columns), changed), parameters)
     return {row.provider_id: row.id for row in rows}

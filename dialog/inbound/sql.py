@@ -514,9 +514,9 @@ async def answered(session: AsyncSession, works: Sequence[Work]) -> None:
 
 
 async def write(session: AsyncSession, works: Sequence[Work]) -> None:
-    """Everything the batch's turns decided. The replies, their outbox rows, the timeline and
-    what the bot made of each message (intent, confidence, outcome): on PostgreSQL one statement
-    (`dialog.inbound.one_write`), on SQLite one per table. Then the conversations' changes; the
+    """Everything the batch's turns decided. The replies, their outbox rows, the timeline, what
+    the bot made of each message (intent, confidence, outcome) and the conversations' changes:
+    on PostgreSQL one statement (`dialog.inbound.one_write`), on SQLite one per table. The
     works' timelines and changes are then spent."""
     replies = [
         (work, part)
@@ -574,16 +574,23 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
         for w in works
         if w.intent is not None or w.plan is not None
     ]
+    changes = [
+        (work.conversation.id, {**work.conversation_changes, "updated_at": written_at})
+        for work in works
+        if work.conversation_changes
+    ]
     ids: dict[str, int] = {}
-    if unnested(session) and (rows or entries):
-        ids = await write_together(session, _MESSAGE_COLUMNS, rows, queued, entries, readings)
+    if unnested(session) and (rows or entries or readings or changes):
+        ids = await write_together(
+            session, _MESSAGE_COLUMNS, rows, queued, entries, readings, changes
+        )
     else:
         ids = await _write_apart(session, rows, queued, entries)
         if readings:  # by key, row by row (see `crm_core.unnest`)
             await session.execute(_SET_INTENT, readings)
+        await _update_conversations(session, works)
     for (work, part), row in zip(replies, rows, strict=True):
         work.sent.append((part, ids[row["provider_id"]]))
-    await _update_conversations(session, works)
     for work in works:
         work.written()  # spent: what a later write of the same turn adds starts from nothing
 
@@ -658,7 +665,7 @@ def _reply_options(message: InboundMessage) -> dict[str, Any]:
 
 
 async def _update_conversations(session: AsyncSession, works: Sequence[Work]) -> None:
-    """One UPDATE per set of changed columns (usually none: most turns change nothing)."""
+    """SQLite: one UPDATE per set of changed columns (usually none: most turns change nothing)."""
     changes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for work in works:
         if work.conversation_changes:

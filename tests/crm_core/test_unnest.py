@@ -9,12 +9,18 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from crm_core import Customer
-from crm_core.models import interactions_table
-from crm_core.unnest import as_arrays, insert_unnested, unnested
+from crm_core.models import customers_table, interactions_table
+from crm_core.unnest import (
+    as_arrays,
+    changes_as_arrays,
+    insert_unnested,
+    unnested,
+    update_by_key,
+)
 from sastre.db import SessionMaker
 
 COLUMNS = ("customer_id", "kind", "channel", "summary", "actor", "data", "occurred_at")
@@ -151,3 +157,84 @@ def test_keys_go_as_plain_lists_under_the_prefix_none_where_a_row_has_none() -> 
     assert set(arrays) == {f"noted_{name}" for name in (*COLUMNS, "reply")}
     assert arrays["noted_reply"] == ["sastre-1", None]
     assert arrays["noted_summary"] == ["a", "b"]
+
+
+CHANGEABLE = ("name", "language", "revenue_cents", "attributes", "updated_at")
+changes = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.none() | st.text(max_size=5),
+        "language": st.sampled_from(["es", "en"]),
+        "revenue_cents": st.integers(0, 10**12),
+        "attributes": st.dictionaries(st.text(max_size=3), json_values, max_size=2),
+        "updated_at": st.just(T0),
+    },
+)
+
+
+@given(st.lists(changes, max_size=5))
+def test_changes_go_with_a_mask_per_column_json_as_its_text(given_changes: list[Any]) -> None:
+    pairs = [(n, change) for n, change in enumerate(given_changes)]
+    arrays = changes_as_arrays(customers_table, pairs, CHANGEABLE, prefix="c")
+    assert arrays["c_id"] == list(range(len(given_changes)))
+    for name in CHANGEABLE:
+        assert arrays[f"c_set_{name}"] == [name in change for change in given_changes]
+        for value, change in zip(arrays[f"c_{name}"], given_changes, strict=True):
+            if name not in change:
+                assert value is None
+            else:
+                assert (json.loads(value) if name == "attributes" else value) == change[name]
+
+
+async def test_rows_updated_by_key_change_only_the_columns_each_was_given(
+    sessionmaker: SessionMaker,
+) -> None:
+    """As one plain UPDATE per row does: a row changes what it names (to NULL too), keeps the
+    rest, and rows not named are left alone."""
+    async with sessionmaker.begin() as session:
+        if not unnested(session):
+            pytest.skip("SQLite runs one UPDATE per row (see its callers)")
+        # Two groups alike: the first changed row by row, the second in one statement.
+        made = [
+            Customer(name=f"c{n % 4}", language="en", attributes={"n": n % 4}) for n in range(8)
+        ]
+        session.add_all(made)
+        await session.flush()
+        ids = [customer.id for customer in made]
+    wanted: list[dict[str, Any]] = [
+        {"name": "Ana", "attributes": [[1], {"x": None}]},
+        {"language": "es", "revenue_cents": 7},
+        {},
+        {"name": None, "updated_at": T0},
+    ]
+    # updated_at apart: a plain UPDATE not naming it sets it to now (its onupdate)
+    columns = [customers_table.c[name] for name in ("id", *CHANGEABLE[:-1])]
+
+    async def stored(chosen: list[int]) -> list[tuple[Any, ...]]:
+        async with sessionmaker() as session:
+            query = select(*columns).where(customers_table.c.id.in_(chosen))
+            return [tuple(row)[1:] for row in await session.execute(query.order_by("id"))]
+
+    async with sessionmaker() as session:
+        before = await session.scalar(select(customers_table.c.updated_at).filter_by(id=ids[6]))
+    async with sessionmaker.begin() as session:
+        for customer_id, change in zip(ids[:4], wanted, strict=True):
+            if change:
+                await session.execute(
+                    update(customers_table).where(customers_table.c.id == customer_id), change
+                )
+        pairs = list(zip(ids[4:], wanted, strict=True))
+        statement = update_by_key(customers_table, CHANGEABLE, prefix="c")
+        await session.execute(
+            statement, changes_as_arrays(customers_table, pairs, CHANGEABLE, prefix="c")
+        )
+    assert await stored(ids[4:]) == await stored(ids[:4])
+    assert [row[3] for row in await stored(ids[4:])] == [
+        [[1], {"x": None}],
+        {"n": 1},
+        {"n": 2},
+        {"n": 3},
+    ]
+    async with sessionmaker() as session:
+        touched = select(customers_table.c.updated_at).where(customers_table.c.id.in_(ids[6:]))
+        assert list(await session.scalars(touched.order_by("id"))) == [before, T0]

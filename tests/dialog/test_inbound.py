@@ -375,6 +375,39 @@ async def test_two_turns_not_understood_are_counted(
     assert conversation.failed_turns == 2
 
 
+async def test_each_conversation_of_a_batch_gets_its_own_turns_changes(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    """One batch, three turns changing different things (on PostgreSQL one UPDATE with a mask
+    per column): a turn not understood counts, a hand-off queues, a plain turn leaves its
+    conversation as it was."""
+    senders = ["+14155550001", "+14155550002", "+14155550003"]
+    for sender in senders:
+        await processor.handle(sms("hello", sender))
+    async with sessionmaker() as session:
+        before = {c.address: c.updated_at for c in await session.scalars(select(Conversation))}
+    results = await asyncio.gather(
+        *(
+            processor.handle(sms(text, sender))
+            for text, sender in zip(["???", "human", "hello"], senders, strict=True)
+        )
+    )
+    async with sessionmaker() as session:
+        failing, handed, plain = [
+            await session.get_one(Conversation, result.conversation_id) for result in results
+        ]
+    assert (failing.failed_turns, failing.state, failing.handoff_reason) == (1, "bot", None)
+    assert (handed.failed_turns, handed.state, handed.handoff_reason) == (
+        0,
+        "queued",
+        "customer_asked",
+    )
+    assert handed.context["reason"] == "customer_asked"
+    assert (plain.failed_turns, plain.state, plain.context) == (0, "bot", {})
+    assert failing.updated_at > before[failing.address]
+    assert plain.updated_at == before[plain.address]
+
+
 async def test_messages_arriving_together_are_committed_together(
     processor: InboundProcessor, sessionmaker: SessionMaker, engine: AsyncEngine
 ) -> None:

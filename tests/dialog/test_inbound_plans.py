@@ -164,3 +164,31 @@ async def test_what_the_bot_made_of_a_message_is_written_through_the_primary_key
     assert "Index Cond: (id = ANY" in update, plan
     assert "pk_messages" in update, plan
     assert "Seq Scan on messages" not in update, plan
+
+
+async def test_a_batchs_conversation_changes_are_written_through_the_primary_key(
+    sessionmaker: SessionMaker,
+) -> None:
+    """The conversations' changes ride the same statement (`changed`), found by key too."""
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("WITH reply AS") and "changed AS" in statement:
+            seen.append((statement, parameters))
+
+    async with sessionmaker() as session:
+        engine = session.get_bind()
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite writes them row by row: one statement per table there")
+    processor = make_processor(sessionmaker, FakeBrain())
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        await asyncio.gather(*(processor.handle(sms("???", next(_numbers))) for _ in range(3)))
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    statement, parameters = seen[-1]
+    plan = await _plan(sessionmaker, engine.dialect.name, statement, parameters)
+    update = plan[plan.index("CTE changed") :]
+    assert "Index Cond: (id = ANY" in update, plan
+    assert "pk_conversations" in update, plan
+    assert "Seq Scan on conversations" not in update, plan
