@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, insert, or_, select
+from sqlalchemy import Row, Select, and_, bindparam, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +30,7 @@ from crm_core.records import CustomerRecord, cents_to_units
 from crm_core.sqltypes import utcnow
 from crm_core.tiers import tier_reason
 from crm_core.timeline import TIMELINE_LIMIT, interaction_view, timeline
+from crm_core.unnest import given_rows, python_defaults, unnested
 
 __all__ = [
     "CustomerNotFound",
@@ -189,25 +190,103 @@ def _new_identities(dialect: str) -> Executable:
 _NEW_IDENTITIES = {name: _new_identities(name) for name in ("sqlite", "postgresql")}
 
 
+def _leads_statement() -> Select[Any]:
+    """PostgreSQL: the customers and their identities in one statement. Each lead's customer id
+    is drawn from the table's sequence first (`made`, which PostgreSQL runs once: it is used
+    twice and calls a volatile function), so each identity names its own customer; rows come
+    back as the customers inserted, with the address their identity took (NULL where someone
+    holds it by now). The foreign key is checked at the end of the statement, when both are
+    there. The customers' other columns take their defaults (a lead's status among them)."""
+    now = bindparam("lead_now", type_=customers_table.c.created_at.type)
+    defaults = python_defaults(customers_table, ("id", "language", "created_at", "updated_at"))
+    given = given_rows(
+        identities_table, ("kind", "value", "verified"), prefix="lead", keys=("language",)
+    )
+    made = select(
+        func.nextval(func.pg_get_serial_sequence(customers_table.name, "id")).label("id"),
+        *given.c,
+    ).cte("made")
+    customer = (
+        postgresql.insert(customers_table)
+        .from_select(
+            ["id", "language", "created_at", "updated_at", *defaults],
+            select(made.c.id, made.c.language, now, now, *defaults.values()),
+            include_defaults=False,
+        )
+        .returning(*customers_table.c)
+        .cte("customer")
+    )
+    identity = (
+        postgresql.insert(identities_table)
+        .from_select(
+            ["kind", "value", "customer_id", "verified", "created_at"],
+            select(made.c.kind, made.c.value, made.c.id, made.c.verified, now),
+            include_defaults=False,
+        )
+        .on_conflict_do_nothing(index_elements=["kind", "value"])
+        .returning(
+            identities_table.c.kind, identities_table.c.value, identities_table.c.customer_id
+        )
+        .cte("identity")
+    )
+    return select(
+        customer, identity.c.kind.label("lead_kind"), identity.c.value.label("lead_value")
+    ).select_from(customer.outerjoin(identity, identity.c.customer_id == customer.c.id))
+
+
+_LEADS = _leads_statement()
+
+
 async def create_leads(
     session: AsyncSession, leads: Sequence[Lead]
 ) -> dict[tuple[str, str], Row[Any]]:
-    """A lead for each address nobody holds, in two statements however many there are (a burst
-    of first messages); returns the customers rows created, as stored, by (kind, value). An
-    address someone holds (a merged record's survivor, or another process's lead created
-    meanwhile) is left to `resolve`.
+    """A lead for each address nobody holds, in one statement on PostgreSQL and two on SQLite
+    however many there are (a burst of first messages); returns the customers rows created, as
+    stored, by (kind, value). An address someone holds (a merged record's survivor, or another
+    process's lead created meanwhile) is left to `resolve`, and the customer made for it
+    deleted (nothing refers to it).
 
-    What `resolve` does for one address, for many at once: the same rows, in one INSERT for the
-    customers and one for their identities. The new customers differ only by language, so the
-    ids an INSERT returns (in no promised order) are handed out within a language. An identity
-    that someone holds is skipped, and the customer made for it deleted (nothing refers to it)."""
+    What `resolve` does for one address, for many at once: the same rows."""
     unique: dict[tuple[str, str], Lead] = {}
     for lead in leads:
         unique.setdefault((lead.kind, lead.value), lead)  # an address twice: the first says how
     if not unique:
         return {}
+    if unnested(session):
+        return await _create_leads_together(session, list(unique.values()))
+    return await _create_leads_apart(session, list(unique.values()))
+
+
+async def _create_leads_together(
+    session: AsyncSession, leads: Sequence[Lead]
+) -> dict[tuple[str, str], Row[Any]]:
+    parameters = {
+        "lead_kind": [lead.kind for lead in leads],
+        "lead_value": [lead.value for lead in leads],
+        "lead_verified": [lead.verified for lead in leads],
+        "lead_language": [lead.language for lead in leads],
+        "lead_now": utcnow(),
+    }
+    made: dict[tuple[str, str], Row[Any]] = {}
+    orphans: list[int] = []
+    for row in await session.execute(_LEADS, parameters):
+        if row.lead_kind is None:
+            orphans.append(row.id)
+        else:
+            made[(row.lead_kind, row.lead_value)] = row
+    if orphans:
+        await session.execute(_ORPHANS, {"ids": orphans})
+    return made
+
+
+async def _create_leads_apart(
+    session: AsyncSession, leads: Sequence[Lead]
+) -> dict[tuple[str, str], Row[Any]]:
+    """SQLite: one INSERT for the customers and one for their identities. The new customers
+    differ only by language, so the ids an INSERT returns (in no promised order) are handed
+    out within a language."""
     by_language: dict[str | None, list[Lead]] = {}
-    for lead in unique.values():
+    for lead in leads:
         by_language.setdefault(lead.language, []).append(lead)
     now = utcnow()
     identities: list[dict[str, Any]] = []

@@ -24,7 +24,7 @@ SQLite (`unnested` says which to use).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement, Grouping
+from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
@@ -54,6 +55,7 @@ __all__ = [
     "given_rows",
     "given_value",
     "insert_unnested",
+    "python_defaults",
     "unnested",
     "update_by_key",
 ]
@@ -115,6 +117,24 @@ def insert_unnested(
     rows = given_rows(table, columns, prefix=prefix)
     chosen = select(*(given_value(table, rows, name) for name in columns))
     return postgresql.insert(table).from_select(list(columns), chosen, include_defaults=False)
+
+
+def python_defaults(table: Table, given: Collection[str]) -> dict[str, ColumnElement[Any]]:
+    """The Python-side defaults of the table's columns not `given`, as values for an INSERT ...
+    SELECT inside a larger statement, where SQLAlchemy applies none (it fills them in for a
+    statement that is itself the INSERT). A callable default is called now: for constants
+    ({} or 0), not for a time, which the caller gives."""
+    values: dict[str, ColumnElement[Any]] = {}
+    for column in table.c:
+        default = column.default
+        if column.name in given or not isinstance(
+            default, ScalarElementColumnDefault | CallableColumnDefault
+        ):
+            continue
+        made: Any = default.arg  # a callable's wrapper takes an execution context it ignores
+        value = made(None) if isinstance(default, CallableColumnDefault) else made
+        values[column.name] = bindparam(f"default_{column.name}", value, type_=column.type)
+    return values
 
 
 def as_arrays(

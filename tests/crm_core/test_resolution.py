@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from crm_core import Customer, Identity, IdentityKind, resolve
 from crm_core.customers import Lead, create_leads
@@ -89,3 +90,33 @@ async def test_create_leads_leaves_a_held_address_alone_and_no_customer_for_it(
     assert (again.id, created) == (held.id, False)
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Customer)) == 2
+
+
+async def test_create_leads_is_one_statement_on_postgresql_and_two_on_sqlite(
+    sessionmaker: SessionMaker,
+) -> None:
+    """A burst of first messages costs one round trip on PostgreSQL, where round trips cost."""
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if not statement.startswith("BEGIN"):  # SQLite's own, for its write lock
+            statements.append(statement)
+
+    async with sessionmaker() as session:
+        engine = session.get_bind()
+    leads = [Lead(IdentityKind.PHONE.value, f"+1415555000{n}", language="es") for n in range(3)]
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        async with sessionmaker.begin() as session:
+            created = await create_leads(session, leads)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert len(created) == 3
+    assert len(statements) == (1 if engine.dialect.name == "postgresql" else 2)
+    async with sessionmaker() as session:
+        stored = (await session.execute(select(Customer).order_by(Customer.id))).scalars().all()
+    # The columns' own defaults, as a customer made one at a time gets them.
+    assert [(c.status, c.tier, c.revenue_cents, c.attributes, c.language) for c in stored] == [
+        ("lead", "STANDARD", 0, {}, "es")
+    ] * 3
+    assert {c.id for c in stored} == {row.id for row in created.values()}
