@@ -376,24 +376,19 @@ class InboundProcessor:
                 continue
             customers.add(customer_id)
             turns.append((pending, context))
-        opened = {id(context) for _, context in turns if context.conversation is None}
-        await self._steps.open_conversations(
-            session, [(context, p.message) for p, context in turns if id(context) in opened]
-        )
-        works: list[Work] = []
-        for pending, context in turns:
-            assert context.conversation is not None  # open_conversations has opened it
-            works.append(
-                Work(
-                    pending,
-                    context.customer,
-                    context.conversation,
-                    context.revoked,
-                    opened=id(context) in opened,
-                )
+        works = [
+            Work(
+                pending,
+                context.customer,
+                # none open: the one it opens, stored with its message (`TurnSteps.store`)
+                context.conversation or self._steps.opening(context, pending.message),
+                context.revoked,
+                opened=context.conversation is None,
             )
+            for pending, context in turns
+        ]
         await sql.link_replies(session, works)
-        await sql.store_inbound(session, works)
+        await self._steps.store(session, works)
         await sql.check_duplicates(session, works)
         answered = [work for work in works if work.inbound_id is not None]
         asking: list[tuple[Work, Turn]] = []

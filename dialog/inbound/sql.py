@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -57,6 +58,7 @@ from crm_core.timeline import add_interactions
 from crm_core.unnest import as_arrays, insert_unnested, unnested
 from dialog.handoff import TURN_ATTRIBUTES
 from dialog.inbound.one_write import READ_COLUMNS, REPLY, write_together
+from dialog.inbound.open_and_store import open_and_store
 from dialog.inbound.work import Context, Pending, Work, fingerprint, keyword_plan
 from dialog.media import medium, writing_channels
 from dialog.models import (
@@ -398,11 +400,11 @@ async def open_conversation(
 
 
 async def open_conversations(
-    session: AsyncSession, openings: Sequence[tuple[int, ConversationFacts]]
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
 ) -> dict[int, int]:
-    """A conversation for each (customer id, opening), in one INSERT: their ids by customer.
-    One opening per customer; a customer who has an open conversation by now is left out."""
-    rows = [_opening_row(customer_id, opening) for customer_id, opening in openings]
+    """SQLite: a conversation for each opening (`_opening_row`), in one INSERT: their ids by
+    customer. One opening per customer; a customer who has an open conversation by now is left
+    out."""
     statement = _OPEN_CONVERSATIONS[_dialect(session)]
     opened = await session.execute(statement, rows if len(rows) > 1 else rows[0])
     return {row.customer_id: row.id for row in opened}
@@ -440,33 +442,63 @@ async def link_replies(session: AsyncSession, works: Sequence[Work]) -> None:
                 break
 
 
-async def store_inbound(session: AsyncSession, works: Sequence[Work]) -> None:
-    """Store the customers' messages, whole; a duplicate gets no id, and no reply."""
+def _inbound_row(work: Work) -> dict[str, Any]:
+    return {
+        # None: the conversation is opened in the same statement (`open_and_store`)
+        "conversation_id": work.conversation.id or None,
+        "customer_id": work.customer.id,
+        "channel": work.message.channel.value,
+        "direction": Direction.IN.value,
+        "provider_id": work.message.provider_id,
+        "address": work.message.address,
+        "text": work.message.text,
+        "attachments": list(work.message.attachments),
+        "author": "customer",
+        "intent": None,
+        "confidence": None,
+        "in_reply_to": work.answers,
+        "created_at": work.now,
+    }
+
+
+async def store_inbound(session: AsyncSession, works: Sequence[Work]) -> list[Work]:
+    """Store the customers' messages, whole; a duplicate gets no id, and no reply. A work whose
+    conversation is still to open (id 0, holding the opening) has it opened first: on
+    PostgreSQL in the same statement (`dialog.inbound.open_and_store`). Returns the works whose
+    customer's conversation another process opened meanwhile, neither opened nor stored: the
+    caller joins that conversation, then stores them."""
     if not works:
-        return
-    rows = [
-        {
-            "conversation_id": work.conversation.id,
-            "customer_id": work.customer.id,
-            "channel": work.message.channel.value,
-            "direction": Direction.IN.value,
-            "provider_id": work.message.provider_id,
-            "address": work.message.address,
-            "text": work.message.text,
-            "attachments": list(work.message.attachments),
-            "author": "customer",
-            "intent": None,
-            "confidence": None,
-            "in_reply_to": work.answers,
-            "created_at": work.now,
-        }
-        for work in works
-    ]
-    stored = await _insert_messages(session, _STORE_INBOUND, rows)
-    ids = {(row.channel, row.provider_id): row.id for row in stored}
+        return []
+    to_open = [work for work in works if not work.conversation.id]
+    openings = [_opening_row(work.customer.id, work.conversation) for work in to_open]
+    if unnested(session):
+        rows = [_inbound_row(work) for work in works]
+        opened, stored = await open_and_store(session, _MESSAGE_COLUMNS, openings, rows)
+    else:
+        opened = await open_conversations(session, openings) if openings else {}
+        for work in to_open:
+            if work.customer.id in opened:
+                work.conversation = replace(work.conversation, id=opened[work.customer.id])
+        rows = [_inbound_row(work) for work in works if work.conversation.id]
+        stored = (
+            []
+            if not rows
+            else [
+                (row.id, row.channel, row.provider_id)
+                for row in await _insert_messages(session, _STORE_INBOUND, rows)
+            ]
+        )
+    missed: list[Work] = []
+    for work in to_open:
+        if work.customer.id not in opened:
+            missed.append(work)
+        elif not work.conversation.id:
+            work.conversation = replace(work.conversation, id=opened[work.customer.id])
+    ids = {(channel, provider_id): id_ for id_, channel, provider_id in stored}
     for work in works:
         # pop: the same message twice in one batch is stored once, for the first of them
         work.inbound_id = ids.pop((work.message.channel.value, work.message.provider_id), None)
+    return missed
 
 
 async def check_duplicates(session: AsyncSession, works: Sequence[Work]) -> None:

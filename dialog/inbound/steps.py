@@ -82,7 +82,8 @@ class TurnSteps:
             for key, row in created.items()
         }
 
-    def _opening(self, context: Context, message: InboundMessage) -> ConversationFacts:
+    def opening(self, context: Context, message: InboundMessage) -> ConversationFacts:
+        """The conversation a customer with none open starts with (its id 0 until opened)."""
         customer = context.customer
         return ConversationFacts(
             id=0,
@@ -94,28 +95,16 @@ class TurnSteps:
             flags=retention_flags(customer),
         )
 
-    async def open_conversations(
-        self, session: AsyncSession, needed: Sequence[tuple[Context, InboundMessage]]
-    ) -> None:
-        """A new conversation for each customer with none open (one customer once), in one
-        INSERT; each context then holds its own. A customer whose conversation another process
-        opened meanwhile is skipped by the INSERT, and joins that one (`conversation`)."""
-        if not needed:
-            return
-        openings = [self._opening(context, message) for context, message in needed]
-        ids = await sql.open_conversations(
-            session,
-            [
-                (context.customer.id, opening)
-                for (context, _), opening in zip(needed, openings, strict=True)
-            ],
-        )
-        for (context, message), opening in zip(needed, openings, strict=True):
-            opened = ids.get(context.customer.id)
-            if opened is not None:
-                context.conversation = replace(opening, id=opened)
-            else:
-                context.conversation = await self.conversation(session, context, message)
+    async def store(self, session: AsyncSession, works: Sequence[Work]) -> None:
+        """Store the works' messages; a work holding an opening (a conversation of id 0) gets
+        its conversation opened with it (on PostgreSQL in the same statement). A customer
+        whose conversation another process opened meanwhile is skipped by that INSERT, joins
+        that conversation (`conversation`) and has their message stored in it."""
+        missed = await sql.store_inbound(session, works)
+        for work in missed:
+            context = Context(work.customer, None, work.revoked)
+            work.conversation = await self.conversation(session, context, work.message)
+        await sql.store_inbound(session, missed)
 
     async def conversation(
         self, session: AsyncSession, context: Context, message: InboundMessage
@@ -127,7 +116,7 @@ class TurnSteps:
         for _ in range(2):
             if context.conversation is not None:
                 return context.conversation
-            opening = self._opening(context, message)
+            opening = self.opening(context, message)
             try:
                 async with session.begin_nested():
                     opened = await sql.open_conversation(session, context.customer.id, opening)

@@ -9,6 +9,7 @@ import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from crm_core.records import parse_customer
 from dialog.inbound import BOT_TIMEOUT, InboundProcessor
 from dialog.inbound.sql import load_context
 from dialog.inbound.steps import TurnSteps
+from dialog.inbound.work import Pending, Work
 from dialog.media import medium
 from dialog.models import AwaitingBot, Conversation, Message
 from dialog.outbox.models import OutboxEntry
@@ -34,6 +36,7 @@ from sastre.db import SessionMaker
 from tests.support.quick import quick
 
 _ids = itertools.count(1)
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 class Answers:
@@ -513,25 +516,72 @@ async def test_a_conversation_opened_meanwhile_by_another_process_is_joined(
     processor: InboundProcessor, sessionmaker: SessionMaker
 ) -> None:
     # The batch read no open conversation, but another process opened one before the INSERT:
-    # that customer is skipped by it and the turn goes to the conversation that exists.
+    # that customer is skipped by it, and the message goes to the conversation that exists.
     first = await processor.handle(sms("hi", "+14155550001"))
     steps = TurnSteps("US", "en", "UTC", Brand("Sastre", "support@example.com"))
+    senders = ("+14155550001", "+14155550002")
     async with sessionmaker.begin() as session:
         fresh = await resolve(session, IdentityKind.PHONE, "+14155550002", "US")
         contexts = [
             await load_context(session, customer_id, "sms")
             for customer_id in (first.customer_id or 0, fresh[0].id)
         ]
-        stale = [replace(context, conversation=None) for context in contexts if context]
-        senders = ("+14155550001", "+14155550002")
-        needed = [
-            (context, sms("again", sender)) for context, sender in zip(stale, senders, strict=True)
-        ]
-        await steps.open_conversations(session, needed)
-    assert stale[0].conversation is not None
-    assert stale[0].conversation.id == first.conversation_id
-    assert stale[1].conversation is not None
+        works = []
+        for context, sender in zip(contexts, senders, strict=True):
+            assert context is not None
+            message = sms("again", sender)
+            stale = replace(context, conversation=None)
+            pending = Pending(
+                message,
+                medium(message.channel),
+                sender,
+                T0,
+                asyncio.get_running_loop().create_future(),
+            )
+            opening = steps.opening(stale, message)
+            works.append(Work(pending, stale.customer, opening, False, opened=True))
+        await steps.store(session, works)
+    assert works[0].conversation.id == first.conversation_id
+    assert works[1].conversation.id not in (0, first.conversation_id)
+    assert all(work.inbound_id for work in works)
     assert await count(sessionmaker, Conversation) == 2
+    async with sessionmaker() as session:
+        stored = await session.execute(
+            select(Message.customer_id, Message.conversation_id).where(Message.text == "again")
+        )
+        assert {row[0]: row[1] for row in stored} == {
+            w.customer.id: w.conversation.id for w in works
+        }
+
+
+async def test_opening_a_conversation_and_storing_its_message_is_one_statement_on_postgresql(
+    processor: InboundProcessor, sessionmaker: SessionMaker, engine: AsyncEngine
+) -> None:
+    """Every new customer, and every returning one, opens a conversation: on PostgreSQL in the
+    statement that stores their message (`dialog.inbound.open_and_store`)."""
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "INSERT INTO conversations" in statement or "INSERT INTO messages" in statement:
+            statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        results = await asyncio.gather(
+            *(processor.handle(sms("hello", f"+1415555{n:04d}")) for n in range(3))
+        )
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", note)
+    openings = [s for s in statements if "INSERT INTO conversations" in s]
+    stored_apart = [s for s in statements if s.lstrip().startswith("INSERT INTO messages")]
+    if engine.dialect.name == "postgresql":
+        assert openings
+        assert all("INSERT INTO messages" in s for s in openings)
+        assert stored_apart == []  # the replies ride the batch's one write (`one_write`)
+    else:
+        assert len(stored_apart) >= len(openings) > 0
+    assert len({r.conversation_id for r in results}) == 3
+    assert all(r.message_id for r in results)
 
 
 class Paced(Answers):
