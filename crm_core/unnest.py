@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -39,13 +40,18 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal_column,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement, Grouping
-from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
+from sqlalchemy.sql.elements import ColumnElement, Grouping, TextClause
+from sqlalchemy.sql.schema import (
+    CallableColumnDefault,
+    ColumnElementColumnDefault,
+    ScalarElementColumnDefault,
+)
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
@@ -120,21 +126,39 @@ def insert_unnested(
 
 
 def python_defaults(table: Table, given: Collection[str]) -> dict[str, ColumnElement[Any]]:
-    """The Python-side defaults of the table's columns not `given`, as values for an INSERT ...
-    SELECT inside a larger statement, where SQLAlchemy applies none (it fills them in for a
-    statement that is itself the INSERT). A callable default is called now: for constants
-    ({} or 0), not for a time, which the caller gives."""
+    """The defaults of the table's columns not `given`, as values for an INSERT ... SELECT
+    inside a larger statement, where SQLAlchemy applies none (it fills them in for a statement
+    that is itself the INSERT): a constant as itself, a SQL expression inline, and a callable
+    (a time, a fresh `{}`) as a parameter it computes anew at each execution of the statement,
+    once for all its rows, as SQLAlchemy does for an INSERT ... SELECT. A callable that needs
+    the execution's context has none to read here: it is refused when the statement is made."""
     values: dict[str, ColumnElement[Any]] = {}
     for column in table.c:
         default = column.default
-        if column.name in given or not isinstance(
-            default, ScalarElementColumnDefault | CallableColumnDefault
-        ):
+        if column.name in given or default is None:
             continue
-        made: Any = default.arg  # a callable's wrapper takes an execution context it ignores
-        value = made(None) if isinstance(default, CallableColumnDefault) else made
-        values[column.name] = bindparam(f"default_{column.name}", value, type_=column.type)
+        name = f"default_{column.name}"
+        if isinstance(default, ScalarElementColumnDefault):
+            values[column.name] = bindparam(name, default.arg, type_=column.type)
+        elif isinstance(default, ColumnElementColumnDefault):
+            expression = default.arg  # text("now()") or func.now()
+            if isinstance(expression, TextClause):
+                values[column.name] = literal_column(expression.text)
+            else:
+                values[column.name] = expression
+        elif isinstance(default, CallableColumnDefault):
+            if _reads_context(default):
+                raise TypeError(f"{table.name}.{column.name}: its default reads its context")
+            made: Any = default.arg  # wrapped to take the execution's context, unused
+            values[column.name] = bindparam(name, callable_=partial(made, None), type_=column.type)
     return values
+
+
+def _reads_context(default: CallableColumnDefault) -> bool:
+    """SQLAlchemy wraps a function of no arguments to take the context and ignore it, and keeps
+    one that takes it as written (and so, here, an object that is callable but has no name:
+    refused too, to be safe)."""
+    return getattr(default.arg, "__wrapped__", None) is None
 
 
 def as_arrays(

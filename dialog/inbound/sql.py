@@ -606,11 +606,13 @@ async def write(session: AsyncSession, works: Sequence[Work]) -> None:
         for w in works
         if w.intent is not None or w.plan is not None
     ]
-    changes = [
-        (work.conversation.id, {**work.conversation_changes, "updated_at": written_at})
-        for work in works
-        if work.conversation_changes
-    ]
+    # By conversation, later turns' changes over earlier ones', as UPDATEs one after the other
+    # would leave it: after a merge, two answers of one batch may land in the survivor's.
+    merged: dict[int, dict[str, Any]] = {}
+    for work in works:
+        if work.conversation_changes:
+            merged.setdefault(work.conversation.id, {}).update(work.conversation_changes)
+    changes = [(id_, {**change, "updated_at": written_at}) for id_, change in merged.items()]
     ids: dict[str, int] = {}
     if unnested(session) and (rows or entries or readings or changes):
         ids = await write_together(

@@ -9,8 +9,21 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import insert, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import BindParameter
 
 from crm_core import Customer
 from crm_core.models import customers_table, interactions_table
@@ -18,6 +31,7 @@ from crm_core.unnest import (
     as_arrays,
     changes_as_arrays,
     insert_unnested,
+    python_defaults,
     unnested,
     update_by_key,
 )
@@ -238,3 +252,42 @@ async def test_rows_updated_by_key_change_only_the_columns_each_was_given(
     async with sessionmaker() as session:
         touched = select(customers_table.c.updated_at).where(customers_table.c.id.in_(ids[6:]))
         assert list(await session.scalars(touched.order_by("id"))) == [before, T0]
+
+
+def test_defaults_for_an_insert_select_are_made_anew_at_each_execution() -> None:
+    """A constant as itself, a SQL expression inline, a callable (a fresh `{}`, a time) as a
+    parameter computed when the statement runs, not once for ever when it is made."""
+    calls = iter(range(100))
+    table = Table(
+        "defaults_probe",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("given", Integer),
+        Column("tier", String(10), default="STANDARD"),
+        Column("seen", DateTime, default=func.now()),
+        Column("data", JSON, default=dict),
+        Column("serial", Integer, default=lambda: next(calls)),
+        Column("plain", Integer),
+    )
+    defaults = python_defaults(table, ("id", "given"))
+    assert set(defaults) == {"tier", "seen", "data", "serial"}
+    tier, data, serial = (defaults[name] for name in ("tier", "data", "serial"))
+    assert isinstance(tier, BindParameter)
+    assert tier.effective_value == "STANDARD"
+    assert "now()" in str(defaults["seen"])
+    assert isinstance(data, BindParameter)
+    assert isinstance(serial, BindParameter)
+    assert data.effective_value == {}
+    assert data.effective_value is not data.effective_value
+    assert [serial.effective_value for _ in range(3)] == [0, 1, 2]
+
+
+def test_a_default_that_reads_its_context_is_refused() -> None:
+    table = Table(
+        "context_probe",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("copy", Integer, default=lambda context: context.get_current_parameters()["id"]),
+    )
+    with pytest.raises(TypeError, match=r"context_probe\.copy"):
+        python_defaults(table, ("id",))

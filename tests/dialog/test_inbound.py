@@ -24,7 +24,7 @@ from consent.types import Channel
 from crm_core.customers import find_customer, resolve, upsert_customer
 from crm_core.models import IdentityKind, Interaction
 from crm_core.records import parse_customer
-from dialog.inbound import BOT_TIMEOUT, InboundProcessor
+from dialog.inbound import BOT_TIMEOUT, InboundProcessor, sql
 from dialog.inbound.sql import load_context
 from dialog.inbound.steps import TurnSteps
 from dialog.inbound.work import Pending, Work
@@ -582,6 +582,35 @@ async def test_opening_a_conversation_and_storing_its_message_is_one_statement_o
         assert len(stored_apart) >= len(openings) > 0
     assert len({r.conversation_id for r in results}) == 3
     assert all(r.message_id for r in results)
+
+
+async def test_two_turns_changing_one_conversation_in_one_write_both_count(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    """After a merge two answers of one write may land in the survivor's conversation: each
+    turn's changes stay, the later one's over the earlier where both set a column (as UPDATEs
+    one after the other leave it; on PostgreSQL the write is one statement)."""
+    first = await processor.handle(sms("hi", "+14155550001"))
+    async with sessionmaker.begin() as session:
+        context = await load_context(session, first.customer_id or 0, "sms")
+        assert context is not None
+        assert context.conversation is not None
+        works = []
+        for change in (
+            {"failed_turns": 1, "language": "es"},
+            {"state": "queued", "handoff_reason": "customer_asked", "language": "en"},
+        ):
+            message = sms("x", "+14155550001")
+            done = asyncio.get_running_loop().create_future()
+            pending = Pending(message, medium(message.channel), "+14155550001", T0, done)
+            work = Work(pending, context.customer, context.conversation, False)
+            work.conversation_changes.update(change)
+            works.append(work)
+        await sql.write(session, works)
+    async with sessionmaker() as session:
+        conversation = await session.get_one(Conversation, first.conversation_id)
+    assert (conversation.failed_turns, conversation.state) == (1, "queued")
+    assert (conversation.handoff_reason, conversation.language) == ("customer_asked", "en")
 
 
 class Paced(Answers):
