@@ -136,59 +136,47 @@ async def test_a_redelivery_is_looked_up_through_the_inbound_index(
     assert "Seq Scan on messages" not in plan, plan
 
 
+async def _one_write_plan(sessionmaker: SessionMaker, text: str, cte: str) -> str:
+    """The generic plan of the batch's one write (`dialog.inbound.one_write`) from its part
+    `cte` on, for three new senders writing `text` at once (PostgreSQL only)."""
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("WITH reply AS") and f"{cte} AS" in statement:
+            seen.append((statement, parameters))
+
+    async with sessionmaker() as session:
+        engine = session.get_bind()
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite writes row by row: one statement per table there")
+    processor = make_processor(sessionmaker, FakeBrain())
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        await asyncio.gather(*(processor.handle(sms(text, next(_numbers))) for _ in range(3)))
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    statement, parameters = seen[-1]
+    plan = await _plan(sessionmaker, engine.dialect.name, statement, parameters)
+    return plan[plan.index(f"CTE {cte}") :]
+
+
 async def test_what_the_bot_made_of_a_message_is_written_through_the_primary_key(
     sessionmaker: SessionMaker,
 ) -> None:
     """On PostgreSQL the intents go in the batch's one write (`dialog.inbound.one_write`) as an
     UPDATE by `id = ANY(...)`: a probe of the primary key for each message, where a join with
     the unnested arrays was answered by reading every message."""
-    seen: list[tuple[str, Any]] = []
-
-    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().startswith("WITH reply AS"):
-            seen.append((statement, parameters))
-
-    async with sessionmaker() as session:
-        engine = session.get_bind()
-    if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite writes them row by row: one statement per table there")
-    processor = make_processor(sessionmaker, FakeBrain())
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        await asyncio.gather(*(processor.handle(sms("hello", next(_numbers))) for _ in range(3)))
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-    statement, parameters = seen[-1]
-    plan = await _plan(sessionmaker, engine.dialect.name, statement, parameters)
-    update = plan[plan.index("CTE read") :]
-    assert "Index Cond: (id = ANY" in update, plan
-    assert "pk_messages" in update, plan
-    assert "Seq Scan on messages" not in update, plan
+    update = await _one_write_plan(sessionmaker, "hello", "read")
+    assert "Index Cond: (id = ANY" in update, update
+    assert "pk_messages" in update, update
+    assert "Seq Scan on messages" not in update, update
 
 
 async def test_a_batchs_conversation_changes_are_written_through_the_primary_key(
     sessionmaker: SessionMaker,
 ) -> None:
     """The conversations' changes ride the same statement (`changed`), found by key too."""
-    seen: list[tuple[str, Any]] = []
-
-    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().startswith("WITH reply AS") and "changed AS" in statement:
-            seen.append((statement, parameters))
-
-    async with sessionmaker() as session:
-        engine = session.get_bind()
-    if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite writes them row by row: one statement per table there")
-    processor = make_processor(sessionmaker, FakeBrain())
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        await asyncio.gather(*(processor.handle(sms("???", next(_numbers))) for _ in range(3)))
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-    statement, parameters = seen[-1]
-    plan = await _plan(sessionmaker, engine.dialect.name, statement, parameters)
-    update = plan[plan.index("CTE changed") :]
-    assert "Index Cond: (id = ANY" in update, plan
-    assert "pk_conversations" in update, plan
-    assert "Seq Scan on conversations" not in update, plan
+    update = await _one_write_plan(sessionmaker, "???", "changed")
+    assert "Index Cond: (id = ANY" in update, update
+    assert "pk_conversations" in update, update
+    assert "Seq Scan on conversations" not in update, update
