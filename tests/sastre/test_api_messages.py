@@ -559,20 +559,25 @@ async def test_an_unknown_customer_is_a_404_with_a_reason(client: Client, auth: 
 # --- retry asks the policy ------------------------------------------------------------------------
 
 
-async def test_a_retry_after_stop_is_refused_with_the_reason(
-    client: Client, auth: Auth, sessionmaker: SessionMaker
-) -> None:
-    customer, body = await _failed_sms(client, auth, sessionmaker, code="30003")
+async def _sms_keyword(client: Client, auth: Auth, customer: int, action: str, text: str) -> None:
+    """The customer's SMS keyword (STOP, START), as the ledger records it for service messages."""
     await _record(
         client,
         auth,
         customer,
         channel="sms",
         purpose="service",
-        action="revoke",
+        action=action,
         source="keyword",
-        evidence={"text": "STOP"},
+        evidence={"text": text, "wording": text},
     )
+
+
+async def test_a_retry_after_stop_is_refused_with_the_reason(
+    client: Client, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    customer, body = await _failed_sms(client, auth, sessionmaker, code="30003")
+    await _sms_keyword(client, auth, customer, "revoke", "STOP")
     again = await client.post(f"/api/messages/{body['id']}/retry", headers=auth())
     answer = await again.json()
     assert again.status == 409
@@ -588,16 +593,7 @@ async def test_a_retry_after_stop_and_start_is_sent(
     START, is no reason for the worker to refuse what the policy allowed (202)."""
     customer, body = await _failed_sms(client, auth, sessionmaker, code="30003")
     for action, text in (("revoke", "STOP"), ("grant", "START")):
-        await _record(
-            client,
-            auth,
-            customer,
-            channel="sms",
-            purpose="service",
-            action=action,
-            source="keyword",
-            evidence={"text": text, "wording": text},
-        )
+        await _sms_keyword(client, auth, customer, action, text)
     status, answer = await _retry(client, auth, body["id"])
     assert status == 202
     again = FakeSender()
