@@ -405,6 +405,8 @@ async def open_conversations(
     """SQLite: a conversation for each opening (`_opening_row`), in one INSERT: their ids by
     customer. One opening per customer; a customer who has an open conversation by now is left
     out."""
+    if not rows:
+        return {}
     statement = _OPEN_CONVERSATIONS[_dialect(session)]
     opened = await session.execute(statement, rows if len(rows) > 1 else rows[0])
     return {row.customer_id: row.id for row in opened}
@@ -474,30 +476,29 @@ async def store_inbound(session: AsyncSession, works: Sequence[Work]) -> list[Wo
     if unnested(session):
         rows = [_inbound_row(work) for work in works]
         opened, stored = await open_and_store(session, _MESSAGE_COLUMNS, openings, rows)
+        missed = _join_opened(to_open, opened)
     else:
-        opened = await open_conversations(session, openings) if openings else {}
-        for work in to_open:
-            if work.customer.id in opened:
-                work.conversation = replace(work.conversation, id=opened[work.customer.id])
+        missed = _join_opened(to_open, await open_conversations(session, openings))
         rows = [_inbound_row(work) for work in works if work.conversation.id]
-        stored = (
-            []
-            if not rows
-            else [
-                (row.id, row.channel, row.provider_id)
-                for row in await _insert_messages(session, _STORE_INBOUND, rows)
-            ]
-        )
-    missed: list[Work] = []
-    for work in to_open:
-        if work.customer.id not in opened:
-            missed.append(work)
-        elif not work.conversation.id:
-            work.conversation = replace(work.conversation, id=opened[work.customer.id])
+        stored = []
+        if rows:
+            result = await _insert_messages(session, _STORE_INBOUND, rows)
+            stored = [(row.id, row.channel, row.provider_id) for row in result]
     ids = {(channel, provider_id): id_ for id_, channel, provider_id in stored}
     for work in works:
         # pop: the same message twice in one batch is stored once, for the first of them
         work.inbound_id = ids.pop((work.message.channel.value, work.message.provider_id), None)
+    return missed
+
+
+def _join_opened(to_open: Sequence[Work], opened: Mapping[int, int]) -> list[Work]:
+    """Each work its conversation as opened (ids by customer); returns those not opened."""
+    missed: list[Work] = []
+    for work in to_open:
+        if work.customer.id in opened:
+            work.conversation = replace(work.conversation, id=opened[work.customer.id])
+        else:
+            missed.append(work)
     return missed
 
 

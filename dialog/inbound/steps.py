@@ -101,6 +101,8 @@ class TurnSteps:
         whose conversation another process opened meanwhile is skipped by that INSERT, joins
         that conversation (`conversation`) and has their message stored in it."""
         missed = await sql.store_inbound(session, works)
+        if not missed:
+            return
         for work in missed:
             context = Context(work.customer, None, work.revoked)
             work.conversation = await self.conversation(session, context, work.message)
