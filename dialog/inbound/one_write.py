@@ -15,10 +15,9 @@ data-modifying parts of one statement:
          changed AS (UPDATE conversations SET language = CASE ... END, ... WHERE id = ANY(ids))
     SELECT id, provider_id FROM reply
 
-The UPDATEs find their rows by the primary key's index (`= ANY`), each row's values at the
-position of its id in the arrays: not as a join with the unnested arrays, which PostgreSQL's
-cached plan, made while the table was small, kept answering by reading the whole table
-(`crm_core.unnest`). The first touches messages stored by earlier statements of the transaction,
+The UPDATEs find their rows by key (`= ANY`), each row's values at the position of its id in
+the arrays, through the primary key's index once the statistics say the table is not tiny (a
+plan cached on a nearly empty table reads it whole: `crm_core.unnest`). The first touches messages stored by earlier statements of the transaction,
 never the replies this one inserts; the second sets in each conversation the columns its turn
 changed (one turn its language, another its count of failed turns), and `updated_at`.
 
