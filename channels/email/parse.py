@@ -76,16 +76,26 @@ _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _BULK = frozenset({"bulk", "junk", "list"})
 _REPORTS = {"delivery-status": "delivery report", "disposition-notification": "read receipt"}
 _REPLY_PARSER = EmailReplyParser(languages=["es", "en"])
+# How the line introducing a quote ends, in the languages mail clients write it in ("wrote:",
+# "escribió:", "a écrit :", "schrieb:", "escreveu:", "scrisse:", "schreef:").
+_CITED = r"(?:wrote|escribi[óo]|a[ \t]+[ée]crit|schrieb|escreveu|scrisse|schreef)[ \t]*:[ \t]*"
 # The quoted lines ending a plain-text reply ("> ..."), and the line above them that introduced
-# them, whatever its language ("On ... wrote:", "El ... escribió:"). Some clients wrap a long one
-# (a long name and its address) onto two lines, the second a word or three ("wrote:",
-# "escribió:"): then the line above it goes too when it holds an address, never otherwise (it is
-# the customer's own). Those lines may hold a ">" ("Tienda <hola@tienda.example>"); they just do
-# not start with one, as quoted lines do.
+# them ("On ... wrote:", "El ... escribió:"): one ending so, or one holding an address and ending
+# in a colon. Any other line above the quote is the customer's own, colon or not ("This is what
+# you sent me:"). Some clients wrap a long one (a long name and its address) onto two lines, the
+# second a word or three ending so: then the line above it goes too when it holds an address,
+# never otherwise. Those lines may hold a ">" ("Tienda <hola@tienda.example>"); they just do not
+# start with one, as quoted lines do. Up to its first "@" a line is read once (`[^\n@]*`): any
+# line may be long and full of them, and `[^\n]*@` would try every one of them again.
+_QUOTE_HEADER = "|".join(
+    (
+        r"\n(?![ \t]*>)[^\n@]*@[^\n]*\n[ \t]*(?:[^\s>:][^\s:]*[ \t]+){0,2}" + _CITED,  # wrapped
+        r"\n(?![ \t]*>)[^\n]*\b" + _CITED,
+        r"\n(?![ \t]*>)[^\n@]*@[^\n]*:[ \t]*",
+    )
+)
 _TRAILING_QUOTE = re.compile(
-    r"(?:\n(?![ \t]*>)[^\n]*@[^\n]*\n[ \t]*(?:[^\s>:][^\s:]*[ \t]+){0,2}[^\s>:][^\s:]*:[ \t]*"
-    r"|\n(?![ \t]*>)[^\n]*:[ \t]*)?"
-    r"(?:\n[ \t]*)*(?:\n[ \t]*>[^\n]*)+\s*\Z"
+    rf"(?:{_QUOTE_HEADER})?(?:\n[ \t]*)*(?:\n[ \t]*>[^\n]*)+\s*\Z", re.IGNORECASE
 )
 # The line Spanish clients put above the thread ("El dom, 6 dic 2026 a las 3:00, Tienda
 # <hola@tienda.example> escribió:", wrapped onto two lines by some), which mail-parser-reply

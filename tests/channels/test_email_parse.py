@@ -439,6 +439,30 @@ def test_the_line_just_above_a_one_line_header_is_the_customers() -> None:
         assert latest_reply(f"{reply}\n{header}\n> Your order shipped\n") == reply, header
 
 
+def test_a_customers_own_line_ending_in_a_colon_above_a_quote_is_kept() -> None:
+    """Only a line that introduces the quote as clients write it ("... wrote:", "... escribió:",
+    or one with an address) goes with it: any line ending in a colon used to."""
+    for reply, quote in (
+        ("Hi\nThis is what you sent me:", "> Your order shipped"),
+        ("Hola\nMira lo que me mandasteis:", "> Su pedido ha sido enviado"),
+    ):
+        assert latest_reply(f"{reply}\n{quote}\n") == reply, reply
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "On 12/7/26 10:00 AM, Tienda wrote:",  # Thunderbird: no address
+        "El 7/12/26 a las 10:00, Tienda escribió:",
+        "Le 7 déc. 2026 à 10:00, Tienda <hola@tienda.example> a écrit :",
+    ],
+)
+def test_a_header_line_without_an_address_or_in_french_goes_with_the_quote(header: str) -> None:
+    assert latest_reply(f"Please cancel it\n{header}\n\n> Your order shipped\n>\n") == (
+        "Please cancel it"
+    )
+
+
 def test_html_with_an_unmarked_spanish_quote_is_cut_at_its_header_line() -> None:
     html = (
         "<div><div>¿Tienen trajes de lino?</div><div><br></div><div>El dom, 6 dic 2026 a las "
