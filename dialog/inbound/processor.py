@@ -299,6 +299,8 @@ class InboundProcessor:
         the one asked from its address (the customer merged into another meanwhile: from then
         on all the survivor's messages wait for it, whatever their address). A STOP waits for
         nobody (the answer is then not sent: the worker checks consent)."""
+        if not self._asking:  # no turn awaits the bot (an embedded bot's never do)
+            return None
         if stops(pending.message):
             return None
         if customer_id in self._asking:
