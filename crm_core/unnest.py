@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from sqlalchemy import (
@@ -73,6 +73,7 @@ def unnested(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+@cache  # asked for every column of every batch; a table's columns keep their types
 def _is_json(table: Table, name: str) -> bool:
     return isinstance(table.c[name].type, JSON)
 
