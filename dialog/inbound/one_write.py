@@ -17,9 +17,10 @@ data-modifying parts of one statement:
 
 The UPDATEs find their rows by key (`= ANY`), each row's values at the position of its id in
 the arrays, through the primary key's index once the statistics say the table is not tiny (a
-plan cached on a nearly empty table reads it whole: `crm_core.unnest`). The first touches messages stored by earlier statements of the transaction,
-never the replies this one inserts; the second sets in each conversation the columns its turn
-changed (one turn its language, another its count of failed turns), and `updated_at`.
+plan cached on a nearly empty table reads it whole: `crm_core.unnest`). The first touches
+messages stored by earlier statements of the transaction, never the replies this one inserts;
+the second sets in each conversation the columns its turn changed (one turn its language,
+another its count of failed turns), and `updated_at`.
 
 A reply's outbox row and timeline entry name it by the provider id it is written with (unique,
 made before the statement), and take the id its INSERT returned: an outbox row its `message_id`,
