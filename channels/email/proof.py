@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email import policy
@@ -28,6 +29,7 @@ from functools import lru_cache
 
 import authres
 import dkim
+import idna
 from dkim.canonicalization import CanonicalizationPolicy
 from publicsuffixlist import PublicSuffixList
 
@@ -71,12 +73,15 @@ def organisational_domain(domain: str) -> str:
 
 
 def _ascii(domain: str) -> str:
-    """bücher.example → xn--bcher-kva.example (IDNA); a name IDNA refuses stays as it is."""
+    """bücher.example → xn--bcher-kva.example, as IDNA 2008 with UTS #46 writes it (the `idna`
+    library, as `email_validator` writes the identities we keep): Python's own codec is IDNA
+    2003, which maps faß.de to fass.de, another domain with another owner. A name IDNA refuses
+    stays as it is (and aligns with nothing but itself)."""
     if domain.isascii():
         return domain
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError:
         return domain
 
 
@@ -132,6 +137,18 @@ def _signs_whole_body(verifier: dkim.DKIM) -> bool:
         return False
 
 
+# A CR not followed by LF. The stdlib's parser ends a header line at one, dkimpy does not: a
+# header `X-A: a\rFrom: ceo@victim.example` is a From to the first and part of X-A to the
+# second, so a mail signed by the attacker's own mailbox at the victim's provider would verify
+# while the From we read is the victim's. No mail client writes one there.
+_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _header_section(raw: bytes) -> bytes:
+    """The headers as dkimpy reads them: up to the first empty line, lines ending in LF or CRLF."""
+    return re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+
+
 def relay_verdict(message: Message, from_domain: str, trusted: Iterable[str]) -> str | None:
     """What the topmost Authentication-Results says for the From domain, if a trusted relay
     stamped it: "dkim=pass" / "dmarc=pass", else None."""
@@ -176,6 +193,8 @@ def prove_sender(
         return Proof(False, "unreadable headers")
     if len(headers.get_all("From") or []) != 1:
         return Proof(False, "not exactly one From header")
+    if _BARE_CR.search(_header_section(raw)):
+        return Proof(False, "a carriage return alone in the headers")
     relay = relay_verdict(headers, from_domain, trusted_relays)
     if relay is not None:
         authserv = str(headers.get_all("Authentication-Results", [""])[0]).split(";", 1)[0]

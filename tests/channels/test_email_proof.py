@@ -30,6 +30,9 @@ def dkim_keys(*domains: str) -> Any:
     return dnsfunc
 
 
+KEYS_OF_BIGCUSTOMER = dkim_keys("bigcustomer.example")
+
+
 def sign(message: bytes, domain: str) -> bytes:
     key = (KEYS / "test-only.private.pem").read_bytes()
     signature: bytes = dkim.sign(message, b"test", domain.encode(), key)
@@ -159,3 +162,23 @@ def test_an_internationalised_from_domain_aligns_with_its_ascii_signing_domain()
     assert aligned("bücher.example", "xn--bcher-kva.example")
     assert aligned("tienda.bücher.example", "xn--bcher-kva.example")
     assert not aligned("bücher.example", "xn--bcher-kva.other")
+
+
+def test_a_from_domain_aligns_as_idna_2008_writes_it_not_as_idna_2003() -> None:
+    """IDNA 2003 (Python's codec) maps faß.de to fass.de, a domain with another owner: its
+    signature proved senders of faß.de, whose own (xn--fa-hia.de) did not."""
+    assert aligned("faß.example", "xn--fa-hia.example")
+    assert not aligned("faß.example", "fass.example")
+
+
+def test_a_carriage_return_alone_in_the_headers_proves_nothing() -> None:
+    """The stdlib ends a header line at a lone CR, dkimpy does not: a From hidden in another
+    header after one is the From we read, while the mail the attacker's own mailbox signed
+    still verifies."""
+    own = MESSAGE.replace(b"ceo@", b"intern@")
+    signed = sign(own, "bigcustomer.example")
+    assert prove_sender(signed, "intern@bigcustomer.example", dnsfunc=KEYS_OF_BIGCUSTOMER).proven
+    forged = b"X-A: a\rFrom: ceo@bigcustomer.example\r\r\n" + signed
+    proof = prove_sender(forged, "ceo@bigcustomer.example", dnsfunc=KEYS_OF_BIGCUSTOMER)
+    assert not proof.proven
+    assert proof.how == "a carriage return alone in the headers"
