@@ -10,12 +10,20 @@ retry may help (and when, for a 429's Retry-After) and the provider's own error 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
 
-__all__ = ["ChannelName", "DeliveryFailed", "InboundMessage", "OutboundMessage", "Sender"]
+__all__ = [
+    "ChannelName",
+    "DeliveryFailed",
+    "InboundMessage",
+    "OutboundMessage",
+    "Sender",
+    "storable",
+]
 
 
 class ChannelName(StrEnum):
@@ -45,25 +53,29 @@ class InboundMessage:
     bot_text: str | None = None
 
     def __post_init__(self) -> None:
-        # A NUL (an SMS gateway's padding, a broken mail client) is no text: PostgreSQL refuses
-        # it in every text and JSON column. Replaced once, here, for every channel and every
-        # field that is stored, so the message is kept and answered, never an error.
+        # What no database takes (`storable`) is replaced once, here, for every channel and
+        # every field that is stored, so the message is kept and answered, never an error.
         for name in ("address", "text", "provider_id", "subject", "thread_key", "bot_text"):
             value = getattr(self, name)
-            if value is not None and _NUL in value:
-                object.__setattr__(self, name, _without_nul(value))
-        if any(_NUL in name for name in self.attachments):
-            object.__setattr__(self, "attachments", tuple(map(_without_nul, self.attachments)))
-        if any(_NUL in key or _NUL in value for key, value in self.metadata.items()):
-            clean = {_without_nul(key): _without_nul(value) for key, value in self.metadata.items()}
+            if value is not None and _UNSTORABLE.search(value):
+                object.__setattr__(self, name, storable(value))
+        if any(_UNSTORABLE.search(name) for name in self.attachments):
+            object.__setattr__(self, "attachments", tuple(map(storable, self.attachments)))
+        if any(_UNSTORABLE.search(k + v) for k, v in self.metadata.items()):
+            clean = {storable(key): storable(value) for key, value in self.metadata.items()}
             object.__setattr__(self, "metadata", clean)
 
 
-_NUL = "\x00"
+# A NUL (an SMS gateway's padding, a broken mail client): PostgreSQL refuses it in every text and
+# JSON column. A lone surrogate (half of a UTF-16 pair, as decoding UTF-7 or `\\ud800` escapes
+# leaves one): no UTF-8 writes it, so neither database driver can send it.
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
 
 
-def _without_nul(text: str) -> str:
-    return text.replace(_NUL, "\ufffd")  # U+FFFD REPLACEMENT CHARACTER: something was here
+def storable(text: str) -> str:
+    """`text` with what no database column takes (see `_UNSTORABLE`) replaced by U+FFFD, the
+    replacement character: something was there."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from channels.base import InboundMessage
+from channels.base import InboundMessage, storable
 from channels.email import (
     AttachmentStore,
     ParsedEmail,
@@ -108,7 +108,7 @@ class EmailIntake:
                 parsed.bounces,
                 message_id=parsed.bounced_message_id,
                 region=self.region,
-                reported_by=parsed.sender,
+                reported_by=storable(parsed.sender) if parsed.sender else None,
             )
             return Intake("bounce", auto=parsed.auto, malformed=parsed.malformed)
         address = sender_of(parsed, envelope_from)

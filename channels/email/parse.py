@@ -40,6 +40,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 from mailparser_reply import EmailReplyParser
 
+from channels.base import storable
 from channels.email.html import MAX_HTML_CHARS, html_text
 from channels.email.signature import strip_signature
 
@@ -70,7 +71,9 @@ _SUPERSETS = {
     "gb2312": "gb18030",
     "gbk": "gb18030",
 }
-_MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+# An id is what its brackets hold but spaces and control characters: a NUL in one reached the
+# database (the threading query, a bounce's look-up) and failed there.
+_MESSAGE_ID = re.compile(r"<([^<>\s\x00-\x1f\x7f]+)>")
 _LINE_END = re.compile(r"\r\n?")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _BULK = frozenset({"bulk", "junk", "list"})
@@ -124,6 +127,14 @@ class Bounce:
     action: str  # failed, delayed, delivered, relayed, expanded
     diagnostic: str | None
     original_recipient: str | None = None  # the address as the sender wrote it, when given
+
+    def __post_init__(self) -> None:
+        # Anyone can send a report: what it says is kept (audited, or an outbox row's reason)
+        # as text a database takes.
+        for name in ("recipient", "action", "diagnostic", "original_recipient"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, storable(value))
 
     @property
     def permanent(self) -> bool:
@@ -266,8 +277,9 @@ def _parse(raw: bytes, *, keep_attachments: bool) -> ParsedEmail:
 
 
 def message_ids(value: str) -> tuple[str, ...]:
-    """The ids in a References / In-Reply-To header, in order, without angle brackets."""
-    return tuple(_MESSAGE_ID.findall(value))
+    """The ids in a References / In-Reply-To header, in order, without angle brackets (a byte
+    no charset decodes, which the stdlib keeps as a lone surrogate, as U+FFFD: `storable`)."""
+    return tuple(map(storable, _MESSAGE_ID.findall(value)))
 
 
 def _trimmed(references: tuple[str, ...]) -> tuple[str, ...]:
@@ -380,9 +392,12 @@ def _sender(message: EmailMessage, defects: list[str]) -> tuple[str | None, str 
         found = [(a.display_name or None, a.addr_spec) for a in addresses if "@" in a.addr_spec]
     except Exception:
         found = []
-    if not found:  # an unparseable From: the looser reading of email.utils
-        raw = message.get_all("From") or []
-        found = [(name or None, addr) for name, addr in getaddresses(map(str, raw)) if "@" in addr]
+    if not found:
+        # An unparseable From: the looser reading of email.utils, of the header as written (the
+        # stdlib cannot even make a header object of a name whose encoded word decodes to half
+        # a UTF-16 pair, "=?utf-7?q?+2AA-?=": the name is then kept encoded).
+        raw = _raw_header(message, "From") or ""
+        found = [(name or None, addr) for name, addr in getaddresses([raw]) if "@" in addr]
     if not found:
         defects.append("no From address")
         return None, None

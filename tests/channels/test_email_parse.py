@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.email.parse import MAX_REFERENCES, html_to_text, latest_reply, parse_email
+from channels.email.parse import (
+    MAX_REFERENCES,
+    html_to_text,
+    latest_reply,
+    message_ids,
+    parse_email,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "email"
 
@@ -544,3 +550,22 @@ def test_a_body_nested_too_deep_to_parse_still_has_its_sender_and_headers() -> N
     assert (parsed.subject, parsed.message_id) == ("fotos", "deep.1@example.org")
     assert parsed.dedupe_key == "deep.1@example.org"
     assert parsed.auto == "Auto-Submitted: auto-replied"
+
+
+def test_an_id_with_a_control_character_is_no_id() -> None:
+    """A NUL in an id reached the threading query and a bounce's look-up, and failed there; a
+    byte no charset decodes (kept by the stdlib as a lone surrogate) is U+FFFD."""
+    assert message_ids("<a\x00b@x.example> <ok@x.example> <c\udc80@x.example>") == (
+        "ok@x.example",
+        "c\ufffd@x.example",
+    )
+
+
+def test_a_from_name_the_stdlib_cannot_decode_still_names_the_sender() -> None:
+    """A name in UTF-7 decoding to half a UTF-16 pair: the stdlib cannot make a header of it,
+    and the message was filed as from nobody."""
+    parsed = parse_email(
+        b"From: =?utf-7?q?+2AA-?= <ana@example.org>\r\nMessage-ID: <s4@example.org>\r\n\r\nhola\r\n"
+    )
+    assert parsed.sender == "ana@example.org"
+    assert "no From address" not in parsed.defects

@@ -1,18 +1,29 @@
-"""Text no database can store arrives on every channel (an SMS or an e-mail with a NUL): it is
-stored with the character replaced, and answered, never an error. PostgreSQL refuses NUL in text
-columns, SQLite keeps it; both must end the same."""
+"""Text no database can store arrives on every channel (an SMS or an e-mail with a NUL, an e-mail
+whose charset decodes to half a UTF-16 pair): it is stored with the character replaced, and
+answered, never an error. PostgreSQL refuses NUL in text columns, SQLite keeps it; neither
+driver can send a lone surrogate; both must end the same."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
 from channels.base import ChannelName, InboundMessage
+from crm_core.models import AuditEntry
 from dialog.models import Message
 from sastre.config import Settings
 from sastre.db import SessionMaker
 from tests.dialog.test_inbound import FakeBrain, make_processor
 from tests.sastre.conftest import ClientFactory
-from tests.sastre.test_webhooks_email import email_client, email_settings, inbound, post, replies
+from tests.sastre.test_webhooks_email import (
+    email_client,
+    email_settings,
+    inbound,
+    outbox_states,
+    post,
+    raw,
+    replies,
+    sent_email,
+)
 
 REPLACEMENT = "\ufffd"
 
@@ -64,3 +75,55 @@ async def test_an_e_mail_with_a_nul_is_stored_with_it_replaced_and_answered(
     (stored,) = await inbound(sessionmaker)
     assert stored.text.startswith(f"¿dónde está mi pedido?{REPLACEMENT}")
     assert await replies(sessionmaker, "ana@example.org")
+
+
+def test_a_lone_surrogate_is_replaced_as_a_nul_is() -> None:
+    message = InboundMessage(
+        ChannelName.EMAIL,
+        "ana@example.com",
+        "hola\ud800",
+        "<id@example.com>",
+        subject="\udc80pedido",
+        metadata={"name": "Ana\udfff"},
+    )
+    assert message.text == "hola" + REPLACEMENT
+    assert message.subject == REPLACEMENT + "pedido"
+    assert message.metadata == {"name": "Ana" + REPLACEMENT}
+
+
+async def test_an_e_mail_whose_charset_decodes_to_a_lone_surrogate_is_stored_and_answered(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """UTF-7's "+2AA-" decodes without an error to U+D800 alone: once a 500 on the webhook (a
+    451, again and again, on SMTP), the mail never stored."""
+    client = await email_client(aiohttp_client, email_settings(settings))
+    mail = (
+        b"From: Ana <ana@example.org>\r\nTo: tienda@example.com\r\nSubject: pedido\r\n"
+        b"Message-ID: <utf7.1@example.org>\r\nContent-Type: text/plain; charset=utf-7\r\n\r\n"
+        b"hola +2AA- donde esta mi pedido\r\n"
+    )
+    status, _ = await post(client, mail)
+    assert status == 200
+    (stored,) = await inbound(sessionmaker)
+    assert stored.text.startswith(f"hola {REPLACEMENT} donde esta mi pedido")
+    assert await replies(sessionmaker, "ana@example.org")
+
+
+async def test_a_delivery_report_with_a_nul_is_recorded_believed_or_not(
+    aiohttp_client: ClientFactory, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    """Anyone can send a report, and what it says is kept: a reason on the outbox row when it
+    is believed, an audit entry when it is not. Once a 500 on PostgreSQL either way."""
+    client = await email_client(aiohttp_client, email_settings(settings))
+    report = raw("bounce_5_1_1").replace(b"Diagnostic-Code: smtp; 550", b"Diagnostic-Code: 5\x0050")
+    status, body = await post(client, report)  # about no message of ours: not believed
+    assert (status, body["status"]) == (200, "bounce")
+    async with sessionmaker() as session:
+        ignored = await session.scalar(
+            select(AuditEntry).where(AuditEntry.action == "email.report_ignored")
+        )
+    assert ignored is not None
+    await sent_email(sessionmaker, "nobody.here@example.com")
+    status, body = await post(client, report)
+    assert (status, body["status"]) == (200, "bounce")
+    assert await outbox_states(sessionmaker) == ["undelivered"]
