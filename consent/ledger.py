@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent.evidence import redact_evidence
@@ -42,6 +42,7 @@ __all__ = [
     "consent_status",
     "current_consents",
     "event_view",
+    "hold_consent",
     "merge_consents",
     "record_consent",
     "replay",
@@ -140,6 +141,22 @@ def replay(events: Iterable[EventLike]) -> dict[StateKey, tuple[ConsentStatus, i
     return {key: (statuses[key], behind[key]) for key in statuses}
 
 
+_HOLD = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
+async def hold_consent(session: AsyncSession, customer_id: int) -> None:
+    """This customer's consent changes take turns until the transaction ends.
+
+    Their state rows are locked as they are read (`_states`), but a row not written yet locks
+    nothing: two first changes at once (a STOP and the carrier's 21610 for it, two 21610s for a
+    reply sent in two parts) both found none, both inserted it, and the second failed on the
+    key. On PostgreSQL an advisory lock per customer, taken by every change (`record_consent`)
+    and by whoever decides on the state before changing it; SQLite's `BEGIN IMMEDIATE` already
+    serialises writers."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_HOLD, {"key": f"consent:{customer_id}"})
+
+
 async def _states(session: AsyncSession, customer_id: int) -> dict[StateKey, ConsentState]:
     rows = await session.scalars(
         select(ConsentState).where(ConsentState.customer_id == customer_id).with_for_update()
@@ -174,6 +191,7 @@ async def record_consent(
     """
     customer = await get_customer(session, customer_id)
     topic = _check_topic(topic)
+    await hold_consent(session, customer.id)
     states = await _states(session, customer.id)
     now = utcnow()
     event = ConsentEvent(

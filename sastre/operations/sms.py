@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.base import ChannelName
 from channels.sms import OPTED_OUT_CODES, UNDELIVERABLE_CODES
 from channels.sms_webhooks import DeliveryReport
-from consent.ledger import record_consent
+from consent.ledger import hold_consent, record_consent
 from consent.models import ConsentEvent, Undeliverable
 from consent.replies import service_revoked
 from consent.types import Action, Channel, Purpose, Source
@@ -144,6 +144,9 @@ async def apply_sms_error(
         customer = await find_customer(session, IdentityKind.PHONE.value, address, region)
     except (CustomerNotFound, InvalidIdentity):
         return False, False
+    # What is recorded already is read after the customer's other consent changes (another
+    # callback about the same number) have committed: two at once both found nothing recorded.
+    await hold_consent(session, customer.id)
     proof = {**evidence, "error_code": code, "address": address}
     if delivered:
         unit.audit("sms.error_report_stale", customer.id, proof)

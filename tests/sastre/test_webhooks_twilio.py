@@ -636,6 +636,40 @@ async def test_a_late_21610_about_a_send_staff_retried_after_start_revokes_nothi
         assert not await service_revoked(session, customer.id, Channel.SMS)
 
 
+async def _two_replies_sent(client: Client, sessionmaker: SessionMaker) -> list[str]:
+    """Two answers to one number, handed to Twilio: their MessageSids."""
+    assert (await post(client, INBOUND, fixture("inbound_plain.txt"))).status == 200
+    again = "SM" + "1" * 32
+    form = fixture("inbound_plain.txt", MessageSid=again, SmsSid=again, SmsMessageSid=again)
+    assert (await post(client, INBOUND, {**form, "Body": "and another thing"})).status == 200
+    sids = ["SM" + "a" * 32, "SM" + "b" * 32]
+    async with sessionmaker.begin() as session:
+        ids = list(await session.scalars(select(OutboxEntry.message_id).order_by("message_id")))
+        assert len(ids) == 2
+        for message_id, sid in zip(ids, sids, strict=True):
+            await session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.message_id == message_id)
+                .values(provider_id=sid, state=DeliveryState.SENT.value)
+            )
+    return sids
+
+
+@pytest.mark.parametrize("name", ["status_failed_21610.txt", "status_undelivered_30003.txt"])
+async def test_two_refusals_for_one_number_at_once_are_both_recorded(
+    twilio_client: Client, sessionmaker: SessionMaker, name: str
+) -> None:
+    """Both found nothing recorded yet and both wrote it: on PostgreSQL the second failed on the
+    key, a 500 that lost its message's state for good (Twilio does not call back again)."""
+    sids = await _two_replies_sent(twilio_client, sessionmaker)
+    forms = [fixture(name, MessageSid=sid, SmsSid=sid) for sid in sids]
+    answers = await asyncio.gather(*(post(twilio_client, STATUS, form) for form in forms))
+    assert [answer.status for answer in answers] == [200, 200]
+    async with sessionmaker() as session:
+        states = set(await session.scalars(select(OutboxEntry.state)))
+    assert states == {"failed" if "21610" in name else "undelivered"}
+
+
 async def test_error_30003_marks_the_number_undeliverable_for_the_contact_policy(
     twilio_client: Client, sessionmaker: SessionMaker
 ) -> None:
