@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import re
 from datetime import UTC, datetime
 from email import policy
@@ -43,6 +44,7 @@ __all__ = [
     "SmtpEmail",
     "TlsMode",
     "build_message",
+    "message_id_for",
 ]
 
 TlsMode = Literal["starttls", "ssl", "none"]
@@ -104,7 +106,7 @@ class _Tokens(UnstructuredHeader, BaseHeader):
 
 
 class _OwnMessageId(_Tokens):
-    """Our Message-IDs are made here of safe characters only (`<sastre.{reference}@{domain}>`):
+    """Our Message-IDs are made of safe characters only (`message_id_for`):
     read as plain text, not through the RFC 5322 msg-id grammar, whose parser costs a tenth
     of writing a message. One per message, as the standard class allows."""
 
@@ -176,6 +178,19 @@ def _from_header(sender: str) -> BaseHeader:
     return header
 
 
+def message_id_for(reference: str, domain: str, key: bytes | None) -> str:
+    """Our Message-ID for a message with this reference (without brackets): the same for every
+    send of it, and, given a key, not to be guessed. A delivery report naming one of our
+    Message-IDs is believed for the address that message went to (`channels.email.bounces`):
+    were the ids our message numbers, anyone could report every address we write to as
+    undeliverable by naming them in turn. The seal is a MAC of the reference, 64 bits of it."""
+    safe = _ID_SAFE.sub("-", reference)
+    if key is None:
+        return f"sastre.{safe}@{domain}"
+    seal = hmac.new(key, b"email message-id:" + reference.encode(), "sha256").hexdigest()[:16]
+    return f"sastre.{safe}.{seal}@{domain}"
+
+
 def build_message(
     message: OutboundMessage,
     *,
@@ -183,15 +198,17 @@ def build_message(
     domain: str,
     default_subject: str,
     unsubscribe_mailto: str | None = None,
+    id_key: bytes | None = None,
 ) -> EmailMessage:
-    """The RFC 5322 message for an outbound e-mail (see the module's note)."""
+    """The RFC 5322 message for an outbound e-mail (see the module's note). `id_key` seals the
+    Message-ID made from the message's reference (`message_id_for`)."""
     email = EmailMessage(policy=_POLICY)
     email["From"] = _from_header(sender)
     email["To"] = message.address
     email["Subject"] = message.subject or default_subject
     email["Date"] = format_datetime(datetime.now(UTC))
     if message.reference:
-        email["Message-ID"] = f"<sastre.{_ID_SAFE.sub('-', message.reference)}@{domain}>"
+        email["Message-ID"] = f"<{message_id_for(message.reference, domain, id_key)}>"
     else:
         email["Message-ID"] = make_msgid(idstring="sastre", domain=domain)
     references = [_bracketed(r) for r in message.references if _threadable(r)]
@@ -271,6 +288,7 @@ class SmtpEmail:
         connections: int = 4,
         validate_certs: bool = True,
         ca_file: str | None = None,
+        id_key: bytes | None = None,
     ) -> None:
         if tls not in TLS_MODES:
             raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
@@ -289,6 +307,7 @@ class SmtpEmail:
         self._timeout = timeout
         self._validate_certs = validate_certs
         self._ca_file = ca_file  # PEM authorities trusted besides the system's (a private CA)
+        self._id_key = id_key  # seals our Message-IDs (`message_id_for`)
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self._connections = max(1, connections)
         self._slots = asyncio.Semaphore(self._connections)
@@ -329,6 +348,7 @@ class SmtpEmail:
                 domain=self._domain,
                 default_subject=self._default_subject,
                 unsubscribe_mailto=self._unsubscribe_mailto,
+                id_key=self._id_key,
             )
         except (ValueError, TypeError) as error:  # e.g. a line break in a header: no retry helps
             raise DeliveryFailed(

@@ -26,4 +26,6 @@ def build_sender(settings: Settings) -> SmtpEmail | None:
         default_subject=settings.brand_name,
         unsubscribe_mailto=settings.email_unsubscribe_mailto or settings.email_from,
         connections=settings.smtp_connections,
+        # Our Message-IDs sealed with the secret key (a MAC for that purpose alone).
+        id_key=settings.secret() if settings.secret_key is not None else None,
     )

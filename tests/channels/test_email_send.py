@@ -4,6 +4,7 @@ DeliveryFailed (4xx and connection errors may be retried, 5xx not)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -13,7 +14,7 @@ import pytest
 from aiosmtplib.email import flatten_message
 
 from channels.base import ChannelName, DeliveryFailed, OutboundMessage
-from channels.email.send import SMTPUTF8_MISSING, SmtpEmail, build_message
+from channels.email.send import SMTPUTF8_MISSING, SmtpEmail, build_message, message_id_for
 from tests.support.smtp_peer import TLS_CA, SmtpPeer, smtp_peer
 
 SENDER = "Tienda <hola@tienda.example>"
@@ -367,3 +368,20 @@ async def test_starttls_never_falls_back_to_plain_text() -> None:
         with pytest.raises(DeliveryFailed, match="STARTTLS"):
             await smtp.send(email())
     assert peer.received == []
+
+
+def test_a_message_id_made_with_a_key_is_sealed() -> None:
+    """The same for every send of one message; not to be guessed from its number, so a forged
+    delivery report cannot name our messages in turn."""
+    sealed = message_id_for("sastre-42", "tienda.example", b"key")
+    assert sealed == message_id_for("sastre-42", "tienda.example", b"key")
+    assert re.fullmatch(r"sastre\.sastre-42\.[0-9a-f]{16}@tienda\.example", sealed)
+    assert sealed != message_id_for("sastre-42", "tienda.example", b"another key")
+    assert message_id_for("sastre-42", "tienda.example", None) == "sastre.sastre-42@tienda.example"
+
+
+async def test_a_sender_given_a_key_sends_sealed_message_ids() -> None:
+    async with smtp_peer() as peer, sender_for(peer, id_key=b"key") as smtp:
+        provider_id = await smtp.send(email())
+    assert provider_id == message_id_for("42", "tienda.example", b"key")
+    assert peer.received[0].message["Message-ID"] == f"<{provider_id}>"
