@@ -92,7 +92,9 @@ class ReportVerdict:
 
 
 def _folded(address: str | None) -> str:
-    return (address or "").strip().strip("<>").strip().casefold()
+    # lower(), not casefold(): casefold makes faß.example fass.example, another domain, and a
+    # report about our mail to one was believed for the other.
+    return (address or "").strip().strip("<>").strip().lower()
 
 
 def believe_report(bounce: Bounce, *, about: str | None, sent_to: Collection[str]) -> ReportVerdict:

@@ -88,3 +88,11 @@ def test_a_report_about_our_message_to_that_recipient_is_believed() -> None:
     # Forwarded on: the final recipient differs, the original one is the address we wrote to.
     forwarded = bounce("ana@forwarded.example", original="ana@example.com")
     assert believe_report(forwarded, about=about, sent_to=["ana@example.com"]).believed
+
+
+def test_a_report_about_our_message_to_a_look_alike_address_is_not_believed() -> None:
+    """Case folding makes faß.example fass.example: another domain, with another owner."""
+    verdict = believe_report(
+        bounce("ceo@faß.example"), about="sastre.87@tienda.example", sent_to=["ceo@fass.example"]
+    )
+    assert not verdict.believed
