@@ -290,13 +290,13 @@ class Worker:
 
         A batch that fails is written result by result, so one that cannot be written keeps
         none of the others from being recorded; what still fails is tried again, at growing
-        intervals (the database away for a while), until just before the lease runs out.
-        Then the rows are left to their lease, as after a crash (and logged: each such call
-        may be made twice). Stopping does not cut this short: the results are what a graceful
-        stop waits for."""
+        intervals (the database away for a while), each until just before its own lease runs
+        out. Then that row is left to its lease, as after a crash (and logged: its call may be
+        made twice); the others are still tried (one row claimed long ago, with little lease
+        left, used to end the tries of all of them). Stopping does not cut this short: the
+        results are what a graceful stop waits for."""
         pending = batch
-        leases = [r.claimed.lease_until for r in batch if r.claimed.lease_until is not None]
-        deadline = (min(leases) if leases else self._clock() + self._lease) - _SETTLE_MARGIN
+        unleased = self._clock() + self._lease  # (a row claimed with no lease: from now)
         delay = _SETTLE_FIRST_DELAY
         while True:
             try:
@@ -310,14 +310,20 @@ class Worker:
                 log.warning(
                     "wrote %d of %d outbox results one by one", failed - len(pending), failed
                 )
-                if not pending:
-                    return
-            if self._clock() + timedelta(seconds=delay) >= deadline:
+            retry_at = self._clock() + timedelta(seconds=delay)
+            kept: list[Result] = []
+            late: list[Result] = []
+            for result in pending:
+                lease = result.claimed.lease_until or unleased
+                (late if lease - _SETTLE_MARGIN <= retry_at else kept).append(result)
+            if late:
                 log.error(
                     "gave up recording the results of messages %s: they will be sent again "
                     "when their lease runs out",
-                    ", ".join(str(r.claimed.message_id) for r in pending),
+                    ", ".join(str(r.claimed.message_id) for r in late),
                 )
+            pending = kept
+            if not pending:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, _SETTLE_MAX_DELAY)

@@ -12,7 +12,8 @@ from typing_extensions import override
 
 from channels.base import ChannelName, DeliveryFailed, InboundMessage, OutboundMessage
 from channels.fake import FakeSender
-from dialog.outbox import Result, listen
+from crm_core.sqltypes import utcnow
+from dialog.outbox import Claimed, Result, listen
 from dialog.outbox.models import DeliveryAttempt, OutboxEntry
 from sastre.db import SessionMaker
 from sastre.worker import RetryPolicy, Worker
@@ -293,6 +294,44 @@ async def test_a_result_that_cannot_be_written_holds_back_none_of_the_others(
     assert states.pop(poison) == "sending"
     assert set(states.values()) == {"sent"}
     assert tries > 2  # tried again while its lease lasted, not once
+
+
+async def test_a_result_whose_lease_has_run_out_ends_only_its_own_tries(
+    sessionmaker: SessionMaker,
+) -> None:
+    """A row claimed long ago is left to its lease; one claimed just now is still written (it
+    was given up with it, and its call made again once its lease ran out)."""
+    now = utcnow()
+
+    def result(message_id: int, lease_left: timedelta) -> Result:
+        claimed = Claimed(
+            message_id,
+            1,
+            ChannelName.SMS,
+            "+14155550100",
+            "hola",
+            "service",
+            {},
+            1,
+            False,
+            lease_until=now + lease_left,
+        )
+        return Result(claimed, "sent", provider_id=f"SM{message_id}")
+
+    worker = Worker(sessionmaker, {ChannelName.SMS: FakeSender()})
+    refusals = 3  # the batch, then each result on its own
+    written: list[int] = []
+
+    async def away_for_a_moment(results: list[Result]) -> None:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise RuntimeError("the database went away for a moment")
+        written.extend(r.claimed.message_id for r in results)
+
+    worker._settle = away_for_a_moment  # type: ignore[method-assign]
+    await worker._record([result(1, timedelta(seconds=-1)), result(2, timedelta(minutes=1))])
+    assert written == [2]
 
 
 async def test_an_over_long_provider_code_is_kept_cut_not_lost(sessionmaker: SessionMaker) -> None:
