@@ -39,11 +39,13 @@ class Flight:
         self.ready = asyncio.Event()  # results wait for the settler
         self.settled = asyncio.Event()  # a batch was settled: room for more claims
 
-    def start(self, rows: Sequence[Claimed]) -> None:
-        """Send these rows (one claim's), each in a task of its own."""
+    def start(self, rows: Sequence[Claimed], *, patience: float | None = None) -> None:
+        """Send these rows (one claim's), each in a task of its own, for at most `patience`
+        seconds (what is left of their lease; the flight's own when not given)."""
         self.held += len(rows)
         out: set[asyncio.Task[None]] = set()
-        timer = asyncio.get_running_loop().call_later(self._patience, self._expire, out)
+        delay = self._patience if patience is None else patience
+        timer = asyncio.get_running_loop().call_later(delay, self._expire, out)
 
         def done(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)

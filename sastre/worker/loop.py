@@ -165,10 +165,21 @@ class Worker:
         takes the row over."""
         return self._lease.total_seconds() * 0.8
 
+    def patience_for(self, rows: Sequence[Claimed]) -> float:
+        """How long the calls of these rows (one claim's) may take from now: until a fifth of
+        the lease before it runs out. The lease counts from before the claim, which may have
+        waited (for SQLite's write lock, a rate limit): counted from after it, a call could
+        outlive the lease and be made again by whoever took the row over, with no crash."""
+        leases = [row.lease_until for row in rows if row.lease_until is not None]
+        if not leases:
+            return self._patience
+        left = (min(leases) - self._clock()).total_seconds() - self._lease.total_seconds() * 0.2
+        return max(0.0, min(self._patience, left))
+
     async def _send(self, row: Claimed) -> Result:
         """One call, within the lease (`round`; a running worker times whole claims)."""
         try:
-            async with asyncio.timeout(self._patience):
+            async with asyncio.timeout(self.patience_for([row])):
                 return await self._call(row)
         except TimeoutError:
             return self._late(row)
@@ -253,7 +264,7 @@ class Worker:
                     await _first(stop, within=1)
                     continue
                 if rows:
-                    flight.start(rows)
+                    flight.start(rows, patience=self.patience_for(rows))
                     handled += len(rows)
                     continue
                 if flight.held:  # nothing due now; calls out: their settling, or a wake-up

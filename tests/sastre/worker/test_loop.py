@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from typing_extensions import override
@@ -296,6 +296,34 @@ async def test_a_result_that_cannot_be_written_holds_back_none_of_the_others(
     assert tries > 2  # tried again while its lease lasted, not once
 
 
+def _claimed(message_id: int, lease_until: datetime) -> Claimed:
+    return Claimed(
+        message_id,
+        1,
+        ChannelName.SMS,
+        "+14155550100",
+        "hola",
+        "service",
+        {},
+        1,
+        False,
+        lease_until=lease_until,
+    )
+
+
+async def test_a_calls_patience_runs_until_its_lease_nearly_ends(
+    sessionmaker: SessionMaker,
+) -> None:
+    """Counted from the end of a claim that waited (for the write lock, a rate limit), a call
+    could outlive its lease and be made again by the worker that took the row over."""
+    now = utcnow()
+    lease = timedelta(seconds=10)
+    worker = Worker(sessionmaker, {ChannelName.SMS: FakeSender()}, lease=lease, clock=lambda: now)
+    assert worker.patience_for([_claimed(1, now + lease)]) == 8.0
+    assert worker.patience_for([_claimed(2, now + timedelta(seconds=5))]) == 3.0  # waited 5 s
+    assert worker.patience_for([_claimed(3, now + timedelta(seconds=1))]) == 0.0
+
+
 async def test_a_result_whose_lease_has_run_out_ends_only_its_own_tries(
     sessionmaker: SessionMaker,
 ) -> None:
@@ -304,18 +332,7 @@ async def test_a_result_whose_lease_has_run_out_ends_only_its_own_tries(
     now = utcnow()
 
     def result(message_id: int, lease_left: timedelta) -> Result:
-        claimed = Claimed(
-            message_id,
-            1,
-            ChannelName.SMS,
-            "+14155550100",
-            "hola",
-            "service",
-            {},
-            1,
-            False,
-            lease_until=now + lease_left,
-        )
+        claimed = _claimed(message_id, now + lease_left)
         return Result(claimed, "sent", provider_id=f"SM{message_id}")
 
     worker = Worker(sessionmaker, {ChannelName.SMS: FakeSender()})
