@@ -329,10 +329,12 @@ async def _retry_decision(
 
     A STOP confirmation (purpose `compliance`) asks no policy: the law has it sent whatever
     consent says, as its first attempt was, and the STOP it confirms must not be what stops it.
-    Anything else asks as a new send would; and as a retry goes to the address the message went
-    to, that address must not be marked undeliverable either (the policy judges the channel,
-    which another address of the customer keeps reachable)."""
+    It goes only while it is still the answer to the customer's latest keyword there
+    (`_still_the_answer`). Anything else asks as a new send would; and as a retry goes to the
+    address the message went to, that address must not be marked undeliverable either (the
+    policy judges the channel, which another address of the customer keeps reachable)."""
     if purpose == SendPurpose.COMPLIANCE:
+        await _still_the_answer(session, message)
         return _unconditional(channel)
     wanted = Purpose(purpose)
     if wanted is Purpose.MARKETING and channel is Channel.EMAIL:
@@ -348,6 +350,30 @@ async def _retry_decision(
             f"{channel.value}: send a new message to reach the customer elsewhere",
         )
     return decision
+
+
+async def _still_the_answer(session: AsyncSession, message: Message) -> None:
+    """Refused when the customer has sent a keyword on this channel since the one this message
+    answers (or since it was written, when it answers none): after STOP, START and STOP again
+    (with its own confirmation), the first confirmation is nobody's to get, and "you are
+    unsubscribed" after START is wrong."""
+    later = await session.scalar(
+        select(Message.id)
+        .where(
+            Message.customer_id == message.customer_id,
+            Message.channel == message.channel,
+            Message.direction == Direction.IN.value,
+            Message.outcome.like("keyword:%"),
+            Message.id > (message.in_reply_to or message.id),
+        )
+        .limit(1)
+    )
+    if later is not None:
+        raise Refused(
+            "superseded",
+            f"the customer has sent another keyword on {message.channel} since (message "
+            f"{later}): this answer is no longer the one to send",
+        )
 
 
 def _unconditional(channel: Channel) -> Decision:

@@ -736,6 +736,28 @@ async def test_a_failed_stop_confirmation_is_sent_again_whatever_the_stop_says(
     assert (await _delivery(client, auth, entry.message_id))["delivery"]["state"] == "sent"
 
 
+async def test_a_stop_confirmation_a_later_keyword_superseded_is_not_sent_again(
+    aiohttp_client: ClientFactory, settings: Settings, auth: Auth, sessionmaker: SessionMaker
+) -> None:
+    """After START (and STOP again, with its own confirmation), the first confirmation is
+    nobody's to get: "you are unsubscribed" to a customer opted in, or a second one for one
+    STOP."""
+    signed = settings.model_copy(
+        update={"public_url": PUBLIC, "twilio_auth_token": SecretStr(TOKEN)}
+    )
+    client = await aiohttp_client(create_app(signed))
+    assert (await post(client, INBOUND, sms("STOP", 1))).status == 200
+    async with sessionmaker() as session:
+        (first,) = (await session.scalars(select(OutboxEntry))).all()
+    fake = FakeSender()
+    fake.fail_next(DeliveryFailed("unknown error", retryable=False, code="30008"))
+    await _worker(sessionmaker, fake, first.due_at.isoformat()).drain()
+    assert (await post(client, INBOUND, sms("START", 2))).status == 200
+    status, body = await _retry(client, auth, first.message_id)
+    assert (status, body["error"]) == (409, "superseded"), body
+    assert (await _delivery(client, auth, first.message_id))["delivery"]["state"] == "failed"
+
+
 # --- the outbox a page at a time ------------------------------------------------------------------
 
 
