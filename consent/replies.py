@@ -31,7 +31,14 @@ from consent.types import Action, Channel, ConsentStatus, Purpose, Source
 from crm_core.models import AuditEntry
 from wording import N_, translate
 
-__all__ = ["Brand", "KeywordOutcome", "apply_keyword", "reply_language", "service_revoked"]
+__all__ = [
+    "Brand",
+    "KeywordOutcome",
+    "apply_keyword",
+    "opted_out_of_all",
+    "reply_language",
+    "service_revoked",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +115,7 @@ async def service_revoked(session: AsyncSession, customer_id: int, channel: Chan
     return status == ConsentStatus.REVOKED.value
 
 
-async def _opted_out_of_all(session: AsyncSession, customer_id: int, channel: Channel) -> bool:
+async def opted_out_of_all(session: AsyncSession, customer_id: int, channel: Channel) -> bool:
     """Nothing is left to revoke on this channel: service is revoked and marketing is not
     granted nor pending (an opt-out revokes those two; a topic follows marketing)."""
     states = dict(
@@ -196,7 +203,7 @@ async def apply_keyword(
 
     match match.kind:
         case KeywordKind.OPT_OUT:
-            if await _opted_out_of_all(session, customer_id, channel):
+            if await opted_out_of_all(session, customer_id, channel):
                 # One confirmation per opt-out (CTIA): a repeated STOP (or a phone that resends
                 # it) changes nothing and is not answered; the audit log keeps that it came.
                 audit("consent.keyword_repeated")

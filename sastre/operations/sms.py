@@ -36,7 +36,7 @@ from channels.sms import OPTED_OUT_CODES, UNDELIVERABLE_CODES
 from channels.sms_webhooks import DeliveryReport
 from consent.ledger import hold_consent, record_consent
 from consent.models import ConsentEvent, Undeliverable
-from consent.replies import service_revoked
+from consent.replies import opted_out_of_all
 from consent.types import Action, Channel, Purpose, Source
 from crm_core.customers import CustomerNotFound, find_customer
 from crm_core.identities import InvalidIdentity, normalise
@@ -152,7 +152,9 @@ async def apply_sms_error(
         unit.audit("sms.error_report_stale", customer.id, proof)
         return False, False
     if code in OPTED_OUT_CODES:
-        if await service_revoked(session, customer.id, Channel.SMS):
+        # Nothing to do only when nothing is left to revoke: staff may have revoked service
+        # alone, and marketing by SMS to a number that opted out at the carrier must stop too.
+        if await opted_out_of_all(session, customer.id, Channel.SMS):
             return False, False
         if sent_at is not None and await _opted_in_since(session, customer.id, sent_at):
             unit.audit("sms.opt_out_report_stale", customer.id, proof)

@@ -20,10 +20,11 @@ from typing_extensions import override
 
 import sastre.app as app_module
 from channels.sms_webhooks import EMPTY_TWIML, WebhookSignature
+from consent.ledger import record_consent
 from consent.models import ConsentEvent, Undeliverable
-from consent.replies import service_revoked
+from consent.replies import opted_out_of_all, service_revoked
 from consent.snapshot import load_contact_state
-from consent.types import Channel
+from consent.types import Action, Channel, Purpose, Source
 from crm_core.customers import find_customer, resolve
 from crm_core.models import AuditEntry, Customer, IdentityKind
 from crm_core.sqltypes import utcnow
@@ -554,6 +555,26 @@ async def test_error_21610_fails_the_message_and_revokes_sms_consent_from_the_pr
         )
     assert sorted(e.purpose for e in events) == ["marketing", "service"]
     assert {e.action for e in events} == {"revoke"}
+
+
+async def test_a_21610_revokes_sms_marketing_too_when_only_service_was_revoked(
+    twilio_client: Client, sessionmaker: SessionMaker
+) -> None:
+    """An agent had revoked SMS service alone: the carrier's opt-out is not "recorded already"
+    (marketing by SMS stayed granted, and resumed once service was granted again)."""
+    await sent_reply(twilio_client, sessionmaker)
+    async with sessionmaker.begin() as session:
+        customer = await find_customer(session, "phone", CUSTOMER, "US")
+        for purpose, action in (
+            (Purpose.MARKETING, Action.GRANT),
+            (Purpose.SERVICE, Action.REVOKE),
+        ):
+            await record_consent(
+                session, customer.id, Channel.SMS, purpose, action, Source.AGENT, actor="ana"
+            )
+    assert (await post(twilio_client, STATUS, fixture("status_failed_21610.txt"))).status == 200
+    async with sessionmaker() as session:
+        assert await opted_out_of_all(session, customer.id, Channel.SMS)
 
 
 async def _late_21610_after_stop_and_start(client: Client, sessionmaker: SessionMaker) -> None:
