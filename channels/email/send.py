@@ -160,13 +160,24 @@ def _bracketed(message_id: str) -> str:
     return f"<{bare}>"
 
 
+# The longest id that goes in our threading headers. A header line holds 998 characters at most
+# (RFC 5322 2.1.1) and an id cannot be folded; a longer one would make the answer one a strict
+# server refuses. Ids run to 60 characters or so; this leaves room for any real one.
+MAX_THREAD_ID = 250
+
+
 def _threadable(message_id: str) -> bool:
     """Whether another message's id can go in our In-Reply-To or References: one token of
-    printable characters. One that holds a control character or a line separator (a vertical
-    tab, U+2028: the stdlib refuses them in any header, as line breaks) would make every answer
-    in its thread unbuildable; left out, the answer still goes, threaded by its subject."""
+    printable characters, not over `MAX_THREAD_ID`. One that holds a control character or a
+    line separator (a vertical tab, U+2028: the stdlib refuses them in any header, as line
+    breaks) would make every answer in its thread unbuildable; left out, the answer still goes,
+    threaded by its subject."""
     bare = message_id.strip().strip("<>")
-    return bool(bare) and bare.isprintable() and not any(c.isspace() or c in "<>" for c in bare)
+    return (
+        0 < len(bare) <= MAX_THREAD_ID
+        and bare.isprintable()
+        and not any(c.isspace() or c in "<>" for c in bare)
+    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -119,6 +119,21 @@ def test_an_id_with_a_line_separator_is_left_out_of_the_threading_headers() -> N
         assert built.as_bytes()  # it can be written
 
 
+def test_an_id_too_long_for_a_header_line_is_left_out_of_the_threading_headers() -> None:
+    """An id cannot be folded: one of 3,000 characters made an In-Reply-To line longer than
+    RFC 5322's 998, which strict servers refuse."""
+    long_id = "a" * 3000 + "@example.org"
+    built = build_message(
+        email(in_reply_to=long_id, references=("sastre.1@tienda.example", long_id)),
+        sender=SENDER,
+        domain="tienda.example",
+        default_subject="Tienda",
+    )
+    assert built["In-Reply-To"] is None
+    assert str(built["References"]) == "<sastre.1@tienda.example>"
+    assert max(map(len, built.as_bytes().split(b"\r\n"))) <= 998
+
+
 async def test_a_utf8_message_id_is_threaded_where_the_server_takes_utf8_headers() -> None:
     """RFC 6532 allows UTF-8 in a Message-ID. Written as RFC 2047 encoded words it would be no
     id at all: where the server has no SMTPUTF8 it is left out instead."""
