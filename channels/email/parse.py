@@ -27,12 +27,14 @@ The stdlib `email` package with policy `default` does the parsing. Around it:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser, HeaderParser
@@ -359,7 +361,17 @@ def _header(message: Message, name: str, defects: list[str]) -> str | None:
     if value is None:
         return None
     text = _utf8(str(value)).strip()
+    if _REPLACED in text:
+        # The stdlib's header object keeps no 8-bit byte it could not decode as UTF-8: it has
+        # put U+FFFD there (an old client's "Subject: Informaci\xf3n"). Read as written then,
+        # its bytes by `_utf8` and its encoded words (RFC 2047) decoded.
+        written = _raw_header(message, name)
+        with contextlib.suppress(Exception):  # a broken encoded word: the stdlib's reading
+            text = str(make_header(decode_header(written or ""))).strip() or text
     return text or None
+
+
+_REPLACED = "\ufffd"
 
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")

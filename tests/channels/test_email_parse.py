@@ -583,3 +583,14 @@ def test_the_reply_is_looked_for_in_the_texts_start() -> None:
 def test_a_run_of_blank_lines_reads_as_one() -> None:
     """mail-parser-reply's time grows with the square of a run of blank lines (16,000 took 15 s)."""
     assert latest_reply("hola\n\n \n\t\n\n¿abrís el domingo?") == "hola\n\n¿abrís el domingo?"
+
+
+def test_an_8_bit_subject_is_read_as_windows_1252_as_the_sender_is() -> None:
+    """The stdlib's header object put U+FFFD for the byte it could not read as UTF-8, and the
+    answer went out as "Re: Informaci\ufffdn"."""
+    parsed = parse_email(
+        b"From: Jos\xe9 <jose@example.org>\r\nSubject: Informaci\xf3n del pedido\r\n"
+        b"Message-ID: <latin.1@example.org>\r\n\r\nhola\r\n"
+    )
+    assert parsed.subject == "Información del pedido"
+    assert parsed.sender_name == "José"
