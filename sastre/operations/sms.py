@@ -44,6 +44,7 @@ from crm_core.models import IdentityKind, Interaction, InteractionKind
 from crm_core.sqltypes import utcnow
 from dialog.models import Message
 from dialog.outbox import DeliveryAttempt, DeliveryState, OutboxEntry, Result, record_delivery
+from dialog.outbox.models import ParkedReport
 from sastre.db import SessionMaker
 from sastre.operations.deliverability import lift_marks
 from sastre.operations.unit import Unit, unit_of_work
@@ -178,14 +179,23 @@ async def apply_sms_error(
 
 
 async def _delivered(session: AsyncSession, report: DeliveryReport) -> bool:
-    """Whether the message the report is about is recorded as delivered (or read)."""
+    """Whether the message the report is about is known to be delivered (or read): its row
+    says so, or, its send not recorded yet, a report parked for it does (both callbacks outran
+    the worker's commit; the error, later in Twilio's order, is history all the same)."""
     state = await session.scalar(
         select(OutboxEntry.state).where(
             OutboxEntry.channel == ChannelName.SMS.value,
             OutboxEntry.provider_id == report.provider_id,
         )
     )
-    return state in _DELIVERED
+    if state is not None:
+        return state in _DELIVERED
+    parked = exists().where(
+        ParkedReport.channel == ChannelName.SMS.value,
+        ParkedReport.provider_id == report.provider_id,
+        ParkedReport.state.in_(_DELIVERED),
+    )
+    return bool(await session.scalar(select(parked)))
 
 
 async def _opted_in_since(session: AsyncSession, customer_id: int, moment: datetime) -> bool:

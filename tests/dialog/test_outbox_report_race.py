@@ -25,14 +25,18 @@ from typing_extensions import override
 
 from channels.base import ChannelName, OutboundMessage
 from channels.fake import FakeSender
-from channels.sms_webhooks import parse_status
+from channels.sms_webhooks import DeliveryReport, parse_status
+from consent.models import Undeliverable
 from crm_core.models import Interaction
+from crm_core.sqltypes import utcnow
+from dialog.outbox import Result
 from dialog.outbox.models import DeliveryAttempt, OutboxEntry, ParkedReport
 from dialog.outbox.queue import _report_key  # the very key both sides lock
 from sastre.db import SessionMaker, create_engine, migrate, sessionmaker_for
 from sastre.operations.sms import do_record_sms_status
 from sastre.worker import Worker
 from tests.conftest import _fresh_postgres_database
+from tests.dialog.outbox import claims
 from tests.dialog.test_outbox import make, sms
 
 FIXTURES = Path(__file__).parents[1] / "channels" / "fixtures" / "twilio"
@@ -204,3 +208,23 @@ async def test_a_report_ahead_of_the_workers_open_commit_is_parked_then_applied(
         assert not await reporting
         assert await sending == 1
     await assert_delivered_once(sessionmaker)
+
+
+async def test_an_error_parked_behind_a_parked_delivered_report_marks_nothing(
+    sessionmaker: SessionMaker,
+) -> None:
+    """Both callbacks outran the worker's commit, "delivered" first and then, out of order, an
+    "undelivered 30003": the handset took that very message, so the number is not marked."""
+    [message_id] = await claims.queue_replies(sessionmaker, 1)
+    [claimed] = await claims.take(sessionmaker, "w", utcnow())
+    sid = "SM" + "e" * 32
+    for state, code in (("delivered", None), ("undelivered", "30003")):
+        report_ = DeliveryReport(sid, state, claimed.address, code)
+        await do_record_sms_status(sessionmaker, report_, region="US")
+    sent = Result(claimed, "sent", provider_id=sid)
+    await claims.report(sessionmaker, sent, worker="w", at=utcnow())
+    async with sessionmaker() as session:
+        row = await session.get(OutboxEntry, message_id)
+        marks = list(await session.scalars(select(Undeliverable)))
+    assert row is not None
+    assert (row.state, marks) == ("delivered", [])
