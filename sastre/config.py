@@ -62,6 +62,9 @@ _TWILIO_ALPHANUMERIC = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
 _SHARED_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+MIN_RATE = 1 / 86_400  # messages per second: one a day, the slowest rate that makes sense
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -154,6 +157,16 @@ class Settings(BaseSettings):
     rate_sms: float = Field(default=1.0, ge=0, le=100_000, allow_inf_nan=False)
     rate_email: float = Field(default=10.0, ge=0, le=100_000, allow_inf_nan=False)
     rate_telegram: float = Field(default=30.0, ge=0, le=100_000, allow_inf_nan=False)
+
+    @field_validator("rate_sms", "rate_email", "rate_telegram")
+    @classmethod
+    def _check_rate(cls, value: float) -> float:
+        # A rate's window is 1/rate seconds: one so small it is longer than the calendar holds
+        # (1e-12/s) broke every claim that filled it.
+        if 0 < value < MIN_RATE:
+            raise ValueError(f"must be 0 (unlimited) or at least {MIN_RATE:.6f} (one a day)")
+        return value
+
     # Retries of retryable failures: exponential from the base, capped, with full jitter.
     retry_max_attempts: int = Field(default=8, ge=1, le=100)
     retry_base_seconds: float = Field(default=2.0, gt=0, le=3600, allow_inf_nan=False)
@@ -279,6 +292,8 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty: customers read it in compliance replies")
         if len(text) > 200:
             raise ValueError("must be at most 200 characters")
+        if not text.isprintable():  # a line break in it: the e-mail Subject it becomes, refused
+            raise ValueError("must be one line of printable characters")
         return text
 
     @field_validator("postal_address")
@@ -733,6 +748,8 @@ def _require_host_and_port(parts: SplitResult) -> None:
 
 def _check_http_url(value: str) -> SplitResult:
     """An absolute http(s) URL with a host and a valid port, or ValueError saying what is not."""
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError("must not hold spaces or control characters (write them %-encoded)")
     parts = _split_url(value, "write http://host or https://host")
     if parts.scheme not in ("http", "https"):
         raise ValueError("must start with http:// or https://")

@@ -102,6 +102,11 @@ BAD_VALUES = [
     ("SASTRE_TOPICS", "offers,new products", "topic"),
     ("SASTRE_BRAND_NAME", "  ", "empty"),
     ("SASTRE_SUPPORT_CONTACT", "", "empty"),
+    # the brand is an e-mail's default Subject: a line break in it made every such send fail
+    ("SASTRE_BRAND_NAME", "Tienda\r\nBcc: all@example.com", "one line of printable"),
+    ("SASTRE_PUBLIC_URL", "http://exa mple.com", "spaces or control characters"),
+    # a rate's window is 1/rate seconds: longer than the calendar, every full window failed
+    ("SASTRE_RATE_SMS", "1e-12", "at least 0.000012 (one a day)"),
     # Twilio's shared signing keys
     (
         "SASTRE_TWILIO_WEBHOOK_KEYS",
