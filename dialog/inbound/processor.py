@@ -392,6 +392,7 @@ class InboundProcessor:
         await sql.link_replies(session, works)
         await self._steps.store(session, works)
         await sql.check_duplicates(session, works)
+        await sql.drop_empty_openings(session, works)
         answered = [work for work in works if work.inbound_id is not None]
         asking: list[tuple[Work, Turn]] = []
         for work in answered:

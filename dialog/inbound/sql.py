@@ -531,6 +531,22 @@ async def check_duplicates(session: AsyncSession, works: Sequence[Work]) -> None
             work.resumed = True
 
 
+async def drop_empty_openings(session: AsyncSession, works: Sequence[Work]) -> None:
+    """A conversation opened for a message that was stored already (a late redelivery, whose
+    first delivery's conversation was resolved since) holds nothing: it is removed, or it would
+    stay open and empty, and take the customer's next message. Only when there is one."""
+    empty = [w.conversation.id for w in works if w.opened and w.inbound_id is None]
+    if not empty:
+        return
+    conversations, messages = conversations_table, messages_table
+    await session.execute(
+        delete(conversations).where(
+            conversations.c.id.in_(empty),
+            ~select(messages.c.id).where(messages.c.conversation_id == conversations.c.id).exists(),
+        )
+    )
+
+
 async def await_bot(session: AsyncSession, works: Sequence[Work]) -> None:
     if works:
         rows = [{"message_id": work.inbound_id, "asked_at": work.now} for work in works]

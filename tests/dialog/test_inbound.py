@@ -29,7 +29,7 @@ from dialog.inbound.sql import load_context
 from dialog.inbound.steps import TurnSteps
 from dialog.inbound.work import Pending, Work
 from dialog.media import medium
-from dialog.models import AwaitingBot, Conversation, Message
+from dialog.models import AwaitingBot, Conversation, ConversationState, Message
 from dialog.outbox.models import OutboxEntry
 from dialog.turns import Bot, BotTurn, BotUnanswered, InboundResult, Turn
 from sastre.db import SessionMaker
@@ -170,6 +170,22 @@ async def test_another_text_under_an_id_already_stored_is_refused_as_reused(
     async with sessionmaker() as session:
         texts = await session.scalars(select(Message.text).order_by(Message.id))
         assert list(texts) == ["hi", "echo: hi"]
+
+
+async def test_a_late_redelivery_after_its_conversation_was_resolved_opens_none(
+    processor: InboundProcessor, sessionmaker: SessionMaker
+) -> None:
+    """The conversation was opened in the statement that found the message stored already:
+    it stayed open and empty, and took the customer's next message."""
+    await processor.handle(sms("hi", provider_id="SM-late"))
+    async with sessionmaker.begin() as session:
+        conversation = (await session.scalars(select(Conversation))).one()
+        conversation.state = ConversationState.RESOLVED.value
+    again = await processor.handle(sms("hi", provider_id="SM-late"))
+    assert again.duplicate
+    async with sessionmaker() as session:
+        states = list(await session.scalars(select(Conversation.state)))
+    assert states == [ConversationState.RESOLVED.value]
 
 
 async def test_another_text_under_an_id_in_flight_is_refused_as_reused(
