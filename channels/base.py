@@ -51,6 +51,9 @@ class InboundMessage:
     # What the bot and the keywords read when it is not the whole text: an e-mail's newest reply,
     # without the quoted thread and the signature (the whole text is stored all the same).
     bot_text: str | None = None
+    # Handed back by the re-ask sweeper, which took the message's wait for the bot already
+    # (`dialog.inbound.reask`): asked again as it is, where a provider's redelivery must take it.
+    reasked: bool = False
 
     def __post_init__(self) -> None:
         # What no database takes (`storable`) is replaced once, here, for every channel and

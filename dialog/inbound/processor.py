@@ -26,10 +26,11 @@ before.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -56,6 +57,8 @@ from dialog.turns import (
 )
 
 __all__ = ["BOT_TIMEOUT", "MAX_BATCH", "InboundProcessor"]
+
+log = logging.getLogger(__name__)
 
 SessionMaker = async_sessionmaker[AsyncSession]
 MAX_BATCH = 32  # messages per transaction at most: a bound on how long one batch holds the lock
@@ -391,7 +394,9 @@ class InboundProcessor:
         ]
         await sql.link_replies(session, works)
         await self._steps.store(session, works)
-        await sql.check_duplicates(session, works)
+        # A wait for a remote bot begun before this (`bot_timeout` ago) is nobody's now.
+        asked_before = self._now() - timedelta(seconds=self._bot_timeout)
+        await sql.check_duplicates(session, works, asked_before=asked_before)
         await sql.drop_empty_openings(session, works)
         answered = [work for work in works if work.inbound_id is not None]
         asking: list[tuple[Work, Turn]] = []
@@ -454,17 +459,34 @@ class InboundProcessor:
         # the answer may find a survivor of a merge instead.
         asked = [work.customer.id for work, _ in answers]
         decided: list[tuple[Work, BotTurn]] = []
+        failed: list[tuple[Work, BaseException]] = []
         for work, answer in answers:
             if isinstance(answer, BotTurn):
                 decided.append((work, answer))
             else:
-                work.pending.settle(answer)
+                failed.append((work, answer))
         try:
+            if failed:
+                await self._give_up([work for work, _ in failed])
+            for work, error in failed:
+                work.pending.settle(error)
             if decided:
                 await self._commit_answers(decided)
         finally:
             for customer_id in asked:
                 self._release(customer_id)
+
+    async def _give_up(self, works: list[Work]) -> None:
+        """Asks that failed may be taken over at once (`sql.give_up_asking`): the caller's
+        redelivery, or the re-ask sweeper. Before the caller hears of the failure, so that its
+        redelivery finds the wait free. If this fails, the wait frees itself after
+        `bot_timeout`."""
+        try:
+            async with self._sessionmaker.begin() as session:
+                free = self._now() - timedelta(seconds=self._bot_timeout)
+                await sql.give_up_asking(session, works, free)
+        except Exception:
+            log.exception("could not give up the bot's wait for %d messages", len(works))
 
     async def _commit_answers(self, decided: list[tuple[Work, BotTurn]]) -> None:
         """The bot's answers and their effects, in one transaction, applied to the

@@ -98,6 +98,7 @@ async def claim_due(
             row.text,
             provider_id=row.provider_id,
             attachments=tuple(row.attachments or ()),
+            reasked=True,
             received_at=row.created_at,
         )
         for row in taken

@@ -22,6 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -81,6 +82,8 @@ __all__ = [
     "answered",
     "await_bot",
     "check_duplicates",
+    "drop_empty_openings",
+    "give_up_asking",
     "link_replies",
     "load_context",
     "load_contexts",
@@ -502,14 +505,18 @@ def _join_opened(to_open: Sequence[Work], opened: Mapping[int, int]) -> list[Wor
     return missed
 
 
-async def check_duplicates(session: AsyncSession, works: Sequence[Work]) -> None:
+async def check_duplicates(
+    session: AsyncSession, works: Sequence[Work], *, asked_before: datetime
+) -> None:
     """The duplicates of the batch against what is stored under their provider ids. One whose
-    first delivery is still awaiting the bot (the process stopped before the answer) is not
-    dropped: it takes the stored message's id and is asked again (by whichever bot is configured
-    now). One that is not the stored message (`fingerprint`: another sender, text or
-    attachments) is the id used again for another message, not a delivery of the same one: it is
-    refused (`reused`), and never answers for the stored one.
-    One query, and only when there are duplicates."""
+    first delivery is still awaiting the bot, and no longer being asked (its ask failed, or
+    began before `asked_before`: the process stopped, or gave up on the bot), is not dropped:
+    it takes the wait over (`_take_wait`), takes the stored message's id and is asked again (by
+    whichever bot is configured now). One still being asked, by another process, is a plain
+    duplicate: asked twice, it was answered twice. One that is not the stored message
+    (`fingerprint`: another sender, text or attachments) is the id used again for another
+    message, not a delivery of the same one: it is refused (`reused`), and never answers for
+    the stored one. One query, and only when there are duplicates."""
     duplicates = [work for work in works if work.inbound_id is None]
     if not duplicates:
         return
@@ -527,8 +534,39 @@ async def check_duplicates(session: AsyncSession, works: Sequence[Work]) -> None
             work.reused = True
         elif row.awaiting is not None and key not in asked:
             asked.add(key)  # the same message twice in one batch is asked once, for the first
-            work.inbound_id = row.id
-            work.resumed = True
+            if work.message.reasked or await _take_wait(session, row.id, asked_before, work.now):
+                work.inbound_id = row.id
+                work.resumed = True
+
+
+async def _take_wait(
+    session: AsyncSession, message_id: int, asked_before: datetime, now: datetime
+) -> bool:
+    """Take over a message's wait for the bot unless someone is asking it now, as the re-ask
+    sweeper does (`dialog.inbound.reask`): one process wins (PostgreSQL's row lock: the other's
+    UPDATE finds `asked_at` moved)."""
+    taken = await session.execute(
+        update(awaiting_bot_table)
+        .where(
+            awaiting_bot_table.c.message_id == message_id,
+            awaiting_bot_table.c.asked_at <= asked_before,
+        )
+        .values(asked_at=now)
+        .returning(awaiting_bot_table.c.message_id)
+    )
+    return taken.first() is not None
+
+
+async def give_up_asking(session: AsyncSession, works: Sequence[Work], at: datetime) -> None:
+    """These messages' asks failed (the bot erred or did not answer in time): their wait may be
+    taken over at once, by a redelivery or the re-ask sweeper (`at`: a moment early enough)."""
+    ids = [work.inbound_id for work in works if work.inbound_id is not None]
+    if ids:
+        await session.execute(
+            update(awaiting_bot_table)
+            .where(awaiting_bot_table.c.message_id.in_(ids))
+            .values(asked_at=at)
+        )
 
 
 async def drop_empty_openings(session: AsyncSession, works: Sequence[Work]) -> None:

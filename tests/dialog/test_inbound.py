@@ -887,6 +887,22 @@ async def test_a_slow_bot_keeps_no_other_customer_waiting(sessionmaker: SessionM
     await processor.drained()
 
 
+async def test_a_redelivery_to_another_process_while_the_bot_is_asked_is_answered_once(
+    sessionmaker: SessionMaker,
+) -> None:
+    """Process A stored the message and asks the bot; Twilio's redelivery reaches process B,
+    which found the message awaiting the bot and asked it too: two answers. The wait is A's
+    until its ask ends or fails."""
+    bot = GatedRemote(SLOW)
+    first = asyncio.create_task(make_processor(sessionmaker, bot).handle(sms("hi", SLOW, "SM-2")))
+    await bot.asked.wait()
+    again = await make_processor(sessionmaker, FakeRemote()).handle(sms("hi", SLOW, "SM-2"))
+    assert (again.duplicate, again.replies) == (True, ())
+    bot.go.set()
+    assert [reply.text for reply in (await first).replies] == ["echo: hi"]
+    assert await count(sessionmaker, Message) == 2  # the message and one answer
+
+
 async def test_a_customers_next_message_waits_for_their_answer_and_sees_it(
     sessionmaker: SessionMaker,
 ) -> None:
