@@ -394,9 +394,7 @@ class InboundProcessor:
         ]
         await sql.link_replies(session, works)
         await self._steps.store(session, works)
-        # A wait for a remote bot begun before this (`bot_timeout` ago) is nobody's now.
-        asked_before = self._now() - timedelta(seconds=self._bot_timeout)
-        await sql.check_duplicates(session, works, asked_before=asked_before)
+        await sql.check_duplicates(session, works, asked_before=self._asked_long_ago())
         await sql.drop_empty_openings(session, works)
         answered = [work for work in works if work.inbound_id is not None]
         asking: list[tuple[Work, Turn]] = []
@@ -476,6 +474,10 @@ class InboundProcessor:
             for customer_id in asked:
                 self._release(customer_id)
 
+    def _asked_long_ago(self) -> datetime:
+        """A wait for a remote bot begun before this (`bot_timeout` ago) is nobody's now."""
+        return self._now() - timedelta(seconds=self._bot_timeout)
+
     async def _give_up(self, works: list[Work]) -> None:
         """Asks that failed may be taken over at once (`sql.give_up_asking`): the caller's
         redelivery, or the re-ask sweeper. Before the caller hears of the failure, so that its
@@ -483,8 +485,7 @@ class InboundProcessor:
         `bot_timeout`."""
         try:
             async with self._sessionmaker.begin() as session:
-                free = self._now() - timedelta(seconds=self._bot_timeout)
-                await sql.give_up_asking(session, works, free)
+                await sql.give_up_asking(session, works, self._asked_long_ago())
         except Exception:
             log.exception("could not give up the bot's wait for %d messages", len(works))
 

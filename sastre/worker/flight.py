@@ -27,11 +27,9 @@ class Flight:
         send: Callable[[Claimed], Awaitable[Result]],
         *,
         late: Callable[[Claimed], Result],
-        patience: float,
     ) -> None:
         self._send = send
         self._late = late
-        self._patience = patience
         self._expired: set[asyncio.Future[None]] = set()
         self.held = 0
         self.finished: list[Result] = []
@@ -39,13 +37,12 @@ class Flight:
         self.ready = asyncio.Event()  # results wait for the settler
         self.settled = asyncio.Event()  # a batch was settled: room for more claims
 
-    def start(self, rows: Sequence[Claimed], *, patience: float | None = None) -> None:
+    def start(self, rows: Sequence[Claimed], *, patience: float) -> None:
         """Send these rows (one claim's), each in a task of its own, for at most `patience`
-        seconds (what is left of their lease; the flight's own when not given)."""
+        seconds (what is left of their lease)."""
         self.held += len(rows)
         out: set[asyncio.Task[None]] = set()
-        delay = self._patience if patience is None else patience
-        timer = asyncio.get_running_loop().call_later(delay, self._expire, out)
+        timer = asyncio.get_running_loop().call_later(patience, self._expire, out)
 
         def done(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)

@@ -242,7 +242,7 @@ class Worker:
             if not until_idle:  # nothing to send on: it waits to be stopped, as it says it does
                 await stop.wait()
             return 0
-        flight = Flight(self._call, late=self._late, patience=self._patience)
+        flight = Flight(self._call, late=self._late)
         settler = asyncio.ensure_future(self._settler(flight))
         # Claim once a few rows have room (not one by one), or at once when nothing is held.
         refill = max(1, self._concurrency // 8)
